@@ -1,0 +1,141 @@
+import NIOCore
+
+/// A bad command-line argument or command word, with a message that names it.
+public struct ConfigurationError: Error, Equatable, CustomStringConvertible {
+    public let message: String
+    public init(_ message: String) { self.message = message }
+    public var description: String { message }
+}
+
+/// Where penha listens: `port`, `host:port`, `[v6]:port`, pen's `:::port`, or a Unix socket path.
+public enum ListenAddress: Equatable, Sendable, CustomStringConvertible {
+    case inet(host: String, port: Int)
+    case unix(path: String)
+
+    public static func parse(_ text: String) throws -> ListenAddress {
+        if text.contains("/") { return .unix(path: text) }
+        if let port = Int(text) { return .inet(host: "0.0.0.0", port: try validPort(port, in: text)) }
+        let (host, port) = try parseHostPort(text, what: "listen address")
+        return .inet(host: host, port: port)
+    }
+
+    public var port: Int? {
+        if case .inet(_, let port) = self { return port }
+        return nil
+    }
+
+    public var description: String {
+        switch self {
+        case .inet(let host, let port): return host.contains(":") ? "[\(host)]:\(port)" : "\(host):\(port)"
+        case .unix(let path): return path
+        }
+    }
+}
+
+/// `host:port`, `[v6]:port`, or with an unbracketed IPv6 host the last colon separates the
+/// port (pen's `:::8080` is all IPv6 addresses, port 8080).
+public func parseHostPort(_ text: String, what: String) throws -> (host: String, port: Int) {
+    let host: Substring
+    let portText: Substring
+    if text.hasPrefix("[") {
+        guard let close = text.firstIndex(of: "]"),
+              text[text.index(after: close)...].hasPrefix(":") else {
+            throw ConfigurationError("bad \(what) '\(text)': expected [address]:port")
+        }
+        host = text[text.index(after: text.startIndex)..<close]
+        portText = text[text.index(close, offsetBy: 2)...]
+    } else {
+        guard let colon = text.lastIndex(of: ":") else {
+            throw ConfigurationError("bad \(what) '\(text)': expected host:port")
+        }
+        host = text[..<colon]
+        portText = text[text.index(after: colon)...]
+    }
+    guard !host.isEmpty else { throw ConfigurationError("bad \(what) '\(text)': no host") }
+    guard let port = Int(portText) else {
+        throw ConfigurationError("bad \(what) '\(text)': port '\(portText)' is not a number")
+    }
+    return (String(host), try validPort(port, in: text))
+}
+
+func validPort(_ port: Int, in text: String) throws -> Int {
+    guard (1...65535).contains(port) else {
+        throw ConfigurationError("bad port in '\(text)': \(port) is not within 1-65535")
+    }
+    return port
+}
+
+/// A backend as pen writes it: `host[:port[:maxc[:hard[:weight[:prio]]]]]`, host being a
+/// name, an IPv4 address or a bracketed IPv6 address. The port defaults to the listen port.
+public struct ServerSpec: Equatable, Sendable {
+    public var host: String
+    public var port: Int
+    public var maxConnections = 0
+    public var hardLimit = 0
+    public var weight = 1
+    public var priority = 0
+
+    public init(host: String, port: Int, maxConnections: Int = 0, hardLimit: Int = 0,
+                weight: Int = 1, priority: Int = 0) {
+        self.host = host
+        self.port = port
+        self.maxConnections = maxConnections
+        self.hardLimit = hardLimit
+        self.weight = weight
+        self.priority = priority
+    }
+
+    /// `defaultPort` is the listen port; a Unix-socket listener has none, so ports are required.
+    public static func parse(_ text: String, defaultPort: Int?) throws -> ServerSpec {
+        let host: String
+        let rest: Substring
+        if text.hasPrefix("[") {
+            guard let close = text.firstIndex(of: "]") else {
+                throw ConfigurationError("bad server '\(text)': missing ']' after the IPv6 address")
+            }
+            host = String(text[text.index(after: text.startIndex)..<close])
+            rest = text[text.index(after: close)...]
+            guard rest.isEmpty || rest.hasPrefix(":") else {
+                throw ConfigurationError("bad server '\(text)': expected ':' after ']'")
+            }
+        } else {
+            let colon = text.firstIndex(of: ":") ?? text.endIndex
+            host = String(text[..<colon])
+            rest = text[colon...]
+        }
+        guard !host.isEmpty else { throw ConfigurationError("bad server '\(text)': no host") }
+        let fields = rest.isEmpty ? [] : rest.dropFirst().split(separator: ":", omittingEmptySubsequences: false)
+        let names = ["port", "maxc", "hard", "weight", "prio"]
+        guard fields.count <= names.count else {
+            throw ConfigurationError("bad server '\(text)': more than host:port:maxc:hard:weight:prio")
+        }
+        var numbers: [Int] = []
+        for (field, name) in zip(fields, names) {
+            guard let number = Int(field), number >= 0 else {
+                throw ConfigurationError("bad server '\(text)': \(name) '\(field)' is not a non-negative number")
+            }
+            numbers.append(number)
+        }
+        guard let port = try numbers.first.map({ try validPort($0, in: text) }) ?? defaultPort else {
+            throw ConfigurationError("bad server '\(text)': a port is needed when listening on a Unix socket")
+        }
+        var spec = ServerSpec(host: host, port: port)
+        if numbers.count > 1 { spec.maxConnections = numbers[1] }
+        if numbers.count > 2 { spec.hardLimit = numbers[2] }
+        if numbers.count > 3 { spec.weight = numbers[3] }
+        if numbers.count > 4 { spec.priority = numbers[4] }
+        return spec
+    }
+
+    /// Resolves the host (a blocking lookup: done at start and on reconfiguration, never per connection).
+    public func resolve() throws -> Server {
+        let address: SocketAddress
+        do {
+            address = try SocketAddress.makeAddressResolvingHost(host, port: port)
+        } catch {
+            throw ConfigurationError("cannot resolve server host '\(host)'")
+        }
+        return Server(host: host, port: port, address: address, maxConnections: maxConnections,
+                      hardLimit: hardLimit, weight: weight, priority: priority)
+    }
+}

@@ -1,0 +1,79 @@
+import NIOCore
+
+/// Everything the balancer decides, with no I/O: the server and client tables, the
+/// selection, and the lifecycle of one client connection through them. The NIO code calls
+/// these in order: `accept`, then `nextTarget` / `connectFailed` until one `connected`,
+/// then `finished`. Time comes in as an argument so every decision is testable.
+public struct BalancerState: Sendable {
+    public var servers: ServerTable
+    public var clients: ClientTable
+    public var selection: Selection
+    /// `-b`: how long a server that failed to connect is left out.
+    public var blacklistTime: TimeAmount
+    public private(set) var activeConnections = 0
+    public private(set) var totalConnections: UInt64 = 0
+
+    /// One client connection on its way to a server.
+    public struct Placement: Sendable {
+        public let client: ClientKey
+        public let clientSlot: Int
+        /// The server the client used last, which may exceed its soft limit.
+        public let tracked: Int?
+        fileprivate var plan: FailoverPlan
+    }
+
+    public init(servers: ServerTable, clients: ClientTable, selection: Selection = Selection(),
+                blacklistTime: TimeAmount = .seconds(30)) {
+        self.servers = servers
+        self.clients = clients
+        self.selection = selection
+        self.blacklistTime = blacklistTime
+    }
+
+    public mutating func accept(client: ClientKey, now: NIODeadline) -> Placement {
+        let tracked = selection.roundRobin ? nil : clients.trackedServer(of: client, now: now)
+        let slot = clients.connect(client, now: now)
+        let initial = selection.initialServer(for: client, tracked: tracked, servers: servers, now: now)
+        let plan = FailoverPlan(initial: initial, serverCount: servers.count, stubborn: selection.stubborn)
+        return Placement(client: client, clientSlot: slot, tracked: tracked, plan: plan)
+    }
+
+    /// The next target to connect to, skipping blacklisted and full ones; nil when the
+    /// client must be closed.
+    public mutating func nextTarget(_ placement: inout Placement, now: NIODeadline) -> Target? {
+        while let target = placement.plan.next() {
+            let returning = target == placement.tracked.map(Target.server)
+            if servers[target]?.isAvailable(now: now, returning: returning) == true { return target }
+        }
+        return nil
+    }
+
+    /// pen blacklists a server whose connect fails, for `-b` seconds.
+    public mutating func connectFailed(_ target: Target, now: NIODeadline) {
+        servers.blacklist(target, until: now + blacklistTime)
+    }
+
+    public mutating func connected(_ placement: Placement, to target: Target) {
+        servers[target]?.connections += 1
+        servers[target]?.totalConnections += 1
+        servers[target]?.blacklistedUntil = nil
+        activeConnections += 1
+        totalConnections += 1
+        // The emergency server is a last resort, not a place to send the client back to.
+        if case .server(let index) = target {
+            clients.setServer(index, slot: placement.clientSlot, key: placement.client)
+        }
+    }
+
+    /// A connection ended after relaying `sent` bytes to the server and `received` from it.
+    public mutating func finished(_ placement: Placement, target: Target, sent: UInt64, received: UInt64) {
+        if var server = servers[target] {
+            server.connections = max(0, server.connections - 1)
+            server.sent &+= sent
+            server.received &+= received
+            servers[target] = server
+        }
+        activeConnections = max(0, activeConnections - 1)
+        clients.addBytes(slot: placement.clientSlot, key: placement.client, sent: received, received: sent)
+    }
+}

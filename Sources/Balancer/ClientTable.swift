@@ -1,0 +1,166 @@
+import NIOCore
+
+/// A client's identity for tracking: its IP address only (pen tracks hosts, not ports).
+/// IPv4 is stored in its IPv4-mapped IPv6 form so that a client reaching a dual-stack
+/// listener as ::ffff:a.b.c.d is the same client as a.b.c.d.
+public struct ClientKey: Hashable, Sendable {
+    public let high: UInt64
+    public let low: UInt64
+
+    public init(high: UInt64, low: UInt64) {
+        self.high = high
+        self.low = low
+    }
+
+    public init(ipv4 address: UInt32) {
+        self.init(high: 0, low: 0xFFFF_0000_0000 | UInt64(address))
+    }
+
+    /// Unix-socket clients have no address; pen counts them all as one client.
+    public static let local = ClientKey(high: 0, low: 0)
+
+    public init(_ address: SocketAddress?) {
+        switch address {
+        case .v4(let v4):
+            self.init(ipv4: UInt32(bigEndian: v4.address.sin_addr.s_addr))
+        case .v6(let v6):
+            var high: UInt64 = 0
+            var low: UInt64 = 0
+            withUnsafeBytes(of: v6.address.sin6_addr) { bytes in
+                for index in 0..<8 { high = high << 8 | UInt64(bytes[index]) }
+                for index in 8..<16 { low = low << 8 | UInt64(bytes[index]) }
+            }
+            self.init(high: high, low: low)
+        default:
+            self = .local
+        }
+    }
+}
+
+/// pen's client table: a fixed number of slots (`-c`), each remembering the server a client
+/// used last. When the table is full the least recently used slot is reused; with a tracking
+/// time (`-T`) entries older than that are forgotten.
+/// Lookup, touch and eviction are O(1): a dictionary finds the slot, and a doubly linked list
+/// through the slots keeps them in order of use.
+public struct ClientTable: Sendable {
+    public struct Entry: Equatable, Sendable {
+        public var key: ClientKey
+        public var server: Int?
+        public var lastUsed: NIODeadline
+        public var connections: UInt64 = 0
+        /// Bytes relayed to the client and from it.
+        public var sent: UInt64 = 0
+        public var received: UInt64 = 0
+    }
+
+    public let capacity: Int
+    /// Tracking time: entries not used for this long are forgotten; nil keeps them forever.
+    public var trackingTime: TimeAmount?
+    private var entries: [Entry] = []
+    private var slotOfKey: [ClientKey: Int] = [:]
+    // Use order: `newest` is the most recently used slot, `oldest` the next one to reuse.
+    private var newerSlot: [Int] = []
+    private var olderSlot: [Int] = []
+    private var newest = -1
+    private var oldest = -1
+
+    public init(capacity: Int, trackingTime: TimeAmount? = nil) {
+        precondition(capacity > 0, "the client table needs at least one slot")
+        self.capacity = capacity
+        self.trackingTime = trackingTime
+        entries.reserveCapacity(capacity)
+    }
+
+    public var count: Int { entries.count }
+
+    /// Entries from the most recently used to the least.
+    public var byRecentUse: [(slot: Int, entry: Entry)] {
+        var result: [(slot: Int, entry: Entry)] = []
+        var slot = newest
+        while slot >= 0 {
+            result.append((slot, entries[slot]))
+            slot = olderSlot[slot]
+        }
+        return result
+    }
+
+    public func entry(slot: Int) -> Entry? {
+        entries.indices.contains(slot) ? entries[slot] : nil
+    }
+
+    /// The server a client used last, unless it has been forgotten.
+    public func trackedServer(of key: ClientKey, now: NIODeadline) -> Int? {
+        guard let slot = slotOfKey[key], !isExpired(entries[slot], now: now) else { return nil }
+        return entries[slot].server
+    }
+
+    /// Records a new connection from `key` and returns its slot: the client's own slot if it
+    /// has one, else a fresh one, else the least recently used one. An expired or reused slot
+    /// starts with empty counters and no server.
+    @discardableResult
+    public mutating func connect(_ key: ClientKey, now: NIODeadline) -> Int {
+        let slot: Int
+        if let existing = slotOfKey[key] {
+            slot = existing
+            if isExpired(entries[slot], now: now) {
+                entries[slot] = Entry(key: key, server: nil, lastUsed: now)
+            }
+            unlink(slot)
+        } else if entries.count < capacity {
+            slot = entries.count
+            entries.append(Entry(key: key, server: nil, lastUsed: now))
+            newerSlot.append(-1)
+            olderSlot.append(-1)
+        } else {
+            slot = oldest
+            unlink(slot)
+            slotOfKey[entries[slot].key] = nil
+            entries[slot] = Entry(key: key, server: nil, lastUsed: now)
+        }
+        slotOfKey[key] = slot
+        entries[slot].lastUsed = now
+        entries[slot].connections += 1
+        linkAsNewest(slot)
+        return slot
+    }
+
+    /// Remembers the server a client was connected to, if the slot still belongs to it.
+    public mutating func setServer(_ server: Int, slot: Int, key: ClientKey) {
+        guard entries.indices.contains(slot), entries[slot].key == key else { return }
+        entries[slot].server = server
+    }
+
+    /// Forgets the servers clients used, for example when server numbers change meaning.
+    public mutating func forgetServer(_ server: Int) {
+        for slot in entries.indices where entries[slot].server == server {
+            entries[slot].server = nil
+        }
+    }
+
+    public mutating func addBytes(slot: Int, key: ClientKey, sent: UInt64, received: UInt64) {
+        guard entries.indices.contains(slot), entries[slot].key == key else { return }
+        entries[slot].sent &+= sent
+        entries[slot].received &+= received
+    }
+
+    private func isExpired(_ entry: Entry, now: NIODeadline) -> Bool {
+        guard let trackingTime else { return false }
+        return entry.lastUsed + trackingTime < now
+    }
+
+    private mutating func unlink(_ slot: Int) {
+        let newer = newerSlot[slot]
+        let older = olderSlot[slot]
+        if newer >= 0 { olderSlot[newer] = older } else { newest = older }
+        if older >= 0 { newerSlot[older] = newer } else { oldest = newer }
+        newerSlot[slot] = -1
+        olderSlot[slot] = -1
+    }
+
+    private mutating func linkAsNewest(_ slot: Int) {
+        olderSlot[slot] = newest
+        newerSlot[slot] = -1
+        if newest >= 0 { newerSlot[newest] = slot } else { oldest = slot }
+        newest = slot
+    }
+}

@@ -1,0 +1,119 @@
+import NIOCore
+
+/// One side of a relayed connection: what its channel reads, the partner's channel writes.
+///
+/// - Backpressure: a read is held back while the partner's channel is not writable, so a
+///   slow reader slows the sender instead of growing memory (channels run with autoRead,
+///   whose reads pass through `read(context:)`).
+/// - Half-close: one side's FIN shuts the other side's output once its queued bytes are
+///   written; the connection ends when both directions are done.
+/// - Nothing queued is dropped when the other side closes: queued bytes are written first,
+///   bounded by `drainTimeout` so a reader that never reads cannot hold the connection.
+public final class RelayHandler: ChannelDuplexHandler {
+    public typealias InboundIn = ByteBuffer
+    public typealias OutboundIn = ByteBuffer
+    public typealias OutboundOut = ByteBuffer
+
+    /// Bytes this side's channel has read (and handed to the partner).
+    public private(set) var bytesRead: UInt64 = 0
+    private var partner: RelayHandler?
+    private var context: ChannelHandlerContext?
+    private var readHeldBack = false
+    private var inputClosed = false
+    private let drainTimeout: TimeAmount
+
+    private init(drainTimeout: TimeAmount) {
+        self.drainTimeout = drainTimeout
+    }
+
+    /// Two handlers that relay to each other: add one to each channel.
+    public static func pair(drainTimeout: TimeAmount = .seconds(60)) -> (RelayHandler, RelayHandler) {
+        let first = RelayHandler(drainTimeout: drainTimeout)
+        let second = RelayHandler(drainTimeout: drainTimeout)
+        first.partner = second
+        second.partner = first
+        return (first, second)
+    }
+
+    public func handlerAdded(context: ChannelHandlerContext) {
+        self.context = context
+    }
+
+    public func handlerRemoved(context: ChannelHandlerContext) {
+        self.context = nil
+        self.partner = nil
+    }
+
+    public func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        let buffer = unwrapInboundIn(data)
+        bytesRead += UInt64(buffer.readableBytes)
+        partner?.context?.write(wrapOutboundOut(buffer), promise: nil)
+    }
+
+    public func channelReadComplete(context: ChannelHandlerContext) {
+        partner?.context?.flush()
+    }
+
+    public func read(context: ChannelHandlerContext) {
+        if partner?.context?.channel.isWritable ?? true {
+            context.read()
+        } else {
+            readHeldBack = true
+        }
+    }
+
+    public func channelWritabilityChanged(context: ChannelHandlerContext) {
+        if context.channel.isWritable, let partner, partner.readHeldBack {
+            partner.readHeldBack = false
+            partner.context?.read()
+        }
+        context.fireChannelWritabilityChanged()
+    }
+
+    public func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
+        switch event {
+        case ChannelEvent.inputClosed:
+            inputClosed = true
+            partner?.partnerInputClosed()
+        case is IdleStateHandler.IdleStateEvent:
+            context.close(promise: nil)
+        default:
+            context.fireUserInboundEventTriggered(event)
+        }
+    }
+
+    public func channelInactive(context: ChannelHandlerContext) {
+        partner?.drainAndClose()
+        context.fireChannelInactive()
+    }
+
+    public func errorCaught(context: ChannelHandlerContext, error: Error) {
+        context.close(promise: nil)
+    }
+
+    /// The partner read EOF: pass the FIN on. If this side had already read its own EOF,
+    /// both directions are done.
+    private func partnerInputClosed() {
+        guard let context else { return }
+        if inputClosed {
+            drainAndClose()
+        } else {
+            // NIO shuts the socket's output only after the queued writes are written.
+            context.close(mode: .output, promise: nil)
+        }
+    }
+
+    /// Writes what is queued for this side, then closes it.
+    private func drainAndClose() {
+        guard let context, context.channel.isActive else {
+            context?.close(promise: nil)
+            return
+        }
+        let channel = context.channel
+        let forceClose = context.eventLoop.scheduleTask(in: drainTimeout) { channel.close(promise: nil) }
+        context.writeAndFlush(wrapOutboundOut(channel.allocator.buffer(capacity: 0))).whenComplete { _ in
+            forceClose.cancel()
+            channel.close(promise: nil)
+        }
+    }
+}

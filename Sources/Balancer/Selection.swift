@@ -1,0 +1,101 @@
+import NIOCore
+
+/// pen's server selection: which server a connection tries first, and in which order it
+/// fails over. The flags combine as pen's do; `prio` wins over `weight`, which wins over
+/// `hash`, which wins over round-robin.
+public struct Selection: Equatable, Sendable {
+    /// `-r`: skip the client table and go straight to the algorithm.
+    public var roundRobin = false
+    /// `-h`: hash of the client address.
+    public var hash = false
+    /// `-W`: least connections per weight.
+    public var weight = false
+    /// `prio`: lowest priority value among the available servers.
+    public var priority = false
+    /// `-s`: close the client when its first choice fails instead of failing over.
+    public var stubborn = false
+    /// The server round-robin chose last; the next choice starts after it.
+    public private(set) var lastRoundRobin = -1
+
+    public init() {}
+
+    /// The first server to try for a client, nil when no regular server can be chosen.
+    /// `tracked` is the server the client used last, if the table remembers one.
+    public mutating func initialServer(for client: ClientKey, tracked: Int?,
+                                       servers: ServerTable, now: NIODeadline) -> Int? {
+        guard servers.count > 0 else { return nil }
+        if !roundRobin, let tracked, tracked < servers.count { return tracked }
+        if priority { return byPriority(servers, now: now) }
+        if weight { return byWeight(servers, now: now) }
+        if hash { return Self.hashIndex(of: client, count: servers.count) }
+        return byRoundRobin(servers, now: now)
+    }
+
+    /// Stable across restarts and equal for IPv4 and IPv4-mapped clients.
+    static func hashIndex(of client: ClientKey, count: Int) -> Int {
+        // splitmix64 finaliser: spreads neighbouring addresses across servers.
+        var value = client.high ^ client.low
+        value = (value ^ (value >> 30)) &* 0xBF58_476D_1CE4_E5B9
+        value = (value ^ (value >> 27)) &* 0x94D0_49BB_1331_11EB
+        value ^= value >> 31
+        return Int(value % UInt64(count))
+    }
+
+    private mutating func byRoundRobin(_ servers: ServerTable, now: NIODeadline) -> Int? {
+        let count = servers.count
+        for step in 1...count {
+            let index = ((lastRoundRobin + step) % count + count) % count
+            if servers.servers[index].isAvailable(now: now) {
+                lastRoundRobin = index
+                return index
+            }
+        }
+        return nil
+    }
+
+    private func byWeight(_ servers: ServerTable, now: NIODeadline) -> Int? {
+        var best: (index: Int, load: Double)?
+        for (index, server) in servers.servers.enumerated()
+        where server.weight > 0 && server.isAvailable(now: now) {
+            let load = Double(server.connections) / Double(server.weight)
+            if best == nil || load < best!.load { best = (index, load) }
+        }
+        return best?.index
+    }
+
+    private func byPriority(_ servers: ServerTable, now: NIODeadline) -> Int? {
+        var best: Int?
+        for (index, server) in servers.servers.enumerated() where server.isAvailable(now: now) {
+            if best == nil || server.priority < servers.servers[best!].priority { best = index }
+        }
+        return best
+    }
+}
+
+/// The order in which one connection tries servers: its initial choice, then the servers
+/// after it round the ring once, then the emergency server (pen's failover_server).
+/// A stubborn plan stops after the initial choice.
+public struct FailoverPlan: Sendable {
+    public let initial: Int?
+    private let serverCount: Int
+    private let stubborn: Bool
+    private var step = 0
+
+    public init(initial: Int?, serverCount: Int, stubborn: Bool) {
+        self.initial = initial
+        self.serverCount = serverCount
+        self.stubborn = stubborn
+    }
+
+    /// The next target to consider, nil when the plan is exhausted. Bounded: at most
+    /// serverCount + 1 targets.
+    public mutating func next() -> Target? {
+        defer { step += 1 }
+        guard let initial else { return step == 0 && !stubborn ? .emergency : nil }
+        if step == 0 { return .server(initial) }
+        if stubborn { return nil }
+        if step < serverCount { return .server((initial + step) % serverCount) }
+        if step == serverCount { return .emergency }
+        return nil
+    }
+}

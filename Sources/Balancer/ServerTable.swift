@@ -1,0 +1,92 @@
+import NIOCore
+
+/// One backend, with pen's limits and the counters kept for the control socket.
+public struct Server: Equatable, Sendable {
+    /// The host as the operator wrote it (name or address), kept for `servers` and `write`.
+    public var host: String
+    public var port: Int
+    /// The resolved address connections go to.
+    public var address: SocketAddress
+    /// Soft limit on simultaneous connections (pen's maxc); 0 means unlimited.
+    public var maxConnections: Int = 0
+    /// Hard limit for returning clients once the soft limit is reached (pen's hard).
+    public var hardLimit: Int = 0
+    /// Weight for `-W`; a server with weight 0 is never chosen by weight (pen).
+    public var weight: Int = 1
+    /// Priority for `prio`: the lowest value wins.
+    public var priority: Int = 0
+    public var blacklistedUntil: NIODeadline?
+
+    public var connections: Int = 0
+    public var totalConnections: UInt64 = 0
+    /// Bytes relayed to the server and from it.
+    public var sent: UInt64 = 0
+    public var received: UInt64 = 0
+
+    public init(host: String, port: Int, address: SocketAddress, maxConnections: Int = 0,
+                hardLimit: Int = 0, weight: Int = 1, priority: Int = 0) {
+        self.host = host
+        self.port = port
+        self.address = address
+        self.maxConnections = maxConnections
+        self.hardLimit = hardLimit
+        self.weight = weight
+        self.priority = priority
+    }
+
+    public func isBlacklisted(now: NIODeadline) -> Bool {
+        guard let until = blacklistedUntil else { return false }
+        return now < until
+    }
+
+    /// pen's try_server: a server over its soft limit still takes a client that used it
+    /// last (`returning`), up to its hard limit.
+    public func isFull(returning: Bool) -> Bool {
+        guard maxConnections > 0, connections >= maxConnections else { return false }
+        return !returning || connections >= hardLimit
+    }
+
+    public func isAvailable(now: NIODeadline, returning: Bool = false) -> Bool {
+        !isBlacklisted(now: now) && !isFull(returning: returning)
+    }
+}
+
+/// Where a connection goes: one of the regular servers (by index), or the emergency server.
+public enum Target: Hashable, Sendable {
+    case server(Int)
+    case emergency
+}
+
+/// The regular servers, in ring order, and the emergency server of last resort (`-e`).
+public struct ServerTable: Sendable {
+    public var servers: [Server]
+    public var emergency: Server?
+
+    public init(servers: [Server], emergency: Server? = nil) {
+        self.servers = servers
+        self.emergency = emergency
+    }
+
+    public var count: Int { servers.count }
+
+    public subscript(target: Target) -> Server? {
+        get {
+            switch target {
+            case .server(let index): return servers.indices.contains(index) ? servers[index] : nil
+            case .emergency: return emergency
+            }
+        }
+        set {
+            guard let newValue else { return }
+            switch target {
+            case .server(let index) where servers.indices.contains(index): servers[index] = newValue
+            case .server: break
+            case .emergency: emergency = newValue
+            }
+        }
+    }
+
+    public mutating func blacklist(_ target: Target, until deadline: NIODeadline) {
+        self[target]?.blacklistedUntil = deadline
+    }
+}

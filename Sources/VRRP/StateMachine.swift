@@ -1,0 +1,344 @@
+/// The VRRP router state machine (RFC 5798 section 6.4; RFC 3768 section 6.4 for version 2) as a
+/// pure value, in the style of swift-nio-ssh's connection state machine: it never reads a clock,
+/// opens a socket or arms a timer. The caller feeds it events stamped with `now`, performs the
+/// returned `VRRPAction`s in order, and calls `tick(now:)` once `nextDeadline` has passed.
+
+/// A point in time: nanoseconds since an arbitrary origin, such as `NIODeadline.uptimeNanoseconds`.
+/// Durations in this file are nanoseconds too; intervals use VRRPv3's wire unit, centiseconds.
+public struct VRRPInstant: Comparable, Hashable, Sendable {
+    public var nanoseconds: UInt64
+
+    public init(nanoseconds: UInt64) {
+        self.nanoseconds = nanoseconds
+    }
+
+    public func advanced(by nanoseconds: UInt64) -> VRRPInstant {
+        VRRPInstant(nanoseconds: self.nanoseconds + nanoseconds)
+    }
+
+    public static func < (lhs: VRRPInstant, rhs: VRRPInstant) -> Bool {
+        lhs.nanoseconds < rhs.nanoseconds
+    }
+}
+
+/// The states of RFC 5798 section 6.4, plus Fault (link down) as keepalived names it.
+public enum VRRPState: String, Sendable {
+    case initialize = "INIT"
+    case backup = "BACKUP"
+    case master = "MASTER"
+    case fault = "FAULT"
+}
+
+/// What the caller must do, in the order given.
+public enum VRRPAction: Equatable, Sendable {
+    /// Multicast an advertisement. `interval` is in centiseconds for both versions
+    /// (for version 2 it is a whole number of seconds times 100).
+    case sendAdvertisement(priority: UInt8, interval: UInt16)
+    case addVirtualAddresses
+    case removeVirtualAddresses
+    /// Gratuitous ARP / unsolicited Neighbor Advertisement for the virtual addresses;
+    /// the caller repeats them as it sees fit.
+    case announce
+    case transition(from: VRRPState, to: VRRPState, reason: String)
+}
+
+/// A state change, kept for status display.
+public struct VRRPTransition: Equatable, Sendable {
+    public var from: VRRPState
+    public var to: VRRPState
+    public var reason: String
+    public var at: VRRPInstant
+}
+
+public enum VRRPConfigurationError: Error, Equatable, CustomStringConvertible {
+    case vrid
+    case priority
+    case advertisementInterval(UInt16)
+
+    public var description: String {
+        switch self {
+        case .vrid: return "VRRP virtual router id must be 1...255"
+        case .priority: return "VRRP priority must be 1...255 (255 only for the address owner)"
+        case .advertisementInterval(let value):
+            return "VRRP advertisement interval \(value) cs is invalid: version 3 takes 1...4095 centiseconds, "
+                + "version 2 whole seconds 1...255"
+        }
+    }
+}
+
+public struct VRRPConfiguration: Equatable, Sendable {
+    public enum Version: UInt8, Sendable {
+        case v2 = 2
+        case v3 = 3
+    }
+
+    public var version: Version
+    public var vrid: UInt8
+    /// 1...255; 255 means we own the virtual addresses (RFC 5798 section 6.1).
+    public var priority: UInt8
+    /// Centiseconds. Version 3 carries 12 bits (1...4095); version 2 whole seconds (100...25500, step 100).
+    public var advertisementInterval: UInt16
+    /// Whether a higher-priority backup takes over from a lower-priority master (RFC 5798 section 6.1).
+    public var preempt: Bool
+    /// Seconds after startup (`start` or `interfaceUp`) during which a backup does not preempt a
+    /// lower-priority master, as keepalived's `preempt_delay`; it follows that master meanwhile,
+    /// so takeover happens one Master_Down_Interval after the first advertisement it discards.
+    public var preemptDelay: UInt16?
+    /// Our own address on the interface: breaks priority ties and is reported as master address.
+    public var primaryAddress: IPAddress
+
+    public init(
+        version: Version, vrid: UInt8, priority: UInt8, advertisementInterval: UInt16 = 100,
+        preempt: Bool = true, preemptDelay: UInt16? = nil, primaryAddress: IPAddress
+    ) throws {
+        guard vrid != 0 else { throw VRRPConfigurationError.vrid }
+        guard priority != 0 else { throw VRRPConfigurationError.priority }
+        let validInterval: Bool
+        switch version {
+        case .v2: validInterval = advertisementInterval % 100 == 0 && (100...25500).contains(advertisementInterval)
+        case .v3: validInterval = (1...4095).contains(advertisementInterval)
+        }
+        guard validInterval else { throw VRRPConfigurationError.advertisementInterval(advertisementInterval) }
+        self.version = version
+        self.vrid = vrid
+        self.priority = priority
+        self.advertisementInterval = advertisementInterval
+        self.preempt = preempt
+        self.preemptDelay = preemptDelay
+        self.primaryAddress = primaryAddress
+    }
+}
+
+public struct VRRPStateMachine: Sendable {
+    public let configuration: VRRPConfiguration
+    /// The priority used wherever the RFC says Priority (adverts, Skew_Time, comparisons).
+    /// Only a configured owner may run at 255, and 255 is what makes it behave as the owner.
+    public private(set) var effectivePriority: UInt8
+    /// The sender of the last accepted advertisement, ourselves when master, nil when unknown.
+    public private(set) var masterAddress: IPAddress?
+    /// Master_Adver_Interval in centiseconds (RFC 5798 section 6.1).
+    public private(set) var masterAdvertInterval: UInt16
+    public private(set) var lastTransition: VRRPTransition?
+
+    private var phase: Phase = .initialize
+    private var preemptNotBefore = VRRPInstant(nanoseconds: 0)
+
+    private enum Phase: Sendable {
+        case initialize
+        case backup(masterDownAt: VRRPInstant, cause: TakeoverCause)
+        case master(advertAt: VRRPInstant)
+        case fault
+    }
+
+    /// Why the Master_Down_Timer would fire; only for the transition reason.
+    private enum TakeoverCause: Sendable {
+        case silence
+        case resigned(IPAddress)
+        case preempting(priority: UInt8, sender: IPAddress)
+
+        var reason: String {
+            switch self {
+            case .silence: return "master down timer expired"
+            case .resigned(let sender): return "priority 0 from \(sender)"
+            case .preempting(let priority, let sender): return "preempted lower priority \(priority) from \(sender)"
+            }
+        }
+    }
+
+    private static let nanosecondsPerCentisecond: UInt64 = 10_000_000
+    private static let nanosecondsPerSecond: UInt64 = 1_000_000_000
+
+    public init(configuration: VRRPConfiguration) {
+        self.configuration = configuration
+        self.effectivePriority = configuration.priority
+        self.masterAdvertInterval = configuration.advertisementInterval
+    }
+
+    public var state: VRRPState {
+        switch phase {
+        case .initialize: return .initialize
+        case .backup: return .backup
+        case .master: return .master
+        case .fault: return .fault
+        }
+    }
+
+    public var configuredPriority: UInt8 { configuration.priority }
+
+    /// When `tick(now:)` must next be called; nil when no timer is armed (Initialize, Fault).
+    public var nextDeadline: VRRPInstant? {
+        switch phase {
+        case .backup(let masterDownAt, _): return masterDownAt
+        case .master(let advertAt): return advertAt
+        case .initialize, .fault: return nil
+        }
+    }
+
+    /// Skew_Time in nanoseconds, from the effective priority.
+    var skewTime: UInt64 {
+        let weight = UInt64(256 - Int(effectivePriority))
+        switch configuration.version {
+        case .v2:  // RFC 3768 section 6.1: (256 - Priority) / 256 seconds
+            return weight * Self.nanosecondsPerSecond / 256
+        case .v3:  // RFC 5798 section 6.1: ((256 - Priority) * Master_Adver_Interval) / 256 centiseconds
+            return weight * UInt64(masterAdvertInterval) / 256 * Self.nanosecondsPerCentisecond
+        }
+    }
+
+    /// Master_Down_Interval in nanoseconds. Version 2 never adopts the master's interval,
+    /// so there `masterAdvertInterval` is always our own Advertisement_Interval.
+    var masterDownInterval: UInt64 {
+        3 * UInt64(masterAdvertInterval) * Self.nanosecondsPerCentisecond + skewTime
+    }
+
+    // MARK: Events
+
+    public mutating func start(now: VRRPInstant) -> [VRRPAction] {
+        guard case .initialize = phase else { return [] }
+        return startUp(reason: "startup", now: now)
+    }
+
+    public mutating func advertisementReceived(
+        priority: UInt8, maxAdvertInterval: UInt16, sender: IPAddress, now: VRRPInstant
+    ) -> [VRRPAction] {
+        switch phase {
+        case .initialize, .fault:
+            return []
+
+        case .backup(let masterDownAt, _):
+            // RFC 5798 section 6.4.2
+            if priority == 0 {
+                phase = .backup(masterDownAt: now.advanced(by: skewTime), cause: .resigned(sender))
+            } else if priority >= effectivePriority || !mayPreempt(now: now) {
+                follow(master: sender, interval: maxAdvertInterval)
+                phase = downTimerArmed(now: now)
+            } else {
+                // Discarded: the down timer runs out and we take over.
+                phase = .backup(masterDownAt: masterDownAt, cause: .preempting(priority: priority, sender: sender))
+            }
+            return []
+
+        case .master:
+            // RFC 5798 section 6.4.3
+            if priority == 0 {
+                phase = adverTimerArmed(now: now)
+                return [advertisement]
+            }
+            let reason: String
+            if priority > effectivePriority {
+                reason = "higher priority \(priority) from \(sender)"
+            } else if priority == effectivePriority && sender > configuration.primaryAddress {
+                reason = "equal priority \(priority) from higher address \(sender)"
+            } else {
+                return []
+            }
+            follow(master: sender, interval: maxAdvertInterval)
+            return [.removeVirtualAddresses, enter(downTimerArmed(now: now), reason: reason, now: now)]
+        }
+    }
+
+    /// Fires whichever timer is due; does nothing before `nextDeadline`.
+    public mutating func tick(now: VRRPInstant) -> [VRRPAction] {
+        switch phase {
+        case .master(let advertAt) where now >= advertAt:
+            // RFC 5798 section 6.4.3: Adver_Timer fires
+            phase = adverTimerArmed(now: now)
+            return [advertisement]
+        case .backup(let masterDownAt, let cause) where now >= masterDownAt:
+            // RFC 5798 section 6.4.2: Master_Down_Timer fires
+            return becomeMaster(reason: cause.reason, now: now)
+        default:
+            return []
+        }
+    }
+
+    /// Stops the instance (→ Initialize); a master first says goodbye with priority 0.
+    public mutating func shutdown(now: VRRPInstant) -> [VRRPAction] {
+        leave(to: .initialize, reason: "shutdown", now: now)
+    }
+
+    /// The link is gone (→ Fault): give up the addresses; no advertisement can leave anyway.
+    public mutating func interfaceDown(now: VRRPInstant) -> [VRRPAction] {
+        leave(to: .fault, reason: "interface down", now: now)
+    }
+
+    /// Leaves Fault the way `start` leaves Initialize, preempt delay included.
+    public mutating func interfaceUp(now: VRRPInstant) -> [VRRPAction] {
+        guard case .fault = phase else { return [] }
+        return startUp(reason: "interface up", now: now)
+    }
+
+    /// Health coupling: the priority to advertise and compare with from now on, clamped to 1...254
+    /// (1...255 for a configured owner; 0 is reserved for the shutdown advert). Nothing happens at
+    /// once: a master that drops below a peer is preempted by it, and a backup that rises above
+    /// the master discards its adverts and takes over when its down timer runs out. An owner
+    /// lowered below 255 behaves as an ordinary router until restored.
+    public mutating func setEffectivePriority(_ priority: UInt8) {
+        effectivePriority = min(max(priority, 1), configuration.priority == 255 ? 255 : 254)
+    }
+
+    // MARK: Helpers
+
+    private var advertisement: VRRPAction {
+        .sendAdvertisement(priority: effectivePriority, interval: configuration.advertisementInterval)
+    }
+
+    private func adverTimerArmed(now: VRRPInstant) -> Phase {
+        .master(advertAt: now.advanced(by: UInt64(configuration.advertisementInterval) * Self.nanosecondsPerCentisecond))
+    }
+
+    private func downTimerArmed(now: VRRPInstant) -> Phase {
+        .backup(masterDownAt: now.advanced(by: masterDownInterval), cause: .silence)
+    }
+
+    /// RFC 5798 section 6.1: the owner always preempts, whatever Preempt_Mode says.
+    private func mayPreempt(now: VRRPInstant) -> Bool {
+        effectivePriority == 255 || (configuration.preempt && now >= preemptNotBefore)
+    }
+
+    /// Records the master we now listen to; only version 3 adopts its interval (RFC 5798 section 6.4.2).
+    private mutating func follow(master: IPAddress?, interval: UInt16) {
+        masterAddress = master
+        if configuration.version == .v3 { masterAdvertInterval = interval }
+    }
+
+    /// RFC 5798 section 6.4.1
+    private mutating func startUp(reason: String, now: VRRPInstant) -> [VRRPAction] {
+        preemptNotBefore = now.advanced(by: UInt64(configuration.preemptDelay ?? 0) * Self.nanosecondsPerSecond)
+        if effectivePriority == 255 {
+            return becomeMaster(reason: reason + " as address owner", now: now)
+        }
+        follow(master: nil, interval: configuration.advertisementInterval)
+        return [enter(downTimerArmed(now: now), reason: reason, now: now)]
+    }
+
+    private mutating func becomeMaster(reason: String, now: VRRPInstant) -> [VRRPAction] {
+        masterAddress = configuration.primaryAddress
+        masterAdvertInterval = configuration.advertisementInterval
+        let change = enter(adverTimerArmed(now: now), reason: reason, now: now)
+        return [advertisement, .addVirtualAddresses, .announce, change]
+    }
+
+    /// Shared by shutdown (→ Initialize) and interface down (→ Fault).
+    private mutating func leave(to target: VRRPState, reason: String, now: VRRPInstant) -> [VRRPAction] {
+        guard state != .initialize, state != target else { return [] }
+        var actions: [VRRPAction] = []
+        if state == .master {
+            // RFC 5798 section 6.4.3 Shutdown: priority 0 lets a backup take over after Skew_Time.
+            if target == .initialize {
+                actions.append(.sendAdvertisement(priority: 0, interval: configuration.advertisementInterval))
+            }
+            actions.append(.removeVirtualAddresses)
+        }
+        masterAddress = nil
+        actions.append(enter(target == .fault ? .fault : .initialize, reason: reason, now: now))
+        return actions
+    }
+
+    private mutating func enter(_ next: Phase, reason: String, now: VRRPInstant) -> VRRPAction {
+        let from = state
+        phase = next
+        lastTransition = VRRPTransition(from: from, to: state, reason: reason, at: now)
+        return .transition(from: from, to: state, reason: reason)
+    }
+}

@@ -1,0 +1,46 @@
+import ArgumentParser
+import Balancer
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+@main
+struct Penha {
+    static func main() {
+        do {
+            var command = try PenhaCommand.parseAsRoot()
+            try command.run()
+        } catch {
+            exit(reporting: error)
+        }
+    }
+
+    /// pen's convention: a bad argument exits 2 with one line naming it; help exits 0.
+    static func exit(reporting error: Error) -> Never {
+        if PenhaCommand.exitCode(for: error) == .success {
+            print(PenhaCommand.fullMessage(for: error))
+            Glibc.exit(0)
+        }
+        let message = (error as? ConfigurationError)?.message ?? PenhaCommand.message(for: error)
+        let line = message.split(separator: "\n").first.map(String.init) ?? "\(error)"
+        fputs("penha: \(line)\n", stderr)
+        Glibc.exit(error is RuntimeFailure ? 1 : 2)
+    }
+}
+
+/// A failure after the arguments were accepted (a port in use, say): exit status 1.
+struct RuntimeFailure: Error, CustomStringConvertible {
+    let description: String
+}
+
+struct PenhaCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "penha",
+        abstract: "pen, the load balancer, rebuilt in Swift with VRRP built in.",
+        subcommands: [RunCommand.self],
+        defaultSubcommand: RunCommand.self,
+        // pen's -h means hash; help is --help only.
+        helpNames: [.long]
+    )
+}

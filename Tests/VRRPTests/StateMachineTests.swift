@@ -1,0 +1,621 @@
+import XCTest
+@testable import VRRP
+
+/// Virtual time only: every instant is built from `t0` plus exact nanoseconds.
+private let t0 = VRRPInstant(nanoseconds: 1_000_000_000_000)
+private func cs(_ value: UInt64) -> UInt64 { value * 10_000_000 }
+private func seconds(_ value: UInt64) -> UInt64 { value * 1_000_000_000 }
+private func ip(_ text: String) -> IPAddress { IPAddress(text)! }
+
+private let ours = ip("192.0.2.1")
+private let higherPeer = ip("192.0.2.2")
+private let lowerPeer = ip("192.0.2.0")
+
+private func makeMachine(
+    version: VRRPConfiguration.Version = .v3, priority: UInt8 = 100, interval: UInt16 = 100,
+    preempt: Bool = true, preemptDelay: UInt16? = nil, primary: IPAddress = ours
+) throws -> VRRPStateMachine {
+    VRRPStateMachine(configuration: try VRRPConfiguration(
+        version: version, vrid: 7, priority: priority, advertisementInterval: interval,
+        preempt: preempt, preemptDelay: preemptDelay, primaryAddress: primary))
+}
+
+/// A non-owner started at `t0` and left alone until its down timer made it master.
+private func makeMaster(version: VRRPConfiguration.Version = .v3, priority: UInt8 = 100) throws -> VRRPStateMachine {
+    var machine = try makeMachine(version: version, priority: priority)
+    _ = machine.start(now: t0)
+    _ = machine.tick(now: machine.nextDeadline!)
+    XCTAssertEqual(machine.state, .master)
+    return machine
+}
+
+final class StateMachineTests: XCTestCase {
+
+    // MARK: Startup (RFC 5798 section 6.4.1)
+
+    func testOwnerBecomesMasterAtStart() throws {
+        var machine = try makeMachine(priority: 255)
+        XCTAssertEqual(machine.state, .initialize)
+        XCTAssertNil(machine.nextDeadline)
+
+        XCTAssertEqual(machine.start(now: t0), [
+            .sendAdvertisement(priority: 255, interval: 100),
+            .addVirtualAddresses,
+            .announce,
+            .transition(from: .initialize, to: .master, reason: "startup as address owner"),
+        ])
+        XCTAssertEqual(machine.state, .master)
+        XCTAssertEqual(machine.masterAddress, ours)
+        XCTAssertEqual(machine.nextDeadline, t0.advanced(by: seconds(1)))
+        XCTAssertEqual(machine.start(now: t0), [], "starting twice does nothing")
+    }
+
+    func testNonOwnerStartsAsBackupWithMasterDownTimer() throws {
+        var machine = try makeMachine(priority: 100, interval: 100)
+        XCTAssertEqual(machine.start(now: t0), [.transition(from: .initialize, to: .backup, reason: "startup")])
+        XCTAssertEqual(machine.state, .backup)
+        XCTAssertNil(machine.masterAddress)
+        XCTAssertEqual(machine.masterAdvertInterval, 100)
+        // Skew_Time = (156 * 100) / 256 = 60 cs; Master_Down_Interval = 300 + 60 cs.
+        XCTAssertEqual(machine.skewTime, cs(60))
+        XCTAssertEqual(machine.masterDownInterval, cs(360))
+        XCTAssertEqual(machine.nextDeadline, t0.advanced(by: cs(360)))
+    }
+
+    // MARK: Timers (RFC 5798 / RFC 3768 section 6.1)
+
+    func testBackupBecomesMasterExactlyAtMasterDownInterval() throws {
+        var machine = try makeMachine(priority: 100)
+        _ = machine.start(now: t0)
+        let deadline = t0.advanced(by: cs(360))
+
+        XCTAssertEqual(machine.tick(now: t0.advanced(by: cs(360) - 1)), [])
+        XCTAssertEqual(machine.state, .backup)
+        XCTAssertEqual(machine.nextDeadline, deadline)
+
+        XCTAssertEqual(machine.tick(now: deadline), [
+            .sendAdvertisement(priority: 100, interval: 100),
+            .addVirtualAddresses,
+            .announce,
+            .transition(from: .backup, to: .master, reason: "master down timer expired"),
+        ])
+        XCTAssertEqual(machine.state, .master)
+        XCTAssertEqual(machine.masterAddress, ours)
+        XCTAssertEqual(machine.lastTransition, VRRPTransition(
+            from: .backup, to: .master, reason: "master down timer expired", at: deadline))
+        XCTAssertEqual(machine.nextDeadline, deadline.advanced(by: seconds(1)))
+    }
+
+    func testV3SkewTimeUsesIntegerCentiseconds() throws {
+        XCTAssertEqual(try makeMachine(priority: 1, interval: 100).skewTime, cs(99))      // 25500 / 256
+        XCTAssertEqual(try makeMachine(priority: 254, interval: 100).skewTime, 0)         // 200 / 256
+        XCTAssertEqual(try makeMachine(priority: 100, interval: 4095).skewTime, cs(2495))  // 638820 / 256
+        XCTAssertEqual(try makeMachine(priority: 100, interval: 4095).masterDownInterval, cs(3 * 4095 + 2495))
+    }
+
+    func testV2TimingUsesWholeSecondsAndExactSkew() throws {
+        var machine = try makeMachine(version: .v2, priority: 100, interval: 100)
+        _ = machine.start(now: t0)
+        // Skew_Time = 156 / 256 s = 0.609375 s; Master_Down_Interval = 3 s + Skew_Time.
+        XCTAssertEqual(machine.skewTime, 609_375_000)
+        XCTAssertEqual(machine.nextDeadline, t0.advanced(by: 3_609_375_000))
+        XCTAssertEqual(machine.tick(now: t0.advanced(by: 3_609_375_000 - 1)), [])
+        XCTAssertEqual(machine.tick(now: t0.advanced(by: 3_609_375_000)).last,
+                       .transition(from: .backup, to: .master, reason: "master down timer expired"))
+    }
+
+    func testMasterResendsAdvertisementEveryInterval() throws {
+        var machine = try makeMaster()
+        var sent = 0
+        var now = machine.nextDeadline!
+        for _ in 0..<10 {
+            XCTAssertEqual(machine.tick(now: VRRPInstant(nanoseconds: now.nanoseconds - 1)), [])
+            XCTAssertEqual(machine.tick(now: now), [.sendAdvertisement(priority: 100, interval: 100)])
+            sent += 1
+            XCTAssertEqual(machine.nextDeadline, now.advanced(by: seconds(1)))
+            now = machine.nextDeadline!
+        }
+        XCTAssertEqual(sent, 10)
+        XCTAssertEqual(machine.state, .master)
+
+        // A late tick rearms from the moment it ran, without a burst of catch-up adverts.
+        let late = now.advanced(by: cs(250))
+        XCTAssertEqual(machine.tick(now: late), [.sendAdvertisement(priority: 100, interval: 100)])
+        XCTAssertEqual(machine.nextDeadline, late.advanced(by: seconds(1)))
+    }
+
+    // MARK: Backup receiving advertisements (RFC 5798 section 6.4.2)
+
+    func testAdvertsFromHigherPriorityMasterKeepBackupDown() throws {
+        var machine = try makeMachine(priority: 100)
+        _ = machine.start(now: t0)
+        for second in 1...30 {
+            let now = t0.advanced(by: seconds(UInt64(second)))
+            XCTAssertEqual(machine.tick(now: now), [])
+            XCTAssertEqual(machine.advertisementReceived(priority: 150, maxAdvertInterval: 100, sender: higherPeer, now: now), [])
+            XCTAssertEqual(machine.nextDeadline, now.advanced(by: cs(360)))
+        }
+        XCTAssertEqual(machine.state, .backup)
+        XCTAssertEqual(machine.masterAddress, higherPeer)
+    }
+
+    func testBackupFollowsEqualPriorityMasterWhateverItsAddress() throws {
+        var machine = try makeMachine(priority: 100)
+        _ = machine.start(now: t0)
+        let now = t0.advanced(by: seconds(3))
+        _ = machine.advertisementReceived(priority: 100, maxAdvertInterval: 100, sender: lowerPeer, now: now)
+        XCTAssertEqual(machine.masterAddress, lowerPeer)
+        XCTAssertEqual(machine.nextDeadline, now.advanced(by: cs(360)))
+    }
+
+    func testPriorityZeroAdvertLeadsToTakeoverAfterSkewTime() throws {
+        var machine = try makeMachine(priority: 100)
+        _ = machine.start(now: t0)
+        let heard = t0.advanced(by: seconds(1))
+        _ = machine.advertisementReceived(priority: 150, maxAdvertInterval: 100, sender: higherPeer, now: heard)
+        let bye = t0.advanced(by: cs(150))
+        XCTAssertEqual(machine.advertisementReceived(priority: 0, maxAdvertInterval: 100, sender: higherPeer, now: bye), [])
+        XCTAssertEqual(machine.nextDeadline, bye.advanced(by: cs(60)))
+
+        XCTAssertEqual(machine.tick(now: bye.advanced(by: cs(60) - 1)), [])
+        XCTAssertEqual(machine.tick(now: bye.advanced(by: cs(60))), [
+            .sendAdvertisement(priority: 100, interval: 100),
+            .addVirtualAddresses,
+            .announce,
+            .transition(from: .backup, to: .master, reason: "priority 0 from 192.0.2.2"),
+        ])
+    }
+
+    func testV2PriorityZeroUsesV2SkewTime() throws {
+        var machine = try makeMachine(version: .v2, priority: 200)
+        _ = machine.start(now: t0)
+        _ = machine.advertisementReceived(priority: 0, maxAdvertInterval: 100, sender: higherPeer, now: t0)
+        XCTAssertEqual(machine.nextDeadline, t0.advanced(by: 56 * 1_000_000_000 / 256))
+    }
+
+    func testV3BackupAdoptsMasterIntervalAndRecomputesDownInterval() throws {
+        var machine = try makeMachine(version: .v3, priority: 100, interval: 100)
+        _ = machine.start(now: t0)
+        let now = t0.advanced(by: seconds(1))
+        _ = machine.advertisementReceived(priority: 150, maxAdvertInterval: 300, sender: higherPeer, now: now)
+        XCTAssertEqual(machine.masterAdvertInterval, 300)
+        // Skew_Time = (156 * 300) / 256 = 182 cs.
+        XCTAssertEqual(machine.masterDownInterval, cs(900 + 182))
+        XCTAssertEqual(machine.nextDeadline, now.advanced(by: cs(1082)))
+    }
+
+    func testV2BackupKeepsItsOwnInterval() throws {
+        var machine = try makeMachine(version: .v2, priority: 100, interval: 100)
+        _ = machine.start(now: t0)
+        let now = t0.advanced(by: seconds(1))
+        _ = machine.advertisementReceived(priority: 150, maxAdvertInterval: 300, sender: higherPeer, now: now)
+        XCTAssertEqual(machine.masterAdvertInterval, 100)
+        XCTAssertEqual(machine.nextDeadline, now.advanced(by: 3_609_375_000))
+    }
+
+    // MARK: Preemption
+
+    func testPreemptingBackupTakesOverFromLowerPriorityMaster() throws {
+        var machine = try makeMachine(priority: 200)
+        _ = machine.start(now: t0)
+        // Skew_Time = (56 * 100) / 256 = 21 cs; Master_Down_Interval = 321 cs.
+        let deadline = t0.advanced(by: cs(321))
+        for second in 1...3 {
+            let now = t0.advanced(by: seconds(UInt64(second)))
+            XCTAssertEqual(machine.advertisementReceived(priority: 100, maxAdvertInterval: 100, sender: higherPeer, now: now), [])
+            XCTAssertEqual(machine.nextDeadline, deadline, "lower-priority adverts are discarded")
+        }
+        XCTAssertNil(machine.masterAddress)
+        XCTAssertEqual(machine.tick(now: deadline).last,
+                       .transition(from: .backup, to: .master, reason: "preempted lower priority 100 from 192.0.2.2"))
+    }
+
+    func testPreemptOffKeepsHigherPriorityBackupAsBackup() throws {
+        var machine = try makeMachine(priority: 200, preempt: false)
+        _ = machine.start(now: t0)
+        for second in 1...30 {
+            let now = t0.advanced(by: seconds(UInt64(second)))
+            XCTAssertEqual(machine.tick(now: now), [])
+            _ = machine.advertisementReceived(priority: 100, maxAdvertInterval: 100, sender: higherPeer, now: now)
+            XCTAssertEqual(machine.nextDeadline, now.advanced(by: cs(321)))
+        }
+        XCTAssertEqual(machine.state, .backup)
+        XCTAssertEqual(machine.masterAddress, higherPeer)
+
+        // Once the lower master falls silent, the backup still takes over.
+        let silentDeadline = t0.advanced(by: seconds(30) + cs(321))
+        XCTAssertEqual(machine.tick(now: silentDeadline).last,
+                       .transition(from: .backup, to: .master, reason: "master down timer expired"))
+    }
+
+    func testPreemptDelayDefersPreemptionAfterStartup() throws {
+        var machine = try makeMachine(priority: 200, preemptDelay: 10)
+        _ = machine.start(now: t0)
+        // Adverts at 1...9 s fall inside the delay and are followed; the one at 10 s is the first discarded.
+        for second in 1...12 {
+            let now = t0.advanced(by: seconds(UInt64(second)))
+            XCTAssertEqual(machine.tick(now: now), [], "no takeover at \(second) s")
+            _ = machine.advertisementReceived(priority: 100, maxAdvertInterval: 100, sender: higherPeer, now: now)
+        }
+        let deadline = t0.advanced(by: seconds(9) + cs(321))
+        XCTAssertEqual(machine.nextDeadline, deadline)
+        XCTAssertEqual(machine.tick(now: deadline).last,
+                       .transition(from: .backup, to: .master, reason: "preempted lower priority 100 from 192.0.2.2"))
+    }
+
+    func testPreemptDelayRestartsWhenInterfaceComesBack() throws {
+        var machine = try makeMachine(priority: 200, preemptDelay: 10)
+        _ = machine.start(now: t0)
+        _ = machine.interfaceDown(now: t0.advanced(by: seconds(60)))
+        let up = t0.advanced(by: seconds(70))
+        _ = machine.interfaceUp(now: up)
+        let now = up.advanced(by: seconds(5))
+        _ = machine.advertisementReceived(priority: 100, maxAdvertInterval: 100, sender: higherPeer, now: now)
+        XCTAssertEqual(machine.masterAddress, higherPeer, "still inside the delay after interface up")
+        XCTAssertEqual(machine.nextDeadline, now.advanced(by: cs(321)))
+    }
+
+    func testOwnerPreemptsEvenWithPreemptOffAndDelay() throws {
+        var machine = try makeMachine(priority: 255, preempt: false, preemptDelay: 100)
+        machine.setEffectivePriority(200)  // unhealthy owner starts as an ordinary router
+        XCTAssertEqual(machine.start(now: t0), [.transition(from: .initialize, to: .backup, reason: "startup")])
+        let followed = t0.advanced(by: seconds(1))
+        _ = machine.advertisementReceived(priority: 100, maxAdvertInterval: 100, sender: higherPeer, now: followed)
+        XCTAssertEqual(machine.masterAddress, higherPeer, "preempt off: a lower master is followed")
+
+        machine.setEffectivePriority(255)
+        _ = machine.advertisementReceived(priority: 100, maxAdvertInterval: 100, sender: higherPeer, now: t0.advanced(by: seconds(2)))
+        // Discarded now; the timer armed at priority 200 (300 + 21 cs) runs out.
+        let deadline = followed.advanced(by: cs(321))
+        XCTAssertEqual(machine.nextDeadline, deadline)
+        XCTAssertEqual(machine.tick(now: deadline).first, .sendAdvertisement(priority: 255, interval: 100))
+        XCTAssertEqual(machine.state, .master)
+    }
+
+    // MARK: Master receiving advertisements (RFC 5798 section 6.4.3)
+
+    func testMasterYieldsToHigherPriority() throws {
+        var machine = try makeMaster(priority: 100)
+        let now = t0.advanced(by: seconds(10))
+        XCTAssertEqual(machine.advertisementReceived(priority: 150, maxAdvertInterval: 200, sender: lowerPeer, now: now), [
+            .removeVirtualAddresses,
+            .transition(from: .master, to: .backup, reason: "higher priority 150 from 192.0.2.0"),
+        ])
+        XCTAssertEqual(machine.state, .backup)
+        XCTAssertEqual(machine.masterAddress, lowerPeer)
+        XCTAssertEqual(machine.masterAdvertInterval, 200)
+        // Skew_Time = (156 * 200) / 256 = 121 cs.
+        XCTAssertEqual(machine.nextDeadline, now.advanced(by: cs(600 + 121)))
+    }
+
+    func testMasterYieldsToEqualPriorityFromHigherAddress() throws {
+        var machine = try makeMaster(priority: 100)
+        let now = t0.advanced(by: seconds(10))
+        XCTAssertEqual(machine.advertisementReceived(priority: 100, maxAdvertInterval: 100, sender: higherPeer, now: now), [
+            .removeVirtualAddresses,
+            .transition(from: .master, to: .backup, reason: "equal priority 100 from higher address 192.0.2.2"),
+        ])
+        XCTAssertEqual(machine.nextDeadline, now.advanced(by: cs(360)))
+    }
+
+    func testMasterKeepsMastershipAgainstLowerPriorityAndEqualPriorityLowerAddress() throws {
+        var machine = try makeMaster(priority: 100)
+        let deadline = machine.nextDeadline
+        let now = t0.advanced(by: cs(400))
+        XCTAssertEqual(machine.advertisementReceived(priority: 99, maxAdvertInterval: 100, sender: higherPeer, now: now), [])
+        XCTAssertEqual(machine.advertisementReceived(priority: 100, maxAdvertInterval: 100, sender: lowerPeer, now: now), [])
+        XCTAssertEqual(machine.advertisementReceived(priority: 100, maxAdvertInterval: 100, sender: ours, now: now), [])
+        XCTAssertEqual(machine.state, .master)
+        XCTAssertEqual(machine.masterAddress, ours)
+        XCTAssertEqual(machine.nextDeadline, deadline)
+    }
+
+    func testMasterAnswersPriorityZeroAtOnceAndResetsAdverTimer() throws {
+        var machine = try makeMaster(priority: 100)
+        let now = t0.advanced(by: cs(400))  // master since 3.6 s, next advert due at 4.6 s
+        XCTAssertEqual(machine.advertisementReceived(priority: 0, maxAdvertInterval: 100, sender: higherPeer, now: now),
+                       [.sendAdvertisement(priority: 100, interval: 100)])
+        XCTAssertEqual(machine.state, .master)
+        XCTAssertEqual(machine.nextDeadline, now.advanced(by: seconds(1)))
+    }
+
+    // MARK: Shutdown, fault
+
+    func testShutdownFromMasterSendsPriorityZeroAndRemovesAddresses() throws {
+        var machine = try makeMaster(priority: 100)
+        let now = t0.advanced(by: seconds(20))
+        XCTAssertEqual(machine.shutdown(now: now), [
+            .sendAdvertisement(priority: 0, interval: 100),
+            .removeVirtualAddresses,
+            .transition(from: .master, to: .initialize, reason: "shutdown"),
+        ])
+        XCTAssertEqual(machine.state, .initialize)
+        XCTAssertNil(machine.nextDeadline)
+        XCTAssertNil(machine.masterAddress)
+        XCTAssertEqual(machine.tick(now: now.advanced(by: seconds(100))), [])
+        XCTAssertEqual(machine.advertisementReceived(priority: 0, maxAdvertInterval: 100, sender: higherPeer, now: now), [])
+        XCTAssertEqual(machine.shutdown(now: now), [])
+        XCTAssertEqual(machine.interfaceDown(now: now), [], "a stopped instance ignores the link")
+    }
+
+    func testShutdownFromBackupJustStopsAndCanRestart() throws {
+        var machine = try makeMachine(priority: 100)
+        _ = machine.start(now: t0)
+        XCTAssertEqual(machine.shutdown(now: t0.advanced(by: seconds(1))),
+                       [.transition(from: .backup, to: .initialize, reason: "shutdown")])
+        XCTAssertNil(machine.nextDeadline)
+        let again = t0.advanced(by: seconds(5))
+        XCTAssertEqual(machine.start(now: again), [.transition(from: .initialize, to: .backup, reason: "startup")])
+        XCTAssertEqual(machine.nextDeadline, again.advanced(by: cs(360)))
+    }
+
+    func testInterfaceDownFromMasterGoesToFaultAndUpRestarts() throws {
+        var machine = try makeMaster(priority: 100)
+        let down = t0.advanced(by: seconds(10))
+        XCTAssertEqual(machine.interfaceDown(now: down), [
+            .removeVirtualAddresses,
+            .transition(from: .master, to: .fault, reason: "interface down"),
+        ])
+        XCTAssertEqual(machine.state, .fault)
+        XCTAssertNil(machine.nextDeadline)
+        XCTAssertNil(machine.masterAddress)
+        XCTAssertEqual(machine.tick(now: down.advanced(by: seconds(100))), [])
+        XCTAssertEqual(machine.advertisementReceived(priority: 150, maxAdvertInterval: 100, sender: higherPeer, now: down), [])
+        XCTAssertEqual(machine.interfaceDown(now: down), [])
+        XCTAssertEqual(machine.start(now: down), [], "start only leaves Initialize")
+
+        let up = t0.advanced(by: seconds(20))
+        XCTAssertEqual(machine.interfaceUp(now: up), [.transition(from: .fault, to: .backup, reason: "interface up")])
+        XCTAssertEqual(machine.nextDeadline, up.advanced(by: cs(360)))
+        XCTAssertEqual(machine.interfaceUp(now: up), [], "already up")
+    }
+
+    func testInterfaceDownFromBackupSendsNothing() throws {
+        var machine = try makeMachine(priority: 100)
+        _ = machine.start(now: t0)
+        XCTAssertEqual(machine.interfaceDown(now: t0), [.transition(from: .backup, to: .fault, reason: "interface down")])
+        XCTAssertEqual(machine.shutdown(now: t0), [.transition(from: .fault, to: .initialize, reason: "shutdown")])
+    }
+
+    func testOwnerReturnsStraightToMasterOnInterfaceUp() throws {
+        var machine = try makeMachine(priority: 255)
+        _ = machine.start(now: t0)
+        _ = machine.interfaceDown(now: t0.advanced(by: seconds(1)))
+        XCTAssertEqual(machine.interfaceUp(now: t0.advanced(by: seconds(2))), [
+            .sendAdvertisement(priority: 255, interval: 100),
+            .addVirtualAddresses,
+            .announce,
+            .transition(from: .fault, to: .master, reason: "interface up as address owner"),
+        ])
+    }
+
+    // MARK: Effective priority (health coupling)
+
+    func testEffectivePriorityIsClampedAndUsedInAdvertsAndSkew() throws {
+        var machine = try makeMaster(priority: 100)
+        machine.setEffectivePriority(0)
+        XCTAssertEqual(machine.effectivePriority, 1)
+        machine.setEffectivePriority(255)
+        XCTAssertEqual(machine.effectivePriority, 254, "only a configured owner runs at 255")
+        machine.setEffectivePriority(40)
+        XCTAssertEqual(machine.configuredPriority, 100)
+        XCTAssertEqual(machine.skewTime, cs(216 * 100 / 256))
+        XCTAssertEqual(machine.tick(now: machine.nextDeadline!), [.sendAdvertisement(priority: 40, interval: 100)])
+
+        var owner = try makeMachine(priority: 255)
+        owner.setEffectivePriority(255)
+        XCTAssertEqual(owner.effectivePriority, 255)
+    }
+
+    func testEffectivePriorityDropMakesPeerPreempt() throws {
+        var network = Network(
+            try makeMachine(priority: 200, primary: ip("192.0.2.1")),
+            try makeMachine(priority: 100, primary: ip("192.0.2.2")))
+        network.start(at: t0)
+        network.run(until: t0.advanced(by: seconds(10)))
+        XCTAssertEqual(network.machines.map(\.state), [.master, .backup])
+
+        let drop = t0.advanced(by: cs(1050))
+        network.run(until: drop)
+        network.machines[0].setEffectivePriority(50)
+        network.run(until: t0.advanced(by: seconds(20)))
+        XCTAssertEqual(network.machines.map(\.state), [.backup, .master])
+        // A became master at 3.21 s and advertises every second; B last followed it at 10.21 s,
+        // discarded its priority-50 advert at 11.21 s and took over one Master_Down_Interval later.
+        let takeover = t0.advanced(by: cs(321 + 700 + 360))
+        XCTAssertEqual(network.machines[1].lastTransition, VRRPTransition(
+            from: .backup, to: .master, reason: "preempted lower priority 50 from 192.0.2.1", at: takeover))
+        XCTAssertEqual(network.machines[0].lastTransition, VRRPTransition(
+            from: .master, to: .backup, reason: "higher priority 100 from 192.0.2.2", at: takeover))
+        XCTAssertEqual(network.machines[0].masterAddress, ip("192.0.2.2"))
+    }
+
+    func testBackupWhosePriorityRisesAboveMasterPreemptsOnItsDownTimer() throws {
+        var machine = try makeMachine(priority: 200)
+        machine.setEffectivePriority(50)
+        _ = machine.start(now: t0)
+        var now = t0
+        for _ in 1...5 {
+            now = now.advanced(by: seconds(1))
+            _ = machine.advertisementReceived(priority: 100, maxAdvertInterval: 100, sender: higherPeer, now: now)
+        }
+        XCTAssertEqual(machine.masterAddress, higherPeer)
+        machine.setEffectivePriority(200)
+        let lastFollowed = now
+        for _ in 1...3 {
+            now = now.advanced(by: seconds(1))
+            XCTAssertEqual(machine.tick(now: now), [])
+            _ = machine.advertisementReceived(priority: 100, maxAdvertInterval: 100, sender: higherPeer, now: now)
+        }
+        // The armed timer was computed at priority 50: 300 + (206 * 100) / 256 = 380 cs.
+        XCTAssertEqual(machine.nextDeadline, lastFollowed.advanced(by: cs(380)))
+        XCTAssertEqual(machine.tick(now: lastFollowed.advanced(by: cs(380))).last,
+                       .transition(from: .backup, to: .master, reason: "preempted lower priority 100 from 192.0.2.2"))
+    }
+
+    // MARK: Configuration
+
+    func testConfigurationValidation() throws {
+        func check(_ version: VRRPConfiguration.Version, vrid: UInt8 = 1, priority: UInt8 = 100, interval: UInt16,
+                   _ expected: VRRPConfigurationError?, line: UInt = #line) {
+            do {
+                _ = try VRRPConfiguration(version: version, vrid: vrid, priority: priority,
+                                          advertisementInterval: interval, primaryAddress: ours)
+                XCTAssertNil(expected, line: line)
+            } catch {
+                XCTAssertEqual(error as? VRRPConfigurationError, expected, line: line)
+            }
+        }
+        check(.v3, vrid: 0, interval: 100, .vrid)
+        check(.v3, priority: 0, interval: 100, .priority)
+        check(.v3, interval: 0, .advertisementInterval(0))
+        check(.v3, interval: 4096, .advertisementInterval(4096))
+        check(.v3, interval: 1, nil)
+        check(.v3, interval: 4095, nil)
+        check(.v2, interval: 150, .advertisementInterval(150))
+        check(.v2, interval: 0, .advertisementInterval(0))
+        check(.v2, interval: 25600, .advertisementInterval(25600))
+        check(.v2, interval: 25500, nil)
+        check(.v2, priority: 255, interval: 100, nil)
+    }
+
+    // MARK: Invariants under arbitrary input
+
+    /// Drives machines with a seeded pseudo-random sequence of every input and checks after each one
+    /// that nextDeadline is the only (earliest) timer, that ticking before it is a no-op and at it is
+    /// not, and that address bookkeeping and transitions stay consistent.
+    func testInvariantsHoldUnderRandomInputs() throws {
+        var random = SplitMix(seed: 0x5EED)
+        let senders = [lowerPeer, ours, higherPeer]
+        var visited: Set<VRRPState> = []
+        for run in 0..<40 {
+            var machine = try makeMachine(
+                version: run % 2 == 0 ? .v3 : .v2, priority: [1, 100, 200, 254, 255][run % 5],
+                interval: run % 2 == 0 ? UInt16(1 + random.next(4095)) : 100,
+                preempt: run % 3 != 0, preemptDelay: run % 4 == 0 ? 5 : nil)
+            var now = t0
+            var addressesHeld = false
+            for step in 0..<400 {
+                // An event loop: a timer due before the next external event fires first.
+                let eventTime = now.advanced(by: random.next(seconds(2)))
+                let before = machine.state
+                let actions: [VRRPAction]
+                if let deadline = machine.nextDeadline, deadline <= eventTime {
+                    now = deadline
+                    actions = machine.tick(now: now)
+                } else {
+                    now = eventTime
+                    switch random.next(7) {
+                    case 0: actions = machine.start(now: now)
+                    case 1: actions = machine.shutdown(now: now)
+                    case 2: actions = machine.interfaceDown(now: now)
+                    case 3: actions = machine.interfaceUp(now: now)
+                    case 4:
+                        machine.setEffectivePriority(UInt8(random.next(256)))
+                        actions = []
+                    case 5:
+                        actions = machine.tick(now: now)
+                    default:
+                        actions = machine.advertisementReceived(
+                            priority: UInt8(random.next(256)), maxAdvertInterval: UInt16(1 + random.next(4095)),
+                            sender: senders[Int(random.next(3))], now: now)
+                    }
+                }
+                let context = "run \(run) step \(step)"
+                visited.insert(machine.state)
+
+                for action in actions {
+                    switch action {
+                    case .addVirtualAddresses:
+                        XCTAssertFalse(addressesHeld, context)
+                        addressesHeld = true
+                    case .removeVirtualAddresses:
+                        XCTAssertTrue(addressesHeld, context)
+                        addressesHeld = false
+                    case .announce:
+                        XCTAssertTrue(addressesHeld, "announce after adding, \(context)")
+                    case .sendAdvertisement(let priority, _):
+                        XCTAssertTrue(priority == 0 || priority == machine.effectivePriority, context)
+                    case .transition(let from, let to, _):
+                        XCTAssertEqual(from, before, context)
+                        XCTAssertEqual(to, machine.state, context)
+                        XCTAssertEqual(action, actions.last, "transition comes last, \(context)")
+                    }
+                }
+                let transitions = actions.filter { if case .transition = $0 { return true } else { return false } }
+                XCTAssertEqual(transitions.count, before == machine.state ? 0 : 1, context)
+                XCTAssertEqual(addressesHeld, machine.state == .master, context)
+                if machine.state == .master { XCTAssertEqual(machine.masterAddress, ours, context) }
+
+                guard let deadline = machine.nextDeadline else {
+                    XCTAssertTrue(machine.state == .initialize || machine.state == .fault, context)
+                    continue
+                }
+                XCTAssertTrue(machine.state == .backup || machine.state == .master, context)
+                XCTAssertGreaterThanOrEqual(deadline, now, context)
+                var early = machine
+                if deadline.nanoseconds > now.nanoseconds {
+                    XCTAssertEqual(early.tick(now: VRRPInstant(nanoseconds: deadline.nanoseconds - 1)), [], context)
+                    XCTAssertEqual(early.nextDeadline, deadline, context)
+                }
+                var due = machine
+                XCTAssertFalse(due.tick(now: deadline).isEmpty, context)
+                XCTAssertGreaterThan(due.nextDeadline!, deadline, context)
+            }
+        }
+        XCTAssertEqual(visited, [.initialize, .backup, .master, .fault])
+    }
+}
+
+/// Two machines on one segment with instant delivery, stepped timer by timer in virtual time.
+private struct Network {
+    var machines: [VRRPStateMachine]
+    private var now = t0
+
+    init(_ first: VRRPStateMachine, _ second: VRRPStateMachine) {
+        machines = [first, second]
+    }
+
+    mutating func start(at instant: VRRPInstant) {
+        now = instant
+        for index in machines.indices { deliver(machines[index].start(now: now), from: index) }
+    }
+
+    mutating func run(until end: VRRPInstant) {
+        while let next = nextTimer(), next.deadline <= end {
+            now = next.deadline
+            deliver(machines[next.index].tick(now: now), from: next.index)
+        }
+        now = end
+    }
+
+    private func nextTimer() -> (index: Int, deadline: VRRPInstant)? {
+        machines.indices
+            .compactMap { index in machines[index].nextDeadline.map { (index: index, deadline: $0) } }
+            .min { $0.deadline < $1.deadline }
+    }
+
+    private mutating func deliver(_ actions: [VRRPAction], from sender: Int) {
+        let receiver = 1 - sender
+        for case .sendAdvertisement(let priority, let interval) in actions {
+            let replies = machines[receiver].advertisementReceived(
+                priority: priority, maxAdvertInterval: interval,
+                sender: machines[sender].configuration.primaryAddress, now: now)
+            deliver(replies, from: receiver)
+        }
+    }
+}
+
+/// Deterministic pseudo-random numbers for the invariant test.
+private struct SplitMix {
+    var state: UInt64
+    init(seed: UInt64) { state = seed }
+
+    mutating func next(_ bound: UInt64) -> UInt64 {
+        state &+= 0x9E37_79B9_7F4A_7C15
+        var z = state
+        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
+        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+        return (z ^ (z >> 31)) % bound
+    }
+}
