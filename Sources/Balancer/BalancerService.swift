@@ -119,8 +119,11 @@ public final class BalancerService {
         client.closeFuture.and(upstream.closeFuture).assumeIsolated().whenComplete { _ in
             self.state.finished(placement, target: target, sent: clientSide.bytesRead, received: serverSide.bytesRead)
         }
-        // The client may have left while we were connecting; then the relay closes both at once.
-        if !client.isActive { upstream.close(promise: nil) }
+        // Either side may have gone before its relay handler was there to see it go.
+        if !client.isActive || !upstream.isActive {
+            client.close(promise: nil)
+            upstream.close(promise: nil)
+        }
     }
 
     private func addRelay(_ handler: RelayHandler, to channel: Channel) throws {

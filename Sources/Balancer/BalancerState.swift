@@ -39,22 +39,26 @@ public struct BalancerState: Sendable {
     }
 
     /// The next target to connect to, skipping blacklisted and full ones; nil when the
-    /// client must be closed.
+    /// client must be closed. The connection counts against the target from here on, so a
+    /// burst of clients sees the connects still in progress (for limits and for `-W`).
     public mutating func nextTarget(_ placement: inout Placement, now: NIODeadline) -> Target? {
         while let target = placement.plan.next() {
             let returning = target == placement.tracked.map(Target.server)
-            if servers[target]?.isAvailable(now: now, returning: returning) == true { return target }
+            if servers[target]?.isAvailable(now: now, returning: returning) == true {
+                servers[target]?.connections += 1
+                return target
+            }
         }
         return nil
     }
 
     /// pen blacklists a server whose connect fails, for `-b` seconds.
     public mutating func connectFailed(_ target: Target, now: NIODeadline) {
+        releaseConnection(on: target)
         servers.blacklist(target, until: now + blacklistTime)
     }
 
     public mutating func connected(_ placement: Placement, to target: Target) {
-        servers[target]?.connections += 1
         servers[target]?.totalConnections += 1
         servers[target]?.blacklistedUntil = nil
         activeConnections += 1
@@ -67,13 +71,16 @@ public struct BalancerState: Sendable {
 
     /// A connection ended after relaying `sent` bytes to the server and `received` from it.
     public mutating func finished(_ placement: Placement, target: Target, sent: UInt64, received: UInt64) {
-        if var server = servers[target] {
-            server.connections = max(0, server.connections - 1)
-            server.sent &+= sent
-            server.received &+= received
-            servers[target] = server
-        }
+        releaseConnection(on: target)
+        servers[target]?.sent &+= sent
+        servers[target]?.received &+= received
         activeConnections = max(0, activeConnections - 1)
         clients.addBytes(slot: placement.clientSlot, key: placement.client, sent: received, received: sent)
+    }
+
+    private mutating func releaseConnection(on target: Target) {
+        if let connections = servers[target]?.connections {
+            servers[target]?.connections = max(0, connections - 1)
+        }
     }
 }

@@ -8,6 +8,7 @@ import Glibc
 @main
 struct Penha {
     static func main() {
+        Signals.block()
         do {
             var command = try PenhaCommand.parseAsRoot()
             try command.run()

@@ -1,6 +1,5 @@
 import ArgumentParser
 import Balancer
-import Dispatch
 import Logging
 import NIOCore
 import NIOPosix
@@ -150,13 +149,11 @@ struct RunCommand: ParsableCommand {
         }
         logger.notice("listening", metadata: ["address": "\(address.map { "\($0)" } ?? "\(configuration.listen)")",
                                               "servers": "\(configuration.servers.count)"])
-        let stopping = Signals.onTermination {
-            // Stop accepting and exit promptly: nothing new is started.
-            _ = try? service.stop().wait()
-            logger.notice("stopped by signal")
-            Glibc.exit(0)
-        }
-        withExtendedLifetime(stopping) { dispatchMain() }
+        // SIGTERM and SIGINT: stop accepting and exit promptly; nothing new is started.
+        let number = Signals.next()
+        _ = try? service.stop().wait()
+        logger.notice("stopped by signal \(number)")
+        Glibc.exit(0)
     }
 }
 

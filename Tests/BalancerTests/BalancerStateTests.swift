@@ -1,0 +1,120 @@
+import NIOCore
+import XCTest
+@testable import Balancer
+
+final class BalancerStateTests: XCTestCase {
+    private func makeState(_ servers: ServerTable, selection: Selection = Selection()) -> BalancerState {
+        BalancerState(servers: servers, clients: ClientTable(capacity: 16), selection: selection, blacklistTime: .seconds(30))
+    }
+
+    private func place(_ state: inout BalancerState, _ key: ClientKey, now: NIODeadline) -> (BalancerState.Placement, Target?) {
+        var placement = state.accept(client: key, now: now)
+        let target = state.nextTarget(&placement, now: now)
+        if let target { state.connected(placement, to: target) }
+        return (placement, target)
+    }
+
+    func testClientGoesBackToItsServer() {
+        var state = makeState(makeServers(3))
+        let (_, first) = place(&state, client(1), now: at(0))
+        let (_, other) = place(&state, client(2), now: at(0))
+        let (_, again) = place(&state, client(1), now: at(1))
+        XCTAssertEqual(first, .server(0))
+        XCTAssertEqual(other, .server(1))
+        XCTAssertEqual(again, .server(0))
+    }
+
+    func testFailedConnectBlacklistsAndFailsOverToTheNextServer() {
+        var state = makeState(makeServers(3))
+        var placement = state.accept(client: client(1), now: at(0))
+        XCTAssertEqual(state.nextTarget(&placement, now: at(0)), .server(0))
+        state.connectFailed(.server(0), now: at(0))
+        XCTAssertEqual(state.nextTarget(&placement, now: at(0)), .server(1))
+        state.connected(placement, to: .server(1))
+        XCTAssertTrue(state.servers.servers[0].isBlacklisted(now: at(29)))
+        XCTAssertFalse(state.servers.servers[0].isBlacklisted(now: at(30)))
+        // The client is now tracked to server 1.
+        let (_, again) = place(&state, client(1), now: at(1))
+        XCTAssertEqual(again, .server(1))
+    }
+
+    func testEveryServerFailingEndsAtTheEmergencyServerAndThenNothing() {
+        var state = makeState(makeServers(2))
+        var placement = state.accept(client: client(1), now: at(0))
+        var tried: [Target] = []
+        while let target = state.nextTarget(&placement, now: at(0)) {
+            tried.append(target)
+            state.connectFailed(target, now: at(0))
+        }
+        XCTAssertEqual(tried, [.server(0), .server(1), .emergency])
+    }
+
+    func testEmergencyServerIsNotRememberedForTheClient() {
+        var servers = makeServers(1)
+        servers.blacklist(.server(0), until: at(10))
+        var state = makeState(servers)
+        let (_, first) = place(&state, client(1), now: at(0))
+        XCTAssertEqual(first, .emergency)
+        XCTAssertNil(state.clients.trackedServer(of: client(1), now: at(0)))
+        let (_, later) = place(&state, client(1), now: at(11))
+        XCTAssertEqual(later, .server(0))
+    }
+
+    func testTrackedTooFullServerFailsOverToTheNextOne() {
+        var state = makeState(makeServers(3) { _, server in server.maxConnections = 1; server.hardLimit = 1 })
+        let (_, first) = place(&state, client(1), now: at(0))   // server 0 now at its soft and hard limit
+        XCTAssertEqual(first, .server(0))
+        let (_, again) = place(&state, client(1), now: at(1))
+        XCTAssertEqual(again, .server(1), "over its hard limit, the tracked server is skipped for the next one")
+    }
+
+    func testReturningClientMayExceedTheSoftLimitUpToTheHardLimit() {
+        var state = makeState(makeServers(2) { index, server in
+            if index == 0 { server.maxConnections = 1; server.hardLimit = 2 }
+        })
+        let (_, first) = place(&state, client(1), now: at(0))
+        XCTAssertEqual(first, .server(0))
+        let (_, newcomer) = place(&state, client(2), now: at(0))
+        XCTAssertEqual(newcomer, .server(1), "a new client does not go over the soft limit")
+        let (_, returning) = place(&state, client(1), now: at(1))
+        XCTAssertEqual(returning, .server(0), "a returning client goes over the soft limit")
+        XCTAssertEqual(state.servers.servers[0].connections, 2)
+        let (_, third) = place(&state, client(1), now: at(2))
+        XCTAssertEqual(third, .server(1), "but not over the hard limit")
+    }
+
+    func testStubbornDoesNotFailOver() {
+        var selection = Selection()
+        selection.stubborn = true
+        var state = makeState(makeServers(3), selection: selection)
+        var placement = state.accept(client: client(1), now: at(0))
+        XCTAssertEqual(state.nextTarget(&placement, now: at(0)), .server(0))
+        state.connectFailed(.server(0), now: at(0))
+        XCTAssertNil(state.nextTarget(&placement, now: at(0)))
+    }
+
+    func testHashFailsOverFromAnUnavailableHashedServer() {
+        var selection = Selection()
+        selection.hash = true
+        selection.roundRobin = true
+        var state = makeState(makeServers(3), selection: selection)
+        let hashed = Selection.hashIndex(of: client(9), count: 3)
+        state.connectFailed(.server(hashed), now: at(0))
+        var placement = state.accept(client: client(9), now: at(1))
+        XCTAssertEqual(state.nextTarget(&placement, now: at(1)), .server((hashed + 1) % 3))
+    }
+
+    func testCountersFollowTheConnection() {
+        var state = makeState(makeServers(2))
+        let (placement, target) = place(&state, client(1), now: at(0))
+        XCTAssertEqual(state.servers.servers[0].connections, 1)
+        XCTAssertEqual(state.activeConnections, 1)
+        state.finished(placement, target: target!, sent: 100, received: 2000)
+        let server = state.servers.servers[0]
+        XCTAssertEqual([server.connections, Int(server.totalConnections), Int(server.sent), Int(server.received)], [0, 1, 100, 2000])
+        XCTAssertEqual(state.activeConnections, 0)
+        XCTAssertEqual(state.totalConnections, 1)
+        let entry = state.clients.entry(slot: placement.clientSlot)!
+        XCTAssertEqual([entry.sent, entry.received], [2000, 100], "client counters are from the client's side")
+    }
+}

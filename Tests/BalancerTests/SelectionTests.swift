@@ -1,0 +1,111 @@
+import NIOCore
+import XCTest
+@testable import Balancer
+
+final class SelectionTests: XCTestCase {
+    func testRoundRobinStartsAfterTheLastChoiceAndSkipsUnavailableServers() {
+        var selection = Selection()
+        var servers = makeServers(3)
+        let picks = (0..<4).map { _ in selection.initialServer(for: client(1), tracked: nil, servers: servers, now: at(0)) }
+        XCTAssertEqual(picks, [0, 1, 2, 0])
+        servers.blacklist(.server(1), until: at(30))
+        let next = (0..<2).map { _ in selection.initialServer(for: client(1), tracked: nil, servers: servers, now: at(1)) }
+        XCTAssertEqual(next, [2, 0], "blacklisted server 1 is skipped")
+        XCTAssertEqual(selection.initialServer(for: client(1), tracked: nil, servers: servers, now: at(31)), 1,
+                       "the blacklist ends after its time")
+    }
+
+    func testRoundRobinSkipsServersAtTheirSoftLimit() {
+        var selection = Selection()
+        let servers = makeServers(2) { index, server in
+            if index == 0 { server.maxConnections = 1; server.connections = 1 }
+        }
+        XCTAssertEqual(selection.initialServer(for: client(1), tracked: nil, servers: servers, now: at(0)), 1)
+        XCTAssertEqual(selection.initialServer(for: client(1), tracked: nil, servers: servers, now: at(0)), 1)
+    }
+
+    func testNothingAvailableGivesNoServer() {
+        var selection = Selection()
+        var servers = makeServers(2)
+        servers.blacklist(.server(0), until: at(30))
+        servers.blacklist(.server(1), until: at(30))
+        XCTAssertNil(selection.initialServer(for: client(1), tracked: nil, servers: servers, now: at(0)))
+        selection.weight = true
+        XCTAssertNil(selection.initialServer(for: client(1), tracked: nil, servers: servers, now: at(0)))
+        selection.priority = true
+        XCTAssertNil(selection.initialServer(for: client(1), tracked: nil, servers: servers, now: at(0)))
+    }
+
+    func testTrackedServerWinsUnlessRoundRobin() {
+        var selection = Selection()
+        let servers = makeServers(3)
+        XCTAssertEqual(selection.initialServer(for: client(1), tracked: 2, servers: servers, now: at(0)), 2)
+        selection.roundRobin = true
+        XCTAssertEqual(selection.initialServer(for: client(1), tracked: 2, servers: servers, now: at(0)), 0)
+    }
+
+    func testWeightPicksLeastConnectionsPerWeight() {
+        var selection = Selection()
+        selection.weight = true
+        var servers = makeServers(3) { index, server in
+            server.weight = [1, 3, 0][index]
+        }
+        var counts = [0, 0, 0]
+        for _ in 0..<40 {
+            let pick = selection.initialServer(for: client(1), tracked: nil, servers: servers, now: at(0))!
+            counts[pick] += 1
+            servers.servers[pick].connections += 1
+        }
+        XCTAssertEqual(counts, [10, 30, 0], "3:1 by weight; weight 0 is never chosen")
+    }
+
+    func testPriorityPicksTheLowestAvailableValueFirstInOrderOnTies() {
+        var selection = Selection()
+        selection.priority = true
+        var servers = makeServers(4) { index, server in
+            server.priority = [5, 1, 1, 0][index]
+        }
+        servers.blacklist(.server(3), until: at(10))
+        XCTAssertEqual(selection.initialServer(for: client(1), tracked: nil, servers: servers, now: at(0)), 1)
+        XCTAssertEqual(selection.initialServer(for: client(1), tracked: nil, servers: servers, now: at(11)), 3)
+        selection.weight = true
+        XCTAssertEqual(selection.initialServer(for: client(1), tracked: nil, servers: servers, now: at(11)), 3,
+                       "prio wins over weight, as in pen")
+    }
+
+    func testHashIsStablePerClientAndSpreadsClients() {
+        var selection = Selection()
+        selection.hash = true
+        selection.roundRobin = true
+        let servers = makeServers(4)
+        var seen = Set<Int>()
+        for number in 1...64 {
+            let first = selection.initialServer(for: client(UInt8(number)), tracked: nil, servers: servers, now: at(0))
+            let again = selection.initialServer(for: client(UInt8(number)), tracked: nil, servers: servers, now: at(5))
+            XCTAssertEqual(first, again)
+            seen.insert(first!)
+        }
+        XCTAssertEqual(seen, [0, 1, 2, 3])
+    }
+
+    func testFailoverPlanGoesRoundTheRingOnceThenToTheEmergencyServer() {
+        var plan = FailoverPlan(initial: 2, serverCount: 4, stubborn: false)
+        var order: [Target] = []
+        while let target = plan.next() { order.append(target) }
+        XCTAssertEqual(order, [.server(2), .server(3), .server(0), .server(1), .emergency])
+    }
+
+    func testStubbornPlanStopsAfterTheFirstChoice() {
+        var plan = FailoverPlan(initial: 1, serverCount: 3, stubborn: true)
+        XCTAssertEqual(plan.next(), .server(1))
+        XCTAssertNil(plan.next())
+        var none = FailoverPlan(initial: nil, serverCount: 3, stubborn: true)
+        XCTAssertNil(none.next(), "stubborn with nothing available closes the client, no emergency")
+    }
+
+    func testPlanWithoutInitialServerGoesStraightToEmergency() {
+        var plan = FailoverPlan(initial: nil, serverCount: 3, stubborn: false)
+        XCTAssertEqual(plan.next(), .emergency)
+        XCTAssertNil(plan.next())
+    }
+}

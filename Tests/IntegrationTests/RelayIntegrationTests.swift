@@ -1,0 +1,92 @@
+import Foundation
+import XCTest
+
+/// Bytes through the real binary: exactly, in both directions, with half-close.
+final class RelayIntegrationTests: XCTestCase {
+    func testHalfCloseIsPassedOnAndTheReplyStillArrives() throws {
+        let a = try Backend("A")
+        let penha = try Penha([], servers: ["127.0.0.1:\(a.port)"])
+        let client = try Client(port: penha.port)
+        XCTAssertEqual(try client.readLine(), "A")
+        try client.send("ping\n")
+        client.shutdownWrite()
+        // The backend answers only after it sees our FIN, so this needs the FIN passed on
+        // and the other direction kept open.
+        XCTAssertEqual(String(decoding: try client.readToEnd(), as: UTF8.self), "ping\nEOF A\n")
+    }
+
+    func testFiftyMebibytesBothWaysArriveIntact() throws {
+        let a = try Backend("A")
+        let penha = try Penha([], servers: ["127.0.0.1:\(a.port)"])
+        let client = try Client(port: penha.port, timeout: 30)
+        XCTAssertEqual(try client.readLine(), "A")
+        let total = 50 * 1024 * 1024
+        var sentSum = Checksum()
+        var generator = SystemRandomNumberGenerator()
+        let block = (0..<65536).map { _ in UInt8.random(in: 0...255, using: &generator) }
+        // Rotate the block each time so misordered chunks change the checksum.
+        let blocks = (0..<(total / block.count)).map { index in Array(block[(index % 251)...] + block[..<(index % 251)]) }
+        for chunk in blocks { sentSum.add(chunk) }
+        let sender = Thread {
+            for chunk in blocks { try? client.send(chunk) }
+            client.shutdownWrite()
+        }
+        sender.start()
+        var receivedSum = Checksum()
+        let expected = Array("EOF A\n".utf8)
+        var tail: [UInt8] = []
+        var count = try client.drain { chunk in
+            // Keep the last few bytes out of the checksum: they are the backend's EOF line.
+            tail += chunk
+            if tail.count > expected.count {
+                receivedSum.add(Array(tail.prefix(tail.count - expected.count)))
+                tail.removeFirst(tail.count - expected.count)
+            }
+        }
+        count -= expected.count
+        XCTAssertEqual(tail, expected)
+        XCTAssertEqual(count, total)
+        XCTAssertEqual(receivedSum.value, sentSum.value)
+    }
+
+    func testIPv4ClientToIPv6ServerAndBack() throws {
+        let v6 = try Backend("six", host: "::1")
+        let toSix = try Penha([], servers: ["[::1]:\(v6.port)"])
+        XCTAssertEqual(try whoAnswers(toSix), "six")
+
+        let v4 = try Backend("four")
+        let listenPort = freePort(host: "::1")
+        let toFour = try Penha([], listen: "[::1]:\(listenPort)", servers: ["127.0.0.1:\(v4.port)"])
+        XCTAssertEqual(try Client(port: listenPort, host: "::1").readLine(), "four")
+        _ = toFour
+    }
+
+    func testUnixSocketListener() throws {
+        let a = try Backend("A")
+        let path = FileManager.default.temporaryDirectory.appendingPathComponent("penha-test-\(getpid())-\(UUID().uuidString.prefix(8)).sock").path
+        defer { unlink(path) }
+        let penha = try Penha([], listen: path, servers: ["127.0.0.1:\(a.port)"])
+        XCTAssertEqual(try Client(unixPath: path).readLine(), "A")
+        _ = penha
+    }
+
+    func testMaxConnectionsMakesNewClientsWaitInsteadOfDropping() throws {
+        let a = try Backend("A")
+        let penha = try Penha(["-x", "2"], servers: ["127.0.0.1:\(a.port)"])
+        let first = try Client(port: penha.port)
+        let second = try Client(port: penha.port)
+        XCTAssertEqual(try first.readLine(), "A")
+        XCTAssertEqual(try second.readLine(), "A")
+        // The kernel completes the handshake, but penha does not accept a third connection.
+        let third = try Client(port: penha.port, timeout: 1)
+        XCTAssertThrowsError(try third.readLine(), "a third client is served while two are open")
+        XCTAssertEqual(a.accepted, 2)
+        first.shutdownWrite()
+        XCTAssertEqual(try first.readToEnd(), Array("EOF A\n".utf8))
+        let waiting = try Client(port: penha.port, timeout: 5)
+        _ = waiting
+        // Once a slot frees, the waiting client is accepted and served, not dropped.
+        third.shutdownWrite()
+        XCTAssertEqual(String(decoding: try third.readToEnd(), as: UTF8.self), "A\nEOF A\n")
+    }
+}

@@ -1,0 +1,111 @@
+import Foundation
+import XCTest
+
+/// pen's server selection, through the real binary.
+final class SelectionIntegrationTests: XCTestCase {
+    func testClientsAreTrackedToTheirServerByAddress() throws {
+        let a = try Backend("A"), b = try Backend("B")
+        let penha = try Penha([], servers: ["127.0.0.1:\(a.port)", "127.0.0.1:\(b.port)"])
+        let first = try (1...4).map { _ in try whoAnswers(penha, source: "127.0.0.2") }
+        let second = try (1...4).map { _ in try whoAnswers(penha, source: "127.0.0.3") }
+        XCTAssertEqual(Set(first).count, 1, "one client always reaches the same server: \(first)")
+        XCTAssertEqual(Set(second).count, 1, "\(second)")
+        XCTAssertNotEqual(first[0], second[0], "a new client goes round-robin to the next server")
+    }
+
+    func testRoundRobinWithoutTrackingAlternates() throws {
+        let a = try Backend("A"), b = try Backend("B")
+        let penha = try Penha(["-r"], servers: ["127.0.0.1:\(a.port)", "127.0.0.1:\(b.port)"])
+        let answers = try (1...4).map { _ in try whoAnswers(penha, source: "127.0.0.2") }
+        XCTAssertEqual(answers, ["A", "B", "A", "B"])
+    }
+
+    func testTrackingTimeExpiresClients() throws {
+        let a = try Backend("A"), b = try Backend("B")
+        let penha = try Penha(["-T", "1"], servers: ["127.0.0.1:\(a.port)", "127.0.0.1:\(b.port)"])
+        XCTAssertEqual(try whoAnswers(penha, source: "127.0.0.2"), "A")
+        XCTAssertEqual(try whoAnswers(penha, source: "127.0.0.2"), "A", "tracked")
+        Thread.sleep(forTimeInterval: 2.2)  // the behaviour under test is the passing of time
+        XCTAssertEqual(try whoAnswers(penha, source: "127.0.0.2"), "B", "forgotten after -T, so round-robin moves on")
+    }
+
+    func testWeightSpreadsOpenConnectionsByWeight() throws {
+        let a = try Backend("A"), b = try Backend("B")
+        let penha = try Penha(["-W", "-r"], servers: ["127.0.0.1:\(a.port):0:0:1", "127.0.0.1:\(b.port):0:0:3"])
+        // Held open, so each choice sees the connections before it.
+        let clients = try (1...8).map { _ in try Client(port: penha.port) }
+        let answers = try clients.map { try $0.readLine() }
+        XCTAssertEqual(answers.filter { $0 == "A" }.count, 2, "\(answers)")
+        XCTAssertEqual(answers.filter { $0 == "B" }.count, 6, "\(answers)")
+    }
+
+    func testPriorityPrefersTheLowestValueAndFallsBackInPriorityOrder() throws {
+        let a = try Backend("A"), b = try Backend("B"), c = try Backend("C")
+        let penha = try Penha(["-r", "-O", "prio"], servers: ["127.0.0.1:\(a.port):0:0:1:2",
+                                                              "127.0.0.1:\(b.port):0:0:1:1",
+                                                              "127.0.0.1:\(c.port):0:0:1:3"])
+        XCTAssertEqual(try (1...3).map { _ in try whoAnswers(penha) }, ["B", "B", "B"])
+        b.stop()
+        // The first connection after B stops fails over to the next in the ring (C) and blacklists B;
+        // after that, prio picks the next lowest value (A).
+        XCTAssertEqual(try whoAnswers(penha), "C")
+        XCTAssertEqual(try (1...3).map { _ in try whoAnswers(penha) }, ["A", "A", "A"])
+    }
+
+    func testHashSendsEachClientAddressToAFixedServer() throws {
+        let backends = try ["A", "B", "C"].map { try Backend($0) }
+        let penha = try Penha(["-h", "-r"], servers: backends.map { "127.0.0.1:\($0.port)" })
+        var seen = Set<String>()
+        for last in 2...9 {
+            let source = "127.0.0.\(last)"
+            let answers = try (1...3).map { _ in try whoAnswers(penha, source: source) }
+            XCTAssertEqual(Set(answers).count, 1, "\(source) moved between servers: \(answers)")
+            seen.insert(answers[0] ?? "")
+        }
+        XCTAssertGreaterThan(seen.count, 1, "eight addresses all hashed to one server")
+    }
+
+    func testFailedServerIsBlacklistedThenTriedAgain() throws {
+        let downPort = freePort()
+        let b = try Backend("B")
+        let penha = try Penha(["-r", "-b", "2"], servers: ["127.0.0.1:\(downPort)", "127.0.0.1:\(b.port)"])
+        XCTAssertEqual(try whoAnswers(penha), "B", "the failed connect fails over to the next server")
+        let revived = try Backend("A", port: downPort)
+        XCTAssertEqual(try (1...4).map { _ in try whoAnswers(penha) }, ["B", "B", "B", "B"],
+                       "a blacklisted server gets no connections")
+        XCTAssertEqual(revived.accepted, 0)
+        Thread.sleep(forTimeInterval: 2.5)  // the blacklist is a time: wait it out
+        let after = try (1...4).map { _ in try whoAnswers(penha) }
+        XCTAssertTrue(after.contains("A"), "after -b seconds the server is used again: \(after)")
+    }
+
+    func testEmergencyServerWhenAllServersFail() throws {
+        let emergency = try Backend("E")
+        let penha = try Penha(["-e", "127.0.0.1:\(emergency.port)"],
+                              servers: ["127.0.0.1:\(freePort())", "127.0.0.1:\(freePort())"])
+        XCTAssertEqual(try whoAnswers(penha), "E")
+    }
+
+    func testNoServerAtAllClosesTheClient() throws {
+        let penha = try Penha([], servers: ["127.0.0.1:\(freePort())"])
+        XCTAssertNil(try whoAnswers(penha), "closed without data")
+    }
+
+    func testStubbornClosesInsteadOfFailingOver() throws {
+        let b = try Backend("B")
+        let servers = ["127.0.0.1:\(freePort())", "127.0.0.1:\(b.port)"]
+        let stubborn = try Penha(["-s", "-r"], servers: servers)
+        XCTAssertNil(try whoAnswers(stubborn), "first choice failed: closed, not failed over")
+        XCTAssertEqual(try whoAnswers(stubborn), "B", "the failed server is blacklisted for the next client")
+        let plain = try Penha(["-r"], servers: servers)
+        XCTAssertEqual(try whoAnswers(plain), "B", "without -s the same failure fails over")
+    }
+
+    func testSoftLimitSendsNewClientsElsewhere() throws {
+        let a = try Backend("A"), b = try Backend("B")
+        let penha = try Penha(["-r"], servers: ["127.0.0.1:\(a.port):1", "127.0.0.1:\(b.port)"])
+        let held = try Client(port: penha.port)
+        XCTAssertEqual(try held.readLine(), "A")
+        XCTAssertEqual(try (1...3).map { _ in try whoAnswers(penha) }, ["B", "B", "B"], "A is at its limit of 1")
+    }
+}

@@ -1,0 +1,339 @@
+import Foundation
+import NIOCore
+import NIOPosix
+import XCTest
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// The penha binary that `swift build` put next to this test bundle.
+let penhaBinary = Bundle.main.bundleURL.appendingPathComponent("penha")
+
+struct TestFailure: Error, CustomStringConvertible {
+    let description: String
+    init(_ description: String) { self.description = description }
+}
+
+/// A port nothing listens on right now: bind to port 0, read the port, close.
+func freePort(host: String = "127.0.0.1") -> Int {
+    let family = host.contains(":") ? AF_INET6 : AF_INET
+    let fd = socket(family, Int32(SOCK_STREAM.rawValue), 0)
+    defer { close(fd) }
+    let address = try! SocketAddress(ipAddress: host, port: 0)
+    _ = address.withSockAddr { bind(fd, $0, socklen_t($1)) }
+    var storage = sockaddr_storage()
+    var length = socklen_t(MemoryLayout<sockaddr_storage>.size)
+    _ = withUnsafeMutablePointer(to: &storage) {
+        $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &length) }
+    }
+    return withUnsafeBytes(of: storage) { bytes in
+        Int(UInt16(bytes[2]) << 8 | UInt16(bytes[3]))  // sin_port and sin6_port sit at the same offset
+    }
+}
+
+/// A running penha, stopped when the test ends. Waits for its "listening" log line.
+final class Penha {
+    let process = Process()
+    let port: Int
+    private let stderrPipe = Pipe()
+    private let lock = NSLock()
+    private var stderrText = ""
+
+    /// Starts `penha -f ARGUMENTS... 127.0.0.1:PORT SERVERS...` unless `listen` says otherwise.
+    init(_ options: [String], listen: String? = nil, servers: [String], file: StaticString = #filePath, line: UInt = #line) throws {
+        let port = freePort()
+        self.port = port
+        process.executableURL = penhaBinary
+        process.arguments = ["-f"] + options + [listen ?? "127.0.0.1:\(port)"] + servers
+        process.standardError = stderrPipe
+        process.standardOutput = FileHandle.nullDevice
+        let started = DispatchSemaphore(value: 0)
+        stderrPipe.fileHandleForReading.readabilityHandler = { [weak self] handle in
+            let data = handle.availableData
+            guard let self, !data.isEmpty else { return }
+            self.lock.lock()
+            let wasListening = self.stderrText.contains("listening")
+            self.stderrText += String(decoding: data, as: UTF8.self)
+            let isListening = self.stderrText.contains("listening")
+            self.lock.unlock()
+            if isListening && !wasListening { started.signal() }
+        }
+        try process.run()
+        guard started.wait(timeout: .now() + 20) == .success else {
+            stop()
+            throw TestFailure("penha did not start listening; stderr: \(stderr)")
+        }
+    }
+
+    var stderr: String {
+        lock.lock()
+        defer { lock.unlock() }
+        return stderrText
+    }
+
+    var openFileDescriptors: Int {
+        (try? FileManager.default.contentsOfDirectory(atPath: "/proc/\(process.processIdentifier)/fd").count) ?? -1
+    }
+
+    /// What each open descriptor is, for failure messages.
+    var descriptorListing: String {
+        let directory = "/proc/\(process.processIdentifier)/fd"
+        let names = (try? FileManager.default.contentsOfDirectory(atPath: directory)) ?? []
+        return names.sorted().map { name in
+            "\(name)->\((try? FileManager.default.destinationOfSymbolicLink(atPath: "\(directory)/\(name)")) ?? "?")"
+        }.joined(separator: " ")
+    }
+
+    /// Waits for exit, at most `timeout` seconds; nil if it did not exit.
+    func waitForExit(timeout: Double) -> Int32? {
+        let deadline = Date() + timeout
+        while process.isRunning && Date() < deadline { usleep(20_000) }
+        return process.isRunning ? nil : process.terminationStatus
+    }
+
+    func stop() {
+        if process.isRunning { kill(process.processIdentifier, SIGKILL) }
+        process.waitUntilExit()
+        stderrPipe.fileHandleForReading.readabilityHandler = nil
+    }
+
+    deinit { stop() }
+}
+
+/// Runs penha to completion (for arguments it must refuse) and returns status and stderr.
+func runPenha(_ arguments: [String], timeout: Double = 20) throws -> (status: Int32, stderr: String) {
+    let process = Process()
+    process.executableURL = penhaBinary
+    process.arguments = arguments
+    let pipe = Pipe()
+    process.standardError = pipe
+    process.standardOutput = FileHandle.nullDevice
+    try process.run()
+    let text = pipe.fileHandleForReading.readDataToEndOfFile()
+    let deadline = Date() + timeout
+    while process.isRunning && Date() < deadline { usleep(20_000) }
+    if process.isRunning {
+        kill(process.processIdentifier, SIGKILL)
+        throw TestFailure("penha \(arguments) did not exit")
+    }
+    return (process.terminationStatus, String(decoding: text, as: UTF8.self))
+}
+
+/// A backend on loopback. In `identify` mode it greets each connection with its name and a
+/// newline, echoes what it reads, and on the client's FIN sends "EOF name\n" and closes, so a
+/// client can tell which backend it reached and that half-close was passed on.
+final class Backend {
+    enum Behaviour {
+        case identify
+        /// Answers every connection with RST.
+        case reset
+        /// Never answers; closes when the client's FIN arrives.
+        case silent
+        /// Never answers and ignores FIN: a hung process.
+        case stuck
+    }
+
+    static let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
+    let name: String
+    let port: Int
+    private let channel: Channel
+    private let counters: Counters
+
+    final class Counters: @unchecked Sendable {
+        private let lock = NSLock()
+        private var acceptedCount = 0
+        private var activeCount = 0
+        var accepted: Int { lock.lock(); defer { lock.unlock() }; return acceptedCount }
+        var active: Int { lock.lock(); defer { lock.unlock() }; return activeCount }
+        func opened() { lock.lock(); acceptedCount += 1; activeCount += 1; lock.unlock() }
+        func closed() { lock.lock(); activeCount -= 1; lock.unlock() }
+    }
+
+    init(_ name: String, host: String = "127.0.0.1", port: Int = 0, behaviour: Behaviour = .identify) throws {
+        self.name = name
+        let counters = Counters()
+        self.counters = counters
+        channel = try ServerBootstrap(group: Backend.group)
+            .serverChannelOption(ChannelOptions.socketOption(.so_reuseaddr), value: 1)
+            .childChannelOption(ChannelOptions.allowRemoteHalfClosure, value: true)
+            .childChannelInitializer { channel in
+                counters.opened()
+                channel.closeFuture.whenComplete { _ in counters.closed() }
+                return channel.eventLoop.makeCompletedFuture {
+                    try channel.pipeline.syncOperations.addHandler(BackendHandler(name: name, behaviour: behaviour))
+                }
+            }
+            .bind(host: host, port: port).wait()
+        self.port = channel.localAddress!.port!
+    }
+
+    var accepted: Int { counters.accepted }
+    var active: Int { counters.active }
+
+    func stop() {
+        try? channel.close().wait()
+    }
+
+    deinit { stop() }
+}
+
+private final class BackendHandler: ChannelInboundHandler {
+    typealias InboundIn = ByteBuffer
+    typealias OutboundOut = ByteBuffer
+    let name: String
+    let behaviour: Backend.Behaviour
+
+    init(name: String, behaviour: Backend.Behaviour) {
+        self.name = name
+        self.behaviour = behaviour
+    }
+
+    func channelActive(context: ChannelHandlerContext) {
+        switch behaviour {
+        case .identify:
+            context.writeAndFlush(wrapOutboundOut(ByteBuffer(string: "\(name)\n")), promise: nil)
+        case .reset:
+            // Linger 0: the close sends RST instead of FIN.
+            let channel = context.channel
+            (channel as? SocketOptionProvider)?.setSoLinger(linger(l_onoff: 1, l_linger: 0)).whenComplete { _ in
+                channel.close(promise: nil)
+            }
+        case .silent, .stuck:
+            break
+        }
+    }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        if behaviour == .identify { context.write(data, promise: nil) }
+    }
+
+    func channelReadComplete(context: ChannelHandlerContext) {
+        context.flush()
+    }
+
+    func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
+        guard case ChannelEvent.inputClosed = event else { return }
+        switch behaviour {
+        case .identify:
+            context.writeAndFlush(wrapOutboundOut(ByteBuffer(string: "EOF \(name)\n"))).whenComplete { _ in
+                context.close(promise: nil)
+            }
+        case .silent: context.close(promise: nil)
+        case .reset, .stuck: break
+        }
+    }
+
+    func errorCaught(context: ChannelHandlerContext, error: Error) {
+        context.close(promise: nil)
+    }
+}
+
+/// A blocking client socket whose every wait is bounded by `timeout`.
+final class Client {
+    let fd: Int32
+    private var buffered: [UInt8] = []
+
+    init(port: Int, host: String = "127.0.0.1", source: String? = nil, timeout: Double = 5) throws {
+        let address = try SocketAddress(ipAddress: host, port: port)
+        fd = socket(host.contains(":") ? AF_INET6 : AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        try configure(timeout: timeout)
+        if let source {
+            let local = try SocketAddress(ipAddress: source, port: 0)
+            guard local.withSockAddr({ bind(fd, $0, socklen_t($1)) }) == 0 else {
+                throw TestFailure("cannot bind client to \(source): errno \(errno)")
+            }
+        }
+        guard address.withSockAddr({ connect(fd, $0, socklen_t($1)) }) == 0 else {
+            close(fd)
+            throw TestFailure("cannot connect to \(host):\(port): errno \(errno)")
+        }
+    }
+
+    init(unixPath: String, timeout: Double = 5) throws {
+        let address = try SocketAddress(unixDomainSocketPath: unixPath)
+        fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue), 0)
+        try configure(timeout: timeout)
+        guard address.withSockAddr({ connect(fd, $0, socklen_t($1)) }) == 0 else {
+            close(fd)
+            throw TestFailure("cannot connect to \(unixPath): errno \(errno)")
+        }
+    }
+
+    /// Bounds every later send and receive.
+    func configure(timeout: Double) throws {
+        var time = timeval(tv_sec: Int(timeout), tv_usec: Int((timeout - Double(Int(timeout))) * 1_000_000))
+        setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &time, socklen_t(MemoryLayout<timeval>.size))
+        setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &time, socklen_t(MemoryLayout<timeval>.size))
+    }
+
+    deinit { close(fd) }
+
+    func send(_ text: String) throws { try send(Array(text.utf8)) }
+
+    func send(_ bytes: [UInt8]) throws {
+        var offset = 0
+        while offset < bytes.count {
+            let written = bytes[offset...].withUnsafeBytes { Glibc.send(fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
+            guard written > 0 else { throw TestFailure("send failed: errno \(errno)") }
+            offset += written
+        }
+    }
+
+    func shutdownWrite() { shutdown(fd, Int32(SHUT_WR)) }
+
+    /// Reads what is available; empty at EOF; throws on timeout or error.
+    private func receive() throws -> [UInt8] {
+        var chunk = [UInt8](repeating: 0, count: 65536)
+        let count = chunk.withUnsafeMutableBytes { recv(fd, $0.baseAddress, $0.count, 0) }
+        guard count >= 0 else { throw TestFailure(errno == EAGAIN ? "timed out waiting for data" : "recv failed: errno \(errno)") }
+        return Array(chunk.prefix(count))
+    }
+
+    /// The next line without its newline, nil at EOF.
+    func readLine() throws -> String? {
+        while true {
+            if let newline = buffered.firstIndex(of: UInt8(ascii: "\n")) {
+                let line = String(decoding: buffered[..<newline], as: UTF8.self)
+                buffered.removeSubrange(...newline)
+                return line
+            }
+            let chunk = try receive()
+            if chunk.isEmpty { return nil }
+            buffered += chunk
+        }
+    }
+
+    /// Everything until EOF.
+    func readToEnd() throws -> [UInt8] {
+        var result = buffered
+        buffered = []
+        while case let chunk = try receive(), !chunk.isEmpty { result += chunk }
+        return result
+    }
+
+    /// Feeds everything until EOF to `consume`, chunk by chunk; returns the byte count.
+    func drain(_ consume: ([UInt8]) -> Void) throws -> Int {
+        var total = buffered.count
+        consume(buffered)
+        buffered = []
+        while case let chunk = try receive(), !chunk.isEmpty {
+            total += chunk.count
+            consume(chunk)
+        }
+        return total
+    }
+}
+
+/// Which backend answers one connection (its greeting line), from an optional source address.
+func whoAnswers(_ penha: Penha, source: String? = nil) throws -> String? {
+    try Client(port: penha.port, source: source).readLine()
+}
+
+/// FNV-1a, to compare streams without keeping them.
+struct Checksum {
+    private(set) var value: UInt64 = 0xCBF2_9CE4_8422_2325
+    mutating func add(_ bytes: [UInt8]) {
+        for byte in bytes { value = (value ^ UInt64(byte)) &* 0x100_0000_01B3 }
+    }
+}
