@@ -19,6 +19,12 @@ public enum ListenAddress: Equatable, Sendable, CustomStringConvertible {
         return .inet(host: host, port: port)
     }
 
+    /// The same address with the port actually bound, when the system chose it.
+    public func withPort(_ bound: Int?) -> ListenAddress {
+        guard case .inet(let host, _) = self, let bound else { return self }
+        return .inet(host: host, port: bound)
+    }
+
     public var port: Int? {
         if case .inet(_, let port) = self { return port }
         return nil

@@ -147,8 +147,8 @@ struct RunCommand: ParsableCommand {
         } catch {
             throw RuntimeFailure(description: "cannot listen on \(configuration.listen): \(error)")
         }
-        logger.notice("listening", metadata: ["address": "\(address.map { "\($0)" } ?? "\(configuration.listen)")",
-                                              "servers": "\(configuration.servers.count)"])
+        logger.notice("listening on \(configuration.listen.withPort(address?.port))",
+                      metadata: ["servers": "\(configuration.servers.count)"])
         // SIGTERM and SIGINT: stop accepting and exit promptly; nothing new is started.
         let number = Signals.next()
         _ = try? service.stop().wait()
