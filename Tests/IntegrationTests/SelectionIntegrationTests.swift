@@ -108,4 +108,28 @@ final class SelectionIntegrationTests: XCTestCase {
         XCTAssertEqual(try held.readLine(), "A")
         XCTAssertEqual(try (1...3).map { _ in try whoAnswers(penha) }, ["B", "B", "B"], "A is at its limit of 1")
     }
+
+    func testServerGivenByHostNameIsResolvedAtStart() throws {
+        // localhost may resolve to either family first, so answer on both.
+        let v4 = try Backend("A")
+        let v6 = try Backend("A", host: "::1", port: v4.port)
+        let penha = try Penha([], servers: ["localhost:\(v4.port)"])
+        XCTAssertEqual(try whoAnswers(penha), "A")
+        XCTAssertEqual(v4.accepted + v6.accepted, 1)
+    }
+
+    func testConnectTimeoutBlacklistsAServerThatNeverAnswersTheHandshake() throws {
+        let unanswered = try FullListener()
+        let good = try Backend("G")
+        let penha = try Penha(["-r", "-t", "1"], servers: ["127.0.0.1:\(unanswered.port)", "127.0.0.1:\(good.port)"])
+        let started = Date()
+        let client = try Client(port: penha.port, timeout: 10)
+        XCTAssertEqual(try client.readLine(), "G", "after the connect timeout the client fails over")
+        let waited = Date().timeIntervalSince(started)
+        XCTAssertGreaterThanOrEqual(waited, 0.9, "the first server really was tried until -t")
+        XCTAssertLessThan(waited, 5)
+        let quick = Date()
+        XCTAssertEqual(try whoAnswers(penha), "G")
+        XCTAssertLessThan(Date().timeIntervalSince(quick), 0.9, "the timed-out server is blacklisted, not tried again")
+    }
 }

@@ -22,6 +22,11 @@ func freePort(host: String = "127.0.0.1") -> Int {
     defer { close(fd) }
     let address = try! SocketAddress(ipAddress: host, port: 0)
     _ = address.withSockAddr { bind(fd, $0, socklen_t($1)) }
+    return freePortOf(fd)
+}
+
+/// The local port a socket is bound to.
+func freePortOf(_ fd: Int32) -> Int {
     var storage = sockaddr_storage()
     var length = socklen_t(MemoryLayout<sockaddr_storage>.size)
     _ = withUnsafeMutablePointer(to: &storage) {
@@ -322,6 +327,37 @@ final class Client {
             consume(chunk)
         }
         return total
+    }
+}
+
+/// A listener whose accept queue is full and never drained: the kernel leaves further
+/// SYNs unanswered, so a connect to it hangs until the connector's timeout.
+final class FullListener {
+    let port: Int
+    private let listener: Int32
+    private var fillers: [Int32] = []
+
+    init() throws {
+        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        let address = try SocketAddress(ipAddress: "127.0.0.1", port: 0)
+        guard address.withSockAddr({ bind(fd, $0, socklen_t($1)) }) == 0, listen(fd, 0) == 0 else {
+            close(fd)
+            throw TestFailure("cannot listen: errno \(errno)")
+        }
+        listener = fd
+        port = freePortOf(fd)
+        // A backlog of 0 holds one connection; two more make sure it is full.
+        for _ in 0..<3 {
+            let filler = socket(AF_INET, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_NONBLOCK.rawValue), 0)
+            let target = try SocketAddress(ipAddress: "127.0.0.1", port: port)
+            _ = target.withSockAddr { connect(filler, $0, socklen_t($1)) }
+            fillers.append(filler)
+        }
+    }
+
+    deinit {
+        fillers.forEach { close($0) }
+        close(listener)
     }
 }
 
