@@ -14,8 +14,16 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-log.git", from: "1.16.2"),
     ],
     targets: [
-        // VRRP: packet codec and state machine are pure; no dependencies.
-        .target(name: "VRRP"),
+        // libnl-route-3 moves the virtual addresses (rtnetlink).
+        .systemLibrary(
+            name: "CNetlinkRoute",
+            pkgConfig: "libnl-route-3.0",
+            providers: [.apt(["libnl-3-dev", "libnl-route-3-dev"])]
+        ),
+        // recvmsg ancillary data and packet sockets, which Swift's Glibc module does not reach.
+        .target(name: "CVRRPSockets"),
+        // VRRP: the codec and the state machine are pure; sockets and netlink are thin adapters.
+        .target(name: "VRRP", dependencies: ["CNetlinkRoute", "CVRRPSockets"]),
         .target(
             name: "Balancer",
             dependencies: [

@@ -584,7 +584,10 @@ private struct Network {
     mutating func run(until end: VRRPInstant) {
         while let next = nextTimer(), next.deadline <= end {
             now = next.deadline
-            deliver(machines[next.index].tick(now: now), from: next.index)
+            let actions = machines[next.index].tick(now: now)
+            // A timer that does not fire at its deadline would loop here forever.
+            guard !actions.isEmpty else { return XCTFail("timer did not fire at its deadline") }
+            deliver(actions, from: next.index)
         }
         now = end
     }
