@@ -1,0 +1,86 @@
+import CNetlinkRoute
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// A virtual address with its prefix length, as `vip ADDR/LEN` configures it.
+public struct VirtualAddress: Hashable, Sendable, CustomStringConvertible {
+    public let address: IPAddress
+    public let prefixLength: Int
+
+    public init(address: IPAddress, prefixLength: Int) {
+        self.address = address
+        self.prefixLength = prefixLength
+    }
+
+    /// `ADDR/LEN`; without `/LEN` a host address (/32 or /128).
+    public init?(_ text: String) {
+        let parts = text.split(separator: "/", omittingEmptySubsequences: false)
+        guard (1...2).contains(parts.count), let address = IPAddress(String(parts[0])) else { return nil }
+        let maximum = address.family == .v4 ? 32 : 128
+        guard let length = parts.count == 2 ? Int(parts[1]) : maximum, (1...maximum).contains(length) else { return nil }
+        self.init(address: address, prefixLength: length)
+    }
+
+    public var description: String { "\(address)/\(prefixLength)" }
+}
+
+/// Adds and removes virtual addresses on an interface through rtnetlink (libnl-route-3),
+/// as `ip address add/del` would.
+public final class VirtualAddresses {
+    private let socket: OpaquePointer
+
+    public init() throws {
+        guard let socket = nl_socket_alloc() else { throw VRRPSystemError("netlink: cannot allocate a socket") }
+        let result = nl_connect(socket, NETLINK_ROUTE)
+        guard result == 0 else {
+            nl_socket_free(socket)
+            throw VRRPSystemError("netlink: \(String(cString: nl_geterror(result)))")
+        }
+        self.socket = socket
+    }
+
+    deinit {
+        nl_socket_free(socket)
+    }
+
+    /// Adding an address that is already there succeeds.
+    public func add(_ address: VirtualAddress, to interface: NetworkInterface) throws {
+        try change(address, on: interface) { socket, request in
+            // No duplicate address detection: a VIP must answer the moment we are master.
+            rtnl_addr_set_flags(request, UInt32(IFA_F_NODAD))
+            let result = rtnl_addr_add(socket, request, NLM_F_CREATE | NLM_F_REPLACE)
+            return result == -NLE_EXIST ? 0 : result
+        }
+    }
+
+    /// Removing an address that is not there succeeds.
+    public func remove(_ address: VirtualAddress, from interface: NetworkInterface) throws {
+        try change(address, on: interface) { socket, request in
+            let result = rtnl_addr_delete(socket, request, 0)
+            return result == -NLE_NOADDR || result == -NLE_OBJ_NOTFOUND ? 0 : result
+        }
+    }
+
+    private func change(_ address: VirtualAddress, on interface: NetworkInterface,
+                        _ operation: (OpaquePointer, OpaquePointer) -> Int32) throws {
+        guard let request = rtnl_addr_alloc() else { throw VRRPSystemError("netlink: out of memory") }
+        defer { rtnl_addr_put(request) }
+        let family = address.address.family == .v4 ? AF_INET : AF_INET6
+        let local = address.address.bytes.withUnsafeBytes { bytes in
+            nl_addr_build(family, bytes.baseAddress, bytes.count)
+        }
+        guard let local else { throw VRRPSystemError("netlink: out of memory") }
+        defer { nl_addr_put(local) }
+        nl_addr_set_prefixlen(local, Int32(address.prefixLength))
+        rtnl_addr_set_ifindex(request, interface.index)
+        rtnl_addr_set_family(request, family)
+        rtnl_addr_set_prefixlen(request, Int32(address.prefixLength))
+        guard rtnl_addr_set_local(request, local) == 0 else { throw VRRPSystemError("netlink: bad address \(address)") }
+        let result = operation(socket, request)
+        guard result == 0 else {
+            throw VRRPSystemError("netlink: \(address) on \(interface.name): \(String(cString: nl_geterror(result)))")
+        }
+    }
+}
