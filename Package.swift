@@ -27,6 +27,7 @@ let package = Package(
         .target(
             name: "Balancer",
             dependencies: [
+                "VRRP",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),

@@ -37,6 +37,12 @@ public final class BalancerService {
             .childChannelInitializer { [self] channel in
                 channel.eventLoop.makeCompletedFuture { self.accepted(channel) }
             }
+        if !isUnix, !configuration.vrrpInstances.isEmpty {
+            // A backup listens on the virtual address before it is on the interface, so it
+            // serves the moment it becomes master. (IP level: Linux applies it to IPv6 sockets too.)
+            bootstrap = bootstrap.serverChannelOption(
+                ChannelOptions.socket(SocketOptionLevel(IPPROTO_IP), SocketOptionName(IP_FREEBIND)), value: 1)
+        }
         if !isUnix {
             bootstrap = bootstrap.childChannelOption(ChannelOptions.tcpOption(.tcp_nodelay),
                                                      value: configuration.tcpNoDelay ? 1 : 0)

@@ -52,6 +52,11 @@ public struct BalancerState: Sendable {
         return nil
     }
 
+    /// Servers a new client could be sent to now: what VRRP's health coupling watches.
+    public func availableServerCount(now: NIODeadline) -> Int {
+        servers.servers.filter { $0.isAvailable(now: now) }.count
+    }
+
     /// pen blacklists a server whose connect fails, for `-b` seconds.
     public mutating func connectFailed(_ target: Target, now: NIODeadline) {
         releaseConnection(on: target)

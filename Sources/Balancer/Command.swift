@@ -1,3 +1,5 @@
+import VRRP
+
 /// pen's command language (penctl): one parser for the config file, `-O` and the control
 /// socket. Each line becomes a typed `Command`; anything malformed is an error that says
 /// what is wrong instead of being ignored as pen does.
@@ -9,6 +11,8 @@ public enum Command: Equatable, Sendable {
     case setting(Setting, Int?)
     /// `source IP`: the local address outgoing connections are made from.
     case source(String)
+    /// `vrrp interface IF vrid N ...`: one VRRP instance.
+    case vrrp(VRRPInstanceConfiguration)
 
     public enum Flag: String, CaseIterable, Sendable {
         case roundRobin = "roundrobin"
@@ -33,7 +37,7 @@ public enum Command: Equatable, Sendable {
     static let notYetImplemented: Set<String> = [
         "acl", "client_acl", "control_acl", "close", "connection", "control", "exit", "http",
         "include", "listen", "log", "mode", "pid", "recent", "server", "servers", "ssl_ciphers",
-        "ssl_option", "ssl_sni_path", "status", "vrrp", "web_stats", "write",
+        "ssl_option", "ssl_sni_path", "status", "web_stats", "write",
     ]
 
     public static func parse(_ line: String) throws -> Command {
@@ -67,6 +71,13 @@ public enum Command: Equatable, Sendable {
             }
             return .source(address)
         }
+        if name == "vrrp" {
+            do {
+                return .vrrp(try VRRPInstanceConfiguration.parse(Array(arguments)))
+            } catch {
+                throw ConfigurationError("vrrp: \(error)")
+            }
+        }
         if notYetImplemented.contains(name) {
             throw ConfigurationError("command '\(name)' is not implemented yet")
         }
@@ -79,6 +90,7 @@ public enum Command: Equatable, Sendable {
         case .flag(let flag, let enabled): return enabled ? flag.rawValue : "no \(flag.rawValue)"
         case .setting(let setting, let value): return value.map { "\(setting.rawValue) \($0)" } ?? setting.rawValue
         case .source(let address): return "source \(address)"
+        case .vrrp(let instance): return (["vrrp"] + instance.words).joined(separator: " ")
         }
     }
 }

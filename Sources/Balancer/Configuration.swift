@@ -1,4 +1,5 @@
 import NIOCore
+import VRRP
 
 /// Everything a running balancer is configured with: pen's options and commands, before
 /// host names are resolved.
@@ -27,6 +28,8 @@ public struct Configuration: Equatable, Sendable {
     public var sourceAddress: String?
     /// `-d`, repeatable.
     public var debugLevel = 0
+    /// `vrrp` commands; none means penha runs standalone.
+    public var vrrpInstances: [VRRPInstanceConfiguration] = []
 
     public init(listen: ListenAddress, servers: [ServerSpec]) {
         self.listen = listen
@@ -67,6 +70,11 @@ public struct Configuration: Equatable, Sendable {
                 throw ConfigurationError("source '\(address)' is not an IP address")
             }
             sourceAddress = address
+        case .vrrp(let instance):
+            guard !vrrpInstances.contains(where: { $0.vrid == instance.vrid && $0.interface == instance.interface }) else {
+                throw ConfigurationError("vrrp: vrid \(instance.vrid) on \(instance.interface) is configured twice")
+            }
+            vrrpInstances.append(instance)
         }
     }
 

@@ -149,9 +149,16 @@ struct RunCommand: ParsableCommand {
         }
         logger.notice("listening on \(configuration.listen.withPort(address?.port))",
                       metadata: ["servers": "\(configuration.servers.count)"])
+        let vrrp: VRRPNode
+        do {
+            vrrp = try VRRPNode(configuration: configuration, service: service, logger: logger)
+        } catch {
+            throw RuntimeFailure(description: "cannot start VRRP: \(error)")
+        }
         // SIGTERM and SIGINT: stop accepting and exit promptly; nothing new is started.
         let number = Signals.next()
         _ = try? service.stop().wait()
+        vrrp.stop()
         logger.notice("stopped by signal \(number)")
         Glibc.exit(0)
     }
