@@ -135,13 +135,21 @@ public struct ServerSpec: Equatable, Sendable {
 
     /// Resolves the host (a blocking lookup: done at start and on reconfiguration, never per connection).
     public func resolve() throws -> Server {
-        let address: SocketAddress
+        server(at: try Self.resolve(host: host, port: port))
+    }
+
+    /// The server this spec describes, connecting to `address`.
+    public func server(at address: SocketAddress) -> Server {
+        Server(host: host, port: port, address: address, maxConnections: maxConnections,
+               hardLimit: hardLimit, weight: weight, priority: priority)
+    }
+
+    /// A blocking lookup of a server's host.
+    public static func resolve(host: String, port: Int) throws -> SocketAddress {
         do {
-            address = try SocketAddress.makeAddressResolvingHost(host, port: port)
+            return try SocketAddress.makeAddressResolvingHost(host, port: port)
         } catch {
             throw ConfigurationError("cannot resolve server host '\(host)'")
         }
-        return Server(host: host, port: port, address: address, maxConnections: maxConnections,
-                      hardLimit: hardLimit, weight: weight, priority: priority)
     }
 }

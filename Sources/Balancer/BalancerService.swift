@@ -2,30 +2,76 @@ import Logging
 import NIOCore
 import NIOPosix
 
+#if canImport(Glibc)
+import Glibc
+#endif
+
 /// The TCP data path: accepts clients, asks `BalancerState` where each goes, connects with
-/// failover, and relays. All state lives on one event loop, so `BalancerState` needs no locks.
+/// failover, and relays. All state lives on one event loop, so `BalancerState` needs no
+/// locks; commands change it there too (`execute`), after their blocking parts (reading
+/// files, resolving host names) ran on a thread pool.
 public final class BalancerService {
-    public let configuration: Configuration
     public let eventLoop: EventLoop
-    private var state: BalancerState
-    private let logger: Logger
+    private var runtime: Runtime
+    private var logger: Logger
     private let limiter: ConnectionLimiter
+    private let options: Options
+    private let started = NIODeadline.now()
+    private let connectionLog = ConnectionLog()
+    /// Blocking work off the event loop: NIO's own threads, not libdispatch (see Signals).
+    private let blockingPool = NIOThreadPool(numberOfThreads: 1)
     private var listener: Channel?
+    private var boundListen: String
+    private var relayed: [Int: (client: Channel, upstream: Channel)] = [:]
+    private var role: @Sendable () -> String = { "STANDALONE" }
+    private var controlAddress = "none"
+
+    /// What the process was started with that commands need to know.
+    public struct Options: Sendable {
+        /// `-X`: the `exit` command is allowed.
+        public var exitEnabled = false
+        /// `-F`: what SIGHUP re-reads and `write` without a file name writes.
+        public var configFile: String?
+        public init(exitEnabled: Bool = false, configFile: String? = nil) {
+            self.exitEnabled = exitEnabled
+            self.configFile = configFile
+        }
+    }
+
+    /// A command's answer; `exit` is done by the caller once the answer is sent.
+    public struct Reply: Sendable {
+        public var lines: [String]
+        public var exitRequested = false
+    }
 
     /// Resolves the servers (exits early with a clear error if one cannot be resolved).
-    public init(configuration: Configuration, eventLoop: EventLoop, logger: Logger) throws {
-        self.configuration = configuration
+    public init(configuration: Configuration, eventLoop: EventLoop, logger: Logger, options: Options = Options()) throws {
         self.eventLoop = eventLoop
-        self.state = try configuration.makeState()
+        self.runtime = Runtime(configuration: configuration, state: try configuration.makeState())
         self.logger = logger
+        self.options = options
         self.limiter = ConnectionLimiter(limit: configuration.connectionsMax)
+        self.boundListen = configuration.listen.description
+        try connectionLog.open(configuration.logFile)
+        blockingPool.start()
+    }
+
+    deinit {
+        blockingPool.shutdownGracefully { _ in }
+    }
+
+    /// How often the `-w` report is rewritten.
+    static let webStatsInterval = TimeAmount.seconds(30)
+
+    /// pen's `-d` levels as log levels.
+    public static func logLevel(debug: Int) -> Logger.Level {
+        debug >= 2 ? .trace : debug == 1 ? .debug : .info
     }
 
     /// Binds the listening socket; returns the address actually bound (useful with port 0).
     public func start() -> EventLoopFuture<SocketAddress?> {
         let limiter = self.limiter
-        let isUnix: Bool
-        if case .unix = configuration.listen { isUnix = true } else { isUnix = false }
+        let configuration = runtime.configuration
         var bootstrap = ServerBootstrap(group: eventLoop)
             .serverChannelOption(ChannelOptions.backlog, value: Int32(clamping: configuration.backlog))
             .serverChannelOption(ChannelOptions.socketOption(.so_reuseaddr), value: 1)
@@ -37,24 +83,25 @@ public final class BalancerService {
             .childChannelInitializer { [self] channel in
                 channel.eventLoop.makeCompletedFuture { self.accepted(channel) }
             }
-        if !isUnix, !configuration.vrrpInstances.isEmpty {
+        if case .inet = configuration.listen, !configuration.vrrpInstances.isEmpty {
             // A backup listens on the virtual address before it is on the interface, so it
             // serves the moment it becomes master. (IP level: Linux applies it to IPv6 sockets too.)
             bootstrap = bootstrap.serverChannelOption(
                 ChannelOptions.socket(SocketOptionLevel(IPPROTO_IP), SocketOptionName(IP_FREEBIND)), value: 1)
-        }
-        if !isUnix {
-            bootstrap = bootstrap.childChannelOption(ChannelOptions.tcpOption(.tcp_nodelay),
-                                                     value: configuration.tcpNoDelay ? 1 : 0)
         }
         let bound: EventLoopFuture<Channel>
         switch configuration.listen {
         case .inet(let host, let port): bound = bootstrap.bind(host: host, port: port)
         case .unix(let path): bound = bootstrap.bind(unixDomainSocketPath: path, cleanupExistingSocketFile: true)
         }
+        // pen rewrites its report on USR1; penha also keeps it fresh on its own.
+        eventLoop.scheduleRepeatedTask(initialDelay: Self.webStatsInterval, delay: Self.webStatsInterval) { _ in
+            self.writeWebStats()
+        }
         return bound.map { channel in
             self.eventLoop.assertInEventLoop()
             self.listener = channel
+            self.boundListen = configuration.listen.withPort(channel.localAddress?.port).description
             return channel.localAddress
         }
     }
@@ -68,14 +115,114 @@ public final class BalancerService {
 
     /// Runs `body` on the balancer's event loop with its state, for the control socket and stats.
     public func withState<Result: Sendable>(_ body: @escaping (inout BalancerState) -> Result) -> EventLoopFuture<Result> {
-        eventLoop.submit { body(&self.state) }
+        eventLoop.submit { body(&self.runtime.state) }
+    }
+
+    /// Where `status` gets the role from: VRRP's state once VRRP runs.
+    public func setRoleProvider(_ provider: @escaping @Sendable () -> String) {
+        eventLoop.execute { self.role = provider }
+    }
+
+    /// What the `control` command answers.
+    public func setControlAddress(_ address: String) {
+        eventLoop.execute { self.controlAddress = address }
+    }
+
+    /// One command line from the control socket: its answer, or one `error: ...` line.
+    public func execute(_ text: String) -> EventLoopFuture<Reply> {
+        run(reading: { try ConfigFile.expandIncludes([ConfigLine(try Command.parse(text))]) })
+            .recover { error in Reply(lines: ["error: \(error)"]) }
+    }
+
+    /// SIGHUP: reopens the connection log and re-reads the `-F` file as one transaction, so
+    /// a file with an error changes nothing. Established connections are not touched.
+    public func reload() -> EventLoopFuture<Void> {
+        let reopened = eventLoop.submit { try self.connectionLog.open(self.runtime.configuration.logFile) }
+        guard let path = options.configFile else { return reopened }
+        return reopened.flatMap { self.run(reading: { try ConfigFile.read(path) }) }.map { _ in }
+    }
+
+    /// SIGUSR1: the statistics as `status` shows them; the HTML report is written too.
+    public func statistics() -> EventLoopFuture<[String]> {
+        writeWebStats()
+        return execute("status").map(\.lines)
+    }
+
+    /// Writes the `-w` report, if there is one, off the event loop; a failure is logged.
+    private func writeWebStats() {
+        eventLoop.execute {
+            guard let path = self.runtime.configuration.webStatsFile else { return }
+            let page = self.runtime.webStats(facts: self.facts())
+            self.blockingPool.runIfActive(eventLoop: self.eventLoop) { try ConfigFile.write(page, to: path) }
+                .whenFailure { error in self.logger.warning("cannot write the status report: \(error)") }
+        }
+    }
+
+    /// Reads and resolves on the thread pool, then applies on the event loop.
+    private func run(reading: @escaping @Sendable () throws -> [ConfigLine]) -> EventLoopFuture<Reply> {
+        blockingPool.runIfActive(eventLoop: eventLoop) { () -> ResolvedLines in
+            let lines = try reading()
+            var resolved: [String: SocketAddress] = [:]
+            for host in lines.hostsToResolve {
+                resolved[host] = try? SocketAddress.makeAddressResolvingHost(host, port: 0)
+            }
+            return ResolvedLines(lines: lines, resolved: resolved)
+        }.flatMapThrowing { input in
+            let outcome = try self.runtime.execute(input.lines, facts: self.facts(), resolved: input.resolved)
+            self.adoptRuntime()
+            return outcome
+        }.flatMap { outcome in
+            self.perform(outcome)
+        }
+    }
+
+    private struct ResolvedLines: Sendable {
+        let lines: [ConfigLine]
+        let resolved: [String: SocketAddress]
+    }
+
+    private func facts() -> Runtime.Facts {
+        Runtime.Facts(now: .now(), started: started, role: role(), listen: boundListen, control: controlAddress,
+                      pid: Int(getpid()), exitEnabled: options.exitEnabled, configFile: options.configFile)
+    }
+
+    /// Settings that live outside `Runtime`: the connection limit and the log level.
+    private func adoptRuntime() {
+        limiter.limit = runtime.configuration.connectionsMax
+        logger.logLevel = Self.logLevel(debug: runtime.configuration.debugLevel)
+    }
+
+    private func perform(_ outcome: Runtime.Outcome) -> EventLoopFuture<Reply> {
+        var reply = Reply(lines: outcome.lines)
+        var writes: [EventLoopFuture<Void>] = []
+        for effect in outcome.effects {
+            switch effect {
+            case .reopenLog:
+                do {
+                    try connectionLog.open(runtime.configuration.logFile)
+                } catch {
+                    reply.lines.append("error: \(error)")
+                }
+            case .closeConnection(let number):
+                relayed[number]?.client.close(promise: nil)
+                relayed[number]?.upstream.close(promise: nil)
+            case .write(let path, let contents):
+                writes.append(blockingPool.runIfActive(eventLoop: eventLoop) { try ConfigFile.write(contents, to: path) })
+            case .exit:
+                reply.exitRequested = true
+            }
+        }
+        return EventLoopFuture.andAllSucceed(writes, on: eventLoop).map { reply }
     }
 
     private func accepted(_ client: Channel) {
         let limiter = self.limiter
         client.closeFuture.assumeIsolated().whenComplete { _ in limiter.release() }
-        let placement = state.accept(client: ClientKey(client.remoteAddress), now: .now())
-        logger.debug("client accepted", metadata: ["client": "\(client.remoteAddress.map { "\($0)" } ?? "?")"])
+        if case .inet = runtime.configuration.listen {
+            _ = client.setOption(ChannelOptions.tcpOption(.tcp_nodelay), value: runtime.configuration.tcpNoDelay ? 1 : 0)
+        }
+        let placement = runtime.state.accept(client: ClientKey(client.remoteAddress), now: .now())
+        logger.debug("client accepted", metadata: ["client": "\(Self.describe(client.remoteAddress))"])
         connect(client, placement)
     }
 
@@ -83,11 +230,12 @@ public final class BalancerService {
     /// Bounded: each call consumes one target of the failover plan.
     private func connect(_ client: Channel, _ placement: BalancerState.Placement) {
         var placement = placement
-        guard let target = state.nextTarget(&placement, now: .now()), let server = state.servers[target] else {
-            logger.info("no server available, closing client", metadata: ["client": "\(client.remoteAddress.map { "\($0)" } ?? "?")"])
+        guard let target = runtime.state.nextTarget(&placement, now: .now()), let server = runtime.state.servers[target] else {
+            logger.info("no server available, closing client", metadata: ["client": "\(Self.describe(client.remoteAddress))"])
             client.close(promise: nil)
             return
         }
+        let configuration = runtime.configuration
         var bootstrap = ClientBootstrap(group: eventLoop)
             .connectTimeout(.seconds(Int64(configuration.connectTimeoutSeconds)))
             .channelOption(ChannelOptions.autoRead, value: false)
@@ -104,7 +252,7 @@ public final class BalancerService {
             case .failure(let error):
                 self.logger.info("connect to server failed, blacklisting it",
                                  metadata: ["server": "\(server.host):\(server.port)", "error": "\(error)"])
-                self.state.connectFailed(target, now: .now())
+                self.runtime.state.connectFailed(target, now: .now())
                 // Retries run after the accepted channel is registered, so isActive tells whether
                 // the client is still there (in the child initializer it is not yet active).
                 if client.isActive { self.connect(client, placement) }
@@ -113,7 +261,9 @@ public final class BalancerService {
     }
 
     private func relay(_ client: Channel, _ upstream: Channel, _ placement: BalancerState.Placement, _ target: Target) {
-        state.connected(placement, to: target)
+        let clientName = Self.describe(client.remoteAddress)
+        let number = runtime.state.connected(placement, to: target, client: clientName, now: .now())
+        relayed[number] = (client, upstream)
         let (clientSide, serverSide) = RelayHandler.pair()
         do {
             try addRelay(clientSide, to: client)
@@ -122,8 +272,13 @@ public final class BalancerService {
             client.close(promise: nil)
             upstream.close(promise: nil)
         }
+        let serverName = Self.describe(upstream.remoteAddress)
         client.closeFuture.and(upstream.closeFuture).assumeIsolated().whenComplete { _ in
-            self.state.finished(placement, target: target, sent: clientSide.bytesRead, received: serverSide.bytesRead)
+            self.relayed[number] = nil
+            self.runtime.state.finished(placement, connection: number, target: target,
+                                        sent: clientSide.bytesRead, received: serverSide.bytesRead)
+            self.connectionLog.record(client: clientName, server: serverName,
+                                      sent: clientSide.bytesRead, received: serverSide.bytesRead)
         }
         // Either side may have gone before its relay handler was there to see it go.
         if !client.isActive || !upstream.isActive {
@@ -134,10 +289,20 @@ public final class BalancerService {
 
     private func addRelay(_ handler: RelayHandler, to channel: Channel) throws {
         let pipeline = channel.pipeline.syncOperations
-        if configuration.idleTimeoutSeconds > 0 {
-            try pipeline.addHandler(IdleStateHandler(allTimeout: .seconds(Int64(configuration.idleTimeoutSeconds))))
+        let idleTimeout = runtime.configuration.idleTimeoutSeconds
+        if idleTimeout > 0 {
+            try pipeline.addHandler(IdleStateHandler(allTimeout: .seconds(Int64(idleTimeout))))
         }
         try pipeline.addHandler(handler)
         _ = channel.setOption(ChannelOptions.autoRead, value: true)
+    }
+
+    private static func describe(_ address: SocketAddress?) -> String {
+        switch address {
+        case .v4(let v4): return "\(v4.host.isEmpty ? address?.ipAddress ?? "?" : address?.ipAddress ?? v4.host):\(address?.port ?? 0)"
+        case .v6: return "[\(address?.ipAddress ?? "?")]:\(address?.port ?? 0)"
+        case .unixDomainSocket: return "local"
+        case nil: return "?"
+        }
     }
 }

@@ -12,6 +12,16 @@ public struct BalancerState: Sendable {
     public var blacklistTime: TimeAmount
     public private(set) var activeConnections = 0
     public private(set) var totalConnections: UInt64 = 0
+    /// The relayed connections, by the number `connection N` and `close N` use.
+    public private(set) var connections: [Int: ConnectionRecord] = [:]
+    private var nextConnectionNumber = 0
+
+    /// A relayed connection as the control socket shows it.
+    public struct ConnectionRecord: Equatable, Sendable {
+        public let client: String
+        public let target: Target
+        public let since: NIODeadline
+    }
 
     /// One client connection on its way to a server.
     public struct Placement: Sendable {
@@ -63,7 +73,12 @@ public struct BalancerState: Sendable {
         servers.blacklist(target, until: now + blacklistTime)
     }
 
-    public mutating func connected(_ placement: Placement, to target: Target) {
+    /// The client is connected to `target`; returns the connection's number.
+    @discardableResult
+    public mutating func connected(_ placement: Placement, to target: Target, client: String, now: NIODeadline) -> Int {
+        let number = nextConnectionNumber
+        nextConnectionNumber += 1
+        connections[number] = ConnectionRecord(client: client, target: target, since: now)
         servers[target]?.totalConnections += 1
         servers[target]?.blacklistedUntil = nil
         activeConnections += 1
@@ -72,10 +87,12 @@ public struct BalancerState: Sendable {
         if case .server(let index) = target {
             clients.setServer(index, slot: placement.clientSlot, key: placement.client)
         }
+        return number
     }
 
     /// A connection ended after relaying `sent` bytes to the server and `received` from it.
-    public mutating func finished(_ placement: Placement, target: Target, sent: UInt64, received: UInt64) {
+    public mutating func finished(_ placement: Placement, connection: Int, target: Target, sent: UInt64, received: UInt64) {
+        connections[connection] = nil
         releaseConnection(on: target)
         servers[target]?.sent &+= sent
         servers[target]?.received &+= received

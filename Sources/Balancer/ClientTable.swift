@@ -1,5 +1,9 @@
 import NIOCore
 
+#if canImport(Glibc)
+import Glibc
+#endif
+
 /// A client's identity for tracking: its IP address only (pen tracks hosts, not ports).
 /// IPv4 is stored in its IPv4-mapped IPv6 form so that a client reaching a dual-stack
 /// listener as ::ffff:a.b.c.d is the same client as a.b.c.d.
@@ -37,6 +41,26 @@ public struct ClientKey: Hashable, Sendable {
     }
 }
 
+extension ClientKey: CustomStringConvertible {
+    /// The client's address as text: dotted IPv4, IPv6 in hex groups, or "local".
+    public var description: String {
+        if self == .local { return "local" }
+        if high == 0, low >> 32 == 0xFFFF {
+            return (0..<4).reversed().map { "\((low >> ($0 * 8)) & 0xFF)" }.joined(separator: ".")
+        }
+        var address = in6_addr()
+        withUnsafeMutableBytes(of: &address) { bytes in
+            for index in 0..<8 {
+                bytes[index] = UInt8(truncatingIfNeeded: high >> ((7 - index) * 8))
+                bytes[index + 8] = UInt8(truncatingIfNeeded: low >> ((7 - index) * 8))
+            }
+        }
+        var text = [CChar](repeating: 0, count: Int(INET6_ADDRSTRLEN))
+        inet_ntop(AF_INET6, &address, &text, socklen_t(text.count))
+        return String(cString: text)
+    }
+}
+
 /// pen's client table: a fixed number of slots (`-c`), each remembering the server a client
 /// used last. When the table is full the least recently used slot is reused; with a tracking
 /// time (`-T`) entries older than that are forgotten.
@@ -53,7 +77,7 @@ public struct ClientTable: Sendable {
         public var received: UInt64 = 0
     }
 
-    public let capacity: Int
+    public private(set) var capacity: Int
     /// Tracking time: entries not used for this long are forgotten; nil keeps them forever.
     public var trackingTime: TimeAmount?
     private var entries: [Entry] = []
@@ -72,6 +96,18 @@ public struct ClientTable: Sendable {
     }
 
     public var count: Int { entries.count }
+
+    /// The same clients in a table of `capacity` slots; when it shrinks, the most recently
+    /// used ones stay. Slot numbers change (placements in flight find their slot gone, which
+    /// costs them only their byte counts).
+    public func resized(to capacity: Int) -> ClientTable {
+        var table = ClientTable(capacity: capacity, trackingTime: trackingTime)
+        for (_, entry) in byRecentUse.prefix(capacity).reversed() {
+            let slot = table.connect(entry.key, now: entry.lastUsed)
+            table.entries[slot] = entry
+        }
+        return table
+    }
 
     /// Entries from the most recently used to the least.
     public var byRecentUse: [(slot: Int, entry: Entry)] {

@@ -11,6 +11,24 @@ public enum Command: Equatable, Sendable {
     case setting(Setting, Int?)
     /// `source IP`: the local address outgoing connections are made from.
     case source(String)
+    /// `server N [address A] [port P] ...`: changes server N, or adds it as the next one.
+    case server(ServerChange)
+    /// `log [FILE]`, `no log`, `web_stats [FILE]`, `no web_stats`.
+    case file(FileSetting, FileChange)
+    /// Questions with no argument: `servers`, `status`, `mode`, `listen`, `pid`, `control`.
+    case query(Query)
+    /// `recent [N]`: clients seen in the last N seconds (300 without N).
+    case recent(Int?)
+    /// `connection N`: one connection's client, server and age.
+    case connection(Int)
+    /// `close N`: closes connection N.
+    case close(Int)
+    /// `include FILE`: the commands of another file.
+    case include(String)
+    /// `write [FILE]`: the configuration as commands, to FILE or the `-F` file.
+    case write(String?)
+    /// `exit`: stops penha; only with `-X`.
+    case exit
     /// `vrrp interface IF vrid N ...`: one VRRP instance.
     case vrrp(VRRPInstanceConfiguration)
 
@@ -33,64 +51,137 @@ public enum Command: Equatable, Sendable {
         case debug
     }
 
+    public enum FileSetting: String, CaseIterable, Sendable {
+        case log
+        case webStats = "web_stats"
+    }
+
+    public enum FileChange: Equatable, Sendable {
+        /// Without an argument: which file, if any.
+        case show
+        case set(String)
+        /// The `no` form.
+        case off
+    }
+
+    public enum Query: String, CaseIterable, Sendable {
+        case servers, status, mode, listen, pid, control
+    }
+
     /// Commands that are pen's but belong to parts of penha not built yet: refused by name.
     static let notYetImplemented: Set<String> = [
-        "acl", "client_acl", "control_acl", "close", "connection", "control", "exit", "http",
-        "include", "listen", "log", "mode", "pid", "recent", "server", "servers", "ssl_ciphers",
-        "ssl_option", "ssl_sni_path", "status", "web_stats", "write",
+        "acl", "client_acl", "control_acl", "http", "ssl_ciphers", "ssl_option", "ssl_sni_path",
+        "ssl_ocsp_response", "ssl_client_renegotiation_interval",
     ]
 
     public static func parse(_ line: String) throws -> Command {
-        var words = line.split(whereSeparator: { $0 == " " || $0 == "\t" }).map(String.init)
-        guard !words.isEmpty else { throw ConfigurationError("empty command") }
-        var enabled = true
-        if words[0] == "no" {
-            enabled = false
+        var words = line.split(whereSeparator: { $0 == " " || $0 == "\t" || $0 == "\r" }).map(String.init)
+        guard let first = words.first else { throw ConfigurationError("empty command") }
+        if first == "no" {
             words.removeFirst()
-            guard let name = words.first, Flag(rawValue: name) != nil, words.count == 1 else {
-                throw ConfigurationError("'no' takes one of: \(Flag.allCases.map(\.rawValue).joined(separator: ", "))")
+            let negatable = Flag.allCases.map(\.rawValue) + FileSetting.allCases.map(\.rawValue)
+            guard words.count == 1, negatable.contains(words[0]) else {
+                throw ConfigurationError("'no' takes one of: \(negatable.joined(separator: ", "))")
             }
+            if let flag = Flag(rawValue: words[0]) { return .flag(flag, false) }
+            return .file(FileSetting(rawValue: words[0])!, .off)
         }
-        let name = words[0]
-        let arguments = words.dropFirst()
-        if let flag = Flag(rawValue: name) {
-            guard arguments.isEmpty else { throw ConfigurationError("'\(name)' takes no argument") }
-            return .flag(flag, enabled)
+        let arguments = Array(words.dropFirst())
+        if let flag = Flag(rawValue: first) {
+            try expect(arguments, atMost: 0, first)
+            return .flag(flag, true)
         }
-        if let setting = Setting(rawValue: name) {
-            guard arguments.count <= 1 else { throw ConfigurationError("'\(name)' takes at most one number") }
-            guard let text = arguments.first else { return .setting(setting, nil) }
-            guard let value = Int(text), value >= 0 else {
-                throw ConfigurationError("'\(name)' needs a non-negative number, not '\(text)'")
+        if let setting = Setting(rawValue: first) {
+            return .setting(setting, try optionalNumber(arguments, first))
+        }
+        if let query = Query(rawValue: first) {
+            try expect(arguments, atMost: 0, first)
+            return .query(query)
+        }
+        if let file = FileSetting(rawValue: first) {
+            try expect(arguments, atMost: 1, first)
+            return .file(file, arguments.first.map(FileChange.set) ?? .show)
+        }
+        switch first {
+        case "source":
+            guard arguments.count == 1 else { throw ConfigurationError("'source' needs one IP address") }
+            return .source(arguments[0])
+        case "server":
+            return .server(try ServerChange.parse(arguments))
+        case "recent":
+            return .recent(try optionalNumber(arguments, first))
+        case "connection", "close":
+            guard arguments.count == 1, let number = try optionalNumber(arguments, first) else {
+                throw ConfigurationError("'\(first)' needs one connection number")
             }
-            return .setting(setting, value)
-        }
-        if name == "source" {
-            guard arguments.count == 1, let address = arguments.first else {
-                throw ConfigurationError("'source' needs one IP address")
-            }
-            return .source(address)
-        }
-        if name == "vrrp" {
+            return first == "close" ? .close(number) : .connection(number)
+        case "include":
+            guard arguments.count == 1 else { throw ConfigurationError("'include' needs one file name") }
+            return .include(arguments[0])
+        case "write":
+            try expect(arguments, atMost: 1, first)
+            return .write(arguments.first)
+        case "exit":
+            try expect(arguments, atMost: 0, first)
+            return .exit
+        case "vrrp":
             do {
-                return .vrrp(try VRRPInstanceConfiguration.parse(Array(arguments)))
+                return .vrrp(try VRRPInstanceConfiguration.parse(arguments))
             } catch {
                 throw ConfigurationError("vrrp: \(error)")
             }
+        default:
+            if notYetImplemented.contains(first) {
+                throw ConfigurationError("command '\(first)' is not implemented yet")
+            }
+            throw ConfigurationError("unknown command '\(first)'")
         }
-        if notYetImplemented.contains(name) {
-            throw ConfigurationError("command '\(name)' is not implemented yet")
+    }
+
+    private static func expect(_ arguments: [String], atMost count: Int, _ name: String) throws {
+        guard arguments.count > count else { return }
+        switch count {
+        case 0: throw ConfigurationError("'\(name)' takes no argument")
+        default: throw ConfigurationError("'\(name)' takes at most one argument")
         }
-        throw ConfigurationError("unknown command '\(name)'")
+    }
+
+    private static func optionalNumber(_ arguments: [String], _ name: String) throws -> Int? {
+        guard arguments.count <= 1 else { throw ConfigurationError("'\(name)' takes at most one number") }
+        guard let text = arguments.first else { return nil }
+        return try nonNegativeNumber(text, for: "'\(name)'")
     }
 
     /// The command as a line that parses back to it.
     public var text: String {
         switch self {
         case .flag(let flag, let enabled): return enabled ? flag.rawValue : "no \(flag.rawValue)"
-        case .setting(let setting, let value): return value.map { "\(setting.rawValue) \($0)" } ?? setting.rawValue
+        case .setting(let setting, let value): return Self.line(setting.rawValue, value)
         case .source(let address): return "source \(address)"
+        case .server(let change): return (["server"] + change.words).joined(separator: " ")
+        case .file(let file, .show): return file.rawValue
+        case .file(let file, .set(let path)): return "\(file.rawValue) \(path)"
+        case .file(let file, .off): return "no \(file.rawValue)"
+        case .query(let query): return query.rawValue
+        case .recent(let seconds): return Self.line("recent", seconds)
+        case .connection(let number): return "connection \(number)"
+        case .close(let number): return "close \(number)"
+        case .include(let path): return "include \(path)"
+        case .write(let path): return Self.line("write", path)
+        case .exit: return "exit"
         case .vrrp(let instance): return (["vrrp"] + instance.words).joined(separator: " ")
         }
     }
+
+    private static func line(_ name: String, _ argument: (some CustomStringConvertible)?) -> String {
+        argument.map { "\(name) \($0)" } ?? name
+    }
+}
+
+/// A number a command needs: an integer, zero or more.
+func nonNegativeNumber(_ text: String, for what: String) throws -> Int {
+    guard let value = Int(text), value >= 0 else {
+        throw ConfigurationError("\(what) needs a non-negative number, not '\(text)'")
+    }
+    return value
 }

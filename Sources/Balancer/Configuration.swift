@@ -30,13 +30,18 @@ public struct Configuration: Equatable, Sendable {
     public var debugLevel = 0
     /// `vrrp` commands; none means penha runs standalone.
     public var vrrpInstances: [VRRPInstanceConfiguration] = []
+    /// `-l`, `log FILE`: the connection log.
+    public var logFile: String?
+    /// `-w`, `web_stats FILE`: the HTML status report.
+    public var webStatsFile: String?
 
     public init(listen: ListenAddress, servers: [ServerSpec]) {
         self.listen = listen
         self.servers = servers
     }
 
-    /// Applies a configuration command (from `-O`, and later the config file and control socket).
+    /// Applies a command that changes the configuration (from `-O`, `-F` or the control
+    /// socket); questions and actions are refused here, `Runtime` answers them.
     public mutating func apply(_ command: Command) throws {
         switch command {
         case .flag(let flag, let enabled):
@@ -75,7 +80,77 @@ public struct Configuration: Equatable, Sendable {
                 throw ConfigurationError("vrrp: vrid \(instance.vrid) on \(instance.interface) is configured twice")
             }
             vrrpInstances.append(instance)
+        case .server(let change):
+            try apply(change)
+        case .file(let file, let change):
+            let path: String?
+            switch change {
+            case .show: throw ConfigurationError("'\(file.rawValue)' needs a file name here")
+            case .set(let name): path = name
+            case .off: path = nil
+            }
+            switch file {
+            case .log: logFile = path
+            case .webStats: webStatsFile = path
+            }
+        case .query, .recent, .connection, .close, .include, .write, .exit:
+            throw ConfigurationError("'\(command.text)' is a question or an action for the control socket, not a setting")
         }
+    }
+
+    /// The current value of a numeric setting, as its command answers it.
+    public func value(of setting: Command.Setting) -> Int {
+        switch setting {
+        case .blacklist: return blacklistSeconds
+        case .clientsMax: return clientsMax
+        case .connectionsMax: return connectionsMax
+        case .timeout: return connectTimeoutSeconds
+        case .tracking: return trackingSeconds
+        case .idleTimeout: return idleTimeoutSeconds
+        case .debug: return debugLevel
+        }
+    }
+
+    /// Changes server N, or adds it when N is the next number (pen grows its table the same way).
+    private mutating func apply(_ change: ServerChange) throws {
+        if servers.indices.contains(change.index) {
+            change.apply(to: &servers[change.index])
+            return
+        }
+        guard change.index == servers.count else {
+            throw ConfigurationError("server \(change.index) does not exist; the next new server is \(servers.count)")
+        }
+        guard let host = change.address else {
+            throw ConfigurationError("new server \(change.index) needs an address")
+        }
+        guard let port = change.port ?? listen.port else {
+            throw ConfigurationError("new server \(change.index) needs a port when listening on a Unix socket")
+        }
+        var spec = ServerSpec(host: host, port: port)
+        change.apply(to: &spec)
+        servers.append(spec)
+    }
+
+    /// Commands that recreate this configuration on top of the same command line: what
+    /// `write` saves. The listen address, `-e` and `-q` are command-line options, not commands.
+    public var commands: [Command] {
+        var commands: [Command] = [
+            .setting(.blacklist, blacklistSeconds), .setting(.clientsMax, clientsMax),
+            .setting(.connectionsMax, connectionsMax), .setting(.debug, debugLevel),
+            .setting(.timeout, connectTimeoutSeconds), .setting(.tracking, trackingSeconds),
+            .setting(.idleTimeout, idleTimeoutSeconds),
+            .flag(.roundRobin, selection.roundRobin), .flag(.hash, selection.hash), .flag(.weight, selection.weight),
+            .flag(.priority, selection.priority), .flag(.stubborn, selection.stubborn), .flag(.tcpNoDelay, tcpNoDelay),
+            .file(.log, logFile.map(Command.FileChange.set) ?? .off),
+            .file(.webStats, webStatsFile.map(Command.FileChange.set) ?? .off),
+        ]
+        if let sourceAddress { commands.append(.source(sourceAddress)) }
+        for (index, spec) in servers.enumerated() {
+            commands.append(.server(ServerChange(index: index, address: spec.host, port: spec.port,
+                                                 maxConnections: spec.maxConnections, hardLimit: spec.hardLimit,
+                                                 weight: spec.weight, priority: spec.priority)))
+        }
+        return commands + vrrpInstances.map(Command.vrrp)
     }
 
     /// The pure balancer state this configuration starts with (host names resolved).

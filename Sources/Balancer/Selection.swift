@@ -19,6 +19,15 @@ public struct Selection: Equatable, Sendable {
 
     public init() {}
 
+    /// Takes the algorithm flags of `other`, keeping where round-robin is.
+    public mutating func adoptFlags(of other: Selection) {
+        roundRobin = other.roundRobin
+        hash = other.hash
+        weight = other.weight
+        priority = other.priority
+        stubborn = other.stubborn
+    }
+
     /// The first server to try for a client, nil when no regular server can be chosen.
     /// `tracked` is the server the client used last, if the table remembers one.
     public mutating func initialServer(for client: ClientKey, tracked: Int?,

@@ -34,6 +34,29 @@ public struct Server: Equatable, Sendable {
         self.priority = priority
     }
 
+    /// Takes the configured fields of `spec`, keeping the counters; `address` is where
+    /// `spec.host` resolved to, with `spec.port`.
+    public mutating func adopt(_ spec: ServerSpec, address: SocketAddress) {
+        host = spec.host
+        port = spec.port
+        self.address = address
+        maxConnections = spec.maxConnections
+        hardLimit = spec.hardLimit
+        weight = spec.weight
+        priority = spec.priority
+    }
+
+    /// What `penha status` shows: up, full (at its soft limit) or blacklisted.
+    public func state(now: NIODeadline) -> String {
+        isBlacklisted(now: now) ? "blacklisted" : isFull(returning: false) ? "full" : "up"
+    }
+
+    /// Whole seconds of blacklist left, rounded up; 0 when not blacklisted.
+    public func blacklistSecondsLeft(now: NIODeadline) -> Int {
+        guard let until = blacklistedUntil, now < until else { return 0 }
+        return Int(((until - now).nanoseconds + 999_999_999) / 1_000_000_000)
+    }
+
     public func isBlacklisted(now: NIODeadline) -> Bool {
         guard let until = blacklistedUntil else { return false }
         return now < until

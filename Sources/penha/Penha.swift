@@ -19,6 +19,8 @@ struct Penha {
 
     /// pen's convention: a bad argument exits 2 with one line naming it; help exits 0.
     static func exit(reporting error: Error) -> Never {
+        // A subcommand that has said what it had to say and only sets the status.
+        if let code = error as? ExitCode { Glibc.exit(code.rawValue) }
         if PenhaCommand.exitCode(for: error) == .success {
             print(PenhaCommand.fullMessage(for: error))
             Glibc.exit(0)
@@ -39,7 +41,7 @@ struct PenhaCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "penha",
         abstract: "pen, the load balancer, rebuilt in Swift with VRRP built in.",
-        subcommands: [RunCommand.self],
+        subcommands: [RunCommand.self, CtlCommand.self, StatusCommand.self],
         defaultSubcommand: RunCommand.self,
         // pen's -h means hash; help is --help only.
         helpNames: [.long]

@@ -49,15 +49,25 @@ struct RunCommand: ParsableCommand {
     @Flag(name: [.customShort("P"), .customShort("Q")], help: "pen's poll/kqueue choice; penha always uses epoll.")
     var eventMechanism: Int
 
+    @Option(name: .customShort("C"), help: "Control socket: port (on loopback), host:port (loopback) or /path/to/socket.")
+    var control: String?
+    @Option(name: .customShort("F"), help: "Config file of penctl commands, read after the command line and on SIGHUP.")
+    var configFile: String?
+    @Option(name: .customShort("l"), help: "Connection log: one line per finished connection.")
+    var logFile: String?
+    @Option(name: .customShort("p"), help: "Write the process id to this file.")
+    var pidFile: String?
+    @Flag(name: .customShort("X"), help: "Allow the exit command on the control socket.")
+    var exitCommand = false
+    @Option(name: .customShort("w"), help: "HTML status report, written on SIGUSR1 and every 30 seconds.")
+    var webStats: String?
+    @Option(name: .customShort("j"), help: "chroot into this directory after binding.")
+    var chroot: String?
+    @Option(name: .customShort("u"), help: "Run as this user after binding.")
+    var user: String?
+
     // pen options whose parts of penha are not built yet: accepted by the parser only so
     // that they are refused by name, never silently ignored.
-    @Option(name: .customShort("C"), help: .hidden) var control: String?
-    @Option(name: .customShort("F"), help: .hidden) var configFile: String?
-    @Option(name: .customShort("l"), help: .hidden) var logFile: String?
-    @Option(name: .customShort("p"), help: .hidden) var pidFile: String?
-    @Option(name: .customShort("w"), help: .hidden) var webStats: String?
-    @Option(name: .customShort("j"), help: .hidden) var chroot: String?
-    @Option(name: .customShort("u"), help: .hidden) var user: String?
     @Option(name: .customShort("E"), help: .hidden) var certificate: String?
     @Option(name: .customShort("K"), help: .hidden) var key: String?
     @Option(name: .customShort("G"), help: .hidden) var caFile: String?
@@ -66,7 +76,6 @@ struct RunCommand: ParsableCommand {
     @Option(name: .customShort("B"), help: .hidden) var abuseServer: String?
     @Option(name: .customShort("m"), help: .hidden) var multiAccept: String?
     @Option(name: .customShort("i"), help: .hidden) var windowsService: String?
-    @Flag(name: .customShort("X"), help: .hidden) var exitCommand = false
     @Flag(name: .customShort("R"), help: .hidden) var requireCertificate = false
     @Flag(name: .customShort("Z"), help: .hidden) var sslCompatibility = false
     @Flag(name: .customShort("H"), help: .hidden) var forwardedFor = false
@@ -80,10 +89,6 @@ struct RunCommand: ParsableCommand {
 
     func validate() throws {
         let refused: [(given: Bool, option: String, what: String)] = [
-            (control != nil, "-C", "the control socket"), (configFile != nil, "-F", "the config file"),
-            (logFile != nil, "-l", "the connection log"), (pidFile != nil, "-p", "the pid file"),
-            (webStats != nil, "-w", "the HTML status file"), (chroot != nil, "-j", "chroot"),
-            (user != nil, "-u", "dropping privileges"), (exitCommand, "-X", "the exit command"),
             (certificate != nil, "-E", "TLS"), (key != nil, "-K", "TLS"), (caFile != nil, "-G", "TLS"),
             (caDirectory != nil, "-A", "TLS"), (requireCertificate, "-R", "TLS"),
             (sslProtocol != nil, "-L", "TLS"), (sslCompatibility, "-Z", "TLS"),
@@ -99,10 +104,13 @@ struct RunCommand: ParsableCommand {
         where value < minimum {
             throw ConfigurationError("option \(option) must be at least \(minimum), not \(value)")
         }
-        guard !servers.isEmpty else { throw ConfigurationError("no servers given after the listen address") }
+        guard !servers.isEmpty || configFile != nil else {
+            throw ConfigurationError("no servers given after the listen address")
+        }
     }
 
-    /// The command line as a `Configuration`: options first, then `-O` commands, as pen does.
+    /// The command line as a `Configuration`: options first, then `-O` commands, then the
+    /// `-F` file, as pen does.
     func makeConfiguration() throws -> Configuration {
         let listenAddress = try ListenAddress.parse(listen)
         var configuration = Configuration(
@@ -120,33 +128,64 @@ struct RunCommand: ParsableCommand {
         configuration.selection.hash = hash
         configuration.selection.weight = weight
         configuration.selection.stubborn = stubborn
-        for text in commands {
+        configuration.logFile = logFile
+        configuration.webStatsFile = webStats
+        let given = try commands.map { text in
             do {
-                try configuration.apply(try Command.parse(text))
+                return ConfigLine(try Command.parse(text), origin: "-O '\(text)'")
             } catch let error as ConfigurationError {
                 throw ConfigurationError("-O '\(text)': \(error.message)")
             }
+        }
+        for line in try ConfigFile.expandIncludes(given) + (configFile.map(ConfigFile.read) ?? []) {
+            do {
+                try configuration.apply(line.command)
+            } catch let error as ConfigurationError {
+                throw ConfigurationError(line.origin.map { "\($0): \(error.message)" } ?? error.message)
+            }
+        }
+        if let user, !configuration.vrrpInstances.isEmpty {
+            throw ConfigurationError("-u \(user) cannot be combined with vrrp: moving virtual addresses needs root")
+        }
+        guard !configuration.servers.isEmpty else {
+            throw ConfigurationError("no servers: give them after the listen address or as 'server' lines in \(configFile ?? "-F")")
         }
         return configuration
     }
 
     func run() throws {
         let configuration = try makeConfiguration()
+        // Before any thread exists: the detached penha is a fresh process.
+        if !foreground { Daemon.start(arguments: Array(CommandLine.arguments.dropFirst())) }
         let logger = makeLogger(debugLevel: configuration.debugLevel)
-        if !foreground {
-            logger.warning("penha has no daemon mode yet; staying in the foreground (give -f to silence this)")
-        }
         if maxServers != nil || eventMechanism > 0 {
             logger.debug("-S, -P and -Q have no effect: the server table grows as needed and NIO uses epoll")
         }
         let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
-        let service = try BalancerService(configuration: configuration, eventLoop: group.next(), logger: logger)
+        let service: BalancerService
+        do {
+            service = try BalancerService(configuration: configuration, eventLoop: group.next(), logger: logger,
+                                          options: .init(exitEnabled: exitCommand, configFile: configFile))
+        } catch let error as ConfigurationError {
+            throw error
+        } catch {
+            throw RuntimeFailure(description: "cannot start: \(error)")
+        }
         let address: SocketAddress?
         do {
             address = try service.start().wait()
         } catch {
             throw RuntimeFailure(description: "cannot listen on \(configuration.listen): \(error)")
         }
+        let controlChannel = try startControl(service, logger: logger)
+        if let pidFile {
+            do {
+                try ConfigFile.write("\(getpid())\n", to: pidFile)
+            } catch {
+                throw RuntimeFailure(description: "\(error)")
+            }
+        }
+        try Privileges.confine(chroot: chroot, user: user)
         logger.notice("listening on \(configuration.listen.withPort(address?.port))",
                       metadata: ["servers": "\(configuration.servers.count)"])
         let vrrp: VRRPNode
@@ -155,18 +194,66 @@ struct RunCommand: ParsableCommand {
         } catch {
             throw RuntimeFailure(description: "cannot start VRRP: \(error)")
         }
-        // SIGTERM and SIGINT: stop accepting and exit promptly; nothing new is started.
-        let number = Signals.next()
+        service.setRoleProvider { vrrp.role }
+        Daemon.signalReady()
+        serveSignals(service, logger: logger)
         _ = try? service.stop().wait()
+        _ = try? controlChannel?.close().wait()
         vrrp.stop()
-        logger.notice("stopped by signal \(number)")
+        if let pidFile { unlink(pidFile) }
         Glibc.exit(0)
+    }
+
+    /// `-C`, or the default socket when it can be made (root); a `-C` that fails is fatal.
+    private func startControl(_ service: BalancerService, logger: Logger) throws -> Channel? {
+        let address = try control.map(ControlAddress.parse) ?? .unix(path: ControlAddress.defaultPath)
+        // `exit` is sent as SIGTERM to this process, so it takes the same path as a signal.
+        let onExit: @Sendable () -> Void = { kill(getpid(), SIGTERM) }
+        do {
+            let channel = try ControlServer.start(address, service: service, onExit: onExit).wait()
+            let bound: ControlAddress
+            if case .inet(let host, _) = address, let port = channel.localAddress?.port {
+                bound = .inet(host: host, port: port)
+            } else {
+                bound = address
+            }
+            service.setControlAddress(bound.description)
+            logger.info("control socket on \(bound)")
+            return channel
+        } catch where control == nil {
+            logger.warning("no control socket: cannot listen on \(address): \(error) (give -C to choose one)")
+            return nil
+        } catch {
+            throw RuntimeFailure(description: "cannot listen for control on \(address): \(error)")
+        }
+    }
+
+    /// Serves SIGHUP (reload) and SIGUSR1 (statistics) until SIGTERM or SIGINT.
+    private func serveSignals(_ service: BalancerService, logger: Logger) {
+        while true {
+            let number = Signals.next()
+            switch number {
+            case SIGHUP:
+                do {
+                    try service.reload().wait()
+                    logger.notice("reloaded\(configFile.map { " \($0)" } ?? ""), log reopened")
+                } catch {
+                    logger.error("reload failed, configuration unchanged: \(error)")
+                }
+            case SIGUSR1:
+                let lines = (try? service.statistics().wait()) ?? ["statistics unavailable"]
+                for line in lines { logger.notice("\(line)") }
+            default:
+                logger.notice("stopped by signal \(number)")
+                return
+            }
+        }
     }
 }
 
 func makeLogger(debugLevel: Int) -> Logger {
     LoggingSystem.bootstrap { label in StreamLogHandler.standardError(label: label) }
     var logger = Logger(label: "penha")
-    logger.logLevel = debugLevel >= 2 ? .trace : debugLevel == 1 ? .debug : .info
+    logger.logLevel = BalancerService.logLevel(debug: debugLevel)
     return logger
 }

@@ -7,12 +7,13 @@ import Glibc
 /// included) inherits the mask and the kernel cannot deliver them anywhere else. No
 /// libdispatch worker may run: those set their own masks and would take the signal.
 enum Signals {
-    static let termination: [Int32] = [SIGTERM, SIGINT]
+    /// SIGHUP: reload; SIGUSR1: statistics; SIGTERM and SIGINT: stop.
+    static let handled: [Int32] = [SIGTERM, SIGINT, SIGHUP, SIGUSR1]
 
     private static var handledSet: sigset_t {
         var set = sigset_t()
         sigemptyset(&set)
-        for number in termination { sigaddset(&set, number) }
+        for number in handled { sigaddset(&set, number) }
         return set
     }
 

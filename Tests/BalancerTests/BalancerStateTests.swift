@@ -10,7 +10,7 @@ final class BalancerStateTests: XCTestCase {
     private func place(_ state: inout BalancerState, _ key: ClientKey, now: NIODeadline) -> (BalancerState.Placement, Target?) {
         var placement = state.accept(client: key, now: now)
         let target = state.nextTarget(&placement, now: now)
-        if let target { state.connected(placement, to: target) }
+        if let target { state.connected(placement, to: target, client: "test", now: now) }
         return (placement, target)
     }
 
@@ -30,7 +30,7 @@ final class BalancerStateTests: XCTestCase {
         XCTAssertEqual(state.nextTarget(&placement, now: at(0)), .server(0))
         state.connectFailed(.server(0), now: at(0))
         XCTAssertEqual(state.nextTarget(&placement, now: at(0)), .server(1))
-        state.connected(placement, to: .server(1))
+        state.connected(placement, to: .server(1), client: "test", now: at(0))
         XCTAssertTrue(state.servers.servers[0].isBlacklisted(now: at(29)))
         XCTAssertFalse(state.servers.servers[0].isBlacklisted(now: at(30)))
         // The client is now tracked to server 1.
@@ -109,7 +109,7 @@ final class BalancerStateTests: XCTestCase {
         let (placement, target) = place(&state, client(1), now: at(0))
         XCTAssertEqual(state.servers.servers[0].connections, 1)
         XCTAssertEqual(state.activeConnections, 1)
-        state.finished(placement, target: target!, sent: 100, received: 2000)
+        state.finished(placement, connection: 0, target: target!, sent: 100, received: 2000)
         let server = state.servers.servers[0]
         XCTAssertEqual([server.connections, Int(server.totalConnections), Int(server.sent), Int(server.received)], [0, 1, 100, 2000])
         XCTAssertEqual(state.activeConnections, 0)

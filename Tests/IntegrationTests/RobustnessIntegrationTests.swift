@@ -23,7 +23,7 @@ final class RobustnessIntegrationTests: XCTestCase {
             (["8080", "no-such-host.invalid"], "no-such-host.invalid"),
         ]
         for (arguments, named) in cases {
-            let (status, stderr) = try runPenha(["-f"] + arguments)
+            let (status, stderr, _) = try runPenha(["-f"] + arguments)
             XCTAssertEqual(status, 2, "\(arguments): \(stderr)")
             let lines = stderr.split(separator: "\n")
             XCTAssertEqual(lines.count, 1, "\(arguments) printed: \(stderr)")
@@ -32,7 +32,7 @@ final class RobustnessIntegrationTests: XCTestCase {
     }
 
     func testHelpExitsZero() throws {
-        let (status, _) = try runPenha(["--help"])
+        let (status, _, _) = try runPenha(["--help"])
         XCTAssertEqual(status, 0)
     }
 

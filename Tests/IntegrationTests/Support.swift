@@ -41,16 +41,29 @@ func freePortOf(_ fd: Int32) -> Int {
 final class Penha {
     let process = Process()
     let port: Int
+    /// The control socket: `-C` from the options, else a fresh temporary path.
+    let control: String
     private let stderrPipe = Pipe()
     private let lock = NSLock()
     private var stderrText = ""
 
-    /// Starts `penha -f ARGUMENTS... 127.0.0.1:PORT SERVERS...` unless `listen` says otherwise.
-    init(_ options: [String], listen: String? = nil, servers: [String], file: StaticString = #filePath, line: UInt = #line) throws {
+    /// Starts `penha -f ARGUMENTS... 127.0.0.1:PORT SERVERS...` unless `listen` says otherwise,
+    /// inside the network namespace `namespace` if one is given.
+    init(_ options: [String], listen: String? = nil, servers: [String], namespace: String? = nil) throws {
         let port = freePort()
         self.port = port
-        process.executableURL = penhaBinary
-        process.arguments = ["-f"] + options + [listen ?? "127.0.0.1:\(port)"] + servers
+        let givenControl = options.firstIndex(of: "-C").map { options[$0 + 1] }
+        control = givenControl ?? temporaryPath("control.sock")
+        let arguments = ["-f"] + (givenControl == nil ? ["-C", control] : []) + options
+            + [listen ?? "127.0.0.1:\(port)"] + servers
+        if let namespace {
+            // `ip netns exec` execs penha in place, so the process id is penha's.
+            process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+            process.arguments = ["ip", "netns", "exec", namespace, penhaBinary.path] + arguments
+        } else {
+            process.executableURL = penhaBinary
+            process.arguments = arguments
+        }
         process.standardError = stderrPipe
         process.standardOutput = FileHandle.nullDevice
         let started = DispatchSemaphore(value: 0)
@@ -101,19 +114,24 @@ final class Penha {
         if process.isRunning { kill(process.processIdentifier, SIGKILL) }
         process.waitUntilExit()
         stderrPipe.fileHandleForReading.readabilityHandler = nil
+        unlink(control)
     }
 
     deinit { stop() }
 }
 
 /// Runs penha to completion (for arguments it must refuse) and returns status and stderr.
-func runPenha(_ arguments: [String], timeout: Double = 20) throws -> (status: Int32, stderr: String) {
+func runPenha(_ arguments: [String], timeout: Double = 20) throws -> (status: Int32, stderr: String, stdout: String) {
     let process = Process()
     process.executableURL = penhaBinary
     process.arguments = arguments
     let pipe = Pipe()
     process.standardError = pipe
-    process.standardOutput = FileHandle.nullDevice
+    // A file, not a pipe: a large output cannot block penha while stderr is being read.
+    let output = temporaryPath("stdout")
+    guard FileManager.default.createFile(atPath: output, contents: nil) else { throw TestFailure("cannot create \(output)") }
+    defer { unlink(output) }
+    process.standardOutput = try FileHandle(forWritingTo: URL(fileURLWithPath: output))
     try process.run()
     let text = pipe.fileHandleForReading.readDataToEndOfFile()
     let deadline = Date() + timeout
@@ -122,7 +140,8 @@ func runPenha(_ arguments: [String], timeout: Double = 20) throws -> (status: In
         kill(process.processIdentifier, SIGKILL)
         throw TestFailure("penha \(arguments) did not exit")
     }
-    return (process.terminationStatus, String(decoding: text, as: UTF8.self))
+    let printed = FileManager.default.contents(atPath: output) ?? Data()
+    return (process.terminationStatus, String(decoding: text, as: UTF8.self), String(decoding: printed, as: UTF8.self))
 }
 
 /// A backend on loopback. In `identify` mode it greets each connection with its name and a

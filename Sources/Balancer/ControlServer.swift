@@ -1,0 +1,124 @@
+import Logging
+import NIOCore
+import NIOPosix
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// The control socket, as pen's: a client connects, sends one command line, reads the
+/// answer until penha closes the connection (penctl does exactly this). The line ends at
+/// a newline or when the client shuts its side; it is bounded in length and in time.
+public enum ControlServer {
+    static let maxLineBytes = 4096
+    /// A client that never finishes its line is closed after this.
+    static let lineTimeout = TimeAmount.seconds(10)
+
+    /// Binds the control socket. A Unix socket's directory is created if missing and the
+    /// socket is made mode 0600: the socket is the only authentication there is.
+    public static func start(_ address: ControlAddress, service: BalancerService,
+                             onExit: @escaping @Sendable () -> Void) -> EventLoopFuture<Channel> {
+        let eventLoop = service.eventLoop
+        let bootstrap = ServerBootstrap(group: eventLoop)
+            .serverChannelOption(ChannelOptions.socketOption(.so_reuseaddr), value: 1)
+            .childChannelOption(ChannelOptions.allowRemoteHalfClosure, value: true)
+            .childChannelInitializer { channel in
+                channel.eventLoop.makeCompletedFuture {
+                    try channel.pipeline.syncOperations.addHandler(ControlHandler(service: service, onExit: onExit))
+                }
+            }
+        switch address {
+        case .inet(let host, let port):
+            return bootstrap.bind(host: host, port: port)
+        case .unix(let path):
+            let directory = String(path[..<(path.lastIndex(of: "/") ?? path.startIndex)])
+            if !directory.isEmpty, mkdir(directory, 0o755) != 0, errno != EEXIST {
+                return eventLoop.makeFailedFuture(
+                    ConfigurationError("cannot create \(directory): \(String(cString: strerror(errno)))"))
+            }
+            return bootstrap.bind(unixDomainSocketPath: path, cleanupExistingSocketFile: true).flatMapThrowing { channel in
+                guard chmod(path, 0o600) == 0 else {
+                    channel.close(promise: nil)
+                    throw ConfigurationError("cannot make \(path) mode 0600: \(String(cString: strerror(errno)))")
+                }
+                return channel
+            }
+        }
+    }
+}
+
+/// One control connection: collects the line, runs it, writes the answer, closes.
+final class ControlHandler: ChannelInboundHandler {
+    typealias InboundIn = ByteBuffer
+    typealias OutboundOut = ByteBuffer
+
+    private let service: BalancerService
+    private let onExit: @Sendable () -> Void
+    private var line: [UInt8] = []
+    private var answered = false
+    private var timeout: Scheduled<Void>?
+
+    init(service: BalancerService, onExit: @escaping @Sendable () -> Void) {
+        self.service = service
+        self.onExit = onExit
+    }
+
+    func channelActive(context: ChannelHandlerContext) {
+        let channel = context.channel
+        timeout = context.eventLoop.scheduleTask(in: ControlServer.lineTimeout) { channel.close(promise: nil) }
+        context.fireChannelActive()
+    }
+
+    func channelInactive(context: ChannelHandlerContext) {
+        timeout?.cancel()
+        context.fireChannelInactive()
+    }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        guard !answered else { return }
+        let bytes = unwrapInboundIn(data).readableBytesView
+        if let newline = bytes.firstIndex(of: UInt8(ascii: "\n")) {
+            line += bytes[..<newline]
+            answer(context)
+        } else {
+            line += bytes
+            if line.count > ControlServer.maxLineBytes {
+                reply(context, .init(lines: ["error: command longer than \(ControlServer.maxLineBytes) bytes"]))
+            }
+        }
+    }
+
+    func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
+        if case ChannelEvent.inputClosed = event, !answered {
+            answer(context)
+        } else {
+            context.fireUserInboundEventTriggered(event)
+        }
+    }
+
+    func errorCaught(context: ChannelHandlerContext, error: Error) {
+        context.close(promise: nil)
+    }
+
+    private func answer(_ context: ChannelHandlerContext) {
+        answered = true
+        guard line.count <= ControlServer.maxLineBytes else {
+            reply(context, .init(lines: ["error: command longer than \(ControlServer.maxLineBytes) bytes"]))
+            return
+        }
+        let text = String(decoding: line, as: UTF8.self)
+        service.execute(text).assumeIsolated().whenSuccess { reply in
+            self.reply(context, reply)
+        }
+    }
+
+    private func reply(_ context: ChannelHandlerContext, _ reply: BalancerService.Reply) {
+        answered = true
+        let text = reply.lines.map { $0 + "\n" }.joined()
+        let onExit = self.onExit
+        context.writeAndFlush(wrapOutboundOut(ByteBuffer(string: text))).assumeIsolated().whenComplete { _ in
+            context.close(promise: nil)
+            if reply.exitRequested { onExit() }
+        }
+    }
+}

@@ -1,0 +1,219 @@
+import NIOCore
+
+/// The running balancer as commands see it: its configuration and its state, changed
+/// together on the balancer's event loop. Pure: time, resolved host names and facts about
+/// the process come in as arguments; side effects (files, closing a connection, exit) go
+/// out as `Effect`s for `BalancerService` to perform.
+public struct Runtime: Sendable {
+    public var configuration: Configuration
+    public var state: BalancerState
+
+    public init(configuration: Configuration, state: BalancerState) {
+        self.configuration = configuration
+        self.state = state
+    }
+
+    public enum Effect: Equatable, Sendable {
+        /// The connection log's file changed (or was turned off).
+        case reopenLog
+        case closeConnection(Int)
+        case write(path: String, contents: String)
+        case exit
+    }
+
+    /// What a batch of commands answers and what it leaves to do.
+    public struct Outcome: Equatable, Sendable {
+        public var lines: [String] = []
+        public var effects: [Effect] = []
+        public init(lines: [String] = [], effects: [Effect] = []) {
+            self.lines = lines
+            self.effects = effects
+        }
+    }
+
+    /// What the process knows beyond configuration and state.
+    public struct Facts: Sendable {
+        public var now: NIODeadline
+        public var started: NIODeadline
+        public var role: String
+        /// The listen address actually bound.
+        public var listen: String
+        /// Where the control socket is, "none" without one.
+        public var control: String
+        public var pid: Int
+        /// `-X`: the `exit` command is allowed.
+        public var exitEnabled: Bool
+        /// `-F`: where `write` without a file name writes.
+        public var configFile: String?
+
+        public init(now: NIODeadline, started: NIODeadline, role: String, listen: String, control: String,
+                    pid: Int, exitEnabled: Bool, configFile: String?) {
+            self.now = now
+            self.started = started
+            self.role = role
+            self.listen = listen
+            self.control = control
+            self.pid = pid
+            self.exitEnabled = exitEnabled
+            self.configFile = configFile
+        }
+    }
+
+    /// Runs the lines as one transaction: either all of them apply or, when one fails, none
+    /// does and the error names the failing line. `resolved` holds the addresses of the
+    /// hosts the lines name (`ConfigLine.hostsToResolve`), looked up before, off the event loop.
+    public mutating func execute(_ lines: [ConfigLine], facts: Facts, resolved: [String: SocketAddress]) throws -> Outcome {
+        var changed = self
+        var outcome = Outcome()
+        for line in lines {
+            do {
+                let result = try changed.execute(line.command, facts: facts, resolved: resolved)
+                outcome.lines += result.lines
+                outcome.effects += result.effects
+            } catch let error as ConfigurationError {
+                throw ConfigurationError(line.origin.map { "\($0): \(error.message)" } ?? error.message)
+            }
+        }
+        self = changed
+        return outcome
+    }
+
+    private mutating func execute(_ command: Command, facts: Facts, resolved: [String: SocketAddress]) throws -> Outcome {
+        switch command {
+        case .flag, .source:
+            try configuration.apply(command)
+            adoptConfiguration()
+            return Outcome()
+        case .setting(let setting, let value):
+            if value != nil {
+                try configuration.apply(command)
+                adoptConfiguration()
+            }
+            return Outcome(lines: ["\(configuration.value(of: setting))"])
+        case .server(let change):
+            try configuration.apply(command)
+            try adoptServer(change, now: facts.now, resolved: resolved)
+            return Outcome()
+        case .file(let file, .show):
+            let path = file == .log ? configuration.logFile : configuration.webStatsFile
+            return Outcome(lines: path.map { [$0] } ?? [])
+        case .file(let file, _):
+            try configuration.apply(command)
+            return Outcome(effects: file == .log ? [.reopenLog] : [])
+        case .query(let query):
+            return Outcome(lines: answer(query, facts: facts))
+        case .recent(let seconds):
+            let since = facts.now - .seconds(Int64(seconds ?? 300))
+            return Outcome(lines: state.clients.byRecentUse.filter { $0.entry.lastUsed >= since }.map { _, entry in
+                "\(entry.key) connects \(entry.connections) sx \(entry.sent) rx \(entry.received)"
+            })
+        case .connection(let number):
+            let record = try connection(number)
+            return Outcome(lines: ["connection \(number) client \(record.client) server \(Self.name(record.target)) age \(Self.seconds(facts.now - record.since))"])
+        case .close(let number):
+            _ = try connection(number)
+            return Outcome(lines: ["closing connection \(number)"], effects: [.closeConnection(number)])
+        case .include:
+            throw ConfigurationError("include is read by ConfigFile before execution")
+        case .write(let path):
+            guard let path = path ?? facts.configFile else {
+                throw ConfigurationError("write needs a file name: penha was started without -F")
+            }
+            return Outcome(lines: ["wrote \(path)"], effects: [.write(path: path, contents: configurationFile(listen: facts.listen))])
+        case .exit:
+            guard facts.exitEnabled else { throw ConfigurationError("exit is not enabled; start penha with -X") }
+            return Outcome(lines: ["exiting"], effects: [.exit])
+        case .vrrp(let instance):
+            // A reload repeats the file's vrrp lines; they can only restate what runs.
+            guard configuration.vrrpInstances.contains(instance) else {
+                throw ConfigurationError("vrrp instances are set at start; restart penha to change them")
+            }
+            return Outcome()
+        }
+    }
+
+    /// The configuration as a file `-F` reads back (the listen address stays on the command line).
+    public func configurationFile(listen: String) -> String {
+        let header = ["# written by penha; start it with: penha -F FILE \(listen)"]
+        return (header + configuration.commands.map(\.text)).joined(separator: "\n") + "\n"
+    }
+
+    /// pen's formats for `servers` and `mode`; `status` is penha's: one line per fact, words in
+    /// name/value pairs, so that `penha status` can read it and a person too.
+    private func answer(_ query: Command.Query, facts: Facts) -> [String] {
+        let servers = state.servers.servers
+        switch query {
+        case .servers:
+            return servers.enumerated().map { index, server in
+                "\(index) addr \(Self.ip(server)) port \(server.port) conn \(server.connections) max \(server.maxConnections) "
+                    + "hard \(server.hardLimit) weight \(server.weight) prio \(server.priority) sx \(server.sent) rx \(server.received)"
+            }
+        case .mode:
+            let selection = configuration.selection
+            let flags = [("hash", selection.hash), ("roundrobin", selection.roundRobin), ("stubborn", selection.stubborn),
+                         ("weight", selection.weight), ("prio", selection.priority)]
+            return [flags.map { $1 ? $0 : "no \($0)" }.joined(separator: " ")]
+        case .listen: return [facts.listen]
+        case .control: return [facts.control]
+        case .pid: return ["\(facts.pid)"]
+        case .status:
+            return ["role \(facts.role)", "listen \(facts.listen)", "uptime \(Self.seconds(facts.now - facts.started))",
+                    "connections \(state.activeConnections) total \(state.totalConnections)"]
+                + servers.enumerated().map { index, server in
+                    "server \(index) address \(Self.ip(server)) port \(server.port) state \(server.state(now: facts.now)) "
+                        + "blacklist_left \(server.blacklistSecondsLeft(now: facts.now)) connections \(server.connections) "
+                        + "total \(server.totalConnections) max \(server.maxConnections) sent \(server.sent) received \(server.received)"
+                }
+        }
+    }
+
+    private func connection(_ number: Int) throws -> BalancerState.ConnectionRecord {
+        guard let record = state.connections[number] else { throw ConfigurationError("no connection \(number)") }
+        return record
+    }
+
+    /// Carries the configuration's settings over to the running state (connections already
+    /// established keep what they started with).
+    private mutating func adoptConfiguration() {
+        state.selection.adoptFlags(of: configuration.selection)
+        state.blacklistTime = .seconds(Int64(configuration.blacklistSeconds))
+        state.clients.trackingTime = configuration.trackingSeconds > 0 ? .seconds(Int64(configuration.trackingSeconds)) : nil
+        if state.clients.capacity != configuration.clientsMax {
+            state.clients = state.clients.resized(to: configuration.clientsMax)
+        }
+    }
+
+    /// Carries a changed (or new) server over to the running table. A changed address or
+    /// port applies to new connections only.
+    private mutating func adoptServer(_ change: ServerChange, now: NIODeadline, resolved: [String: SocketAddress]) throws {
+        let spec = configuration.servers[change.index]
+        let existing = state.servers.servers.indices.contains(change.index) ? state.servers.servers[change.index].address : nil
+        var address: SocketAddress
+        if change.address == nil, let existing {
+            address = existing
+        } else {
+            guard let found = resolved[spec.host] else { throw ConfigurationError("cannot resolve server host '\(spec.host)'") }
+            address = found
+        }
+        address.port = spec.port
+        if state.servers.servers.indices.contains(change.index) {
+            state.servers.servers[change.index].adopt(spec, address: address)
+        } else {
+            state.servers.servers.append(spec.server(at: address))
+        }
+        if let seconds = change.blacklistSeconds {
+            state.servers.servers[change.index].blacklistedUntil = seconds > 0 ? now + .seconds(Int64(seconds)) : nil
+        }
+    }
+
+    private static func ip(_ server: Server) -> String { server.address.ipAddress ?? server.host }
+
+    private static func name(_ target: Target) -> String {
+        switch target {
+        case .server(let index): return "\(index)"
+        case .emergency: return "emergency"
+        }
+    }
+
+    private static func seconds(_ amount: TimeAmount) -> Int64 { amount.nanoseconds / 1_000_000_000 }
+}

@@ -1,0 +1,76 @@
+/// `server N [address A] [port P] [max M] [hard H] [weight W] [prio P] [blacklist T]`: what
+/// the command changes in server N; fields it does not name stay as they are.
+public struct ServerChange: Equatable, Sendable {
+    public var index: Int
+    /// A host name or IP address (an IPv6 address may be bracketed).
+    public var address: String?
+    public var port: Int?
+    public var maxConnections: Int?
+    public var hardLimit: Int?
+    public var weight: Int?
+    public var priority: Int?
+    /// Leave the server out for this many seconds; 0 takes it back at once. Running state,
+    /// not configuration: only the control socket and a reload apply it.
+    public var blacklistSeconds: Int?
+
+    public init(index: Int, address: String? = nil, port: Int? = nil, maxConnections: Int? = nil,
+                hardLimit: Int? = nil, weight: Int? = nil, priority: Int? = nil, blacklistSeconds: Int? = nil) {
+        self.index = index
+        self.address = address
+        self.port = port
+        self.maxConnections = maxConnections
+        self.hardLimit = hardLimit
+        self.weight = weight
+        self.priority = priority
+        self.blacklistSeconds = blacklistSeconds
+    }
+
+    private static let numberFields: [(name: String, field: WritableKeyPath<ServerChange, Int?>)] = [
+        ("port", \.port), ("max", \.maxConnections), ("hard", \.hardLimit), ("weight", \.weight),
+        ("prio", \.priority), ("blacklist", \.blacklistSeconds),
+    ]
+
+    /// The words after `server`.
+    static func parse(_ words: [String]) throws -> ServerChange {
+        let usage = "'server' needs a number and pairs of: address A, port P, max M, hard H, weight W, prio P, blacklist T"
+        guard let first = words.first, words.count >= 3, words.count % 2 == 1 else { throw ConfigurationError(usage) }
+        var change = ServerChange(index: try nonNegativeNumber(first, for: "'server'"))
+        var seen: Set<String> = []
+        for pair in stride(from: 1, to: words.count, by: 2) {
+            let (name, value) = (words[pair], words[pair + 1])
+            guard seen.insert(name).inserted else { throw ConfigurationError("server: '\(name)' given twice") }
+            if name == "address" {
+                let bracketed = value.hasPrefix("[") && value.hasSuffix("]") && value.count > 2
+                change.address = bracketed ? String(value.dropFirst().dropLast()) : value
+            } else if let number = numberFields.first(where: { $0.name == name }) {
+                change[keyPath: number.field] = try nonNegativeNumber(value, for: "server: '\(name)'")
+            } else if name == "acl" {
+                throw ConfigurationError("server: 'acl' is not implemented yet")
+            } else {
+                throw ConfigurationError("server: unknown field '\(name)'; \(usage)")
+            }
+        }
+        if let port = change.port { _ = try validPort(port, in: "server \(change.index) port \(port)") }
+        return change
+    }
+
+    /// The words after `server`, in a fixed order.
+    var words: [String] {
+        var words = ["\(index)"]
+        if let address { words += ["address", address] }
+        for (name, field) in Self.numberFields {
+            if let value = self[keyPath: field] { words += [name, "\(value)"] }
+        }
+        return words
+    }
+
+    /// The change applied to a server's configuration (all but the blacklist, which is state).
+    func apply(to spec: inout ServerSpec) {
+        if let address { spec.host = address }
+        if let port { spec.port = port }
+        if let maxConnections { spec.maxConnections = maxConnections }
+        if let hardLimit { spec.hardLimit = hardLimit }
+        if let weight { spec.weight = weight }
+        if let priority { spec.priority = priority }
+    }
+}

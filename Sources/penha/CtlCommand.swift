@@ -1,0 +1,35 @@
+import ArgumentParser
+import Balancer
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// `penha ctl [SOCKET|host:port] COMMAND...`: pen's penctl. Prints the answer; exits 1 when
+/// penha cannot be reached or answers an error.
+struct CtlCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "ctl",
+        abstract: "Send one command to a running penha and print the answer.",
+        helpNames: [.long]
+    )
+
+    @Argument(parsing: .captureForPassthrough,
+              help: "[SOCKET|host:port] COMMAND...; the socket defaults to \(ControlAddress.defaultPath).")
+    var words: [String] = []
+
+    func run() throws {
+        // A control address has a '/' or a ':' or is a port; no command word does.
+        let names = words.first.map { $0.contains("/") || $0.contains(":") || Int($0) != nil } ?? false
+        let command = (names ? Array(words.dropFirst()) : words).joined(separator: " ")
+        guard !command.isEmpty else { throw ConfigurationError("no command given; try: penha ctl servers") }
+        let lines: [String]
+        do {
+            lines = try ControlClient.send(command, to: try ControlClient.address(names ? words.first : nil))
+        } catch let failure as ControlClient.Failure {
+            throw RuntimeFailure(description: failure.description)
+        }
+        for line in lines { print(line) }
+        if lines.contains(where: { $0.hasPrefix("error: ") }) { throw ExitCode.failure }
+    }
+}

@@ -1,0 +1,33 @@
+import Balancer
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// `-j dir` and `-u user`, done after the sockets are bound: chroot into the directory,
+/// then take the user's groups and ids for good. Paths used later (`-F` on reload, `log`,
+/// `write`, `-w`) are then inside the directory. glibc applies the id changes to every
+/// thread, NIO's included.
+enum Privileges {
+    static func confine(chroot directory: String?, user: String?) throws {
+        // The user is looked up before chroot, while /etc/passwd is still reachable.
+        let account = try user.map { name -> (uid: uid_t, gid: gid_t) in
+            guard let entry = getpwnam(name) else { throw RuntimeFailure(description: "-u: no user '\(name)'") }
+            let ids = (entry.pointee.pw_uid, entry.pointee.pw_gid)
+            guard initgroups(name, ids.1) == 0, setgid(ids.1) == 0 else {
+                throw RuntimeFailure(description: "-u \(name): cannot take the user's groups: \(String(cString: strerror(errno)))")
+            }
+            return ids
+        }
+        if let directory {
+            guard chroot(directory) == 0, chdir("/") == 0 else {
+                throw RuntimeFailure(description: "-j \(directory): cannot chroot: \(String(cString: strerror(errno)))")
+            }
+        }
+        if let account, let user {
+            guard setuid(account.uid) == 0 else {
+                throw RuntimeFailure(description: "-u \(user): cannot take the user's id: \(String(cString: strerror(errno)))")
+            }
+        }
+    }
+}

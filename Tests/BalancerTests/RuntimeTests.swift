@@ -1,0 +1,136 @@
+import NIOCore
+import XCTest
+@testable import Balancer
+
+/// Commands applied to a running balancer's configuration and state, with no sockets.
+final class RuntimeTests: XCTestCase {
+    private func makeRuntime() throws -> Runtime {
+        let configuration = Configuration(listen: .inet(host: "127.0.0.1", port: 80),
+                                          servers: [ServerSpec(host: "127.0.0.1", port: 9000), ServerSpec(host: "127.0.0.1", port: 9001)])
+        return Runtime(configuration: configuration, state: try configuration.makeState())
+    }
+
+    private func facts(now: NIODeadline = at(10), exitEnabled: Bool = false, configFile: String? = nil) -> Runtime.Facts {
+        Runtime.Facts(now: now, started: at(0), role: "STANDALONE", listen: "127.0.0.1:80", control: "/run/penha/penha.sock",
+                      pid: 42, exitEnabled: exitEnabled, configFile: configFile)
+    }
+
+    @discardableResult
+    private func run(_ runtime: inout Runtime, _ lines: String..., facts: Runtime.Facts? = nil,
+                     resolved: [String: SocketAddress] = [:]) throws -> Runtime.Outcome {
+        try runtime.execute(try lines.map { ConfigLine(try Command.parse($0)) }, facts: facts ?? self.facts(), resolved: resolved)
+    }
+
+    func testSettingsAnswerTheirValueAndReachTheState() throws {
+        var runtime = try makeRuntime()
+        XCTAssertEqual(try run(&runtime, "blacklist").lines, ["30"])
+        XCTAssertEqual(try run(&runtime, "blacklist 5", "tracking 60", "clients_max 4", "roundrobin", "prio").lines, ["5", "60", "4"])
+        XCTAssertEqual(runtime.state.blacklistTime, .seconds(5))
+        XCTAssertEqual(runtime.state.clients.trackingTime, .seconds(60))
+        XCTAssertEqual(runtime.state.clients.capacity, 4)
+        XCTAssertTrue(runtime.state.selection.roundRobin && runtime.state.selection.priority)
+        XCTAssertEqual(try run(&runtime, "mode").lines, ["no hash roundrobin no stubborn no weight prio"])
+        XCTAssertEqual(try run(&runtime, "conn_max 7", "timeout 4", "idle_timeout 9", "debug 1", "tcp_nodelay").lines, ["7", "4", "9", "1"])
+        XCTAssertEqual([runtime.configuration.connectionsMax, runtime.configuration.connectTimeoutSeconds,
+                        runtime.configuration.idleTimeoutSeconds, runtime.configuration.debugLevel], [7, 4, 9, 1])
+        XCTAssertTrue(runtime.configuration.tcpNoDelay)
+    }
+
+    func testServersInPensFormatAndChangesKeepCounters() throws {
+        var runtime = try makeRuntime()
+        runtime.state.servers.servers[0].sent = 11
+        try run(&runtime, "server 0 port 9100 max 3 hard 4 weight 2 prio 1")
+        XCTAssertEqual(try run(&runtime, "servers").lines, [
+            "0 addr 127.0.0.1 port 9100 conn 0 max 3 hard 4 weight 2 prio 1 sx 11 rx 0",
+            "1 addr 127.0.0.1 port 9001 conn 0 max 0 hard 0 weight 1 prio 0 sx 0 rx 0",
+        ])
+        XCTAssertEqual(runtime.state.servers.servers[0].address, try SocketAddress(ipAddress: "127.0.0.1", port: 9100))
+        XCTAssertEqual(runtime.configuration.servers[0], ServerSpec(host: "127.0.0.1", port: 9100, maxConnections: 3,
+                                                                      hardLimit: 4, weight: 2, priority: 1))
+    }
+
+    func testAnAddressChangeUsesTheResolvedAddressAndANewServerIsAdded() throws {
+        var runtime = try makeRuntime()
+        let resolved = ["www": try SocketAddress(ipAddress: "10.0.0.7", port: 0)]
+        try run(&runtime, "server 1 address www", "server 2 address www port 8080", resolved: resolved)
+        XCTAssertEqual(runtime.state.servers.servers.map(\.address),
+                       [try SocketAddress(ipAddress: "127.0.0.1", port: 9000), try SocketAddress(ipAddress: "10.0.0.7", port: 9001),
+                        try SocketAddress(ipAddress: "10.0.0.7", port: 8080)])
+        XCTAssertEqual(runtime.configuration.servers.map(\.host), ["127.0.0.1", "www", "www"])
+        XCTAssertEqual(try run(&runtime, "server 3 address www", resolved: resolved).lines, [])
+        XCTAssertEqual(runtime.state.servers.servers[3].port, 80, "a new server's port defaults to the listen port")
+    }
+
+    func testAFailingLineLeavesEverythingAsItWas() throws {
+        var runtime = try makeRuntime()
+        let before = runtime.configuration
+        let lines = [ConfigLine(.setting(.blacklist, 1), origin: "f:1"),
+                     ConfigLine(.server(ServerChange(index: 0, address: "unresolvable")), origin: "f:2")]
+        XCTAssertThrowsError(try runtime.execute(lines, facts: facts(), resolved: [:])) { error in
+            XCTAssertEqual("\(error)", "f:2: cannot resolve server host 'unresolvable'")
+        }
+        XCTAssertEqual(runtime.configuration, before)
+        XCTAssertEqual(runtime.state.blacklistTime, .seconds(30))
+        for (line, reason) in [("server 5 address a", "next new server is 2"), ("server 2 port 80", "needs an address"),
+                               ("timeout 0", "at least 1"), ("clients_max 0", "at least 1"), ("source nowhere", "not an IP"),
+                               ("connection 0", "no connection 0"), ("close 3", "no connection 3"),
+                               ("write", "-F"), ("exit", "not enabled")] {
+            XCTAssertThrowsError(try run(&runtime, line), line) { error in
+                XCTAssertTrue("\(error)".contains(reason), "'\(line)' gave '\(error)'")
+            }
+        }
+    }
+
+    func testBlacklistFromTheControlSocketAndTakingItBack() throws {
+        var runtime = try makeRuntime()
+        try run(&runtime, "server 1 blacklist 20", facts: facts(now: at(10)))
+        XCTAssertTrue(runtime.state.servers.servers[1].isBlacklisted(now: at(29)))
+        XCTAssertFalse(runtime.state.servers.servers[1].isBlacklisted(now: at(30)))
+        let status = try run(&runtime, "status", facts: facts(now: at(15))).lines
+        XCTAssertEqual(status, [
+            "role STANDALONE", "listen 127.0.0.1:80", "uptime 15", "connections 0 total 0",
+            "server 0 address 127.0.0.1 port 9000 state up blacklist_left 0 connections 0 total 0 max 0 sent 0 received 0",
+            "server 1 address 127.0.0.1 port 9001 state blacklisted blacklist_left 15 connections 0 total 0 max 0 sent 0 received 0",
+        ])
+        try run(&runtime, "server 1 blacklist 0", facts: facts(now: at(16)))
+        XCTAssertFalse(runtime.state.servers.servers[1].isBlacklisted(now: at(16)))
+    }
+
+    func testQuestionsAboutTheProcessConnectionsAndClients() throws {
+        var runtime = try makeRuntime()
+        XCTAssertEqual(try run(&runtime, "pid", "listen", "control", "log", "web_stats").lines,
+                       ["42", "127.0.0.1:80", "/run/penha/penha.sock"])
+        var placement = runtime.state.accept(client: client(5), now: at(2))
+        let target = try XCTUnwrap(runtime.state.nextTarget(&placement, now: at(2)))
+        let number = runtime.state.connected(placement, to: target, client: "127.0.0.5:4000", now: at(2))
+        XCTAssertEqual(try run(&runtime, "connection \(number)").lines, ["connection \(number) client 127.0.0.5:4000 server 0 age 8"])
+        XCTAssertEqual(try run(&runtime, "close \(number)").effects, [.closeConnection(number)])
+        XCTAssertEqual(try run(&runtime, "recent").lines, ["127.0.0.5 connects 1 sx 0 rx 0"])
+        XCTAssertEqual(try run(&runtime, "recent 5").lines, [], "seen 8 seconds ago")
+        XCTAssertEqual(try run(&runtime, "log /tmp/l").effects, [.reopenLog])
+        XCTAssertEqual(try run(&runtime, "log").lines, ["/tmp/l"])
+        XCTAssertEqual(try run(&runtime, "exit", facts: facts(exitEnabled: true)).effects, [.exit])
+    }
+
+    func testWriteProducesAFileThatRecreatesTheConfiguration() throws {
+        var runtime = try makeRuntime()
+        try run(&runtime, "hash", "blacklist 9", "server 1 weight 4 prio 2", "source 127.0.0.2", "log /tmp/l", "idle_timeout 3")
+        let outcome = try run(&runtime, "write", facts: facts(configFile: "/etc/penha.conf"))
+        guard case .write(let path, let contents) = try XCTUnwrap(outcome.effects.first) else { return XCTFail("\(outcome)") }
+        XCTAssertEqual(path, "/etc/penha.conf")
+        var recreated = Configuration(listen: runtime.configuration.listen, servers: [])
+        for line in try ConfigFile.parse(contents, name: "written") { try recreated.apply(line.command) }
+        XCTAssertEqual(recreated, runtime.configuration)
+    }
+
+    func testClientTableResizeKeepsTheMostRecentClients() {
+        var table = ClientTable(capacity: 3)
+        for last in 1...3 { table.setServer(Int(last), slot: table.connect(client(UInt8(last)), now: at(Double(last))), key: client(UInt8(last))) }
+        let smaller = table.resized(to: 2)
+        XCTAssertEqual(smaller.capacity, 2)
+        XCTAssertEqual(smaller.byRecentUse.map(\.entry.key), [client(3), client(2)])
+        XCTAssertEqual(smaller.trackedServer(of: client(3), now: at(4)), 3)
+        XCTAssertEqual(client(5).description, "127.0.0.5")
+        XCTAssertEqual(ClientKey(high: 0x2001_0DB8_0000_0000, low: 1).description, "2001:db8::1")
+    }
+}

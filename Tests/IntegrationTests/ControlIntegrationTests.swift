@@ -1,0 +1,224 @@
+import Foundation
+import XCTest
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// The control plane, driven only through the control socket, signals and files.
+final class ControlIntegrationTests: XCTestCase {
+    private var paths: [String] = []
+
+    override func tearDown() {
+        for path in paths { unlink(path) }
+        paths = []
+    }
+
+    /// A temporary file with `text`, removed after the test.
+    private func file(_ text: String, name: String = "penha.conf") throws -> String {
+        let path = temporaryPath(name)
+        paths.append(path)
+        try text.write(toFile: path, atomically: true, encoding: .utf8)
+        return path
+    }
+
+    func testChangingAServerAddressMovesNewTrafficAndKeepsEstablishedConnections() throws {
+        let a = try Backend("A")
+        let b = try Backend("B")
+        let penha = try Penha(["-r"], servers: ["127.0.0.1:\(a.port)"])
+        let established = try Client(port: penha.port)
+        XCTAssertEqual(try established.readLine(), "A")
+        XCTAssertEqual(try penha.command("server 0 address 127.0.0.1 port \(b.port)"), [])
+        XCTAssertEqual(try whoAnswers(penha), "B")
+        try established.send("still here\n")
+        XCTAssertEqual(try established.readLine(), "still here", "the change leaves established connections alone")
+        XCTAssertEqual(try penha.command("server 1 address localhost port \(a.port)"), [], "server 1 is added")
+        XCTAssertEqual(Set(try (0..<2).map { _ in try whoAnswers(penha) }), ["A", "B"])
+    }
+
+    func testBlacklistAndTakeBack() throws {
+        let a = try Backend("A")
+        let b = try Backend("B")
+        let penha = try Penha(["-r"], servers: ["127.0.0.1:\(a.port)", "127.0.0.1:\(b.port)"])
+        XCTAssertEqual(try penha.command("server 0 blacklist 60"), [])
+        XCTAssertEqual(try (0..<3).map { _ in try whoAnswers(penha) }, ["B", "B", "B"])
+        let server0 = try XCTUnwrap(try penha.command("status").first { $0.hasPrefix("server 0 ") })
+        XCTAssertTrue(server0.contains("state blacklisted"), server0)
+        XCTAssertEqual(try penha.command("server 0 blacklist 0"), [])
+        XCTAssertEqual(Set(try (0..<2).map { _ in try whoAnswers(penha) }), ["A", "B"])
+    }
+
+    func testWriteThenASecondPenhaFromTheFileHasTheSameServers() throws {
+        let a = try Backend("A")
+        let first = try Penha(["-W", "-b", "7"], servers: ["127.0.0.1:\(a.port):10:20:3:1", "localhost:\(a.port)"])
+        XCTAssertEqual(try first.command("server 1 weight 5"), [])
+        let path = temporaryPath("written.conf")
+        paths.append(path)
+        XCTAssertEqual(try first.command("write \(path)"), ["wrote \(path)"])
+        let second = try Penha(["-F", path], servers: [])
+        XCTAssertEqual(try second.command("servers"), try first.command("servers"))
+        XCTAssertEqual(try second.command("blacklist"), ["7"])
+        XCTAssertEqual(try second.command("mode"), try first.command("mode"))
+        XCTAssertEqual(try whoAnswers(second), "A")
+    }
+
+    func testHangupReloadsTheChangedFile() throws {
+        let a = try Backend("A")
+        let b = try Backend("B")
+        let config = try file("# the one server\nserver 0 address 127.0.0.1 port \(a.port)\nroundrobin\n")
+        let penha = try Penha(["-F", config], servers: [])
+        XCTAssertEqual(try whoAnswers(penha), "A")
+        let established = try Client(port: penha.port)
+        XCTAssertEqual(try established.readLine(), "A")
+        try "server 0 address 127.0.0.1 port \(b.port)\nblacklist 9\n".write(toFile: config, atomically: true, encoding: .utf8)
+        try penha.signal(SIGHUP, thenLogs: "reloaded")
+        XCTAssertEqual(try whoAnswers(penha), "B")
+        XCTAssertEqual(try penha.command("blacklist"), ["9"])
+        try established.send("ping\n")
+        XCTAssertEqual(try established.readLine(), "ping", "a reload drops no connection")
+    }
+
+    func testABrokenFileOnReloadLeavesTheRunningConfiguration() throws {
+        let a = try Backend("A")
+        let b = try Backend("B")
+        let config = try file("server 0 address 127.0.0.1 port \(a.port)\nblacklist 5\n")
+        let penha = try Penha(["-F", config], servers: [])
+        try "blacklist 11\nserver 0 port \(b.port)\nfrobnicate\n".write(toFile: config, atomically: true, encoding: .utf8)
+        try penha.signal(SIGHUP, thenLogs: "reload failed")
+        XCTAssertTrue(penha.stderr.contains("\(config):3"), "the log names file and line: \(penha.stderr)")
+        XCTAssertEqual(try whoAnswers(penha), "A")
+        XCTAssertEqual(try penha.command("blacklist"), ["5"], "no line of the broken file applied")
+        try "server 0 address no-such-host.invalid\n".write(toFile: config, atomically: true, encoding: .utf8)
+        try penha.signal(SIGHUP, thenLogs: "reload failed")
+        XCTAssertEqual(try whoAnswers(penha), "A")
+    }
+
+    func testGarbageOnTheControlSocketGetsAnErrorAndPenhaKeepsServing() throws {
+        let a = try Backend("A")
+        let penha = try Penha([], servers: ["127.0.0.1:\(a.port)"])
+        for garbage in ["frobnicate", "\u{1}\u{ff}\u{0}zz", "server x", "server 0 port 0", "blacklist -3", "no", "acl 1 permit 1.2.3.4", "exit"] {
+            let answer = try penha.command(garbage)
+            XCTAssertEqual(answer.count, 1, "\(garbage): \(answer)")
+            XCTAssertTrue(answer.first?.hasPrefix("error: ") == true, "\(garbage): \(answer)")
+        }
+        let long = try Client(unixPath: penha.control)
+        try long.send(String(repeating: "x", count: 10_000))
+        XCTAssertEqual(try long.readLine()?.hasPrefix("error: "), true)
+        let silent = try Client(unixPath: penha.control)
+        silent.shutdownWrite()
+        XCTAssertEqual(try silent.readLine()?.hasPrefix("error: "), true, "an empty command is an error too")
+        XCTAssertEqual(try whoAnswers(penha), "A")
+        XCTAssertEqual(try penha.command("pid"), ["\(penha.process.processIdentifier)"])
+    }
+
+    func testStatusForPeopleAndForScripts() throws {
+        let a = try Backend("A")
+        let penha = try Penha(["-r"], servers: ["127.0.0.1:\(a.port)", "127.0.0.1:\(freePort())"])
+        XCTAssertEqual(try whoAnswers(penha), "A")
+        XCTAssertEqual(try penha.command("server 1 blacklist 50"), [])
+        let human = try runPenha(["status", "-C", penha.control])
+        XCTAssertEqual(human.status, 0, human.stderr)
+        XCTAssertTrue(human.stdout.contains("STANDALONE"), human.stdout)
+        XCTAssertTrue(human.stdout.contains("127.0.0.1:\(penha.port)"), human.stdout)
+        XCTAssertTrue(human.stdout.contains("127.0.0.1:\(a.port)"), human.stdout)
+        XCTAssertTrue(human.stdout.contains("blacklisted"), human.stdout)
+        XCTAssertTrue(human.stdout.split(separator: "\n").allSatisfy { $0.count <= 80 }, human.stdout)
+
+        let json = try runPenha(["status", "-C", penha.control, "--json"])
+        XCTAssertEqual(json.status, 0, json.stderr)
+        let object = try XCTUnwrap(try JSONSerialization.jsonObject(with: Data(json.stdout.utf8)) as? [String: Any])
+        XCTAssertEqual(object["role"] as? String, "STANDALONE")
+        XCTAssertEqual(object["listen"] as? String, "127.0.0.1:\(penha.port)")
+        let servers = try XCTUnwrap(object["servers"] as? [[String: Any]])
+        XCTAssertEqual(servers.count, 2)
+        XCTAssertEqual(servers[0]["index"] as? Int, 0)
+        XCTAssertEqual(servers[0]["address"] as? String, "127.0.0.1")
+        XCTAssertEqual(servers[0]["port"] as? Int, a.port)
+        XCTAssertEqual(servers[0]["state"] as? String, "up")
+        XCTAssertEqual(servers[1]["state"] as? String, "blacklisted")
+        for key in ["connections", "sent", "received"] { XCTAssertNotNil(servers[0][key], key) }
+
+        penha.stop()
+        let gone = try runPenha(["status", "-C", penha.control])
+        XCTAssertEqual(gone.status, 1)
+        XCTAssertTrue(gone.stderr.contains("cannot connect"), gone.stderr)
+    }
+
+    func testCtlPrintsTheAnswerAndSaysWhenItFails() throws {
+        let a = try Backend("A")
+        let penha = try Penha([], servers: ["127.0.0.1:\(a.port)"])
+        let servers = try runPenha(["ctl", penha.control, "servers"])
+        XCTAssertEqual(servers.status, 0, servers.stderr)
+        XCTAssertTrue(servers.stdout.hasPrefix("0 addr 127.0.0.1 port \(a.port) conn 0"), servers.stdout)
+        let set = try runPenha(["ctl", penha.control, "timeout", "7"])
+        XCTAssertEqual([set.status.description, set.stdout], ["0", "7\n"])
+        let bad = try runPenha(["ctl", penha.control, "frobnicate"])
+        XCTAssertEqual(bad.status, 1)
+        XCTAssertTrue(bad.stdout.contains("error: unknown command 'frobnicate'"), bad.stdout)
+        let nowhere = try runPenha(["ctl", temporaryPath("absent.sock"), "servers"])
+        XCTAssertEqual(nowhere.status, 1)
+        XCTAssertTrue(nowhere.stderr.contains("cannot connect"), nowhere.stderr)
+        let empty = try runPenha(["ctl", penha.control])
+        XCTAssertEqual(empty.status, 2, empty.stderr)
+    }
+
+    func testTCPControlPortOnLoopbackWorksAndElsewhereIsRefused() throws {
+        let a = try Backend("A")
+        let port = freePort()
+        let penha = try Penha(["-C", "127.0.0.1:\(port)"], servers: ["127.0.0.1:\(a.port)"])
+        let answer = try runPenha(["ctl", "127.0.0.1:\(port)", "control"])
+        XCTAssertEqual(answer.stdout, "127.0.0.1:\(port)\n", answer.stderr)
+        XCTAssertEqual(try whoAnswers(penha), "A")
+        let refused = try runPenha(["-f", "-C", "0.0.0.0:\(port)", "127.0.0.1:\(freePort())", "127.0.0.1:\(a.port)"])
+        XCTAssertEqual(refused.status, 2)
+        XCTAssertTrue(refused.stderr.contains("control_acl"), refused.stderr)
+    }
+
+    func testExitOnlyWithX() throws {
+        let a = try Backend("A")
+        let plain = try Penha([], servers: ["127.0.0.1:\(a.port)"])
+        XCTAssertEqual(try plain.command("exit").first?.hasPrefix("error: exit is not enabled"), true)
+        let exitable = try Penha(["-X"], servers: ["127.0.0.1:\(a.port)"])
+        XCTAssertEqual(try exitable.command("exit"), ["exiting"])
+        XCTAssertEqual(exitable.waitForExit(timeout: 10), 0)
+    }
+
+    func testConfigFileErrorsAtStartNameFileAndLine() throws {
+        let config = try file("roundrobin\n\n  timeout 0 # too short\n")
+        let (status, stderr, _) = try runPenha(["-f", "-C", temporaryPath("c.sock"), "-F", config, "127.0.0.1:\(freePort())", "127.0.0.1:9"])
+        XCTAssertEqual(status, 2)
+        XCTAssertTrue(stderr.contains("\(config):3") && stderr.contains("timeout"), stderr)
+        let missing = try runPenha(["-f", "-F", temporaryPath("absent.conf"), "127.0.0.1:\(freePort())"])
+        XCTAssertEqual(missing.status, 2)
+        XCTAssertTrue(missing.stderr.contains("cannot read"), missing.stderr)
+    }
+
+    func testConnectionLogPidFileAndStatisticsSignal() throws {
+        let a = try Backend("A")
+        let log = temporaryPath("connections.log")
+        let pid = temporaryPath("penha.pid")
+        paths += [log, pid]
+        let penha = try Penha(["-l", log, "-p", pid], servers: ["127.0.0.1:\(a.port)"])
+        XCTAssertEqual(try String(contentsOfFile: pid, encoding: .utf8), "\(penha.process.processIdentifier)\n")
+        let client = try Client(port: penha.port)
+        XCTAssertEqual(try client.readLine(), "A")
+        try client.send("hello\n")
+        client.shutdownWrite()
+        _ = try client.readToEnd()
+        let deadline = Date() + 10
+        var logged = ""
+        while Date() < deadline {
+            logged = (try? String(contentsOfFile: log, encoding: .utf8)) ?? ""
+            if logged.hasSuffix("\n") { break }
+            usleep(10_000)
+        }
+        let words = logged.trimmingCharacters(in: .newlines).split(separator: " ").map(String.init)
+        XCTAssertEqual(words.count, 5, logged)
+        XCTAssertTrue(words.count == 5 && words[1].hasPrefix("127.0.0.1:") && words[2] == "127.0.0.1:\(a.port)", logged)
+        XCTAssertEqual(words.suffix(2), ["\("hello\n".utf8.count)", "\("A\nhello\nEOF A\n".utf8.count)"], "bytes each way")
+        try penha.signal(SIGUSR1, thenLogs: "role STANDALONE")
+        try penha.signal(SIGTERM, thenLogs: "stopped")
+        XCTAssertEqual(penha.waitForExit(timeout: 10), 0)
+        XCTAssertFalse(FileManager.default.fileExists(atPath: pid), "the pid file goes with the process")
+    }
+}
