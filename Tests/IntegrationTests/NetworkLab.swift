@@ -1,0 +1,121 @@
+import Foundation
+import XCTest
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// The namespace lab of deploy/lab/lab.sh, built for one test and always deleted: two
+/// nodes (`a`, `b`) and a client (`c`) on one bridge, addresses only from 192.0.2.0/24
+/// and 2001:db8::/32, a backend answering "node-a" / "node-b" on 127.0.0.1:8080 in each node.
+final class NetworkLab {
+    static let script = URL(fileURLWithPath: #filePath)
+        .deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+        .appendingPathComponent("deploy/lab/lab.sh").path
+
+    /// Unique per test process and lab; short, because interface names derive from it.
+    let name: String
+
+    /// Skips (or, with PENHA_REQUIRE_NETNS=1, fails) when not root.
+    init() throws {
+        guard geteuid() == 0 else {
+            if ProcessInfo.processInfo.environment["PENHA_REQUIRE_NETNS"] == "1" {
+                throw TestFailure("PENHA_REQUIRE_NETNS=1 but not running as root: network namespace tests cannot run")
+            }
+            throw XCTSkip("needs root for network namespaces; CI runs it with PENHA_REQUIRE_NETNS=1")
+        }
+        name = "penha-\(getpid())-\(UInt16.random(in: 0...UInt16.max))"
+        do {
+            try Self.run(["up", name])
+        } catch {
+            _ = try? Self.run(["down", name])
+            throw error
+        }
+    }
+
+    deinit {
+        _ = try? Self.run(["down", name])
+    }
+
+    func namespace(_ node: String) -> String { "\(name)-\(node)" }
+
+    /// Which node's backend answers on ADDRESS:PORT as seen from the client, nil if none.
+    func ask(_ address: String, port: Int = 80) throws -> String? {
+        let answer = try Self.run(["ask", name, address, "\(port)"]).trimmingCharacters(in: .whitespacesAndNewlines)
+        return answer == "none" ? nil : answer
+    }
+
+    /// Asks every 50 ms, at most `timeout` seconds, until `node` answers; returns the time it took.
+    func waitUntil(_ address: String, answers node: String, timeout: Double) throws -> Double? {
+        let start = Date()
+        while Date().timeIntervalSince(start) < timeout {
+            if try ask(address) == node { return Date().timeIntervalSince(start) }
+            usleep(50_000)
+        }
+        return nil
+    }
+
+    /// The addresses on a node's eth0, as `ip` prints them (e.g. "192.0.2.10/24").
+    func addresses(on node: String) throws -> [String] {
+        try Self.command(["ip", "-n", namespace(node), "-o", "addr", "show", "dev", "eth0"])
+            .split(separator: "\n").compactMap { line in
+                let words = line.split(separator: " ")
+                guard let index = words.firstIndex(where: { $0 == "inet" || $0 == "inet6" }), index + 1 < words.count else { return nil }
+                return String(words[index + 1])
+            }
+    }
+
+    func setLink(of node: String, up: Bool) throws {
+        try Self.command(["ip", "-n", namespace(node), "link", "set", "eth0", up ? "up" : "down"])
+    }
+
+    @discardableResult
+    static func run(_ arguments: [String]) throws -> String {
+        try command(["bash", script] + arguments)
+    }
+
+    /// Runs a command to completion (bounded: 60 s) and returns its output. posix_spawn and
+    /// waitpid rather than Foundation's Process, which did not notice a shell exit whose
+    /// background children (the lab's backends) live on.
+    @discardableResult
+    static func command(_ arguments: [String]) throws -> String {
+        var ends: [Int32] = [0, 0]
+        guard pipe(&ends) == 0 else { throw TestFailure("pipe: errno \(errno)") }
+        var actions = posix_spawn_file_actions_t()
+        posix_spawn_file_actions_init(&actions)
+        defer { posix_spawn_file_actions_destroy(&actions) }
+        posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
+        posix_spawn_file_actions_adddup2(&actions, ends[1], 1)
+        posix_spawn_file_actions_adddup2(&actions, ends[1], 2)
+        // Only 1 and 2 may hold the pipe: the lab's background backends inherit every other
+        // open descriptor, and a stray copy of the write end would keep the read from ending.
+        posix_spawn_file_actions_addclose(&actions, ends[0])
+        posix_spawn_file_actions_addclose(&actions, ends[1])
+        var pid: pid_t = 0
+        var argv = (["/usr/bin/env"] + arguments).map { strdup($0) } + [nil]
+        defer { argv.forEach { free($0) } }
+        let spawned = posix_spawn(&pid, "/usr/bin/env", &actions, nil, &argv, environ)
+        close(ends[1])
+        defer { close(ends[0]) }
+        guard spawned == 0 else { throw TestFailure("cannot run \(arguments[0]): \(String(cString: strerror(spawned)))") }
+        // Read until the command's own output closes: the lab's backends get /dev/null.
+        let reader = FileHandle(fileDescriptor: ends[0], closeOnDealloc: false)
+        let data = reader.readDataToEndOfFile()
+        var status: Int32 = 0
+        let deadline = Date() + 60
+        while waitpid(pid, &status, WNOHANG) == 0 {
+            guard Date() < deadline else {
+                kill(pid, SIGKILL)
+                _ = waitpid(pid, &status, 0)
+                throw TestFailure("\(arguments.joined(separator: " ")) did not finish")
+            }
+            usleep(10_000)
+        }
+        let text = String(decoding: data, as: UTF8.self)
+        // Exited normally with status 0: the low 7 bits hold a signal, the next 8 the status.
+        guard status & 0x7F == 0, (status >> 8) & 0xFF == 0 else {
+            throw TestFailure("\(arguments.joined(separator: " ")) failed: \(text)")
+        }
+        return text
+    }
+}

@@ -1,0 +1,135 @@
+import Foundation
+import XCTest
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Two penha nodes sharing a VIP in network namespaces (root only; see NetworkLab).
+final class VRRPIntegrationTests: XCTestCase {
+    /// advert 100 ms: a backup of priority 100 declares the master down after
+    /// 3 x 100 ms + (256 - 100) x 100 ms / 256 = 360 ms (RFC 5798 section 6.1).
+    static let masterDownInterval = 0.36
+    static let margin = 1.5
+
+    private func startNode(_ lab: NetworkLab, _ node: String, priority: Int, vip: String = "192.0.2.10/24",
+                           listen: String = "192.0.2.10:80", extra: String = "") throws -> Penha {
+        let vrrp = "vrrp interface eth0 vrid 51 priority \(priority) vip \(vip) advert 100ms \(extra)"
+        return try Penha(["-O", vrrp], listen: listen, servers: ["127.0.0.1:8080"], namespace: lab.namespace(node))
+    }
+
+    /// Waits (bounded) until a node's log shows it reached `state`.
+    private func waitForState(_ penha: Penha, _ state: String, timeout: Double = 5) -> Bool {
+        let deadline = Date() + timeout
+        while Date() < deadline {
+            if penha.stderr.contains("-> \(state)") { return true }
+            usleep(20_000)
+        }
+        return false
+    }
+
+    func testHigherPriorityBecomesMasterAndTheVIPAnswers() throws {
+        let lab = try NetworkLab()
+        let a = try startNode(lab, "a", priority: 200)
+        let b = try startNode(lab, "b", priority: 100)
+        XCTAssertTrue(waitForState(a, "MASTER"), a.stderr)
+        XCTAssertNotNil(try lab.waitUntil("192.0.2.10", answers: "node-a", timeout: 5))
+        XCTAssertTrue(try lab.addresses(on: "a").contains("192.0.2.10/24"))
+        XCTAssertFalse(try lab.addresses(on: "b").contains("192.0.2.10/24"), "only the master holds the VIP")
+        XCTAssertFalse(b.stderr.contains("-> MASTER"), b.stderr)
+    }
+
+    func testBackupServesWithinMasterDownIntervalAfterTheMasterIsKilled() throws {
+        let lab = try NetworkLab()
+        let a = try startNode(lab, "a", priority: 200)
+        let b = try startNode(lab, "b", priority: 100)
+        XCTAssertNotNil(try lab.waitUntil("192.0.2.10", answers: "node-a", timeout: 5))
+        kill(a.process.processIdentifier, SIGKILL)
+        let took = try lab.waitUntil("192.0.2.10", answers: "node-b", timeout: 10)
+        XCTAssertNotNil(took, b.stderr)
+        XCTAssertLessThan(took ?? 99, Self.masterDownInterval + Self.margin)
+        XCTAssertTrue(b.stderr.contains("master down timer expired"), b.stderr)
+    }
+
+    func testTerminatedMasterResignsAndTheBackupTakesOverAtOnce() throws {
+        let lab = try NetworkLab()
+        let a = try startNode(lab, "a", priority: 200)
+        let b = try startNode(lab, "b", priority: 100)
+        XCTAssertTrue(waitForState(a, "MASTER"), a.stderr)
+        XCTAssertTrue(waitForState(b, "BACKUP"), b.stderr)
+        kill(a.process.processIdentifier, SIGTERM)
+        XCTAssertEqual(a.waitForExit(timeout: 5), 0)
+        XCTAssertTrue(waitForState(b, "MASTER", timeout: 2), b.stderr)
+        XCTAssertTrue(b.stderr.contains("priority 0 from 192.0.2.1"), "took over on the resignation, not the timer: \(b.stderr)")
+        XCTAssertFalse(try lab.addresses(on: "a").contains("192.0.2.10/24"), "no VIP left behind on exit")
+        XCTAssertNotNil(try lab.waitUntil("192.0.2.10", answers: "node-b", timeout: 2))
+    }
+
+    func testHigherPriorityNodePreemptsWhenItComesBack() throws {
+        let lab = try NetworkLab()
+        let b = try startNode(lab, "b", priority: 100)
+        XCTAssertTrue(waitForState(b, "MASTER"), b.stderr)
+        XCTAssertNotNil(try lab.waitUntil("192.0.2.10", answers: "node-b", timeout: 5))
+        let a = try startNode(lab, "a", priority: 200)
+        XCTAssertTrue(waitForState(a, "MASTER"), a.stderr)
+        XCTAssertTrue(waitForState(b, "BACKUP"), "b yields to the higher priority: \(b.stderr)")
+        XCTAssertNotNil(try lab.waitUntil("192.0.2.10", answers: "node-a", timeout: 5))
+        XCTAssertFalse(try lab.addresses(on: "b").contains("192.0.2.10/24"), "the old master removed the VIP")
+    }
+
+    func testPreemptOffKeepsTheCurrentMaster() throws {
+        let lab = try NetworkLab()
+        let b = try startNode(lab, "b", priority: 100)
+        XCTAssertTrue(waitForState(b, "MASTER"), b.stderr)
+        let a = try startNode(lab, "a", priority: 200, extra: "preempt off")
+        XCTAssertTrue(waitForState(a, "BACKUP"), a.stderr)
+        XCTAssertFalse(waitForState(a, "MASTER", timeout: 2), "preempt off: a stays backup: \(a.stderr)")
+        XCTAssertEqual(try lab.ask("192.0.2.10"), "node-b")
+    }
+
+    func testInterfaceDownPutsTheMasterInFaultAndTheBackupTakesOver() throws {
+        let lab = try NetworkLab()
+        let a = try startNode(lab, "a", priority: 200)
+        let b = try startNode(lab, "b", priority: 100)
+        XCTAssertTrue(waitForState(a, "MASTER"), a.stderr)
+        try lab.setLink(of: "a", up: false)
+        XCTAssertTrue(waitForState(a, "FAULT"), a.stderr)
+        XCTAssertTrue(waitForState(b, "MASTER"), b.stderr)
+        XCTAssertNotNil(try lab.waitUntil("192.0.2.10", answers: "node-b", timeout: 5))
+        try lab.setLink(of: "a", up: true)
+        XCTAssertNotNil(try lab.waitUntil("192.0.2.10", answers: "node-a", timeout: 5), "back up, a preempts again")
+    }
+
+    func testNodeWithoutServersHandsTheVIPToAHealthyPeer() throws {
+        let lab = try NetworkLab()
+        // a's only server is a closed port: it is blacklisted after the first client, and with
+        // track_servers 1 its priority drops below b's.
+        let vrrp = "vrrp interface eth0 vrid 51 priority 200 vip 192.0.2.10/24 advert 100ms track_servers 1 weight 150"
+        let a = try Penha(["-O", vrrp, "-b", "30"], listen: "192.0.2.10:80", servers: ["127.0.0.1:9"], namespace: lab.namespace("a"))
+        let b = try startNode(lab, "b", priority: 100)
+        XCTAssertTrue(waitForState(a, "MASTER"), a.stderr)
+        _ = try lab.ask("192.0.2.10")  // fails on a, which blacklists its server
+        XCTAssertTrue(waitForState(b, "MASTER", timeout: 5), "b preempts the unhealthy master: \(b.stderr)")
+        XCTAssertNotNil(try lab.waitUntil("192.0.2.10", answers: "node-b", timeout: 5))
+    }
+
+    func testIPv6PairServesTheVIP() throws {
+        let lab = try NetworkLab()
+        let a = try startNode(lab, "a", priority: 200, vip: "2001:db8::10/64", listen: "[2001:db8::10]:80")
+        let b = try startNode(lab, "b", priority: 100, vip: "2001:db8::10/64", listen: "[2001:db8::10]:80")
+        XCTAssertTrue(waitForState(a, "MASTER"), a.stderr)
+        XCTAssertNotNil(try lab.waitUntil("2001:db8::10", answers: "node-a", timeout: 5))
+        kill(a.process.processIdentifier, SIGKILL)
+        XCTAssertNotNil(try lab.waitUntil("2001:db8::10", answers: "node-b", timeout: 5), b.stderr)
+    }
+
+    func testVersion2PairWithAuthentication() throws {
+        let lab = try NetworkLab()
+        let a = try startNode(lab, "a", priority: 200, extra: "version 2 advert 1s auth secret")
+        let b = try startNode(lab, "b", priority: 100, extra: "version 2 advert 1s auth secret")
+        XCTAssertTrue(waitForState(a, "MASTER"), a.stderr)
+        XCTAssertTrue(waitForState(b, "BACKUP"), b.stderr)
+        kill(a.process.processIdentifier, SIGTERM)
+        XCTAssertTrue(waitForState(b, "MASTER", timeout: 3), b.stderr)
+    }
+}
