@@ -1,6 +1,7 @@
 import Logging
 import NIOCore
 import NIOPosix
+import VRRP
 
 #if canImport(Glibc)
 import Glibc
@@ -23,7 +24,7 @@ public final class BalancerService {
     private var listener: Channel?
     private var boundListen: String
     private var relayed: [Int: (client: Channel, upstream: Channel)] = [:]
-    private var role: @Sendable () -> String = { "STANDALONE" }
+    private var vrrpStatus: @Sendable () -> [VRRPInstance.Status] = { [] }
     private var controlAddress = "none"
 
     /// What the process was started with that commands need to know.
@@ -118,9 +119,9 @@ public final class BalancerService {
         eventLoop.submit { body(&self.runtime.state) }
     }
 
-    /// Where `status` gets the role from: VRRP's state once VRRP runs.
-    public func setRoleProvider(_ provider: @escaping @Sendable () -> String) {
-        eventLoop.execute { self.role = provider }
+    /// Where `status` gets the VRRP instances' states (and so the role) from once VRRP runs.
+    public func setVRRPStatusProvider(_ provider: @escaping @Sendable () -> [VRRPInstance.Status]) {
+        eventLoop.execute { self.vrrpStatus = provider }
     }
 
     /// What the `control` command answers.
@@ -182,7 +183,7 @@ public final class BalancerService {
     }
 
     private func facts() -> Runtime.Facts {
-        Runtime.Facts(now: .now(), started: started, role: role(), listen: boundListen, control: controlAddress,
+        Runtime.Facts(now: .now(), started: started, vrrp: vrrpStatus(), listen: boundListen, control: controlAddress,
                       pid: Int(getpid()), exitEnabled: options.exitEnabled, configFile: options.configFile)
     }
 

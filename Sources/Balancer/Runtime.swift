@@ -1,4 +1,5 @@
 import NIOCore
+import VRRP
 
 /// The running balancer as commands see it: its configuration and its state, changed
 /// together on the balancer's event loop. Pure: time, resolved host names and facts about
@@ -35,7 +36,8 @@ public struct Runtime: Sendable {
     public struct Facts: Sendable {
         public var now: NIODeadline
         public var started: NIODeadline
-        public var role: String
+        /// The VRRP instances' states; empty when penha runs standalone.
+        public var vrrp: [VRRPInstance.Status]
         /// The listen address actually bound.
         public var listen: String
         /// Where the control socket is, "none" without one.
@@ -46,11 +48,14 @@ public struct Runtime: Sendable {
         /// `-F`: where `write` without a file name writes.
         public var configFile: String?
 
-        public init(now: NIODeadline, started: NIODeadline, role: String, listen: String, control: String,
+        /// The state of the first VRRP instance, or STANDALONE.
+        public var role: String { vrrp.first?.state.rawValue ?? "STANDALONE" }
+
+        public init(now: NIODeadline, started: NIODeadline, vrrp: [VRRPInstance.Status], listen: String, control: String,
                     pid: Int, exitEnabled: Bool, configFile: String?) {
             self.now = now
             self.started = started
-            self.role = role
+            self.vrrp = vrrp
             self.listen = listen
             self.control = control
             self.pid = pid
@@ -164,7 +169,25 @@ public struct Runtime: Sendable {
                         + "blacklist_left \(server.blacklistSecondsLeft(now: facts.now)) connections \(server.connections) "
                         + "total \(server.totalConnections) max \(server.maxConnections) sent \(server.sent) received \(server.received)"
                 }
+                + facts.vrrp.flatMap(Self.statusLines)
         }
+    }
+
+    /// One VRRP instance as `status` lines: name/value pairs, then its VIPs, then the reason
+    /// of its last transition (free text, so last and on a line of its own).
+    static func statusLines(_ instance: VRRPInstance.Status) -> [String] {
+        let vrid = instance.vrid
+        var summary = "vrrp \(vrid) state \(instance.state.rawValue) interface \(instance.interface) version \(instance.version) "
+            + "priority \(instance.configuredPriority) effective \(instance.effectivePriority) "
+            + "advert_ms \(Int(instance.advertisementInterval) * 10) master \(instance.masterAddress.map { "\($0)" } ?? "-") "
+            + "last_change \(instance.lastTransitionTime ?? 0) sent \(instance.advertisementsSent) "
+            + "received \(instance.advertisementsReceived) malformed \(instance.malformed)"
+        for reason in VRRPDropReason.allCases {
+            summary += " drop_\(reason) \(instance.dropped[reason, default: 0])"
+        }
+        return [summary]
+            + instance.virtualAddresses.map { "vip \(vrid) address \($0.address) on_interface \($0.onInterface ? "yes" : "no")" }
+            + (instance.lastTransitionReason.map { ["vrrp_reason \(vrid) \($0)"] } ?? [])
     }
 
     private func connection(_ number: Int) throws -> BalancerState.ConnectionRecord {

@@ -194,7 +194,7 @@ struct RunCommand: ParsableCommand {
         } catch {
             throw RuntimeFailure(description: "cannot start VRRP: \(error)")
         }
-        service.setRoleProvider { vrrp.role }
+        service.setVRRPStatusProvider { vrrp.statuses }
         Daemon.signalReady()
         serveSignals(service, logger: logger)
         _ = try? service.stop().wait()

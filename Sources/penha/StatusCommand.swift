@@ -1,6 +1,7 @@
 import ArgumentParser
 import Balancer
 import Foundation
+import VRRP
 
 /// `penha status [-C SOCKET] [--json]`: what a running penha is doing, for a person or, with
 /// `--json`, for scripts. Exits 0 when penha answered, 1 when it did not.
@@ -29,7 +30,7 @@ struct StatusCommand: ParsableCommand {
         let status = Status(lines: lines)
         if json {
             let encoder = JSONEncoder()
-            encoder.outputFormatting = [.sortedKeys]
+            encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
             print(String(decoding: try encoder.encode(status), as: UTF8.self))
         } else {
             print(status.summary)
@@ -52,12 +53,39 @@ struct Status: Encodable {
         var received: UInt64 = 0
     }
 
+    struct VRRPInstance: Encodable {
+        struct VirtualAddress: Encodable {
+            var address: String
+            var onInterface: Bool
+        }
+
+        var vrid = 0
+        var state = "?"
+        var interface = "?"
+        var version = 0
+        var priority = 0
+        var effectivePriority = 0
+        var advertMilliseconds = 0
+        /// The current master's address, nil when unknown.
+        var master: String?
+        /// Seconds since 1970; 0 before the first transition.
+        var lastChange = 0
+        var lastChangeReason = ""
+        var sent: UInt64 = 0
+        var received: UInt64 = 0
+        var malformed: UInt64 = 0
+        /// Received adverts dropped, by reason (RFC 5798 section 7.1).
+        var dropped: [String: UInt64] = [:]
+        var virtualAddresses: [VirtualAddress] = []
+    }
+
     var role = "?"
     var listen = "?"
     var uptimeSeconds = 0
     var connections = 0
     var totalConnections: UInt64 = 0
     var servers: [Server] = []
+    var vrrp: [VRRPInstance] = []
 
     init(lines: [String]) {
         for line in lines {
@@ -83,6 +111,29 @@ struct Status: Encodable {
                     maxConnections: pairs["max"].flatMap { Int($0) } ?? 0,
                     sent: pairs["sent"].flatMap { UInt64($0) } ?? 0,
                     received: pairs["received"].flatMap { UInt64($0) } ?? 0))
+            case "vrrp":
+                var instance = VRRPInstance(vrid: Int(words[1]) ?? 0)
+                instance.state = pairs["state"] ?? "?"
+                instance.interface = pairs["interface"] ?? "?"
+                instance.version = pairs["version"].flatMap { Int($0) } ?? 0
+                instance.priority = pairs["priority"].flatMap { Int($0) } ?? 0
+                instance.effectivePriority = pairs["effective"].flatMap { Int($0) } ?? 0
+                instance.advertMilliseconds = pairs["advert_ms"].flatMap { Int($0) } ?? 0
+                instance.master = pairs["master"].flatMap { $0 == "-" ? nil : $0 }
+                instance.lastChange = pairs["last_change"].flatMap { Int($0) } ?? 0
+                instance.sent = pairs["sent"].flatMap { UInt64($0) } ?? 0
+                instance.received = pairs["received"].flatMap { UInt64($0) } ?? 0
+                instance.malformed = pairs["malformed"].flatMap { UInt64($0) } ?? 0
+                for (name, value) in pairs where name.hasPrefix("drop_") {
+                    instance.dropped[String(name.dropFirst(5))] = UInt64(value) ?? 0
+                }
+                vrrp.append(instance)
+            case "vip":
+                let address = VRRPInstance.VirtualAddress(address: pairs["address"] ?? "?", onInterface: pairs["on_interface"] == "yes")
+                vrrp.indices.last { vrrp[$0].vrid == Int(words[1]) }.map { vrrp[$0].virtualAddresses.append(address) }
+            case "vrrp_reason":
+                let reason = words.dropFirst(2).joined(separator: " ")
+                vrrp.indices.last { vrrp[$0].vrid == Int(words[1]) }.map { vrrp[$0].lastChangeReason = reason }
             default: continue
             }
         }
@@ -99,7 +150,28 @@ struct Status: Encodable {
             lines.append(Self.row(["\(server.index)", address, state, "\(server.connections)", "\(server.totalConnections)",
                                    Self.bytes(server.sent), Self.bytes(server.received)]))
         }
+        for instance in vrrp { lines += [""] + Self.describe(instance) }
         return lines.joined(separator: "\n")
+    }
+
+    private static func describe(_ instance: VRRPInstance) -> [String] {
+        var lines = ["VRRP vrid \(instance.vrid) on \(instance.interface): \(instance.state), priority \(instance.priority)"
+            + (instance.effectivePriority != instance.priority ? " (effective \(instance.effectivePriority))" : "")
+            + ", v\(instance.version), advert \(instance.advertMilliseconds) ms, master \(instance.master ?? "unknown")"]
+        for address in instance.virtualAddresses {
+            lines.append("  vip \(address.address): \(address.onInterface ? "on \(instance.interface)" : "not on the interface")")
+        }
+        if instance.lastChange > 0 {
+            let ago = max(0, Int(Date().timeIntervalSince1970) - instance.lastChange)
+            lines.append("  last change \(Self.duration(ago)) ago: \(instance.lastChangeReason)")
+        }
+        let drops = VRRPDropReason.allCases.compactMap { reason -> String? in
+            guard let count = instance.dropped["\(reason)"], count > 0 else { return nil }
+            return "\(count) \(reason.rawValue)"
+        } + (instance.malformed > 0 ? ["\(instance.malformed) malformed"] : [])
+        lines.append("  adverts: \(instance.sent) sent, \(instance.received) received"
+            + (drops.isEmpty ? "" : "; dropped: " + drops.joined(separator: ", ")))
+        return lines
     }
 
     private static let widths = [3, 22, 16, 6, 8, 9, 9]

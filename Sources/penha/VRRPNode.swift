@@ -29,8 +29,8 @@ final class VRRPNode {
         for instance in instances { try instance.start() }
     }
 
-    /// The role `penha status` shows: the first instance's state, or STANDALONE.
-    var role: String { instances.first.map { $0.status.state.rawValue } ?? "STANDALONE" }
+    /// What `penha status` shows of each instance.
+    var statuses: [VRRPInstance.Status] { instances.map(\.status) }
 
     func stop() {
         healthCheck?.cancel()

@@ -132,4 +132,43 @@ final class VRRPIntegrationTests: XCTestCase {
         kill(a.process.processIdentifier, SIGTERM)
         XCTAssertTrue(waitForState(b, "MASTER", timeout: 3), b.stderr)
     }
+
+    func testStatusShowsEachNodesInstance() throws {
+        let lab = try NetworkLab()
+        let a = try startNode(lab, "a", priority: 200)
+        let b = try startNode(lab, "b", priority: 100)
+        XCTAssertTrue(waitForState(a, "MASTER"), a.stderr)
+        XCTAssertTrue(waitForState(b, "BACKUP"), b.stderr)
+        XCTAssertNotNil(try lab.waitUntil("192.0.2.10", answers: "node-a", timeout: 5))
+        let master = try vrrpStatus(of: a)
+        XCTAssertEqual(master.role, "MASTER")
+        XCTAssertEqual(master.instance["state"] as? String, "MASTER")
+        XCTAssertEqual(master.instance["interface"] as? String, "eth0")
+        XCTAssertEqual(master.instance["vrid"] as? Int, 51)
+        XCTAssertEqual(master.instance["priority"] as? Int, 200)
+        XCTAssertEqual(master.instance["advertMilliseconds"] as? Int, 100)
+        XCTAssertEqual(master.instance["master"] as? String, "192.0.2.1")
+        XCTAssertGreaterThan(master.instance["sent"] as? Int ?? 0, 0)
+        XCTAssertEqual(master.instance["lastChangeReason"] as? String, "master down timer expired")
+        let masterVIPs = master.instance["virtualAddresses"] as? [[String: Any]]
+        XCTAssertEqual(masterVIPs?.first?["address"] as? String, "192.0.2.10/24")
+        XCTAssertEqual(masterVIPs?.first?["onInterface"] as? Bool, true)
+
+        let backup = try vrrpStatus(of: b)
+        XCTAssertEqual(backup.role, "BACKUP")
+        XCTAssertEqual(backup.instance["master"] as? String, "192.0.2.1", "the backup knows who the master is")
+        XCTAssertGreaterThan(backup.instance["received"] as? Int ?? 0, 0)
+        XCTAssertEqual((backup.instance["virtualAddresses"] as? [[String: Any]])?.first?["onInterface"] as? Bool, false)
+        let text = try runPenha(["status", "-C", b.control])
+        XCTAssertTrue(text.stdout.contains("VRRP vrid 51 on eth0: BACKUP, priority 100"), text.stdout)
+    }
+
+    /// `penha status --json` of a node: the top-level role and its first VRRP instance.
+    private func vrrpStatus(of penha: Penha) throws -> (role: String?, instance: [String: Any]) {
+        let result = try runPenha(["status", "-C", penha.control, "--json"])
+        XCTAssertEqual(result.status, 0, result.stderr)
+        let object = try JSONSerialization.jsonObject(with: Data(result.stdout.utf8)) as? [String: Any]
+        let instance = (object?["vrrp"] as? [[String: Any]])?.first ?? [:]
+        return (object?["role"] as? String, instance)
+    }
 }
