@@ -99,17 +99,20 @@ demo() {
     local vrrp="vrrp interface eth0 vrid 51 vip 192.0.2.10/24 advert 100ms"
     echo "==> node a: penha with '$vrrp priority 200'"
     echo "==> node b: penha with '$vrrp priority 100'"
-    ip netns exec "$name-a" "$penha" -f -O "$vrrp priority 200" 192.0.2.10:80 127.0.0.1:8080 2>"/tmp/$name-a.log" &
+    ip netns exec "$name-a" "$penha" -f -C "/tmp/$name-a.sock" -O "$vrrp priority 200" 192.0.2.10:80 127.0.0.1:8080 \
+        2>"/tmp/$name-a.log" &
     local master=$!
     pids+=($!)
-    ip netns exec "$name-b" "$penha" -f -O "$vrrp priority 100" 192.0.2.10:80 127.0.0.1:8080 2>"/tmp/$name-b.log" &
+    ip netns exec "$name-b" "$penha" -f -C "/tmp/$name-b.sock" -O "$vrrp priority 100" 192.0.2.10:80 127.0.0.1:8080 \
+        2>"/tmp/$name-b.log" &
     pids+=($!)
     disown -a
     sleep 1.5
-    for node in a b; do
-        echo "  node $node holds: $(ip -n "$name-$node" -4 -o addr show dev eth0 | awk '{print $4}' | tr '\n' ' ')"
-    done
     echo "  the client reaches the VIP at: $(ask "$name" 192.0.2.10 80)"
+    for node in a b; do
+        echo "==> penha status on node $node"
+        "$penha" status -C "/tmp/$name-$node.sock" | sed 's/^/  /'
+    done
     echo "==> kill -9 the master (node a) and probe the VIP every 20 ms"
     local start end answer
     kill -9 "$master"
@@ -124,7 +127,7 @@ demo() {
     echo "  (advert 100 ms: Master_Down_Interval for priority 100 is 3 x 0.1 s + 0.06 s skew)"
     echo "==> node b's log"
     sed 's/^/  /' "/tmp/$name-b.log"
-    rm -f "/tmp/$name-a.log" "/tmp/$name-b.log"
+    rm -f "/tmp/$name-a.log" "/tmp/$name-b.log" "/tmp/$name-a.sock" "/tmp/$name-b.sock"
 }
 
 case "${1:-}" in
