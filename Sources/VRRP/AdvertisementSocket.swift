@@ -68,8 +68,7 @@ public final class AdvertisementSocket {
         for fd in [receiveDescriptor, sendDescriptor] {
             try setOption(fd, SOL_SOCKET, SO_BINDTODEVICE, Array(interface.name.utf8) + [0], "bind to \(interface.name)")
         }
-        let bound = source.withSocketAddress(scope: interface.index) { bind(sendDescriptor, $0, $1) }
-        guard bound == 0 else { throw VRRPSystemError("bind VRRP sender to \(source)", errno: errno) }
+        try bindSender(to: source)
         if family == .v4 {
             let IPPROTO_IP = Int32(Glibc.IPPROTO_IP)
             try setOption(sendDescriptor, IPPROTO_IP, IP_TTL, Int32(255), "TTL")
@@ -95,6 +94,18 @@ public final class AdvertisementSocket {
             withUnsafeMutableBytes(of: &membership.ipv6mr_multiaddr) { $0.copyBytes(from: Self.ipv6Group.bytes) }
             try setOption(receiveDescriptor, ipv6, IPV6_JOIN_GROUP, membership, "join ff02::12")
         }
+    }
+
+    /// An IPv6 link-local address is unusable while duplicate address detection runs (about
+    /// a second after the link comes up, as at boot): wait for it, at most 5 seconds.
+    private func bindSender(to source: IPAddress) throws {
+        for _ in 0..<50 {
+            let bound = source.withSocketAddress(scope: interface.index) { bind(sendDescriptor, $0, $1) }
+            if bound == 0 { return }
+            guard errno == EADDRNOTAVAIL, family == .v6 else { break }
+            usleep(100_000)
+        }
+        throw VRRPSystemError("bind VRRP sender to \(source)", errno: errno)
     }
 
     public func send(_ message: [UInt8], to destination: IPAddress) throws {

@@ -163,6 +163,52 @@ final class VRRPIntegrationTests: XCTestCase {
         XCTAssertTrue(text.stdout.contains("VRRP vrid 51 on eth0: BACKUP, priority 100"), text.stdout)
     }
 
+    func testUnicastPeersElectAndFailOver() throws {
+        let lab = try NetworkLab()
+        let a = try startNode(lab, "a", priority: 200, extra: "peer 192.0.2.2")
+        let b = try startNode(lab, "b", priority: 100, extra: "peer 192.0.2.1")
+        XCTAssertTrue(waitForState(a, "MASTER"), a.stderr)
+        XCTAssertTrue(waitForState(b, "BACKUP"), b.stderr)
+        XCTAssertGreaterThan(try vrrpStatus(of: b).instance["received"] as? Int ?? 0, 0, "unicast adverts arrive")
+        kill(a.process.processIdentifier, SIGKILL)
+        XCTAssertNotNil(try lab.waitUntil("192.0.2.10", answers: "node-b", timeout: 5), b.stderr)
+    }
+
+    func testNotifyRunsOnEveryTransitionWithTheNewState() throws {
+        let lab = try NetworkLab()
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("penha-notify-\(getpid())-\(UUID().uuidString.prefix(8))")
+        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let script = directory.appendingPathComponent("notify").path
+        let record = directory.appendingPathComponent("states").path
+        try "#!/bin/sh\necho \"$1\" >> \(record)\n".write(toFile: script, atomically: true, encoding: .utf8)
+        chmod(script, 0o755)
+        let a = try startNode(lab, "a", priority: 100, extra: "notify \(script)")
+        XCTAssertTrue(waitForState(a, "MASTER"), a.stderr)
+        kill(a.process.processIdentifier, SIGTERM)
+        XCTAssertEqual(a.waitForExit(timeout: 5), 0)
+        let deadline = Date() + 5
+        var states: [String] = []
+        while Date() < deadline {
+            states = ((try? String(contentsOfFile: record, encoding: .utf8)) ?? "").split(separator: "\n").map(String.init)
+            if states.count >= 3 { break }
+            usleep(50_000)
+        }
+        XCTAssertEqual(states, ["BACKUP", "MASTER", "INIT"])
+    }
+
+    func testAuthenticationMismatchIsDroppedAndCounted() throws {
+        let lab = try NetworkLab()
+        let a = try startNode(lab, "a", priority: 200, extra: "version 2 advert 1s auth secret")
+        let b = try startNode(lab, "b", priority: 100, extra: "version 2 advert 1s auth other")
+        XCTAssertTrue(waitForState(a, "MASTER"), a.stderr)
+        // b hears nothing it accepts, so it declares the master down and takes over too.
+        XCTAssertTrue(waitForState(b, "MASTER", timeout: 6), b.stderr)
+        let dropped = try vrrpStatus(of: b).instance["dropped"] as? [String: Int]
+        XCTAssertGreaterThan(dropped?["authentication"] ?? 0, 0, "\(String(describing: dropped))")
+        XCTAssertEqual(try vrrpStatus(of: b).instance["received"] as? Int, 0)
+    }
+
     /// `penha status --json` of a node: the top-level role and its first VRRP instance.
     private func vrrpStatus(of penha: Penha) throws -> (role: String?, instance: [String: Any]) {
         let result = try runPenha(["status", "-C", penha.control, "--json"])
