@@ -18,6 +18,15 @@ final class VRRPIntegrationTests: XCTestCase {
         return try Penha(["-O", vrrp], listen: listen, servers: ["127.0.0.1:8080"], namespace: lab.namespace(node))
     }
 
+    /// Node a at priority 200 and node b at 100, once a is MASTER and b BACKUP.
+    private func startPair(_ lab: NetworkLab, extra: String = "", extraA: String = "", extraB: String = "") throws -> (Penha, Penha) {
+        let a = try startNode(lab, "a", priority: 200, extra: "\(extra) \(extraA)")
+        let b = try startNode(lab, "b", priority: 100, extra: "\(extra) \(extraB)")
+        XCTAssertTrue(waitForState(a, "MASTER"), a.stderr)
+        XCTAssertTrue(waitForState(b, "BACKUP"), b.stderr)
+        return (a, b)
+    }
+
     /// Waits (bounded) until a node's log shows it reached `state`.
     private func waitForState(_ penha: Penha, _ state: String, timeout: Double = 5) -> Bool {
         let deadline = Date() + timeout
@@ -30,19 +39,17 @@ final class VRRPIntegrationTests: XCTestCase {
 
     func testHigherPriorityBecomesMasterAndTheVIPAnswers() throws {
         let lab = try NetworkLab()
-        let a = try startNode(lab, "a", priority: 200)
-        let b = try startNode(lab, "b", priority: 100)
-        XCTAssertTrue(waitForState(a, "MASTER"), a.stderr)
+        let (a, b) = try startPair(lab)
         XCTAssertNotNil(try lab.waitUntil("192.0.2.10", answers: "node-a", timeout: 5))
         XCTAssertTrue(try lab.addresses(on: "a").contains("192.0.2.10/24"))
         XCTAssertFalse(try lab.addresses(on: "b").contains("192.0.2.10/24"), "only the master holds the VIP")
         XCTAssertFalse(b.stderr.contains("-> MASTER"), b.stderr)
+        XCTAssertEqual(a.stderr.components(separatedBy: "-> MASTER").count, 2, "a became master once: \(a.stderr)")
     }
 
     func testBackupServesWithinMasterDownIntervalAfterTheMasterIsKilled() throws {
         let lab = try NetworkLab()
-        let a = try startNode(lab, "a", priority: 200)
-        let b = try startNode(lab, "b", priority: 100)
+        let (a, b) = try startPair(lab)
         XCTAssertNotNil(try lab.waitUntil("192.0.2.10", answers: "node-a", timeout: 5))
         kill(a.process.processIdentifier, SIGKILL)
         let took = try lab.waitUntil("192.0.2.10", answers: "node-b", timeout: 10)
@@ -53,10 +60,7 @@ final class VRRPIntegrationTests: XCTestCase {
 
     func testTerminatedMasterResignsAndTheBackupTakesOverAtOnce() throws {
         let lab = try NetworkLab()
-        let a = try startNode(lab, "a", priority: 200)
-        let b = try startNode(lab, "b", priority: 100)
-        XCTAssertTrue(waitForState(a, "MASTER"), a.stderr)
-        XCTAssertTrue(waitForState(b, "BACKUP"), b.stderr)
+        let (a, b) = try startPair(lab)
         kill(a.process.processIdentifier, SIGTERM)
         XCTAssertEqual(a.waitForExit(timeout: 5), 0)
         XCTAssertTrue(waitForState(b, "MASTER", timeout: 2), b.stderr)
@@ -89,9 +93,7 @@ final class VRRPIntegrationTests: XCTestCase {
 
     func testInterfaceDownPutsTheMasterInFaultAndTheBackupTakesOver() throws {
         let lab = try NetworkLab()
-        let a = try startNode(lab, "a", priority: 200)
-        let b = try startNode(lab, "b", priority: 100)
-        XCTAssertTrue(waitForState(a, "MASTER"), a.stderr)
+        let (a, b) = try startPair(lab)
         try lab.setLink(of: "a", up: false)
         XCTAssertTrue(waitForState(a, "FAULT"), a.stderr)
         XCTAssertTrue(waitForState(b, "MASTER"), b.stderr)
@@ -125,20 +127,14 @@ final class VRRPIntegrationTests: XCTestCase {
 
     func testVersion2PairWithAuthentication() throws {
         let lab = try NetworkLab()
-        let a = try startNode(lab, "a", priority: 200, extra: "version 2 advert 1s auth secret")
-        let b = try startNode(lab, "b", priority: 100, extra: "version 2 advert 1s auth secret")
-        XCTAssertTrue(waitForState(a, "MASTER"), a.stderr)
-        XCTAssertTrue(waitForState(b, "BACKUP"), b.stderr)
+        let (a, b) = try startPair(lab, extra: "version 2 advert 1s auth secret")
         kill(a.process.processIdentifier, SIGTERM)
         XCTAssertTrue(waitForState(b, "MASTER", timeout: 3), b.stderr)
     }
 
     func testStatusShowsEachNodesInstance() throws {
         let lab = try NetworkLab()
-        let a = try startNode(lab, "a", priority: 200)
-        let b = try startNode(lab, "b", priority: 100)
-        XCTAssertTrue(waitForState(a, "MASTER"), a.stderr)
-        XCTAssertTrue(waitForState(b, "BACKUP"), b.stderr)
+        let (a, b) = try startPair(lab)
         XCTAssertNotNil(try lab.waitUntil("192.0.2.10", answers: "node-a", timeout: 5))
         let master = try vrrpStatus(of: a)
         XCTAssertEqual(master.role, "MASTER")
@@ -165,10 +161,7 @@ final class VRRPIntegrationTests: XCTestCase {
 
     func testUnicastPeersElectAndFailOver() throws {
         let lab = try NetworkLab()
-        let a = try startNode(lab, "a", priority: 200, extra: "peer 192.0.2.2")
-        let b = try startNode(lab, "b", priority: 100, extra: "peer 192.0.2.1")
-        XCTAssertTrue(waitForState(a, "MASTER"), a.stderr)
-        XCTAssertTrue(waitForState(b, "BACKUP"), b.stderr)
+        let (a, b) = try startPair(lab, extraA: "peer 192.0.2.2", extraB: "peer 192.0.2.1")
         XCTAssertGreaterThan(try vrrpStatus(of: b).instance["received"] as? Int ?? 0, 0, "unicast adverts arrive")
         kill(a.process.processIdentifier, SIGKILL)
         XCTAssertNotNil(try lab.waitUntil("192.0.2.10", answers: "node-b", timeout: 5), b.stderr)
