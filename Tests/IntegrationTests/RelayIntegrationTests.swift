@@ -89,4 +89,14 @@ final class RelayIntegrationTests: XCTestCase {
         third.shutdownWrite()
         XCTAssertEqual(String(decoding: try third.readToEnd(), as: UTF8.self), "A\nEOF A\n")
     }
+
+    func testSourceCommandSetsTheAddressServersSee() throws {
+        let a = try Backend("A")
+        let penha = try Penha(["-O", "source 127.0.0.5"], servers: ["127.0.0.1:\(a.port)"])
+        XCTAssertEqual(try whoAnswers(penha), "A")
+        XCTAssertEqual(a.peers, ["127.0.0.5"])
+        let plain = try Penha([], servers: ["127.0.0.1:\(a.port)"])
+        XCTAssertEqual(try whoAnswers(plain), "A")
+        XCTAssertEqual(a.peers.last, "127.0.0.1", "without source the kernel picks the address")
+    }
 }

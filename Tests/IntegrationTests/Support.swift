@@ -168,9 +168,17 @@ final class Backend {
         private let lock = NSLock()
         private var acceptedCount = 0
         private var activeCount = 0
+        private var peerAddresses: [String] = []
         var accepted: Int { lock.lock(); defer { lock.unlock() }; return acceptedCount }
         var active: Int { lock.lock(); defer { lock.unlock() }; return activeCount }
-        func opened() { lock.lock(); acceptedCount += 1; activeCount += 1; lock.unlock() }
+        var peers: [String] { lock.lock(); defer { lock.unlock() }; return peerAddresses }
+        func opened(from peer: String?) {
+            lock.lock()
+            acceptedCount += 1
+            activeCount += 1
+            peerAddresses.append(peer ?? "?")
+            lock.unlock()
+        }
         func closed() { lock.lock(); activeCount -= 1; lock.unlock() }
     }
 
@@ -182,7 +190,7 @@ final class Backend {
             .serverChannelOption(ChannelOptions.socketOption(.so_reuseaddr), value: 1)
             .childChannelOption(ChannelOptions.allowRemoteHalfClosure, value: true)
             .childChannelInitializer { channel in
-                counters.opened()
+                counters.opened(from: channel.remoteAddress?.ipAddress)
                 channel.closeFuture.whenComplete { _ in counters.closed() }
                 return channel.eventLoop.makeCompletedFuture {
                     try channel.pipeline.syncOperations.addHandler(BackendHandler(name: name, behaviour: behaviour))
@@ -193,6 +201,8 @@ final class Backend {
     }
 
     var accepted: Int { counters.accepted }
+    /// The address each connection came from, in order.
+    var peers: [String] { counters.peers }
     var active: Int { counters.active }
 
     func stop() {
