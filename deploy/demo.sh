@@ -53,7 +53,7 @@ start_backend() {
 }
 
 start_penha() {
-    "$penha" -f "$@" 2>>"$workdir/penha.log" &
+    "$penha" -f -C "$workdir/penha.sock" "$@" 2>>"$workdir/penha.log" &
     penha_pid=$!
     pids+=($penha_pid)
     wait_for "$listen"
@@ -88,6 +88,10 @@ victim_pid=${pids[0]}
 kill "$victim_pid"
 wait "$victim_pid" 2>/dev/null || true
 for i in 1 2 3; do echo "  client 127.0.0.3, request $i: $(ask --interface 127.0.0.3)"; done
+
+echo
+echo "==> penha status"
+"$penha" status -C "$workdir/penha.sock" | sed 's/^/  /'
 stop_penha
 
 echo
