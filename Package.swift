@@ -44,7 +44,10 @@ let package = Package(
                 .product(name: "Logging", package: "swift-log"),
             ]
         ),
-        .testTarget(name: "BalancerTests", dependencies: ["Balancer"]),
+        .testTarget(
+            name: "BalancerTests",
+            dependencies: ["Balancer", .product(name: "NIOEmbedded", package: "swift-nio")]
+        ),
         .testTarget(name: "VRRPTests", dependencies: ["VRRP"]),
         // Runs the real penha binary; depending on it makes `swift test` build it first.
         .testTarget(
