@@ -36,13 +36,12 @@ public enum ControlServer {
                 return eventLoop.makeFailedFuture(
                     ConfigurationError("cannot create \(directory): \(String(cString: strerror(errno)))"))
             }
-            return bootstrap.bind(unixDomainSocketPath: path, cleanupExistingSocketFile: true).flatMapThrowing { channel in
-                guard chmod(path, 0o600) == 0 else {
-                    channel.close(promise: nil)
-                    throw ConfigurationError("cannot make \(path) mode 0600: \(String(cString: strerror(errno)))")
-                }
-                return channel
-            }
+            // The socket file is created 0600 by the umask rather than chmod-ed after, so there
+            // is no moment in which another user could connect. Restored once the bind is done.
+            let previousMask = umask(0o177)
+            let bound = bootstrap.bind(unixDomainSocketPath: path, cleanupExistingSocketFile: true)
+            bound.whenComplete { _ in umask(previousMask) }
+            return bound
         }
     }
 }

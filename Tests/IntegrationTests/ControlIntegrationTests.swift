@@ -22,6 +22,20 @@ final class ControlIntegrationTests: XCTestCase {
         return path
     }
 
+    func testTheUnixControlSocketIsForItsOwnerOnly() throws {
+        let a = try Backend("A")
+        let penha = try Penha([], servers: ["127.0.0.1:\(a.port)"])
+        var info = stat()
+        XCTAssertEqual(stat(penha.control, &info), 0)
+        XCTAssertEqual(info.st_mode & 0o777, 0o600)
+        // The umask penha set for the bind is gone again: files it writes later get the usual modes.
+        let written = temporaryPath("written.conf")
+        paths.append(written)
+        XCTAssertEqual(try runPenha(["ctl", penha.control, "write \(written)"]).status, 0)
+        XCTAssertEqual(stat(written, &info), 0)
+        XCTAssertNotEqual(info.st_mode & 0o777, 0o600, "umask restored after the bind")
+    }
+
     func testChangingAServerAddressMovesNewTrafficAndKeepsEstablishedConnections() throws {
         let a = try Backend("A")
         let b = try Backend("B")
