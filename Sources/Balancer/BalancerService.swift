@@ -265,7 +265,9 @@ public final class BalancerService {
         let clientName = Self.describe(client.remoteAddress)
         let number = runtime.state.connected(placement, to: target, client: clientName, now: .now())
         relayed[number] = (client, upstream)
-        let (clientSide, serverSide) = RelayHandler.pair()
+        let (clientSide, serverSide) = RelayHandler.pair { toServer, toClient in
+            self.runtime.state.relayed(placement, target: target, toServer: toServer, toClient: toClient)
+        }
         do {
             try addRelay(clientSide, to: client)
             try addRelay(serverSide, to: upstream)
@@ -276,8 +278,7 @@ public final class BalancerService {
         let serverName = Self.describe(upstream.remoteAddress)
         client.closeFuture.and(upstream.closeFuture).assumeIsolated().whenComplete { _ in
             self.relayed[number] = nil
-            self.runtime.state.finished(placement, connection: number, target: target,
-                                        sent: clientSide.bytesRead, received: serverSide.bytesRead)
+            self.runtime.state.finished(placement, connection: number, target: target)
             self.connectionLog.record(client: clientName, server: serverName,
                                       sent: clientSide.bytesRead, received: serverSide.bytesRead)
         }

@@ -91,13 +91,17 @@ public struct BalancerState: Sendable {
     }
 
     /// A connection ended after relaying `sent` bytes to the server and `received` from it.
-    public mutating func finished(_ placement: Placement, connection: Int, target: Target, sent: UInt64, received: UInt64) {
+    /// Bytes relayed while a connection lasts, so counters move during long transfers.
+    public mutating func relayed(_ placement: Placement, target: Target, toServer: UInt64, toClient: UInt64) {
+        servers[target]?.sent &+= toServer
+        servers[target]?.received &+= toClient
+        clients.addBytes(slot: placement.clientSlot, key: placement.client, sent: toClient, received: toServer)
+    }
+
+    public mutating func finished(_ placement: Placement, connection: Int, target: Target) {
         connections[connection] = nil
         releaseConnection(on: target)
-        servers[target]?.sent &+= sent
-        servers[target]?.received &+= received
         activeConnections = max(0, activeConnections - 1)
-        clients.addBytes(slot: placement.clientSlot, key: placement.client, sent: received, received: sent)
     }
 
     private mutating func releaseConnection(on target: Target) {

@@ -16,20 +16,27 @@ public final class RelayHandler: ChannelDuplexHandler {
 
     /// Bytes this side's channel has read (and handed to the partner).
     public private(set) var bytesRead: UInt64 = 0
+    /// Read but not yet reported: counters move once per read burst, not per buffer.
+    private var unreported: UInt64 = 0
+    private let report: (UInt64) -> Void
     private var partner: RelayHandler?
     private var context: ChannelHandlerContext?
     private var readHeldBack = false
     private var inputClosed = false
     private let drainTimeout: TimeAmount
 
-    private init(drainTimeout: TimeAmount) {
+    private init(drainTimeout: TimeAmount, report: @escaping (UInt64) -> Void) {
         self.drainTimeout = drainTimeout
+        self.report = report
     }
 
-    /// Two handlers that relay to each other: add one to each channel.
-    public static func pair(drainTimeout: TimeAmount = .seconds(60)) -> (RelayHandler, RelayHandler) {
-        let first = RelayHandler(drainTimeout: drainTimeout)
-        let second = RelayHandler(drainTimeout: drainTimeout)
+    /// Two handlers that relay to each other: add one to each channel. `progress` hears,
+    /// while the connection lasts, the bytes each side read since it last heard.
+    public static func pair(drainTimeout: TimeAmount = .seconds(60),
+                            progress: @escaping (_ fromFirst: UInt64, _ fromSecond: UInt64) -> Void)
+        -> (RelayHandler, RelayHandler) {
+        let first = RelayHandler(drainTimeout: drainTimeout) { progress($0, 0) }
+        let second = RelayHandler(drainTimeout: drainTimeout) { progress(0, $0) }
         first.partner = second
         second.partner = first
         return (first, second)
@@ -47,11 +54,19 @@ public final class RelayHandler: ChannelDuplexHandler {
     public func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         let buffer = unwrapInboundIn(data)
         bytesRead += UInt64(buffer.readableBytes)
+        unreported += UInt64(buffer.readableBytes)
         partner?.context?.write(wrapOutboundOut(buffer), promise: nil)
     }
 
     public func channelReadComplete(context: ChannelHandlerContext) {
+        reportProgress()
         partner?.context?.flush()
+    }
+
+    private func reportProgress() {
+        guard unreported > 0 else { return }
+        report(unreported)
+        unreported = 0
     }
 
     public func read(context: ChannelHandlerContext) {
@@ -83,6 +98,7 @@ public final class RelayHandler: ChannelDuplexHandler {
     }
 
     public func channelInactive(context: ChannelHandlerContext) {
+        reportProgress()
         partner?.drainAndClose()
         context.fireChannelInactive()
     }

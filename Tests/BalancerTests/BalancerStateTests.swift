@@ -109,7 +109,11 @@ final class BalancerStateTests: XCTestCase {
         let (placement, target) = place(&state, client(1), now: at(0))
         XCTAssertEqual(state.servers.servers[0].connections, 1)
         XCTAssertEqual(state.activeConnections, 1)
-        state.finished(placement, connection: 0, target: target!, sent: 100, received: 2000)
+        state.relayed(placement, target: target!, toServer: 60, toClient: 1500)
+        XCTAssertEqual([state.servers.servers[0].sent, state.servers.servers[0].received], [60, 1500],
+                       "bytes count while the connection is still open")
+        state.relayed(placement, target: target!, toServer: 40, toClient: 500)
+        state.finished(placement, connection: 0, target: target!)
         let server = state.servers.servers[0]
         XCTAssertEqual([server.connections, Int(server.totalConnections), Int(server.sent), Int(server.received)], [0, 1, 100, 2000])
         XCTAssertEqual(state.activeConnections, 0)

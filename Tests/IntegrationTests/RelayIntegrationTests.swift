@@ -99,4 +99,20 @@ final class RelayIntegrationTests: XCTestCase {
         XCTAssertEqual(try whoAnswers(plain), "A")
         XCTAssertEqual(a.peers.last, "127.0.0.1", "without source the kernel picks the address")
     }
+
+    func testStatusCountsBytesWhileTheConnectionIsOpen() throws {
+        let a = try Backend("A")
+        let penha = try Penha([], servers: ["127.0.0.1:\(a.port)"])
+        let client = try Client(port: penha.port)
+        XCTAssertEqual(try client.readLine(), "A")
+        try client.send(String(repeating: "x", count: 999) + "\n")
+        XCTAssertEqual(try client.readLine(), String(repeating: "x", count: 999), "echoed")
+        // Still open: the counters already show both directions.
+        let status = try runPenha(["status", "-C", penha.control, "--json"])
+        let object = try JSONSerialization.jsonObject(with: Data(status.stdout.utf8)) as? [String: Any]
+        let server = (object?["servers"] as? [[String: Any]])?.first
+        XCTAssertEqual(server?["sent"] as? Int, 1000, status.stdout)
+        XCTAssertEqual(server?["received"] as? Int, 1002, "the greeting and the echo: \(status.stdout)")
+        XCTAssertEqual(server?["connections"] as? Int, 1)
+    }
 }
