@@ -166,13 +166,6 @@ public struct ClientTable: Sendable {
         entries[slot].server = server
     }
 
-    /// Forgets the servers clients used, for example when server numbers change meaning.
-    public mutating func forgetServer(_ server: Int) {
-        for slot in entries.indices where entries[slot].server == server {
-            entries[slot].server = nil
-        }
-    }
-
     public mutating func addBytes(slot: Int, key: ClientKey, sent: UInt64, received: UInt64) {
         guard entries.indices.contains(slot), entries[slot].key == key else { return }
         entries[slot].sent &+= sent
