@@ -43,9 +43,12 @@ public struct ClientKey: Hashable, Sendable {
 
 extension ClientKey: CustomStringConvertible {
     /// The client's address as text: dotted IPv4, IPv6 in hex groups, or "local".
+    /// Stored IPv4-mapped (::ffff:a.b.c.d): the client came over IPv4.
+    var isIPv4: Bool { high == 0 && low >> 32 == 0xFFFF }
+
     public var description: String {
         if self == .local { return "local" }
-        if high == 0, low >> 32 == 0xFFFF {
+        if isIPv4 {
             return (0..<4).reversed().map { "\((low >> ($0 * 8)) & 0xFF)" }.joined(separator: ".")
         }
         var address = in6_addr()
