@@ -269,6 +269,11 @@ public final class BalancerService {
             self.runtime.state.relayed(placement, target: target, toServer: toServer, toClient: toClient)
         }
         do {
+            if runtime.configuration.forwardedFor {
+                // Before the relay: requests are rewritten on their way to the server.
+                let address = ClientKey(client.remoteAddress).description
+                try client.pipeline.syncOperations.addHandler(ForwardedForHandler(clientAddress: address))
+            }
             try addRelay(clientSide, to: client)
             try addRelay(serverSide, to: upstream)
         } catch {

@@ -24,6 +24,8 @@ public struct Configuration: Equatable, Sendable {
     /// `-q`: listen backlog.
     public var backlog = 511
     public var tcpNoDelay = false
+    /// `-H`, `http`: add X-Forwarded-For with the client's address to each HTTP request.
+    public var forwardedFor = false
     /// `source`: local address for connections to servers.
     public var sourceAddress: String?
     /// `-d`, repeatable.
@@ -52,6 +54,7 @@ public struct Configuration: Equatable, Sendable {
             case .priority: selection.priority = enabled
             case .stubborn: selection.stubborn = enabled
             case .tcpNoDelay: tcpNoDelay = enabled
+            case .http: forwardedFor = enabled
             }
         case .setting(let setting, let value):
             guard let value else {
@@ -141,6 +144,7 @@ public struct Configuration: Equatable, Sendable {
             .setting(.idleTimeout, idleTimeoutSeconds),
             .flag(.roundRobin, selection.roundRobin), .flag(.hash, selection.hash), .flag(.weight, selection.weight),
             .flag(.priority, selection.priority), .flag(.stubborn, selection.stubborn), .flag(.tcpNoDelay, tcpNoDelay),
+            .flag(.http, forwardedFor),
             .file(.log, logFile.map(Command.FileChange.set) ?? .off),
             .file(.webStats, webStatsFile.map(Command.FileChange.set) ?? .off),
         ]

@@ -40,6 +40,8 @@ struct RunCommand: ParsableCommand {
     var hash = false
     @Flag(name: .customShort("W"), help: "Choose the server with the fewest connections per weight.")
     var weight = false
+    @Flag(name: .customShort("H"), help: "HTTP mode: add X-Forwarded-For with the client's address to each request.")
+    var forwardedFor = false
     @Flag(name: .customShort("s"), help: "Stubborn: close the client if its first server fails.")
     var stubborn = false
     @Flag(name: .customShort("f"), help: "Stay in the foreground.")
@@ -78,7 +80,6 @@ struct RunCommand: ParsableCommand {
     @Option(name: .customShort("i"), help: .hidden) var windowsService: String?
     @Flag(name: .customShort("R"), help: .hidden) var requireCertificate = false
     @Flag(name: .customShort("Z"), help: .hidden) var sslCompatibility = false
-    @Flag(name: .customShort("H"), help: .hidden) var forwardedFor = false
     @Flag(name: .customShort("U"), help: .hidden) var udp = false
     @Flag(name: .customShort("a"), help: .hidden) var asciiDump = false
 
@@ -92,7 +93,7 @@ struct RunCommand: ParsableCommand {
             (certificate != nil, "-E", "TLS"), (key != nil, "-K", "TLS"), (caFile != nil, "-G", "TLS"),
             (caDirectory != nil, "-A", "TLS"), (requireCertificate, "-R", "TLS"),
             (sslProtocol != nil, "-L", "TLS"), (sslCompatibility, "-Z", "TLS"),
-            (forwardedFor, "-H", "HTTP mode"), (udp, "-U", "UDP"), (abuseServer != nil, "-B", "the abuse server"),
+            (udp, "-U", "UDP"), (abuseServer != nil, "-B", "the abuse server"),
             (multiAccept != nil, "-m", "multi-accept"), (asciiDump, "-a", "communication dumps"),
             (windowsService != nil, "-i", "Windows services"),
         ]
@@ -128,6 +129,7 @@ struct RunCommand: ParsableCommand {
         configuration.selection.hash = hash
         configuration.selection.weight = weight
         configuration.selection.stubborn = stubborn
+        configuration.forwardedFor = forwardedFor
         configuration.logFile = logFile
         configuration.webStatsFile = webStats
         let given = try commands.map { text in

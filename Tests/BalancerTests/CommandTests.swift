@@ -23,6 +23,7 @@ final class CommandTests: XCTestCase {
             ("prio", .flag(.priority, true)), ("no prio", .flag(.priority, false)),
             ("stubborn", .flag(.stubborn, true)), ("no stubborn", .flag(.stubborn, false)),
             ("tcp_nodelay", .flag(.tcpNoDelay, true)), ("no tcp_nodelay", .flag(.tcpNoDelay, false)),
+            ("http", .flag(.http, true)), ("no http", .flag(.http, false)),
             ("recent", .recent(nil)), ("recent 60", .recent(60)),
             ("connection 3", .connection(3)), ("close 4", .close(4)),
             ("log", .file(.log, .show)), ("log /var/log/penha.log", .file(.log, .set("/var/log/penha.log"))),
@@ -54,7 +55,7 @@ final class CommandTests: XCTestCase {
             ("include", "one file name"), ("include a b", "one file name"), ("write a b", "at most one"),
             ("log a b", "at most one"), ("web_stats a b", "at most one"),
             ("acl 0 permit 10.0.0.1", "not implemented yet"), ("client_acl 1", "not implemented yet"),
-            ("control_acl 1", "not implemented yet"), ("http", "not implemented yet"),
+            ("control_acl 1", "not implemented yet"),
             ("ssl_ciphers ALL", "not implemented yet"),
         ]
         for (line, reason) in cases {

@@ -115,4 +115,33 @@ final class RelayIntegrationTests: XCTestCase {
         XCTAssertEqual(server?["received"] as? Int, 1002, "the greeting and the echo: \(status.stdout)")
         XCTAssertEqual(server?["connections"] as? Int, 1)
     }
+
+    func testHTTPModeAddsXForwardedForToEveryRequest() throws {
+        let a = try Backend("A")  // echoes what it receives, so we read what the server got
+        let request = "GET / HTTP/1.1\r\nHost: x\r\n\r\n"
+        let second = "GET /b HTTP/1.1\r\nHost: x\r\nX-Forwarded-For: 192.0.2.1\r\n\r\n"
+        let penha = try Penha(["-H"], servers: ["127.0.0.1:\(a.port)"])
+        let client = try Client(port: penha.port, source: "127.0.0.2")
+        XCTAssertEqual(try client.readLine(), "A")
+        try client.send(request + second)   // pipelined
+        client.shutdownWrite()
+        let received = String(decoding: try client.readToEnd(), as: UTF8.self)
+        XCTAssertEqual(received, "GET / HTTP/1.1\r\nHost: x\r\nX-Forwarded-For: 127.0.0.2\r\n\r\n"
+            + "GET /b HTTP/1.1\r\nHost: x\r\nX-Forwarded-For: 192.0.2.1, 127.0.0.2\r\n\r\n" + "EOF A\n")
+
+        // The same with the http command instead of -H, and not without either.
+        let byCommand = try Penha(["-O", "http"], servers: ["127.0.0.1:\(a.port)"])
+        let viaCommand = try Client(port: byCommand.port, source: "127.0.0.3")
+        XCTAssertEqual(try viaCommand.readLine(), "A")
+        try viaCommand.send(request)
+        XCTAssertEqual(try viaCommand.readLine(), "GET / HTTP/1.1\r")
+        XCTAssertEqual(try viaCommand.readLine(), "Host: x\r")
+        XCTAssertEqual(try viaCommand.readLine(), "X-Forwarded-For: 127.0.0.3\r")
+        let plain = try Penha([], servers: ["127.0.0.1:\(a.port)"])
+        let untouched = try Client(port: plain.port)
+        XCTAssertEqual(try untouched.readLine(), "A")
+        try untouched.send(request)
+        untouched.shutdownWrite()
+        XCTAssertEqual(String(decoding: try untouched.readToEnd(), as: UTF8.self), request + "EOF A\n")
+    }
 }
