@@ -1,3 +1,5 @@
+import CVRRPSockets
+
 #if canImport(Glibc)
 import Glibc
 #endif
