@@ -271,8 +271,7 @@ public final class BalancerService {
         do {
             if runtime.configuration.forwardedFor {
                 // Before the relay: requests are rewritten on their way to the server.
-                let address = ClientKey(client.remoteAddress).description
-                try client.pipeline.syncOperations.addHandler(ForwardedForHandler(clientAddress: address))
+                try client.pipeline.syncOperations.addHandler(ForwardedForHandler(clientAddress: placement.client.description))
             }
             try addRelay(clientSide, to: client)
             try addRelay(serverSide, to: upstream)
@@ -306,7 +305,7 @@ public final class BalancerService {
 
     private static func describe(_ address: SocketAddress?) -> String {
         switch address {
-        case .v4(let v4): return "\(v4.host.isEmpty ? address?.ipAddress ?? "?" : address?.ipAddress ?? v4.host):\(address?.port ?? 0)"
+        case .v4: return "\(address?.ipAddress ?? "?"):\(address?.port ?? 0)"
         case .v6: return "[\(address?.ipAddress ?? "?")]:\(address?.port ?? 0)"
         case .unixDomainSocket: return "local"
         case nil: return "?"
