@@ -65,7 +65,7 @@ public enum ConfigFile {
             do {
                 command = try Command.parse(String(content))
             } catch let error as ConfigurationError {
-                throw ConfigurationError("\(origin): \(error.message)")
+                throw error.at(origin)
             }
             if case .include(let path) = command {
                 lines += try read(path, depth: depth + 1)

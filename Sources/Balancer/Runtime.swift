@@ -76,7 +76,7 @@ public struct Runtime: Sendable {
                 outcome.lines += result.lines
                 outcome.effects += result.effects
             } catch let error as ConfigurationError {
-                throw ConfigurationError(line.origin.map { "\($0): \(error.message)" } ?? error.message)
+                throw error.at(line.origin)
             }
         }
         self = changed

@@ -133,17 +133,18 @@ struct RunCommand: ParsableCommand {
         configuration.logFile = logFile
         configuration.webStatsFile = webStats
         let given = try commands.map { text in
+            let origin = "-O '\(text)'"
             do {
-                return ConfigLine(try Command.parse(text), origin: "-O '\(text)'")
+                return ConfigLine(try Command.parse(text), origin: origin)
             } catch let error as ConfigurationError {
-                throw ConfigurationError("-O '\(text)': \(error.message)")
+                throw error.at(origin)
             }
         }
         for line in try ConfigFile.expandIncludes(given) + (configFile.map(ConfigFile.read) ?? []) {
             do {
                 try configuration.apply(line.command)
             } catch let error as ConfigurationError {
-                throw ConfigurationError(line.origin.map { "\($0): \(error.message)" } ?? error.message)
+                throw error.at(line.origin)
             }
         }
         if let user, !configuration.vrrpInstances.isEmpty {
