@@ -184,9 +184,9 @@ public struct AccessLists: Equatable, Sendable {
     /// The lists as command lines for `write`, in list order. Each non-empty list starts with
     /// `no acl N` (pen writes one for all ten lists), so that reading the file into a running
     /// penha (SIGHUP) replaces the list instead of appending to it.
-    public var commands: [String] {
+    public var commands: [Command] {
         lists.enumerated().filter { !$0.element.isEmpty }.flatMap { list, rules in
-            ["no acl \(list)"] + rules.map { (["acl", "\(list)"] + $0.words).joined(separator: " ") }
+            [.clearAccessList(list)] + rules.map { .accessRule(list: list, $0) }
         }
     }
 }

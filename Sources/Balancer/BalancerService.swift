@@ -124,6 +124,19 @@ public final class BalancerService {
         eventLoop.execute { self.vrrpStatus = provider }
     }
 
+    /// Whether a control connection from `address` passes `control_acl` (a refusal is logged);
+    /// called on the event loop, where the control socket runs.
+    func admitsControlConnection(from address: SocketAddress?) -> Bool {
+        eventLoop.assertInEventLoop()
+        let configuration = runtime.configuration
+        guard configuration.accessLists.permits(ClientKey(address), list: configuration.controlACL) else {
+            logger.warning("control connection refused by control_acl \(configuration.controlACL)",
+                           metadata: ["client": "\(Self.describe(address))"])
+            return false
+        }
+        return true
+    }
+
     /// What the `control` command answers.
     public func setControlAddress(_ address: String) {
         eventLoop.execute { self.controlAddress = address }
@@ -223,7 +236,13 @@ public final class BalancerService {
             _ = client.setOption(ChannelOptions.tcpOption(.tcp_nodelay), value: runtime.configuration.tcpNoDelay ? 1 : 0)
         }
         let placement = runtime.state.accept(client: ClientKey(client.remoteAddress), now: .now())
-        logger.debug("client accepted", metadata: ["client": "\(Self.describe(client.remoteAddress))"])
+        if placement.isRefused {
+            logger.info("client refused by client_acl \(runtime.configuration.clientACL)",
+                        metadata: ["client": "\(Self.describe(client.remoteAddress))",
+                                   "abuse_server": "\(runtime.configuration.abuse.map { "\($0.host):\($0.port)" } ?? "none")"])
+        } else {
+            logger.debug("client accepted", metadata: ["client": "\(Self.describe(client.remoteAddress))"])
+        }
         connect(client, placement)
     }
 

@@ -10,7 +10,12 @@ public struct BalancerState: Sendable {
     public var selection: Selection
     /// `-b`: how long a server that failed to connect is left out.
     public var blacklistTime: TimeAmount
+    /// pen's access lists, with the one clients are checked against (`client_acl`).
+    public var accessLists = AccessLists()
+    public var clientACL = 0
     public private(set) var activeConnections = 0
+    /// Clients `client_acl` refused (sent to the abuse server or closed).
+    public private(set) var refusedClients: UInt64 = 0
     public private(set) var totalConnections: UInt64 = 0
     /// The relayed connections, by the number `connection N` and `close N` use.
     public private(set) var connections: [Int: ConnectionRecord] = [:]
@@ -30,6 +35,8 @@ public struct BalancerState: Sendable {
         /// The server the client used last, which may exceed its soft limit.
         public let tracked: Int?
         fileprivate var plan: FailoverPlan
+        /// `client_acl` refused the client: it goes to the abuse server, if there is one.
+        public var isRefused: Bool { plan.isRefused }
     }
 
     public init(servers: ServerTable, clients: ClientTable, selection: Selection = Selection(),
@@ -40,26 +47,42 @@ public struct BalancerState: Sendable {
         self.blacklistTime = blacklistTime
     }
 
+    /// A client `client_acl` refuses gets a plan with only the abuse server (pen's -B) in it.
     public mutating func accept(client: ClientKey, now: NIODeadline) -> Placement {
         let tracked = selection.roundRobin ? nil : clients.trackedServer(of: client, now: now)
         let slot = clients.connect(client, now: now)
-        let initial = selection.initialServer(for: client, tracked: tracked, servers: servers, now: now)
+        guard accessLists.permits(client, list: clientACL) else {
+            refusedClients += 1
+            return Placement(client: client, clientSlot: slot, tracked: nil, plan: .refused)
+        }
+        let lists = accessLists
+        let initial = selection.initialServer(for: client, tracked: tracked, servers: servers, now: now) {
+            lists.permits(client, list: $0.acl)
+        }
         let plan = FailoverPlan(initial: initial, serverCount: servers.count, stubborn: selection.stubborn)
         return Placement(client: client, clientSlot: slot, tracked: tracked, plan: plan)
     }
 
-    /// The next target to connect to, skipping blacklisted and full ones; nil when the
-    /// client must be closed. The connection counts against the target from here on, so a
-    /// burst of clients sees the connects still in progress (for limits and for `-W`).
+    /// The next target to connect to, skipping blacklisted and full ones and servers whose
+    /// `acl` refuses the client; nil when the client must be closed. The connection counts
+    /// against the target from here on, so a burst of clients sees the connects still in
+    /// progress (for limits and for `-W`).
     public mutating func nextTarget(_ placement: inout Placement, now: NIODeadline) -> Target? {
         while let target = placement.plan.next() {
             let returning = target == placement.tracked.map(Target.server)
-            if servers[target]?.isAvailable(now: now, returning: returning) == true {
+            if let server = servers[target], server.isAvailable(now: now, returning: returning),
+               admits(placement.client, to: server, as: target) {
                 servers[target]?.connections += 1
                 return target
             }
         }
         return nil
+    }
+
+    /// pen's try_server checks a regular server's list; the emergency and abuse servers take anyone.
+    private func admits(_ client: ClientKey, to server: Server, as target: Target) -> Bool {
+        guard case .server = target else { return true }
+        return accessLists.permits(client, list: server.acl)
     }
 
     /// Servers a new client could be sent to now: what VRRP's health coupling watches.

@@ -31,6 +31,10 @@ public enum Command: Equatable, Sendable {
     case exit
     /// `vrrp interface IF vrid N ...`: one VRRP instance.
     case vrrp(VRRPInstanceConfiguration)
+    /// `acl N permit|deny ADDRESS ...`: appends a rule to access list N.
+    case accessRule(list: Int, AccessRule)
+    /// `no acl N`: empties access list N, which then permits everyone.
+    case clearAccessList(Int)
 
     public enum Flag: String, CaseIterable, Sendable {
         case roundRobin = "roundrobin"
@@ -51,6 +55,10 @@ public enum Command: Equatable, Sendable {
         case tracking
         case idleTimeout = "idle_timeout"
         case debug
+        /// The access list clients are checked against (pen's default: 0).
+        case clientACL = "client_acl"
+        /// The access list control connections are checked against (pen's default: 0).
+        case controlACL = "control_acl"
     }
 
     public enum FileSetting: String, CaseIterable, Sendable {
@@ -72,7 +80,7 @@ public enum Command: Equatable, Sendable {
 
     /// Commands that are pen's but belong to parts of penha not built yet: refused by name.
     static let notYetImplemented: Set<String> = [
-        "acl", "client_acl", "control_acl", "ssl_ciphers", "ssl_option", "ssl_sni_path",
+        "ssl_ciphers", "ssl_option", "ssl_sni_path",
         "ssl_ocsp_response", "ssl_client_renegotiation_interval",
     ]
 
@@ -81,9 +89,13 @@ public enum Command: Equatable, Sendable {
         guard let first = words.first else { throw ConfigurationError("empty command") }
         if first == "no" {
             words.removeFirst()
+            if words.first == "acl" {
+                guard words.count == 2 else { throw ConfigurationError("'no acl' needs one list number, 0-9") }
+                return .clearAccessList(try AccessLists.listNumber(words[1]))
+            }
             let negatable = Flag.allCases.map(\.rawValue) + FileSetting.allCases.map(\.rawValue)
             guard words.count == 1, negatable.contains(words[0]) else {
-                throw ConfigurationError("'no' takes one of: \(negatable.joined(separator: ", "))")
+                throw ConfigurationError("'no' takes one of: \((negatable + ["acl N"]).joined(separator: ", "))")
             }
             if let flag = Flag(rawValue: words[0]) { return .flag(flag, false) }
             return .file(FileSetting(rawValue: words[0])!, .off)
@@ -126,6 +138,9 @@ public enum Command: Equatable, Sendable {
         case "exit":
             try expect(arguments, atMost: 0, first)
             return .exit
+        case "acl":
+            let (list, rule) = try AccessRule.parse(words: arguments)
+            return .accessRule(list: list, rule)
         case "vrrp":
             do {
                 return .vrrp(try VRRPInstanceConfiguration.parse(arguments))
@@ -172,6 +187,8 @@ public enum Command: Equatable, Sendable {
         case .write(let path): return Self.line("write", path)
         case .exit: return "exit"
         case .vrrp(let instance): return (["vrrp"] + instance.words).joined(separator: " ")
+        case .accessRule(let list, let rule): return (["acl", "\(list)"] + rule.words).joined(separator: " ")
+        case .clearAccessList(let list): return "no acl \(list)"
         }
     }
 

@@ -8,6 +8,14 @@ public struct Configuration: Equatable, Sendable {
     public var servers: [ServerSpec]
     /// `-e`: the server of last resort.
     public var emergency: ServerSpec?
+    /// `-B`: where clients refused by `client_acl` are sent; without it they are closed.
+    public var abuse: ServerSpec?
+    /// `acl N ...`: pen's ten access lists.
+    public var accessLists = AccessLists()
+    /// `client_acl N`, `control_acl N`: the lists clients and control connections are
+    /// checked against; pen checks list 0 unless told otherwise (an empty list permits).
+    public var clientACL = 0
+    public var controlACL = 0
     public var selection = Selection()
     /// `-b`, seconds.
     public var blacklistSeconds = 30
@@ -72,12 +80,18 @@ public struct Configuration: Equatable, Sendable {
             case .tracking: trackingSeconds = value
             case .idleTimeout: idleTimeoutSeconds = value
             case .debug: debugLevel = value
+            case .clientACL: clientACL = try Self.listNumber(value, setting)
+            case .controlACL: controlACL = try Self.listNumber(value, setting)
             }
         case .source(let address):
             guard (try? SocketAddress(ipAddress: address, port: 0)) != nil else {
                 throw ConfigurationError("source '\(address)' is not an IP address")
             }
             sourceAddress = address
+        case .accessRule(let list, let rule):
+            accessLists.append(rule, to: list)
+        case .clearAccessList(let list):
+            accessLists.clear(list)
         case .vrrp(let instance):
             guard !vrrpInstances.contains(where: { $0.vrid == instance.vrid && $0.interface == instance.interface }) else {
                 throw ConfigurationError("vrrp: vrid \(instance.vrid) on \(instance.interface) is configured twice")
@@ -111,7 +125,16 @@ public struct Configuration: Equatable, Sendable {
         case .tracking: return trackingSeconds
         case .idleTimeout: return idleTimeoutSeconds
         case .debug: return debugLevel
+        case .clientACL: return clientACL
+        case .controlACL: return controlACL
         }
+    }
+
+    private static func listNumber(_ value: Int, _ setting: Command.Setting) throws -> Int {
+        guard value < AccessLists.count else {
+            throw ConfigurationError("\(setting.rawValue) must name an access list, 0-9, not \(value)")
+        }
+        return value
     }
 
     /// Changes server N, or adds it when N is the next number (pen grows its table the same way).
@@ -142,6 +165,7 @@ public struct Configuration: Equatable, Sendable {
             .setting(.connectionsMax, connectionsMax), .setting(.debug, debugLevel),
             .setting(.timeout, connectTimeoutSeconds), .setting(.tracking, trackingSeconds),
             .setting(.idleTimeout, idleTimeoutSeconds),
+            .setting(.clientACL, clientACL), .setting(.controlACL, controlACL),
             .flag(.roundRobin, selection.roundRobin), .flag(.hash, selection.hash), .flag(.weight, selection.weight),
             .flag(.priority, selection.priority), .flag(.stubborn, selection.stubborn), .flag(.tcpNoDelay, tcpNoDelay),
             .flag(.http, forwardedFor),
@@ -152,18 +176,22 @@ public struct Configuration: Equatable, Sendable {
         for (index, spec) in servers.enumerated() {
             commands.append(.server(ServerChange(index: index, address: spec.host, port: spec.port,
                                                  maxConnections: spec.maxConnections, hardLimit: spec.hardLimit,
-                                                 weight: spec.weight, priority: spec.priority)))
+                                                 weight: spec.weight, priority: spec.priority,
+                                                 acl: spec.acl)))
         }
-        return commands + vrrpInstances.map(Command.vrrp)
+        return commands + accessLists.commands + vrrpInstances.map(Command.vrrp)
     }
 
     /// The pure balancer state this configuration starts with (host names resolved).
     public func makeState() throws -> BalancerState {
         let table = ServerTable(servers: try servers.map { try $0.resolve() },
-                                emergency: try emergency?.resolve())
+                                emergency: try emergency?.resolve(), abuse: try abuse?.resolve())
         let clients = ClientTable(capacity: clientsMax,
                                   trackingTime: trackingSeconds > 0 ? .seconds(Int64(trackingSeconds)) : nil)
-        return BalancerState(servers: table, clients: clients, selection: selection,
-                             blacklistTime: .seconds(Int64(blacklistSeconds)))
+        var state = BalancerState(servers: table, clients: clients, selection: selection,
+                                  blacklistTime: .seconds(Int64(blacklistSeconds)))
+        state.accessLists = accessLists
+        state.clientACL = clientACL
+        return state
     }
 }

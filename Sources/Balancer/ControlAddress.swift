@@ -1,8 +1,8 @@
 import NIOCore
 
 /// Where the control socket listens (`-C`): pen's `port`, `host:port` or a Unix socket path.
-/// TCP is unauthenticated, so until `control_acl` exists (the ACL issue) it is only allowed
-/// on loopback, and a bare port means 127.0.0.1.
+/// TCP is unauthenticated, so a bare port means 127.0.0.1, and an address off loopback is
+/// only taken with a `control_acl` list that restricts it (`checkProtected`).
 public enum ControlAddress: Equatable, Sendable, CustomStringConvertible {
     case inet(host: String, port: Int)
     case unix(path: String)
@@ -15,11 +15,21 @@ public enum ControlAddress: Equatable, Sendable, CustomStringConvertible {
         if let port = Int(text) { return .inet(host: "127.0.0.1", port: try validPort(port, in: text)) }
         let (host, port) = try parseHostPort(text, what: "control address")
         let address = host == "localhost" ? "127.0.0.1" : host
-        guard let ip = try? SocketAddress(ipAddress: address, port: port), Self.isLoopback(ip) else {
-            throw ConfigurationError("control address '\(text)' is not loopback: a TCP control port is "
-                                     + "unauthenticated and needs control_acl, which is not implemented yet")
+        guard (try? SocketAddress(ipAddress: address, port: port)) != nil else {
+            throw ConfigurationError("control address '\(text)' needs an IP address, not a host name")
         }
         return .inet(host: address, port: port)
+    }
+
+    /// Refuses a TCP control port off loopback unless `control_acl` names a list with entries:
+    /// anyone who reaches the port could otherwise reconfigure the balancer.
+    public func checkProtected(by configuration: Configuration) throws {
+        guard case .inet(let host, let port) = self, let address = try? SocketAddress(ipAddress: host, port: port),
+              !Self.isLoopback(address), configuration.accessLists.lists[configuration.controlACL].isEmpty else {
+            return
+        }
+        throw ConfigurationError("control address \(self) is not loopback: a TCP control port is unauthenticated, "
+                                 + "so restrict it first with control_acl and acl (acl 1 permit ADDRESS, control_acl 1)")
     }
 
     static func isLoopback(_ address: SocketAddress) -> Bool {

@@ -55,6 +55,9 @@ final class ControlHandler: ChannelInboundHandler {
     private let onExit: @Sendable () -> Void
     private var line: [UInt8] = []
     private var answered = false
+    /// Whether `control_acl` lets the peer in; a refused peer's line is read and answered
+    /// with an error (closing on unread data would reset the connection before it is read).
+    private var admitted = false
     private var timeout: Scheduled<Void>?
 
     init(service: BalancerService, onExit: @escaping @Sendable () -> Void) {
@@ -64,6 +67,7 @@ final class ControlHandler: ChannelInboundHandler {
 
     func channelActive(context: ChannelHandlerContext) {
         let channel = context.channel
+        admitted = service.admitsControlConnection(from: channel.remoteAddress)
         timeout = context.eventLoop.scheduleTask(in: ControlServer.lineTimeout) { channel.close(promise: nil) }
         context.fireChannelActive()
     }
@@ -103,6 +107,10 @@ final class ControlHandler: ChannelInboundHandler {
         answered = true
         guard line.count <= ControlServer.maxLineBytes else {
             reply(context, .init(lines: ["error: command longer than \(ControlServer.maxLineBytes) bytes"]))
+            return
+        }
+        guard admitted else {
+            reply(context, .init(lines: ["error: access denied by control_acl"]))
             return
         }
         let text = String(decoding: line, as: UTF8.self)

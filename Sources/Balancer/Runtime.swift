@@ -85,7 +85,7 @@ public struct Runtime: Sendable {
 
     private mutating func execute(_ command: Command, facts: Facts, resolved: [String: SocketAddress]) throws -> Outcome {
         switch command {
-        case .flag, .source:
+        case .flag, .source, .accessRule, .clearAccessList:
             try configuration.apply(command)
             adoptConfiguration()
             return Outcome()
@@ -163,7 +163,7 @@ public struct Runtime: Sendable {
         case .pid: return ["\(facts.pid)"]
         case .status:
             return ["role \(facts.role)", "listen \(facts.listen)", "uptime \(Self.seconds(facts.now - facts.started))",
-                    "connections \(state.activeConnections) total \(state.totalConnections)"]
+                    "connections \(state.activeConnections) total \(state.totalConnections) refused \(state.refusedClients)"]
                 + servers.enumerated().map { index, server in
                     "server \(index) address \(Self.ip(server)) port \(server.port) state \(server.state(now: facts.now)) "
                         + "blacklist_left \(server.blacklistSecondsLeft(now: facts.now)) connections \(server.connections) "
@@ -200,6 +200,8 @@ public struct Runtime: Sendable {
     private mutating func adoptConfiguration() {
         state.selection.adoptFlags(of: configuration.selection)
         state.blacklistTime = .seconds(Int64(configuration.blacklistSeconds))
+        state.accessLists = configuration.accessLists
+        state.clientACL = configuration.clientACL
         state.clients.trackingTime = configuration.trackingSeconds > 0 ? .seconds(Int64(configuration.trackingSeconds)) : nil
         if state.clients.capacity != configuration.clientsMax {
             state.clients = state.clients.resized(to: configuration.clientsMax)
@@ -235,6 +237,7 @@ public struct Runtime: Sendable {
         switch target {
         case .server(let index): return "\(index)"
         case .emergency: return "emergency"
+        case .abuse: return "abuse"
         }
     }
 

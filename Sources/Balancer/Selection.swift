@@ -29,15 +29,17 @@ public struct Selection: Equatable, Sendable {
     }
 
     /// The first server to try for a client, nil when no regular server can be chosen.
-    /// `tracked` is the server the client used last, if the table remembers one.
-    public mutating func initialServer(for client: ClientKey, tracked: Int?,
-                                       servers: ServerTable, now: NIODeadline) -> Int? {
+    /// `tracked` is the server the client used last, if the table remembers one; `admits`
+    /// says whether a server's `acl` lets this client in (pen's try_server checks it).
+    public mutating func initialServer(for client: ClientKey, tracked: Int?, servers: ServerTable, now: NIODeadline,
+                                       admits: (Server) -> Bool = { _ in true }) -> Int? {
         guard servers.count > 0 else { return nil }
         if !roundRobin, let tracked, tracked < servers.count { return tracked }
-        if priority { return byPriority(servers, now: now) }
-        if weight { return byWeight(servers, now: now) }
+        let usable = { (server: Server) in server.isAvailable(now: now) && admits(server) }
+        if priority { return byPriority(servers, usable) }
+        if weight { return byWeight(servers, usable) }
         if hash { return Self.hashIndex(of: client, count: servers.count) }
-        return byRoundRobin(servers, now: now)
+        return byRoundRobin(servers, usable)
     }
 
     /// Stable across restarts and equal for IPv4 and IPv4-mapped clients.
@@ -50,11 +52,11 @@ public struct Selection: Equatable, Sendable {
         return Int(value % UInt64(count))
     }
 
-    private mutating func byRoundRobin(_ servers: ServerTable, now: NIODeadline) -> Int? {
+    private mutating func byRoundRobin(_ servers: ServerTable, _ usable: (Server) -> Bool) -> Int? {
         let count = servers.count
         for step in 1...count {
             let index = ((lastRoundRobin + step) % count + count) % count
-            if servers.servers[index].isAvailable(now: now) {
+            if usable(servers.servers[index]) {
                 lastRoundRobin = index
                 return index
             }
@@ -62,19 +64,18 @@ public struct Selection: Equatable, Sendable {
         return nil
     }
 
-    private func byWeight(_ servers: ServerTable, now: NIODeadline) -> Int? {
+    private func byWeight(_ servers: ServerTable, _ usable: (Server) -> Bool) -> Int? {
         var best: (index: Int, load: Double)?
-        for (index, server) in servers.servers.enumerated()
-        where server.weight > 0 && server.isAvailable(now: now) {
+        for (index, server) in servers.servers.enumerated() where server.weight > 0 && usable(server) {
             let load = Double(server.connections) / Double(server.weight)
             if best == nil || load < best!.load { best = (index, load) }
         }
         return best?.index
     }
 
-    private func byPriority(_ servers: ServerTable, now: NIODeadline) -> Int? {
+    private func byPriority(_ servers: ServerTable, _ usable: (Server) -> Bool) -> Int? {
         var best: Int?
-        for (index, server) in servers.servers.enumerated() where server.isAvailable(now: now) {
+        for (index, server) in servers.servers.enumerated() where usable(server) {
             if best == nil || server.priority < servers.servers[best!].priority { best = index }
         }
         return best
@@ -88,6 +89,7 @@ public struct FailoverPlan: Sendable {
     public let initial: Int?
     private let serverCount: Int
     private let stubborn: Bool
+    public private(set) var isRefused = false
     private var step = 0
 
     public init(initial: Int?, serverCount: Int, stubborn: Bool) {
@@ -96,10 +98,18 @@ public struct FailoverPlan: Sendable {
         self.stubborn = stubborn
     }
 
+    /// The plan of a client refused by `client_acl`: the abuse server, and nothing after it.
+    public static var refused: FailoverPlan {
+        var plan = FailoverPlan(initial: nil, serverCount: 0, stubborn: true)
+        plan.isRefused = true
+        return plan
+    }
+
     /// The next target to consider, nil when the plan is exhausted. Bounded: at most
     /// serverCount + 1 targets.
     public mutating func next() -> Target? {
         defer { step += 1 }
+        if isRefused { return step == 0 ? .abuse : nil }
         guard let initial else { return step == 0 && !stubborn ? .emergency : nil }
         if step == 0 { return .server(initial) }
         if stubborn { return nil }

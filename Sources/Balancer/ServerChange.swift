@@ -1,4 +1,4 @@
-/// `server N [address A] [port P] [max M] [hard H] [weight W] [prio P] [blacklist T]`: what
+/// `server N [acl A] [address A] [port P] [max M] [hard H] [weight W] [prio P] [blacklist T]`: what
 /// the command changes in server N; fields it does not name stay as they are.
 public struct ServerChange: Equatable, Sendable {
     public var index: Int
@@ -12,9 +12,12 @@ public struct ServerChange: Equatable, Sendable {
     /// Leave the server out for this many seconds; 0 takes it back at once. Running state,
     /// not configuration: only the control socket and a reload apply it.
     public var blacklistSeconds: Int?
+    /// The access list a client must pass to be sent to this server.
+    public var acl: Int?
 
     public init(index: Int, address: String? = nil, port: Int? = nil, maxConnections: Int? = nil,
-                hardLimit: Int? = nil, weight: Int? = nil, priority: Int? = nil, blacklistSeconds: Int? = nil) {
+                hardLimit: Int? = nil, weight: Int? = nil, priority: Int? = nil, blacklistSeconds: Int? = nil,
+                acl: Int? = nil) {
         self.index = index
         self.address = address
         self.port = port
@@ -23,6 +26,7 @@ public struct ServerChange: Equatable, Sendable {
         self.weight = weight
         self.priority = priority
         self.blacklistSeconds = blacklistSeconds
+        self.acl = acl
     }
 
     private static let numberFields: [(name: String, field: WritableKeyPath<ServerChange, Int?>)] = [
@@ -32,7 +36,8 @@ public struct ServerChange: Equatable, Sendable {
 
     /// The words after `server`.
     static func parse(_ words: [String]) throws -> ServerChange {
-        let usage = "'server' needs a number and pairs of: address A, port P, max M, hard H, weight W, prio P, blacklist T"
+        let usage = "'server' needs a number and pairs of: address A, port P, max M, hard H, weight W, prio P, "
+            + "blacklist T, acl L"
         guard let first = words.first, words.count >= 3, words.count % 2 == 1 else { throw ConfigurationError(usage) }
         var change = ServerChange(index: try nonNegativeNumber(first, for: "'server'"))
         var seen: Set<String> = []
@@ -45,7 +50,7 @@ public struct ServerChange: Equatable, Sendable {
             } else if let number = numberFields.first(where: { $0.name == name }) {
                 change[keyPath: number.field] = try nonNegativeNumber(value, for: "server: '\(name)'")
             } else if name == "acl" {
-                throw ConfigurationError("server: 'acl' is not implemented yet")
+                change.acl = try AccessLists.listNumber(value)
             } else {
                 throw ConfigurationError("server: unknown field '\(name)'; \(usage)")
             }
@@ -61,6 +66,7 @@ public struct ServerChange: Equatable, Sendable {
         for (name, field) in Self.numberFields {
             if let value = self[keyPath: field] { words += [name, "\(value)"] }
         }
+        if let acl { words += ["acl", "\(acl)"] }
         return words
     }
 
@@ -72,5 +78,6 @@ public struct ServerChange: Equatable, Sendable {
         if let hardLimit { spec.hardLimit = hardLimit }
         if let weight { spec.weight = weight }
         if let priority { spec.priority = priority }
+        if let acl { spec.acl = acl }
     }
 }

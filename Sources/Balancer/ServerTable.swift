@@ -15,6 +15,8 @@ public struct Server: Equatable, Sendable {
     public var weight: Int = 1
     /// Priority for `prio`: the lowest value wins.
     public var priority: Int = 0
+    /// The access list a client must pass to be sent here.
+    public var acl: Int = 0
     public var blacklistedUntil: NIODeadline?
 
     public var connections: Int = 0
@@ -24,7 +26,7 @@ public struct Server: Equatable, Sendable {
     public var received: UInt64 = 0
 
     public init(host: String, port: Int, address: SocketAddress, maxConnections: Int = 0,
-                hardLimit: Int = 0, weight: Int = 1, priority: Int = 0) {
+                hardLimit: Int = 0, weight: Int = 1, priority: Int = 0, acl: Int = 0) {
         self.host = host
         self.port = port
         self.address = address
@@ -32,6 +34,7 @@ public struct Server: Equatable, Sendable {
         self.hardLimit = hardLimit
         self.weight = weight
         self.priority = priority
+        self.acl = acl
     }
 
     /// Takes the configured fields of `spec`, keeping the counters; `address` is where
@@ -44,6 +47,7 @@ public struct Server: Equatable, Sendable {
         hardLimit = spec.hardLimit
         weight = spec.weight
         priority = spec.priority
+        acl = spec.acl
     }
 
     /// What `penha status` shows: up, full (at its soft limit) or blacklisted.
@@ -74,20 +78,25 @@ public struct Server: Equatable, Sendable {
     }
 }
 
-/// Where a connection goes: one of the regular servers (by index), or the emergency server.
+/// Where a connection goes: one of the regular servers (by index), the emergency server,
+/// or the abuse server that clients refused by `client_acl` are sent to.
 public enum Target: Hashable, Sendable {
     case server(Int)
     case emergency
+    case abuse
 }
 
-/// The regular servers, in ring order, and the emergency server of last resort (`-e`).
+/// The regular servers, in ring order, the emergency server of last resort (`-e`) and the
+/// abuse server (`-B`).
 public struct ServerTable: Sendable {
     public var servers: [Server]
     public var emergency: Server?
+    public var abuse: Server?
 
-    public init(servers: [Server], emergency: Server? = nil) {
+    public init(servers: [Server], emergency: Server? = nil, abuse: Server? = nil) {
         self.servers = servers
         self.emergency = emergency
+        self.abuse = abuse
     }
 
     public var count: Int { servers.count }
@@ -97,6 +106,7 @@ public struct ServerTable: Sendable {
             switch target {
             case .server(let index): return servers.indices.contains(index) ? servers[index] : nil
             case .emergency: return emergency
+            case .abuse: return abuse
             }
         }
         set {
@@ -105,6 +115,7 @@ public struct ServerTable: Sendable {
             case .server(let index) where servers.indices.contains(index): servers[index] = newValue
             case .server: break
             case .emergency: emergency = newValue
+            case .abuse: abuse = newValue
             }
         }
     }

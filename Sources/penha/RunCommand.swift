@@ -22,6 +22,8 @@ struct RunCommand: ParsableCommand {
     var clients: Int = 2048
     @Option(name: .customShort("e"), help: "Emergency server host:port, used when all servers fail.")
     var emergency: String?
+    @Option(name: .customShort("B"), help: "Abuse server host:port: where clients refused by client_acl go.")
+    var abuseServer: String?
     @Option(name: .customShort("t"), help: "Connect timeout in seconds.")
     var timeout: Int = 3
     @Option(name: .customShort("x"), help: "Maximum simultaneous connections (0: no limit).")
@@ -75,7 +77,6 @@ struct RunCommand: ParsableCommand {
     @Option(name: .customShort("G"), help: .hidden) var caFile: String?
     @Option(name: .customShort("A"), help: .hidden) var caDirectory: String?
     @Option(name: .customShort("L"), help: .hidden) var sslProtocol: String?
-    @Option(name: .customShort("B"), help: .hidden) var abuseServer: String?
     @Option(name: .customShort("m"), help: .hidden) var multiAccept: String?
     @Option(name: .customShort("i"), help: .hidden) var windowsService: String?
     @Flag(name: .customShort("R"), help: .hidden) var requireCertificate = false
@@ -93,7 +94,7 @@ struct RunCommand: ParsableCommand {
             (certificate != nil, "-E", "TLS"), (key != nil, "-K", "TLS"), (caFile != nil, "-G", "TLS"),
             (caDirectory != nil, "-A", "TLS"), (requireCertificate, "-R", "TLS"),
             (sslProtocol != nil, "-L", "TLS"), (sslCompatibility, "-Z", "TLS"),
-            (udp, "-U", "UDP"), (abuseServer != nil, "-B", "the abuse server"),
+            (udp, "-U", "UDP"),
             (multiAccept != nil, "-m", "multi-accept"), (asciiDump, "-a", "communication dumps"),
             (windowsService != nil, "-i", "Windows services"),
         ]
@@ -118,6 +119,7 @@ struct RunCommand: ParsableCommand {
             listen: listenAddress,
             servers: try servers.map { try ServerSpec.parse($0, defaultPort: listenAddress.port) })
         configuration.emergency = try emergency.map { try ServerSpec.parse($0, defaultPort: listenAddress.port) }
+        configuration.abuse = try abuseServer.map { try ServerSpec.parse($0, defaultPort: listenAddress.port) }
         configuration.blacklistSeconds = blacklist
         configuration.clientsMax = clients
         configuration.connectTimeoutSeconds = timeout
@@ -150,6 +152,7 @@ struct RunCommand: ParsableCommand {
         if let user, !configuration.vrrpInstances.isEmpty {
             throw ConfigurationError("-u \(user) cannot be combined with vrrp: moving virtual addresses needs root")
         }
+        try controlAddress.checkProtected(by: configuration)
         guard !configuration.servers.isEmpty else {
             throw ConfigurationError("no servers: give them after the listen address or as 'server' lines in \(configFile ?? "-F")")
         }
@@ -207,9 +210,14 @@ struct RunCommand: ParsableCommand {
         Glibc.exit(0)
     }
 
+    /// `-C`, or the default socket.
+    private var controlAddress: ControlAddress {
+        get throws { try control.map(ControlAddress.parse) ?? .unix(path: ControlAddress.defaultPath) }
+    }
+
     /// `-C`, or the default socket when it can be made (root); a `-C` that fails is fatal.
     private func startControl(_ service: BalancerService, logger: Logger) throws -> Channel? {
-        let address = try control.map(ControlAddress.parse) ?? .unix(path: ControlAddress.defaultPath)
+        let address = try controlAddress
         // `exit` is sent as SIGTERM to this process, so it takes the same path as a signal.
         let onExit: @Sendable () -> Void = { kill(getpid(), SIGTERM) }
         do {

@@ -84,6 +84,8 @@ struct Status: Encodable {
     var uptimeSeconds = 0
     var connections = 0
     var totalConnections: UInt64 = 0
+    /// Clients refused by client_acl.
+    var refusedClients: UInt64 = 0
     var servers: [Server] = []
     var vrrp: [VRRPInstance] = []
 
@@ -101,6 +103,7 @@ struct Status: Encodable {
             case "connections":
                 connections = Int(words[1]) ?? 0
                 totalConnections = pairs["total"].flatMap { UInt64($0) } ?? 0
+                refusedClients = pairs["refused"].flatMap { UInt64($0) } ?? 0
             case "server":
                 servers.append(Server(
                     index: Int(words[1]) ?? servers.count, address: pairs["address"] ?? "?",
@@ -142,7 +145,7 @@ struct Status: Encodable {
     /// Fits an 80-column terminal.
     var summary: String {
         var lines = ["penha \(role), listening on \(listen), up \(Self.duration(uptimeSeconds))",
-                     "connections: \(connections) now, \(totalConnections) total", "",
+                     "connections: \(connections) now, \(totalConnections) total, \(refusedClients) refused by client_acl", "",
                      Self.row(["#", "server", "state", "conn", "total", "sent", "received"])]
         for server in servers {
             let address = server.address.contains(":") ? "[\(server.address)]:\(server.port)" : "\(server.address):\(server.port)"

@@ -121,4 +121,67 @@ final class BalancerStateTests: XCTestCase {
         let entry = state.clients.entry(slot: placement.clientSlot)!
         XCTAssertEqual([entry.sent, entry.received], [2000, 100], "client counters are from the client's side")
     }
+
+    // MARK: Access lists (pen's client_acl, -B and server N acl)
+
+    private func rule(_ line: String) throws -> (list: Int, rule: AccessRule) {
+        try AccessRule.parse(words: line.split(separator: " ").map(String.init))
+    }
+
+    func testAClientRefusedByClientACLGoesOnlyToTheAbuseServer() throws {
+        var servers = makeServers(2)
+        servers.abuse = Server(host: "127.0.0.1", port: 9998, address: try SocketAddress(ipAddress: "127.0.0.1", port: 9998))
+        var state = makeState(servers)
+        let (list, deny) = try rule("2 deny 127.0.0.1")
+        state.accessLists.append(deny, to: list)
+        state.clientACL = 2
+        var refused = state.accept(client: client(1), now: at(0))
+        XCTAssertTrue(refused.isRefused)
+        XCTAssertEqual(state.nextTarget(&refused, now: at(0)), .abuse)
+        state.connectFailed(.abuse, now: at(0))
+        XCTAssertNil(state.nextTarget(&refused, now: at(0)), "a failed abuse server is not followed by the servers")
+        XCTAssertEqual(state.refusedClients, 1)
+        let (admitted, target) = place(&state, client(2), now: at(0))
+        XCTAssertFalse(admitted.isRefused)
+        XCTAssertEqual(target, .server(0), "other clients are balanced as before")
+        state.clientACL = 0
+        XCTAssertFalse(state.accept(client: client(1), now: at(1)).isRefused, "list 0 is empty, so it permits")
+    }
+
+    func testWithoutAnAbuseServerARefusedClientIsClosed() throws {
+        var state = makeState(makeServers(2))
+        let (list, deny) = try rule("0 deny 127.0.0.1")
+        state.accessLists.append(deny, to: list)
+        let (_, target) = place(&state, client(1), now: at(0))
+        XCTAssertNil(target)
+        XCTAssertEqual(state.activeConnections, 0)
+        XCTAssertEqual(state.servers.servers.map(\.connections), [0, 0])
+    }
+
+    func testAServersACLKeepsRefusedClientsAwayFromIt() throws {
+        var selection = Selection()
+        selection.roundRobin = true
+        var state = makeState(makeServers(2) { index, server in server.acl = index == 0 ? 1 : 0 }, selection: selection)
+        let (list, deny) = try rule("1 deny 127.0.0.1")
+        state.accessLists.append(deny, to: list)
+        var targets: [Target?] = []
+        for key in [client(1), client(1), client(2), client(1), client(2), client(2), client(2)] {
+            let (placement, target) = place(&state, key, now: at(0))
+            targets.append(target)
+            if let target { state.finished(placement, connection: 0, target: target) }
+        }
+        // As pen's round robin: a refused server is passed over for that client only, and the
+        // next client starts after the server the last one actually got.
+        XCTAssertEqual(targets, [.server(1), .server(1), .server(0), .server(1), .server(0), .server(1), .server(0)])
+    }
+
+    func testAStubbornClientWhoseServerRefusesItIsClosed() throws {
+        var selection = Selection()
+        selection.stubborn = true
+        var state = makeState(makeServers(2) { _, server in server.acl = 1 }, selection: selection)
+        let (list, deny) = try rule("1 deny 127.0.0.1")
+        state.accessLists.append(deny, to: list)
+        var placement = state.accept(client: client(1), now: at(0))
+        XCTAssertNil(state.nextTarget(&placement, now: at(0)))
+    }
 }

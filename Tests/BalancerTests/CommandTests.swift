@@ -33,6 +33,12 @@ final class CommandTests: XCTestCase {
             ("write", .write(nil)), ("write /tmp/penha.conf", .write("/tmp/penha.conf")),
             ("exit", .exit), ("source 127.0.0.2", .source("127.0.0.2")),
             ("  servers \t\r", .query(.servers)),
+            ("acl 3 deny 192.0.2.0 255.255.255.0",
+             .accessRule(list: 3, try AccessRule(.deny, .ipv4(address: 0xC000_0200, mask: 0xFFFF_FF00)))),
+            ("no acl 3", .clearAccessList(3)),
+            ("client_acl 2", .setting(.clientACL, 2)), ("client_acl", .setting(.clientACL, nil)),
+            ("control_acl 1", .setting(.controlACL, 1)),
+            ("server 0 acl 4", .server(ServerChange(index: 0, acl: 4))),
         ]
         for (line, command) in cases {
             XCTAssertEqual(try Command.parse(line), command, line)
@@ -49,13 +55,16 @@ final class CommandTests: XCTestCase {
             ("server -1 address a", "non-negative"), ("server 0 address", "'server' needs"),
             ("server 0 port 0", "1-65535"), ("server 0 port 70000", "1-65535"), ("server 0 max -1", "non-negative"),
             ("server 0 weight w", "non-negative"), ("server 0 color red", "unknown field 'color'"),
-            ("server 0 port 1 port 2", "given twice"), ("server 0 acl 1", "not implemented yet"),
+            ("server 0 port 1 port 2", "given twice"), ("server 0 acl 10", "access list number must be 0-9"),
+            ("server 0 acl x", "access list number must be 0-9"),
             ("recent x", "non-negative"), ("recent 1 2", "at most one"), ("connection", "one connection number"),
             ("close", "one connection number"), ("close x", "non-negative"), ("connection 1 2", "one connection number"),
             ("include", "one file name"), ("include a b", "one file name"), ("write a b", "at most one"),
             ("log a b", "at most one"), ("web_stats a b", "at most one"),
-            ("acl 0 permit 10.0.0.1", "not implemented yet"), ("client_acl 1", "not implemented yet"),
-            ("control_acl 1", "not implemented yet"),
+            ("acl 0 permit", "acl needs"), ("acl 0 allow 192.0.2.1", "permit or deny"),
+            ("no acl", "'no acl' needs one list number"), ("no acl 1 2", "'no acl' needs one list number"),
+            ("no acl 10", "access list number must be 0-9"), ("client_acl x", "non-negative"),
+            ("control_acl 1 2", "at most one"),
             ("ssl_ciphers ALL", "not implemented yet"),
         ]
         for (line, reason) in cases {

@@ -50,7 +50,7 @@ final class ParsingTests: XCTestCase {
         let cases = ["": "empty", "frobnicate": "unknown command 'frobnicate'", "no": "'no' takes",
                      "no idle_timeout": "'no' takes", "hash 3": "takes no argument", "blacklist x": "non-negative number",
                      "blacklist -1": "non-negative", "timeout 1 2": "at most one", "source": "one IP",
-                     "acl 1 permit 10.0.0.1": "not implemented yet"]
+                     "acl 1 permit 10.0.0.256": "bad IPv4 address"]
         for (line, reason) in cases {
             XCTAssertThrowsError(try Command.parse(line), line) { error in
                 XCTAssertTrue("\(error)".contains(reason), "'\(line)' gave '\(error)'")

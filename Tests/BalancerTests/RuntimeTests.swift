@@ -88,7 +88,7 @@ final class RuntimeTests: XCTestCase {
         XCTAssertFalse(runtime.state.servers.servers[1].isBlacklisted(now: at(30)))
         let status = try run(&runtime, "status", facts: facts(now: at(15))).lines
         XCTAssertEqual(status, [
-            "role STANDALONE", "listen 127.0.0.1:80", "uptime 15", "connections 0 total 0",
+            "role STANDALONE", "listen 127.0.0.1:80", "uptime 15", "connections 0 total 0 refused 0",
             "server 0 address 127.0.0.1 port 9000 state up blacklist_left 0 connections 0 total 0 max 0 sent 0 received 0",
             "server 1 address 127.0.0.1 port 9001 state blacklisted blacklist_left 15 connections 0 total 0 max 0 sent 0 received 0",
         ])
@@ -114,7 +114,9 @@ final class RuntimeTests: XCTestCase {
 
     func testWriteProducesAFileThatRecreatesTheConfiguration() throws {
         var runtime = try makeRuntime()
-        try run(&runtime, "hash", "blacklist 9", "server 1 weight 4 prio 2", "source 127.0.0.2", "log /tmp/l", "idle_timeout 3")
+        try run(&runtime, "hash", "blacklist 9", "server 1 weight 4 prio 2", "source 127.0.0.2", "log /tmp/l", "idle_timeout 3",
+                "acl 1 permit 192.0.2.0 255.255.255.0", "acl 1 deny 2001:db8::/32", "acl 4 deny 198.51.100.7",
+                "client_acl 1", "control_acl 4", "server 0 acl 4")
         let outcome = try run(&runtime, "write", facts: facts(configFile: "/etc/penha.conf"))
         guard case .write(let path, let contents) = try XCTUnwrap(outcome.effects.first) else { return XCTFail("\(outcome)") }
         XCTAssertEqual(path, "/etc/penha.conf")
@@ -132,5 +134,21 @@ final class RuntimeTests: XCTestCase {
         XCTAssertEqual(smaller.trackedServer(of: client(3), now: at(4)), 3)
         XCTAssertEqual(client(5).description, "127.0.0.5")
         XCTAssertEqual(ClientKey(high: 0x2001_0DB8_0000_0000, low: 1).description, "2001:db8::1")
+    }
+
+    func testAccessListsReachTheStateAndRefuseBadListNumbers() throws {
+        var runtime = try makeRuntime()
+        XCTAssertEqual(try run(&runtime, "client_acl", "control_acl").lines, ["0", "0"], "pen checks list 0 by default")
+        try run(&runtime, "acl 3 deny 127.0.0.1", "client_acl 3", "server 1 acl 3")
+        XCTAssertFalse(runtime.state.accessLists.permits(client(1), list: runtime.state.clientACL))
+        XCTAssertEqual(runtime.state.servers.servers.map(\.acl), [0, 3])
+        try run(&runtime, "no acl 3")
+        XCTAssertTrue(runtime.state.accessLists.permits(client(1), list: 3), "an emptied list permits")
+        for line in ["client_acl 10", "control_acl 12"] {
+            XCTAssertThrowsError(try run(&runtime, line), line) { error in
+                XCTAssertTrue("\(error)".contains("must name an access list, 0-9"), "\(error)")
+            }
+        }
+        XCTAssertEqual(runtime.configuration.clientACL, 3, "a refused line changes nothing")
     }
 }

@@ -110,7 +110,7 @@ final class ControlIntegrationTests: XCTestCase {
     func testGarbageOnTheControlSocketGetsAnErrorAndPenhaKeepsServing() throws {
         let a = try Backend("A")
         let penha = try Penha([], servers: ["127.0.0.1:\(a.port)"])
-        for garbage in ["frobnicate", "\u{1}\u{ff}\u{0}zz", "server x", "server 0 port 0", "blacklist -3", "no", "acl 1 permit 1.2.3.4", "exit"] {
+        for garbage in ["frobnicate", "\u{1}\u{ff}\u{0}zz", "server x", "server 0 port 0", "blacklist -3", "no", "acl 1 permit 1.2.3", "exit"] {
             let answer = try penha.command(garbage)
             XCTAssertEqual(answer.count, 1, "\(garbage): \(answer)")
             XCTAssertTrue(answer.first?.hasPrefix("error: ") == true, "\(garbage): \(answer)")
@@ -176,16 +176,13 @@ final class ControlIntegrationTests: XCTestCase {
         XCTAssertEqual(empty.status, 2, empty.stderr)
     }
 
-    func testTCPControlPortOnLoopbackWorksAndElsewhereIsRefused() throws {
+    func testTCPControlPortOnLoopbackWorks() throws {
         let a = try Backend("A")
         let port = freePort()
         let penha = try Penha(["-C", "127.0.0.1:\(port)"], servers: ["127.0.0.1:\(a.port)"])
         let answer = try runPenha(["ctl", "127.0.0.1:\(port)", "control"])
         XCTAssertEqual(answer.stdout, "127.0.0.1:\(port)\n", answer.stderr)
         XCTAssertEqual(try whoAnswers(penha), "A")
-        let refused = try runPenha(["-f", "-C", "0.0.0.0:\(port)", "127.0.0.1:\(freePort())", "127.0.0.1:\(a.port)"])
-        XCTAssertEqual(refused.status, 2)
-        XCTAssertTrue(refused.stderr.contains("control_acl"), refused.stderr)
     }
 
     func testExitOnlyWithX() throws {

@@ -181,16 +181,6 @@ private func occurrences(of needle: String, in text: String) -> Int {
     text.components(separatedBy: needle).count - 1
 }
 
-/// Polls `condition` every 20 ms for at most `timeout` seconds.
-private func waitFor(timeout: Double, _ condition: () -> Bool) -> Bool {
-    let deadline = Date() + timeout
-    repeat {
-        if condition() { return true }
-        usleep(20_000)
-    } while Date() < deadline
-    return false
-}
-
 /// One keepalived (VRRP subsystem only) in a network namespace, with its configuration, pid
 /// files and console log in a temporary directory of its own, removed when it is stopped.
 /// Killed with SIGKILL (parent and VRRP child) unless it was terminated cleanly. Needs root,

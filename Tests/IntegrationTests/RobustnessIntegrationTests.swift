@@ -89,9 +89,7 @@ final class RobustnessIntegrationTests: XCTestCase {
 
     /// Waits, at most 10 s, for penha's open descriptors to come down to `limit`.
     private func waitForDescriptors(of penha: Penha, atMost limit: Int) -> Bool {
-        let deadline = Date() + 10
-        while penha.openFileDescriptors > limit && Date() < deadline { usleep(50_000) }
-        return penha.openFileDescriptors <= limit
+        waitFor(timeout: 10) { penha.openFileDescriptors <= limit }
     }
 
     func testSIGTERMStopsPromptlyWithStatusZero() throws {

@@ -395,6 +395,16 @@ func whoAnswers(_ penha: Penha, source: String? = nil) throws -> String? {
     try Client(port: penha.port, source: source).readLine()
 }
 
+/// Polls `condition` every 20 ms for at most `timeout` seconds.
+func waitFor(timeout: Double, _ condition: () -> Bool) -> Bool {
+    let deadline = Date() + timeout
+    repeat {
+        if condition() { return true }
+        usleep(20_000)
+    } while Date() < deadline
+    return false
+}
+
 /// FNV-1a, to compare streams without keeping them.
 struct Checksum {
     private(set) var value: UInt64 = 0xCBF2_9CE4_8422_2325

@@ -29,12 +29,7 @@ final class VRRPIntegrationTests: XCTestCase {
 
     /// Waits (bounded) until a node's log shows it reached `state`.
     private func waitForState(_ penha: Penha, _ state: String, timeout: Double = 5) -> Bool {
-        let deadline = Date() + timeout
-        while Date() < deadline {
-            if penha.stderr.contains("-> \(state)") { return true }
-            usleep(20_000)
-        }
-        return false
+        waitFor(timeout: timeout) { penha.stderr.contains("-> \(state)") }
     }
 
     func testHigherPriorityBecomesMasterAndTheVIPAnswers() throws {
