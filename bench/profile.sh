@@ -2,8 +2,12 @@
 # Instruction profile of penha under a short fixed load (valgrind callgrind: repeatable counts
 # on a noisy machine). Usage: bench/profile.sh PENHA_BINARY [close|ka] [SECONDS]
 # Prints the top functions (self and inclusive) and leaves callgrind.out in $OUT (default /tmp).
+# PROFILER=strace counts system calls instead (strace -c), to compare the kernel work per
+# request with pen's: `MAXCONN=9900 PROFILER=strace bench/profile.sh /usr/sbin/pen close 5`.
 set -euo pipefail
 PENHA=$1 KIND=${2:-close} SECONDS_=${3:-10} OUT=${OUT:-/tmp}
+# pen takes the same options; its -x 0 would admit nobody, so MAXCONN=9900 for pen.
+MAXCONN=${MAXCONN:-0}
 BENCH=$(cd "$(dirname "$0")" && pwd)
 LIB="python3 $BENCH/benchlib.py"
 export PATH=$PATH:/usr/sbin
@@ -43,10 +47,14 @@ done
 # form"); profile a copy without debug info (the symbol table keeps the function names).
 strip --strip-debug -o "$TMP/penha" "$PENHA"
 PENHA=$TMP/penha
-# Callgrind writes its output when penha exits (on SIGTERM).
-valgrind --tool=callgrind --callgrind-out-file="$OUT/callgrind.out.penha-$KIND" \
-    "$PENHA" -f -r -x 0 -c 40000 -O tcp_nodelay "127.0.0.1:$P_LB" "127.0.0.1:$P_B1" "127.0.0.1:$P_B2" \
-    2>"$TMP/valgrind.log" &
+balancer=("$PENHA" -f -r -x "$MAXCONN" -c 40000 -O tcp_nodelay "127.0.0.1:$P_LB" "127.0.0.1:$P_B1" "127.0.0.1:$P_B2")
+# Both tools write their output when the balancer exits (on SIGTERM).
+if [ "${PROFILER:-callgrind}" = strace ]; then
+    strace -f -c -o "$OUT/strace.penha-$KIND" "${balancer[@]}" 2>"$TMP/valgrind.log" &
+else
+    valgrind --tool=callgrind --callgrind-out-file="$OUT/callgrind.out.penha-$KIND" "${balancer[@]}" \
+        2>"$TMP/valgrind.log" &
+fi
 VG=$!
 PIDS=("$VG" "${PIDS[@]}")
 for i in $(seq 300); do curl -sf --max-time 2 -o /dev/null "http://127.0.0.1:$P_LB/small" && break; sleep 0.2; done
@@ -54,8 +62,13 @@ for i in $(seq 300); do curl -sf --max-time 2 -o /dev/null "http://127.0.0.1:$P_
 args=(-t1 -c10 -d"${SECONDS_}s" --timeout 10s)
 [ "$KIND" = close ] && args+=(-H "Connection: close")
 timeout $((SECONDS_ + 30)) wrk "${args[@]}" "http://127.0.0.1:$P_LB/small" | tee "$TMP/wrk.out" | grep -E 'requests in|Requests/sec'
-kill -TERM "$VG"
+# Under strace the balancer is strace's child; valgrind runs it in its own process.
+pkill -TERM -P "$VG" 2>/dev/null || kill -TERM "$VG"
 for i in $(seq 300); do kill -0 "$VG" 2>/dev/null || break; sleep 0.1; done
+if [ "${PROFILER:-callgrind}" = strace ]; then
+    cat "$OUT/strace.penha-$KIND"
+    exit 0
+fi
 grep -E 'Collected' "$TMP/valgrind.log" || tail -5 "$TMP/valgrind.log"
 echo "--- top by self instructions"
 callgrind_annotate "$OUT/callgrind.out.penha-$KIND" 2>/dev/null | sed -n '1,40p' | cut -c1-200

@@ -72,7 +72,7 @@ public struct BalancerState: Sendable {
             let returning = target == placement.tracked.map(Target.server)
             if let server = servers[target], server.isAvailable(now: now, returning: returning),
                admits(placement.client, to: server, as: target) {
-                servers[target]?.connections += 1
+                servers.modify(target) { $0.connections += 1 }
                 return target
             }
         }
@@ -102,8 +102,10 @@ public struct BalancerState: Sendable {
         let number = nextConnectionNumber
         nextConnectionNumber += 1
         connections[number] = ConnectionRecord(client: client, target: target, since: now)
-        servers[target]?.totalConnections += 1
-        servers[target]?.blacklistedUntil = nil
+        servers.modify(target) { server in
+            server.totalConnections += 1
+            server.blacklistedUntil = nil
+        }
         activeConnections += 1
         totalConnections += 1
         // The emergency server is a last resort, not a place to send the client back to.
@@ -116,8 +118,10 @@ public struct BalancerState: Sendable {
     /// A connection ended after relaying `sent` bytes to the server and `received` from it.
     /// Bytes relayed while a connection lasts, so counters move during long transfers.
     public mutating func relayed(_ placement: Placement, target: Target, toServer: UInt64, toClient: UInt64) {
-        servers[target]?.sent &+= toServer
-        servers[target]?.received &+= toClient
+        servers.modify(target) { server in
+            server.sent &+= toServer
+            server.received &+= toClient
+        }
         clients.addBytes(slot: placement.clientSlot, key: placement.client, sent: toClient, received: toServer)
     }
 
@@ -128,8 +132,6 @@ public struct BalancerState: Sendable {
     }
 
     private mutating func releaseConnection(on target: Target) {
-        if let connections = servers[target]?.connections {
-            servers[target]?.connections = max(0, connections - 1)
-        }
+        servers.modify(target) { $0.connections = max(0, $0.connections - 1) }
     }
 }

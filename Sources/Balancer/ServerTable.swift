@@ -102,25 +102,25 @@ public struct ServerTable: Sendable {
     public var count: Int { servers.count }
 
     public subscript(target: Target) -> Server? {
-        get {
-            switch target {
-            case .server(let index): return servers.indices.contains(index) ? servers[index] : nil
-            case .emergency: return emergency
-            case .abuse: return abuse
-            }
+        switch target {
+        case .server(let index): return servers.indices.contains(index) ? servers[index] : nil
+        case .emergency: return emergency
+        case .abuse: return abuse
         }
-        set {
-            guard let newValue else { return }
-            switch target {
-            case .server(let index) where servers.indices.contains(index): servers[index] = newValue
-            case .server: break
-            case .emergency: emergency = newValue
-            case .abuse: abuse = newValue
-            }
+    }
+
+    /// Changes the target's server in place (a get-and-set through the subscript would copy
+    /// it, strings and all, on every read burst); nothing happens for a target not there.
+    public mutating func modify(_ target: Target, _ change: (inout Server) -> Void) {
+        switch target {
+        case .server(let index) where servers.indices.contains(index): change(&servers[index])
+        case .server: break
+        case .emergency: if emergency != nil { change(&emergency!) }
+        case .abuse: if abuse != nil { change(&abuse!) }
         }
     }
 
     public mutating func blacklist(_ target: Target, until deadline: NIODeadline) {
-        self[target]?.blacklistedUntil = deadline
+        modify(target) { $0.blacklistedUntil = deadline }
     }
 }
