@@ -40,6 +40,8 @@ struct RunCommand: ParsableCommand {
     var roundRobin = false
     @Flag(name: .customShort("h"), help: "Choose a new client's server by a hash of its address.")
     var hash = false
+    @Flag(name: .customShort("N"), help: "Hash of the client address, without client tracking (-h -r).")
+    var hashWithoutTracking = false
     @Flag(name: .customShort("W"), help: "Choose the server with the fewest connections per weight.")
     var weight = false
     @Flag(name: .customShort("H"), help: "HTTP mode: add X-Forwarded-For with the client's address to each request.")
@@ -127,8 +129,8 @@ struct RunCommand: ParsableCommand {
         configuration.trackingSeconds = tracking
         configuration.backlog = backlog
         configuration.debugLevel = debug
-        configuration.selection.roundRobin = roundRobin
-        configuration.selection.hash = hash
+        configuration.selection.roundRobin = roundRobin || hashWithoutTracking
+        configuration.selection.hash = hash || hashWithoutTracking
         configuration.selection.weight = weight
         configuration.selection.stubborn = stubborn
         configuration.forwardedFor = forwardedFor

@@ -52,14 +52,17 @@ final class SelectionIntegrationTests: XCTestCase {
         XCTAssertEqual(try (1...3).map { _ in try whoAnswers(penha) }, ["A", "A", "A"])
     }
 
+    /// pen's -N is -h without client tracking: the same server for each address as -h -r.
     func testHashSendsEachClientAddressToAFixedServer() throws {
         let backends = try ["A", "B", "C"].map { try Backend($0) }
         let penha = try Penha(["-h", "-r"], servers: backends.map { "127.0.0.1:\($0.port)" })
+        let penN = try Penha(["-N"], servers: backends.map { "127.0.0.1:\($0.port)" })
         var seen = Set<String>()
         for last in 2...9 {
             let source = "127.0.0.\(last)"
             let answers = try (1...3).map { _ in try whoAnswers(penha, source: source) }
             XCTAssertEqual(Set(answers).count, 1, "\(source) moved between servers: \(answers)")
+            XCTAssertEqual(try whoAnswers(penN, source: source), answers[0], "-N differs from -h -r for \(source)")
             seen.insert(answers[0] ?? "")
         }
         XCTAssertGreaterThan(seen.count, 1, "eight addresses all hashed to one server")
