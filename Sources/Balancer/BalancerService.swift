@@ -13,15 +13,17 @@ import Glibc
 /// files, resolving host names) ran on a thread pool.
 public final class BalancerService {
     public let eventLoop: EventLoop
-    private var runtime: Runtime
-    private var logger: Logger
+    var runtime: Runtime
+    var logger: Logger
     private let limiter: ConnectionLimiter
     private let options: Options
     private let started = NIODeadline.now()
-    private let connectionLog = ConnectionLog()
+    let connectionLog = ConnectionLog()
     /// Blocking work off the event loop: NIO's own threads, not libdispatch (see Signals).
     private let blockingPool = NIOThreadPool(numberOfThreads: 1)
     private var listener: Channel?
+    /// `-U`: the UDP relay in place of TCP's acceptor.
+    private var udp: UDPRelay?
     private var boundListen: String
     private var relayed: [Int: (client: Channel, upstream: Channel)] = [:]
     private var vrrpStatus: @Sendable () -> [VRRPInstance.Status] = { [] }
@@ -71,8 +73,35 @@ public final class BalancerService {
 
     /// Binds the listening socket; returns the address actually bound (useful with port 0).
     public func start() -> EventLoopFuture<SocketAddress?> {
-        let limiter = self.limiter
         let configuration = runtime.configuration
+        var freeBind: ChannelOptions.Types.SocketOption?
+        if case .inet = configuration.listen, !configuration.vrrpInstances.isEmpty {
+            // A backup listens on the virtual address before it is on the interface, so it
+            // serves the moment it becomes master. (IP level: Linux applies it to IPv6 sockets too.)
+            freeBind = ChannelOptions.socket(SocketOptionLevel(IPPROTO_IP), SocketOptionName(IP_FREEBIND))
+        }
+        let bound: EventLoopFuture<Channel>
+        if configuration.udp {
+            let relay = UDPRelay(service: self)
+            udp = relay
+            bound = relay.bind(configuration.listen, freeBind: freeBind)
+        } else {
+            bound = bindTCP(configuration, freeBind: freeBind)
+        }
+        // pen rewrites its report on USR1; penha also keeps it fresh on its own.
+        eventLoop.scheduleRepeatedTask(initialDelay: Self.webStatsInterval, delay: Self.webStatsInterval) { _ in
+            self.writeWebStats()
+        }
+        return bound.map { channel in
+            self.eventLoop.assertInEventLoop()
+            self.listener = channel
+            self.boundListen = configuration.listen.withPort(channel.localAddress?.port).description
+            return channel.localAddress
+        }
+    }
+
+    private func bindTCP(_ configuration: Configuration, freeBind: ChannelOptions.Types.SocketOption?) -> EventLoopFuture<Channel> {
+        let limiter = self.limiter
         var bootstrap = ServerBootstrap(group: eventLoop)
             .serverChannelOption(ChannelOptions.backlog, value: Int32(clamping: configuration.backlog))
             .serverChannelOption(ChannelOptions.socketOption(.so_reuseaddr), value: 1)
@@ -84,26 +113,10 @@ public final class BalancerService {
             .childChannelInitializer { [self] channel in
                 channel.eventLoop.makeCompletedFuture { self.accepted(channel) }
             }
-        if case .inet = configuration.listen, !configuration.vrrpInstances.isEmpty {
-            // A backup listens on the virtual address before it is on the interface, so it
-            // serves the moment it becomes master. (IP level: Linux applies it to IPv6 sockets too.)
-            bootstrap = bootstrap.serverChannelOption(
-                ChannelOptions.socket(SocketOptionLevel(IPPROTO_IP), SocketOptionName(IP_FREEBIND)), value: 1)
-        }
-        let bound: EventLoopFuture<Channel>
+        if let freeBind { bootstrap = bootstrap.serverChannelOption(freeBind, value: 1) }
         switch configuration.listen {
-        case .inet(let host, let port): bound = bootstrap.bind(host: host, port: port)
-        case .unix(let path): bound = bootstrap.bind(unixDomainSocketPath: path, cleanupExistingSocketFile: true)
-        }
-        // pen rewrites its report on USR1; penha also keeps it fresh on its own.
-        eventLoop.scheduleRepeatedTask(initialDelay: Self.webStatsInterval, delay: Self.webStatsInterval) { _ in
-            self.writeWebStats()
-        }
-        return bound.map { channel in
-            self.eventLoop.assertInEventLoop()
-            self.listener = channel
-            self.boundListen = configuration.listen.withPort(channel.localAddress?.port).description
-            return channel.localAddress
+        case .inet(let host, let port): return bootstrap.bind(host: host, port: port)
+        case .unix(let path): return bootstrap.bind(unixDomainSocketPath: path, cleanupExistingSocketFile: true)
         }
     }
 
@@ -220,6 +233,7 @@ public final class BalancerService {
             case .closeConnection(let number):
                 relayed[number]?.client.close(promise: nil)
                 relayed[number]?.upstream.close(promise: nil)
+                udp?.close(connection: number)
             case .write(let path, let contents):
                 writes.append(blockingPool.runIfActive(eventLoop: eventLoop) { try ConfigFile.write(contents, to: path) })
             case .exit:
@@ -322,7 +336,7 @@ public final class BalancerService {
         _ = channel.setOption(ChannelOptions.autoRead, value: true)
     }
 
-    private static func describe(_ address: SocketAddress?) -> String {
+    static func describe(_ address: SocketAddress?) -> String {
         switch address {
         case .v4: return "\(address?.ipAddress ?? "?"):\(address?.port ?? 0)"
         case .v6: return "[\(address?.ipAddress ?? "?")]:\(address?.port ?? 0)"

@@ -32,6 +32,8 @@ public struct Configuration: Equatable, Sendable {
     /// `-q`: listen backlog.
     public var backlog = 511
     public var tcpNoDelay = false
+    /// `-U`: balance UDP datagrams instead of TCP connections.
+    public var udp = false
     /// `-H`, `http`: add X-Forwarded-For with the client's address to each HTTP request.
     public var forwardedFor = false
     /// `source`: local address for connections to servers.

@@ -46,6 +46,8 @@ struct RunCommand: ParsableCommand {
     var weight = false
     @Flag(name: .customShort("H"), help: "HTTP mode: add X-Forwarded-For with the client's address to each request.")
     var forwardedFor = false
+    @Flag(name: .customShort("U"), help: "UDP: balance datagrams, a flow per client address and port.")
+    var udp = false
     @Flag(name: .customShort("s"), help: "Stubborn: close the client if its first server fails.")
     var stubborn = false
     @Flag(name: .customShort("f"), help: "Stay in the foreground.")
@@ -83,7 +85,6 @@ struct RunCommand: ParsableCommand {
     @Option(name: .customShort("i"), help: .hidden) var windowsService: String?
     @Flag(name: .customShort("R"), help: .hidden) var requireCertificate = false
     @Flag(name: .customShort("Z"), help: .hidden) var sslCompatibility = false
-    @Flag(name: .customShort("U"), help: .hidden) var udp = false
     @Flag(name: .customShort("a"), help: .hidden) var asciiDump = false
 
     @Argument(help: "Listen on [host:]port, [v6]:port, :::port or a Unix socket path.")
@@ -96,7 +97,6 @@ struct RunCommand: ParsableCommand {
             (certificate != nil, "-E", "TLS"), (key != nil, "-K", "TLS"), (caFile != nil, "-G", "TLS"),
             (caDirectory != nil, "-A", "TLS"), (requireCertificate, "-R", "TLS"),
             (sslProtocol != nil, "-L", "TLS"), (sslCompatibility, "-Z", "TLS"),
-            (udp, "-U", "UDP"),
             (multiAccept != nil, "-m", "multi-accept"), (asciiDump, "-a", "communication dumps"),
             (windowsService != nil, "-i", "Windows services"),
         ]
@@ -134,6 +134,7 @@ struct RunCommand: ParsableCommand {
         configuration.selection.weight = weight
         configuration.selection.stubborn = stubborn
         configuration.forwardedFor = forwardedFor
+        configuration.udp = udp
         configuration.logFile = logFile
         configuration.webStatsFile = webStats
         let given = try commands.map { text in
