@@ -11,8 +11,8 @@ public struct UDPFlows: Sendable {
         public fileprivate(set) var target: Target
         /// The number `BalancerState` gave the flow as a connection.
         public fileprivate(set) var connection: Int
-        /// Moves on with each new server, so that events from a replaced socket are told apart.
-        public fileprivate(set) var attempt = 0
+        /// New with each socket the table asks for, so that events from a replaced one are told apart.
+        public fileprivate(set) var attempt: Int
         public fileprivate(set) var lastActive: NIODeadline
         public fileprivate(set) var toServer: UInt64 = 0
         public fileprivate(set) var toClient: UInt64 = 0
@@ -23,12 +23,13 @@ public struct UDPFlows: Sendable {
     public enum Arrival: Sendable {
         /// Send it on the flow's socket.
         case forward(Flow)
-        /// Open a socket to `flow.target` (replacing the flow's old one, if any) and send it there.
-        case open(Flow)
+        /// Open a socket to `flow.target` and send it there; `replacing` has ended (its
+        /// server was blacklisted) and its socket is to be closed.
+        case open(Flow, replacing: Flow?)
         /// Drop it: the table holds `capacity` flows.
         case full
-        /// Drop it: no server can take the client.
-        case noServer
+        /// Drop it: no server can take the client. `ended` is as for `open`.
+        case noServer(ended: Flow?)
     }
 
     /// What follows when a flow's server turned out not to be there.
@@ -47,6 +48,7 @@ public struct UDPFlows: Sendable {
     public private(set) var flows: [SocketAddress: Flow] = [:]
     public var capacity: Int
     public var idleTime: TimeAmount
+    private var attempts = 0
 
     public init(capacity: Int, idleTime: TimeAmount) {
         self.capacity = capacity
@@ -72,23 +74,21 @@ public struct UDPFlows: Sendable {
         if var flow = flows[client] {
             guard state.servers[flow.target]?.isBlacklisted(now: now) == true else {
                 flow.lastActive = now
-                count(&flow, toServer: bytes, state: &state)
+                Self.count(&flow, toServer: bytes, state: &state)
                 flows[client] = flow
                 return .forward(flow)
             }
-            state.finished(flow.placement, connection: flow.connection, target: flow.target)
-            flows[client] = nil
-            guard var placed = place(client, now: now, state: &state) else { return .noServer }
-            placed.attempt = flow.attempt + 1
-            count(&placed, toServer: bytes, state: &state)
+            remove(client, state: &state)
+            guard var placed = place(client, now: now, state: &state) else { return .noServer(ended: flow) }
+            Self.count(&placed, toServer: bytes, state: &state)
             flows[client] = placed
-            return .open(placed)
+            return .open(placed, replacing: flow)
         }
         guard flows.count < capacity else { return .full }
-        guard var flow = place(client, now: now, state: &state) else { return .noServer }
-        count(&flow, toServer: bytes, state: &state)
+        guard var flow = place(client, now: now, state: &state) else { return .noServer(ended: nil) }
+        Self.count(&flow, toServer: bytes, state: &state)
         flows[client] = flow
-        return .open(flow)
+        return .open(flow, replacing: nil)
     }
 
     /// A reply of `bytes` bytes on the socket of `attempt`; the flow, when it is still current.
@@ -115,7 +115,7 @@ public struct UDPFlows: Sendable {
         }
         flow.target = target
         flow.connection = state.connected(flow.placement, to: target, client: BalancerService.describe(client), now: now)
-        flow.attempt += 1
+        flow.attempt = nextAttempt()
         flows[client] = flow
         return .moved(flow)
     }
@@ -138,14 +138,20 @@ public struct UDPFlows: Sendable {
         flows.values.first { $0.connection == number }?.client
     }
 
-    private func place(_ client: SocketAddress, now: NIODeadline, state: inout BalancerState) -> Flow? {
+    private mutating func place(_ client: SocketAddress, now: NIODeadline, state: inout BalancerState) -> Flow? {
         var placement = state.accept(client: ClientKey(client), now: now)
         guard let target = state.nextTarget(&placement, now: now) else { return nil }
         let connection = state.connected(placement, to: target, client: BalancerService.describe(client), now: now)
-        return Flow(client: client, target: target, connection: connection, lastActive: now, placement: placement)
+        return Flow(client: client, target: target, connection: connection, attempt: nextAttempt(), lastActive: now,
+                    placement: placement)
     }
 
-    private func count(_ flow: inout Flow, toServer bytes: Int, state: inout BalancerState) {
+    private mutating func nextAttempt() -> Int {
+        attempts += 1
+        return attempts
+    }
+
+    private static func count(_ flow: inout Flow, toServer bytes: Int, state: inout BalancerState) {
         flow.toServer &+= UInt64(bytes)
         state.relayed(flow.placement, target: flow.target, toServer: UInt64(bytes), toClient: 0)
     }

@@ -80,14 +80,14 @@ final class UDPRelay: ChannelInboundHandler {
         case .forward(let flow):
             guard let upstream = sockets[flow.client] else { return }
             send(envelope.data, on: upstream)
-        case .open(let flow):
-            let previous = sockets.removeValue(forKey: client)
-            previous?.channel?.close(promise: nil)
+        case .open(let flow, let replacing):
+            if let replacing { ended(replacing) }
             open(flow, kept: [])
             if let upstream = sockets[client] { send(envelope.data, on: upstream) }
         case .full:
             service.logger.debug("UDP flow table full, dropping datagram", metadata: ["client": "\(client)"])
-        case .noServer:
+        case .noServer(let ended):
+            if let ended { self.ended(ended) }
             service.logger.info("no server available, dropping datagram", metadata: ["client": "\(client)"])
         }
     }
