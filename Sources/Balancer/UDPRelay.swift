@@ -154,12 +154,12 @@ final class UDPRelay: ChannelInboundHandler {
     /// A reply from the server goes back to the client from the listening socket.
     private func answered(_ client: SocketAddress, attempt: Int, reply: ByteBuffer) {
         guard flows.answered(client, attempt: attempt, bytes: reply.readableBytes, now: .now(),
-                             state: &service.runtime.state) != nil,
-              let listener, listener.isWritable else { return }
+                             state: &service.runtime.state) != nil else { return }
         if let upstream = sockets[client] {
             upstream.answered = true
             upstream.kept = []
         }
+        guard let listener, listener.isWritable else { return }
         listener.writeAndFlush(AddressedEnvelope(remoteAddress: client, data: reply), promise: nil)
     }
 
