@@ -96,15 +96,15 @@ final class UDPIntegrationTests: XCTestCase {
         XCTAssertEqual(try client.ask("1", port: penha.port), "A:1")
         XCTAssertEqual(try client.ask("2", port: penha.port), "A:2")
         XCTAssertEqual(Set(a.peers).count, 1, "one flow while it is busy")
-        XCTAssertTrue(try penha.command("status").contains("connections 1 total 1"))
+        XCTAssertEqual(try flowCount(penha), "1 total 1")
         let deadline = Date() + 5
-        while try !penha.command("status").contains("connections 0 total 1") {
+        while try flowCount(penha) != "0 total 1" {
             guard Date() < deadline else { return XCTFail("the idle flow did not expire") }
             usleep(100_000)
         }
         XCTAssertEqual(try client.ask("3", port: penha.port), "A:3")
         XCTAssertEqual(Set(a.peers).count, 2, "a new flow, with a new socket, after the old one expired")
-        XCTAssertTrue(try penha.command("status").contains("connections 1 total 2"))
+        XCTAssertEqual(try flowCount(penha), "1 total 2")
     }
 
     func testTheControlSocketShowsAndClosesFlows() throws {
@@ -115,9 +115,18 @@ final class UDPIntegrationTests: XCTestCase {
         let shown = try XCTUnwrap(try penha.command("connection 0").first)
         XCTAssertTrue(shown.hasPrefix("connection 0 client 127.0.0.2:"), shown)
         XCTAssertEqual(try penha.command("close 0"), ["closing connection 0"])
-        XCTAssertTrue(try penha.command("status").contains("connections 0 total 1"))
+        XCTAssertEqual(try flowCount(penha), "0 total 1")
         XCTAssertEqual(try client.ask("2", port: penha.port), "A:2")
         XCTAssertEqual(Set(a.peers).count, 2, "the closed flow's socket is gone; a new flow took over")
+    }
+
+    func testClientACLSendsARefusedClientsDatagramsToTheAbuseServer() throws {
+        let a = try UDPBackend("A")
+        let abuse = try UDPBackend("ABUSE")
+        let penha = try Penha(["-U", "-B", "127.0.0.1:\(abuse.port)", "-O", "acl 1 deny 127.0.0.2", "-O", "client_acl 1"],
+                              servers: ["127.0.0.1:\(a.port)"])
+        XCTAssertEqual(try UDPClient(source: "127.0.0.2").ask("x", port: penha.port), "ABUSE:x")
+        XCTAssertEqual(try UDPClient(source: "127.0.0.3").ask("x", port: penha.port), "A:x")
     }
 
     func testAUnixListenAddressIsRefused() throws {
@@ -125,6 +134,12 @@ final class UDPIntegrationTests: XCTestCase {
         XCTAssertNotEqual(result.status, 0)
         XCTAssertTrue(result.stderr.contains("needs an IP address and port"), result.stderr)
     }
+}
+
+/// `status`'s "connections N total T", as "N total T".
+private func flowCount(_ penha: Penha) throws -> String? {
+    try penha.command("status").first { $0.hasPrefix("connections ") }?.split(separator: " ").dropFirst().prefix(3)
+        .joined(separator: " ")
 }
 
 /// A UDP port nothing listens on right now.
