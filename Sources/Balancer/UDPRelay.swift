@@ -24,7 +24,6 @@ final class UDPRelay: ChannelInboundHandler {
     private var flows: UDPFlows
     private var sockets: [SocketAddress: Upstream] = [:]
     private var listener: Channel?
-    private var sweep: RepeatedTask?
 
     /// A flow's socket to its server and the datagrams kept for a failover.
     private final class Upstream {
@@ -56,7 +55,7 @@ final class UDPRelay: ChannelInboundHandler {
                 channel.eventLoop.makeCompletedFuture { try channel.pipeline.syncOperations.addHandler(self) }
             }
         if let freeBind { bootstrap = bootstrap.channelOption(freeBind, value: 1) }
-        sweep = eventLoop.scheduleRepeatedTask(initialDelay: Self.sweepInterval, delay: Self.sweepInterval) { _ in
+        eventLoop.scheduleRepeatedTask(initialDelay: Self.sweepInterval, delay: Self.sweepInterval) { _ in
             self.expire()
         }
         return bootstrap.bind(host: host, port: port).map { channel in
@@ -88,7 +87,8 @@ final class UDPRelay: ChannelInboundHandler {
             service.logger.debug("UDP flow table full, dropping datagram", metadata: ["client": "\(client)"])
         case .noServer(let ended):
             if let ended { self.ended(ended) }
-            service.logger.info("no server available, dropping datagram", metadata: ["client": "\(client)"])
+            // Debug, not info: one line per datagram would let a flood fill the log.
+            service.logger.debug("no server available, dropping datagram", metadata: ["client": "\(client)"])
         }
     }
 
