@@ -115,7 +115,11 @@ public final class BalancerService {
             }
         if let freeBind { bootstrap = bootstrap.serverChannelOption(freeBind, value: 1) }
         switch configuration.listen {
-        case .inet(let host, let port): return bootstrap.bind(host: host, port: port)
+        case .inet(let host, let port):
+            // Accepted sockets inherit TCP_NODELAY from the listener on Linux: one setsockopt
+            // instead of one per connection.
+            return bootstrap.serverChannelOption(Self.noDelay, value: configuration.tcpNoDelay ? 1 : 0)
+                .bind(host: host, port: port)
         case .unix(let path): return bootstrap.bind(unixDomainSocketPath: path, cleanupExistingSocketFile: true)
         }
     }
@@ -215,9 +219,16 @@ public final class BalancerService {
 
     /// Settings that live outside `Runtime`: the connection limit and the log level.
     private func adoptRuntime() {
-        limiter.limit = runtime.configuration.connectionsMax
-        logger.logLevel = Self.logLevel(debug: runtime.configuration.debugLevel)
+        let configuration = runtime.configuration
+        limiter.limit = configuration.connectionsMax
+        logger.logLevel = Self.logLevel(debug: configuration.debugLevel)
+        if case .inet = configuration.listen, !configuration.udp, let listener {
+            // For the connections accepted from now on (see bindTCP).
+            _ = listener.setOption(Self.noDelay, value: configuration.tcpNoDelay ? 1 : 0)
+        }
     }
+
+    private static let noDelay = ChannelOptions.tcpOption(.tcp_nodelay)
 
     private func perform(_ outcome: Runtime.Outcome) -> EventLoopFuture<Reply> {
         var reply = Reply(lines: outcome.lines)
@@ -246,9 +257,6 @@ public final class BalancerService {
     private func accepted(_ client: Channel) {
         let limiter = self.limiter
         client.closeFuture.assumeIsolated().whenComplete { _ in limiter.release() }
-        if case .inet = runtime.configuration.listen {
-            _ = client.setOption(ChannelOptions.tcpOption(.tcp_nodelay), value: runtime.configuration.tcpNoDelay ? 1 : 0)
-        }
         let placement = runtime.state.accept(client: ClientKey(client.remoteAddress), now: .now())
         if placement.isRefused {
             logger.info("client refused by client_acl \(runtime.configuration.clientACL)",
@@ -274,7 +282,7 @@ public final class BalancerService {
             .connectTimeout(.seconds(Int64(configuration.connectTimeoutSeconds)))
             .channelOption(ChannelOptions.autoRead, value: false)
             .channelOption(ChannelOptions.allowRemoteHalfClosure, value: true)
-            .channelOption(ChannelOptions.tcpOption(.tcp_nodelay), value: configuration.tcpNoDelay ? 1 : 0)
+            .channelOption(Self.noDelay, value: configuration.tcpNoDelay ? 1 : 0)
         if let source = configuration.sourceAddress, let address = try? SocketAddress(ipAddress: source, port: 0),
            address.protocol == server.address.protocol {
             bootstrap = bootstrap.bind(to: address)
