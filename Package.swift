@@ -20,6 +20,8 @@ let package = Package(
             pkgConfig: "libnl-route-3.0",
             providers: [.apt(["libnl-3-dev", "libnl-route-3-dev"])]
         ),
+        // OpenSSL: TLS termination (-E, -K, ...).
+        .systemLibrary(name: "COpenSSL", pkgConfig: "openssl", providers: [.apt(["libssl-dev"])]),
         // recvmsg ancillary data and packet sockets, which Swift's Glibc module does not reach.
         .target(name: "CVRRPSockets"),
         // VRRP: the codec and the state machine are pure; sockets and netlink are thin adapters.
@@ -28,6 +30,7 @@ let package = Package(
             name: "Balancer",
             dependencies: [
                 "VRRP",
+                "COpenSSL",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),

@@ -28,6 +28,7 @@ public final class BalancerService {
     private var relayed: [Int: (client: Channel, upstream: Channel)] = [:]
     private var vrrpStatus: @Sendable () -> [VRRPInstance.Status] = { [] }
     private var controlAddress = "none"
+    private let tls: TLSTermination?
 
     /// What the process was started with that commands need to know.
     public struct Options: Sendable {
@@ -55,6 +56,7 @@ public final class BalancerService {
         self.options = options
         self.limiter = ConnectionLimiter(limit: configuration.connectionsMax)
         self.boundListen = configuration.listen.description
+        self.tls = configuration.tls.isEnabled ? try TLSTermination(settings: configuration.tls) : nil
         try connectionLog.open(configuration.logFile)
         blockingPool.start()
     }
@@ -166,11 +168,24 @@ public final class BalancerService {
     }
 
     /// SIGHUP: reopens the connection log and re-reads the `-F` file as one transaction, so
-    /// a file with an error changes nothing. Established connections are not touched.
+    /// a file with an error changes nothing, then the TLS files, whose failure is logged and
+    /// keeps the running certificates. Established connections are not touched.
     public func reload() -> EventLoopFuture<Void> {
         let reopened = eventLoop.submit { try self.connectionLog.open(self.runtime.configuration.logFile) }
-        guard let path = options.configFile else { return reopened }
-        return reopened.flatMap { self.run(reading: { try ConfigFile.read(path) }) }.map { _ in }
+        let configured = options.configFile.map { path in
+            reopened.flatMap { self.run(reading: { try ConfigFile.read(path) }) }.map { _ in }
+        } ?? reopened
+        return configured.flatMap { self.reloadTLS() }.flatMapError { error in
+            self.reloadTLS().flatMapThrowing { throw error }
+        }
+    }
+
+    /// Loads the TLS files again; a failure is logged and the running ones stay.
+    private func reloadTLS() -> EventLoopFuture<Void> {
+        guard let tls else { return eventLoop.makeSucceededVoidFuture() }
+        return tls.reload(runtime.configuration.tls, pool: blockingPool, eventLoop: eventLoop).recover { error in
+            self.logger.warning("TLS reload failed, keeping the previous certificates: \(error)")
+        }
     }
 
     /// SIGUSR1: the statistics as `status` shows them; the HTML report is written too.
@@ -199,11 +214,18 @@ public final class BalancerService {
             }
             return ResolvedLines(lines: lines, resolved: resolved)
         }.flatMapThrowing { input in
+            let tlsBefore = self.runtime.configuration.tls
             let outcome = try self.runtime.execute(input.lines, facts: self.facts(), resolved: input.resolved)
             self.adoptRuntime()
-            return outcome
-        }.flatMap { outcome in
-            self.perform(outcome)
+            return (outcome, self.runtime.configuration.tls != tlsBefore)
+        }.flatMap { outcome, tlsChanged in
+            guard tlsChanged, let tls = self.tls else { return self.perform(outcome) }
+            // ssl_* commands take effect for new connections once the context with them loaded.
+            return tls.reload(self.runtime.configuration.tls, pool: self.blockingPool, eventLoop: self.eventLoop)
+                .flatMap { self.perform(outcome) }
+                .flatMapError { error in
+                    self.perform(outcome).map { Reply(lines: $0.lines + ["error: TLS not reloaded: \(error)"], exitRequested: $0.exitRequested) }
+                }
         }
     }
 
@@ -214,7 +236,8 @@ public final class BalancerService {
 
     private func facts() -> Runtime.Facts {
         Runtime.Facts(now: .now(), started: started, vrrp: vrrpStatus(), listen: boundListen, control: controlAddress,
-                      pid: Int(getpid()), exitEnabled: options.exitEnabled, configFile: options.configFile)
+                      pid: Int(getpid()), exitEnabled: options.exitEnabled, configFile: options.configFile,
+                      tlsHandshakes: tls.map { ($0.completed, $0.failed) })
     }
 
     /// Settings that live outside `Runtime`: the connection limit and the log level.
@@ -265,7 +288,14 @@ public final class BalancerService {
         } else {
             logger.debug("client accepted", metadata: ["client": "\(Self.describe(client.remoteAddress))"])
         }
-        connect(client, placement)
+        guard let tls else { return connect(client, placement) }
+        // The server is connected to only once the client has completed its handshake.
+        do {
+            try tls.secure(client, client: Self.describe(client.remoteAddress), logger: logger) { self.connect(client, placement) }
+        } catch {
+            logger.warning("cannot start TLS: \(error)")
+            client.close(promise: nil)
+        }
     }
 
     /// Tries the placement's next target; on failure blacklists it and tries the one after.
@@ -316,6 +346,9 @@ public final class BalancerService {
             }
             try addRelay(clientSide, to: client)
             try addRelay(serverSide, to: upstream)
+            // Turning autoRead on reads past the pipeline; this read passes TLS, which then
+            // hands on what arrived with its handshake, now that both relays are there.
+            client.read()
         } catch {
             client.close(promise: nil)
             upstream.close(promise: nil)

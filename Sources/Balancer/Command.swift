@@ -35,6 +35,8 @@ public enum Command: Equatable, Sendable {
     case accessRule(list: Int, AccessRule)
     /// `no acl N`: empties access list N, which then permits everyone.
     case clearAccessList(Int)
+    /// `ssl_ciphers LIST`, `ssl_option NAME`, `ssl_sni_path DIR`.
+    case tls(TLSCommand)
 
     public enum Flag: String, CaseIterable, Sendable {
         case roundRobin = "roundrobin"
@@ -77,12 +79,6 @@ public enum Command: Equatable, Sendable {
     public enum Query: String, CaseIterable, Sendable {
         case servers, status, mode, listen, pid, control
     }
-
-    /// Commands that are pen's but belong to parts of penha not built yet: refused by name.
-    static let notYetImplemented: Set<String> = [
-        "ssl_ciphers", "ssl_option", "ssl_sni_path",
-        "ssl_ocsp_response", "ssl_client_renegotiation_interval",
-    ]
 
     public static func parse(_ line: String) throws -> Command {
         var words = line.split(whereSeparator: { $0 == " " || $0 == "\t" || $0 == "\r" }).map(String.init)
@@ -147,10 +143,9 @@ public enum Command: Equatable, Sendable {
             } catch {
                 throw ConfigurationError("vrrp: \(error)")
             }
+        case "ssl_ciphers", "ssl_option", "ssl_sni_path", "ssl_ocsp_response", "ssl_client_renegotiation_interval":
+            return .tls(try TLSCommand.parse(first, arguments))
         default:
-            if notYetImplemented.contains(first) {
-                throw ConfigurationError("command '\(first)' is not implemented yet")
-            }
             throw ConfigurationError("unknown command '\(first)'")
         }
     }
@@ -189,6 +184,7 @@ public enum Command: Equatable, Sendable {
         case .vrrp(let instance): return (["vrrp"] + instance.words).joined(separator: " ")
         case .accessRule(let list, let rule): return (["acl", "\(list)"] + rule.words).joined(separator: " ")
         case .clearAccessList(let list): return "no acl \(list)"
+        case .tls(let command): return command.text
         }
     }
 

@@ -46,6 +46,8 @@ public struct Configuration: Equatable, Sendable {
     public var logFile: String?
     /// `-w`, `web_stats FILE`: the HTML status report.
     public var webStatsFile: String?
+    /// `-E` and the other TLS options, `ssl_*` commands.
+    public var tls = TLSSettings()
 
     public init(listen: ListenAddress, servers: [ServerSpec]) {
         self.listen = listen
@@ -101,6 +103,8 @@ public struct Configuration: Equatable, Sendable {
             vrrpInstances.append(instance)
         case .server(let change):
             try apply(change)
+        case .tls(let change):
+            tls.apply(change)
         case .file(let file, let change):
             let path: String?
             switch change {
@@ -181,7 +185,7 @@ public struct Configuration: Equatable, Sendable {
                                                  weight: spec.weight, priority: spec.priority,
                                                  acl: spec.acl)))
         }
-        return commands + accessLists.commands + vrrpInstances.map(Command.vrrp)
+        return commands + accessLists.commands + vrrpInstances.map(Command.vrrp) + tls.commands.map(Command.tls)
     }
 
     /// The pure balancer state this configuration starts with (host names resolved).

@@ -47,12 +47,15 @@ public struct Runtime: Sendable {
         public var exitEnabled: Bool
         /// `-F`: where `write` without a file name writes.
         public var configFile: String?
+        /// TLS handshakes completed and failed since start; nil when TLS is off.
+        public var tlsHandshakes: (completed: UInt64, failed: UInt64)?
 
         /// The state of the first VRRP instance, or STANDALONE.
         public var role: String { vrrp.first?.state.rawValue ?? "STANDALONE" }
 
         public init(now: NIODeadline, started: NIODeadline, vrrp: [VRRPInstance.Status], listen: String, control: String,
-                    pid: Int, exitEnabled: Bool, configFile: String?) {
+                    pid: Int, exitEnabled: Bool, configFile: String?,
+                    tlsHandshakes: (completed: UInt64, failed: UInt64)? = nil) {
             self.now = now
             self.started = started
             self.vrrp = vrrp
@@ -61,6 +64,7 @@ public struct Runtime: Sendable {
             self.pid = pid
             self.exitEnabled = exitEnabled
             self.configFile = configFile
+            self.tlsHandshakes = tlsHandshakes
         }
     }
 
@@ -85,7 +89,7 @@ public struct Runtime: Sendable {
 
     private mutating func execute(_ command: Command, facts: Facts, resolved: [String: SocketAddress]) throws -> Outcome {
         switch command {
-        case .flag, .source, .accessRule, .clearAccessList:
+        case .flag, .source, .accessRule, .clearAccessList, .tls:
             try configuration.apply(command)
             adoptConfiguration()
             return Outcome()
@@ -169,6 +173,7 @@ public struct Runtime: Sendable {
                         + "blacklist_left \(server.blacklistSecondsLeft(now: facts.now)) connections \(server.connections) "
                         + "total \(server.totalConnections) max \(server.maxConnections) sent \(server.sent) received \(server.received)"
                 }
+                + (facts.tlsHandshakes.map { ["tls handshakes \($0.completed) failed \($0.failed)"] } ?? [])
                 + facts.vrrp.flatMap(Self.statusLines)
         }
     }

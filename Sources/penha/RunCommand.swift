@@ -74,17 +74,24 @@ struct RunCommand: ParsableCommand {
     @Option(name: .customShort("u"), help: "Run as this user after binding.")
     var user: String?
 
+    @Option(name: .customShort("E"), help: "TLS: serve clients with this certificate (PEM, chain after it).")
+    var certificate: String?
+    @Option(name: .customShort("K"), help: "TLS: the private key (PEM), if not in the -E file.")
+    var key: String?
+    @Option(name: .customShort("G"), help: "TLS: CA certificates that client certificates are checked against.")
+    var caFile: String?
+    @Option(name: .customShort("A"), help: "TLS: a directory of hashed CA certificates, the same use.")
+    var caDirectory: String?
+    @Option(name: .customShort("L"), help: "TLS: the oldest version accepted, tls1.2 (default) or tls1.3.")
+    var sslProtocol: String?
+    @Flag(name: .customShort("R"), help: "TLS: refuse clients without a certificate from the -G/-A CAs.")
+    var requireCertificate = false
+    @Flag(name: .customShort("Z"), help: .hidden) var sslCompatibility = false
+
     // pen options whose parts of penha are not built yet: accepted by the parser only so
     // that they are refused by name, never silently ignored.
-    @Option(name: .customShort("E"), help: .hidden) var certificate: String?
-    @Option(name: .customShort("K"), help: .hidden) var key: String?
-    @Option(name: .customShort("G"), help: .hidden) var caFile: String?
-    @Option(name: .customShort("A"), help: .hidden) var caDirectory: String?
-    @Option(name: .customShort("L"), help: .hidden) var sslProtocol: String?
     @Option(name: .customShort("m"), help: .hidden) var multiAccept: String?
     @Option(name: .customShort("i"), help: .hidden) var windowsService: String?
-    @Flag(name: .customShort("R"), help: .hidden) var requireCertificate = false
-    @Flag(name: .customShort("Z"), help: .hidden) var sslCompatibility = false
     @Flag(name: .customShort("a"), help: .hidden) var asciiDump = false
 
     @Argument(help: "Listen on [host:]port, [v6]:port, :::port or a Unix socket path.")
@@ -94,14 +101,14 @@ struct RunCommand: ParsableCommand {
 
     func validate() throws {
         let refused: [(given: Bool, option: String, what: String)] = [
-            (certificate != nil, "-E", "TLS"), (key != nil, "-K", "TLS"), (caFile != nil, "-G", "TLS"),
-            (caDirectory != nil, "-A", "TLS"), (requireCertificate, "-R", "TLS"),
-            (sslProtocol != nil, "-L", "TLS"), (sslCompatibility, "-Z", "TLS"),
             (multiAccept != nil, "-m", "multi-accept"), (asciiDump, "-a", "communication dumps"),
             (windowsService != nil, "-i", "Windows services"),
         ]
         if let first = refused.first(where: \.given) {
             throw ConfigurationError("option \(first.option) (\(first.what)) is not implemented yet")
+        }
+        if udp && certificate != nil {
+            throw ConfigurationError("options -U and -E cannot be combined: penha terminates TLS over TCP only")
         }
         for (value, option, minimum) in [(blacklist, "-b", 0), (clients, "-c", 1), (timeout, "-t", 1),
                                          (connections, "-x", 0), (tracking, "-T", 0), (backlog, "-q", 1)]
@@ -137,6 +144,9 @@ struct RunCommand: ParsableCommand {
         configuration.udp = udp
         configuration.logFile = logFile
         configuration.webStatsFile = webStats
+        configuration.tls = try TLSSettings.commandLine(
+            certificate: certificate, key: key, caFile: caFile, caDirectory: caDirectory,
+            requireClientCertificate: requireCertificate, protocolName: sslProtocol, compatibility: sslCompatibility)
         let given = try commands.map { text in
             let origin = "-O '\(text)'"
             do {
