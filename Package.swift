@@ -57,6 +57,7 @@ let package = Package(
             name: "IntegrationTests",
             dependencies: [
                 "penha",
+                "COpenSSL",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
             ]

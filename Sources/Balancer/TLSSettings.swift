@@ -70,7 +70,7 @@ public struct TLSSettings: Equatable, Sendable {
 
     /// The commands that recreate the command-language part (the files are options).
     public var commands: [TLSCommand] {
-        ciphers.map { [.ciphers($0)] } ?? []
+        (ciphers.map { [.ciphers($0)] } ?? [])
             + TLSOption.allCases.filter(options.contains).map(TLSCommand.option)
             + (sniDirectory.map { [.sniDirectory($0)] } ?? [])
     }

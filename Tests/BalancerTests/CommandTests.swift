@@ -39,6 +39,10 @@ final class CommandTests: XCTestCase {
             ("client_acl 2", .setting(.clientACL, 2)), ("client_acl", .setting(.clientACL, nil)),
             ("control_acl 1", .setting(.controlACL, 1)),
             ("server 0 acl 4", .server(ServerChange(index: 0, acl: 4))),
+            ("ssl_ciphers ECDHE+AESGCM:!aNULL", .tls(.ciphers("ECDHE+AESGCM:!aNULL"))),
+            ("ssl_option no_tlsv1.2", .tls(.option(.noTLSv1_2))), ("ssl_option no_sslv3", .tls(.option(.noSSLv3))),
+            ("ssl_option cipher_server_preference", .tls(.option(.cipherServerPreference))),
+            ("ssl_sni_path /etc/penha/sni", .tls(.sniDirectory("/etc/penha/sni"))),
         ]
         for (line, command) in cases {
             XCTAssertEqual(try Command.parse(line), command, line)
@@ -65,7 +69,10 @@ final class CommandTests: XCTestCase {
             ("no acl", "'no acl' needs one list number"), ("no acl 1 2", "'no acl' needs one list number"),
             ("no acl 10", "access list number must be 0-9"), ("client_acl x", "non-negative"),
             ("control_acl 1 2", "at most one"),
-            ("ssl_ciphers ALL", "not implemented yet"),
+            ("ssl_ciphers", "cipher list"), ("ssl_ciphers A B", "cipher list"), ("ssl_sni_path", "a directory"),
+            ("ssl_option", "an option name"), ("ssl_option no_sslv9", "not one of: no_sslv2"),
+            ("ssl_ocsp_response /etc/ocsp", "OCSP stapling is not supported"),
+            ("ssl_client_renegotiation_interval 60", "renegotiation is always refused"),
         ]
         for (line, reason) in cases {
             XCTAssertThrowsError(try Command.parse(line), line) { error in

@@ -16,7 +16,7 @@ final class RobustnessIntegrationTests: XCTestCase {
             (["-b", "abc", "8080", "h"], "-b"),
             (["-x", "-1", "8080", "h"], "-x"),
             (["-Y", "8080", "h"], "-Y"),
-            (["-E", "cert.pem", "8080", "h"], "-E"),
+            (["-Z", "8080", "h"], "-Z"),
             (["-O", "frobnicate", "8080", "h"], "frobnicate"),
             (["-e", "e:x", "8080", "h"], "e:x"),
             (["8080"], "no servers"),

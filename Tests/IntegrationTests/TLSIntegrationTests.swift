@@ -1,0 +1,412 @@
+import COpenSSL
+import Foundation
+import NIOCore
+import NIOPosix
+import XCTest
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// TLS termination through the real binary, with certificates made by the openssl CLI and
+/// clients that are curl, openssl and raw sockets.
+final class TLSIntegrationTests: XCTestCase {
+    private var directory = ""
+
+    override func setUpWithError() throws {
+        for tool in ["openssl", "curl"] where findTool(tool) == nil {
+            throw XCTSkip("needs the \(tool) binary (CI installs it)")
+        }
+        directory = temporaryPath("tls")
+        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+    }
+
+    override func tearDown() {
+        try? FileManager.default.removeItem(atPath: directory)
+    }
+
+    func testCurlGetsTheBackendsAnswerOverTLS() throws {
+        let backend = try HTTPBackend()
+        let server = try selfSigned("server.test")
+        let penha = try Penha(["-E", server.certificate, "-K", server.key], servers: ["127.0.0.1:\(backend.port)"])
+        let answer = try curl(penha, path: "/hello")
+        XCTAssertEqual(answer.status, 0, answer.stderr)
+        XCTAssertTrue(answer.stdout.hasPrefix("GET /hello HTTP/1.1\r\n"), answer.stdout)
+        XCTAssertTrue(answer.stderr.contains("TLSv1.3"), "TLS 1.3 is on: \(answer.stderr)")
+        XCTAssertEqual(try curl(penha, path: "/", options: ["--tls-max", "1.2"]).status, 0, "TLS 1.2 is accepted")
+        XCTAssertNotEqual(try curl(penha, path: "/", options: ["--tls-max", "1.1"]).status, 0, "TLS 1.1 is not")
+        XCTAssertEqual(try tlsStatus(penha), "tls handshakes 2 failed 1")
+
+        // The key may follow the certificate in the -E file; -L tls1.3 refuses TLS 1.2.
+        let both = "\(directory)/both.pem"
+        try (String(contentsOfFile: server.certificate) + String(contentsOfFile: server.key)).write(toFile: both, atomically: true, encoding: .utf8)
+        let combined = try Penha(["-E", both, "-L", "tls1.3"], servers: ["127.0.0.1:\(backend.port)"])
+        XCTAssertEqual(try curl(combined, path: "/").status, 0)
+        XCTAssertNotEqual(try curl(combined, path: "/", options: ["--tls-max", "1.2"]).status, 0)
+    }
+
+    func testHalfCloseAndTenMebibytesBothWaysOverTLS() throws {
+        let a = try Backend("A")
+        let server = try selfSigned("server.test")
+        let penha = try Penha(["-E", server.certificate, "-K", server.key], servers: ["127.0.0.1:\(a.port)"])
+        let client = try TLSClient(port: penha.port)
+        XCTAssertEqual(try client.readLine(), "A")
+        var generator = SystemRandomNumberGenerator()
+        let block = (0..<65536).map { _ in UInt8.random(in: 0...255, using: &generator) }
+        var sent = Checksum(), received = Checksum()
+        var count = 0
+        // Lockstep: the echo of each block is read before the next is sent (the client blocks).
+        for index in 0..<160 {
+            let chunk = Array(block[(index % 251)...] + block[..<(index % 251)])
+            sent.add(chunk)
+            try client.send(chunk)
+            var echoed = 0
+            while echoed < chunk.count {
+                let part = try client.receive(upTo: chunk.count - echoed)
+                guard !part.isEmpty else { throw TestFailure("EOF after \(count) bytes") }
+                received.add(part)
+                echoed += part.count
+            }
+            count += echoed
+        }
+        XCTAssertEqual(count, 160 * 65536)
+        XCTAssertEqual(received.value, sent.value)
+        // close_notify ends the client's input; the backend answers only once it sees the FIN.
+        client.closeNotify()
+        XCTAssertEqual(try client.readLine(), "EOF A")
+        XCTAssertEqual(try client.receive(upTo: 1), [], "then penha closes")
+    }
+
+    func testAClientCertificateIsRequiredWithR() throws {
+        let backend = try HTTPBackend()
+        let server = try selfSigned("server.test")
+        let ca = try selfSigned("Test CA")
+        let client = try signed("client", by: ca)
+        let stranger = try signed("stranger", by: try selfSigned("Other CA"))
+        let penha = try Penha(["-E", server.certificate, "-K", server.key, "-G", ca.certificate, "-R"],
+                              servers: ["127.0.0.1:\(backend.port)"])
+        let accepted = try curl(penha, path: "/in", options: ["--cert", client.certificate, "--key", client.key])
+        XCTAssertEqual(accepted.status, 0, accepted.stderr)
+        XCTAssertTrue(accepted.stdout.hasPrefix("GET /in "), accepted.stdout)
+        let without = try curl(penha, path: "/out")
+        XCTAssertNotEqual(without.status, 0, "no client certificate: \(without.stdout)")
+        XCTAssertFalse(without.stdout.contains("GET /out"))
+        let foreign = try curl(penha, path: "/out", options: ["--cert", stranger.certificate, "--key", stranger.key])
+        XCTAssertNotEqual(foreign.status, 0, "a certificate from another CA: \(foreign.stdout)")
+        XCTAssertEqual(backend.requests, 1, "refused clients never reach the server")
+        XCTAssertEqual(try tlsStatus(penha), "tls handshakes 1 failed 2")
+        XCTAssertTrue(penha.stderr.contains("TLS handshake failed"), penha.stderr)
+    }
+
+    func testSNIChoosesTheCertificateByName() throws {
+        let backend = try HTTPBackend()
+        let fallback = try selfSigned("default.test")
+        let names = "\(directory)/sni"
+        try FileManager.default.createDirectory(atPath: names, withIntermediateDirectories: true)
+        for name in ["alpha.test", "beta.test"] {
+            _ = try selfSigned(name, certificate: "\(names)/\(name).crt", key: "\(names)/\(name).key")
+        }
+        let penha = try Penha(["-E", fallback.certificate, "-K", fallback.key, "-O", "ssl_sni_path \(names)"],
+                              servers: ["127.0.0.1:\(backend.port)"])
+        XCTAssertEqual(try servedSubject(penha, name: "alpha.test"), "CN = alpha.test")
+        XCTAssertEqual(try servedSubject(penha, name: "beta.test"), "CN = beta.test")
+        XCTAssertEqual(try servedSubject(penha, name: "gamma.test"), "CN = default.test", "an unknown name")
+        XCTAssertEqual(try servedSubject(penha, name: nil), "CN = default.test", "no name")
+        let viaName = try curl(penha, path: "/sni", host: "beta.test")
+        XCTAssertEqual(viaName.status, 0, viaName.stderr)
+        XCTAssertTrue(viaName.stderr.contains("subject: CN=beta.test"), viaName.stderr)
+    }
+
+    func testXForwardedForArrivesBehindTLS() throws {
+        let backend = try HTTPBackend()
+        let server = try selfSigned("server.test")
+        let penha = try Penha(["-H", "-E", server.certificate, "-K", server.key], servers: ["127.0.0.1:\(backend.port)"])
+        let answer = try curl(penha, path: "/xff", options: ["--interface", "127.0.0.2"])
+        XCTAssertEqual(answer.status, 0, answer.stderr)
+        XCTAssertTrue(answer.stdout.contains("\r\nX-Forwarded-For: 127.0.0.2\r\n"), answer.stdout)
+    }
+
+    func testAGarbageHandshakeIsCountedAndPenhaKeepsServing() throws {
+        let backend = try HTTPBackend()
+        let server = try selfSigned("server.test")
+        let penha = try Penha(["-E", server.certificate, "-K", server.key], servers: ["127.0.0.1:\(backend.port)"])
+        let hostile = try Client(port: penha.port)
+        try hostile.send("GET / HTTP/1.1\r\nHost: plain-text-is-not-tls\r\n\r\n" + String(repeating: "\u{1}", count: 5000))
+        _ = try? hostile.readToEnd()  // an alert at most, then the close (a reset: it was not all read)
+        // A handshake record whose ClientHello is nonsense.
+        let malformed = try Client(port: penha.port)
+        try malformed.send([0x16, 0x03, 0x01, 0x00, 0x40] + [UInt8](repeating: 0xFF, count: 0x40))
+        _ = try malformed.readToEnd()
+        XCTAssertEqual(try curl(penha, path: "/after").status, 0)
+        XCTAssertEqual(try tlsStatus(penha), "tls handshakes 1 failed 2")
+        XCTAssertEqual(backend.requests, 1)
+        XCTAssertEqual(penha.stderr.components(separatedBy: "TLS handshake failed").count - 1, 2, penha.stderr)
+    }
+
+    func testClientsThatNeverFinishTheirHandshakeStallNoOne() throws {
+        let backend = try HTTPBackend()
+        let server = try selfSigned("server.test")
+        let penha = try Penha(["-E", server.certificate, "-K", server.key], servers: ["127.0.0.1:\(backend.port)"])
+        // Each sends the first bytes of a ClientHello record and then nothing.
+        let slow = try (0..<20).map { _ in try Client(port: penha.port) }
+        for client in slow { try client.send([0x16, 0x03, 0x01, 0x02, 0x00, 0x01]) }
+        let started = Date()
+        let answer = try curl(penha, path: "/meanwhile", options: ["--max-time", "5"])
+        XCTAssertEqual(answer.status, 0, answer.stderr)
+        XCTAssertLessThan(Date().timeIntervalSince(started), 3)
+        XCTAssertEqual(try tlsStatus(penha), "tls handshakes 1 failed 0", "the slow ones are still waiting")
+        XCTAssertEqual(backend.connections, 1, "a client is connected to a server only after its handshake")
+    }
+
+    func testSIGHUPReloadsTheCertificateAndKeepsTheOldOneWhenTheNewIsBroken() throws {
+        let backend = try HTTPBackend()
+        let certificate = "\(directory)/server.crt", key = "\(directory)/server.key"
+        _ = try selfSigned("first.test", certificate: certificate, key: key)
+        let penha = try Penha(["-E", certificate, "-K", key], servers: ["127.0.0.1:\(backend.port)"])
+        XCTAssertEqual(try servedSubject(penha, name: nil), "CN = first.test")
+
+        _ = try selfSigned("second.test", certificate: certificate, key: key)
+        try penha.signal(SIGHUP, thenLogs: "reloaded")
+        XCTAssertEqual(try servedSubject(penha, name: nil), "CN = second.test")
+
+        try "-----BEGIN CERTIFICATE-----\nbroken\n-----END CERTIFICATE-----\n".write(toFile: certificate, atomically: true, encoding: .utf8)
+        try penha.signal(SIGHUP, thenLogs: "keeping the previous certificates")
+        XCTAssertTrue(penha.stderr.contains(certificate), "the log names the file: \(penha.stderr)")
+        XCTAssertEqual(try servedSubject(penha, name: nil), "CN = second.test")
+        XCTAssertEqual(try curl(penha, path: "/still").status, 0)
+    }
+
+    func testObsoleteOrIncompleteTLSOptionsAreRefusedByName() throws {
+        let server = try selfSigned("server.test")
+        let cases: [([String], String)] = [
+            (["-E", server.certificate, "-Z"], "-Z"),
+            (["-E", server.certificate, "-L", "ssl3"], "obsolete"),
+            (["-E", server.certificate, "-L", "tls1.1"], "obsolete"),
+            (["-E", server.certificate, "-R"], "-R needs -G or -A"),
+            (["-K", server.key], "-K needs -E"),
+            (["-E", "\(directory)/missing.pem"], "\(directory)/missing.pem"),
+            (["-E", server.certificate], server.certificate),  // the key is in neither file
+            (["-E", server.certificate, "-K", server.key, "-O", "ssl_option no_sslv9"], "no_sslv9"),
+            (["-E", server.certificate, "-K", server.key, "-O", "ssl_ocsp_response x"], "OCSP"),
+        ]
+        for (arguments, named) in cases {
+            let (status, stderr, _) = try runPenha(["-f", "-C", "\(directory)/control.sock"] + arguments + ["127.0.0.1:1", "127.0.0.1:2"])
+            XCTAssertEqual(status, 2, "\(arguments): \(stderr)")
+            XCTAssertEqual(stderr.split(separator: "\n").count, 1, "\(arguments) printed: \(stderr)")
+            XCTAssertTrue(stderr.contains(named), "\(arguments): '\(stderr)' does not name '\(named)'")
+        }
+    }
+
+    // MARK: - Tools
+
+    private struct Certificate {
+        let certificate: String
+        let key: String
+    }
+
+    /// A self-signed certificate (also good as a CA) with subject CN=`name`.
+    private func selfSigned(_ name: String, certificate: String? = nil, key: String? = nil) throws -> Certificate {
+        let file = name.replacingOccurrences(of: " ", with: "-")
+        let made = Certificate(certificate: certificate ?? "\(directory)/\(file).crt", key: key ?? "\(directory)/\(file).key")
+        try openssl(["req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
+                     "-keyout", made.key, "-out", made.certificate, "-days", "2", "-subj", "/CN=\(name)"])
+        return made
+    }
+
+    /// A certificate with subject CN=`name` signed by `ca`.
+    private func signed(_ name: String, by ca: Certificate) throws -> Certificate {
+        let made = Certificate(certificate: "\(directory)/\(name).crt", key: "\(directory)/\(name).key")
+        let request = "\(directory)/\(name).csr"
+        try openssl(["req", "-new", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
+                     "-keyout", made.key, "-out", request, "-subj", "/CN=\(name)"])
+        try openssl(["x509", "-req", "-in", request, "-CA", ca.certificate, "-CAkey", ca.key, "-set_serial", "7",
+                     "-out", made.certificate, "-days", "2"])
+        return made
+    }
+
+    private func openssl(_ arguments: [String]) throws {
+        let result = try runTool("openssl", arguments)
+        guard result.status == 0 else { throw TestFailure("openssl \(arguments) failed: \(result.stderr)") }
+    }
+
+    /// `curl -k` to penha, optionally by host name (sent as SNI, resolved to loopback).
+    private func curl(_ penha: Penha, path: String, host: String? = nil, options: [String] = [])
+        throws -> (status: Int32, stdout: String, stderr: String) {
+        let name = host ?? "127.0.0.1"
+        let resolve = host.map { ["--resolve", "\($0):\(penha.port):127.0.0.1"] } ?? []
+        return try runTool("curl", ["-skv", "--max-time", "10"] + resolve + options + ["https://\(name):\(penha.port)\(path)"])
+    }
+
+    /// The subject of the certificate penha serves for `name` (SNI), as `openssl s_client` prints it.
+    private func servedSubject(_ penha: Penha, name: String?) throws -> String? {
+        let sni = name.map { ["-servername", $0] } ?? ["-noservername"]
+        let result = try runTool("openssl", ["s_client", "-connect", "127.0.0.1:\(penha.port)"] + sni, input: "")
+        let line = result.stdout.split(separator: "\n").first { $0.hasPrefix("subject=") }
+        return line.map { String($0.dropFirst("subject=".count)) }
+    }
+
+    /// The `status` line about TLS.
+    private func tlsStatus(_ penha: Penha) throws -> String? {
+        try penha.command("status").first { $0.hasPrefix("tls ") }
+    }
+
+    private func findTool(_ name: String) -> String? {
+        let path = ProcessInfo.processInfo.environment["PATH"] ?? "/usr/bin:/bin"
+        return path.split(separator: ":").map { "\($0)/\(name)" }.first { FileManager.default.isExecutableFile(atPath: $0) }
+    }
+
+    /// Runs a tool to completion (bounded), its output in files so that nothing blocks.
+    private func runTool(_ name: String, _ arguments: [String], input: String? = nil, timeout: Double = 20)
+        throws -> (status: Int32, stdout: String, stderr: String) {
+        guard let tool = findTool(name) else { throw TestFailure("no \(name)") }
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: tool)
+        process.arguments = arguments
+        let output = temporaryPath("out"), errors = temporaryPath("err")
+        guard FileManager.default.createFile(atPath: output, contents: nil),
+              FileManager.default.createFile(atPath: errors, contents: nil) else { throw TestFailure("cannot create \(output)") }
+        defer { unlink(output); unlink(errors) }
+        process.standardOutput = try FileHandle(forWritingTo: URL(fileURLWithPath: output))
+        process.standardError = try FileHandle(forWritingTo: URL(fileURLWithPath: errors))
+        let stdin = Pipe()
+        process.standardInput = input == nil ? FileHandle.nullDevice : stdin
+        try process.run()
+        if let input {
+            stdin.fileHandleForWriting.write(Data(input.utf8))
+            try stdin.fileHandleForWriting.close()
+        }
+        let deadline = Date() + timeout
+        while process.isRunning && Date() < deadline { usleep(10_000) }
+        if process.isRunning {
+            kill(process.processIdentifier, SIGKILL)
+            process.waitUntilExit()
+            throw TestFailure("\(name) \(arguments) did not finish")
+        }
+        let read = { (path: String) in String(decoding: FileManager.default.contents(atPath: path) ?? Data(), as: UTF8.self) }
+        return (process.terminationStatus, read(output), read(errors))
+    }
+}
+
+/// A blocking TLS client (OpenSSL on a socket with timeouts), to speak to penha byte by byte.
+private final class TLSClient {
+    private let socket: Client
+    private let context: OpaquePointer
+    private let ssl: OpaquePointer
+    private var buffered: [UInt8] = []
+
+    init(port: Int) throws {
+        socket = try Client(port: port, timeout: 10)
+        guard let context = SSL_CTX_new(TLS_client_method()), let ssl = SSL_new(context) else {
+            throw TestFailure("cannot make an OpenSSL client")
+        }
+        self.context = context
+        self.ssl = ssl
+        SSL_set_fd(ssl, socket.fd)
+        guard SSL_connect(ssl) == 1 else { throw TestFailure("TLS handshake failed: \(SSL_get_error(ssl, -1))") }
+    }
+
+    deinit {
+        SSL_free(ssl)
+        SSL_CTX_free(context)
+    }
+
+    func send(_ bytes: [UInt8]) throws {
+        guard bytes.withUnsafeBytes({ SSL_write(ssl, $0.baseAddress, Int32($0.count)) }) == Int32(bytes.count) else {
+            throw TestFailure("SSL_write failed")
+        }
+    }
+
+    /// Up to `limit` bytes; empty at close_notify or EOF; throws on timeout or error.
+    func receive(upTo limit: Int) throws -> [UInt8] {
+        if !buffered.isEmpty {
+            let taken = Array(buffered.prefix(limit))
+            buffered.removeFirst(taken.count)
+            return taken
+        }
+        var chunk = [UInt8](repeating: 0, count: limit)
+        let count = chunk.withUnsafeMutableBytes { SSL_read(ssl, $0.baseAddress, Int32($0.count)) }
+        if count > 0 { return Array(chunk.prefix(Int(count))) }
+        let error = SSL_get_error(ssl, count)
+        guard error == SSL_ERROR_ZERO_RETURN || error == SSL_ERROR_SYSCALL else { throw TestFailure("SSL_read: \(error)") }
+        return []
+    }
+
+    func readLine() throws -> String? {
+        while true {
+            if let newline = buffered.firstIndex(of: UInt8(ascii: "\n")) {
+                let line = String(decoding: buffered[..<newline], as: UTF8.self)
+                buffered.removeSubrange(...newline)
+                return line
+            }
+            var chunk = [UInt8](repeating: 0, count: 4096)
+            let count = chunk.withUnsafeMutableBytes { SSL_read(ssl, $0.baseAddress, Int32($0.count)) }
+            guard count > 0 else { return nil }
+            buffered += chunk.prefix(Int(count))
+        }
+    }
+
+    /// Sends close_notify: the end of this side's input for penha (RFC 8446 section 6.1).
+    func closeNotify() {
+        _ = SSL_shutdown(ssl)
+    }
+}
+
+/// An HTTP server on loopback whose answer's body is the request head it received, so a
+/// client sees what reached the server (X-Forwarded-For included).
+private final class HTTPBackend {
+    let port: Int
+    private let channel: Channel
+    private let counters = Counters()
+
+    final class Counters: @unchecked Sendable {
+        private let lock = NSLock()
+        private var connectionCount = 0
+        private var requestCount = 0
+        var connections: Int { lock.lock(); defer { lock.unlock() }; return connectionCount }
+        var requests: Int { lock.lock(); defer { lock.unlock() }; return requestCount }
+        func connected() { lock.lock(); connectionCount += 1; lock.unlock() }
+        func requested() { lock.lock(); requestCount += 1; lock.unlock() }
+    }
+
+    init() throws {
+        let counters = self.counters
+        channel = try ServerBootstrap(group: Backend.group)
+            .serverChannelOption(ChannelOptions.socketOption(.so_reuseaddr), value: 1)
+            .childChannelInitializer { channel in
+                counters.connected()
+                return channel.eventLoop.makeCompletedFuture {
+                    try channel.pipeline.syncOperations.addHandler(HTTPEchoHandler(counters: counters))
+                }
+            }
+            .bind(host: "127.0.0.1", port: 0).wait()
+        port = channel.localAddress!.port!
+    }
+
+    var connections: Int { counters.connections }
+    var requests: Int { counters.requests }
+
+    deinit { try? channel.close().wait() }
+}
+
+private final class HTTPEchoHandler: ChannelInboundHandler {
+    typealias InboundIn = ByteBuffer
+    typealias OutboundOut = ByteBuffer
+    private var head = ""
+    private let counters: HTTPBackend.Counters
+
+    init(counters: HTTPBackend.Counters) { self.counters = counters }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        var buffer = unwrapInboundIn(data)
+        head += buffer.readString(length: buffer.readableBytes) ?? ""
+        guard let end = head.range(of: "\r\n\r\n") else { return }
+        counters.requested()
+        let body = String(head[..<end.upperBound])
+        let answer = "HTTP/1.1 200 OK\r\nContent-Length: \(body.utf8.count)\r\nConnection: close\r\n\r\n" + body
+        context.writeAndFlush(wrapOutboundOut(ByteBuffer(string: answer))).whenComplete { _ in context.close(promise: nil) }
+    }
+
+    func errorCaught(context: ChannelHandlerContext, error: Error) {
+        context.close(promise: nil)
+    }
+}
