@@ -49,7 +49,7 @@ let package = Package(
         ),
         .testTarget(
             name: "BalancerTests",
-            dependencies: ["Balancer", .product(name: "NIOEmbedded", package: "swift-nio")]
+            dependencies: ["Balancer", "COpenSSL", .product(name: "NIOEmbedded", package: "swift-nio")]
         ),
         .testTarget(name: "VRRPTests", dependencies: ["VRRP"]),
         // Runs the real penha binary; depending on it makes `swift test` build it first.

@@ -217,15 +217,26 @@ public final class BalancerService {
             let tlsBefore = self.runtime.configuration.tls
             let outcome = try self.runtime.execute(input.lines, facts: self.facts(), resolved: input.resolved)
             self.adoptRuntime()
-            return (outcome, self.runtime.configuration.tls != tlsBefore)
-        }.flatMap { outcome, tlsChanged in
-            guard tlsChanged, let tls = self.tls else { return self.perform(outcome) }
-            // ssl_* commands take effect for new connections once the context with them loaded.
-            return tls.reload(self.runtime.configuration.tls, pool: self.blockingPool, eventLoop: self.eventLoop)
-                .flatMap { self.perform(outcome) }
-                .flatMapError { error in
-                    self.perform(outcome).map { Reply(lines: $0.lines + ["error: TLS not reloaded: \(error)"], exitRequested: $0.exitRequested) }
+            return (outcome, tlsBefore)
+        }.flatMap { outcome, tlsBefore in
+            self.adoptTLS(previous: tlsBefore).flatMap { problems in
+                self.perform(outcome).map { reply in
+                    var reply = reply
+                    reply.lines += problems
+                    return reply
                 }
+            }
+        }
+    }
+
+    /// Changed ssl_* settings apply to new connections once a context with them has loaded;
+    /// when it does not load, they are undone and the answer says why.
+    private func adoptTLS(previous: TLSSettings) -> EventLoopFuture<[String]> {
+        let settings = runtime.configuration.tls
+        guard settings != previous, let tls else { return eventLoop.makeSucceededFuture([]) }
+        return tls.reload(settings, pool: blockingPool, eventLoop: eventLoop).map { [] }.recover { error in
+            self.runtime.configuration.tls = previous
+            return ["error: TLS settings unchanged: \(error)"]
         }
     }
 

@@ -46,7 +46,7 @@ final class TLSConnection {
     }
 
     /// Ciphertext received and not yet decrypted, or plaintext decrypted and not yet read.
-    var hasBufferedInput: Bool { penha_BIO_pending(input) > 0 || SSL_has_pending(ssl) == 1 }
+    var hasBufferedInput: Bool { BIO_ctrl_pending(input) > 0 || SSL_has_pending(ssl) == 1 }
 
     func handshake() -> Step {
         ERR_clear_error()
@@ -80,7 +80,7 @@ final class TLSConnection {
 
     /// What OpenSSL has to send: handshake messages, alerts, records.
     func takeCiphertext(allocator: ByteBufferAllocator) -> ByteBuffer? {
-        let pending = penha_BIO_pending(output)
+        let pending = BIO_ctrl_pending(output)
         guard pending > 0 else { return nil }
         var buffer = allocator.buffer(capacity: pending)
         buffer.writeWithUnsafeMutableBytes(minimumWritableBytes: pending) { bytes in

@@ -15,16 +15,9 @@ static inline void penha_SSL_CTX_set_mode_release_buffers(SSL_CTX *context) {
 
 static inline uint64_t penha_SSL_OP_CIPHER_SERVER_PREFERENCE(void) { return SSL_OP_CIPHER_SERVER_PREFERENCE; }
 static inline uint64_t penha_SSL_OP_NO_RENEGOTIATION(void) { return SSL_OP_NO_RENEGOTIATION; }
-static inline uint64_t penha_SSL_OP_NO_COMPRESSION(void) { return SSL_OP_NO_COMPRESSION; }
 
 static inline void penha_SSL_CTX_set_servername_callback(SSL_CTX *context, int (*callback)(SSL *, int *, void *),
                                                          void *argument) {
     SSL_CTX_set_tlsext_servername_callback(context, callback);
     SSL_CTX_set_tlsext_servername_arg(context, argument);
 }
-
-static inline int penha_SSL_set_tlsext_host_name(SSL *ssl, const char *name) {
-    return (int)SSL_set_tlsext_host_name(ssl, name);
-}
-
-static inline size_t penha_BIO_pending(BIO *bio) { return BIO_ctrl_pending(bio); }

@@ -117,6 +117,27 @@ final class TLSIntegrationTests: XCTestCase {
         XCTAssertTrue(viaName.stderr.contains("subject: CN=beta.test"), viaName.stderr)
     }
 
+    func testSSLCommandsOnTheControlSocketApplyToNewConnectionsOrAreUndone() throws {
+        let backend = try HTTPBackend()
+        let fallback = try selfSigned("default.test")
+        let names = "\(directory)/sni"
+        try FileManager.default.createDirectory(atPath: names, withIntermediateDirectories: true)
+        _ = try selfSigned("alpha.test", certificate: "\(names)/alpha.test.crt", key: "\(names)/alpha.test.key")
+        let penha = try Penha(["-E", fallback.certificate, "-K", fallback.key], servers: ["127.0.0.1:\(backend.port)"])
+        XCTAssertEqual(try servedSubject(penha, name: "alpha.test"), "CN = default.test")
+        XCTAssertEqual(try penha.command("ssl_sni_path \(names)"), [])
+        XCTAssertEqual(try servedSubject(penha, name: "alpha.test"), "CN = alpha.test")
+        XCTAssertEqual(try penha.command("ssl_option no_tlsv1.2"), [])
+        XCTAssertNotEqual(try curl(penha, path: "/", options: ["--tls-max", "1.2"]).status, 0, "TLS 1.3 only now")
+        let refused = try penha.command("ssl_ciphers NO-SUCH-CIPHER")
+        XCTAssertEqual(refused.count, 1)
+        XCTAssertTrue(refused.first?.hasPrefix("error: TLS settings unchanged: ssl_ciphers NO-SUCH-CIPHER") == true, "\(refused)")
+        let saved = "\(directory)/saved.conf"
+        XCTAssertEqual(try penha.command("write \(saved)"), ["wrote \(saved)"])
+        let lines = try String(contentsOfFile: saved).split(separator: "\n").filter { $0.hasPrefix("ssl_") }
+        XCTAssertEqual(lines, ["ssl_option no_tlsv1.2", "ssl_sni_path \(names)"], "the refused cipher list is not kept")
+    }
+
     func testXForwardedForArrivesBehindTLS() throws {
         let backend = try HTTPBackend()
         let server = try selfSigned("server.test")
