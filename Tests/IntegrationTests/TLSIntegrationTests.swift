@@ -201,6 +201,7 @@ final class TLSIntegrationTests: XCTestCase {
         let server = try selfSigned("server.test")
         let cases: [([String], String)] = [
             (["-E", server.certificate, "-Z"], "-Z"),
+            (["-U", "-E", server.certificate, "-K", server.key], "-U and -E cannot be combined"),
             (["-E", server.certificate, "-L", "ssl3"], "obsolete"),
             (["-E", server.certificate, "-L", "tls1.1"], "obsolete"),
             (["-E", server.certificate, "-R"], "-R needs -G or -A"),
