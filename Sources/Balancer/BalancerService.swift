@@ -168,23 +168,17 @@ public final class BalancerService {
     }
 
     /// SIGHUP: reopens the connection log and re-reads the `-F` file as one transaction, so
-    /// a file with an error changes nothing, then the TLS files, whose failure is logged and
-    /// keeps the running certificates. Established connections are not touched.
+    /// a file with an error changes nothing, and with it the TLS files: if they do not load,
+    /// the running certificates stay and the log says why. Established connections are not touched.
     public func reload() -> EventLoopFuture<Void> {
         let reopened = eventLoop.submit { try self.connectionLog.open(self.runtime.configuration.logFile) }
-        let configured = options.configFile.map { path in
-            reopened.flatMap { self.run(reading: { try ConfigFile.read(path) }) }.map { _ in }
-        } ?? reopened
-        return configured.flatMap { self.reloadTLS() }.flatMapError { error in
-            self.reloadTLS().flatMapThrowing { throw error }
+        let reply = options.configFile.map { path in
+            reopened.flatMap { self.run(reading: { try ConfigFile.read(path) }, reloadingTLS: true) }
+        } ?? reopened.flatMap {
+            self.adoptTLS(previous: self.runtime.configuration.tls, reloading: true).map { Reply(lines: $0) }
         }
-    }
-
-    /// Loads the TLS files again; a failure is logged and the running ones stay.
-    private func reloadTLS() -> EventLoopFuture<Void> {
-        guard let tls else { return eventLoop.makeSucceededVoidFuture() }
-        return tls.reload(runtime.configuration.tls, pool: blockingPool, eventLoop: eventLoop).recover { error in
-            self.logger.warning("TLS reload failed, keeping the previous certificates: \(error)")
+        return reply.map { reply in
+            for line in reply.lines where line.hasPrefix("error: ") { self.logger.warning("\(line.dropFirst(7))") }
         }
     }
 
@@ -205,7 +199,7 @@ public final class BalancerService {
     }
 
     /// Reads and resolves on the thread pool, then applies on the event loop.
-    private func run(reading: @escaping @Sendable () throws -> [ConfigLine]) -> EventLoopFuture<Reply> {
+    private func run(reading: @escaping @Sendable () throws -> [ConfigLine], reloadingTLS: Bool = false) -> EventLoopFuture<Reply> {
         blockingPool.runIfActive(eventLoop: eventLoop) { () -> ResolvedLines in
             let lines = try reading()
             var resolved: [String: SocketAddress] = [:]
@@ -219,7 +213,7 @@ public final class BalancerService {
             self.adoptRuntime()
             return (outcome, tlsBefore)
         }.flatMap { outcome, tlsBefore in
-            self.adoptTLS(previous: tlsBefore).flatMap { problems in
+            self.adoptTLS(previous: tlsBefore, reloading: reloadingTLS).flatMap { problems in
                 self.perform(outcome).map { reply in
                     var reply = reply
                     reply.lines += problems
@@ -229,14 +223,15 @@ public final class BalancerService {
         }
     }
 
-    /// Changed ssl_* settings apply to new connections once a context with them has loaded;
-    /// when it does not load, they are undone and the answer says why.
-    private func adoptTLS(previous: TLSSettings) -> EventLoopFuture<[String]> {
+    /// Changed ssl_* settings (or, `reloading`, the same ones with the files read again)
+    /// apply to new connections once a context with them has loaded; when it does not load,
+    /// the previous settings and certificates stay and the answer says why.
+    private func adoptTLS(previous: TLSSettings, reloading: Bool) -> EventLoopFuture<[String]> {
         let settings = runtime.configuration.tls
-        guard settings != previous, let tls else { return eventLoop.makeSucceededFuture([]) }
+        guard reloading || settings != previous, let tls else { return eventLoop.makeSucceededFuture([]) }
         return tls.reload(settings, pool: blockingPool, eventLoop: eventLoop).map { [] }.recover { error in
             self.runtime.configuration.tls = previous
-            return ["error: TLS settings unchanged: \(error)"]
+            return ["error: TLS not reloaded, keeping the previous certificates: \(error)"]
         }
     }
 

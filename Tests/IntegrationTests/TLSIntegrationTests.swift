@@ -131,7 +131,8 @@ final class TLSIntegrationTests: XCTestCase {
         XCTAssertNotEqual(try curl(penha, path: "/", options: ["--tls-max", "1.2"]).status, 0, "TLS 1.3 only now")
         let refused = try penha.command("ssl_ciphers NO-SUCH-CIPHER")
         XCTAssertEqual(refused.count, 1)
-        XCTAssertTrue(refused.first?.hasPrefix("error: TLS settings unchanged: ssl_ciphers NO-SUCH-CIPHER") == true, "\(refused)")
+        XCTAssertTrue(refused.first?.hasPrefix("error: TLS not reloaded, keeping the previous certificates: ssl_ciphers NO-SUCH-CIPHER") == true,
+                      "\(refused)")
         let saved = "\(directory)/saved.conf"
         XCTAssertEqual(try penha.command("write \(saved)"), ["wrote \(saved)"])
         let lines = try String(contentsOfFile: saved).split(separator: "\n").filter { $0.hasPrefix("ssl_") }
@@ -195,6 +196,23 @@ final class TLSIntegrationTests: XCTestCase {
         XCTAssertTrue(penha.stderr.contains(certificate), "the log names the file: \(penha.stderr)")
         XCTAssertEqual(try servedSubject(penha, name: nil), "CN = second.test")
         XCTAssertEqual(try curl(penha, path: "/still").status, 0)
+    }
+
+    func testSIGHUPWithAnUnusableSSLCommandInTheFileKeepsTheRunningSettings() throws {
+        let backend = try HTTPBackend()
+        let server = try selfSigned("server.test")
+        let config = "\(directory)/penha.conf"
+        try "ssl_option no_tlsv1.2\n".write(toFile: config, atomically: true, encoding: .utf8)
+        let penha = try Penha(["-E", server.certificate, "-K", server.key, "-F", config], servers: ["127.0.0.1:\(backend.port)"])
+        XCTAssertNotEqual(try curl(penha, path: "/", options: ["--tls-max", "1.2"]).status, 0, "TLS 1.3 only")
+        try "ssl_option no_tlsv1.2\nssl_ciphers NO-SUCH-CIPHER\n".write(toFile: config, atomically: true, encoding: .utf8)
+        try penha.signal(SIGHUP, thenLogs: "keeping the previous certificates")
+        XCTAssertTrue(penha.stderr.contains("NO-SUCH-CIPHER"), penha.stderr)
+        XCTAssertEqual(try curl(penha, path: "/still").status, 0)
+        XCTAssertNotEqual(try curl(penha, path: "/", options: ["--tls-max", "1.2"]).status, 0, "still TLS 1.3 only")
+        let saved = "\(directory)/saved.conf"
+        XCTAssertEqual(try penha.command("write \(saved)"), ["wrote \(saved)"])
+        XCTAssertFalse(try String(contentsOfFile: saved).contains("NO-SUCH-CIPHER"))
     }
 
     func testObsoleteOrIncompleteTLSOptionsAreRefusedByName() throws {
