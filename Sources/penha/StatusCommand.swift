@@ -86,6 +86,13 @@ struct Status: Encodable {
     var totalConnections: UInt64 = 0
     /// Clients refused by client_acl.
     var refusedClients: UInt64 = 0
+    /// TLS handshakes completed and failed; nil without TLS.
+    var tlsHandshakes: TLSHandshakes?
+
+    struct TLSHandshakes: Encodable {
+        var completed: UInt64
+        var failed: UInt64
+    }
     var servers: [Server] = []
     var vrrp: [VRRPInstance] = []
 
@@ -104,6 +111,9 @@ struct Status: Encodable {
                 connections = Int(words[1]) ?? 0
                 totalConnections = pairs["total"].flatMap { UInt64($0) } ?? 0
                 refusedClients = pairs["refused"].flatMap { UInt64($0) } ?? 0
+            case "tls" where words.count == 5:
+                // "tls handshakes N failed M"
+                tlsHandshakes = TLSHandshakes(completed: UInt64(words[2]) ?? 0, failed: UInt64(words[4]) ?? 0)
             case "server":
                 servers.append(Server(
                     index: Int(words[1]) ?? servers.count, address: pairs["address"] ?? "?",
@@ -145,8 +155,11 @@ struct Status: Encodable {
     /// Fits an 80-column terminal.
     var summary: String {
         var lines = ["penha \(role), listening on \(listen), up \(Self.duration(uptimeSeconds))",
-                     "connections: \(connections) now, \(totalConnections) total, \(refusedClients) refused by client_acl", "",
-                     Self.row(["#", "server", "state", "conn", "total", "sent", "received"])]
+                     "connections: \(connections) now, \(totalConnections) total, \(refusedClients) refused by client_acl"]
+        if let tls = tlsHandshakes {
+            lines.append("tls handshakes: \(tls.completed) completed, \(tls.failed) failed")
+        }
+        lines += ["", Self.row(["#", "server", "state", "conn", "total", "sent", "received"])]
         for server in servers {
             let address = server.address.contains(":") ? "[\(server.address)]:\(server.port)" : "\(server.address):\(server.port)"
             let state = server.state == "blacklisted" ? "blacklisted \(server.blacklistSecondsLeft)s" : server.state

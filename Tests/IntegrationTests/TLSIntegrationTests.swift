@@ -36,6 +36,11 @@ final class TLSIntegrationTests: XCTestCase {
         XCTAssertEqual(try curl(penha, path: "/", options: ["--tls-max", "1.2"]).status, 0, "TLS 1.2 is accepted")
         XCTAssertNotEqual(try curl(penha, path: "/", options: ["--tls-max", "1.1"]).status, 0, "TLS 1.1 is not")
         XCTAssertEqual(try tlsStatus(penha), "tls handshakes 2 failed 1")
+        let summary = try runPenha(["status", "-C", penha.control])
+        XCTAssertTrue(summary.stdout.contains("tls handshakes: 2 completed, 1 failed"), summary.stdout)
+        let json = try runPenha(["status", "-C", penha.control, "--json"])
+        let object = try XCTUnwrap(try JSONSerialization.jsonObject(with: Data(json.stdout.utf8)) as? [String: Any])
+        XCTAssertEqual(object["tlsHandshakes"] as? [String: Int], ["completed": 2, "failed": 1], json.stdout)
 
         // The key may follow the certificate in the -E file; -L tls1.3 refuses TLS 1.2.
         let both = "\(directory)/both.pem"
