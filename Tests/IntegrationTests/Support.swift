@@ -263,10 +263,39 @@ private final class BackendHandler: ChannelInboundHandler {
     }
 }
 
+/// Bytes received and not yet handed out, for clients read both by line and by chunk.
+struct ReceiveBuffer {
+    private var bytes: [UInt8] = []
+
+    var isEmpty: Bool { bytes.isEmpty }
+
+    /// The next line without its newline; asks `receive` for more until one is complete,
+    /// nil when `receive` returns no bytes (EOF).
+    mutating func readLine(_ receive: () throws -> [UInt8]) rethrows -> String? {
+        while true {
+            if let newline = bytes.firstIndex(of: UInt8(ascii: "\n")) {
+                let line = String(decoding: bytes[..<newline], as: UTF8.self)
+                bytes.removeSubrange(...newline)
+                return line
+            }
+            let chunk = try receive()
+            if chunk.isEmpty { return nil }
+            bytes += chunk
+        }
+    }
+
+    /// At most `limit` of the buffered bytes, taken out.
+    mutating func take(upTo limit: Int = .max) -> [UInt8] {
+        let taken = Array(bytes.prefix(limit))
+        bytes.removeFirst(taken.count)
+        return taken
+    }
+}
+
 /// A blocking client socket whose every wait is bounded by `timeout`.
 final class Client {
     let fd: Int32
-    private var buffered: [UInt8] = []
+    private var buffered = ReceiveBuffer()
 
     init(port: Int, host: String = "127.0.0.1", source: String? = nil, timeout: Double = 5) throws {
         let address = try SocketAddress(ipAddress: host, port: port)
@@ -326,31 +355,21 @@ final class Client {
 
     /// The next line without its newline, nil at EOF.
     func readLine() throws -> String? {
-        while true {
-            if let newline = buffered.firstIndex(of: UInt8(ascii: "\n")) {
-                let line = String(decoding: buffered[..<newline], as: UTF8.self)
-                buffered.removeSubrange(...newline)
-                return line
-            }
-            let chunk = try receive()
-            if chunk.isEmpty { return nil }
-            buffered += chunk
-        }
+        try buffered.readLine(receive)
     }
 
     /// Everything until EOF.
     func readToEnd() throws -> [UInt8] {
-        var result = buffered
-        buffered = []
+        var result = buffered.take()
         while case let chunk = try receive(), !chunk.isEmpty { result += chunk }
         return result
     }
 
     /// Feeds everything until EOF to `consume`, chunk by chunk; returns the byte count.
     func drain(_ consume: ([UInt8]) -> Void) throws -> Int {
-        var total = buffered.count
-        consume(buffered)
-        buffered = []
+        let first = buffered.take()
+        var total = first.count
+        consume(first)
         while case let chunk = try receive(), !chunk.isEmpty {
             total += chunk.count
             consume(chunk)

@@ -337,7 +337,7 @@ private final class TLSClient {
     private let socket: Client
     private let context: OpaquePointer
     private let ssl: OpaquePointer
-    private var buffered: [UInt8] = []
+    private var buffered = ReceiveBuffer()
 
     init(port: Int) throws {
         socket = try Client(port: port, timeout: 10)
@@ -363,31 +363,21 @@ private final class TLSClient {
 
     /// Up to `limit` bytes; empty at close_notify or EOF; throws on timeout or error.
     func receive(upTo limit: Int) throws -> [UInt8] {
-        if !buffered.isEmpty {
-            let taken = Array(buffered.prefix(limit))
-            buffered.removeFirst(taken.count)
-            return taken
-        }
+        if !buffered.isEmpty { return buffered.take(upTo: limit) }
+        return try read(upTo: limit)
+    }
+
+    func readLine() throws -> String? {
+        try buffered.readLine { try read(upTo: 4096) }
+    }
+
+    private func read(upTo limit: Int) throws -> [UInt8] {
         var chunk = [UInt8](repeating: 0, count: limit)
         let count = chunk.withUnsafeMutableBytes { SSL_read(ssl, $0.baseAddress, Int32($0.count)) }
         if count > 0 { return Array(chunk.prefix(Int(count))) }
         let error = SSL_get_error(ssl, count)
         guard error == SSL_ERROR_ZERO_RETURN || error == SSL_ERROR_SYSCALL else { throw TestFailure("SSL_read: \(error)") }
         return []
-    }
-
-    func readLine() throws -> String? {
-        while true {
-            if let newline = buffered.firstIndex(of: UInt8(ascii: "\n")) {
-                let line = String(decoding: buffered[..<newline], as: UTF8.self)
-                buffered.removeSubrange(...newline)
-                return line
-            }
-            var chunk = [UInt8](repeating: 0, count: 4096)
-            let count = chunk.withUnsafeMutableBytes { SSL_read(ssl, $0.baseAddress, Int32($0.count)) }
-            guard count > 0 else { return nil }
-            buffered += chunk.prefix(Int(count))
-        }
     }
 
     /// Sends close_notify: the end of this side's input for penha (RFC 8446 section 6.1).
