@@ -155,7 +155,8 @@ struct Status: Encodable {
     /// Fits an 80-column terminal.
     var summary: String {
         var lines = ["penha \(role), listening on \(listen), up \(Self.duration(uptimeSeconds))",
-                     "connections: \(connections) now, \(totalConnections) total, \(refusedClients) refused by client_acl"]
+                     "connections: \(connections) now, \(totalConnections) total"
+                         + (refusedClients > 0 ? ", \(refusedClients) refused by client_acl" : "")]
         if let tls = tlsHandshakes {
             lines.append("tls handshakes: \(tls.completed) completed, \(tls.failed) failed")
         }

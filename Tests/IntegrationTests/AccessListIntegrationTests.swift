@@ -22,6 +22,8 @@ final class AccessListIntegrationTests: XCTestCase {
         XCTAssertEqual(try whoAnswers(penha, source: "127.0.0.1"), "A")
         let status = try penha.command("status")
         XCTAssertTrue(status.contains { $0.hasPrefix("connections ") && $0.hasSuffix(" refused 1") }, "\(status)")
+        let summary = try runPenha(["status", "-C", penha.control])
+        XCTAssertTrue(summary.stdout.contains(" total, 1 refused by client_acl"), summary.stdout)
         XCTAssertTrue(waitFor(timeout: 5) { penha.stderr.contains("client refused by client_acl 1") }, penha.stderr)
         XCTAssertEqual(try penha.command("no acl 1"), [])
         XCTAssertEqual(try whoAnswers(penha, source: "127.0.0.2"), "A", "an emptied list permits again")
