@@ -110,7 +110,6 @@ public final class BalancerService {
             .serverChannelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture { try channel.pipeline.syncOperations.addHandler(limiter) }
             }
-            .childChannelOption(ChannelOptions.autoRead, value: false)
             .childChannelOption(ChannelOptions.allowRemoteHalfClosure, value: true)
             .childChannelInitializer { [self] channel in
                 channel.eventLoop.makeCompletedFuture { self.accepted(channel) }
@@ -294,19 +293,30 @@ public final class BalancerService {
         } else {
             logger.debug("client accepted", metadata: ["client": "\(Self.describe(client.remoteAddress))"])
         }
-        guard let tls else { return connect(client, placement) }
-        // The server is connected to only once the client has completed its handshake.
+        let clientSide = RelayHandler()
         do {
-            try tls.secure(client, client: Self.describe(client.remoteAddress), logger: logger) { self.connect(client, placement) }
+            if let tls {
+                // The server is connected to only once the client has completed its handshake.
+                try tls.secure(client, client: Self.describe(client.remoteAddress), logger: logger) {
+                    self.connect(client, clientSide, placement)
+                }
+            }
+            if runtime.configuration.forwardedFor {
+                // Before the relay: requests are rewritten on their way to the server.
+                try client.pipeline.syncOperations.addHandler(ForwardedForHandler(clientAddress: placement.client.description))
+            }
+            try addRelay(clientSide, to: client)
         } catch {
-            logger.warning("cannot start TLS: \(error)")
+            logger.warning("cannot set up the client's connection: \(error)")
             client.close(promise: nil)
+            return
         }
+        if tls == nil { connect(client, clientSide, placement) }
     }
 
     /// Tries the placement's next target; on failure blacklists it and tries the one after.
     /// Bounded: each call consumes one target of the failover plan.
-    private func connect(_ client: Channel, _ placement: BalancerState.Placement) {
+    private func connect(_ client: Channel, _ clientSide: RelayHandler, _ placement: BalancerState.Placement) {
         var placement = placement
         guard let target = runtime.state.nextTarget(&placement, now: .now()), let server = runtime.state.servers[target] else {
             logger.info("no server available, closing client", metadata: ["client": "\(Self.describe(client.remoteAddress))"])
@@ -314,11 +324,15 @@ public final class BalancerService {
             return
         }
         let configuration = runtime.configuration
+        // Its own for each attempt: one that failed to connect is never linked to the client.
+        let serverSide = RelayHandler()
         var bootstrap = ClientBootstrap(group: eventLoop)
             .connectTimeout(.seconds(Int64(configuration.connectTimeoutSeconds)))
-            .channelOption(ChannelOptions.autoRead, value: false)
             .channelOption(ChannelOptions.allowRemoteHalfClosure, value: true)
             .channelOption(Self.noDelay, value: configuration.tcpNoDelay ? 1 : 0)
+            .channelInitializer { [self] channel in
+                channel.eventLoop.makeCompletedFuture { try self.addRelay(serverSide, to: channel) }
+            }
         if let source = configuration.sourceAddress, let address = try? SocketAddress(ipAddress: source, port: 0),
            address.protocol == server.address.protocol {
             bootstrap = bootstrap.bind(to: address)
@@ -326,38 +340,25 @@ public final class BalancerService {
         bootstrap.connect(to: server.address).assumeIsolated().whenComplete { result in
             switch result {
             case .success(let upstream):
-                self.relay(client, upstream, placement, target)
+                self.relay(client, clientSide, upstream, serverSide, placement, target)
             case .failure(let error):
                 self.logger.info("connect to server failed, blacklisting it",
                                  metadata: ["server": "\(server.host):\(server.port)", "error": "\(error)"])
                 self.runtime.state.connectFailed(target, now: .now())
                 // Retries run after the accepted channel is registered, so isActive tells whether
                 // the client is still there (in the child initializer it is not yet active).
-                if client.isActive { self.connect(client, placement) }
+                if client.isActive { self.connect(client, clientSide, placement) }
             }
         }
     }
 
-    private func relay(_ client: Channel, _ upstream: Channel, _ placement: BalancerState.Placement, _ target: Target) {
+    private func relay(_ client: Channel, _ clientSide: RelayHandler, _ upstream: Channel, _ serverSide: RelayHandler,
+                       _ placement: BalancerState.Placement, _ target: Target) {
         let clientName = Self.describe(client.remoteAddress)
         let number = runtime.state.connected(placement, to: target, client: clientName, now: .now())
         relayed[number] = (client, upstream)
-        let (clientSide, serverSide) = RelayHandler.pair { toServer, toClient in
+        RelayHandler.link(clientSide, serverSide) { toServer, toClient in
             self.runtime.state.relayed(placement, target: target, toServer: toServer, toClient: toClient)
-        }
-        do {
-            if runtime.configuration.forwardedFor {
-                // Before the relay: requests are rewritten on their way to the server.
-                try client.pipeline.syncOperations.addHandler(ForwardedForHandler(clientAddress: placement.client.description))
-            }
-            try addRelay(clientSide, to: client)
-            try addRelay(serverSide, to: upstream)
-            // Turning autoRead on reads past the pipeline; this read passes TLS, which then
-            // hands on what arrived with its handshake, now that both relays are there.
-            client.read()
-        } catch {
-            client.close(promise: nil)
-            upstream.close(promise: nil)
         }
         let serverName = Self.describe(upstream.remoteAddress)
         client.closeFuture.and(upstream.closeFuture).assumeIsolated().whenComplete { _ in
@@ -380,7 +381,6 @@ public final class BalancerService {
             try pipeline.addHandler(IdleStateHandler(allTimeout: .seconds(Int64(idleTimeout))))
         }
         try pipeline.addHandler(handler)
-        _ = channel.setOption(ChannelOptions.autoRead, value: true)
     }
 
     static func describe(_ address: SocketAddress?) -> String {

@@ -2,9 +2,13 @@ import NIOCore
 
 /// One side of a relayed connection: what its channel reads, the partner's channel writes.
 ///
+/// - Each side is in its channel's pipeline before the two are linked (the client's from
+///   accept, the server's from before its connect); until then it holds its channel's reads,
+///   so nothing is read that could not be passed on. Channels keep autoRead on: turning it
+///   off and on again costs two NIO option changes and two epoll changes per channel.
 /// - Backpressure: a read is held back while the partner's channel is not writable, so a
-///   slow reader slows the sender instead of growing memory (channels run with autoRead,
-///   whose reads pass through `read(context:)`).
+///   slow reader slows the sender instead of growing memory (autoRead's reads pass through
+///   `read(context:)`).
 /// - Half-close: one side's FIN shuts the other side's output once its queued bytes are
 ///   written; the connection ends when both directions are done.
 /// - Nothing queued is dropped when the other side closes: queued bytes are written first,
@@ -18,28 +22,28 @@ public final class RelayHandler: ChannelDuplexHandler {
     public private(set) var bytesRead: UInt64 = 0
     /// Read but not yet reported: counters move once per read burst, not per buffer.
     private var unreported: UInt64 = 0
-    private let report: (UInt64) -> Void
+    private var report: (UInt64) -> Void = { _ in }
     private var partner: RelayHandler?
     private var context: ChannelHandlerContext?
     private var readHeldBack = false
     private var inputClosed = false
     private let drainTimeout: TimeAmount
 
-    private init(drainTimeout: TimeAmount, report: @escaping (UInt64) -> Void) {
+    public init(drainTimeout: TimeAmount = .seconds(60)) {
         self.drainTimeout = drainTimeout
-        self.report = report
     }
 
-    /// Two handlers that relay to each other: add one to each channel. `progress` hears,
-    /// while the connection lasts, the bytes each side read since it last heard.
-    public static func pair(drainTimeout: TimeAmount = .seconds(60),
-                            progress: @escaping (_ fromFirst: UInt64, _ fromSecond: UInt64) -> Void)
-        -> (RelayHandler, RelayHandler) {
-        let first = RelayHandler(drainTimeout: drainTimeout) { progress($0, 0) }
-        let second = RelayHandler(drainTimeout: drainTimeout) { progress(0, $0) }
+    /// Makes two handlers, each already in its channel's pipeline, relay to each other, and
+    /// lets their held reads go. `progress` hears, while the connection lasts, the bytes each
+    /// side read since it last heard.
+    public static func link(_ first: RelayHandler, _ second: RelayHandler,
+                            progress: @escaping (_ fromFirst: UInt64, _ fromSecond: UInt64) -> Void) {
         first.partner = second
         second.partner = first
-        return (first, second)
+        first.report = { progress($0, 0) }
+        second.report = { progress(0, $0) }
+        first.releaseHeldRead()
+        second.releaseHeldRead()
     }
 
     public func handlerAdded(context: ChannelHandlerContext) {
@@ -69,19 +73,23 @@ public final class RelayHandler: ChannelDuplexHandler {
         unreported = 0
     }
 
+    /// Reads only when the partner is there and can take more.
     public func read(context: ChannelHandlerContext) {
-        if partner?.context?.channel.isWritable ?? true {
+        if partner?.context?.channel.isWritable == true {
             context.read()
         } else {
             readHeldBack = true
         }
     }
 
+    private func releaseHeldRead() {
+        guard readHeldBack, let context, partner?.context?.channel.isWritable == true else { return }
+        readHeldBack = false
+        context.read()
+    }
+
     public func channelWritabilityChanged(context: ChannelHandlerContext) {
-        if context.channel.isWritable, let partner, partner.readHeldBack {
-            partner.readHeldBack = false
-            partner.context?.read()
-        }
+        if context.channel.isWritable { partner?.releaseHeldRead() }
         context.fireChannelWritabilityChanged()
     }
 

@@ -3,7 +3,8 @@ import NIOCore
 /// TLS termination in the client channel's pipeline, first after the socket: ciphertext in,
 /// plaintext on to the handlers behind it; their plaintext writes go out encrypted.
 ///
-/// - The handshake reads by itself (the client channel starts with autoRead off), is
+/// - The handshake reads by itself (the relay behind holds the channel's reads until the
+///   server is connected, which is after the handshake), is
 ///   bounded by `handshakeTimeout`, and reports once through `established`; a failure
 ///   closes the channel.
 /// - Afterwards reads are driven by the handlers behind (the relay's backpressure holds):

@@ -15,6 +15,18 @@ final class RelayIntegrationTests: XCTestCase {
         XCTAssertEqual(String(decoding: try client.readToEnd(), as: UTF8.self), "ping\nEOF A\n")
     }
 
+    /// The client's relay holds its reads until a server is connected: what a client sends at
+    /// once waits in its socket through a failed connect and then reaches the next server.
+    func testWhatAClientSendsAtOnceArrivesThroughAFailover() throws {
+        let down = freePort()
+        let b = try Backend("B")
+        let penha = try Penha(["-r"], servers: ["127.0.0.1:\(down)", "127.0.0.1:\(b.port)"])
+        let client = try Client(port: penha.port)
+        try client.send("sent before any server answered\n")
+        XCTAssertEqual(try client.readLine(), "B", "server 0 is down, so B")
+        XCTAssertEqual(try client.readLine(), "sent before any server answered", "echoed by B")
+    }
+
     func testFiftyMebibytesBothWaysArriveIntact() throws {
         let a = try Backend("A")
         let penha = try Penha([], servers: ["127.0.0.1:\(a.port)"])
