@@ -3,7 +3,7 @@
 # on a noisy machine). Usage: bench/profile.sh PENHA_BINARY [close|ka] [SECONDS]
 # Prints the top functions (self and inclusive) and leaves callgrind.out in $OUT (default /tmp).
 # PROFILER=strace counts system calls instead (strace -c), to compare the kernel work per
-# request with pen's: `MAXCONN=9900 PROFILER=strace bench/profile.sh /usr/sbin/pen close 5`.
+# request with pen's: `MAXCONN=9900 PROFILER=strace bench/profile.sh /usr/bin/pen close 5`.
 set -euo pipefail
 PENHA=$1 KIND=${2:-close} SECONDS_=${3:-10} OUT=${OUT:-/tmp}
 # pen takes the same options; its -x 0 would admit nobody, so MAXCONN=9900 for pen.
