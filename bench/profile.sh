@@ -11,7 +11,9 @@ MAXCONN=${MAXCONN:-0}
 BENCH=$(cd "$(dirname "$0")" && pwd)
 LIB="python3 $BENCH/benchlib.py"
 export PATH=$PATH:/usr/sbin
-command -v valgrind >/dev/null || { echo "needs valgrind (apt-get install valgrind)" >&2; exit 1; }
+tool=valgrind
+[ "${PROFILER:-callgrind}" = strace ] && tool=strace
+command -v "$tool" >/dev/null || { echo "needs $tool (apt-get install $tool)" >&2; exit 1; }
 
 TMP=$(mktemp -d /tmp/penha-profile.XXXXXX)
 PIDS=()
