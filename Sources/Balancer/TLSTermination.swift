@@ -9,13 +9,15 @@ final class TLSTermination {
     private var context: TLSContext
     private(set) var completed: UInt64 = 0
     private(set) var failed: UInt64 = 0
+    private var failureLog = LogThrottle()
 
     init(settings: TLSSettings) throws {
         context = try TLSContext(settings: settings)
     }
 
     /// Puts TLS in front of a new client's pipeline; `established` runs once its handshake
-    /// succeeded. A failed handshake is counted and logged, and the channel closed.
+    /// succeeded. A failed handshake is counted and logged (at most one line a second), and
+    /// the channel closed.
     func secure(_ channel: Channel, client: String, logger: Logger, established: @escaping () -> Void) throws {
         let handler = TLSHandler(connection: try context.makeConnection()) { result in
             switch result {
@@ -24,7 +26,9 @@ final class TLSTermination {
                 established()
             case .failure(let failure):
                 self.failed += 1
-                logger.info("TLS handshake failed", metadata: ["client": "\(client)", "error": "\(failure)"])
+                guard let heldBack = self.failureLog.admit(now: .now()) else { return }
+                let more = heldBack > 0 ? " (and \(heldBack) more since the last one logged)" : ""
+                logger.info("TLS handshake failed\(more)", metadata: ["client": "\(client)", "error": "\(failure)"])
             }
         }
         try channel.pipeline.syncOperations.addHandler(handler)
