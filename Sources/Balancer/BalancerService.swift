@@ -284,7 +284,32 @@ public final class BalancerService {
     private func accepted(_ client: Channel) {
         let limiter = self.limiter
         client.closeFuture.assumeIsolated().whenComplete { _ in limiter.release() }
-        let placement = runtime.state.accept(client: ClientKey(client.remoteAddress), now: .now())
+        let key = ClientKey(client.remoteAddress)
+        // The server is chosen and connected to once the client is active (in this initializer
+        // it is not yet, and a connect that fails at once must be able to fail over or close
+        // it), and with TLS once its handshake is done.
+        let clientSide = RelayHandler(whenActive: tls == nil ? { [self] relay in place(client, key, relay) } : nil)
+        do {
+            if let tls {
+                try tls.secure(client, client: Self.describe(client.remoteAddress), logger: logger) {
+                    self.place(client, key, clientSide)
+                }
+            }
+            if runtime.configuration.forwardedFor {
+                // Before the relay: requests are rewritten on their way to the server.
+                try client.pipeline.syncOperations.addHandler(ForwardedForHandler(clientAddress: key.description))
+            }
+            try addRelay(clientSide, to: client)
+        } catch {
+            logger.warning("cannot set up the client's connection: \(error)")
+            client.close(promise: nil)
+        }
+    }
+
+    /// Chooses the client's server (each client in turn, so a burst sees the connections
+    /// counted before it) and connects.
+    private func place(_ client: Channel, _ key: ClientKey, _ clientSide: RelayHandler) {
+        let placement = runtime.state.accept(client: key, now: .now())
         if placement.isRefused {
             logger.info("client refused by client_acl \(runtime.configuration.clientACL)",
                         metadata: ["client": "\(Self.describe(client.remoteAddress))",
@@ -292,25 +317,7 @@ public final class BalancerService {
         } else {
             logger.debug("client accepted", metadata: ["client": "\(Self.describe(client.remoteAddress))"])
         }
-        let clientSide = RelayHandler()
-        do {
-            if let tls {
-                // The server is connected to only once the client has completed its handshake.
-                try tls.secure(client, client: Self.describe(client.remoteAddress), logger: logger) {
-                    self.connect(client, clientSide, placement)
-                }
-            }
-            if runtime.configuration.forwardedFor {
-                // Before the relay: requests are rewritten on their way to the server.
-                try client.pipeline.syncOperations.addHandler(ForwardedForHandler(clientAddress: placement.client.description))
-            }
-            try addRelay(clientSide, to: client)
-        } catch {
-            logger.warning("cannot set up the client's connection: \(error)")
-            client.close(promise: nil)
-            return
-        }
-        if tls == nil { connect(client, clientSide, placement) }
+        connect(client, clientSide, placement)
     }
 
     /// Tries the placement's next target; on failure blacklists it and tries the one after.
@@ -343,9 +350,12 @@ public final class BalancerService {
                 self.logger.info("connect to server failed, blacklisting it",
                                  metadata: ["server": "\(server.host):\(server.port)", "error": "\(error)"])
                 self.runtime.state.connectFailed(target, now: .now())
-                // Retries run after the accepted channel is registered, so isActive tells whether
-                // the client is still there (in the child initializer it is not yet active).
-                if client.isActive { self.connect(client, clientSide, placement) }
+                // Connects start once the client is active, so this tells whether it is still there.
+                if client.isActive {
+                    self.connect(client, clientSide, placement)
+                } else {
+                    client.close(promise: nil)
+                }
             }
         }
     }

@@ -3,9 +3,11 @@ import NIOCore
 /// One side of a relayed connection: what its channel reads, the partner's channel writes.
 ///
 /// - Each side is in its channel's pipeline before the two are linked (the client's from
-///   accept, the server's from before its connect); until then it holds its channel's reads,
-///   so nothing is read that could not be passed on. Channels keep autoRead on: turning it
-///   off and on again costs two NIO option changes and two epoll changes per channel.
+///   accept, the server's from before its connect); until then it holds its channel's reads.
+///   Channels keep autoRead on: turning it off and on again costs two NIO option changes and
+///   two epoll changes per channel. NIO still reads a socket whose peer has sent its FIN
+///   (until the EOF, whatever was asked), so what arrives before the link is kept and passed
+///   on at the link, FIN included; it is bounded by the socket's receive buffer.
 /// - Backpressure: a read is held back while the partner's channel is not writable, so a
 ///   slow reader slows the sender instead of growing memory (autoRead's reads pass through
 ///   `read(context:)`).
@@ -27,10 +29,16 @@ public final class RelayHandler: ChannelDuplexHandler {
     private var context: ChannelHandlerContext?
     private var readHeldBack = false
     private var inputClosed = false
+    /// Read before the link.
+    private var early: [ByteBuffer] = []
     private let drainTimeout: TimeAmount
+    private var whenActive: ((RelayHandler) -> Void)?
 
-    public init(drainTimeout: TimeAmount = .seconds(60)) {
+    /// `whenActive` runs once, when the channel has become active: where the client's side
+    /// starts connecting to a server.
+    public init(drainTimeout: TimeAmount = .seconds(60), whenActive: ((RelayHandler) -> Void)? = nil) {
         self.drainTimeout = drainTimeout
+        self.whenActive = whenActive
     }
 
     /// Makes two handlers, each already in its channel's pipeline, relay to each other, and
@@ -42,8 +50,21 @@ public final class RelayHandler: ChannelDuplexHandler {
         second.partner = first
         first.report = { progress($0, 0) }
         second.report = { progress(0, $0) }
-        first.releaseHeldRead()
-        second.releaseHeldRead()
+        for side in [first, second] {
+            side.passOnEarlyInput()
+            side.releaseHeldRead()
+        }
+    }
+
+    private func passOnEarlyInput() {
+        guard let peer = partner?.context else { return }
+        if !early.isEmpty {
+            for buffer in early { peer.write(wrapOutboundOut(buffer), promise: nil) }
+            early = []
+            peer.flush()
+            reportProgress()
+        }
+        if inputClosed { partner?.partnerInputClosed() }
     }
 
     public func handlerAdded(context: ChannelHandlerContext) {
@@ -55,11 +76,23 @@ public final class RelayHandler: ChannelDuplexHandler {
         self.partner = nil
     }
 
+    public func channelActive(context: ChannelHandlerContext) {
+        context.fireChannelActive()
+        if let whenActive {
+            self.whenActive = nil
+            whenActive(self)
+        }
+    }
+
     public func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         let buffer = unwrapInboundIn(data)
         bytesRead += UInt64(buffer.readableBytes)
         unreported += UInt64(buffer.readableBytes)
-        partner?.context?.write(wrapOutboundOut(buffer), promise: nil)
+        if let peer = partner?.context {
+            peer.write(wrapOutboundOut(buffer), promise: nil)
+        } else {
+            early.append(buffer)
+        }
     }
 
     public func channelReadComplete(context: ChannelHandlerContext) {
@@ -68,7 +101,7 @@ public final class RelayHandler: ChannelDuplexHandler {
     }
 
     private func reportProgress() {
-        guard unreported > 0 else { return }
+        guard unreported > 0, partner != nil else { return }
         report(unreported)
         unreported = 0
     }

@@ -27,6 +27,32 @@ final class RelayIntegrationTests: XCTestCase {
         XCTAssertEqual(try client.readLine(), "sent before any server answered", "echoed by B")
     }
 
+    /// A client that sends and closes its side at once: NIO reads up to the FIN before any
+    /// server is connected, and both the bytes and the FIN still reach the server.
+    func testDataAndFINSentAtOnceReachTheServer() throws {
+        // The first server never completes a connect, so the client waits the whole -t for
+        // its server while NIO sees its FIN.
+        let unanswering = try FullListener()
+        let a = try Backend("A")
+        let penha = try Penha(["-r", "-t", "1"], servers: ["127.0.0.1:\(unanswering.port)", "127.0.0.1:\(a.port)"])
+        let client = try Client(port: penha.port, timeout: 5)
+        try client.send("early\n")
+        client.shutdownWrite()
+        XCTAssertEqual(String(decoding: try client.readToEnd(), as: UTF8.self), "A\nearly\nEOF A\n")
+    }
+
+    /// A connect that fails at once (here the bind to a `source` address this host does not
+    /// have) still ends in failover and, with no server left, in closing the client.
+    func testAConnectThatFailsAtOnceStillClosesTheClient() throws {
+        let a = try Backend("A")
+        let penha = try Penha(["-O", "source 192.0.2.1"], servers: ["127.0.0.1:\(a.port)"])
+        let client = try Client(port: penha.port, timeout: 5)
+        let started = Date()
+        XCTAssertNil(try client.readLine(), "closed, not left waiting")
+        XCTAssertLessThan(Date().timeIntervalSince(started), 2)
+        XCTAssertTrue(waitFor(timeout: 5) { penha.stderr.contains("no server available, closing client") }, penha.stderr)
+    }
+
     func testFiftyMebibytesBothWaysArriveIntact() throws {
         let a = try Backend("A")
         let penha = try Penha([], servers: ["127.0.0.1:\(a.port)"])
