@@ -89,6 +89,16 @@ final class TLSContext: @unchecked Sendable {
         }
     }
 
+    /// Whether a PEM file holds an encrypted key (PKCS#8 or the traditional Proc-Type header).
+    private static func isEncrypted(_ path: String) -> Bool {
+        guard let file = fopen(path, "r") else { return false }
+        defer { fclose(file) }
+        var head = [UInt8](repeating: 0, count: 65536)
+        let count = fread(&head, 1, head.count, file)
+        let text = String(decoding: head.prefix(count), as: UTF8.self)
+        return text.contains("BEGIN ENCRYPTED PRIVATE KEY") || text.contains("Proc-Type: 4,ENCRYPTED")
+    }
+
     private static func configure(_ context: OpaquePointer, _ settings: TLSSettings, certificate: String, key: String,
                                   caFile: String?) throws {
         let version = settings.effectiveMinimumVersion == .tls13 ? TLS1_3_VERSION : TLS1_2_VERSION
@@ -105,7 +115,13 @@ final class TLSContext: @unchecked Sendable {
         guard SSL_CTX_use_certificate_chain_file(context, certificate) == 1 else {
             throw ConfigurationError("cannot load the certificate \(certificate): \(openSSLErrors())")
         }
+        penha_SSL_CTX_refuse_passphrases(context)
         guard SSL_CTX_use_PrivateKey_file(context, key, SSL_FILETYPE_PEM) == 1 else {
+            if isEncrypted(key) {
+                ERR_clear_error()
+                throw ConfigurationError("the private key \(key) is encrypted: penha needs it without a passphrase "
+                                         + "(openssl pkey -in \(key) -out KEYFILE writes one)")
+            }
             throw ConfigurationError("cannot load the private key \(key): \(openSSLErrors())")
         }
         guard SSL_CTX_check_private_key(context) == 1 else {

@@ -210,6 +210,19 @@ final class TLSIntegrationTests: XCTestCase {
         XCTAssertTrue(penha.stderr.contains(certificate), "the log names the file: \(penha.stderr)")
         XCTAssertEqual(try servedSubject(penha, name: nil), "CN = second.test")
         XCTAssertEqual(try curl(penha, path: "/still").status, 0)
+
+        // An encrypted key is refused at once, not asked a passphrase for (that would hang the reload).
+        let encrypted = "\(directory)/encrypted.key"
+        _ = try selfSigned("third.test", certificate: certificate, key: key)
+        try openssl(["pkey", "-in", key, "-aes256", "-passout", "pass:secret", "-out", encrypted])
+        try FileManager.default.removeItem(atPath: key)
+        try FileManager.default.copyItem(atPath: encrypted, toPath: key)
+        try penha.signal(SIGHUP, thenLogs: "is encrypted: penha needs it without a passphrase")
+        XCTAssertEqual(try penha.command("servers").count, 1, "the control socket still answers")
+        XCTAssertEqual(try servedSubject(penha, name: nil), "CN = second.test")
+        let refused = try runPenha(["-f", "-E", certificate, "-K", encrypted, "127.0.0.1:\(freePort())", "127.0.0.1:\(backend.port)"])
+        XCTAssertEqual(refused.status, 2)
+        XCTAssertTrue(refused.stderr.contains("the private key \(encrypted) is encrypted"), refused.stderr)
     }
 
     func testSIGHUPWithAnUnusableSSLCommandInTheFileKeepsTheRunningSettings() throws {
