@@ -2,7 +2,8 @@ import NIOCore
 
 /// Where the control socket listens (`-C`): pen's `port`, `host:port` or a Unix socket path.
 /// TCP is unauthenticated, so a bare port means 127.0.0.1, and an address off loopback is
-/// only taken with a `control_acl` list that restricts it (`checkProtected`).
+/// only taken with a `control_acl` list that restricts it (`checkProtected`), at start and
+/// after every change.
 public enum ControlAddress: Equatable, Sendable, CustomStringConvertible {
     case inet(host: String, port: Int)
     case unix(path: String)
@@ -28,8 +29,8 @@ public enum ControlAddress: Equatable, Sendable, CustomStringConvertible {
               !Self.isLoopback(address), configuration.accessLists.lists[configuration.controlACL].isEmpty else {
             return
         }
-        throw ConfigurationError("control address \(self) is not loopback: a TCP control port is unauthenticated, "
-                                 + "so restrict it first with control_acl and acl (acl 1 permit ADDRESS, control_acl 1)")
+        throw ConfigurationError("the control port \(self) is off loopback and unauthenticated: it needs control_acl "
+                                 + "naming a list with entries (acl 1 permit ADDRESS, control_acl 1)")
     }
 
     static func isLoopback(_ address: SocketAddress) -> Bool {

@@ -83,6 +83,8 @@ public struct Runtime: Sendable {
                 throw error.at(line.origin)
             }
         }
+        // A change may not open an off-loopback control port to everyone (an emptied list).
+        try (try? ControlAddress.parse(facts.control))?.checkProtected(by: changed.configuration)
         self = changed
         return outcome
     }

@@ -67,12 +67,19 @@ final class AccessListIntegrationTests: XCTestCase {
         let port = freePort(host: "0.0.0.0")
         let unprotected = try runPenha(["-f", "-C", "0.0.0.0:\(port)", "127.0.0.1:\(freePort())", "127.0.0.1:\(a.port)"])
         XCTAssertEqual(unprotected.status, 2)
-        XCTAssertTrue(unprotected.stderr.contains("restrict it first with control_acl"), unprotected.stderr)
+        XCTAssertTrue(unprotected.stderr.contains("off loopback and unauthenticated: it needs control_acl"), unprotected.stderr)
         let penha = try Penha(["-C", "0.0.0.0:\(port)", "-O", "acl 1 permit 127.0.0.1", "-O", "control_acl 1"],
                               servers: ["127.0.0.1:\(a.port)"])
         XCTAssertEqual(try control(port: port, from: "127.0.0.1", "control"), ["0.0.0.0:\(port)"])
         XCTAssertEqual(try control(port: port, from: "127.0.0.2", "control"), ["error: access denied by control_acl"])
         XCTAssertEqual(try whoAnswers(penha), "A")
+        // Nor may a change open it later: emptying the list, or pointing at an empty one.
+        for change in ["no acl 1", "control_acl 2"] {
+            let answer = try control(port: port, from: "127.0.0.1", change)
+            XCTAssertEqual(answer.count, 1, "\(answer)")
+            XCTAssertTrue(answer.first?.contains("off loopback and unauthenticated") == true, "\(change): \(answer)")
+        }
+        XCTAssertEqual(try control(port: port, from: "127.0.0.2", "control"), ["error: access denied by control_acl"])
     }
 
     /// One command on a TCP control port from a chosen source address, as penctl sends it.
