@@ -228,7 +228,9 @@ public final class BalancerService {
         let settings = runtime.configuration.tls
         guard reloading || settings != previous, let tls else { return eventLoop.makeSucceededFuture([]) }
         return tls.reload(settings, pool: blockingPool, eventLoop: eventLoop).map { [] }.recover { error in
-            self.runtime.configuration.tls = previous
+            // Unless a later change has replaced these settings meanwhile (loads run in order
+            // on the one pool thread, so that one's context is the one that counts).
+            if self.runtime.configuration.tls == settings { self.runtime.configuration.tls = previous }
             return ["error: TLS not reloaded, keeping the previous certificates: \(error)"]
         }
     }

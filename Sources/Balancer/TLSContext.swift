@@ -52,6 +52,11 @@ final class TLSContext: @unchecked Sendable {
             for name in try certificateNames(in: directory) {
                 let base = "\(directory)/\(name)"
                 let caFile = access("\(base).ca", R_OK) == 0 ? "\(base).ca" : settings.caFile
+                // Names are matched without case (DNS), so two files may not claim the same one.
+                guard loaded[name.lowercased()] == nil else {
+                    throw ConfigurationError("ssl_sni_path \(directory): two certificates for the name \(name.lowercased()) "
+                                             + "(file names differ only in case)")
+                }
                 loaded[name.lowercased()] = try make(settings, certificate: "\(base).crt", key: "\(base).key", caFile: caFile)
             }
         } catch {

@@ -120,6 +120,11 @@ final class TLSIntegrationTests: XCTestCase {
         let viaName = try curl(penha, path: "/sni", host: "beta.test")
         XCTAssertEqual(viaName.status, 0, viaName.stderr)
         XCTAssertTrue(viaName.stderr.contains("subject: CN=beta.test"), viaName.stderr)
+        XCTAssertEqual(try servedSubject(penha, name: "ALPHA.test"), "CN = alpha.test", "names match without case")
+
+        _ = try selfSigned("Alpha.test", certificate: "\(names)/Alpha.test.crt", key: "\(names)/Alpha.test.key")
+        try penha.signal(SIGHUP, thenLogs: "two certificates for the name alpha.test (file names differ only in case)")
+        XCTAssertEqual(try servedSubject(penha, name: "alpha.test"), "CN = alpha.test", "the running names stay")
     }
 
     func testSSLCommandsOnTheControlSocketApplyToNewConnectionsOrAreUndone() throws {
