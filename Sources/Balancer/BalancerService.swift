@@ -377,7 +377,7 @@ public final class BalancerService {
             self.connectionLog.record(client: clientName, server: serverName,
                                       sent: clientSide.bytesRead, received: serverSide.bytesRead)
         }
-        // Either side may have gone before its relay handler was there to see it go.
+        // Either side may have closed before the link, when its relay had no partner to tell.
         if !client.isActive || !upstream.isActive {
             client.close(promise: nil)
             upstream.close(promise: nil)

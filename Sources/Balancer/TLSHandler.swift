@@ -87,7 +87,7 @@ final class TLSHandler: ChannelDuplexHandler {
         }
         switch state {
         case .idle, .handshaking:
-            fail(context: context, "the client closed during the handshake")
+            fail(context: context, "the connection closed during the handshake")
         case .open:
             inputEnded = true
             deliver(context: context)
@@ -98,7 +98,7 @@ final class TLSHandler: ChannelDuplexHandler {
 
     func channelInactive(context: ChannelHandlerContext) {
         if state == .idle || state == .handshaking {
-            report(.failure(Failure(description: "the client closed during the handshake")))
+            report(.failure(Failure(description: "the connection closed during the handshake")))
         }
         state = .closed
         timeout?.cancel()
@@ -146,7 +146,7 @@ final class TLSHandler: ChannelDuplexHandler {
         case .wantsInput:
             break
         case .closedByPeer:
-            fail(context: context, "the client closed during the handshake")
+            fail(context: context, "the connection closed during the handshake")
         case .failed(let reason):
             fail(context: context, reason)
         }

@@ -122,7 +122,8 @@ public enum TLSCommand: Equatable, Sendable {
     static func parse(_ name: String, _ arguments: [String]) throws -> TLSCommand {
         if let reason = refused[name] { throw ConfigurationError("'\(name)' is refused: \(reason)") }
         guard arguments.count == 1 else {
-            let what = ["ssl_ciphers": "an OpenSSL cipher list", "ssl_option": "an option name",
+            let what = ["ssl_ciphers": "one OpenSSL cipher list, its entries joined by ':' (no spaces)",
+                        "ssl_option": "an option name",
                         "ssl_sni_path": "a directory"][name, default: "one argument"]
             throw ConfigurationError("'\(name)' needs \(what)")
         }

@@ -18,6 +18,9 @@ final class UDPRelay: ChannelInboundHandler {
     /// Datagrams a flow keeps while its socket opens and until its server first answers, to
     /// send them to the next server if this one refuses. Later ones are not kept.
     static let keptDatagrams = 16
+    /// And at most this many bytes of them: a one-way service (syslog, statsd) never answers,
+    /// and every flow, spoofed sources included, could otherwise hold 16 × 64 KiB.
+    static let keptBytes = 65536
     static let sweepInterval = TimeAmount.seconds(1)
 
     private unowned let service: BalancerService
@@ -99,7 +102,8 @@ final class UDPRelay: ChannelInboundHandler {
 
     /// Sends on the flow's socket once it is open; keeps the first datagrams until the server answers.
     private func send(_ datagram: ByteBuffer, on upstream: Upstream) {
-        if !upstream.answered, upstream.kept.count < Self.keptDatagrams {
+        if !upstream.answered, upstream.kept.count < Self.keptDatagrams,
+           upstream.kept.reduce(datagram.readableBytes, { $0 + $1.readableBytes }) <= Self.keptBytes {
             // A copy: the datagram shares a receive buffer of `datagramCapacity` bytes.
             var copy = ByteBufferAllocator().buffer(capacity: datagram.readableBytes)
             copy.writeImmutableBuffer(datagram)
