@@ -246,10 +246,11 @@ public final class BalancerService {
                       tlsHandshakes: tls.map { ($0.completed, $0.failed) })
     }
 
-    /// Settings that live outside `Runtime`: the connection limit and the log level.
+    /// Settings that live outside `Runtime`: the connection limits, the log level and TCP_NODELAY.
     private func adoptRuntime() {
         let configuration = runtime.configuration
         limiter.limit = configuration.connectionsMax
+        udp?.adopt(configuration)
         logger.logLevel = Self.logLevel(debug: configuration.debugLevel)
         if case .inet = configuration.listen, !configuration.udp, let listener {
             // For the connections accepted from now on (see bindTCP).

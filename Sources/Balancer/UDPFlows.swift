@@ -71,6 +71,7 @@ public struct UDPFlows: Sendable {
     /// since it began is placed again, so a blacklisted server is skipped by flows too.
     public mutating func arrived(from client: SocketAddress, bytes: Int, now: NIODeadline,
                                  state: inout BalancerState) -> Arrival {
+        let replacing: Flow?
         if var flow = flows[client] {
             guard state.servers[flow.target]?.isBlacklisted(now: now) == true else {
                 flow.lastActive = now
@@ -78,17 +79,15 @@ public struct UDPFlows: Sendable {
                 flows[client] = flow
                 return .forward(flow)
             }
-            remove(client, state: &state)
-            guard var placed = place(client, now: now, state: &state) else { return .noServer(ended: flow) }
-            Self.count(&placed, toServer: bytes, state: &state)
-            flows[client] = placed
-            return .open(placed, replacing: flow)
+            replacing = remove(client, state: &state)
+        } else {
+            guard flows.count < capacity else { return .full }
+            replacing = nil
         }
-        guard flows.count < capacity else { return .full }
-        guard var flow = place(client, now: now, state: &state) else { return .noServer(ended: nil) }
-        Self.count(&flow, toServer: bytes, state: &state)
-        flows[client] = flow
-        return .open(flow, replacing: nil)
+        guard var placed = place(client, now: now, state: &state) else { return .noServer(ended: replacing) }
+        Self.count(&placed, toServer: bytes, state: &state)
+        flows[client] = placed
+        return .open(placed, replacing: replacing)
     }
 
     /// A reply of `bytes` bytes on the socket of `attempt`; the flow, when it is still current.

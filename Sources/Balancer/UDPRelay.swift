@@ -67,6 +67,11 @@ final class UDPRelay: ChannelInboundHandler {
         }
     }
 
+    /// The flow limits from a changed configuration (`BalancerService` calls it after each command).
+    func adopt(_ configuration: Configuration) {
+        flows.adopt(configuration)
+    }
+
     /// `close N` for a flow.
     func close(connection number: Int) {
         guard let client = flows.client(ofConnection: number),
@@ -77,7 +82,6 @@ final class UDPRelay: ChannelInboundHandler {
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         let envelope = unwrapInboundIn(data)
         let client = envelope.remoteAddress
-        flows.adopt(service.runtime.configuration)
         switch flows.arrived(from: client, bytes: envelope.data.readableBytes, now: .now(), state: &service.runtime.state) {
         case .forward(let flow):
             guard let upstream = sockets[flow.client] else { return }
@@ -195,7 +199,6 @@ final class UDPRelay: ChannelInboundHandler {
     }
 
     private func expire() {
-        flows.adopt(service.runtime.configuration)
         for flow in flows.expire(now: .now(), state: &service.runtime.state) { ended(flow) }
     }
 
