@@ -50,10 +50,10 @@ public final class RelayHandler: ChannelDuplexHandler {
         second.partner = first
         first.report = { progress($0, 0) }
         second.report = { progress(0, $0) }
-        for side in [first, second] {
-            side.passOnEarlyInput()
-            side.releaseHeldRead()
-        }
+        first.passOnEarlyInput()
+        second.passOnEarlyInput()
+        first.releaseHeldRead()
+        second.releaseHeldRead()
     }
 
     private func passOnEarlyInput() {
