@@ -96,11 +96,7 @@ final class TLSContext: @unchecked Sendable {
 
     /// Whether a PEM file holds an encrypted key (PKCS#8 or the traditional Proc-Type header).
     private static func isEncrypted(_ path: String) -> Bool {
-        guard let file = fopen(path, "r") else { return false }
-        defer { fclose(file) }
-        var head = [UInt8](repeating: 0, count: 65536)
-        let count = fread(&head, 1, head.count, file)
-        let text = String(decoding: head.prefix(count), as: UTF8.self)
+        guard let text = try? ConfigFile.contents(of: path) else { return false }
         return text.contains("BEGIN ENCRYPTED PRIVATE KEY") || text.contains("Proc-Type: 4,ENCRYPTED")
     }
 
