@@ -27,7 +27,7 @@ public final class BalancerService {
     private var boundListen: String
     private var relayed: [Int: (client: Channel, upstream: Channel)] = [:]
     private var vrrpStatus: @Sendable () -> [VRRPInstance.Status] = { [] }
-    private var controlAddress = "none"
+    private var controlAddress: ControlAddress?
     private let tls: TLSTermination?
 
     /// What the process was started with that commands need to know.
@@ -155,7 +155,7 @@ public final class BalancerService {
     }
 
     /// What the `control` command answers.
-    public func setControlAddress(_ address: String) {
+    public func setControlAddress(_ address: ControlAddress) {
         eventLoop.execute { self.controlAddress = address }
     }
 

@@ -40,8 +40,8 @@ public struct Runtime: Sendable {
         public var vrrp: [VRRPInstance.Status]
         /// The listen address actually bound.
         public var listen: String
-        /// Where the control socket is, "none" without one.
-        public var control: String
+        /// Where the control socket is; nil without one.
+        public var control: ControlAddress?
         public var pid: Int
         /// `-X`: the `exit` command is allowed.
         public var exitEnabled: Bool
@@ -53,7 +53,7 @@ public struct Runtime: Sendable {
         /// The state of the first VRRP instance, or STANDALONE.
         public var role: String { vrrp.first?.state.rawValue ?? "STANDALONE" }
 
-        public init(now: NIODeadline, started: NIODeadline, vrrp: [VRRPInstance.Status], listen: String, control: String,
+        public init(now: NIODeadline, started: NIODeadline, vrrp: [VRRPInstance.Status], listen: String, control: ControlAddress?,
                     pid: Int, exitEnabled: Bool, configFile: String?,
                     tlsHandshakes: (completed: UInt64, failed: UInt64)? = nil) {
             self.now = now
@@ -84,7 +84,7 @@ public struct Runtime: Sendable {
             }
         }
         // A change may not open an off-loopback control port to everyone (an emptied list).
-        try (try? ControlAddress.parse(facts.control))?.checkProtected(by: changed.configuration)
+        try facts.control?.checkProtected(by: changed.configuration)
         self = changed
         return outcome
     }
@@ -165,7 +165,7 @@ public struct Runtime: Sendable {
                          ("weight", selection.weight), ("prio", selection.priority)]
             return [flags.map { $1 ? $0 : "no \($0)" }.joined(separator: " ")]
         case .listen: return [facts.listen]
-        case .control: return [facts.control]
+        case .control: return [facts.control?.description ?? "none"]
         case .pid: return ["\(facts.pid)"]
         case .status:
             return ["role \(facts.role)", "listen \(facts.listen)", "uptime \(Self.seconds(facts.now - facts.started))",

@@ -241,7 +241,7 @@ struct RunCommand: ParsableCommand {
             } else {
                 bound = address
             }
-            service.setControlAddress(bound.description)
+            service.setControlAddress(bound)
             logger.info("control socket on \(bound)")
             return channel
         } catch where control == nil {

@@ -11,7 +11,7 @@ final class RuntimeTests: XCTestCase {
     }
 
     private func facts(now: NIODeadline = at(10), exitEnabled: Bool = false, configFile: String? = nil) -> Runtime.Facts {
-        Runtime.Facts(now: now, started: at(0), vrrp: [], listen: "127.0.0.1:80", control: "/run/penha/penha.sock",
+        Runtime.Facts(now: now, started: at(0), vrrp: [], listen: "127.0.0.1:80", control: .unix(path: "/run/penha/penha.sock"),
                       pid: 42, exitEnabled: exitEnabled, configFile: configFile)
     }
 
