@@ -98,6 +98,11 @@ public struct ServerSpec: Equatable, Sendable {
         self.priority = priority
     }
 
+    /// A server's soft and hard connection limits.
+    static let limitRange = 0...Limits.connections
+    /// A server's weight and priority.
+    static let weightRange = 0...Limits.weight
+
     /// `defaultPort` is the listen port; a Unix-socket listener has none, so ports are required.
     public static func parse(_ text: String, defaultPort: Int?) throws -> ServerSpec {
         let host: String
@@ -118,16 +123,17 @@ public struct ServerSpec: Equatable, Sendable {
         }
         guard !host.isEmpty else { throw ConfigurationError("bad server '\(text)': no host") }
         let fields = rest.isEmpty ? [] : rest.dropFirst().split(separator: ":", omittingEmptySubsequences: false)
-        let names = ["port", "maxc", "hard", "weight", "prio"]
+        let names = [("port", 0...65535), ("maxc", limitRange), ("hard", limitRange), ("weight", weightRange),
+                     ("prio", weightRange)]
         guard fields.count <= names.count else {
             throw ConfigurationError("bad server '\(text)': more than host:port:maxc:hard:weight:prio")
         }
         var numbers: [Int] = []
-        for (field, name) in zip(fields, names) {
+        for (field, (name, range)) in zip(fields, names) {
             guard let number = Int(field), number >= 0 else {
                 throw ConfigurationError("bad server '\(text)': \(name) '\(field)' is not a non-negative number")
             }
-            numbers.append(number)
+            numbers.append(try boundedNumber(number, range, for: "bad server '\(text)': \(name)"))
         }
         guard let port = try numbers.first.map({ try validPort($0, in: text) }) ?? defaultPort else {
             throw ConfigurationError("bad server '\(text)': a port is needed when listening on a Unix socket")

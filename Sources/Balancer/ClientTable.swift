@@ -64,8 +64,9 @@ extension ClientKey: CustomStringConvertible {
     }
 }
 
-/// pen's client table: a fixed number of slots (`-c`), each remembering the server a client
-/// used last. When the table is full the least recently used slot is reused; with a tracking
+/// pen's client table: at most `-c` slots, each remembering the server a client used last.
+/// Slots are added as clients arrive rather than reserved up front (pen preallocates), so a
+/// large `-c` costs memory only for the clients actually seen. When the table is full the least recently used slot is reused; with a tracking
 /// time (`-T`) entries older than that are forgotten.
 /// Lookup, touch and eviction are O(1): a dictionary finds the slot, and a doubly linked list
 /// through the slots keeps them in order of use.
@@ -95,7 +96,6 @@ public struct ClientTable: Sendable {
         precondition(capacity > 0, "the client table needs at least one slot")
         self.capacity = capacity
         self.trackingTime = trackingTime
-        entries.reserveCapacity(capacity)
     }
 
     public var count: Int { entries.count }

@@ -61,6 +61,33 @@ public enum Command: Equatable, Sendable {
         case clientACL = "client_acl"
         /// The access list control connections are checked against (pen's default: 0).
         case controlACL = "control_acl"
+
+        /// The values the setting takes; a larger one is refused where it is parsed, before
+        /// it can reach an allocation or a time calculation.
+        public var range: ClosedRange<Int> {
+            switch self {
+            case .blacklist, .tracking, .idleTimeout: return 0...Limits.seconds
+            case .clientsMax: return 1...Limits.clients
+            case .connectionsMax: return 0...Limits.connections
+            case .timeout: return 1...Limits.connectTimeout
+            case .debug: return 0...Limits.debugLevel
+            case .clientACL, .controlACL: return 0...(AccessLists.count - 1)
+            }
+        }
+
+        /// `value`, if it is within `range`; `name` is how the user gave it (`-c`, `clients_max`).
+        public func check(_ value: Int, as name: String? = nil) throws -> Int {
+            let name = name ?? rawValue
+            switch self {
+            case .clientACL, .controlACL:
+                guard range.contains(value) else {
+                    throw ConfigurationError("\(name) must name an access list, 0-9, not \(value)")
+                }
+                return value
+            default:
+                return try boundedNumber(value, range, for: name)
+            }
+        }
     }
 
     public enum FileSetting: String, CaseIterable, Sendable {
@@ -102,7 +129,7 @@ public enum Command: Equatable, Sendable {
             return .flag(flag, true)
         }
         if let setting = Setting(rawValue: first) {
-            return .setting(setting, try optionalNumber(arguments, first))
+            return .setting(setting, try optionalNumber(arguments, first).map { try setting.check($0) })
         }
         if let query = Query(rawValue: first) {
             try expect(arguments, atMost: 0, first)
@@ -119,7 +146,9 @@ public enum Command: Equatable, Sendable {
         case "server":
             return .server(try ServerChange.parse(arguments))
         case "recent":
-            return .recent(try optionalNumber(arguments, first))
+            return .recent(try optionalNumber(arguments, first).map {
+                try boundedNumber($0, 0...Limits.seconds, for: "'recent'")
+            })
         case "connection", "close":
             guard arguments.count == 1, let number = try optionalNumber(arguments, first) else {
                 throw ConfigurationError("'\(first)' needs one connection number")
@@ -191,6 +220,30 @@ public enum Command: Equatable, Sendable {
     private static func line(_ name: String, _ argument: (some CustomStringConvertible)?) -> String {
         argument.map { "\(name) \($0)" } ?? name
     }
+}
+
+/// The largest values penha takes. Each is far beyond what a farm needs and far below what
+/// could overflow a time calculation or exhaust memory: a value past one is refused by name.
+public enum Limits {
+    /// Durations in seconds (blacklist, tracking, idle timeout): a year.
+    public static let seconds = 31_536_000
+    public static let connectTimeout = 3600
+    /// Client table slots; the table grows to this as clients arrive, it is not reserved.
+    public static let clients = 1_000_000
+    /// Simultaneous connections (`-x`, a server's max and hard limits).
+    public static let connections = 1_000_000
+    /// A server's weight and priority.
+    public static let weight = 1_000_000
+    public static let debugLevel = 9
+    /// The listen backlog (`-q`); the kernel caps it at net.core.somaxconn anyway.
+    public static let backlog = 65535
+}
+
+/// `value` within `range`, or an error naming the bound.
+public func boundedNumber(_ value: Int, _ range: ClosedRange<Int>, for what: String) throws -> Int {
+    guard value >= range.lowerBound else { throw ConfigurationError("\(what) must be at least \(range.lowerBound), not \(value)") }
+    guard value <= range.upperBound else { throw ConfigurationError("\(what) must be at most \(range.upperBound), not \(value)") }
+    return value
 }
 
 /// A number a command needs: an integer, zero or more.

@@ -29,9 +29,11 @@ public struct ServerChange: Equatable, Sendable {
         self.acl = acl
     }
 
-    private static let numberFields: [(name: String, field: WritableKeyPath<ServerChange, Int?>)] = [
-        ("port", \.port), ("max", \.maxConnections), ("hard", \.hardLimit), ("weight", \.weight),
-        ("prio", \.priority), ("blacklist", \.blacklistSeconds),
+    /// Each field's bounds; the port's are validPort's, checked after (its message names the range).
+    private static let numberFields: [(name: String, field: WritableKeyPath<ServerChange, Int?>, range: ClosedRange<Int>)] = [
+        ("port", \.port, 0...Int.max), ("max", \.maxConnections, ServerSpec.limitRange),
+        ("hard", \.hardLimit, ServerSpec.limitRange), ("weight", \.weight, ServerSpec.weightRange),
+        ("prio", \.priority, ServerSpec.weightRange), ("blacklist", \.blacklistSeconds, 0...Limits.seconds),
     ]
 
     /// The words after `server`.
@@ -48,7 +50,8 @@ public struct ServerChange: Equatable, Sendable {
                 let bracketed = value.hasPrefix("[") && value.hasSuffix("]") && value.count > 2
                 change.address = bracketed ? String(value.dropFirst().dropLast()) : value
             } else if let number = numberFields.first(where: { $0.name == name }) {
-                change[keyPath: number.field] = try nonNegativeNumber(value, for: "server: '\(name)'")
+                let what = "server: '\(name)'"
+                change[keyPath: number.field] = try boundedNumber(nonNegativeNumber(value, for: what), number.range, for: what)
             } else if name == "acl" {
                 change.acl = try AccessLists.listNumber(value)
             } else {
@@ -63,7 +66,7 @@ public struct ServerChange: Equatable, Sendable {
     var words: [String] {
         var words = ["\(index)"]
         if let address { words += ["address", address] }
-        for (name, field) in Self.numberFields {
+        for (name, field, _) in Self.numberFields {
             if let value = self[keyPath: field] { words += [name, "\(value)"] }
         }
         if let acl { words += ["acl", "\(acl)"] }
