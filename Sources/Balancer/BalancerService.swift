@@ -36,9 +36,13 @@ public final class BalancerService {
         public var exitEnabled = false
         /// `-F`: what SIGHUP re-reads and `write` without a file name writes.
         public var configFile: String?
-        public init(exitEnabled: Bool = false, configFile: String? = nil) {
+        /// The configuration the command line and `-O` give, before `-F`: a reload applies
+        /// the file to it, so that what the file no longer says returns to it.
+        public var commandLine: Configuration?
+        public init(exitEnabled: Bool = false, configFile: String? = nil, commandLine: Configuration? = nil) {
             self.exitEnabled = exitEnabled
             self.configFile = configFile
+            self.commandLine = commandLine
         }
     }
 
@@ -57,7 +61,8 @@ public final class BalancerService {
         self.limiter = ConnectionLimiter(limit: configuration.connectionsMax)
         self.boundListen = configuration.listen.description
         self.tls = configuration.tls.isEnabled ? try TLSTermination(settings: configuration.tls) : nil
-        try connectionLog.open(configuration.logFile)
+        connectionLog.file = try LogFile.open(configuration.logFile)
+        if let report = configuration.webStatsFile { try FileAccess.checkReplaceable(report) }
         blockingPool.start()
     }
 
@@ -165,19 +170,39 @@ public final class BalancerService {
             .recover { error in Reply(lines: ["error: \(error)"]) }
     }
 
-    /// SIGHUP: reopens the connection log and re-reads the `-F` file as one transaction, so
-    /// a file with an error changes nothing, and with it the TLS files: if they do not load,
-    /// the running certificates stay and the log says why. Established connections are not touched.
+    /// SIGHUP. With `-F`: the file is read again and applied to the command line's
+    /// configuration as one transaction (`Runtime.converge`), so the running configuration is
+    /// what the command line and the file say; a file with an error changes nothing. The log
+    /// is reopened (rotation) and the TLS files are read again: if they do not load, the
+    /// running certificates stay and the log says why. Established connections are not touched.
     public func reload() -> EventLoopFuture<Void> {
-        let reopened = eventLoop.submit { try self.connectionLog.open(self.runtime.configuration.logFile) }
-        let reply = options.configFile.map { path in
-            reopened.flatMap { self.run(reading: { try ConfigFile.read(path) }, reloadingTLS: true) }
-        } ?? reopened.flatMap {
-            self.adoptTLS(previous: self.runtime.configuration.tls, reloading: true).map { Reply(lines: $0) }
+        guard let path = options.configFile else {
+            return blockingPool.runIfActive(eventLoop: eventLoop) { [configuration = runtime.configuration] in
+                try Prepared(lines: [], logPath: configuration.logFile)
+            }.flatMap { prepared in
+                self.connectionLog.file = prepared.log
+                return self.adoptTLS(previous: self.runtime.configuration.tls, reloading: true).map(self.logProblems)
+            }
         }
-        return reply.map { reply in
-            for line in reply.lines where line.hasPrefix("error: ") { self.logger.warning("\(line.dropFirst(7))") }
+        let commandLine = options.commandLine ?? runtime.configuration
+        return blockingPool.runIfActive(eventLoop: eventLoop) { () -> (Configuration, Prepared) in
+            let lines = try ConfigFile.read(path)
+            let target = try commandLine.applying(lines)
+            return (target, try Prepared(lines: lines, hosts: Set(target.servers.map(\.host)), logPath: target.logFile))
+        }.flatMapThrowing { target, prepared in
+            let tlsBefore = self.runtime.configuration.tls
+            let changes = try self.runtime.converge(to: target, facts: self.facts(), resolved: prepared.resolved)
+            self.adoptRuntime()
+            self.connectionLog.file = prepared.log
+            for change in changes { self.logger.notice("reload: \(change)") }
+            return tlsBefore
+        }.flatMap { tlsBefore in
+            self.adoptTLS(previous: tlsBefore, reloading: true).map(self.logProblems)
         }
+    }
+
+    private func logProblems(_ lines: [String]) {
+        for line in lines { logger.warning("\(line)") }
     }
 
     /// SIGUSR1: the statistics as `status` shows them; the HTML report is written too.
@@ -191,28 +216,24 @@ public final class BalancerService {
         eventLoop.execute {
             guard let path = self.runtime.configuration.webStatsFile else { return }
             let page = self.runtime.webStats(facts: self.facts())
-            self.blockingPool.runIfActive(eventLoop: self.eventLoop) { try ConfigFile.write(page, to: path) }
+            self.blockingPool.runIfActive(eventLoop: self.eventLoop) { try FileAccess.replace(path, with: page) }
                 .whenFailure { error in self.logger.warning("cannot write the status report: \(error)") }
         }
     }
 
-    /// Reads and resolves on the thread pool, then applies on the event loop.
-    private func run(reading: @escaping @Sendable () throws -> [ConfigLine], reloadingTLS: Bool = false) -> EventLoopFuture<Reply> {
-        blockingPool.runIfActive(eventLoop: eventLoop) { () -> ResolvedLines in
+    /// Reads and prepares on the thread pool, then applies on the event loop.
+    private func run(reading: @escaping @Sendable () throws -> [ConfigLine]) -> EventLoopFuture<Reply> {
+        blockingPool.runIfActive(eventLoop: eventLoop) { () -> Prepared in
             let lines = try reading()
-            var resolved: [String: SocketAddress] = [:]
-            for host in lines.hostsToResolve {
-                resolved[host] = try? SocketAddress.makeAddressResolvingHost(host, port: 0)
-            }
-            return ResolvedLines(lines: lines, resolved: resolved)
-        }.flatMapThrowing { input in
+            return try Prepared(lines: lines, hosts: lines.hostsToResolve, logPath: lines.lastLogFile)
+        }.flatMapThrowing { prepared in
             let tlsBefore = self.runtime.configuration.tls
-            let outcome = try self.runtime.execute(input.lines, facts: self.facts(), resolved: input.resolved)
+            let outcome = try self.runtime.execute(prepared.lines, facts: self.facts(), resolved: prepared.resolved)
             self.adoptRuntime()
-            return (outcome, tlsBefore)
-        }.flatMap { outcome, tlsBefore in
-            self.adoptTLS(previous: tlsBefore, reloading: reloadingTLS).flatMap { problems in
-                self.perform(outcome).map { reply in
+            return (outcome, prepared, tlsBefore)
+        }.flatMap { outcome, prepared, tlsBefore in
+            self.adoptTLS(previous: tlsBefore, reloading: false).flatMap { problems in
+                self.perform(outcome, prepared).map { reply in
                     var reply = reply
                     reply.lines += problems
                     return reply
@@ -235,9 +256,27 @@ public final class BalancerService {
         }
     }
 
-    private struct ResolvedLines: Sendable {
+    /// A batch's blocking part, done on the thread pool before it runs: its host names
+    /// looked up, the log file it ends with opened, the report files it names checked, so
+    /// that a path that cannot be used is refused with the command and never stalls the loop.
+    private struct Prepared: Sendable {
         let lines: [ConfigLine]
         let resolved: [String: SocketAddress]
+        /// The connection log the batch leaves open; nil for none. `logPath` nil: no log.
+        let log: LogFile?
+
+        init(lines: [ConfigLine], hosts: Set<String> = [], logPath: String?) throws {
+            self.lines = lines
+            var resolved: [String: SocketAddress] = [:]
+            for host in hosts {
+                resolved[host] = try? SocketAddress.makeAddressResolvingHost(host, port: 0)
+            }
+            self.resolved = resolved
+            log = try LogFile.open(logPath)
+            for case .file(.webStats, .set(let path)) in lines.map(\.command) {
+                try FileAccess.checkReplaceable(path)
+            }
+        }
     }
 
     private func facts() -> Runtime.Facts {
@@ -260,23 +299,19 @@ public final class BalancerService {
 
     private static let noDelay = ChannelOptions.tcpOption(.tcp_nodelay)
 
-    private func perform(_ outcome: Runtime.Outcome) -> EventLoopFuture<Reply> {
+    private func perform(_ outcome: Runtime.Outcome, _ prepared: Prepared) -> EventLoopFuture<Reply> {
         var reply = Reply(lines: outcome.lines)
         var writes: [EventLoopFuture<Void>] = []
         for effect in outcome.effects {
             switch effect {
             case .reopenLog:
-                do {
-                    try connectionLog.open(runtime.configuration.logFile)
-                } catch {
-                    reply.lines.append("error: \(error)")
-                }
+                connectionLog.file = prepared.log
             case .closeConnection(let number):
                 relayed[number]?.client.close(promise: nil)
                 relayed[number]?.upstream.close(promise: nil)
                 udp?.close(connection: number)
             case .write(let path, let contents):
-                writes.append(blockingPool.runIfActive(eventLoop: eventLoop) { try ConfigFile.write(contents, to: path) })
+                writes.append(blockingPool.runIfActive(eventLoop: eventLoop) { try FileAccess.replace(path, with: contents) })
             case .exit:
                 reply.exitRequested = true
             }

@@ -1,7 +1,3 @@
-#if canImport(Glibc)
-import Glibc
-#endif
-
 /// One command and where it came from ("file:line"), so that an error can say where.
 public struct ConfigLine: Equatable, Sendable {
     public let command: Command
@@ -20,6 +16,21 @@ extension Array where Element == ConfigLine {
             if case .server(let change) = line.command { return change.address }
             return nil
         })
+    }
+}
+
+extension Array where Element == ConfigLine {
+    /// The file the lines' last `log FILE` names, unless a `no log` follows it: the log the
+    /// batch leaves open, if it changes the log at all.
+    var lastLogFile: String? {
+        for line in reversed() {
+            switch line.command {
+            case .file(.log, .set(let path)): return path
+            case .file(.log, .off): return nil
+            default: continue
+            }
+        }
+        return nil
     }
 }
 
@@ -57,7 +68,9 @@ public enum ConfigFile {
 
     private static func parse(_ text: String, name: String, depth: Int) throws -> [ConfigLine] {
         var lines: [ConfigLine] = []
-        for (index, raw) in text.split(separator: "\n", omittingEmptySubsequences: false).enumerated() {
+        // "\r\n" is one Character in Swift: a file with CRLF line endings splits on it too.
+        let rawLines = text.split(omittingEmptySubsequences: false, whereSeparator: { $0 == "\n" || $0 == "\r\n" })
+        for (index, raw) in rawLines.enumerated() {
             let origin = "\(name):\(index + 1)"
             let content = raw.prefix { $0 != "#" }
             guard content.contains(where: { $0 != " " && $0 != "\t" && $0 != "\r" }) else { continue }
@@ -76,35 +89,15 @@ public enum ConfigFile {
         return lines
     }
 
-    /// The file's text; a blocking read, so callers keep it off the event loop.
+    /// The file's text; a regular file only, opened without blocking (a FIFO or a device
+    /// named by `include` or `-F` is refused instead of waiting for a writer). Callers still
+    /// keep it off the event loop: the read itself is disk I/O.
+    /// A file that cannot be read is a configuration error (exit 2), as a bad line in it is.
     static func contents(of path: String) throws -> String {
-        guard let file = fopen(path, "r") else {
-            throw ConfigurationError("cannot read \(path): \(String(cString: strerror(errno)))")
-        }
-        defer { fclose(file) }
-        var bytes: [UInt8] = []
-        var chunk = [UInt8](repeating: 0, count: 65536)
-        while bytes.count <= maxBytes {
-            let count = fread(&chunk, 1, chunk.count, file)
-            if count == 0 { break }
-            bytes += chunk.prefix(count)
-        }
-        guard ferror(file) == 0 else { throw ConfigurationError("cannot read \(path): \(String(cString: strerror(errno)))") }
-        guard bytes.count <= maxBytes else { throw ConfigurationError("\(path) is larger than \(maxBytes) bytes") }
-        return String(decoding: bytes, as: UTF8.self)
-    }
-
-    /// Writes `contents` to `path` through a temporary file and a rename, so a reader never
-    /// sees half a file. Blocking, like `contents(of:)`.
-    public static func write(_ contents: String, to path: String) throws {
-        let temporary = path + ".tmp"
-        guard let file = fopen(temporary, "w") else {
-            throw ConfigurationError("cannot write \(path): \(String(cString: strerror(errno)))")
-        }
-        let written = fputs(contents, file) >= 0
-        guard fclose(file) == 0, written, rename(temporary, path) == 0 else {
-            unlink(temporary)
-            throw ConfigurationError("cannot write \(path): \(String(cString: strerror(errno)))")
+        do {
+            return String(decoding: try FileAccess.read(path, maxBytes: maxBytes), as: UTF8.self)
+        } catch let error as FileError {
+            throw ConfigurationError(error.description)
         }
     }
 }

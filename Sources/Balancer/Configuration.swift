@@ -69,23 +69,21 @@ public struct Configuration: Equatable, Sendable {
             case .http: forwardedFor = enabled
             }
         case .setting(let setting, let value):
-            guard let value else {
+            guard let given = value else {
                 throw ConfigurationError("'\(setting.rawValue)' needs a value here")
             }
+            // Commands come bounded from Command.parse; a Command made in code is checked too.
+            let value = try setting.check(given)
             switch setting {
             case .blacklist: blacklistSeconds = value
-            case .clientsMax:
-                guard value > 0 else { throw ConfigurationError("clients_max must be at least 1") }
-                clientsMax = value
+            case .clientsMax: clientsMax = value
             case .connectionsMax: connectionsMax = value
-            case .timeout:
-                guard value > 0 else { throw ConfigurationError("timeout must be at least 1 second") }
-                connectTimeoutSeconds = value
+            case .timeout: connectTimeoutSeconds = value
             case .tracking: trackingSeconds = value
             case .idleTimeout: idleTimeoutSeconds = value
             case .debug: debugLevel = value
-            case .clientACL: clientACL = try Self.listNumber(value, setting)
-            case .controlACL: controlACL = try Self.listNumber(value, setting)
+            case .clientACL: clientACL = value
+            case .controlACL: controlACL = value
             }
         case .source(let address):
             guard (try? SocketAddress(ipAddress: address, port: 0)) != nil else {
@@ -121,6 +119,20 @@ public struct Configuration: Equatable, Sendable {
         }
     }
 
+    /// This configuration with `lines` applied in order, as start-up applies `-O` and `-F`;
+    /// the error names the failing line.
+    public func applying(_ lines: [ConfigLine]) throws -> Configuration {
+        var result = self
+        for line in lines {
+            do {
+                try result.apply(line.command)
+            } catch let error as ConfigurationError {
+                throw error.at(line.origin)
+            }
+        }
+        return result
+    }
+
     /// The current value of a numeric setting, as its command answers it.
     public func value(of setting: Command.Setting) -> Int {
         switch setting {
@@ -134,13 +146,6 @@ public struct Configuration: Equatable, Sendable {
         case .clientACL: return clientACL
         case .controlACL: return controlACL
         }
-    }
-
-    private static func listNumber(_ value: Int, _ setting: Command.Setting) throws -> Int {
-        guard value < AccessLists.count else {
-            throw ConfigurationError("\(setting.rawValue) must name an access list, 0-9, not \(value)")
-        }
-        return value
     }
 
     /// Changes server N, or adds it when N is the next number (pen grows its table the same way).

@@ -143,6 +143,33 @@ public struct Runtime: Sendable {
         }
     }
 
+    /// SIGHUP with `-F`: the configuration becomes `target` (the command line with the file
+    /// applied), as if penha had been started with it; what the file no longer says returns
+    /// to its command-line or default value. Servers keep their counters; servers past the
+    /// target's last are removed: they get no new clients and their connections finish.
+    /// Returns what changed, a line each, for the log.
+    public mutating func converge(to target: Configuration, facts: Facts, resolved: [String: SocketAddress]) throws -> [String] {
+        guard target.vrrpInstances == configuration.vrrpInstances else {
+            throw ConfigurationError("vrrp instances are set at start; restart penha to change them")
+        }
+        try facts.control?.checkProtected(by: target)
+        var changed = self
+        changed.configuration = target
+        changed.adoptConfiguration()
+        for (index, spec) in target.servers.enumerated() {
+            let running = state.servers.servers.indices.contains(index) ? state.servers.servers[index].host : nil
+            try changed.adoptServer(ServerChange(index: index, address: spec.host == running ? nil : spec.host),
+                                    now: facts.now, resolved: resolved)
+        }
+        let kept = target.servers.count
+        let removed = kept..<max(kept, state.servers.count)
+        changed.state.servers.servers.removeLast(removed.count)
+        let before = Set(configuration.commands.map(\.text))
+        self = changed
+        return target.commands.map(\.text).filter { !before.contains($0) }
+            + removed.map { "server \($0) removed: no new clients, its connections finish" }
+    }
+
     /// The configuration as a file `-F` reads back (the listen address stays on the command line).
     public func configurationFile(listen: String) -> String {
         let header = ["# written by penha; start it with: penha -F FILE \(listen)"]

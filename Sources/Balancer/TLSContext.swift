@@ -113,6 +113,14 @@ final class TLSContext: @unchecked Sendable {
         if let ciphers = settings.ciphers, SSL_CTX_set_cipher_list(context, ciphers) != 1 {
             throw ConfigurationError("ssl_ciphers \(ciphers): no usable cipher: \(openSSLErrors())")
         }
+        // OpenSSL opens files by name with a blocking open: a FIFO there would hang the thread.
+        for file in [certificate, key] + (caFile.map { [$0] } ?? []) {
+            do {
+                try FileAccess.requireRegularFile(file, action: "load")
+            } catch let error as FileError {
+                throw ConfigurationError(error.description)
+            }
+        }
         guard SSL_CTX_use_certificate_chain_file(context, certificate) == 1 else {
             throw ConfigurationError("cannot load the certificate \(certificate): \(openSSLErrors())")
         }

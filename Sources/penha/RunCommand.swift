@@ -110,19 +110,20 @@ struct RunCommand: ParsableCommand {
         if udp && certificate != nil {
             throw ConfigurationError("options -U and -E cannot be combined: penha terminates TLS over TCP only")
         }
-        for (value, option, minimum) in [(blacklist, "-b", 0), (clients, "-c", 1), (timeout, "-t", 1),
-                                         (connections, "-x", 0), (tracking, "-T", 0), (backlog, "-q", 1)]
-        where value < minimum {
-            throw ConfigurationError("option \(option) must be at least \(minimum), not \(value)")
-        }
+        let settings: [(Int, Command.Setting, String)] = [(blacklist, .blacklist, "-b"), (clients, .clientsMax, "-c"),
+                                                          (timeout, .timeout, "-t"), (connections, .connectionsMax, "-x"),
+                                                          (tracking, .tracking, "-T")]
+        for (value, setting, option) in settings { _ = try setting.check(value, as: "option \(option)") }
+        _ = try boundedNumber(backlog, 1...Limits.backlog, for: "option -q")
         guard !servers.isEmpty || configFile != nil else {
             throw ConfigurationError("no servers given after the listen address")
         }
     }
 
     /// The command line as a `Configuration`: options first, then `-O` commands, then the
-    /// `-F` file, as pen does.
-    func makeConfiguration() throws -> Configuration {
+    /// `-F` file, as pen does. `commandLine` is the part before the file, which a reload
+    /// applies the file to again.
+    func makeConfiguration() throws -> (commandLine: Configuration, running: Configuration) {
         let listenAddress = try ListenAddress.parse(listen)
         var configuration = Configuration(
             listen: listenAddress,
@@ -155,13 +156,8 @@ struct RunCommand: ParsableCommand {
                 throw error.at(origin)
             }
         }
-        for line in try ConfigFile.expandIncludes(given) + (configFile.map(ConfigFile.read) ?? []) {
-            do {
-                try configuration.apply(line.command)
-            } catch let error as ConfigurationError {
-                throw error.at(line.origin)
-            }
-        }
+        let commandLine = try configuration.applying(ConfigFile.expandIncludes(given))
+        configuration = try commandLine.applying(configFile.map(ConfigFile.read) ?? [])
         if let user, !configuration.vrrpInstances.isEmpty {
             throw ConfigurationError("-u \(user) cannot be combined with vrrp: moving virtual addresses needs root")
         }
@@ -169,11 +165,11 @@ struct RunCommand: ParsableCommand {
         guard !configuration.servers.isEmpty else {
             throw ConfigurationError("no servers: give them after the listen address or as 'server' lines in \(configFile ?? "-F")")
         }
-        return configuration
+        return (commandLine, configuration)
     }
 
     func run() throws {
-        let configuration = try makeConfiguration()
+        let (commandLine, configuration) = try makeConfiguration()
         // Before any thread exists: the detached penha is a fresh process.
         if !foreground { Daemon.start(arguments: Array(CommandLine.arguments.dropFirst())) }
         let logger = makeLogger(debugLevel: configuration.debugLevel)
@@ -184,7 +180,8 @@ struct RunCommand: ParsableCommand {
         let service: BalancerService
         do {
             service = try BalancerService(configuration: configuration, eventLoop: group.next(), logger: logger,
-                                          options: .init(exitEnabled: exitCommand, configFile: configFile))
+                                          options: .init(exitEnabled: exitCommand, configFile: configFile,
+                                                         commandLine: commandLine))
         } catch let error as ConfigurationError {
             throw error
         } catch {
@@ -199,7 +196,7 @@ struct RunCommand: ParsableCommand {
         let controlChannel = try startControl(service, logger: logger)
         if let pidFile {
             do {
-                try ConfigFile.write("\(getpid())\n", to: pidFile)
+                try FileAccess.replace(pidFile, with: "\(getpid())\n")
             } catch {
                 throw RuntimeFailure(description: "\(error)")
             }

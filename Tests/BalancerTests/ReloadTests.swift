@@ -1,0 +1,75 @@
+import NIOCore
+import XCTest
+@testable import Balancer
+
+/// SIGHUP with -F: the running configuration becomes the command line's with the file
+/// applied, whatever the previous file or the control socket had set.
+final class ReloadTests: XCTestCase {
+    private let commandLine = Configuration(listen: .inet(host: "127.0.0.1", port: 80),
+                                            servers: [ServerSpec(host: "127.0.0.1", port: 9000)])
+
+    private let facts = Runtime.Facts(now: at(10), started: at(0), vrrp: [], listen: "127.0.0.1:80", control: nil,
+                                      pid: 1, exitEnabled: false, configFile: "penha.conf")
+
+    private func target(_ file: String) throws -> Configuration {
+        try commandLine.applying(ConfigFile.parse(file, name: "penha.conf"))
+    }
+
+    private func resolved(_ hosts: String...) throws -> [String: SocketAddress] {
+        Dictionary(uniqueKeysWithValues: try hosts.map { ($0, try SocketAddress(ipAddress: $0, port: 0)) })
+    }
+
+    private func started(with file: String) throws -> Runtime {
+        let configuration = try target(file)
+        return Runtime(configuration: configuration, state: try configuration.makeState())
+    }
+
+    func testSettingsTheFileNoLongerSaysReturnToTheCommandLine() throws {
+        var runtime = try started(with: "roundrobin\nweight\nblacklist 5\nclients_max 10\n")
+        let changes = try runtime.converge(to: try target("blacklist 7\n"), facts: facts, resolved: [:])
+        XCTAssertEqual(runtime.configuration, try target("blacklist 7\n"))
+        XCTAssertFalse(runtime.state.selection.roundRobin || runtime.state.selection.weight)
+        XCTAssertEqual(runtime.state.blacklistTime, .seconds(7))
+        XCTAssertEqual(runtime.state.clients.capacity, 2048)
+        XCTAssertEqual(Set(changes), ["blacklist 7", "clients_max 2048", "no roundrobin", "no weight"])
+    }
+
+    func testServersAbsentFromTheFileAreRemovedAndTheOthersKeepTheirCounters() throws {
+        var runtime = try started(with: "server 1 address 127.0.0.2 port 9001\nserver 2 address 127.0.0.3 port 9002\n")
+        runtime.state.servers.servers[1].totalConnections = 5
+        let connected = runtime.state.accept(client: client(1), now: at(1))
+        var placement = connected
+        let target = try XCTUnwrap(runtime.state.nextTarget(&placement, now: at(1)))
+        let number = runtime.state.connected(placement, to: target, client: "c", now: at(1))
+        let changes = try runtime.converge(to: try self.target("server 1 address 127.0.0.2 port 9001\n"), facts: facts,
+                                           resolved: try resolved("127.0.0.1", "127.0.0.2"))
+        XCTAssertEqual(runtime.state.servers.servers.map(\.port), [9000, 9001])
+        XCTAssertEqual(runtime.state.servers.servers[1].totalConnections, 5, "a kept server keeps its counters")
+        XCTAssertEqual(changes, ["server 2 removed: no new clients, its connections finish"])
+        // A connection in flight finishes whatever server it was on.
+        runtime.state.finished(placement, connection: number, target: target)
+        XCTAssertEqual(runtime.state.activeConnections, 0)
+    }
+
+    func testAServerTheControlSocketMovedGoesBackToTheFilesAddress() throws {
+        var runtime = try started(with: "")
+        _ = try runtime.execute([ConfigLine(try Command.parse("server 0 address 127.0.0.9 port 9100"))], facts: facts,
+                                resolved: try resolved("127.0.0.9"))
+        _ = try runtime.converge(to: try target(""), facts: facts, resolved: try resolved("127.0.0.1"))
+        XCTAssertEqual(runtime.state.servers.servers[0].address, try SocketAddress(ipAddress: "127.0.0.1", port: 9000))
+    }
+
+    func testAFailedReloadChangesNothing() throws {
+        var runtime = try started(with: "blacklist 5\n")
+        let before = runtime.configuration
+        XCTAssertThrowsError(try runtime.converge(to: try target("server 0 address www\nblacklist 9\n"), facts: facts, resolved: [:]))
+        XCTAssertEqual(runtime.configuration, before)
+        XCTAssertEqual(runtime.state.blacklistTime, .seconds(5))
+    }
+
+    func testAnUnchangedFileChangesNothing() throws {
+        var runtime = try started(with: "roundrobin\nserver 1 address 127.0.0.2 port 9001\n")
+        XCTAssertEqual(try runtime.converge(to: try target("roundrobin\nserver 1 address 127.0.0.2 port 9001\n"), facts: facts,
+                                            resolved: [:]), [])
+    }
+}
