@@ -1,6 +1,7 @@
 import Logging
 import NIOCore
 import NIOPosix
+import Synchronization
 import VRRP
 
 #if canImport(Glibc)
@@ -26,7 +27,9 @@ public final class BalancerService {
     private var udp: UDPRelay?
     private var boundListen: String
     private var relayed: [Int: (client: Channel, upstream: Channel)] = [:]
-    private var vrrpStatus: @Sendable () -> [VRRPInstance.Status] = { [] }
+    /// Set once VRRP runs. Asks the interfaces, so it is called on the thread pool and only
+    /// for a report that shows the instances.
+    private let vrrpStatus = Mutex<@Sendable () -> [VRRPInstance.Status]>({ [] })
     private var controlAddress: ControlAddress?
     private let tls: TLSTermination?
 
@@ -143,7 +146,7 @@ public final class BalancerService {
 
     /// Where `status` gets the VRRP instances' states (and so the role) from once VRRP runs.
     public func setVRRPStatusProvider(_ provider: @escaping @Sendable () -> [VRRPInstance.Status]) {
-        eventLoop.execute { self.vrrpStatus = provider }
+        vrrpStatus.withLock { $0 = provider }
     }
 
     /// Whether a control connection from `address` passes `control_acl` (a refusal is logged);
@@ -211,24 +214,32 @@ public final class BalancerService {
         return execute("status").map(\.lines)
     }
 
-    /// Writes the `-w` report, if there is one, off the event loop; a failure is logged.
+    /// Writes the `-w` report, if there is one: the VRRP states gathered and the file written
+    /// on the thread pool, the page made on the event loop; a failure is logged.
     private func writeWebStats() {
-        eventLoop.execute {
-            guard let path = self.runtime.configuration.webStatsFile else { return }
-            let page = self.runtime.webStats(facts: self.facts())
-            self.blockingPool.runIfActive(eventLoop: self.eventLoop) { try FileAccess.replace(path, with: page) }
-                .whenFailure { error in self.logger.warning("cannot write the status report: \(error)") }
-        }
+        blockingPool.runIfActive(eventLoop: eventLoop) { self.vrrpReports() }.flatMap { vrrp in
+            guard let path = self.runtime.configuration.webStatsFile else { return self.eventLoop.makeSucceededVoidFuture() }
+            let page = self.runtime.webStats(facts: self.facts(vrrp: vrrp))
+            return self.blockingPool.runIfActive(eventLoop: self.eventLoop) { try FileAccess.replace(path, with: page) }
+        }.whenFailure { error in self.logger.warning("cannot write the status report: \(error)") }
+    }
+
+    /// The VRRP instances as reports show them; blocking (it asks the interfaces).
+    private func vrrpReports() -> [StatusReport.VRRPInstance] {
+        vrrpStatus.withLock { $0 }().map(StatusReport.VRRPInstance.init)
     }
 
     /// Reads and prepares on the thread pool, then applies on the event loop.
     private func run(reading: @escaping @Sendable () throws -> [ConfigLine]) -> EventLoopFuture<Reply> {
         blockingPool.runIfActive(eventLoop: eventLoop) { () -> Prepared in
             let lines = try reading()
-            return try Prepared(lines: lines, hosts: lines.hostsToResolve, logPath: lines.lastLogFile)
+            let reportsVRRP = lines.contains { $0.command == .query(.status) }
+            return try Prepared(lines: lines, hosts: lines.hostsToResolve, logPath: lines.lastLogFile,
+                                vrrp: reportsVRRP ? self.vrrpReports() : [])
         }.flatMapThrowing { prepared in
             let tlsBefore = self.runtime.configuration.tls
-            let outcome = try self.runtime.execute(prepared.lines, facts: self.facts(), resolved: prepared.resolved)
+            let outcome = try self.runtime.execute(prepared.lines, facts: self.facts(vrrp: prepared.vrrp),
+                                                   resolved: prepared.resolved)
             self.adoptRuntime()
             return (outcome, prepared, tlsBefore)
         }.flatMap { outcome, prepared, tlsBefore in
@@ -264,9 +275,12 @@ public final class BalancerService {
         let resolved: [String: SocketAddress]
         /// The connection log the batch leaves open; nil for none. `logPath` nil: no log.
         let log: LogFile?
+        /// The VRRP instances, when the batch reports them.
+        let vrrp: [StatusReport.VRRPInstance]
 
-        init(lines: [ConfigLine], hosts: Set<String> = [], logPath: String?) throws {
+        init(lines: [ConfigLine], hosts: Set<String> = [], logPath: String?, vrrp: [StatusReport.VRRPInstance] = []) throws {
             self.lines = lines
+            self.vrrp = vrrp
             var resolved: [String: SocketAddress] = [:]
             for host in hosts {
                 resolved[host] = try? SocketAddress.makeAddressResolvingHost(host, port: 0)
@@ -279,8 +293,8 @@ public final class BalancerService {
         }
     }
 
-    private func facts() -> Runtime.Facts {
-        Runtime.Facts(now: .now(), started: started, vrrp: vrrpStatus(), listen: boundListen, control: controlAddress,
+    private func facts(vrrp: [StatusReport.VRRPInstance] = []) -> Runtime.Facts {
+        Runtime.Facts(now: .now(), started: started, vrrp: vrrp, listen: boundListen, control: controlAddress,
                       pid: Int(getpid()), exitEnabled: options.exitEnabled, configFile: options.configFile,
                       tlsHandshakes: tls.map { ($0.completed, $0.failed) })
     }

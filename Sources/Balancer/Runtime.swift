@@ -36,8 +36,9 @@ public struct Runtime: Sendable {
     public struct Facts: Sendable {
         public var now: NIODeadline
         public var started: NIODeadline
-        /// The VRRP instances' states; empty when penha runs standalone.
-        public var vrrp: [VRRPInstance.Status]
+        /// The VRRP instances' states; empty when penha runs standalone, and for commands that
+        /// do not report them (gathering them asks the interfaces: not done for every command).
+        public var vrrp: [StatusReport.VRRPInstance]
         /// The listen address actually bound.
         public var listen: String
         /// Where the control socket is; nil without one.
@@ -51,9 +52,9 @@ public struct Runtime: Sendable {
         public var tlsHandshakes: (completed: UInt64, failed: UInt64)?
 
         /// The state of the first VRRP instance, or STANDALONE.
-        public var role: String { vrrp.first?.state.rawValue ?? "STANDALONE" }
+        public var role: String { vrrp.first?.state ?? "STANDALONE" }
 
-        public init(now: NIODeadline, started: NIODeadline, vrrp: [VRRPInstance.Status], listen: String, control: ControlAddress?,
+        public init(now: NIODeadline, started: NIODeadline, vrrp: [StatusReport.VRRPInstance], listen: String, control: ControlAddress?,
                     pid: Int, exitEnabled: Bool, configFile: String?,
                     tlsHandshakes: (completed: UInt64, failed: UInt64)? = nil) {
             self.now = now
@@ -195,33 +196,24 @@ public struct Runtime: Sendable {
         case .control: return [facts.control?.description ?? "none"]
         case .pid: return ["\(facts.pid)"]
         case .status:
-            return ["role \(facts.role)", "listen \(facts.listen)", "uptime \(Self.seconds(facts.now - facts.started))",
-                    "connections \(state.activeConnections) total \(state.totalConnections) refused \(state.refusedClients)"]
-                + servers.enumerated().map { index, server in
-                    "server \(index) address \(Self.ip(server)) port \(server.port) state \(server.state(now: facts.now)) "
-                        + "blacklist_left \(server.blacklistSecondsLeft(now: facts.now)) connections \(server.connections) "
-                        + "total \(server.totalConnections) max \(server.maxConnections) sent \(server.sent) received \(server.received)"
-                }
-                + (facts.tlsHandshakes.map { ["tls handshakes \($0.completed) failed \($0.failed)"] } ?? [])
-                + facts.vrrp.flatMap(Self.statusLines)
+            return statusReport(facts: facts).lines
         }
     }
 
-    /// One VRRP instance as `status` lines: name/value pairs, then its VIPs, then the reason
-    /// of its last transition (free text, so last and on a line of its own).
-    static func statusLines(_ instance: VRRPInstance.Status) -> [String] {
-        let vrid = instance.vrid
-        var summary = "vrrp \(vrid) state \(instance.state.rawValue) interface \(instance.interface) version \(instance.version) "
-            + "priority \(instance.configuredPriority) effective \(instance.effectivePriority) "
-            + "advert_ms \(Int(instance.advertisementInterval) * 10) master \(instance.masterAddress.map { "\($0)" } ?? "-") "
-            + "last_change \(instance.lastTransitionTime ?? 0) sent \(instance.advertisementsSent) "
-            + "received \(instance.advertisementsReceived) malformed \(instance.malformed)"
-        for reason in VRRPDropReason.allCases {
-            summary += " drop_\(reason) \(instance.dropped[reason, default: 0])"
-        }
-        return [summary]
-            + instance.virtualAddresses.map { "vip \(vrid) address \($0.address) on_interface \($0.onInterface ? "yes" : "no")" }
-            + (instance.lastTransitionReason.map { ["vrrp_reason \(vrid) \($0)"] } ?? [])
+    /// What `status`, `penha status` and SIGUSR1 report.
+    public func statusReport(facts: Facts) -> StatusReport {
+        StatusReport(
+            role: facts.role, listen: facts.listen, uptimeSeconds: Int(Self.seconds(facts.now - facts.started)),
+            connections: state.activeConnections, totalConnections: state.totalConnections,
+            refusedClients: state.refusedClients,
+            tlsHandshakes: facts.tlsHandshakes.map { StatusReport.TLSHandshakes(completed: $0.completed, failed: $0.failed) },
+            servers: state.servers.servers.enumerated().map { index, server in
+                StatusReport.Server(index: index, address: Self.ip(server), port: server.port, state: server.state(now: facts.now),
+                                    blacklistSecondsLeft: server.blacklistSecondsLeft(now: facts.now),
+                                    connections: server.connections, totalConnections: server.totalConnections,
+                                    maxConnections: server.maxConnections, sent: server.sent, received: server.received)
+            },
+            vrrp: facts.vrrp)
     }
 
     private func connection(_ number: Int) throws -> BalancerState.ConnectionRecord {

@@ -51,8 +51,8 @@ public struct Server: Equatable, Sendable {
     }
 
     /// What `penha status` shows: up, full (at its soft limit) or blacklisted.
-    public func state(now: NIODeadline) -> String {
-        isBlacklisted(now: now) ? "blacklisted" : isFull(returning: false) ? "full" : "up"
+    public func state(now: NIODeadline) -> StatusReport.ServerState {
+        isBlacklisted(now: now) ? .blacklisted : isFull(returning: false) ? .full : .up
     }
 
     /// Whole seconds of blacklist left, rounded up; 0 when not blacklisted.

@@ -5,7 +5,7 @@ import NIOCore
 extension Runtime {
     public func webStats(facts: Facts) -> String {
         let servers = state.servers.servers.enumerated().map { index, server in
-            Self.row(["\(index)", server.host, "\(server.port)", server.state(now: facts.now), "\(server.connections)",
+            Self.row(["\(index)", server.host, "\(server.port)", server.state(now: facts.now).rawValue, "\(server.connections)",
                       "\(server.maxConnections)", "\(server.hardLimit)", "\(server.sent)", "\(server.received)",
                       "\(server.weight)", "\(server.priority)"])
         }

@@ -27,7 +27,12 @@ struct StatusCommand: ParsableCommand {
         if let error = lines.first(where: { $0.hasPrefix("error: ") }) {
             throw RuntimeFailure(description: "penha answered: \(error)")
         }
-        let status = Status(lines: lines)
+        let status: StatusReport
+        do {
+            status = try StatusReport(lines: lines)
+        } catch let error as StatusReport.FormatError {
+            throw RuntimeFailure(description: "penha's status answer cannot be read: \(error)")
+        }
         if json {
             let encoder = JSONEncoder()
             encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
@@ -38,120 +43,8 @@ struct StatusCommand: ParsableCommand {
     }
 }
 
-/// The answer to the `status` command: lines of name/value word pairs (`Runtime` writes them).
-struct Status: Encodable {
-    struct Server: Encodable {
-        var index = 0
-        var address = ""
-        var port = 0
-        var state = ""
-        var blacklistSecondsLeft = 0
-        var connections = 0
-        var totalConnections: UInt64 = 0
-        var maxConnections = 0
-        var sent: UInt64 = 0
-        var received: UInt64 = 0
-    }
-
-    struct VRRPInstance: Encodable {
-        struct VirtualAddress: Encodable {
-            var address: String
-            var onInterface: Bool
-        }
-
-        var vrid = 0
-        var state = "?"
-        var interface = "?"
-        var version = 0
-        var priority = 0
-        var effectivePriority = 0
-        var advertMilliseconds = 0
-        /// The current master's address, nil when unknown.
-        var master: String?
-        /// Seconds since 1970; 0 before the first transition.
-        var lastChange = 0
-        var lastChangeReason = ""
-        var sent: UInt64 = 0
-        var received: UInt64 = 0
-        var malformed: UInt64 = 0
-        /// Received adverts dropped, by reason (RFC 5798 section 7.1).
-        var dropped: [String: UInt64] = [:]
-        var virtualAddresses: [VirtualAddress] = []
-    }
-
-    var role = "?"
-    var listen = "?"
-    var uptimeSeconds = 0
-    var connections = 0
-    var totalConnections: UInt64 = 0
-    /// Clients refused by client_acl.
-    var refusedClients: UInt64 = 0
-    /// TLS handshakes completed and failed; nil without TLS.
-    var tlsHandshakes: TLSHandshakes?
-
-    struct TLSHandshakes: Encodable {
-        var completed: UInt64
-        var failed: UInt64
-    }
-    var servers: [Server] = []
-    var vrrp: [VRRPInstance] = []
-
-    init(lines: [String]) {
-        for line in lines {
-            let words = line.split(separator: " ").map(String.init)
-            guard let name = words.first, words.count >= 2 else { continue }
-            // Pairs after the first word: "server 0 address A port P ..." → ["address": "A", ...].
-            var pairs: [String: String] = [:]
-            for index in stride(from: 2, to: words.count - 1, by: 2) { pairs[words[index]] = words[index + 1] }
-            switch name {
-            case "role": role = words[1]
-            case "listen": listen = words[1]
-            case "uptime": uptimeSeconds = Int(words[1]) ?? 0
-            case "connections":
-                connections = Int(words[1]) ?? 0
-                totalConnections = pairs["total"].flatMap { UInt64($0) } ?? 0
-                refusedClients = pairs["refused"].flatMap { UInt64($0) } ?? 0
-            case "tls" where words.count == 5:
-                // "tls handshakes N failed M"
-                tlsHandshakes = TLSHandshakes(completed: UInt64(words[2]) ?? 0, failed: UInt64(words[4]) ?? 0)
-            case "server":
-                servers.append(Server(
-                    index: Int(words[1]) ?? servers.count, address: pairs["address"] ?? "?",
-                    port: pairs["port"].flatMap { Int($0) } ?? 0, state: pairs["state"] ?? "?",
-                    blacklistSecondsLeft: pairs["blacklist_left"].flatMap { Int($0) } ?? 0,
-                    connections: pairs["connections"].flatMap { Int($0) } ?? 0,
-                    totalConnections: pairs["total"].flatMap { UInt64($0) } ?? 0,
-                    maxConnections: pairs["max"].flatMap { Int($0) } ?? 0,
-                    sent: pairs["sent"].flatMap { UInt64($0) } ?? 0,
-                    received: pairs["received"].flatMap { UInt64($0) } ?? 0))
-            case "vrrp":
-                var instance = VRRPInstance(vrid: Int(words[1]) ?? 0)
-                instance.state = pairs["state"] ?? "?"
-                instance.interface = pairs["interface"] ?? "?"
-                instance.version = pairs["version"].flatMap { Int($0) } ?? 0
-                instance.priority = pairs["priority"].flatMap { Int($0) } ?? 0
-                instance.effectivePriority = pairs["effective"].flatMap { Int($0) } ?? 0
-                instance.advertMilliseconds = pairs["advert_ms"].flatMap { Int($0) } ?? 0
-                instance.master = pairs["master"].flatMap { $0 == "-" ? nil : $0 }
-                instance.lastChange = pairs["last_change"].flatMap { Int($0) } ?? 0
-                instance.sent = pairs["sent"].flatMap { UInt64($0) } ?? 0
-                instance.received = pairs["received"].flatMap { UInt64($0) } ?? 0
-                instance.malformed = pairs["malformed"].flatMap { UInt64($0) } ?? 0
-                for (name, value) in pairs where name.hasPrefix("drop_") {
-                    instance.dropped[String(name.dropFirst(5))] = UInt64(value) ?? 0
-                }
-                vrrp.append(instance)
-            case "vip":
-                let address = VRRPInstance.VirtualAddress(address: pairs["address"] ?? "?", onInterface: pairs["on_interface"] == "yes")
-                vrrp.indices.last { vrrp[$0].vrid == Int(words[1]) }.map { vrrp[$0].virtualAddresses.append(address) }
-            case "vrrp_reason":
-                let reason = words.dropFirst(2).joined(separator: " ")
-                vrrp.indices.last { vrrp[$0].vrid == Int(words[1]) }.map { vrrp[$0].lastChangeReason = reason }
-            default: continue
-            }
-        }
-    }
-
+/// How `penha status` shows the report to a person.
+extension StatusReport {
     /// Fits an 80-column terminal.
     var summary: String {
         var lines = ["penha \(role), listening on \(listen), up \(Self.duration(uptimeSeconds))",
@@ -163,7 +56,7 @@ struct Status: Encodable {
         lines += ["", Self.row(["#", "server", "state", "conn", "total", "sent", "received"])]
         for server in servers {
             let address = server.address.contains(":") ? "[\(server.address)]:\(server.port)" : "\(server.address):\(server.port)"
-            let state = server.state == "blacklisted" ? "blacklisted \(server.blacklistSecondsLeft)s" : server.state
+            let state = server.state == .blacklisted ? "blacklisted \(server.blacklistSecondsLeft)s" : server.state.rawValue
             lines.append(Self.row(["\(server.index)", address, state, "\(server.connections)", "\(server.totalConnections)",
                                    Self.bytes(server.sent), Self.bytes(server.received)]))
         }

@@ -1,0 +1,230 @@
+import VRRP
+
+/// What a running penha reports about itself: the one model that the control socket's
+/// `status` lines, `penha status` and its `--json`, the `-w` page and SIGUSR1 all render from.
+/// `lines` and `init(lines:)` are the control socket's wire format, one the inverse of the
+/// other: lines of name/value word pairs that a person can read too.
+public struct StatusReport: Codable, Equatable, Sendable {
+    public var role: String
+    public var listen: String
+    public var uptimeSeconds: Int
+    public var connections: Int
+    public var totalConnections: UInt64
+    /// Clients refused by client_acl.
+    public var refusedClients: UInt64
+    /// nil without TLS.
+    public var tlsHandshakes: TLSHandshakes?
+    public var servers: [Server]
+    public var vrrp: [VRRPInstance]
+
+    public struct TLSHandshakes: Codable, Equatable, Sendable {
+        public var completed: UInt64
+        public var failed: UInt64
+    }
+
+    public struct Server: Codable, Equatable, Sendable {
+        public var index: Int
+        public var address: String
+        public var port: Int
+        public var state: ServerState
+        public var blacklistSecondsLeft: Int
+        public var connections: Int
+        public var totalConnections: UInt64
+        public var maxConnections: Int
+        public var sent: UInt64
+        public var received: UInt64
+    }
+
+    /// A server's state as `status` spells it.
+    public enum ServerState: String, Codable, Sendable {
+        case up
+        /// At its soft limit: only returning clients get in, up to the hard limit.
+        case full
+        case blacklisted
+    }
+
+    public struct VRRPInstance: Codable, Equatable, Sendable {
+        public var vrid: Int
+        /// RFC 5798's state names: INITIALIZE, BACKUP, MASTER (and penha's FAULT).
+        public var state: String
+        public var interface: String
+        public var version: Int
+        public var priority: Int
+        public var effectivePriority: Int
+        public var advertMilliseconds: Int
+        /// The current master's address, nil when unknown.
+        public var master: String?
+        /// Seconds since 1970; 0 before the first transition.
+        public var lastChange: Int
+        /// Empty before the first transition.
+        public var lastChangeReason: String
+        public var sent: UInt64
+        public var received: UInt64
+        public var malformed: UInt64
+        /// Received adverts dropped, by reason (RFC 5798 section 7.1), by `status`'s names.
+        public var dropped: [String: UInt64]
+        public var virtualAddresses: [VirtualAddress]
+
+        public struct VirtualAddress: Codable, Equatable, Sendable {
+            public var address: String
+            public var onInterface: Bool
+        }
+    }
+
+    /// The `status` answer.
+    public var lines: [String] {
+        ["role \(role)", "listen \(listen)", "uptime \(uptimeSeconds)",
+         "connections \(connections) total \(totalConnections) refused \(refusedClients)"]
+            + servers.map { server in
+                "server \(server.index) address \(server.address) port \(server.port) state \(server.state.rawValue) "
+                    + "blacklist_left \(server.blacklistSecondsLeft) connections \(server.connections) "
+                    + "total \(server.totalConnections) max \(server.maxConnections) sent \(server.sent) received \(server.received)"
+            }
+            + (tlsHandshakes.map { ["tls handshakes \($0.completed) failed \($0.failed)"] } ?? [])
+            + vrrp.flatMap(Self.lines)
+    }
+
+    /// One VRRP instance: name/value pairs, then its VIPs, then the reason of its last
+    /// transition (free text, so last and on a line of its own).
+    private static func lines(_ instance: VRRPInstance) -> [String] {
+        let vrid = instance.vrid
+        let summary = "vrrp \(vrid) state \(instance.state) interface \(instance.interface) version \(instance.version) "
+            + "priority \(instance.priority) effective \(instance.effectivePriority) "
+            + "advert_ms \(instance.advertMilliseconds) master \(instance.master ?? "-") "
+            + "last_change \(instance.lastChange) sent \(instance.sent) "
+            + "received \(instance.received) malformed \(instance.malformed)"
+            + dropNames(instance.dropped).map { " drop_\($0) \(instance.dropped[$0] ?? 0)" }.joined()
+        return [summary]
+            + instance.virtualAddresses.map { "vip \(vrid) address \($0.address) on_interface \($0.onInterface ? "yes" : "no")" }
+            + (instance.lastChangeReason.isEmpty ? [] : ["vrrp_reason \(vrid) \(instance.lastChangeReason)"])
+    }
+
+    /// Drop reasons in the order the codec checks them, then any others.
+    private static func dropNames(_ dropped: [String: UInt64]) -> [String] {
+        let known = VRRPDropReason.allCases.map { "\($0)" }
+        return known + dropped.keys.filter { !known.contains($0) }.sorted()
+    }
+
+    /// A status line this penha cannot read: a field missing or not a number.
+    public struct FormatError: Error, Equatable, CustomStringConvertible {
+        public let description: String
+    }
+
+    /// One line's words, with the pairs after the first two (`server 0 address A port P ...`).
+    private struct Fields {
+        let line: String
+        let words: [String]
+        let pairs: [String: String]
+
+        init(line: String, words: [String]) {
+            self.line = line
+            self.words = words
+            var pairs: [String: String] = [:]
+            for index in stride(from: 2, to: words.count - 1, by: 2) { pairs[words[index]] = words[index + 1] }
+            self.pairs = pairs
+        }
+
+        func text(_ name: String) throws -> String {
+            guard let value = pairs[name] else { throw FormatError(description: "no '\(name)' in status line '\(line)'") }
+            return value
+        }
+
+        func int(_ name: String) throws -> Int { try parsed(try text(name), name) }
+        func count(_ name: String) throws -> UInt64 { try parsed(try text(name), name) }
+        /// The word at `position`, a number (`server 3 ...`, `uptime 42`).
+        func number(_ position: Int) throws -> Int { try parsed(words[position], "word \(position + 1)") }
+
+        private func parsed<Number: FixedWidthInteger>(_ text: String, _ name: String) throws -> Number {
+            guard let value = Number(text) else { throw FormatError(description: "'\(name)' is not a number in '\(line)'") }
+            return value
+        }
+    }
+}
+
+extension StatusReport.VRRPInstance {
+    /// A running instance as reports show it; every drop reason is listed, with 0 if none.
+    public init(_ status: VRRPInstance.Status) {
+        self.init(
+            vrid: Int(status.vrid), state: status.state.rawValue, interface: status.interface, version: Int(status.version),
+            priority: Int(status.configuredPriority), effectivePriority: Int(status.effectivePriority),
+            advertMilliseconds: Int(status.advertisementInterval) * 10, master: status.masterAddress.map { "\($0)" },
+            lastChange: status.lastTransitionTime ?? 0, lastChangeReason: status.lastTransitionReason ?? "",
+            sent: status.advertisementsSent, received: status.advertisementsReceived, malformed: status.malformed,
+            dropped: Dictionary(uniqueKeysWithValues: VRRPDropReason.allCases.map { ("\($0)", status.dropped[$0, default: 0]) }),
+            virtualAddresses: status.virtualAddresses.map { VirtualAddress(address: "\($0.address.address)", onInterface: $0.onInterface) })
+    }
+}
+
+extension StatusReport {
+    /// Reads `lines` back. Lines of a kind this penha does not know are skipped (a newer penha
+    /// may report more); a known line without its fields is an error, never a silent zero.
+    public init(lines: [String]) throws {
+        var fields: [String: Fields] = [:]
+        var servers: [Server] = []
+        var vrrp: [VRRPInstance] = []
+        var tlsHandshakes: TLSHandshakes?
+        // An instance's `vip` and `vrrp_reason` lines follow its `vrrp` line.
+        func instanceIndex(_ vrid: Int, for line: String) throws -> Int {
+            guard let index = vrrp.lastIndex(where: { $0.vrid == vrid }) else {
+                throw FormatError(description: "'\(line)' comes before its vrrp line")
+            }
+            return index
+        }
+        for line in lines {
+            let words = line.split(separator: " ", omittingEmptySubsequences: true).map(String.init)
+            guard let kind = words.first, words.count >= 2 else { continue }
+            let entry = Fields(line: line, words: words)
+            switch kind {
+            case "role", "listen", "uptime", "connections": fields[kind] = entry
+            case "tls":
+                // "tls handshakes N failed M"
+                guard words.count == 5, let completed = UInt64(words[2]), let failed = UInt64(words[4]) else {
+                    throw FormatError(description: "unreadable status line '\(line)'")
+                }
+                tlsHandshakes = TLSHandshakes(completed: completed, failed: failed)
+            case "server":
+                guard let state = ServerState(rawValue: try entry.text("state")) else {
+                    throw FormatError(description: "unknown server state in '\(line)'")
+                }
+                servers.append(Server(index: try entry.number(1), address: try entry.text("address"), port: try entry.int("port"),
+                                      state: state, blacklistSecondsLeft: try entry.int("blacklist_left"),
+                                      connections: try entry.int("connections"), totalConnections: try entry.count("total"),
+                                      maxConnections: try entry.int("max"), sent: try entry.count("sent"),
+                                      received: try entry.count("received")))
+            case "vrrp":
+                let master = try entry.text("master")
+                var dropped: [String: UInt64] = [:]
+                for name in entry.pairs.keys where name.hasPrefix("drop_") { dropped[String(name.dropFirst(5))] = try entry.count(name) }
+                vrrp.append(VRRPInstance(
+                    vrid: try entry.number(1), state: try entry.text("state"), interface: try entry.text("interface"),
+                    version: try entry.int("version"), priority: try entry.int("priority"),
+                    effectivePriority: try entry.int("effective"), advertMilliseconds: try entry.int("advert_ms"),
+                    master: master == "-" ? nil : master, lastChange: try entry.int("last_change"), lastChangeReason: "",
+                    sent: try entry.count("sent"), received: try entry.count("received"), malformed: try entry.count("malformed"),
+                    dropped: dropped, virtualAddresses: []))
+            case "vip":
+                let address = VRRPInstance.VirtualAddress(address: try entry.text("address"),
+                                                          onInterface: try entry.text("on_interface") == "yes")
+                vrrp[try instanceIndex(try entry.number(1), for: line)].virtualAddresses.append(address)
+            case "vrrp_reason":
+                vrrp[try instanceIndex(try entry.number(1), for: line)].lastChangeReason = words.dropFirst(2).joined(separator: " ")
+            default:
+                continue
+            }
+        }
+        func required(_ kind: String) throws -> Fields {
+            guard let entry = fields[kind] else { throw FormatError(description: "no '\(kind)' line in the status") }
+            return entry
+        }
+        self.servers = servers
+        self.vrrp = vrrp
+        self.tlsHandshakes = tlsHandshakes
+        role = try required("role").words[1]
+        listen = try required("listen").words[1]
+        uptimeSeconds = try required("uptime").number(1)
+        let connectionLine = try required("connections")
+        connections = try connectionLine.number(1)
+        totalConnections = try connectionLine.count("total")
+        refusedClients = try connectionLine.count("refused")
+    }
+}

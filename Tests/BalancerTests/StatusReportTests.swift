@@ -1,0 +1,93 @@
+import Foundation
+import NIOCore
+import XCTest
+@testable import Balancer
+import VRRP
+
+/// The status model and its wire format: what `status` writes, `penha status` reads back.
+final class StatusReportTests: XCTestCase {
+    private func report() -> StatusReport {
+        let dropped = Dictionary(uniqueKeysWithValues: VRRPDropReason.allCases.enumerated().map { ("\($1)", UInt64($0)) })
+        let instance = StatusReport.VRRPInstance(
+            vrid: 7, state: "MASTER", interface: "eth0", version: 3, priority: 150, effectivePriority: 140,
+            advertMilliseconds: 100, master: "192.0.2.1", lastChange: 1_796_148_213,
+            lastChangeReason: "master down timer expired (no advert for 0.36 s)", sent: 12, received: 3, malformed: 1,
+            dropped: dropped,
+            virtualAddresses: [.init(address: "192.0.2.100/24", onInterface: true), .init(address: "2001:db8::100/64", onInterface: false)])
+        var other = instance
+        other.vrid = 8
+        other.master = nil
+        other.lastChange = 0
+        other.lastChangeReason = ""
+        other.virtualAddresses = []
+        return StatusReport(
+            role: "MASTER", listen: "[2001:db8::1]:80", uptimeSeconds: 3600, connections: 4, totalConnections: 99,
+            refusedClients: 2, tlsHandshakes: .init(completed: 10, failed: 1),
+            servers: [.init(index: 0, address: "127.0.0.1", port: 8080, state: .up, blacklistSecondsLeft: 0, connections: 3,
+                            totalConnections: 90, maxConnections: 10, sent: 1234, received: 5678),
+                      .init(index: 1, address: "2001:db8::2", port: 80, state: .blacklisted, blacklistSecondsLeft: 17,
+                            connections: 0, totalConnections: 9, maxConnections: 0, sent: 0, received: 0)],
+            vrrp: [instance, other])
+    }
+
+    func testTheLinesReadBackToTheSameReport() throws {
+        let original = report()
+        XCTAssertEqual(try StatusReport(lines: original.lines), original)
+        var plain = original
+        plain.tlsHandshakes = nil
+        plain.vrrp = []
+        plain.servers[1].state = .full
+        XCTAssertEqual(try StatusReport(lines: plain.lines), plain)
+    }
+
+    func testTheWireFormatIsPenhasStatusLines() {
+        let lines = report().lines
+        XCTAssertEqual(Array(lines.prefix(5)), [
+            "role MASTER", "listen [2001:db8::1]:80", "uptime 3600", "connections 4 total 99 refused 2",
+            "server 0 address 127.0.0.1 port 8080 state up blacklist_left 0 connections 3 total 90 max 10 sent 1234 received 5678",
+        ])
+        XCTAssertTrue(lines.contains("tls handshakes 10 failed 1"))
+        XCTAssertTrue(lines.contains("vip 7 address 192.0.2.100/24 on_interface yes"))
+        XCTAssertTrue(lines.contains("vrrp_reason 7 master down timer expired (no advert for 0.36 s)"))
+        XCTAssertTrue(lines.contains { $0.hasPrefix("vrrp 8 state MASTER interface eth0 version 3 priority 150 effective 140 advert_ms 100 master - last_change 0 ") })
+    }
+
+    func testWhatRuntimeAnswersIsWhatTheReaderReads() throws {
+        let configuration = Configuration(listen: .inet(host: "127.0.0.1", port: 80),
+                                          servers: [ServerSpec(host: "127.0.0.1", port: 9000), ServerSpec(host: "::1", port: 9001)])
+        var runtime = Runtime(configuration: configuration, state: try configuration.makeState())
+        runtime.state.servers.servers[1].blacklistedUntil = at(40)
+        let facts = Runtime.Facts(now: at(10), started: at(0), vrrp: report().vrrp, listen: "127.0.0.1:80", control: nil,
+                                  pid: 1, exitEnabled: false, configFile: nil, tlsHandshakes: (5, 6))
+        let answer = try runtime.execute([ConfigLine(.query(.status))], facts: facts, resolved: [:]).lines
+        let read = try StatusReport(lines: answer)
+        XCTAssertEqual(read, runtime.statusReport(facts: facts))
+        XCTAssertEqual(read.servers.map(\.state), [.up, .blacklisted])
+        XCTAssertEqual(read.servers[1].blacklistSecondsLeft, 30)
+        XCTAssertEqual(read.role, "MASTER")
+    }
+
+    func testJSONKeepsItsFieldNames() throws {
+        let object = try XCTUnwrap(JSONSerialization.jsonObject(with: JSONEncoder().encode(report())) as? [String: Any])
+        XCTAssertEqual(Set(object.keys), ["role", "listen", "uptimeSeconds", "connections", "totalConnections", "refusedClients",
+                                          "tlsHandshakes", "servers", "vrrp"])
+        let server = try XCTUnwrap((object["servers"] as? [[String: Any]])?.first)
+        XCTAssertEqual(Set(server.keys), ["index", "address", "port", "state", "blacklistSecondsLeft", "connections",
+                                          "totalConnections", "maxConnections", "sent", "received"])
+        XCTAssertEqual(server["state"] as? String, "up")
+        let instance = try XCTUnwrap((object["vrrp"] as? [[String: Any]])?.first)
+        XCTAssertEqual(Set(instance.keys), ["vrid", "state", "interface", "version", "priority", "effectivePriority",
+                                            "advertMilliseconds", "master", "lastChange", "lastChangeReason", "sent", "received",
+                                            "malformed", "dropped", "virtualAddresses"])
+    }
+
+    func testAKnownLineWithoutItsFieldsIsAnErrorAndUnknownLinesAreSkipped() throws {
+        var lines = report().lines
+        lines.append("health 0 state up")
+        XCTAssertEqual(try StatusReport(lines: lines), report(), "a newer penha's extra line is skipped")
+        lines[4] = "server 0 address 127.0.0.1 state up"
+        XCTAssertThrowsError(try StatusReport(lines: lines)) { XCTAssertTrue("\($0)".contains("no 'port'"), "\($0)") }
+        XCTAssertThrowsError(try StatusReport(lines: ["role MASTER"])) { XCTAssertTrue("\($0)".contains("no 'listen' line"), "\($0)") }
+        XCTAssertThrowsError(try StatusReport(lines: report().lines.map { $0.replacingOccurrences(of: "uptime 3600", with: "uptime x") }))
+    }
+}
