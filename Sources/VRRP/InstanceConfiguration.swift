@@ -45,7 +45,7 @@ public struct VRRPInstanceConfiguration: Equatable, Sendable {
             case "vip":
                 let text = try reader.value(for: keyword)
                 guard let address = VirtualAddress(text) else {
-                    throw VRRPCommandError("vip '\(text)' is not ADDRESS/LENGTH")
+                    throw VRRPCommandError("vip '\(text)' is not ADDRESS/LENGTH (LENGTH 1-32 for IPv4, 1-128 for IPv6)")
                 }
                 virtualAddresses.append(address)
             case "advert": advertisement = try reader.value(for: keyword)
@@ -108,26 +108,23 @@ public struct VRRPInstanceConfiguration: Equatable, Sendable {
     }
 
     /// `1s`, `100ms`, or a plain number of seconds: multiples of 10 ms up to 40.95 s in
-    /// version 3 (RFC 5798 section 5.2.7), whole seconds up to 255 in version 2.
+    /// version 3 (RFC 5798 section 5.2.7: 12 bits of centiseconds), whole seconds up to 255 in
+    /// version 2 (RFC 3768 section 5.3.7). The number is bounded before it is scaled, so no
+    /// input can overflow.
     static func interval(_ text: String, version: VRRPConfiguration.Version) throws -> UInt16 {
-        let milliseconds: Int?
-        if text.hasSuffix("ms") {
-            milliseconds = Int(text.dropLast(2))
-        } else {
-            milliseconds = Int(text.hasSuffix("s") ? text.dropLast() : Substring(text)).map { $0 * 1000 }
+        let inMilliseconds = text.hasSuffix("ms")
+        let digits = inMilliseconds ? text.dropLast(2) : text.hasSuffix("s") ? text.dropLast() : Substring(text)
+        guard !digits.isEmpty, digits.allSatisfy({ $0.isASCII && $0.isNumber }) else {
+            throw VRRPCommandError("advert '\(text)' is not like 1s or 100ms")
         }
-        guard let milliseconds, milliseconds > 0 else { throw VRRPCommandError("advert '\(text)' is not like 1s or 100ms") }
-        switch version {
-        case .v3:
-            guard milliseconds % 10 == 0, milliseconds <= 40950 else {
-                throw VRRPCommandError("advert '\(text)': version 3 takes multiples of 10ms up to 40950ms")
-            }
-        case .v2:
-            guard milliseconds % 1000 == 0, milliseconds <= 255_000 else {
-                throw VRRPCommandError("advert '\(text)': version 2 takes whole seconds up to 255s")
-            }
+        let unit = inMilliseconds ? 1 : 1000
+        let (maximum, step, bound) = version == .v3
+            ? (40950, 10, "version 3 takes multiples of 10ms from 10ms up to 40950ms (40.95s)")
+            : (255_000, 1000, "version 2 takes whole seconds from 1s up to 255s")
+        guard let count = Int(digits), (1...maximum / unit).contains(count), count * unit % step == 0 else {
+            throw VRRPCommandError("advert '\(text)': \(bound)")
         }
-        return UInt16(milliseconds / 10)
+        return UInt16(count * unit / 10)
     }
 
     /// The words of the command that recreates this instance (for `write`).

@@ -94,6 +94,9 @@ public enum VRRPDropReason: String, Error, CaseIterable, Sendable {
     case vrid = "other VRID"
     case authentication = "authentication mismatch"
     case interval = "interval mismatch"
+    /// An interval of 0 would make the backup's Master_Down_Interval 0: one such advert,
+    /// forged or broken, would put the addresses on two nodes at once.
+    case zeroInterval = "zero interval"
 
     /// Adverts of other virtual routers on the same link are normal traffic: count them, don't log them.
     public var isSilent: Bool { self == .vrid }
@@ -193,10 +196,14 @@ extension VRRPAdvertisement {
             guard bytes[4] == ours.type, authentication == .none || Array(bytes.suffix(trailerLength)) == ours.data
             else { return .failure(.authentication) }
             interval = UInt16(bytes[5]) * 100
+            // RFC 3768 section 5.3.7: Adver Int counts whole seconds; 0 seconds is no interval.
+            guard interval != 0 else { return .failure(.zeroInterval) }
             // RFC 3768 section 7.1: version 2 routers must agree on the interval.
             guard interval == expectedInterval else { return .failure(.interval) }
         } else {
             interval = UInt16(bytes[4] & 0x0F) << 8 | UInt16(bytes[5])  // the reserved bits are ignored
+            // RFC 5798 section 5.2.7: Max Adver Int counts centiseconds; 0 is no interval.
+            guard interval != 0 else { return .failure(.zeroInterval) }
         }
         let size = source.bytes.count
         let addresses = (0..<count).compactMap { index in

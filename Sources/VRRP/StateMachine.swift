@@ -35,6 +35,7 @@ public enum VRRPAction: Equatable, Sendable {
     /// (for version 2 it is a whole number of seconds times 100).
     case sendAdvertisement(priority: UInt8, interval: UInt16)
     case addVirtualAddresses
+    /// Also on every entry into Backup, so it must succeed for addresses that are not there.
     case removeVirtualAddresses
     /// Gratuitous ARP / unsolicited Neighbor Advertisement for the virtual addresses;
     /// the caller repeats them as it sees fit.
@@ -309,7 +310,9 @@ public struct VRRPStateMachine: Sendable {
             return becomeMaster(reason: reason + " as address owner", now: now)
         }
         follow(master: nil, interval: configuration.advertisementInterval)
-        return [enter(downTimerArmed(now: now), reason: reason, now: now)]
+        // RFC 5798 section 6.4.2: a backup does not answer for the addresses, so it must not
+        // hold one that an earlier run killed with SIGKILL left on the interface.
+        return [.removeVirtualAddresses, enter(downTimerArmed(now: now), reason: reason, now: now)]
     }
 
     private mutating func becomeMaster(reason: String, now: VRRPInstant) -> [VRRPAction] {

@@ -65,6 +65,35 @@ final class NetworkLab {
             }
     }
 
+    /// Sends one VRRPv3 advertisement (RFC 5798 section 5) from the client `c` (192.0.2.100) to
+    /// 224.0.0.18 on the lab's link, with any interval, 0 included: the forger a node must resist.
+    func forgeAdvertisement(vrid: Int, priority: Int, intervalCentiseconds: Int, virtualAddress: String) throws {
+        let program = """
+            import socket, struct, sys
+            source, group = "192.0.2.100", "224.0.0.18"
+            vrid, priority, interval = (int(word) for word in sys.argv[1:4])
+            message = struct.pack("!BBBBHH", 0x31, vrid, priority, 1, interval, 0) + socket.inet_aton(sys.argv[4])
+            # RFC 5798 section 5.2.8: the checksum covers the IPv4 pseudo-header.
+            data = socket.inet_aton(source) + socket.inet_aton(group) + struct.pack("!BBH", 0, 112, len(message)) + message
+            total = sum(struct.unpack("!%dH" % (len(data) // 2), data))
+            while total > 0xFFFF:
+                total = (total & 0xFFFF) + (total >> 16)
+            message = message[:6] + struct.pack("!H", ~total & 0xFFFF) + message[8:]
+            sender = socket.socket(socket.AF_INET, socket.SOCK_RAW, 112)
+            sender.bind((source, 0))
+            sender.setsockopt(socket.IPPROTO_IP, socket.IP_MULTICAST_TTL, 255)
+            sender.setsockopt(socket.IPPROTO_IP, socket.IP_MULTICAST_IF, socket.inet_aton(source))
+            sender.sendto(message, (group, 0))
+            """
+        try Self.command(["ip", "netns", "exec", namespace("c"), "python3", "-c", program,
+                          "\(vrid)", "\(priority)", "\(intervalCentiseconds)", virtualAddress])
+    }
+
+    /// Adds an address to a node's eth0 by hand, as a penha killed with SIGKILL leaves its VIP.
+    func addAddress(_ address: String, on node: String) throws {
+        try Self.command(["ip", "-n", namespace(node), "addr", "add", address, "dev", "eth0"])
+    }
+
     func setLink(of node: String, up: Bool) throws {
         try Self.command(["ip", "-n", namespace(node), "link", "set", "eth0", up ? "up" : "down"])
     }

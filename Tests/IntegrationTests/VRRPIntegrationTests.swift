@@ -197,6 +197,44 @@ final class VRRPIntegrationTests: XCTestCase {
         XCTAssertEqual(try vrrpStatus(of: b).instance["received"] as? Int, 0)
     }
 
+    /// One forged advert with interval 0 and a priority above both nodes: accepted, it made the
+    /// master yield and the backup's Master_Down_Interval 0, so both took the VIP (issue 16).
+    func testForgedAdvertWithZeroIntervalIsDroppedAndChangesNothing() throws {
+        let lab = try NetworkLab()
+        let (a, b) = try startPair(lab)
+        XCTAssertNotNil(try lab.waitUntil("192.0.2.10", answers: "node-a", timeout: 5))
+        try lab.forgeAdvertisement(vrid: 51, priority: 254, intervalCentiseconds: 0, virtualAddress: "192.0.2.10")
+        for node in [a, b] {
+            XCTAssertTrue(waitFor(timeout: 5) { self.droppedZeroIntervals(of: node) > 0 }, "not counted: \(node.stderr)")
+        }
+        // Accepted, it would have acted at once: give the nodes many advert intervals to show it.
+        usleep(1_000_000)
+        XCTAssertFalse(b.stderr.contains("-> MASTER"), "the backup stayed backup: \(b.stderr)")
+        XCTAssertFalse(a.stderr.contains("MASTER -> BACKUP"), "the master stayed master: \(a.stderr)")
+        XCTAssertTrue(try lab.addresses(on: "a").contains("192.0.2.10/24"))
+        XCTAssertFalse(try lab.addresses(on: "b").contains("192.0.2.10/24"), "the VIP is on the master only")
+    }
+
+    /// kill -9 leaves a master's VIP on its interface; restarted as backup, the node removes it.
+    func testRestartedBackupRemovesTheVIPItsKilledRunLeftBehind() throws {
+        let lab = try NetworkLab()
+        let a = try startNode(lab, "a", priority: 200)
+        XCTAssertTrue(waitForState(a, "MASTER"), a.stderr)
+        try lab.addAddress("192.0.2.10/24", on: "b")
+        let b = try startNode(lab, "b", priority: 100)
+        XCTAssertTrue(waitForState(b, "BACKUP"), b.stderr)
+        XCTAssertTrue(waitFor(timeout: 3) { (try? lab.addresses(on: "b").contains("192.0.2.10/24")) == false },
+                      "the backup still holds the VIP: \((try? lab.addresses(on: "b")) ?? [])")
+        XCTAssertTrue(try lab.addresses(on: "a").contains("192.0.2.10/24"), "the master keeps it")
+        XCTAssertFalse(b.stderr.contains("-> MASTER"), b.stderr)
+        XCTAssertNotNil(try lab.waitUntil("192.0.2.10", answers: "node-a", timeout: 5))
+    }
+
+    /// The node's drop_zeroInterval counter; 0 when its status cannot be read.
+    private func droppedZeroIntervals(of penha: Penha) -> Int {
+        ((try? vrrpStatus(of: penha))?.instance["dropped"] as? [String: Int])?["zeroInterval"] ?? 0
+    }
+
     /// `penha status --json` of a node: the top-level role and its first VRRP instance.
     private func vrrpStatus(of penha: Penha) throws -> (role: String?, instance: [String: Any]) {
         let result = try runPenha(["status", "-C", penha.control, "--json"])

@@ -76,6 +76,50 @@ final class InstanceConfigurationTests: XCTestCase {
         }
     }
 
+    /// Every number of the command is checked against its bound where it is parsed, however
+    /// large: the error names the bound instead of an arithmetic overflow trapping penha.
+    func testEveryNumberIsBoundedWithAnErrorNamingTheBound() {
+        let base = "interface e vrid 1 priority 100 vip 192.0.2.1/24"
+        let huge = "99999999999999999"
+        let beyondInt = "999999999999999999999999999999"
+        let cases: [(String, String)] = [
+            ("\(base) advert \(huge)s", "up to 40950ms (40.95s)"),
+            ("\(base) advert \(beyondInt)s", "up to 40950ms (40.95s)"),
+            ("\(base) advert \(huge)ms", "up to 40950ms (40.95s)"),
+            ("\(base) advert \(huge)", "up to 40950ms (40.95s)"),
+            ("\(base) advert 40960ms", "up to 40950ms (40.95s)"),
+            ("\(base) advert 0ms", "from 10ms"),
+            ("\(base) advert -1s", "like 1s"),
+            ("\(base) version 2 advert \(huge)s", "up to 255s"),
+            ("\(base) version 2 advert \(beyondInt)", "up to 255s"),
+            ("\(base) version 2 advert 256s", "up to 255s"),
+            ("\(base) version 2 advert 0s", "from 1s"),
+            ("interface e vrid \(beyondInt) priority 100 vip 192.0.2.1/24", "'vrid' must be a number in 1-255"),
+            ("interface e vrid 256 priority 100 vip 192.0.2.1/24", "'vrid' must be a number in 1-255"),
+            ("interface e vrid 1 priority \(beyondInt) vip 192.0.2.1/24", "'priority' must be a number in 1-255"),
+            ("interface e vrid 1 priority 0 vip 192.0.2.1/24", "'priority' must be a number in 1-255"),
+            ("\(base) preempt_delay \(beyondInt)", "'preempt_delay' must be a number in 0-3600"),
+            ("\(base) preempt_delay 3601", "'preempt_delay' must be a number in 0-3600"),
+            ("\(base) preempt_delay -1", "'preempt_delay' must be a number in 0-3600"),
+            ("\(base) track_servers \(beyondInt)", "'track_servers' must be a number in 1-65535"),
+            ("\(base) track_servers 65536", "'track_servers' must be a number in 1-65535"),
+            ("\(base) track_servers 1 weight 255", "'weight' must be a number in 1-254"),
+            ("\(base) track_servers 1 weight \(huge)", "'weight' must be a number in 1-254"),
+            ("interface e vrid 1 priority 100 vip 192.0.2.1/\(beyondInt)", "LENGTH 1-32 for IPv4"),
+            ("interface e vrid 1 priority 100 vip 2001:db8::1/129", "1-128 for IPv6"),
+        ]
+        for (line, bound) in cases {
+            XCTAssertThrowsError(try parse(line), line) { error in
+                XCTAssertTrue("\(error)".contains(bound), "'\(line)' gave '\(error)', expected '\(bound)'")
+            }
+        }
+        // The bounds themselves are accepted.
+        XCTAssertEqual(try parse("\(base) advert 10ms").advertisementInterval, 1)
+        XCTAssertEqual(try parse("\(base) advert 40s").advertisementInterval, 4000)
+        XCTAssertEqual(try parse("\(base) version 2 advert 255s").advertisementInterval, 25500)
+        XCTAssertEqual(try parse("interface e vrid 255 priority 255 vip 192.0.2.1/24 preempt_delay 3600").preemptDelay, 3600)
+    }
+
     func testEffectivePriorityDropsWhenTooFewServersAreAvailable() throws {
         let configuration = try parse("interface e vrid 1 priority 100 vip 192.0.2.1/24 track_servers 2 weight 60")
         XCTAssertEqual(configuration.effectivePriority(availableServers: 3), 100)

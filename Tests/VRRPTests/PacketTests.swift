@@ -422,6 +422,24 @@ final class PacketTests: XCTestCase {
         assertDropped(decode(try encode(advert), like: advert, interval: 200), .interval)
     }
 
+    /// One forged advert with interval 0 would make a backup's Master_Down_Interval 0.
+    func testDropsZeroInterval() throws {
+        let v3 = v3Advert()
+        var bytes = try encode(v3)
+        bytes[4] = 0xF0  // the reserved bits set: they must not hide the zero
+        bytes[5] = 0
+        assertDropped(decode(rechecksummed(bytes, source: v4Source, destination: v4Group), like: v3), .zeroInterval)
+        let v6 = v3Advert().withIPv6()
+        var v6Bytes = try encode(v6)
+        v6Bytes[4] = 0
+        v6Bytes[5] = 0
+        assertDropped(decode(rechecksummed(v6Bytes, source: v6Source, destination: v6Group), like: v6), .zeroInterval)
+        let v2 = v2Advert()
+        var v2Bytes = try encode(v2)
+        v2Bytes[5] = 0
+        assertDropped(decode(rechecksummed(v2Bytes, source: v4Source, destination: v4Group), like: v2), .zeroInterval)
+    }
+
     func testVersion3AcceptsOtherIntervals() throws {
         // Version 3 backups adopt the master's interval instead (RFC 5798 section 6.4.2).
         let advert = v3Advert()

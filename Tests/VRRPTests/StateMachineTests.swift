@@ -52,7 +52,7 @@ final class StateMachineTests: XCTestCase {
 
     func testNonOwnerStartsAsBackupWithMasterDownTimer() throws {
         var machine = try makeMachine(priority: 100, interval: 100)
-        XCTAssertEqual(machine.start(now: t0), [.transition(from: .initialize, to: .backup, reason: "startup")])
+        XCTAssertEqual(machine.start(now: t0), [.removeVirtualAddresses, .transition(from: .initialize, to: .backup, reason: "startup")])
         XCTAssertEqual(machine.state, .backup)
         XCTAssertNil(machine.masterAddress)
         XCTAssertEqual(machine.masterAdvertInterval, 100)
@@ -60,6 +60,18 @@ final class StateMachineTests: XCTestCase {
         XCTAssertEqual(machine.skewTime, cs(60))
         XCTAssertEqual(machine.masterDownInterval, cs(360))
         XCTAssertEqual(machine.nextDeadline, t0.advanced(by: cs(360)))
+    }
+
+    /// A node killed with SIGKILL leaves its addresses on the interface; restarted, or back
+    /// from Fault, it enters Backup and must not hold them (RFC 5798 section 6.4.2).
+    func testEveryEntryIntoBackupRemovesLeftoverAddresses() throws {
+        var machine = try makeMachine(priority: 100)
+        let started = machine.start(now: t0)
+        XCTAssertEqual(started.first, .removeVirtualAddresses, "before Backup is entered: \(started)")
+        _ = machine.interfaceDown(now: t0.advanced(by: seconds(1)))
+        let up = machine.interfaceUp(now: t0.advanced(by: seconds(2)))
+        XCTAssertEqual(up.first, .removeVirtualAddresses, "before Backup is entered: \(up)")
+        XCTAssertEqual(machine.state, .backup)
     }
 
     // MARK: Timers (RFC 5798 / RFC 3768 section 6.1)
@@ -258,7 +270,7 @@ final class StateMachineTests: XCTestCase {
     func testOwnerPreemptsEvenWithPreemptOffAndDelay() throws {
         var machine = try makeMachine(priority: 255, preempt: false, preemptDelay: 100)
         machine.setEffectivePriority(200)  // unhealthy owner starts as an ordinary router
-        XCTAssertEqual(machine.start(now: t0), [.transition(from: .initialize, to: .backup, reason: "startup")])
+        XCTAssertEqual(machine.start(now: t0), [.removeVirtualAddresses, .transition(from: .initialize, to: .backup, reason: "startup")])
         let followed = t0.advanced(by: seconds(1))
         _ = machine.advertisementReceived(priority: 100, maxAdvertInterval: 100, sender: higherPeer, now: followed)
         XCTAssertEqual(machine.masterAddress, higherPeer, "preempt off: a lower master is followed")
@@ -345,7 +357,7 @@ final class StateMachineTests: XCTestCase {
                        [.transition(from: .backup, to: .initialize, reason: "shutdown")])
         XCTAssertNil(machine.nextDeadline)
         let again = t0.advanced(by: seconds(5))
-        XCTAssertEqual(machine.start(now: again), [.transition(from: .initialize, to: .backup, reason: "startup")])
+        XCTAssertEqual(machine.start(now: again), [.removeVirtualAddresses, .transition(from: .initialize, to: .backup, reason: "startup")])
         XCTAssertEqual(machine.nextDeadline, again.advanced(by: cs(360)))
     }
 
@@ -365,7 +377,7 @@ final class StateMachineTests: XCTestCase {
         XCTAssertEqual(machine.start(now: down), [], "start only leaves Initialize")
 
         let up = t0.advanced(by: seconds(20))
-        XCTAssertEqual(machine.interfaceUp(now: up), [.transition(from: .fault, to: .backup, reason: "interface up")])
+        XCTAssertEqual(machine.interfaceUp(now: up), [.removeVirtualAddresses, .transition(from: .fault, to: .backup, reason: "interface up")])
         XCTAssertEqual(machine.nextDeadline, up.advanced(by: cs(360)))
         XCTAssertEqual(machine.interfaceUp(now: up), [], "already up")
     }
@@ -530,13 +542,17 @@ final class StateMachineTests: XCTestCase {
                         XCTAssertFalse(addressesHeld, context)
                         addressesHeld = true
                     case .removeVirtualAddresses:
-                        XCTAssertTrue(addressesHeld, context)
+                        // Entering Backup removes them too, held or not (left by a crashed run).
+                        XCTAssertTrue(addressesHeld || machine.state == .backup, context)
                         addressesHeld = false
                     case .announce:
                         XCTAssertTrue(addressesHeld, "announce after adding, \(context)")
                     case .sendAdvertisement(let priority, _):
                         XCTAssertTrue(priority == 0 || priority == machine.effectivePriority, context)
                     case .transition(let from, let to, _):
+                        if to == .backup {
+                            XCTAssertTrue(actions.contains(.removeVirtualAddresses), "no address into Backup, \(context)")
+                        }
                         XCTAssertEqual(from, before, context)
                         XCTAssertEqual(to, machine.state, context)
                         XCTAssertEqual(action, actions.last, "transition comes last, \(context)")
