@@ -1,12 +1,15 @@
 // swift-tools-version:5.10
 import PackageDescription
 
+// The folders show the layers and the targets enforce them: the pure cores (BalancerCore,
+// VRRPCore) cannot import sockets, NIOPosix or the C shims, because they do not depend on
+// them; the I/O around them is thin adapters. `.ci/check-layers` checks the imports too.
 let package = Package(
     name: "penha",
     products: [
         .executable(name: "penha", targets: ["penha"]),
-        .library(name: "Balancer", targets: ["Balancer"]),
-        .library(name: "VRRP", targets: ["VRRP"]),
+        .library(name: "Balancer", targets: ["Balancer", "BalancerCore"]),
+        .library(name: "VRRP", targets: ["VRRP", "VRRPCore"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-nio.git", from: "2.101.2"),
@@ -24,23 +27,41 @@ let package = Package(
         .systemLibrary(name: "COpenSSL", pkgConfig: "openssl", providers: [.apt(["libssl-dev"])]),
         // recvmsg ancillary data and packet sockets, which Swift's Glibc module does not reach.
         .target(name: "CVRRPSockets"),
-        // VRRP: the codec and the state machine are pure; sockets and netlink are thin adapters.
-        .target(name: "VRRP", dependencies: ["CNetlinkRoute", "CVRRPSockets"]),
+        // VRRP's pure core: the advert codec and checksum, the state machine, the instance's configuration.
+        .target(name: "VRRPCore", path: "Sources/VRRP/Core"),
+        // VRRP's effects: sockets, the interface, netlink addresses, ARP / NA, the instance thread.
+        .target(name: "VRRP", dependencies: ["VRRPCore", "CNetlinkRoute", "CVRRPSockets"], path: "Sources/VRRP",
+                exclude: ["Core"]),
+        // The balancer's pure core: servers, clients, selection and failover, access lists,
+        // commands and configuration, the status model, the HTTP rewriter. NIOCore for its
+        // value types (SocketAddress, ByteBuffer, NIODeadline) only.
+        .target(
+            name: "BalancerCore",
+            dependencies: ["VRRPCore", .product(name: "NIOCore", package: "swift-nio")],
+            path: "Sources/Balancer/Core"
+        ),
+        // The I/O around it: the TCP data path (Engine), the control plane (Control), UDP.
         .target(
             name: "Balancer",
             dependencies: [
+                "BalancerCore",
                 "VRRP",
+                "VRRPCore",
                 "COpenSSL",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),
-            ]
+            ],
+            path: "Sources/Balancer",
+            exclude: ["Core"]
         ),
         .executableTarget(
             name: "penha",
             dependencies: [
                 "Balancer",
+                "BalancerCore",
                 "VRRP",
+                "VRRPCore",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
@@ -49,9 +70,10 @@ let package = Package(
         ),
         .testTarget(
             name: "BalancerTests",
-            dependencies: ["Balancer", "COpenSSL", .product(name: "NIOEmbedded", package: "swift-nio")]
+            dependencies: ["Balancer", "BalancerCore", "VRRPCore", "COpenSSL",
+                           .product(name: "NIOEmbedded", package: "swift-nio")]
         ),
-        .testTarget(name: "VRRPTests", dependencies: ["VRRP"]),
+        .testTarget(name: "VRRPTests", dependencies: ["VRRP", "VRRPCore"]),
         // Runs the real penha binary; depending on it makes `swift test` build it first.
         .testTarget(
             name: "IntegrationTests",

@@ -1,3 +1,4 @@
+import VRRPCore
 import CVRRPSockets
 
 #if canImport(Glibc)

@@ -1,3 +1,4 @@
+import VRRPCore
 import Synchronization
 
 #if canImport(Glibc)
@@ -9,33 +10,6 @@ import Glibc
 /// deadline, and performs what the machine asks (adverts, addresses, announcements).
 /// The thread shares nothing with the balancer but the snapshot and the inbox below.
 public final class VRRPInstance: @unchecked Sendable {
-    public struct VirtualAddressStatus: Sendable {
-        public let address: VirtualAddress
-        public let onInterface: Bool
-    }
-
-    /// What `penha status` shows of an instance.
-    public struct Status: Sendable {
-        public var state: VRRPState
-        public var interface: String
-        public var vrid: UInt8
-        public var version: UInt8
-        public var configuredPriority: UInt8
-        public var effectivePriority: UInt8
-        /// Centiseconds.
-        public var advertisementInterval: UInt16
-        public var masterAddress: IPAddress?
-        public var virtualAddresses: [VirtualAddressStatus]
-        /// Wall-clock seconds since 1970, and why.
-        public var lastTransitionTime: Int?
-        public var lastTransitionReason: String?
-        public var advertisementsSent: UInt64 = 0
-        public var advertisementsReceived: UInt64 = 0
-        public var dropped: [VRRPDropReason: UInt64] = [:]
-        /// IPv4 datagrams whose IP header did not even parse.
-        public var malformed: UInt64 = 0
-    }
-
     public let configuration: VRRPInstanceConfiguration
     private let interface: NetworkInterface
     private let primaryAddress: IPAddress
@@ -48,7 +22,7 @@ public final class VRRPInstance: @unchecked Sendable {
     private var thread: pthread_t?
 
     private struct Shared {
-        var status: Status
+        var status: VRRPInstanceStatus
         var availableServers: Int?
         var stopping = false
     }
@@ -79,11 +53,10 @@ public final class VRRPInstance: @unchecked Sendable {
         }
         wakeRead = pipeEnds[0]
         wakeWrite = pipeEnds[1]
-        shared = Mutex(Shared(status: Status(
+        shared = Mutex(Shared(status: VRRPInstanceStatus(
             state: .initialize, interface: configuration.interface, vrid: configuration.vrid,
             version: configuration.version.rawValue, configuredPriority: configuration.priority,
-            effectivePriority: configuration.priority, advertisementInterval: configuration.advertisementInterval,
-            masterAddress: nil, virtualAddresses: [])))
+            effectivePriority: configuration.priority, advertisementInterval: configuration.advertisementInterval)))
     }
 
     deinit {
@@ -91,11 +64,11 @@ public final class VRRPInstance: @unchecked Sendable {
         close(wakeWrite)
     }
 
-    public var status: Status {
+    public var status: VRRPInstanceStatus {
         var status = shared.withLock { $0.status }
         let present = interface.addresses(configuration.family)
         status.virtualAddresses = configuration.virtualAddresses.map {
-            VirtualAddressStatus(address: $0, onInterface: present.contains($0.address))
+            VRRPInstanceStatus.VirtualAddressStatus(address: $0, onInterface: present.contains($0.address))
         }
         return status
     }

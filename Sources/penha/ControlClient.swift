@@ -1,4 +1,5 @@
 import Balancer
+import BalancerCore
 import NIOCore
 
 #if canImport(Glibc)

@@ -1,5 +1,6 @@
 import ArgumentParser
 import Balancer
+import BalancerCore
 
 #if canImport(Glibc)
 import Glibc

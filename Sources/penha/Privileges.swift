@@ -1,4 +1,5 @@
 import Balancer
+import BalancerCore
 
 #if canImport(Glibc)
 import Glibc

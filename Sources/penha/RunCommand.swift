@@ -1,5 +1,6 @@
 import ArgumentParser
 import Balancer
+import BalancerCore
 import Logging
 import NIOCore
 import NIOPosix

@@ -1,7 +1,9 @@
 import ArgumentParser
 import Balancer
+import BalancerCore
 import Foundation
 import VRRP
+import VRRPCore
 
 /// `penha status [-C SOCKET] [--json]`: what a running penha is doing, for a person or, with
 /// `--json`, for scripts. Exits 0 when penha answered, 1 when it did not.

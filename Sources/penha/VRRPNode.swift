@@ -1,7 +1,9 @@
 import Balancer
+import BalancerCore
 import Logging
 import NIOCore
 import VRRP
+import VRRPCore
 
 /// The VRRP instances of one penha, next to its balancer: started after the listener is
 /// bound, told every second how many servers the balancer could use (health coupling),
@@ -30,7 +32,7 @@ final class VRRPNode {
     }
 
     /// What `penha status` shows of each instance.
-    var statuses: [VRRPInstance.Status] { instances.map(\.status) }
+    var statuses: [VRRPInstanceStatus] { instances.map(\.status) }
 
     func stop() {
         healthCheck?.cancel()

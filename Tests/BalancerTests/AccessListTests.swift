@@ -1,6 +1,7 @@
 import NIOCore
 import XCTest
 @testable import Balancer
+@testable import BalancerCore
 
 /// pen's access lists: every `acl` form parsed and written back, every malformed form refused
 /// with its reason, and matching as pen's acl.c does it.

@@ -1,6 +1,7 @@
 import NIOCore
 import XCTest
 @testable import Balancer
+@testable import BalancerCore
 
 final class BalancerStateTests: XCTestCase {
     private func makeState(_ servers: ServerTable, selection: Selection = Selection()) -> BalancerState {

@@ -1,5 +1,6 @@
 import XCTest
 @testable import Balancer
+@testable import BalancerCore
 
 /// Every number a command or option takes is bounded where it is parsed: a huge value is an
 /// error naming the bound, never an allocation or an arithmetic trap.

@@ -1,6 +1,7 @@
 import NIOCore
 import XCTest
 @testable import Balancer
+@testable import BalancerCore
 
 final class ClientTableTests: XCTestCase {
     func testReturningClientKeepsItsSlotAndServer() {

@@ -1,5 +1,6 @@
 import XCTest
 @testable import Balancer
+@testable import BalancerCore
 
 /// Every command of the language: parsed to the right value, formatted back to a line
 /// that parses to the same value, and every malformed form refused with its reason.

@@ -1,7 +1,8 @@
 import Foundation
 import XCTest
 @testable import Balancer
-import VRRP
+@testable import BalancerCore
+import VRRPCore
 
 /// deploy/examples must stay valid penha configuration, and a working pair.
 final class ExampleConfigTests: XCTestCase {

@@ -1,6 +1,7 @@
 import Foundation
 import XCTest
 @testable import Balancer
+@testable import BalancerCore
 
 /// Files penha opens by name: never a blocking open, never anything but a regular file,
 /// never written through a planted symlink.

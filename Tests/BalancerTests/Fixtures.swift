@@ -1,5 +1,6 @@
 import NIOCore
 @testable import Balancer
+@testable import BalancerCore
 
 /// Virtual time for the pure core: seconds from an arbitrary origin.
 func at(_ seconds: Double) -> NIODeadline {

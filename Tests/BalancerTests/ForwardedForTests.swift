@@ -2,6 +2,7 @@ import NIOCore
 import NIOEmbedded
 import XCTest
 @testable import Balancer
+@testable import BalancerCore
 
 /// X-Forwarded-For in HTTP mode: the rewriter fed bytes directly, and the handler in a channel.
 final class ForwardedForTests: XCTestCase {

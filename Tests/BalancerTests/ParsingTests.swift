@@ -1,5 +1,6 @@
 import XCTest
 @testable import Balancer
+@testable import BalancerCore
 
 final class ParsingTests: XCTestCase {
     func testListenAddresses() throws {

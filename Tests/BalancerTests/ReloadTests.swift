@@ -1,6 +1,7 @@
 import NIOCore
 import XCTest
 @testable import Balancer
+@testable import BalancerCore
 
 /// SIGHUP with -F: the running configuration becomes the command line's with the file
 /// applied, whatever the previous file or the control socket had set.

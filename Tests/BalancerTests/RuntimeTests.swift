@@ -1,6 +1,7 @@
 import NIOCore
 import XCTest
 @testable import Balancer
+@testable import BalancerCore
 
 /// Commands applied to a running balancer's configuration and state, with no sockets.
 final class RuntimeTests: XCTestCase {

@@ -1,6 +1,7 @@
 import NIOCore
 import XCTest
 @testable import Balancer
+@testable import BalancerCore
 
 final class SelectionTests: XCTestCase {
     func testRoundRobinStartsAfterTheLastChoiceAndSkipsUnavailableServers() {

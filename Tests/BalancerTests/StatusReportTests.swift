@@ -2,7 +2,8 @@ import Foundation
 import NIOCore
 import XCTest
 @testable import Balancer
-import VRRP
+@testable import BalancerCore
+import VRRPCore
 
 /// The status model and its wire format: what `status` writes, `penha status` reads back.
 final class StatusReportTests: XCTestCase {

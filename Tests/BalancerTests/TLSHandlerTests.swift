@@ -3,6 +3,7 @@ import NIOCore
 import NIOEmbedded
 import XCTest
 @testable import Balancer
+@testable import BalancerCore
 
 #if canImport(Glibc)
 import Glibc

@@ -1,5 +1,6 @@
 import XCTest
 @testable import Balancer
+@testable import BalancerCore
 
 /// pen's TLS options and commands as `TLSSettings`: what they set, what is refused and why,
 /// and `write` saving the commands so that they read back to the same settings.

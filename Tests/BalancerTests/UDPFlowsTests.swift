@@ -1,6 +1,7 @@
 import NIOCore
 import XCTest
 @testable import Balancer
+@testable import BalancerCore
 
 final class UDPFlowsTests: XCTestCase {
     private func makeState(_ count: Int, selection: Selection = Selection()) -> BalancerState {

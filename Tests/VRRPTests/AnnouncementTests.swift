@@ -1,5 +1,6 @@
 import XCTest
 @testable import VRRP
+@testable import VRRPCore
 
 final class AnnouncementTests: XCTestCase {
     let mac: [UInt8] = [0x02, 0x00, 0x5E, 0x00, 0x01, 0x07]

@@ -1,5 +1,6 @@
 import XCTest
 @testable import VRRP
+@testable import VRRPCore
 
 final class InstanceConfigurationTests: XCTestCase {
     private func parse(_ line: String) throws -> VRRPInstanceConfiguration {

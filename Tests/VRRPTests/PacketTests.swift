@@ -1,6 +1,7 @@
 import XCTest
 
 @testable import VRRP
+@testable import VRRPCore
 
 final class PacketTests: XCTestCase {
     private let v4Source = IPAddress("192.168.1.1")!

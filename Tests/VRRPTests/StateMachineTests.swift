@@ -1,5 +1,6 @@
 import XCTest
 @testable import VRRP
+@testable import VRRPCore
 
 /// Virtual time only: every instant is built from `t0` plus exact nanoseconds.
 private let t0 = VRRPInstant(nanoseconds: 1_000_000_000_000)

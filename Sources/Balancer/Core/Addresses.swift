@@ -146,23 +146,9 @@ public struct ServerSpec: Equatable, Sendable {
         return spec
     }
 
-    /// Resolves the host (a blocking lookup: done at start and on reconfiguration, never per connection).
-    public func resolve() throws -> Server {
-        server(at: try Self.resolve(host: host, port: port))
-    }
-
     /// The server this spec describes, connecting to `address`.
     public func server(at address: SocketAddress) -> Server {
         Server(host: host, port: port, address: address, maxConnections: maxConnections,
                hardLimit: hardLimit, weight: weight, priority: priority, acl: acl)
-    }
-
-    /// A blocking lookup of a server's host.
-    public static func resolve(host: String, port: Int) throws -> SocketAddress {
-        do {
-            return try SocketAddress.makeAddressResolvingHost(host, port: port)
-        } catch {
-            throw ConfigurationError("cannot resolve server host '\(host)'")
-        }
     }
 }

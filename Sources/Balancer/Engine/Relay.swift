@@ -1,3 +1,4 @@
+import BalancerCore
 import NIOCore
 
 /// One side of a relayed connection: what its channel reads, the partner's channel writes.

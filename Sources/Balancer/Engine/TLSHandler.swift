@@ -1,3 +1,4 @@
+import BalancerCore
 import NIOCore
 
 /// TLS termination in the client channel's pipeline, first after the socket: ciphertext in,

@@ -113,7 +113,7 @@ public struct UDPFlows: Sendable {
             return .closed(flow)
         }
         flow.target = target
-        flow.connection = state.connected(flow.placement, to: target, client: BalancerService.describe(client), now: now)
+        flow.connection = state.connected(flow.placement, to: target, client: Endpoint.describe(client), now: now)
         flow.attempt = nextAttempt()
         flows[client] = flow
         return .moved(flow)
@@ -140,7 +140,7 @@ public struct UDPFlows: Sendable {
     private mutating func place(_ client: SocketAddress, now: NIODeadline, state: inout BalancerState) -> Flow? {
         var placement = state.accept(client: ClientKey(client), now: now)
         guard let target = state.nextTarget(&placement, now: now) else { return nil }
-        let connection = state.connected(placement, to: target, client: BalancerService.describe(client), now: now)
+        let connection = state.connected(placement, to: target, client: Endpoint.describe(client), now: now)
         return Flow(client: client, target: target, connection: connection, attempt: nextAttempt(), lastActive: now,
                     placement: placement)
     }

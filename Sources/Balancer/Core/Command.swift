@@ -1,4 +1,4 @@
-import VRRP
+import VRRPCore
 
 /// pen's command language (penctl): one parser for the config file, `-O` and the control
 /// socket. Each line becomes a typed `Command`; anything malformed is an error that says

@@ -1,8 +1,10 @@
+import BalancerCore
 import Logging
 import NIOCore
 import NIOPosix
 import Synchronization
 import VRRP
+import VRRPCore
 
 #if canImport(Glibc)
 import Glibc
@@ -29,7 +31,7 @@ public final class BalancerService {
     private var relayed: [Int: (client: Channel, upstream: Channel)] = [:]
     /// Set once VRRP runs. Asks the interfaces, so it is called on the thread pool and only
     /// for a report that shows the instances.
-    private let vrrpStatus = Mutex<@Sendable () -> [VRRPInstance.Status]>({ [] })
+    private let vrrpStatus = Mutex<@Sendable () -> [VRRPInstanceStatus]>({ [] })
     private var controlAddress: ControlAddress?
     private let tls: TLSTermination?
 
@@ -145,7 +147,7 @@ public final class BalancerService {
     }
 
     /// Where `status` gets the VRRP instances' states (and so the role) from once VRRP runs.
-    public func setVRRPStatusProvider(_ provider: @escaping @Sendable () -> [VRRPInstance.Status]) {
+    public func setVRRPStatusProvider(_ provider: @escaping @Sendable () -> [VRRPInstanceStatus]) {
         vrrpStatus.withLock { $0 = provider }
     }
 
@@ -156,7 +158,7 @@ public final class BalancerService {
         let configuration = runtime.configuration
         guard configuration.accessLists.permits(ClientKey(address), list: configuration.controlACL) else {
             logger.warning("control connection refused by control_acl \(configuration.controlACL)",
-                           metadata: ["client": "\(Self.describe(address))"])
+                           metadata: ["client": "\(Endpoint.describe(address))"])
             return false
         }
         return true
@@ -343,7 +345,7 @@ public final class BalancerService {
         let clientSide = RelayHandler(whenActive: tls == nil ? { [self] relay in place(client, key, relay) } : nil)
         do {
             if let tls {
-                try tls.secure(client, client: Self.describe(client.remoteAddress), logger: logger) {
+                try tls.secure(client, client: Endpoint.describe(client.remoteAddress), logger: logger) {
                     self.place(client, key, clientSide)
                 }
             }
@@ -364,10 +366,10 @@ public final class BalancerService {
         let placement = runtime.state.accept(client: key, now: .now())
         if placement.isRefused {
             logger.info("client refused by client_acl \(runtime.configuration.clientACL)",
-                        metadata: ["client": "\(Self.describe(client.remoteAddress))",
+                        metadata: ["client": "\(Endpoint.describe(client.remoteAddress))",
                                    "abuse_server": "\(runtime.configuration.abuse.map { "\($0.host):\($0.port)" } ?? "none")"])
         } else {
-            logger.debug("client accepted", metadata: ["client": "\(Self.describe(client.remoteAddress))"])
+            logger.debug("client accepted", metadata: ["client": "\(Endpoint.describe(client.remoteAddress))"])
         }
         connect(client, clientSide, placement)
     }
@@ -377,7 +379,7 @@ public final class BalancerService {
     private func connect(_ client: Channel, _ clientSide: RelayHandler, _ placement: BalancerState.Placement) {
         var placement = placement
         guard let target = runtime.state.nextTarget(&placement, now: .now()), let server = runtime.state.servers[target] else {
-            logger.info("no server available, closing client", metadata: ["client": "\(Self.describe(client.remoteAddress))"])
+            logger.info("no server available, closing client", metadata: ["client": "\(Endpoint.describe(client.remoteAddress))"])
             client.close(promise: nil)
             return
         }
@@ -414,13 +416,13 @@ public final class BalancerService {
 
     private func relay(_ client: Channel, _ clientSide: RelayHandler, _ upstream: Channel, _ serverSide: RelayHandler,
                        _ placement: BalancerState.Placement, _ target: Target) {
-        let clientName = Self.describe(client.remoteAddress)
+        let clientName = Endpoint.describe(client.remoteAddress)
         let number = runtime.state.connected(placement, to: target, client: clientName, now: .now())
         relayed[number] = (client, upstream)
         RelayHandler.link(clientSide, serverSide) { toServer, toClient in
             self.runtime.state.relayed(placement, target: target, toServer: toServer, toClient: toClient)
         }
-        let serverName = Self.describe(upstream.remoteAddress)
+        let serverName = Endpoint.describe(upstream.remoteAddress)
         client.closeFuture.and(upstream.closeFuture).assumeIsolated().whenComplete { _ in
             self.relayed[number] = nil
             self.runtime.state.finished(placement, connection: number, target: target)
@@ -444,14 +446,5 @@ public final class BalancerService {
             try pipeline.addHandler(IdleStateHandler(allTimeout: .seconds(Int64(idleTimeout))))
         }
         try pipeline.addHandler(handler)
-    }
-
-    static func describe(_ address: SocketAddress?) -> String {
-        switch address {
-        case .v4: return "\(address?.ipAddress ?? "?"):\(address?.port ?? 0)"
-        case .v6: return "[\(address?.ipAddress ?? "?")]:\(address?.port ?? 0)"
-        case .unixDomainSocket: return "local"
-        case nil: return "?"
-        }
     }
 }

@@ -1,5 +1,5 @@
 import NIOCore
-import VRRP
+import VRRPCore
 
 /// The running balancer as commands see it: its configuration and its state, changed
 /// together on the balancer's event loop. Pure: time, resolved host names and facts about

@@ -3,17 +3,17 @@ import NIOCore
 /// Lets through at most one message per `interval` for an event that a client can cause at
 /// will (a failed TLS handshake), so that a flood cannot fill the log; the next message
 /// that gets through says how many were held back. Pure: time comes in as an argument.
-struct LogThrottle {
-    let interval: TimeAmount
+package struct LogThrottle {
+    package let interval: TimeAmount
     private var lastLogged: NIODeadline?
     private var heldBack = 0
 
-    init(interval: TimeAmount = .seconds(1)) {
+    package init(interval: TimeAmount = .seconds(1)) {
         self.interval = interval
     }
 
     /// nil: do not log this one. Otherwise log it, with the count of those held back since the last.
-    mutating func admit(now: NIODeadline) -> Int? {
+    package mutating func admit(now: NIODeadline) -> Int? {
         if let lastLogged, now - lastLogged < interval {
             heldBack += 1
             return nil

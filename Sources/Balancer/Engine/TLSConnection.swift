@@ -1,3 +1,4 @@
+import BalancerCore
 import COpenSSL
 import NIOCore
 

@@ -1,3 +1,4 @@
+import BalancerCore
 import NIOCore
 
 /// pen's `-x`: at most `limit` client connections at once. Beyond it the listener stops

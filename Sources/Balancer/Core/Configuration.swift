@@ -1,5 +1,5 @@
 import NIOCore
-import VRRP
+import VRRPCore
 
 /// Everything a running balancer is configured with: pen's options and commands, before
 /// host names are resolved.
@@ -191,18 +191,5 @@ public struct Configuration: Equatable, Sendable {
                                                  acl: spec.acl)))
         }
         return commands + accessLists.commands + vrrpInstances.map(Command.vrrp) + tls.commands.map(Command.tls)
-    }
-
-    /// The pure balancer state this configuration starts with (host names resolved).
-    public func makeState() throws -> BalancerState {
-        let table = ServerTable(servers: try servers.map { try $0.resolve() },
-                                emergency: try emergency?.resolve(), abuse: try abuse?.resolve())
-        let clients = ClientTable(capacity: clientsMax,
-                                  trackingTime: trackingSeconds > 0 ? .seconds(Int64(trackingSeconds)) : nil)
-        var state = BalancerState(servers: table, clients: clients, selection: selection,
-                                  blacklistTime: .seconds(Int64(blacklistSeconds)))
-        state.accessLists = accessLists
-        state.clientACL = clientACL
-        return state
     }
 }

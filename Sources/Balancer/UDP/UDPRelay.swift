@@ -1,3 +1,4 @@
+import BalancerCore
 import NIOCore
 import NIOPosix
 
@@ -206,7 +207,7 @@ final class UDPRelay: ChannelInboundHandler {
     private func ended(_ flow: UDPFlows.Flow) {
         sockets.removeValue(forKey: flow.client)?.channel?.close(promise: nil)
         let server = service.runtime.state.servers[flow.target]?.address
-        service.connectionLog.record(client: BalancerService.describe(flow.client), server: BalancerService.describe(server),
+        service.connectionLog.record(client: Endpoint.describe(flow.client), server: Endpoint.describe(server),
                                      sent: flow.toServer, received: flow.toClient)
     }
 

@@ -1,3 +1,4 @@
+import BalancerCore
 #if canImport(Glibc)
 import Glibc
 #endif

@@ -22,7 +22,7 @@ extension Array where Element == ConfigLine {
 extension Array where Element == ConfigLine {
     /// The file the lines' last `log FILE` names, unless a `no log` follows it: the log the
     /// batch leaves open, if it changes the log at all.
-    var lastLogFile: String? {
+    package var lastLogFile: String? {
         for line in reversed() {
             switch line.command {
             case .file(.log, .set(let path)): return path
@@ -39,34 +39,33 @@ extension Array where Element == ConfigLine {
 /// current directory as pen does, nested at most `maxDepth` deep so a file that includes
 /// itself ends with an error.
 public enum ConfigFile {
-    static let maxDepth = 8
+    public static let maxDepth = 8
     /// Larger files are refused rather than read into memory.
-    static let maxBytes = 1 << 20
+    public static let maxBytes = 1 << 20
 
-    /// Reads and parses `path`; the error names the file, the line and the reason.
-    public static func read(_ path: String) throws -> [ConfigLine] {
-        try read(path, depth: 0)
-    }
+    /// A file's text by its name: the one I/O parsing needs, for `include`; given by the
+    /// caller so that parsing stays pure.
+    public typealias Reader = (String) throws -> String
 
-    /// Parses the text of a file, expanding includes with `read`.
-    public static func parse(_ text: String, name: String) throws -> [ConfigLine] {
-        try parse(text, name: name, depth: 0)
+    /// Parses the text of a file named `name`, expanding includes read with `reader`.
+    public static func parse(_ text: String, name: String, reading reader: Reader) throws -> [ConfigLine] {
+        try parse(text, name: name, depth: 0, reading: reader)
     }
 
     /// Expands `include` in lines that came from elsewhere (`-O`, the control socket).
-    public static func expandIncludes(_ lines: [ConfigLine]) throws -> [ConfigLine] {
+    public static func expandIncludes(_ lines: [ConfigLine], reading reader: Reader) throws -> [ConfigLine] {
         try lines.flatMap { line -> [ConfigLine] in
             guard case .include(let path) = line.command else { return [line] }
-            return try read(path, depth: 1)
+            return try include(path, depth: 1, reading: reader)
         }
     }
 
-    private static func read(_ path: String, depth: Int) throws -> [ConfigLine] {
+    private static func include(_ path: String, depth: Int, reading reader: Reader) throws -> [ConfigLine] {
         guard depth < maxDepth else { throw ConfigurationError("\(path): includes nested more than \(maxDepth) deep") }
-        return try parse(try contents(of: path), name: path, depth: depth)
+        return try parse(try reader(path), name: path, depth: depth, reading: reader)
     }
 
-    private static func parse(_ text: String, name: String, depth: Int) throws -> [ConfigLine] {
+    private static func parse(_ text: String, name: String, depth: Int, reading reader: Reader) throws -> [ConfigLine] {
         var lines: [ConfigLine] = []
         // "\r\n" is one Character in Swift: a file with CRLF line endings splits on it too.
         let rawLines = text.split(omittingEmptySubsequences: false, whereSeparator: { $0 == "\n" || $0 == "\r\n" })
@@ -81,23 +80,11 @@ public enum ConfigFile {
                 throw error.at(origin)
             }
             if case .include(let path) = command {
-                lines += try read(path, depth: depth + 1)
+                lines += try include(path, depth: depth + 1, reading: reader)
             } else {
                 lines.append(ConfigLine(command, origin: origin))
             }
         }
         return lines
-    }
-
-    /// The file's text; a regular file only, opened without blocking (a FIFO or a device
-    /// named by `include` or `-F` is refused instead of waiting for a writer). Callers still
-    /// keep it off the event loop: the read itself is disk I/O.
-    /// A file that cannot be read is a configuration error (exit 2), as a bad line in it is.
-    static func contents(of path: String) throws -> String {
-        do {
-            return String(decoding: try FileAccess.read(path, maxBytes: maxBytes), as: UTF8.self)
-        } catch let error as FileError {
-            throw ConfigurationError(error.description)
-        }
     }
 }

@@ -1,4 +1,4 @@
-import VRRP
+import VRRPCore
 
 /// What a running penha reports about itself: the one model that the control socket's
 /// `status` lines, `penha status` and its `--json`, the `-w` page and SIGUSR1 all render from.
@@ -138,20 +138,6 @@ public struct StatusReport: Codable, Equatable, Sendable {
             guard let value = Number(text) else { throw FormatError(description: "'\(name)' is not a number in '\(line)'") }
             return value
         }
-    }
-}
-
-extension StatusReport.VRRPInstance {
-    /// A running instance as reports show it; every drop reason is listed, with 0 if none.
-    public init(_ status: VRRPInstance.Status) {
-        self.init(
-            vrid: Int(status.vrid), state: status.state.rawValue, interface: status.interface, version: Int(status.version),
-            priority: Int(status.configuredPriority), effectivePriority: Int(status.effectivePriority),
-            advertMilliseconds: Int(status.advertisementInterval) * 10, master: status.masterAddress.map { "\($0)" },
-            lastChange: status.lastTransitionTime ?? 0, lastChangeReason: status.lastTransitionReason ?? "",
-            sent: status.advertisementsSent, received: status.advertisementsReceived, malformed: status.malformed,
-            dropped: Dictionary(uniqueKeysWithValues: VRRPDropReason.allCases.map { ("\($0)", status.dropped[$0, default: 0]) }),
-            virtualAddresses: status.virtualAddresses.map { VirtualAddress(address: "\($0.address.address)", onInterface: $0.onInterface) })
     }
 }
 
