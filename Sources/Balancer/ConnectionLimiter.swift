@@ -24,7 +24,8 @@ public final class ConnectionLimiter: ChannelInboundHandler {
     public var warn: (String) -> Void = { _ in }
     private var held = CircularBuffer<NIOAny>()
     private var context: ChannelHandlerContext?
-    private var paused = false
+    /// Whether the listener reads (accepts): what autoRead was last set to.
+    public private(set) var isAccepting = true
     private var backingOff: Scheduled<Void>?
     private var failureLog = LogThrottle()
 
@@ -98,8 +99,8 @@ public final class ConnectionLimiter: ChannelInboundHandler {
     /// Reads (accepts) while there is room and no back-off runs.
     private func updateReading() {
         let accepting = hasRoom && backingOff == nil
-        guard paused == accepting, let channel = context?.channel else { return }
-        paused = !accepting
+        guard isAccepting != accepting, let channel = context?.channel else { return }
+        isAccepting = accepting
         _ = channel.setOption(ChannelOptions.autoRead, value: accepting)
     }
 }
