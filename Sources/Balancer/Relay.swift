@@ -20,8 +20,8 @@ import Glibc
 /// - Nothing queued is dropped when the other side closes: queued bytes are written first,
 ///   bounded by `drainTimeout` so a reader that never reads cannot hold the connection.
 /// - Except when the other side failed (its peer reset it, or any error): then nobody is
-///   left to read what this side would deliver, so this side is reset at once too, as
-///   HAProxy aborts a server connection whose client aborted.
+///   left to read what this side would deliver, so this side is reset at once too. A reset,
+///   not a FIN: a FIN would make a stream cut off by the reset look complete.
 public final class RelayHandler: ChannelDuplexHandler {
     public typealias InboundIn = ByteBuffer
     public typealias OutboundIn = ByteBuffer
