@@ -153,7 +153,7 @@ private func freeUDPPort() -> Int {
 
 /// A UDP server on 127.0.0.1 answering each datagram with "NAME:" and the datagram, and
 /// remembering the address each came from.
-private final class UDPBackend {
+final class UDPBackend {
     let port: Int
     private let channel: Channel
     private let handler: Handler
@@ -203,7 +203,7 @@ private final class UDPBackend {
 }
 
 /// A blocking UDP socket on a loopback address whose every wait is bounded by `timeout`.
-private final class UDPClient {
+final class UDPClient {
     let fd: Int32
 
     init(source: String = "127.0.0.1", timeout: Double = 2) throws {

@@ -114,6 +114,7 @@ public final class BalancerService {
 
     private func bindTCP(_ configuration: Configuration, freeBind: ChannelOptions.Types.SocketOption?) -> EventLoopFuture<Channel> {
         let limiter = self.limiter
+        limiter.warn = { [self] in logger.warning("\($0)") }
         var bootstrap = ServerBootstrap(group: eventLoop)
             .serverChannelOption(ChannelOptions.backlog, value: Int32(clamping: configuration.backlog))
             .serverChannelOption(ChannelOptions.socketOption(.so_reuseaddr), value: 1)
@@ -400,6 +401,12 @@ public final class BalancerService {
             switch result {
             case .success(let upstream):
                 self.relay(client, clientSide, upstream, serverSide, placement, target)
+            case .failure(let error) where FailureCause(error).isLocal:
+                // This host's fault (no descriptor left, a source address it lacks): the server
+                // stays available. Another server would fail alike, so the client is closed.
+                self.runtime.state.connectFailedLocally(target)
+                self.limiter.localFailure(error, while: "connecting to server \(server.host):\(server.port)")
+                client.close(promise: nil)
             case .failure(let error):
                 self.logger.info("connect to server failed, blacklisting it",
                                  metadata: ["server": "\(server.host):\(server.port)", "error": "\(error)"])

@@ -3,7 +3,8 @@ import NIOCore
 /// Everything the balancer decides, with no I/O: the server and client tables, the
 /// selection, and the lifecycle of one client connection through them. The NIO code calls
 /// these in order: `accept`, then `nextTarget` / `connectFailed` until one `connected`,
-/// then `finished`. Time comes in as an argument so every decision is testable.
+/// then `finished` (or `connectFailedLocally`, when this host could not connect). Time
+/// comes in as an argument so every decision is testable.
 public struct BalancerState: Sendable {
     public var servers: ServerTable
     public var clients: ClientTable
@@ -94,6 +95,13 @@ public struct BalancerState: Sendable {
     public mutating func connectFailed(_ target: Target, now: NIODeadline) {
         releaseConnection(on: target)
         servers.blacklist(target, until: now + blacklistTime)
+    }
+
+    /// The connect to `target` failed for a reason of this host's (`FailureCause.isLocal`,
+    /// such as no descriptor left for its socket): the server keeps its standing, only the
+    /// connection `nextTarget` counted against it is taken back.
+    public mutating func connectFailedLocally(_ target: Target) {
+        releaseConnection(on: target)
     }
 
     /// The client is connected to `target`; returns the connection's number.

@@ -1,6 +1,10 @@
 import BalancerCore
 import NIOCore
 
+#if canImport(Glibc)
+import Glibc
+#endif
+
 /// One side of a relayed connection: what its channel reads, the partner's channel writes.
 ///
 /// - Each side is in its channel's pipeline before the two are linked (the client's from
@@ -16,6 +20,9 @@ import NIOCore
 ///   written; the connection ends when both directions are done.
 /// - Nothing queued is dropped when the other side closes: queued bytes are written first,
 ///   bounded by `drainTimeout` so a reader that never reads cannot hold the connection.
+/// - Except when the other side failed (its peer reset it, or any error): then nobody is
+///   left to read what this side would deliver, so this side is reset at once too. A reset,
+///   not a FIN: a FIN would make a stream cut off by the reset look complete.
 public final class RelayHandler: ChannelDuplexHandler {
     public typealias InboundIn = ByteBuffer
     public typealias OutboundIn = ByteBuffer
@@ -30,6 +37,8 @@ public final class RelayHandler: ChannelDuplexHandler {
     private var context: ChannelHandlerContext?
     private var readHeldBack = false
     private var inputClosed = false
+    /// This side's channel closed on an error (a reset): the partner is aborted, not drained.
+    private var failed = false
     /// Read before the link.
     private var early: [ByteBuffer] = []
     private let drainTimeout: TimeAmount
@@ -141,12 +150,30 @@ public final class RelayHandler: ChannelDuplexHandler {
 
     public func channelInactive(context: ChannelHandlerContext) {
         reportProgress()
-        partner?.drainAndClose()
+        if failed {
+            partner?.abort()
+        } else {
+            partner?.drainAndClose()
+        }
         context.fireChannelInactive()
     }
 
+    /// NIO reports a reset (ECONNRESET read from the socket) here before it closes the channel.
     public func errorCaught(context: ChannelHandlerContext, error: Error) {
+        failed = true
         context.close(promise: nil)
+    }
+
+    /// Closes this side at once with RST (SO_LINGER 0), dropping what is queued for it.
+    private func abort() {
+        guard let channel = context?.channel else { return }
+        guard let socket = channel as? SocketOptionProvider, channel.isActive else {
+            channel.close(promise: nil)
+            return
+        }
+        socket.setSoLinger(linger(l_onoff: 1, l_linger: 0)).assumeIsolated().whenComplete { _ in
+            channel.close(promise: nil)
+        }
     }
 
     /// The partner read EOF: pass the FIN on. If this side had already read its own EOF,

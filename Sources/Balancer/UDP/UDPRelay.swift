@@ -28,6 +28,7 @@ final class UDPRelay: ChannelInboundHandler {
     private var flows: UDPFlows
     private var sockets: [SocketAddress: Upstream] = [:]
     private var listener: Channel?
+    private var localFailureLog = LogThrottle()
 
     /// A flow's socket to its server and the datagrams kept for a failover.
     private final class Upstream {
@@ -154,6 +155,8 @@ final class UDPRelay: ChannelInboundHandler {
                     channel.closeFuture.assumeIsolated().whenComplete { _ in self.closed(client, attempt: attempt) }
                     for datagram in upstream.kept where channel.isWritable { channel.write(datagram, promise: nil) }
                     channel.flush()
+                case .failure(let error) where FailureCause(error).isLocal:
+                    self.failedLocally(client, attempt: attempt, error)
                 case .failure(let error):
                     self.failed(client, attempt: attempt, reason: "\(error)")
                 }
@@ -189,6 +192,16 @@ final class UDPRelay: ChannelInboundHandler {
             service.logger.info("no server available for UDP client", metadata: ["client": "\(client)"])
             ended(flow)
         }
+    }
+
+    /// This host could not open the flow's socket (no descriptor left, a source address it
+    /// lacks): the server is not to blame and stays available. The flow ends, its datagrams
+    /// are dropped, and the client's next datagram starts a new one.
+    private func failedLocally(_ client: SocketAddress, attempt: Int, _ error: Error) {
+        if let note = localFailureLog.admitNote(now: .now()) {
+            service.logger.warning("local failure opening a UDP flow's socket, no server blacklisted: \(error)\(note)")
+        }
+        closed(client, attempt: attempt)
     }
 
     /// A flow's socket closed by itself (an error NIO cannot recover from).
