@@ -10,30 +10,32 @@ import VRRPCore
 import Glibc
 #endif
 
-/// The TCP data path: accepts clients, asks `BalancerState` where each goes, connects with
-/// failover, and relays. All state lives on one event loop, so `BalancerState` needs no
-/// locks; commands change it there too (`execute`), after their blocking parts (reading
-/// files, resolving host names) ran on a thread pool.
+/// A running balancer: its `Runtime` (configuration and state) on one event loop, so that
+/// `BalancerState` needs no locks, and the command executor that changes it there
+/// (`execute`, `reload`) after each batch's blocking part (reading files, resolving host
+/// names, gathering VRRP states) ran on a thread pool. The data path (`TCPFrontEnd` or
+/// `UDPRelay`), the connection registry and the reports are parts of it on the same loop.
 public final class BalancerService {
     public let eventLoop: EventLoop
     var runtime: Runtime
     var logger: Logger
-    private let limiter: ConnectionLimiter
     private let options: Options
     private let started = NIODeadline.now()
     let connectionLog = ConnectionLog()
+    let connections = ConnectionRegistry()
     /// Blocking work off the event loop: NIO's own threads, not libdispatch (see Signals).
-    private let blockingPool = NIOThreadPool(numberOfThreads: 1)
+    let blockingPool = NIOThreadPool(numberOfThreads: 1)
     private var listener: Channel?
-    /// `-U`: the UDP relay in place of TCP's acceptor.
+    /// The data path: TCP's, or with `-U` the UDP relay.
+    private var tcp: TCPFrontEnd?
     private var udp: UDPRelay?
+    private var reports: Reports?
     private var boundListen: String
-    private var relayed: [Int: (client: Channel, upstream: Channel)] = [:]
     /// Set once VRRP runs. Asks the interfaces, so it is called on the thread pool and only
     /// for a report that shows the instances.
     private let vrrpStatus = Mutex<@Sendable () -> [VRRPInstanceStatus]>({ [] })
     private var controlAddress: ControlAddress?
-    private let tls: TLSTermination?
+    let tls: TLSTermination?
 
     /// What the process was started with that commands need to know.
     public struct Options: Sendable {
@@ -63,7 +65,6 @@ public final class BalancerService {
         self.runtime = Runtime(configuration: configuration, state: try configuration.makeState())
         self.logger = logger
         self.options = options
-        self.limiter = ConnectionLimiter(limit: configuration.connectionsMax)
         self.boundListen = configuration.listen.description
         self.tls = configuration.tls.isEnabled ? try TLSTermination(settings: configuration.tls) : nil
         connectionLog.file = try LogFile.open(configuration.logFile)
@@ -74,9 +75,6 @@ public final class BalancerService {
     deinit {
         blockingPool.shutdownGracefully { _ in }
     }
-
-    /// How often the `-w` report is rewritten.
-    static let webStatsInterval = TimeAmount.seconds(30)
 
     /// pen's `-d` levels as log levels.
     public static func logLevel(debug: Int) -> Logger.Level {
@@ -98,40 +96,18 @@ public final class BalancerService {
             udp = relay
             bound = relay.bind(configuration.listen, freeBind: freeBind)
         } else {
-            bound = bindTCP(configuration, freeBind: freeBind)
+            let frontEnd = TCPFrontEnd(service: self)
+            tcp = frontEnd
+            bound = frontEnd.bind(configuration, freeBind: freeBind)
         }
-        // pen rewrites its report on USR1; penha also keeps it fresh on its own.
-        eventLoop.scheduleRepeatedTask(initialDelay: Self.webStatsInterval, delay: Self.webStatsInterval) { _ in
-            self.writeWebStats()
-        }
+        let reports = Reports(service: self)
+        self.reports = reports
+        reports.start()
         return bound.map { channel in
             self.eventLoop.assertInEventLoop()
             self.listener = channel
             self.boundListen = configuration.listen.withPort(channel.localAddress?.port).description
             return channel.localAddress
-        }
-    }
-
-    private func bindTCP(_ configuration: Configuration, freeBind: ChannelOptions.Types.SocketOption?) -> EventLoopFuture<Channel> {
-        let limiter = self.limiter
-        limiter.warn = { [self] in logger.warning("\($0)") }
-        var bootstrap = ServerBootstrap(group: eventLoop)
-            .serverChannelOption(ChannelOptions.backlog, value: Int32(clamping: configuration.backlog))
-            .serverChannelOption(ChannelOptions.socketOption(.so_reuseaddr), value: 1)
-            .serverChannelInitializer { channel in
-                channel.eventLoop.makeCompletedFuture { try channel.pipeline.syncOperations.addHandler(limiter) }
-            }
-            .childChannelInitializer { [self] channel in
-                channel.eventLoop.makeCompletedFuture { self.accepted(channel) }
-            }
-        if let freeBind { bootstrap = bootstrap.serverChannelOption(freeBind, value: 1) }
-        switch configuration.listen {
-        case .inet(let host, let port):
-            // Accepted sockets inherit TCP_NODELAY from the listener on Linux: one setsockopt
-            // instead of one per connection.
-            return bootstrap.serverChannelOption(Self.noDelay, value: configuration.tcpNoDelay ? 1 : 0)
-                .bind(host: host, port: port)
-        case .unix(let path): return bootstrap.bind(unixDomainSocketPath: path, cleanupExistingSocketFile: true)
         }
     }
 
@@ -213,22 +189,12 @@ public final class BalancerService {
 
     /// SIGUSR1: the statistics as `status` shows them; the HTML report is written too.
     public func statistics() -> EventLoopFuture<[String]> {
-        writeWebStats()
+        reports?.writeWebStats()
         return execute("status").map(\.lines)
     }
 
-    /// Writes the `-w` report, if there is one: the VRRP states gathered and the file written
-    /// on the thread pool, the page made on the event loop; a failure is logged.
-    private func writeWebStats() {
-        blockingPool.runIfActive(eventLoop: eventLoop) { self.vrrpReports() }.flatMap { vrrp in
-            guard let path = self.runtime.configuration.webStatsFile else { return self.eventLoop.makeSucceededVoidFuture() }
-            let page = self.runtime.webStats(facts: self.facts(vrrp: vrrp))
-            return self.blockingPool.runIfActive(eventLoop: self.eventLoop) { try FileAccess.replace(path, with: page) }
-        }.whenFailure { error in self.logger.warning("cannot write the status report: \(error)") }
-    }
-
     /// The VRRP instances as reports show them; blocking (it asks the interfaces).
-    private func vrrpReports() -> [StatusReport.VRRPInstance] {
+    func vrrpReports() -> [StatusReport.VRRPInstance] {
         vrrpStatus.withLock { $0 }().map(StatusReport.VRRPInstance.init)
     }
 
@@ -296,25 +262,19 @@ public final class BalancerService {
         }
     }
 
-    private func facts(vrrp: [StatusReport.VRRPInstance] = []) -> Runtime.Facts {
+    func facts(vrrp: [StatusReport.VRRPInstance] = []) -> Runtime.Facts {
         Runtime.Facts(now: .now(), started: started, vrrp: vrrp, listen: boundListen, control: controlAddress,
                       pid: Int(getpid()), exitEnabled: options.exitEnabled, configFile: options.configFile,
                       tlsHandshakes: tls.map { ($0.completed, $0.failed) })
     }
 
-    /// Settings that live outside `Runtime`: the connection limits, the log level and TCP_NODELAY.
+    /// Settings that live outside `Runtime`: the log level and the data path's own.
     private func adoptRuntime() {
         let configuration = runtime.configuration
-        limiter.limit = configuration.connectionsMax
-        udp?.adopt(configuration)
         logger.logLevel = Self.logLevel(debug: configuration.debugLevel)
-        if case .inet = configuration.listen, !configuration.udp, let listener {
-            // For the connections accepted from now on (see bindTCP).
-            _ = listener.setOption(Self.noDelay, value: configuration.tcpNoDelay ? 1 : 0)
-        }
+        tcp?.adopt(configuration)
+        udp?.adopt(configuration)
     }
-
-    private static let noDelay = ChannelOptions.tcpOption(.tcp_nodelay)
 
     private func perform(_ outcome: Runtime.Outcome, _ prepared: Prepared) -> EventLoopFuture<Reply> {
         var reply = Reply(lines: outcome.lines)
@@ -324,8 +284,7 @@ public final class BalancerService {
             case .reopenLog:
                 connectionLog.file = prepared.log
             case .closeConnection(let number):
-                relayed[number]?.client.close(promise: nil)
-                relayed[number]?.upstream.close(promise: nil)
+                connections.close(number)
                 udp?.close(connection: number)
             case .write(let path, let contents):
                 writes.append(blockingPool.runIfActive(eventLoop: eventLoop) { try FileAccess.replace(path, with: contents) })
@@ -334,124 +293,5 @@ public final class BalancerService {
             }
         }
         return EventLoopFuture.andAllSucceed(writes, on: eventLoop).map { reply }
-    }
-
-    private func accepted(_ client: Channel) {
-        let limiter = self.limiter
-        client.closeFuture.assumeIsolated().whenComplete { _ in limiter.release() }
-        let key = ClientKey(client.remoteAddress)
-        // The server is chosen and connected to once the client is active (in this initializer
-        // it is not yet, and a connect that fails at once must be able to fail over or close
-        // it), and with TLS once its handshake is done.
-        let clientSide = RelayHandler(whenActive: tls == nil ? { [self] relay in place(client, key, relay) } : nil)
-        do {
-            if let tls {
-                try tls.secure(client, client: Endpoint.describe(client.remoteAddress), logger: logger) {
-                    self.place(client, key, clientSide)
-                }
-            }
-            if runtime.configuration.forwardedFor {
-                // Before the relay: requests are rewritten on their way to the server.
-                try client.pipeline.syncOperations.addHandler(ForwardedForHandler(clientAddress: key.description))
-            }
-            try addRelay(clientSide, to: client)
-        } catch {
-            logger.warning("cannot set up the client's connection: \(error)")
-            client.close(promise: nil)
-        }
-    }
-
-    /// Chooses the client's server (each client in turn, so a burst sees the connections
-    /// counted before it) and connects.
-    private func place(_ client: Channel, _ key: ClientKey, _ clientSide: RelayHandler) {
-        let placement = runtime.state.accept(client: key, now: .now())
-        if placement.isRefused {
-            logger.info("client refused by client_acl \(runtime.configuration.clientACL)",
-                        metadata: ["client": "\(Endpoint.describe(client.remoteAddress))",
-                                   "abuse_server": "\(runtime.configuration.abuse.map { "\($0.host):\($0.port)" } ?? "none")"])
-        } else {
-            logger.debug("client accepted", metadata: ["client": "\(Endpoint.describe(client.remoteAddress))"])
-        }
-        connect(client, clientSide, placement)
-    }
-
-    /// Tries the placement's next target; on failure blacklists it and tries the one after.
-    /// Bounded: each call consumes one target of the failover plan.
-    private func connect(_ client: Channel, _ clientSide: RelayHandler, _ placement: BalancerState.Placement) {
-        var placement = placement
-        guard let target = runtime.state.nextTarget(&placement, now: .now()), let server = runtime.state.servers[target] else {
-            logger.info("no server available, closing client", metadata: ["client": "\(Endpoint.describe(client.remoteAddress))"])
-            client.close(promise: nil)
-            return
-        }
-        let configuration = runtime.configuration
-        // Its own for each attempt: one that failed to connect is never linked to the client.
-        let serverSide = RelayHandler()
-        var bootstrap = ClientBootstrap(group: eventLoop)
-            .connectTimeout(.seconds(Int64(configuration.connectTimeoutSeconds)))
-            .channelOption(Self.noDelay, value: configuration.tcpNoDelay ? 1 : 0)
-            .channelInitializer { [self] channel in
-                channel.eventLoop.makeCompletedFuture { try self.addRelay(serverSide, to: channel) }
-            }
-        if let source = configuration.sourceAddress, let address = try? SocketAddress(ipAddress: source, port: 0),
-           address.protocol == server.address.protocol {
-            bootstrap = bootstrap.bind(to: address)
-        }
-        bootstrap.connect(to: server.address).assumeIsolated().whenComplete { result in
-            switch result {
-            case .success(let upstream):
-                self.relay(client, clientSide, upstream, serverSide, placement, target)
-            case .failure(let error) where FailureCause(error).isLocal:
-                // This host's fault (no descriptor left, a source address it lacks): the server
-                // stays available. Another server would fail alike, so the client is closed.
-                self.runtime.state.connectFailedLocally(target)
-                self.limiter.localFailure(error, while: "connecting to server \(server.host):\(server.port)")
-                client.close(promise: nil)
-            case .failure(let error):
-                self.logger.info("connect to server failed, blacklisting it",
-                                 metadata: ["server": "\(server.host):\(server.port)", "error": "\(error)"])
-                self.runtime.state.connectFailed(target, now: .now())
-                // Connects start once the client is active, so this tells whether it is still there.
-                if client.isActive {
-                    self.connect(client, clientSide, placement)
-                } else {
-                    client.close(promise: nil)
-                }
-            }
-        }
-    }
-
-    private func relay(_ client: Channel, _ clientSide: RelayHandler, _ upstream: Channel, _ serverSide: RelayHandler,
-                       _ placement: BalancerState.Placement, _ target: Target) {
-        let clientName = Endpoint.describe(client.remoteAddress)
-        let number = runtime.state.connected(placement, to: target, client: clientName, now: .now())
-        relayed[number] = (client, upstream)
-        RelayHandler.link(clientSide, serverSide) { toServer, toClient in
-            self.runtime.state.relayed(placement, target: target, toServer: toServer, toClient: toClient)
-        }
-        let serverName = Endpoint.describe(upstream.remoteAddress)
-        client.closeFuture.and(upstream.closeFuture).assumeIsolated().whenComplete { _ in
-            self.relayed[number] = nil
-            self.runtime.state.finished(placement, connection: number, target: target)
-            self.connectionLog.record(client: clientName, server: serverName,
-                                      sent: clientSide.bytesRead, received: serverSide.bytesRead)
-        }
-        // Either side may have closed before the link, when its relay had no partner to tell.
-        if !client.isActive || !upstream.isActive {
-            client.close(promise: nil)
-            upstream.close(promise: nil)
-        }
-    }
-
-    /// Half-close is set here rather than as a bootstrap option: NIO applies those through a
-    /// generic option store that costs about twice as much per option and connection.
-    private func addRelay(_ handler: RelayHandler, to channel: Channel) throws {
-        try channel.syncOptions?.setOption(ChannelOptions.allowRemoteHalfClosure, value: true)
-        let pipeline = channel.pipeline.syncOperations
-        let idleTimeout = runtime.configuration.idleTimeoutSeconds
-        if idleTimeout > 0 {
-            try pipeline.addHandler(IdleStateHandler(allTimeout: .seconds(Int64(idleTimeout))))
-        }
-        try pipeline.addHandler(handler)
     }
 }
