@@ -589,3 +589,12 @@ extension VRRPAdvertisement {
         return copy
     }
 }
+
+extension PacketTests {
+    /// Scripts read these names from `status` and `--json`: they stay as they are.
+    func testDropReasonsKeepTheirStatusNames() {
+        XCTAssertEqual(VRRPDropReason.allCases.map(\.statusName),
+                       ["ttl", "length", "version", "type", "addressFamily", "addressCount", "checksum", "vrid",
+                        "authentication", "interval", "zeroInterval"])
+    }
+}

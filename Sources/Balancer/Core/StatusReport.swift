@@ -101,7 +101,7 @@ public struct StatusReport: Codable, Equatable, Sendable {
 
     /// Drop reasons in the order the codec checks them, then any others.
     private static func dropNames(_ dropped: [String: UInt64]) -> [String] {
-        let known = VRRPDropReason.allCases.map { "\($0)" }
+        let known = VRRPDropReason.allCases.map(\.statusName)
         return known + dropped.keys.filter { !known.contains($0) }.sorted()
     }
 

@@ -9,7 +9,7 @@ extension StatusReport.VRRPInstance {
             advertMilliseconds: Int(status.advertisementInterval) * 10, master: status.masterAddress.map { "\($0)" },
             lastChange: status.lastTransitionTime ?? 0, lastChangeReason: status.lastTransitionReason ?? "",
             sent: status.advertisementsSent, received: status.advertisementsReceived, malformed: status.malformed,
-            dropped: Dictionary(uniqueKeysWithValues: VRRPDropReason.allCases.map { ("\($0)", status.dropped[$0, default: 0]) }),
+            dropped: Dictionary(uniqueKeysWithValues: VRRPDropReason.allCases.map { ($0.statusName, status.dropped[$0, default: 0]) }),
             virtualAddresses: status.virtualAddresses.map { VirtualAddress(address: "\($0.address.address)", onInterface: $0.onInterface) })
     }
 }

@@ -100,6 +100,24 @@ public enum VRRPDropReason: String, Error, CaseIterable, Sendable {
 
     /// Adverts of other virtual routers on the same link are normal traffic: count them, don't log them.
     public var isSilent: Bool { self == .vrid }
+
+    /// The counter's name in `status` (`drop_NAME`) and `--json` (`dropped.NAME`): spelled
+    /// out, so that renaming a case cannot change what scripts read.
+    public var statusName: String {
+        switch self {
+        case .ttl: return "ttl"
+        case .length: return "length"
+        case .version: return "version"
+        case .type: return "type"
+        case .addressFamily: return "addressFamily"
+        case .addressCount: return "addressCount"
+        case .checksum: return "checksum"
+        case .vrid: return "vrid"
+        case .authentication: return "authentication"
+        case .interval: return "interval"
+        case .zeroInterval: return "zeroInterval"
+        }
+    }
 }
 
 extension VRRPAdvertisement {
