@@ -57,7 +57,7 @@ struct RunCommand: ParsableCommand {
     @Flag(name: [.customShort("P"), .customShort("Q")], help: "pen's poll/kqueue choice; penha always uses epoll.")
     var eventMechanism: Int
 
-    @Option(name: .customShort("C"), help: "Control socket: port (on loopback), host:port (off loopback only with control_acl) or /path/to/socket.")
+    @Option(name: .customShort("C"), help: "Control socket: digits are a port (on loopback), a ':' makes host:port (off loopback only with control_acl), anything else is a Unix socket path (relative: from the working directory).")
     var control: String?
     @Option(name: .customShort("F"), help: "Config file of penctl commands, read after the command line and on SIGHUP.")
     var configFile: String?
