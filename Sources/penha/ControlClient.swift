@@ -22,12 +22,24 @@ enum ControlClient {
     }
 
     /// The answer's lines; throws `Failure` when penha cannot be reached or does not answer.
+    /// Commands that set something answer nothing, as in pen, and so does a penha that died
+    /// on the command: an empty answer counts only when penha then answers `pid`, which
+    /// always has an answer, on a second connection.
     static func send(_ command: String, to address: ControlAddress) throws -> [String] {
+        let answer = try exchange(command, with: address)
+        if answer.isEmpty, (try? exchange("pid", with: address))?.isEmpty ?? true {
+            throw Failure(description: "penha closed the connection without an answer")
+        }
+        return String(decoding: answer, as: UTF8.self).split(separator: "\n").map(String.init)
+    }
+
+    /// One connection: the command out, every byte of the answer in.
+    private static func exchange(_ command: String, with address: ControlAddress) throws -> [UInt8] {
         let target: SocketAddress
         do {
             target = try address.socketAddress
         } catch {
-            throw Failure(description: "bad control address \(address): \(error)")
+            throw Failure(description: "bad control address \(address): \(SystemErrorText.describe(error))")
         }
         let family: Int32
         switch target {
@@ -36,19 +48,19 @@ enum ControlClient {
         case .unixDomainSocket: family = AF_UNIX
         }
         let fd = socket(family, Int32(SOCK_STREAM.rawValue), 0)
-        guard fd >= 0 else { throw Failure(description: "cannot make a socket: \(String(cString: strerror(errno)))") }
+        guard fd >= 0 else { throw Failure(description: "cannot make a socket: \(SystemErrorText.describe(errno: errno))") }
         defer { close(fd) }
         var timeout = timeval(tv_sec: timeoutSeconds, tv_usec: 0)
         setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
         setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
         guard target.withSockAddr({ connect(fd, $0, socklen_t($1)) }) == 0 else {
-            throw Failure(description: "cannot connect to penha at \(address): \(String(cString: strerror(errno)))")
+            throw Failure(description: "cannot connect to penha at \(address): \(SystemErrorText.describe(errno: errno))")
         }
         let request = Array((command + "\n").utf8)
         var offset = 0
         while offset < request.count {
             let sent = request[offset...].withUnsafeBytes { Glibc.send(fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
-            guard sent > 0 else { throw Failure(description: "cannot send to \(address): \(String(cString: strerror(errno)))") }
+            guard sent > 0 else { throw Failure(description: "cannot send to \(address): \(SystemErrorText.describe(errno: errno))") }
             offset += sent
         }
         shutdown(fd, Int32(SHUT_WR))
@@ -57,11 +69,12 @@ enum ControlClient {
         while true {
             let count = chunk.withUnsafeMutableBytes { recv(fd, $0.baseAddress, $0.count, 0) }
             guard count >= 0 else {
-                throw Failure(description: "no answer from \(address): \(String(cString: strerror(errno)))")
+                let reason = errno == EAGAIN ? "none within \(timeoutSeconds) s" : SystemErrorText.describe(errno: errno)
+                throw Failure(description: "no answer from \(address): \(reason)")
             }
             if count == 0 { break }
             answer += chunk.prefix(count)
         }
-        return String(decoding: answer, as: UTF8.self).split(separator: "\n").map(String.init)
+        return answer
     }
 }

@@ -16,12 +16,11 @@ struct CtlCommand: ParsableCommand {
     )
 
     @Argument(parsing: .captureForPassthrough,
-              help: "[SOCKET|host:port] COMMAND...; the socket defaults to \(ControlAddress.defaultPath).")
+              help: "[SOCKET|host:port|port] COMMAND...; the socket (a path with a '/' or a '.') defaults to \(ControlAddress.defaultPath).")
     var words: [String] = []
 
     func run() throws {
-        // A control address has a '/' or a ':' or is a port; no command word does.
-        let names = words.first.map { $0.contains("/") || $0.contains(":") || Int($0) != nil } ?? false
+        let names = words.first.map(Self.isControlAddress) ?? false
         let command = (names ? Array(words.dropFirst()) : words).joined(separator: " ")
         guard !command.isEmpty else { throw ConfigurationError("no command given; try: penha ctl servers") }
         let lines: [String]
@@ -32,5 +31,11 @@ struct CtlCommand: ParsableCommand {
         }
         for line in lines { print(line) }
         if lines.contains(where: { $0.hasPrefix("error: ") }) { throw ExitCode.failure }
+    }
+
+    /// Whether the first word names the control socket: a port, a host:port or a path with
+    /// a '/' or a '.' (`a.sock`); a command word has none of these.
+    static func isControlAddress(_ word: String) -> Bool {
+        word.contains("/") || word.contains(":") || word.contains(".") || word.allSatisfy { $0.isASCII && $0.isNumber }
     }
 }

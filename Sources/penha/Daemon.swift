@@ -22,7 +22,7 @@ enum Daemon {
     static func start(arguments: [String]) -> Never {
         var output: [Int32] = [-1, -1]
         var ready: [Int32] = [-1, -1]
-        guard pipe(&output) == 0, pipe(&ready) == 0 else { fail("cannot make a pipe: \(String(cString: strerror(errno)))") }
+        guard pipe(&output) == 0, pipe(&ready) == 0 else { fail("cannot make a pipe: \(SystemErrorText.describe(errno: errno))") }
         // Only 0-3 go to the detached penha: an inherited descriptor (whoever started this
         // penha may have leaked one, such as its end of our stderr) would outlive us there.
         closeAllOnExec()
@@ -43,7 +43,7 @@ enum Daemon {
         }
         close(output[1])
         close(ready[1])
-        guard spawned == 0 else { fail("cannot start in the background: \(String(cString: strerror(spawned)))") }
+        guard spawned == 0 else { fail("cannot start in the background: \(SystemErrorText.describe(errno: spawned))") }
         // Relay until the child closes its end: it does when ready, or by exiting.
         var chunk = [UInt8](repeating: 0, count: 4096)
         while case let count = read(output[0], &chunk, chunk.count), count != 0 {

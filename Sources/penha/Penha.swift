@@ -11,7 +11,7 @@ struct Penha {
     static func main() {
         Signals.block()
         do {
-            var command = try PenhaCommand.parseAsRoot()
+            var command = try PenhaCommand.parseAsRoot(PenArguments.split(Array(CommandLine.arguments.dropFirst())))
             try command.run()
         } catch {
             exit(reporting: error)

@@ -16,18 +16,18 @@ enum Privileges {
             guard let entry = getpwnam(name) else { throw RuntimeFailure(description: "-u: no user '\(name)'") }
             let ids = (entry.pointee.pw_uid, entry.pointee.pw_gid)
             guard initgroups(name, ids.1) == 0, setgid(ids.1) == 0 else {
-                throw RuntimeFailure(description: "-u \(name): cannot take the user's groups: \(String(cString: strerror(errno)))")
+                throw RuntimeFailure(description: "-u \(name): cannot take the user's groups: \(SystemErrorText.describe(errno: errno))")
             }
             return ids
         }
         if let directory {
             guard chroot(directory) == 0, chdir("/") == 0 else {
-                throw RuntimeFailure(description: "-j \(directory): cannot chroot: \(String(cString: strerror(errno)))")
+                throw RuntimeFailure(description: "-j \(directory): cannot chroot: \(SystemErrorText.describe(errno: errno))")
             }
         }
         if let account, let user {
             guard setuid(account.uid) == 0 else {
-                throw RuntimeFailure(description: "-u \(user): cannot take the user's id: \(String(cString: strerror(errno)))")
+                throw RuntimeFailure(description: "-u \(user): cannot take the user's id: \(SystemErrorText.describe(errno: errno))")
             }
         }
     }

@@ -58,7 +58,7 @@ struct RunCommand: ParsableCommand {
     @Flag(name: [.customShort("P"), .customShort("Q")], help: "pen's poll/kqueue choice; penha always uses epoll.")
     var eventMechanism: Int
 
-    @Option(name: .customShort("C"), help: "Control socket: port (on loopback), host:port (off loopback only with control_acl) or /path/to/socket.")
+    @Option(name: .customShort("C"), help: "Control socket: digits are a port (on loopback), a ':' makes host:port (off loopback only with control_acl), anything else is a Unix socket path (relative: from the working directory).")
     var control: String?
     @Option(name: .customShort("F"), help: "Config file of penctl commands, read after the command line and on SIGHUP.")
     var configFile: String?
@@ -186,13 +186,13 @@ struct RunCommand: ParsableCommand {
         } catch let error as ConfigurationError {
             throw error
         } catch {
-            throw RuntimeFailure(description: "cannot start: \(error)")
+            throw RuntimeFailure(description: "cannot start: \(SystemErrorText.describe(error))")
         }
         let address: SocketAddress?
         do {
             address = try service.start().wait()
         } catch {
-            throw RuntimeFailure(description: "cannot listen on \(configuration.listen): \(error)")
+            throw RuntimeFailure(description: "cannot listen on \(configuration.listen): \(SystemErrorText.describe(error))")
         }
         let controlChannel = try startControl(service, logger: logger)
         if let pidFile {
@@ -214,10 +214,14 @@ struct RunCommand: ParsableCommand {
         service.setVRRPStatusProvider { vrrp.statuses }
         Daemon.signalReady()
         serveSignals(service, logger: logger)
+        let removePidFile = { [pidFile] in _ = pidFile.map { unlink($0) } }
+        ShutdownDeadline.arm(logger: logger, beforeExit: removePidFile)
+        // VRRP first: the master resigns (priority 0) and removes its VIPs, so the backup
+        // takes over at once, even if a later step is what the deadline cuts short.
+        vrrp.stop()
         _ = try? service.stop().wait()
         _ = try? controlChannel?.close().wait()
-        vrrp.stop()
-        if let pidFile { unlink(pidFile) }
+        removePidFile()
         Glibc.exit(0)
     }
 
@@ -242,29 +246,39 @@ struct RunCommand: ParsableCommand {
             service.setControlAddress(bound)
             logger.info("control socket on \(bound)")
             return channel
+        } catch let refused as ControlServer.PathRefused {
+            // Not a warning even for the default socket: the penha that owns it would lose it.
+            throw ConfigurationError(refused.description)
         } catch where control == nil {
-            logger.warning("no control socket: cannot listen on \(address): \(error) (give -C to choose one)")
+            logger.warning("no control socket: cannot listen on \(address): \(SystemErrorText.describe(error)) (give -C to choose one)")
             return nil
         } catch {
-            throw RuntimeFailure(description: "cannot listen for control on \(address): \(error)")
+            throw RuntimeFailure(description: "cannot listen for control on \(address): \(SystemErrorText.describe(error))")
         }
     }
 
-    /// Serves SIGHUP (reload) and SIGUSR1 (statistics) until SIGTERM or SIGINT.
+    /// Serves SIGHUP (reload) and SIGUSR1 (statistics) until SIGTERM or SIGINT, never waiting
+    /// for them here: a reload stuck on a file must not keep SIGTERM from being taken.
     private func serveSignals(_ service: BalancerService, logger: Logger) {
+        let reload = CoalescedWork(on: service.eventLoop) { [configFile] in
+            service.reload().map {
+                logger.notice("reloaded\(configFile.map { " \($0)" } ?? ""), log reopened")
+            }.recover { error in
+                logger.error("reload failed, configuration unchanged: \(SystemErrorText.describe(error))")
+            }
+        }
+        let statistics = CoalescedWork(on: service.eventLoop) {
+            service.statistics().recover { _ in ["statistics unavailable"] }.map { lines in
+                for line in lines { logger.notice("\(line)") }
+            }
+        }
         while true {
             let number = Signals.next()
             switch number {
             case SIGHUP:
-                do {
-                    try service.reload().wait()
-                    logger.notice("reloaded\(configFile.map { " \($0)" } ?? ""), log reopened")
-                } catch {
-                    logger.error("reload failed, configuration unchanged: \(error)")
-                }
+                reload.request()
             case SIGUSR1:
-                let lines = (try? service.statistics().wait()) ?? ["statistics unavailable"]
-                for line in lines { logger.notice("\(line)") }
+                statistics.request()
             default:
                 logger.notice("stopped by signal \(number)")
                 return

@@ -1,3 +1,7 @@
+import Logging
+import NIOCore
+import NIOPosix
+
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -30,5 +34,61 @@ enum Signals {
         // sigwait fails only for an invalid set; EINTR does not apply to it.
         while sigwait(&set, &number) != 0 {}
         return number
+    }
+}
+
+/// Work a signal asks for (a reload, the statistics), started without waiting on the main
+/// thread, which must stay free to take SIGTERM whatever the work is stuck on. A signal
+/// that arrives while the work runs makes it run once more after; no more than that waits.
+/// Touched only on `eventLoop`, so it needs no lock.
+final class CoalescedWork {
+    private let eventLoop: EventLoop
+    private let work: () -> EventLoopFuture<Void>
+    private var running = false
+    private var again = false
+
+    init(on eventLoop: EventLoop, _ work: @escaping () -> EventLoopFuture<Void>) {
+        self.eventLoop = eventLoop
+        self.work = work
+    }
+
+    /// Returns at once; the work starts on the event loop.
+    func request() {
+        eventLoop.execute { self.start() }
+    }
+
+    private func start() {
+        guard !running else {
+            again = true
+            return
+        }
+        running = true
+        work().whenComplete { _ in
+            self.running = false
+            if self.again {
+                self.again = false
+                self.start()
+            }
+        }
+    }
+}
+
+/// SIGTERM ends penha within `seconds` whatever is stuck (a thread blocked on a file, an
+/// event loop that does not answer): armed when the orderly shutdown starts, it logs one
+/// line and leaves with `_exit` if that shutdown has not exited by then. NIO's thread
+/// pool, not libdispatch, so the signal mask stays as `Signals.block` set it.
+enum ShutdownDeadline {
+    static let seconds: UInt32 = 5
+
+    static func arm(logger: Logger, beforeExit: @escaping () -> Void) {
+        let pool = NIOThreadPool(numberOfThreads: 1)
+        pool.start()
+        pool.submit { state in
+            guard state == .active else { return }
+            sleep(seconds)
+            logger.error("orderly shutdown not done after \(seconds) s; exiting now")
+            beforeExit()
+            _exit(1)
+        }
     }
 }

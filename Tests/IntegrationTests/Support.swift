@@ -125,15 +125,17 @@ func runPenha(_ arguments: [String], timeout: Double = 20) throws -> (status: In
     let process = Process()
     process.executableURL = penhaBinary
     process.arguments = arguments
-    let pipe = Pipe()
-    process.standardError = pipe
-    // A file, not a pipe: a large output cannot block penha while stderr is being read.
+    // Files, not pipes: a large output cannot block penha, and reading stderr cannot wait
+    // past the timeout for a penha that does not exit.
     let output = temporaryPath("stdout")
-    guard FileManager.default.createFile(atPath: output, contents: nil) else { throw TestFailure("cannot create \(output)") }
-    defer { unlink(output) }
+    let errors = temporaryPath("stderr")
+    for path in [output, errors] {
+        guard FileManager.default.createFile(atPath: path, contents: nil) else { throw TestFailure("cannot create \(path)") }
+    }
+    defer { unlink(output); unlink(errors) }
     process.standardOutput = try FileHandle(forWritingTo: URL(fileURLWithPath: output))
+    process.standardError = try FileHandle(forWritingTo: URL(fileURLWithPath: errors))
     try process.run()
-    let text = pipe.fileHandleForReading.readDataToEndOfFile()
     let deadline = Date() + timeout
     while process.isRunning && Date() < deadline { usleep(20_000) }
     if process.isRunning {
@@ -141,6 +143,7 @@ func runPenha(_ arguments: [String], timeout: Double = 20) throws -> (status: In
         throw TestFailure("penha \(arguments) did not exit")
     }
     let printed = FileManager.default.contents(atPath: output) ?? Data()
+    let text = FileManager.default.contents(atPath: errors) ?? Data()
     return (process.terminationStatus, String(decoding: text, as: UTF8.self), String(decoding: printed, as: UTF8.self))
 }
 

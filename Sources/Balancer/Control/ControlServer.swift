@@ -35,15 +35,55 @@ public enum ControlServer {
             let directory = String(path[..<(path.lastIndex(of: "/") ?? path.startIndex)])
             if !directory.isEmpty, mkdir(directory, 0o755) != 0, errno != EEXIST {
                 return eventLoop.makeFailedFuture(
-                    ConfigurationError("cannot create \(directory): \(String(cString: strerror(errno)))"))
+                    ConfigurationError("cannot create \(directory): \(SystemErrorText.describe(errno: errno))"))
+            }
+            do {
+                try claim(path)
+            } catch {
+                return eventLoop.makeFailedFuture(error)
             }
             // The socket file is created 0600 by the umask rather than chmod-ed after, so there
             // is no moment in which another user could connect. Restored once the bind is done.
             let previousMask = umask(0o177)
-            let bound = bootstrap.bind(unixDomainSocketPath: path, cleanupExistingSocketFile: true)
+            // Not NIO's cleanup: it would unlink a live socket; `claim` removed a stale one.
+            let bound = bootstrap.bind(unixDomainSocketPath: path, cleanupExistingSocketFile: false)
             bound.whenComplete { _ in umask(previousMask) }
             return bound
         }
+    }
+}
+
+extension ControlServer {
+    /// A control socket path that must not be taken: a running penha listens there, or it
+    /// is not a socket at all.
+    public struct PathRefused: Error, CustomStringConvertible {
+        public let description: String
+    }
+
+    /// Frees `path` for a new control socket without taking it from a running penha: a
+    /// socket that accepts a connection is in use and left alone; one that refuses it was
+    /// left by a penha that died (kill -9) and is removed; anything else is never unlinked.
+    static func claim(_ path: String) throws {
+        var info = stat()
+        guard lstat(path, &info) == 0 else {
+            guard errno == ENOENT else { throw IOError(errnoCode: errno, reason: "lstat") }
+            return
+        }
+        guard info.st_mode & S_IFMT == S_IFSOCK else {
+            throw PathRefused(description: "\(path) exists and is not a socket; penha does not replace it")
+        }
+        let address = try SocketAddress(unixDomainSocketPath: path)
+        let probe = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_NONBLOCK.rawValue), 0)
+        guard probe >= 0 else { throw IOError(errnoCode: errno, reason: "socket") }
+        let connected = address.withSockAddr { connect(probe, $0, socklen_t($1)) } == 0
+        let connectError = errno
+        close(probe)
+        // EAGAIN: a listener whose backlog is full, alive all the same.
+        if connected || connectError == EAGAIN {
+            throw PathRefused(description: "another penha is listening on \(path)")
+        }
+        guard connectError == ECONNREFUSED else { throw IOError(errnoCode: connectError, reason: "connect") }
+        guard unlink(path) == 0 || errno == ENOENT else { throw IOError(errnoCode: errno, reason: "unlink") }
     }
 }
 

@@ -11,9 +11,21 @@ public enum ControlAddress: Equatable, Sendable, CustomStringConvertible {
     /// Where `penha status` and `penha ctl` look when not told.
     public static let defaultPath = "/run/penha/penha.sock"
 
+    /// The rule for `-C` and `penha ctl`: all digits is a port (on 127.0.0.1), text with a
+    /// ':' and no '/' is host:port, anything else is a Unix socket path, a relative one from
+    /// the working directory. A bare IPv4 address is refused, as a host:port missing its port.
     public static func parse(_ text: String) throws -> ControlAddress {
-        if text.contains("/") { return .unix(path: text) }
-        if let port = Int(text) { return .inet(host: "127.0.0.1", port: try validPort(port, in: text)) }
+        guard !text.isEmpty else { throw ConfigurationError("the control address is empty") }
+        if text.allSatisfy({ $0.isASCII && $0.isNumber }) {
+            guard let port = Int(text) else { throw ConfigurationError("bad port '\(text)': not within 1-65535") }
+            return .inet(host: "127.0.0.1", port: try validPort(port, in: text))
+        }
+        if text.contains("/") || !text.contains(":") {
+            if (try? SocketAddress(ipAddress: text, port: 0)) != nil {
+                throw ConfigurationError("bad control address '\(text)': expected host:port")
+            }
+            return .unix(path: text)
+        }
         let (host, port) = try parseHostPort(text, what: "control address")
         let address = host == "localhost" ? "127.0.0.1" : host
         guard (try? SocketAddress(ipAddress: address, port: port)) != nil else {

@@ -1,0 +1,193 @@
+import Foundation
+import NIOCore
+import NIOPosix
+import XCTest
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// The process around the balancer: its control socket is its own, its errors read as
+/// words, its command line takes pen's forms, and SIGTERM ends it whatever is stuck.
+final class ProcessRobustnessTests: XCTestCase {
+    private var paths: [String] = []
+
+    override func tearDown() {
+        for path in paths { unlink(path) }
+    }
+
+    private func path(_ name: String) -> String {
+        let path = temporaryPath(name)
+        paths.append(path)
+        return path
+    }
+
+    func testASecondPenhaLeavesALiveControlSocketAlone() throws {
+        let a = try Backend("A")
+        let control = path("a.sock")
+        let first = try Penha(["-C", control], servers: ["127.0.0.1:\(a.port)"])
+        let second = try runPenha(["-f", "-C", control, "127.0.0.1:\(freePort())", "127.0.0.1:\(a.port)"], timeout: 5)
+        XCTAssertEqual(second.status, 2, second.stderr)
+        XCTAssertEqual(second.stderr, "penha: another penha is listening on \(control)\n")
+        let status = try runPenha(["ctl", control, "status"])
+        XCTAssertEqual(status.status, 0, status.stderr)
+        XCTAssertTrue(status.stdout.contains("listen 127.0.0.1:\(first.port)"), status.stdout)
+    }
+
+    func testAStaleControlSocketIsReplaced() throws {
+        let a = try Backend("A")
+        // Left by a socket that was bound and closed, never unlinked.
+        let closed = path("closed.sock")
+        let fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue), 0)
+        let address = try SocketAddress(unixDomainSocketPath: closed)
+        XCTAssertEqual(address.withSockAddr { bind(fd, $0, socklen_t($1)) }, 0)
+        close(fd)
+        let replacing = try Penha(["-C", closed], servers: ["127.0.0.1:\(a.port)"])
+        XCTAssertEqual(try replacing.command("pid"), ["\(replacing.process.processIdentifier)"])
+        // Left by a penha killed with SIGKILL.
+        let killed = path("killed.sock")
+        let victim = try Penha(["-C", killed], servers: ["127.0.0.1:\(a.port)"])
+        kill(victim.process.processIdentifier, SIGKILL)
+        victim.process.waitUntilExit()
+        XCTAssertTrue(FileManager.default.fileExists(atPath: killed), "SIGKILL leaves the socket file")
+        let successor = try Penha(["-C", killed], servers: ["127.0.0.1:\(a.port)"])
+        XCTAssertEqual(try successor.command("pid"), ["\(successor.process.processIdentifier)"])
+    }
+
+    func testAControlPathThatIsNotASocketIsNeitherUsedNorRemoved() throws {
+        let regular = path("regular")
+        XCTAssertTrue(FileManager.default.createFile(atPath: regular, contents: Data("keep\n".utf8)))
+        let refused = try runPenha(["-f", "-C", regular, "127.0.0.1:\(freePort())", "127.0.0.1:9"])
+        XCTAssertEqual(refused.status, 2, refused.stderr)
+        XCTAssertEqual(refused.stderr, "penha: \(regular) exists and is not a socket; penha does not replace it\n")
+        XCTAssertEqual(FileManager.default.contents(atPath: regular), Data("keep\n".utf8))
+    }
+
+    func testCtlSaysSoWhenPenhaClosesWithoutAnAnswer() throws {
+        let control = path("mute.sock")
+        let mute = try ServerBootstrap(group: Backend.group)
+            .childChannelInitializer { channel in
+                channel.eventLoop.makeCompletedFuture { try channel.pipeline.syncOperations.addHandler(CloseOnLine()) }
+            }
+            .bind(unixDomainSocketPath: control).wait()
+        defer { try? mute.close().wait() }
+        let answer = try runPenha(["ctl", control, "status"])
+        XCTAssertEqual(answer.status, 1, answer.stderr)
+        XCTAssertEqual(answer.stderr, "penha: penha closed the connection without an answer\n")
+        let status = try runPenha(["status", "-C", control])
+        XCTAssertEqual(status.status, 1, status.stderr)
+        XCTAssertTrue(status.stderr.contains("without an answer"), status.stderr)
+        // A command that answers nothing, from a penha that is alive, is still a success.
+        let a = try Backend("A")
+        let penha = try Penha([], servers: ["127.0.0.1:\(a.port)"])
+        let set = try runPenha(["ctl", penha.control, "roundrobin"])
+        XCTAssertEqual([set.status.description, set.stdout, set.stderr], ["0", "", ""])
+    }
+
+    func testARelativeControlPathIsASocketInTheWorkingDirectory() throws {
+        let a = try Backend("A")
+        let directory = path("directory")
+        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: false)
+        let previous = FileManager.default.currentDirectoryPath
+        XCTAssertTrue(FileManager.default.changeCurrentDirectoryPath(directory))
+        defer {
+            _ = FileManager.default.changeCurrentDirectoryPath(previous)
+            unlink("\(directory)/rel.sock")
+            rmdir(directory)
+        }
+        let penha = try Penha(["-C", "rel.sock"], servers: ["127.0.0.1:\(a.port)"])
+        XCTAssertTrue(FileManager.default.fileExists(atPath: "\(directory)/rel.sock"), penha.stderr)
+        let answer = try runPenha(["ctl", "rel.sock", "pid"])
+        XCTAssertEqual(answer.stdout, "\(penha.process.processIdentifier)\n", answer.stderr)
+    }
+
+    func testPensAttachedOptionValuesAreTaken() throws {
+        let a = try Backend("A")
+        let penha = try Penha(["-dx321", "-c4096", "-b7"], servers: ["127.0.0.1:\(a.port)"])
+        for (command, expected) in [("conn_max", "321\n"), ("clients_max", "4096\n"), ("blacklist", "7\n"), ("debug", "1\n")] {
+            let answer = try runPenha(["ctl", penha.control, command])
+            XCTAssertEqual(answer.stdout, expected, "\(command): \(answer.stderr)")
+        }
+    }
+
+    func testAListenAddressInUseIsSaidInWordsAndExitsOne() throws {
+        let holder = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        defer { close(holder) }
+        let address = try SocketAddress(ipAddress: "127.0.0.1", port: 0)
+        XCTAssertEqual(address.withSockAddr { bind(holder, $0, socklen_t($1)) }, 0)
+        XCTAssertEqual(listen(holder, 1), 0)
+        let port = freePortOf(holder)
+        let result = try runPenha(["-f", "-C", path("c.sock"), "127.0.0.1:\(port)", "127.0.0.1:9"])
+        XCTAssertEqual(result.status, 1, result.stderr)
+        XCTAssertEqual(result.stderr, "penha: cannot listen on 127.0.0.1:\(port): address already in use\n")
+    }
+
+    /// Statistics wait for the one blocking-pool thread, which `include FIFO` holds: the test
+    /// keeps the FIFO open and never writes, so the read never ends. Before, the signal loop
+    /// waited for the statistics and never took SIGTERM.
+    func testSIGTERMEndsPenhaWhileABlockingCommandHoldsThePool() throws {
+        let a = try Backend("A")
+        let fifo = path("commands.fifo")
+        XCTAssertEqual(mkfifo(fifo, 0o600), 0)
+        // Both ends in this process: penha's open and read find a writer that never writes.
+        let holder = open(fifo, O_RDWR | O_NONBLOCK)
+        XCTAssertGreaterThanOrEqual(holder, 0)
+        defer { close(holder) }
+        let penha = try Penha([], servers: ["127.0.0.1:\(a.port)"])
+        let include = try Client(unixPath: penha.control)
+        try include.send("include \(fifo)\n")
+        guard try isWedged(penha) else {
+            throw XCTSkip("include of a FIFO no longer holds the blocking pool; nothing is stuck to bound")
+        }
+        kill(penha.process.processIdentifier, SIGUSR1)
+        usleep(200_000)
+        try assertSIGTERMEndsIt(penha)
+    }
+
+    /// A SIGHUP whose reopening of the connection log blocks the event loop (the log is now a
+    /// FIFO without a reader): the orderly shutdown cannot finish, so the deadline ends it.
+    func testSIGTERMEndsPenhaWhoseEventLoopIsStuck() throws {
+        let a = try Backend("A")
+        let log = path("connections.log")
+        let penha = try Penha(["-l", log], servers: ["127.0.0.1:\(a.port)"])
+        unlink(log)
+        XCTAssertEqual(mkfifo(log, 0o600), 0)
+        kill(penha.process.processIdentifier, SIGHUP)
+        guard try isWedged(penha) else {
+            throw XCTSkip("reopening a FIFO log no longer blocks the event loop; nothing is stuck to bound")
+        }
+        let status = try assertSIGTERMEndsIt(penha)
+        XCTAssertEqual(status, 1, "cut short: a runtime failure")
+        XCTAssertTrue(penha.stderr.contains("orderly shutdown not done after 5 s; exiting now"), penha.stderr)
+    }
+
+    /// Whether the control socket stops answering (every command waits for the stuck part).
+    private func isWedged(_ penha: Penha) throws -> Bool {
+        usleep(300_000)
+        let probe = try Client(unixPath: penha.control, timeout: 1)
+        try probe.send("pid\n")
+        return (try? probe.readLine()) == nil
+    }
+
+    /// SIGTERM, then exit within the 5 s deadline and a margin for a loaded machine.
+    @discardableResult
+    private func assertSIGTERMEndsIt(_ penha: Penha, file: StaticString = #filePath, line: UInt = #line) throws -> Int32? {
+        kill(penha.process.processIdentifier, SIGTERM)
+        let status = penha.waitForExit(timeout: 5 + 5)
+        XCTAssertNotNil(status, "penha still runs 10 s after SIGTERM; log: \(penha.stderr)", file: file, line: line)
+        return status
+    }
+}
+
+/// A control socket that reads the line and closes without a word, as a penha that died on it.
+private final class CloseOnLine: ChannelInboundHandler {
+    typealias InboundIn = ByteBuffer
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        if unwrapInboundIn(data).readableBytesView.contains(UInt8(ascii: "\n")) { context.close(promise: nil) }
+    }
+
+    func errorCaught(context: ChannelHandlerContext, error: Error) {
+        context.close(promise: nil)
+    }
+}
