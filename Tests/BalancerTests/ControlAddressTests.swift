@@ -1,4 +1,4 @@
-import Balancer
+import BalancerCore
 import XCTest
 
 /// `-C` and `penha ctl`'s address rule: all digits is a port on loopback, a ':' makes

@@ -15,14 +15,8 @@ public struct FileError: Error, Equatable, CustomStringConvertible {
 
     /// The failure of the system call just made, by its errno.
     init(_ action: String, _ path: String, errno number: Int32 = errno) {
-        self.init(action, path, systemErrorText(number))
+        self.init(action, path, SystemErrorText.describe(errno: number))
     }
-}
-
-/// strerror's text as a message part: "address already in use", not "Address already in use".
-public func systemErrorText(_ number: Int32) -> String {
-    let text = String(cString: strerror(number))
-    return text.prefix(1).lowercased() + text.dropFirst()
 }
 
 /// Every file penha reads or writes by name goes through here, so that none of them can
