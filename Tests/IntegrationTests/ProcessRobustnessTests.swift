@@ -122,40 +122,31 @@ final class ProcessRobustnessTests: XCTestCase {
         XCTAssertEqual(result.stderr, "penha: cannot listen on 127.0.0.1:\(port): address already in use\n")
     }
 
-    /// Statistics wait for the one blocking-pool thread, which `include FIFO` holds: the test
-    /// keeps the FIFO open and never writes, so the read never ends. Before, the signal loop
-    /// waited for the statistics and never took SIGTERM.
-    func testSIGTERMEndsPenhaWhileABlockingCommandHoldsThePool() throws {
+    /// The blocking-pool thread frozen (as if stuck on a slow disk): a command and SIGUSR1's
+    /// statistics wait for it forever. Before, the signal loop waited for the statistics and
+    /// never took SIGTERM.
+    func testSIGTERMEndsPenhaWhileTheBlockingPoolIsStuck() throws {
         let a = try Backend("A")
-        let fifo = path("commands.fifo")
-        XCTAssertEqual(mkfifo(fifo, 0o600), 0)
-        // Both ends in this process: penha's open and read find a writer that never writes.
-        let holder = open(fifo, O_RDWR | O_NONBLOCK)
-        XCTAssertGreaterThanOrEqual(holder, 0)
-        defer { close(holder) }
         let penha = try Penha([], servers: ["127.0.0.1:\(a.port)"])
-        let include = try Client(unixPath: penha.control)
-        try include.send("include \(fifo)\n")
-        guard try isWedged(penha) else {
-            throw XCTSkip("include of a FIFO no longer holds the blocking pool; nothing is stuck to bound")
-        }
+        let freezer = try ThreadFreezer(penha, thread: "TP-#")
+        defer { freezer.release() }
+        let waiting = try Client(unixPath: penha.control)
+        try waiting.send("servers\n")
+        XCTAssertTrue(try isWedged(penha), "every command waits for the pool")
         kill(penha.process.processIdentifier, SIGUSR1)
         usleep(200_000)
         try assertSIGTERMEndsIt(penha)
     }
 
-    /// A SIGHUP whose reopening of the connection log blocks the event loop (the log is now a
-    /// FIFO without a reader): the orderly shutdown cannot finish, so the deadline ends it.
+    /// The event loop frozen: the orderly shutdown (which closes the listener there) cannot
+    /// finish, so the deadline ends penha, with a line that says so.
     func testSIGTERMEndsPenhaWhoseEventLoopIsStuck() throws {
         let a = try Backend("A")
-        let log = path("connections.log")
-        let penha = try Penha(["-l", log], servers: ["127.0.0.1:\(a.port)"])
-        unlink(log)
-        XCTAssertEqual(mkfifo(log, 0o600), 0)
+        let penha = try Penha([], servers: ["127.0.0.1:\(a.port)"])
+        let freezer = try ThreadFreezer(penha, thread: "NIO-ELT-")
+        defer { freezer.release() }
+        XCTAssertTrue(try isWedged(penha))
         kill(penha.process.processIdentifier, SIGHUP)
-        guard try isWedged(penha) else {
-            throw XCTSkip("reopening a FIFO log no longer blocks the event loop; nothing is stuck to bound")
-        }
         let status = try assertSIGTERMEndsIt(penha)
         XCTAssertEqual(status, 1, "cut short: a runtime failure")
         XCTAssertTrue(penha.stderr.contains("orderly shutdown not done after 5 s; exiting now"), penha.stderr)
@@ -189,5 +180,60 @@ private final class CloseOnLine: ChannelInboundHandler {
 
     func errorCaught(context: ChannelHandlerContext, error: Error) {
         context.close(promise: nil)
+    }
+}
+
+/// Stops one thread of a running penha (ptrace's seize and interrupt stop that thread alone)
+/// until released or 30 s have passed: a hang that no fix inside penha can undo, so the
+/// SIGTERM bound is what the tests above see. Needs root (CI runs as root).
+private final class ThreadFreezer {
+    private let process = Process()
+    private let input = Pipe()
+
+    private static let script = """
+        import ctypes, os, sys, select
+        libc = ctypes.CDLL(None, use_errno=True)
+        pid, prefix = sys.argv[1], sys.argv[2]
+        tids = [t for t in os.listdir(f"/proc/{pid}/task") if open(f"/proc/{pid}/task/{t}/comm").read().startswith(prefix)]
+        if len(tids) != 1: sys.exit(f"threads named {prefix}: {tids}")
+        tid = int(tids[0])
+        PTRACE_SEIZE, PTRACE_INTERRUPT = 0x4206, 0x4207
+        if libc.ptrace(PTRACE_SEIZE, tid, 0, 0) != 0 or libc.ptrace(PTRACE_INTERRUPT, tid, 0, 0) != 0:
+            sys.exit(f"ptrace: {os.strerror(ctypes.get_errno())}")
+        print("frozen", flush=True)
+        # Reaps the thread when penha exits (a traced thread is its tracer's to reap, and
+        # until then penha cannot be waited for); ends on release or after 30 s.
+        for _ in range(300):
+            if select.select([sys.stdin], [], [], 0.1)[0]: break
+            try:
+                waited, status = os.waitpid(tid, os.WNOHANG | 0x40000000)
+                if waited == tid and (os.WIFEXITED(status) or os.WIFSIGNALED(status)): break
+            except ChildProcessError: break
+        """
+
+    init(_ penha: Penha, thread prefix: String) throws {
+        guard geteuid() == 0 else {
+            if ProcessInfo.processInfo.environment["PENHA_REQUIRE_NETNS"] == "1" {
+                throw TestFailure("PENHA_REQUIRE_NETNS=1 but not running as root: cannot freeze a thread with ptrace")
+            }
+            throw XCTSkip("needs root to freeze a thread with ptrace; CI runs it as root")
+        }
+        let output = Pipe()
+        process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+        process.arguments = ["python3", "-c", Self.script, "\(penha.process.processIdentifier)", prefix]
+        process.standardInput = input
+        process.standardOutput = output
+        try process.run()
+        let said = String(decoding: output.fileHandleForReading.readData(ofLength: 7), as: UTF8.self)
+        guard said == "frozen\n" else {
+            release()
+            throw TestFailure("could not freeze penha's \(prefix) thread")
+        }
+    }
+
+    /// Ends the tracer, which lets the thread go (if penha still runs).
+    func release() {
+        try? input.fileHandleForWriting.close()
+        process.waitUntilExit()
     }
 }
