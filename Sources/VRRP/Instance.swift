@@ -182,6 +182,8 @@ public final class VRRPInstance: @unchecked Sendable {
         let instance: VRRPInstance
         var announcementsLeft = 0
         var nextAnnouncement: VRRPInstant?
+        /// Notify processes started and not yet reaped.
+        var notifyChildren: [pid_t] = []
 
         mutating func perform(_ actions: [VRRPAction], machine: VRRPStateMachine) {
             for action in actions { perform(action) }
@@ -238,16 +240,18 @@ public final class VRRPInstance: @unchecked Sendable {
             nextAnnouncement = announcementsLeft > 0 ? now.advanced(by: VRRPInstance.announcementSpacing) : nil
         }
 
-        /// Starts `PATH STATE` and does not wait for it; its exit is collected by the kernel's
-        /// init once we exit, or reaped on the next run.
-        private func runNotify(_ path: String, state: VRRPState) {
-            var reaped: Int32 = 0
-            while waitpid(-1, &reaped, WNOHANG) > 0 {}
+        /// Starts `PATH STATE` and does not wait for it. Its own earlier notify processes that
+        /// have exited are reaped here, by their ids: a library must not reap the process's
+        /// other children (`waitpid(-1)` would take the daemon's or a test's).
+        private mutating func runNotify(_ path: String, state: VRRPState) {
+            var status: Int32 = 0
+            notifyChildren.removeAll { waitpid($0, &status, WNOHANG) != 0 }
             var pid: pid_t = 0
             let arguments = [path, state.rawValue]
             var pointers = arguments.map { strdup($0) } + [nil]
             defer { pointers.forEach { free($0) } }
             let result = posix_spawn(&pid, path, nil, nil, &pointers, environ)
+            if result == 0 { notifyChildren.append(pid) }
             if result != 0 { instance.log("VRRP: notify \(path) \(state.rawValue): \(String(cString: strerror(result)))") }
         }
     }

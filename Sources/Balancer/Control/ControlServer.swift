@@ -42,13 +42,30 @@ public enum ControlServer {
             } catch {
                 return eventLoop.makeFailedFuture(error)
             }
-            // The socket file is created 0600 by the umask rather than chmod-ed after, so there
-            // is no moment in which another user could connect. Restored once the bind is done.
-            let previousMask = umask(0o177)
-            // Not NIO's cleanup: it would unlink a live socket; `claim` removed a stale one.
-            let bound = bootstrap.bind(unixDomainSocketPath: path, cleanupExistingSocketFile: false)
-            bound.whenComplete { _ in umask(previousMask) }
-            return bound
+            // Bound inside a new directory only penha can enter, made 0600 there, then renamed
+            // into place: there is no moment in which another user could connect, and the
+            // process-wide umask is left alone. Not NIO's cleanup: it would unlink a live
+            // socket; `claim` removed a stale one.
+            var template = Array("\(directory.isEmpty ? "." : directory)/.penha-XXXXXX".utf8CString)
+            guard mkdtemp(&template) != nil else {
+                return eventLoop.makeFailedFuture(
+                    ConfigurationError("cannot create a directory beside \(path): \(SystemErrorText.describe(errno: errno))"))
+            }
+            let staging = template.withUnsafeBufferPointer { String(cString: $0.baseAddress!) }
+            let staged = staging + "/s"
+            return bootstrap.bind(unixDomainSocketPath: staged, cleanupExistingSocketFile: false).flatMapErrorThrowing { error in
+                rmdir(staging)
+                throw error
+            }.flatMapThrowing { channel in
+                defer { rmdir(staging) }
+                guard chmod(staged, 0o600) == 0, rename(staged, path) == 0 else {
+                    let failure = IOError(errnoCode: errno, reason: "rename")
+                    unlink(staged)
+                    channel.close(promise: nil)
+                    throw failure
+                }
+                return channel
+            }
         }
     }
 }
