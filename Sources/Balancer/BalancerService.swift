@@ -403,15 +403,13 @@ public final class BalancerService {
         let clientName = Self.describe(client.remoteAddress)
         let number = runtime.state.connected(placement, to: target, client: clientName, now: .now())
         relayed[number] = (client, upstream)
+        connectionLog.watch(upstream, client: client.remoteAddress, logger: logger)
         RelayHandler.link(clientSide, serverSide) { toServer, toClient in
             self.runtime.state.relayed(placement, target: target, toServer: toServer, toClient: toClient)
         }
-        let serverName = Self.describe(upstream.remoteAddress)
         client.closeFuture.and(upstream.closeFuture).assumeIsolated().whenComplete { _ in
             self.relayed[number] = nil
             self.runtime.state.finished(placement, connection: number, target: target)
-            self.connectionLog.record(client: clientName, server: serverName,
-                                      sent: clientSide.bytesRead, received: serverSide.bytesRead)
         }
         // Either side may have closed before the link, when its relay had no partner to tell.
         if !client.isActive || !upstream.isActive {
