@@ -58,6 +58,9 @@ public struct LogMerge {
         for index in servers.indices { heads[index] = readServerLine(index) }
     }
 
+    /// Pen lines held now, for matching the web servers' lines to come.
+    public var heldPenLines: Int { window.count - windowStart }
+
     /// The next merged line (with its newline), oldest first; nil when every log has ended.
     public mutating func next() -> [UInt8]? {
         var oldest: Int?
@@ -104,6 +107,8 @@ public struct LogMerge {
                 continue
             }
             entry.time -= offset
+            // Too old for this line, so for every later one (they come in time order).
+            if entry.time < time - jitter { continue }
             window.append(entry)
             if window.count - windowStart > Self.windowLimit {
                 windowStart += 1

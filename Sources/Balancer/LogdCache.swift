@@ -67,11 +67,14 @@ public struct LogDaemon {
         cache = LogdCache(capacity: capacity)
     }
 
+    /// The longest datagram taken: a line of `PenLogLine.maxLineBytes` and its CR LF. A
+    /// receiver's buffer one byte larger tells a longer (truncated) one.
+    public static let maxDatagramBytes = PenLogLine.maxLineBytes + 2
+
     /// The line to append to the combined log, if any. `source` is the sender's address as
-    /// penha and pen write server addresses (`127.0.0.1`, `2001:db8::1`); `truncated`: the
-    /// datagram was longer than the receive buffer.
-    public mutating func receive(_ datagram: some Collection<UInt8>, from source: String, truncated: Bool = false) -> [UInt8]? {
-        guard !truncated, datagram.count <= PenLogLine.maxLineBytes + 2 else {
+    /// penha and pen write server addresses (`127.0.0.1`, `2001:db8::1`).
+    public mutating func receive(_ datagram: some Collection<UInt8>, from source: String) -> [UInt8]? {
+        guard datagram.count <= Self.maxDatagramBytes else {
             counts.skipped += 1
             return nil
         }
