@@ -22,13 +22,13 @@ struct LogdCommand: ParsableCommand {
 
     @Flag(name: .customShort("f"), help: "Stay in the foreground.")
     var foreground = false
-    @Option(name: .customShort("l"), help: "The combined log (default stdout); reopened on SIGHUP.")
+    @Option(name: .customShort("l"), help: ArgumentHelp("The combined log (default stdout); reopened on SIGHUP.", valueName: "file"))
     var logFile: String?
-    @Option(name: .customShort("n"), help: "pen lines held for matching (default \(LogdCache.defaultCapacity)).")
+    @Option(name: .customShort("n"), help: ArgumentHelp("pen lines held for matching.", valueName: "n"))
     var capacity: Int = LogdCache.defaultCapacity
-    @Option(name: .customShort("p"), help: "Write the process id to this file.")
+    @Option(name: .customShort("p"), help: ArgumentHelp("Write the process id to this file.", valueName: "pidfile"))
     var pidFile: String?
-    @Argument(help: "The UDP port (on all IPv4 addresses, as penlogd), or host:port.")
+    @Argument(help: ArgumentHelp("The UDP port (on all IPv4 addresses, as penlogd), or host:port.", valueName: "[host:]port"))
     var listen: String
 
     func validate() throws {

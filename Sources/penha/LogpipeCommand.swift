@@ -23,7 +23,7 @@ struct LogpipeCommand: ParsableCommand {
     var host: String
     @Argument(help: "The log daemon's UDP port.")
     var port: Int
-    @Argument(help: "The local address to send from: the web server's address as penha knows it.")
+    @Argument(help: ArgumentHelp("The local address to send from: the web server's address as penha knows it.", valueName: "my_ip"))
     var localAddress: String?
 
     func validate() throws {

@@ -17,14 +17,16 @@ struct MergelogsCommand: ParsableCommand {
         helpNames: [.long]
     )
 
-    @Option(name: .customShort("p"), help: "The -l log of penha or pen.")
+    @Option(name: .customShort("p"), help: ArgumentHelp("The -l log of penha or pen.", valueName: "penlog"))
     var penLog: String
-    @Option(name: .customShort("j"), help: "Largest time difference, in seconds, of a line and its pen line (default \(LogMerge.defaultJitter)).")
+    @Option(name: .customShort("j"), help: ArgumentHelp("Largest time difference, in seconds, of a line and its pen line.", valueName: "jitter"))
     var jitter: Int = LogMerge.defaultJitter
     @Option(name: .customShort("t"), parsing: .unconditional,
-            help: "Seconds by which pen's clock is ahead of the web servers' (subtracted from its times).")
+            help: ArgumentHelp("Seconds by which pen's clock is ahead of the web servers' (subtracted from its times).",
+                               valueName: "offset"))
     var offset: Int = 0
-    @Argument(help: "A web server as pen's log names it (its address), a colon, its access log; [v6]:file for IPv6.")
+    @Argument(help: ArgumentHelp("A web server as pen's log names it (its address), a colon, its access log; [v6]:file for IPv6.",
+                                 valueName: "server:logfile"))
     var serverLogs: [String]
 
     func validate() throws {

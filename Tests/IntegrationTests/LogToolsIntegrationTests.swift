@@ -239,6 +239,17 @@ final class LogToolsIntegrationTests: XCTestCase {
         XCTAssertNotNil(live.daemon.signal(SIGTERM, waitForExit: 10), "penlogd did not stop")
     }
 
+    func testDatagramsNoDaemonTakesAreDroppedCountedAndTheRelayGoesOn() throws {
+        let web = try WebBackend(host: "127.0.0.2")
+        let balancer = try Penha(["-l", "127.0.0.1:\(unusedUDPPort())"], servers: [web.address])
+        for number in 0..<5 {
+            XCTAssertEqual(try httpGet(port: balancer.port, path: "/\(number)", source: "127.0.0.11"), "ok")
+            usleep(20_000)
+        }
+        XCTAssertTrue(waitFor(timeout: 5) { balancer.stderr.contains("dropped_total=") }, balancer.stderr)
+        XCTAssertTrue(balancer.stderr.contains("connection log: datagram to 127.0.0.1:"), balancer.stderr)
+    }
+
     // MARK: bad arguments
 
     func testBadArgumentsAreOneLineAndStatusTwo() throws {
@@ -247,7 +258,7 @@ final class LogToolsIntegrationTests: XCTestCase {
         defer { unlink(existing) }
         let cases: [([String], String)] = [
             (["mergelogs", "127.0.0.2:\(existing)"], "-p"),
-            (["mergelogs", "-p", existing], "server-logs"),
+            (["mergelogs", "-p", existing], "<server:logfile>"),
             (["mergelogs", "-p", existing, "nocolon"], "expected SERVER:LOGFILE"),
             (["mergelogs", "-p", existing, "-j", "100000", "a:\(existing)"], "-j must be at most 86400"),
             (["mergelogs", "-p", existing, "-t", "x", "a:\(existing)"], "-t"),

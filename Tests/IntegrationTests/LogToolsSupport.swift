@@ -92,7 +92,7 @@ func httpGet(host: String = "127.0.0.1", port: Int, path: String, source: String
     try client.send("GET \(path) HTTP/1.0\r\nHost: test\r\n\r\n")
     let answer = String(decoding: try client.readToEnd(), as: UTF8.self)
     guard answer.hasPrefix("HTTP/1.0 200") else { throw TestFailure("GET \(path) from \(source): \(answer)") }
-    return String(answer.split(separator: "\n").last ?? "")
+    return answer.range(of: "\r\n\r\n").map { String(answer[$0.upperBound...]) } ?? ""
 }
 
 /// A program run to completion: its status, stdout and stderr; stdin from `input`.
