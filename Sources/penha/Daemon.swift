@@ -86,7 +86,7 @@ enum Daemon {
 
     /// `-f` goes after the subcommand when it is named, else first.
     private static func foregroundArguments(_ arguments: [String]) -> [String] {
-        if arguments.first == "run" { return ["run", "-f"] + arguments.dropFirst() }
+        if let first = arguments.first, ["run", "logd"].contains(first) { return [first, "-f"] + arguments.dropFirst() }
         return ["-f"] + arguments
     }
 

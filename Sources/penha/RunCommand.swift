@@ -62,7 +62,7 @@ struct RunCommand: ParsableCommand {
     var control: String?
     @Option(name: .customShort("F"), help: "Config file of penctl commands, read after the command line and on SIGHUP.")
     var configFile: String?
-    @Option(name: .customShort("l"), help: "Connection log: one line per finished connection.")
+    @Option(name: .customShort("l"), help: "pen's log, a line per connection: a file, or host:port of a log daemon (penha logd).")
     var logFile: String?
     @Option(name: .customShort("p"), help: "Write the process id to this file.")
     var pidFile: String?

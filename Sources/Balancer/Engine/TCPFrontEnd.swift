@@ -150,15 +150,13 @@ final class TCPFrontEnd {
         let clientName = Endpoint.describe(client.remoteAddress)
         let number = service.runtime.state.connected(placement, to: target, client: clientName, now: .now())
         service.connections.add(number, client: client, upstream: upstream)
+        service.connectionLog.watch(upstream, client: client.remoteAddress, logger: service.logger)
         RelayHandler.link(clientSide, serverSide) { toServer, toClient in
             self.service.runtime.state.relayed(placement, target: target, toServer: toServer, toClient: toClient)
         }
-        let serverName = Endpoint.describe(upstream.remoteAddress)
         client.closeFuture.and(upstream.closeFuture).assumeIsolated().whenComplete { _ in
             self.service.connections.remove(number)
             self.service.runtime.state.finished(placement, connection: number, target: target)
-            self.service.connectionLog.record(client: clientName, server: serverName,
-                                      sent: clientSide.bytesRead, received: serverSide.bytesRead)
         }
         // Either side may have closed before the link, when its relay had no partner to tell.
         if !client.isActive || !upstream.isActive {

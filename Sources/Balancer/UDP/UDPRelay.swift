@@ -220,8 +220,7 @@ final class UDPRelay: ChannelInboundHandler {
     private func ended(_ flow: UDPFlows.Flow) {
         sockets.removeValue(forKey: flow.client)?.channel?.close(promise: nil)
         let server = service.runtime.state.servers[flow.target]?.address
-        service.connectionLog.record(client: Endpoint.describe(flow.client), server: Endpoint.describe(server),
-                                     sent: flow.toServer, received: flow.toClient)
+        service.connectionLog.record(client: flow.client, server: server, request: PenLogLine.noRequest, logger: service.logger)
     }
 
     private static func bootstrap(_ eventLoop: EventLoop) -> DatagramBootstrap {

@@ -1,0 +1,158 @@
+import ArgumentParser
+import Balancer
+import BalancerCore
+import Logging
+import NIOCore
+import NIOPosix
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// `penha logd [-f] [-l FILE] [-n N] [-p PIDFILE] [HOST:]PORT`: pen's penlogd. Takes pen
+/// lines (from penha's or pen's `-l HOST:PORT`) and web servers' access-log lines (from
+/// `penha logpipe` or pen's penlog) on a UDP port and writes each web server's line with
+/// the real client (`LogDaemon` has the rules) to FILE, or stdout. SIGHUP reopens FILE
+/// (rotation), SIGUSR1 logs the counts, SIGTERM and SIGINT end it with status 0.
+struct LogdCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "logd",
+        abstract: "Write web servers' access logs with the real clients from penha's -l datagrams (pen's penlogd).",
+        helpNames: [.long]
+    )
+
+    @Flag(name: .customShort("f"), help: "Stay in the foreground.")
+    var foreground = false
+    @Option(name: .customShort("l"), help: ArgumentHelp("The combined log (default stdout); reopened on SIGHUP.", valueName: "file"))
+    var logFile: String?
+    @Option(name: .customShort("n"), help: ArgumentHelp("pen lines held for matching.", valueName: "n"))
+    var capacity: Int = LogdCache.defaultCapacity
+    @Option(name: .customShort("p"), help: ArgumentHelp("Write the process id to this file.", valueName: "pidfile"))
+    var pidFile: String?
+    @Argument(help: ArgumentHelp("The UDP port (on all IPv4 addresses, as penlogd), or host:port.", valueName: "[host:]port"))
+    var listen: String
+
+    func validate() throws {
+        _ = try boundedNumber(capacity, LogdCache.capacityRange, for: "-n")
+        _ = try address()
+    }
+
+    /// The address to bind: a bare port is on all IPv4 addresses.
+    private func address() throws -> (host: String, port: Int) {
+        guard case .inet(let host, let port) = try ListenAddress.parse(listen) else {
+            throw ConfigurationError("bad logd address '\(listen)': expected [host:]port")
+        }
+        return (host, port)
+    }
+
+    func run() throws {
+        let (host, port) = try address()
+        let output = try openOutput()
+        if !foreground { Daemon.start(arguments: Array(CommandLine.arguments.dropFirst())) }
+        let logger = makeLogger(debugLevel: 0)
+        let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
+        let handler = LogdHandler(capacity: capacity, output: output)
+        let channel: Channel
+        do {
+            channel = try DatagramBootstrap(group: group)
+                .channelOption(ChannelOptions.recvAllocator,
+                               value: FixedSizeRecvByteBufferAllocator(capacity: LogDaemon.maxDatagramBytes + 1))
+                .channelInitializer { $0.pipeline.addHandler(handler) }
+                .bind(host: host, port: port).wait()
+        } catch {
+            throw RuntimeFailure(description: "cannot listen on UDP \(listen): \(error)")
+        }
+        if let pidFile {
+            do {
+                try FileAccess.replace(pidFile, with: "\(getpid())\n")
+            } catch {
+                throw RuntimeFailure(description: "\(error)")
+            }
+        }
+        logger.notice("logd listening on UDP \(ListenAddress.inet(host: host, port: channel.localAddress?.port ?? port))")
+        Daemon.signalReady()
+        serveSignals(handler, channel.eventLoop, logger: logger)
+        _ = try? channel.close().wait()
+        if let pidFile { unlink(pidFile) }
+        Glibc.exit(0)
+    }
+
+    /// FILE opened for appending (a regular file only), or stdout.
+    private func openOutput() throws -> Int32 {
+        guard let logFile else { return 1 }
+        do {
+            return try FileAccess.openForAppending(logFile, action: "open log")
+        } catch {
+            throw RuntimeFailure(description: "\(error)")
+        }
+    }
+
+    private func serveSignals(_ handler: LogdHandler, _ eventLoop: EventLoop, logger: Logger) {
+        while true {
+            let number = Signals.next()
+            switch number {
+            case SIGHUP:
+                guard logFile != nil else { continue }
+                do {
+                    let output = try openOutput()
+                    try eventLoop.submit { handler.replaceOutput(output) }.wait()
+                    logger.notice("log reopened")
+                } catch {
+                    logger.error("log not reopened, still writing the old one: \(error)")
+                }
+            case SIGUSR1:
+                logger.notice("\(Self.describeCounts(handler, eventLoop))")
+            default:
+                logger.notice("stopped by signal \(number): \(Self.describeCounts(handler, eventLoop))")
+                return
+            }
+        }
+    }
+
+    /// `pen lines P rewritten R unmatched U skipped S`.
+    private static func describeCounts(_ handler: LogdHandler, _ eventLoop: EventLoop) -> String {
+        guard let counts = try? eventLoop.submit({ handler.counts }).wait() else { return "counts unavailable" }
+        return "pen lines \(counts.penLines) rewritten \(counts.rewritten) unmatched \(counts.unmatched) skipped \(counts.skipped)"
+    }
+}
+
+/// Runs `LogDaemon` on the datagrams and appends what it says to the output, a line a write.
+private final class LogdHandler: ChannelInboundHandler, @unchecked Sendable {
+    typealias InboundIn = AddressedEnvelope<ByteBuffer>
+
+    private var daemon: LogDaemon
+    private var output: Int32
+
+    /// Event loop only (the signal thread reaches it through `submit`).
+    init(capacity: Int, output: Int32) {
+        daemon = LogDaemon(capacity: capacity)
+        self.output = output
+    }
+
+    var counts: LogDaemon.Counts { daemon.counts }
+
+    func replaceOutput(_ descriptor: Int32) {
+        if output != 1 { close(output) }
+        output = descriptor
+    }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        let envelope = unwrapInboundIn(data)
+        let source = Self.ipAddress(envelope.remoteAddress)
+        if let line = daemon.receive(envelope.data.readableBytesView, from: source) {
+            _ = FileAccess.writeAll(line, to: output)
+        }
+    }
+
+    /// A datagram socket's errors concern one datagram, not the socket.
+    func errorCaught(context: ChannelHandlerContext, error: Error) {}
+
+    /// The sender as pen's lines name servers; an IPv4 sender reaching an IPv6 socket as
+    /// `::ffff:a.b.c.d` is `a.b.c.d`.
+    static func ipAddress(_ address: SocketAddress) -> String {
+        let text = address.ipAddress ?? "?"
+        let mapped = "::ffff:"
+        if text.hasPrefix(mapped), text.contains(".") { return String(text.dropFirst(mapped.count)) }
+        return text
+    }
+}
