@@ -25,12 +25,12 @@ enum ControlClient {
     /// Commands that set something answer nothing, as in pen, and so does a penha that died
     /// on the command: an empty answer counts only when penha then answers `pid`, which
     /// always has an answer, on a second connection.
-    static func send(_ command: String, to address: ControlAddress) throws -> [String] {
+    static func send(_ command: String, to address: ControlAddress) throws -> Reply {
         let answer = try exchange(command, with: address)
         if answer.isEmpty, (try? exchange("pid", with: address))?.isEmpty ?? true {
             throw Failure(description: "penha closed the connection without an answer")
         }
-        return String(decoding: answer, as: UTF8.self).split(separator: "\n").map(String.init)
+        return Reply(wireLines: String(decoding: answer, as: UTF8.self).split(separator: "\n").map(String.init))
     }
 
     /// One connection: the command out, every byte of the answer in.

@@ -23,14 +23,14 @@ struct CtlCommand: ParsableCommand {
         let names = words.first.map(Self.isControlAddress) ?? false
         let command = (names ? Array(words.dropFirst()) : words).joined(separator: " ")
         guard !command.isEmpty else { throw ConfigurationError("no command given; try: penha ctl servers") }
-        let lines: [String]
+        let reply: Reply
         do {
-            lines = try ControlClient.send(command, to: try ControlClient.address(names ? words.first : nil))
+            reply = try ControlClient.send(command, to: try ControlClient.address(names ? words.first : nil))
         } catch let failure as ControlClient.Failure {
             throw RuntimeFailure(description: failure.description)
         }
-        for line in lines { print(line) }
-        if lines.contains(where: { $0.hasPrefix("error: ") }) { throw ExitCode.failure }
+        for line in reply.wireLines { print(line) }
+        if !reply.errors.isEmpty { throw ExitCode.failure }
     }
 
     /// Whether the first word names the control socket: a port, a host:port or a path with

@@ -29,7 +29,8 @@ struct Penha {
         let message = (error as? ConfigurationError)?.message ?? PenhaCommand.message(for: error)
         let line = message.split(separator: "\n").first.map(String.init) ?? "\(error)"
         fputs("penha: \(line)\n", stderr)
-        Glibc.exit(error is RuntimeFailure ? 1 : 2)
+        // 1: a runtime failure (a file that cannot be written, a port in use); 2: bad usage or configuration.
+        Glibc.exit(error is RuntimeFailure || error is FileError ? 1 : 2)
     }
 }
 

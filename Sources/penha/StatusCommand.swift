@@ -20,18 +20,18 @@ struct StatusCommand: ParsableCommand {
     var json = false
 
     func run() throws {
-        let lines: [String]
+        let reply: Reply
         do {
-            lines = try ControlClient.send("status", to: try ControlClient.address(control))
+            reply = try ControlClient.send("status", to: try ControlClient.address(control))
         } catch let failure as ControlClient.Failure {
             throw RuntimeFailure(description: failure.description)
         }
-        if let error = lines.first(where: { $0.hasPrefix("error: ") }) {
-            throw RuntimeFailure(description: "penha answered: \(error)")
+        if let error = reply.errors.first {
+            throw RuntimeFailure(description: "penha answered: error: \(error)")
         }
         let status: StatusReport
         do {
-            status = try StatusReport(lines: lines)
+            status = try StatusReport(lines: reply.lines)
         } catch let error as StatusReport.FormatError {
             throw RuntimeFailure(description: "penha's status answer cannot be read: \(error)")
         }

@@ -109,6 +109,16 @@ final class ReliabilityIntegrationTests: XCTestCase {
         XCTAssertEqual(try onB.readLine(), "still here", "the removed server's connection finishes")
     }
 
+    /// Exit 1 is a runtime failure (a file that cannot be written), 2 bad usage or configuration.
+    func testAnUnwritableLogExitsOneAndABadValueTwo() throws {
+        let log = "/nonexistent-\(getpid())/penha.log"
+        let unwritable = try runPenha(["-f", "-l", log, "127.0.0.1:\(freePort())", "127.0.0.1:9"])
+        XCTAssertEqual(unwritable.status, 1, unwritable.stderr)
+        XCTAssertTrue(unwritable.stderr.contains("cannot open log \(log): no such file or directory"), unwritable.stderr)
+        let bad = try runPenha(["-f", "-b", "-1", "127.0.0.1:\(freePort())", "127.0.0.1:9"])
+        XCTAssertEqual(bad.status, 2, bad.stderr)
+    }
+
     func testAConfigFileWithCRLFLineEndingsIsRead() throws {
         let a = try Backend("A")
         let config = try file("blacklist 7\r\nserver 0 address 127.0.0.1 port \(a.port)\r\n")

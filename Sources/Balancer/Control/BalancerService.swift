@@ -53,12 +53,6 @@ public final class BalancerService {
         }
     }
 
-    /// A command's answer; `exit` is done by the caller once the answer is sent.
-    public struct Reply: Sendable {
-        public var lines: [String]
-        public var exitRequested = false
-    }
-
     /// Resolves the servers (exits early with a clear error if one cannot be resolved).
     public init(configuration: Configuration, eventLoop: EventLoop, logger: Logger, options: Options = Options()) throws {
         self.eventLoop = eventLoop
@@ -149,7 +143,7 @@ public final class BalancerService {
     /// One command line from the control socket: its answer, or one `error: ...` line.
     public func execute(_ text: String) -> EventLoopFuture<Reply> {
         run(reading: { try ConfigFile.expandIncludes([ConfigLine(try Command.parse(text))]) })
-            .recover { error in Reply(lines: ["error: \(error)"]) }
+            .recover { error in Reply(refusing: error) }
     }
 
     /// SIGHUP. With `-F`: the file is read again and applied to the command line's
@@ -190,7 +184,7 @@ public final class BalancerService {
     /// SIGUSR1: the statistics as `status` shows them; the HTML report is written too.
     public func statistics() -> EventLoopFuture<[String]> {
         reports?.writeWebStats()
-        return execute("status").map(\.lines)
+        return execute("status").map(\.wireLines)
     }
 
     /// The VRRP instances as reports show them; blocking (it asks the interfaces).
@@ -215,7 +209,7 @@ public final class BalancerService {
             self.adoptTLS(previous: tlsBefore, reloading: false).flatMap { problems in
                 self.perform(outcome, prepared).map { reply in
                     var reply = reply
-                    reply.lines += problems
+                    reply.errors += problems
                     return reply
                 }
             }
@@ -232,7 +226,7 @@ public final class BalancerService {
             // Unless a later change has replaced these settings meanwhile (loads run in order
             // on the one pool thread, so that one's context is the one that counts).
             if self.runtime.configuration.tls == settings { self.runtime.configuration.tls = previous }
-            return ["error: TLS not reloaded, keeping the previous certificates: \(error)"]
+            return ["TLS not reloaded, keeping the previous certificates: \(error)"]
         }
     }
 

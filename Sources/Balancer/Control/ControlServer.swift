@@ -144,7 +144,7 @@ final class ControlHandler: ChannelInboundHandler {
         } else {
             line += bytes
             if line.count > ControlServer.maxLineBytes {
-                reply(context, .init(lines: ["error: command longer than \(ControlServer.maxLineBytes) bytes"]))
+                reply(context, Reply(errors: ["command longer than \(ControlServer.maxLineBytes) bytes"]))
             }
         }
     }
@@ -164,11 +164,11 @@ final class ControlHandler: ChannelInboundHandler {
     private func answer(_ context: ChannelHandlerContext) {
         answered = true
         guard line.count <= ControlServer.maxLineBytes else {
-            reply(context, .init(lines: ["error: command longer than \(ControlServer.maxLineBytes) bytes"]))
+            reply(context, Reply(errors: ["command longer than \(ControlServer.maxLineBytes) bytes"]))
             return
         }
         guard admitted else {
-            reply(context, .init(lines: ["error: access denied by control_acl"]))
+            reply(context, Reply(errors: ["access denied by control_acl"]))
             return
         }
         let text = String(decoding: line, as: UTF8.self)
@@ -177,9 +177,9 @@ final class ControlHandler: ChannelInboundHandler {
         }
     }
 
-    private func reply(_ context: ChannelHandlerContext, _ reply: BalancerService.Reply) {
+    private func reply(_ context: ChannelHandlerContext, _ reply: Reply) {
         answered = true
-        let text = reply.lines.map { $0 + "\n" }.joined()
+        let text = reply.wireLines.map { $0 + "\n" }.joined()
         let onExit = self.onExit
         context.writeAndFlush(wrapOutboundOut(ByteBuffer(string: text))).assumeIsolated().whenComplete { _ in
             context.close(promise: nil)

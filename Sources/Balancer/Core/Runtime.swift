@@ -126,14 +126,14 @@ public struct Runtime: Sendable {
             _ = try connection(number)
             return Outcome(lines: ["closing connection \(number)"], effects: [.closeConnection(number)])
         case .include:
-            throw ConfigurationError("include is read by ConfigFile before execution")
+            throw CommandError("include is read by ConfigFile before execution")
         case .write(let path):
             guard let path = path ?? facts.configFile else {
-                throw ConfigurationError("write needs a file name: penha was started without -F")
+                throw CommandError("write needs a file name: penha was started without -F")
             }
             return Outcome(lines: ["wrote \(path)"], effects: [.write(path: path, contents: configurationFile(listen: facts.listen))])
         case .exit:
-            guard facts.exitEnabled else { throw ConfigurationError("exit is not enabled; start penha with -X") }
+            guard facts.exitEnabled else { throw CommandError("exit is not enabled; start penha with -X") }
             return Outcome(lines: ["exiting"], effects: [.exit])
         case .vrrp(let instance):
             // A reload repeats the file's vrrp lines; they can only restate what runs.
@@ -217,7 +217,7 @@ public struct Runtime: Sendable {
     }
 
     private func connection(_ number: Int) throws -> BalancerState.ConnectionRecord {
-        guard let record = state.connections[number] else { throw ConfigurationError("no connection \(number)") }
+        guard let record = state.connections[number] else { throw CommandError("no connection \(number)") }
         return record
     }
 
