@@ -1,4 +1,5 @@
 import NIOCore
+import VRRPCore
 
 /// One entry of a pen access list: `acl N permit|deny ADDR [MASK]` (IPv4, dotted mask) or
 /// `acl N permit|deny ADDR6[/LEN]` (IPv6, prefix length).
@@ -51,8 +52,8 @@ public struct AccessRule: Equatable, Sendable {
             (maskHigh, maskLow) = (.max << (64 - min(prefixLength, 64)), .max << (128 - max(prefixLength, 64)))
             guard high & ~maskHigh == 0, low & ~maskLow == 0 else {
                 let network = ClientKey(high: high & maskHigh, low: low & maskLow)
-                throw ConfigurationError("acl address \(Self.text(address))/\(prefixLength) has bits outside its "
-                    + "prefix and would match nothing: use \(Self.text(network))/\(prefixLength)")
+                throw ConfigurationError("acl address \(address)/\(prefixLength) has bits outside its "
+                    + "prefix and would match nothing: use \(network)/\(prefixLength)")
             }
         }
     }
@@ -114,7 +115,7 @@ public struct AccessRule: Equatable, Sendable {
     public var words: [String] {
         switch source {
         case .ipv4(let address, let mask): return [action.rawValue, Self.dotted(address), Self.dotted(mask)]
-        case .ipv6(let address, let prefixLength): return [action.rawValue, "\(Self.text(address))/\(prefixLength)"]
+        case .ipv6(let address, let prefixLength): return [action.rawValue, "\(address)/\(prefixLength)"]
         }
     }
 
@@ -133,11 +134,6 @@ public struct AccessRule: Equatable, Sendable {
 
     private static func dotted(_ address: UInt32) -> String {
         ClientKey(ipv4: address).description
-    }
-
-    /// ClientKey's text, except that the all-zero address is "::" here, not the Unix-socket client.
-    private static func text(_ address: ClientKey) -> String {
-        address == .local ? "::" : address.description
     }
 }
 

@@ -1,67 +1,31 @@
 import NIOCore
-
-#if canImport(Glibc)
-import Glibc
-#endif
+import VRRPCore
 
 /// A client's identity for tracking: its IP address only (pen tracks hosts, not ports).
-/// IPv4 is stored in its IPv4-mapped IPv6 form so that a client reaching a dual-stack
-/// listener as ::ffff:a.b.c.d is the same client as a.b.c.d.
-public struct ClientKey: Hashable, Sendable {
-    public let high: UInt64
-    public let low: UInt64
+/// `IPAddress` keeps IPv4 mapped, so a client reaching a dual-stack listener as
+/// ::ffff:a.b.c.d is the same client as a.b.c.d.
+public typealias ClientKey = IPAddress
 
-    public init(high: UInt64, low: UInt64) {
-        self.high = high
-        self.low = low
-    }
-
-    public init(ipv4 address: UInt32) {
-        self.init(high: 0, low: 0xFFFF_0000_0000 | UInt64(address))
-    }
-
-    /// Unix-socket clients have no address; pen counts them all as one client.
-    public static let local = ClientKey(high: 0, low: 0)
+extension ClientKey {
+    /// Unix-socket clients have no address; pen counts them all as one client. (`::`, which
+    /// no client connecting over IP has.)
+    public static let local = IPAddress(high: 0, low: 0)
 
     public init(_ address: SocketAddress?) {
         switch address {
         case .v4(let v4):
             self.init(ipv4: UInt32(bigEndian: v4.address.sin_addr.s_addr))
         case .v6(let v6):
-            var high: UInt64 = 0
-            var low: UInt64 = 0
-            withUnsafeBytes(of: v6.address.sin6_addr) { bytes in
-                for index in 0..<8 { high = high << 8 | UInt64(bytes[index]) }
-                for index in 8..<16 { low = low << 8 | UInt64(bytes[index]) }
-            }
-            self.init(high: high, low: low)
+            self = withUnsafeBytes(of: v6.address.sin6_addr) { IPAddress(bytes: Array($0))! }
         default:
             self = .local
         }
     }
-}
 
-extension ClientKey: CustomStringConvertible {
-    /// The client's address as text: dotted IPv4, IPv6 in hex groups, or "local".
-    /// Stored IPv4-mapped (::ffff:a.b.c.d): the client came over IPv4.
-    var isIPv4: Bool { high == 0 && low >> 32 == 0xFFFF }
+    var isIPv4: Bool { family == .v4 }
 
-    public var description: String {
-        if self == .local { return "local" }
-        if isIPv4 {
-            return (0..<4).reversed().map { "\((low >> ($0 * 8)) & 0xFF)" }.joined(separator: ".")
-        }
-        var address = in6_addr()
-        withUnsafeMutableBytes(of: &address) { bytes in
-            for index in 0..<8 {
-                bytes[index] = UInt8(truncatingIfNeeded: high >> ((7 - index) * 8))
-                bytes[index + 8] = UInt8(truncatingIfNeeded: low >> ((7 - index) * 8))
-            }
-        }
-        var text = [CChar](repeating: 0, count: Int(INET6_ADDRSTRLEN))
-        inet_ntop(AF_INET6, &address, &text, socklen_t(text.count))
-        return String(cString: text)
-    }
+    /// The client as `recent`, the `-w` page and X-Forwarded-For write it: its address, or "local".
+    public var clientText: String { self == .local ? "local" : description }
 }
 
 /// pen's client table: at most `-c` slots, each remembering the server a client used last.

@@ -117,7 +117,7 @@ public struct Runtime: Sendable {
         case .recent(let seconds):
             let since = facts.now - .seconds(Int64(seconds ?? 300))
             return Outcome(lines: state.clients.byRecentUse.filter { $0.entry.lastUsed >= since }.map { _, entry in
-                "\(entry.key) connects \(entry.connections) sx \(entry.sent) rx \(entry.received)"
+                "\(entry.key.clientText) connects \(entry.connections) sx \(entry.sent) rx \(entry.received)"
             })
         case .connection(let number):
             let record = try connection(number)

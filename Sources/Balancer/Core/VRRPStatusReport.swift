@@ -10,6 +10,6 @@ extension StatusReport.VRRPInstance {
             lastChange: status.lastTransitionTime ?? 0, lastChangeReason: status.lastTransitionReason ?? "",
             sent: status.advertisementsSent, received: status.advertisementsReceived, malformed: status.malformed,
             dropped: Dictionary(uniqueKeysWithValues: VRRPDropReason.allCases.map { ($0.statusName, status.dropped[$0, default: 0]) }),
-            virtualAddresses: status.virtualAddresses.map { VirtualAddress(address: "\($0.address.address)", onInterface: $0.onInterface) })
+            virtualAddresses: status.virtualAddresses.map { VirtualAddress(address: "\($0.address)", onInterface: $0.onInterface) })
     }
 }

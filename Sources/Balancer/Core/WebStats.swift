@@ -10,7 +10,7 @@ extension Runtime {
                       "\(server.weight)", "\(server.priority)"])
         }
         let clients = state.clients.byRecentUse.map { slot, entry in
-            Self.row(["\(slot)", "\(entry.key)", "\((facts.now - entry.lastUsed).nanoseconds / 1_000_000_000)",
+            Self.row(["\(slot)", entry.key.clientText, "\((facts.now - entry.lastUsed).nanoseconds / 1_000_000_000)",
                       entry.server.map { "\($0)" } ?? "-", "\(entry.connections)", "\(entry.sent)", "\(entry.received)"])
         }
         return """

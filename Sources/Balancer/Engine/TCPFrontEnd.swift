@@ -76,7 +76,7 @@ final class TCPFrontEnd {
             }
             if service.runtime.configuration.forwardedFor {
                 // Before the relay: requests are rewritten on their way to the server.
-                try client.pipeline.syncOperations.addHandler(ForwardedForHandler(clientAddress: key.description))
+                try client.pipeline.syncOperations.addHandler(ForwardedForHandler(clientAddress: key.clientText))
             }
             try addRelay(clientSide, to: client)
         } catch {
