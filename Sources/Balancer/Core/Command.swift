@@ -108,7 +108,10 @@ public enum Command: Equatable, Sendable {
     }
 
     public static func parse(_ line: String) throws -> Command {
-        var words = line.split(whereSeparator: { $0 == " " || $0 == "\t" || $0 == "\r" }).map(String.init)
+        // Split on scalars, not Characters: after a tab a combining mark starts a Character of
+        // its own, while after the space that `text` joins with it would join the space's.
+        var words = line.unicodeScalars.split(whereSeparator: { $0 == " " || $0 == "\t" || $0 == "\r" })
+            .map { String(String.UnicodeScalarView($0)) }
         guard let first = words.first else { throw ConfigurationError("empty command") }
         if first == "no" {
             words.removeFirst()

@@ -1,0 +1,14 @@
+import XCTest
+@testable import Balancer
+
+/// Inputs the fuzz targets in Fuzz/ found, kept as regular tests.
+final class FuzzFindingsTests: XCTestCase {
+    /// FuzzCommand: `source\t\u{301}x` parsed to `source "\u{301}x"`, whose text
+    /// `source \u{301}x` did not parse, since a space and a combining mark are one Character.
+    func testWordStartingWithCombiningMarkSurvivesTheRoundTrip() throws {
+        for line in ["source\t\u{301}x", "log\r\u{301}", "server 0\taddress\t\u{20DD}www"] {
+            let command = try Command.parse(line)
+            XCTAssertEqual(try Command.parse(command.text), command, "round trip of \(line.debugDescription)")
+        }
+    }
+}
