@@ -10,6 +10,9 @@ let package = Package(
         .executable(name: "penha", targets: ["penha"]),
         .library(name: "Balancer", targets: ["Balancer", "BalancerCore"]),
         .library(name: "VRRP", targets: ["VRRP", "VRRPCore"]),
+        // The pure cores alone: what Fuzz/ builds with sanitizers, without NIOPosix or the C shims.
+        .library(name: "BalancerCore", targets: ["BalancerCore"]),
+        .library(name: "VRRPCore", targets: ["VRRPCore"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-nio.git", from: "2.101.2"),

@@ -18,18 +18,18 @@ let package = Package(
     ],
     targets: [
         .executableTarget(
-            name: "FuzzVRRPDecode", dependencies: [.product(name: "VRRP", package: "penha")],
+            name: "FuzzVRRPDecode", dependencies: [.product(name: "VRRPCore", package: "penha")],
             swiftSettings: libFuzzerTarget),
         .executableTarget(
-            name: "FuzzCommand", dependencies: [.product(name: "Balancer", package: "penha")],
+            name: "FuzzCommand", dependencies: [.product(name: "BalancerCore", package: "penha")],
             swiftSettings: libFuzzerTarget),
         .executableTarget(
-            name: "FuzzConfigFile", dependencies: [.product(name: "Balancer", package: "penha")],
+            name: "FuzzConfigFile", dependencies: [.product(name: "BalancerCore", package: "penha")],
             swiftSettings: libFuzzerTarget),
         .executableTarget(
             name: "FuzzForwardedFor",
             dependencies: [
-                .product(name: "Balancer", package: "penha"), .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "BalancerCore", package: "penha"), .product(name: "NIOCore", package: "swift-nio"),
             ],
             swiftSettings: libFuzzerTarget),
     ]

@@ -1,5 +1,6 @@
 import XCTest
 @testable import Balancer
+@testable import BalancerCore
 
 /// Inputs the fuzz targets in Fuzz/ found, kept as regular tests.
 final class FuzzFindingsTests: XCTestCase {
@@ -10,5 +11,11 @@ final class FuzzFindingsTests: XCTestCase {
             let command = try Command.parse(line)
             XCTAssertEqual(try Command.parse(command.text), command, "round trip of \(line.debugDescription)")
         }
+    }
+
+    /// `log /tmp/a#b` from the control socket was taken, and `write` saved a line whose `#b`
+    /// reads back as a comment.
+    func testAHashInACommandIsRefusedSinceItWouldNotReadBack() {
+        XCTAssertThrowsError(try Command.parse("log /tmp/a#b")) { XCTAssertTrue("\($0)".contains("'#'"), "\($0)") }
     }
 }

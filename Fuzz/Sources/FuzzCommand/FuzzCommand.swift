@@ -1,4 +1,4 @@
-import Balancer
+import BalancerCore
 
 @_cdecl("LLVMFuzzerTestOneInput")
 public func fuzzCommand(_ data: UnsafePointer<UInt8>?, _ size: Int) -> CInt {

@@ -1,6 +1,6 @@
 // ForwardedForRewriter is fed reads of any size: the output must not depend on where the
 // input was split, and every input byte must be in it, in order.
-import Balancer
+import BalancerCore
 import NIOCore
 
 @_cdecl("LLVMFuzzerTestOneInput")

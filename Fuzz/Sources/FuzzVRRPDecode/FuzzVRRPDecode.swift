@@ -1,7 +1,7 @@
 // The VRRP receive path: an IPv4 datagram as a raw socket delivers it (`IPv4Header.parse`),
 // or a bare message with its addresses as IPv6 ancillary data gives them, into
 // `VRRPAdvertisement.decode`. A decoded advert must encode back to itself.
-@testable import VRRP  // internetChecksum and checksumPrefix, to let inputs past the checksum
+@testable import VRRPCore  // internetChecksum and checksumPrefix, to let inputs past the checksum
 
 /// The first input byte: how to read the rest.
 struct Options: OptionSet {

@@ -113,6 +113,10 @@ public enum Command: Equatable, Sendable {
         var words = line.unicodeScalars.split(whereSeparator: { $0 == " " || $0 == "\t" || $0 == "\r" })
             .map { String(String.UnicodeScalarView($0)) }
         guard let first = words.first else { throw ConfigurationError("empty command") }
+        // In a config file '#' starts a comment: a command holding one would not read back from `write`.
+        guard !line.contains("#") else {
+            throw ConfigurationError("'#' cannot be part of a command: in a config file it starts a comment")
+        }
         if first == "no" {
             words.removeFirst()
             if words.first == "acl" {
