@@ -154,6 +154,11 @@ public struct StatusReport: Codable, Equatable, Sendable {
 
         func int(_ name: String) throws -> Int { try parsed(try text(name), name) }
         func count(_ name: String) throws -> UInt64 { try parsed(try text(name), name) }
+        /// A value of one of the words `Word` has (`state up`).
+        func word<Word: RawRepresentable<String>>(_ name: String) throws -> Word {
+            guard let value = Word(rawValue: try text(name)) else { throw FormatError(description: "unknown \(name) in '\(line)'") }
+            return value
+        }
         /// The word at `position`, a number (`server 3 ...`, `uptime 42`).
         func number(_ position: Int) throws -> Int { try parsed(words[position], "word \(position + 1)") }
 
@@ -192,18 +197,13 @@ extension StatusReport {
                 }
                 tlsHandshakes = TLSHandshakes(completed: completed, failed: failed)
             case "server":
-                guard let state = ServerState(rawValue: try entry.text("state")),
-                      let check = CheckState(rawValue: try entry.text("check")) else {
-                    throw FormatError(description: "unknown server state in '\(line)'")
-                }
-                let changed = try entry.text("check_changed")
                 servers.append(Server(index: try entry.number(1), address: try entry.text("address"), port: try entry.int("port"),
-                                      state: state, blacklistSecondsLeft: try entry.int("blacklist_left"),
+                                      state: try entry.word("state"), blacklistSecondsLeft: try entry.int("blacklist_left"),
                                       connections: try entry.int("connections"), totalConnections: try entry.count("total"),
                                       maxConnections: try entry.int("max"), sent: try entry.count("sent"),
-                                      received: try entry.count("received"), check: check, checkResult: nil,
+                                      received: try entry.count("received"), check: try entry.word("check"), checkResult: nil,
                                       checkSuccesses: try entry.int("check_successes"), checkFailures: try entry.int("check_failures"),
-                                      checkChangedSecondsAgo: changed == "-" ? nil : try entry.int("check_changed")))
+                                      checkChangedSecondsAgo: try entry.text("check_changed") == "-" ? nil : try entry.int("check_changed")))
             case "check_result":
                 let index = try entry.number(1)
                 guard let position = servers.lastIndex(where: { $0.index == index }) else {
