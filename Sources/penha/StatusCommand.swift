@@ -61,6 +61,11 @@ extension StatusReport {
             let state = server.state == .blacklisted ? "blacklisted \(server.blacklistSecondsLeft)s" : server.state.rawValue
             lines.append(Self.row(["\(server.index)", address, state, "\(server.connections)", "\(server.totalConnections)",
                                    Self.bytes(server.sent), Self.bytes(server.received)]))
+            if server.check != .disabled {
+                let streak = server.checkFailures > 0 ? "\(server.checkFailures) failed" : "\(server.checkSuccesses) good"
+                lines.append("    check \(server.check.rawValue): \(server.checkResult ?? "not checked yet"), \(streak) in a row"
+                    + (server.checkChangedSecondsAgo.map { ", changed \(Self.duration($0)) ago" } ?? ""))
+            }
         }
         for instance in vrrp { lines += [""] + Self.describe(instance) }
         return lines.joined(separator: "\n")

@@ -90,8 +90,10 @@ final class RuntimeTests: XCTestCase {
         let status = try run(&runtime, "status", facts: facts(now: at(15))).lines
         XCTAssertEqual(status, [
             "role STANDALONE", "listen 127.0.0.1:80", "uptime 15", "connections 0 total 0 refused 0",
-            "server 0 address 127.0.0.1 port 9000 state up blacklist_left 0 connections 0 total 0 max 0 sent 0 received 0",
-            "server 1 address 127.0.0.1 port 9001 state blacklisted blacklist_left 15 connections 0 total 0 max 0 sent 0 received 0",
+            "server 0 address 127.0.0.1 port 9000 state up blacklist_left 0 connections 0 total 0 max 0 sent 0 received 0"
+                + " check disabled check_successes 0 check_failures 0 check_changed -",
+            "server 1 address 127.0.0.1 port 9001 state blacklisted blacklist_left 15 connections 0 total 0 max 0 sent 0 received 0"
+                + " check disabled check_successes 0 check_failures 0 check_changed -",
         ])
         try run(&runtime, "server 1 blacklist 0", facts: facts(now: at(16)))
         XCTAssertFalse(runtime.state.servers.servers[1].isBlacklisted(now: at(16)))

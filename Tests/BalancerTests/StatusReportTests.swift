@@ -25,9 +25,14 @@ final class StatusReportTests: XCTestCase {
             role: "MASTER", listen: "[2001:db8::1]:80", uptimeSeconds: 3600, connections: 4, totalConnections: 99,
             refusedClients: 2, tlsHandshakes: .init(completed: 10, failed: 1),
             servers: [.init(index: 0, address: "127.0.0.1", port: 8080, state: .up, blacklistSecondsLeft: 0, connections: 3,
-                            totalConnections: 90, maxConnections: 10, sent: 1234, received: 5678),
+                            totalConnections: 90, maxConnections: 10, sent: 1234, received: 5678, check: .up,
+                            checkResult: "HTTP 200", checkSuccesses: 12, checkFailures: 0, checkChangedSecondsAgo: 30),
                       .init(index: 1, address: "2001:db8::2", port: 80, state: .blacklisted, blacklistSecondsLeft: 17,
-                            connections: 0, totalConnections: 9, maxConnections: 0, sent: 0, received: 0)],
+                            connections: 0, totalConnections: 9, maxConnections: 0, sent: 0, received: 0, check: .disabled,
+                            checkResult: nil, checkSuccesses: 0, checkFailures: 0, checkChangedSecondsAgo: nil),
+                      .init(index: 2, address: "127.0.0.2", port: 80, state: .down, blacklistSecondsLeft: 0,
+                            connections: 1, totalConnections: 2, maxConnections: 0, sent: 3, received: 4, check: .down,
+                            checkResult: "timeout after 1s", checkSuccesses: 0, checkFailures: 4, checkChangedSecondsAgo: 2)],
             vrrp: [instance, other])
     }
 
@@ -38,6 +43,7 @@ final class StatusReportTests: XCTestCase {
         plain.tlsHandshakes = nil
         plain.vrrp = []
         plain.servers[1].state = .full
+        plain.servers[0].checkResult = nil
         XCTAssertEqual(try StatusReport(lines: plain.lines), plain)
     }
 
@@ -45,8 +51,14 @@ final class StatusReportTests: XCTestCase {
         let lines = report().lines
         XCTAssertEqual(Array(lines.prefix(5)), [
             "role MASTER", "listen [2001:db8::1]:80", "uptime 3600", "connections 4 total 99 refused 2",
-            "server 0 address 127.0.0.1 port 8080 state up blacklist_left 0 connections 3 total 90 max 10 sent 1234 received 5678",
+            "server 0 address 127.0.0.1 port 8080 state up blacklist_left 0 connections 3 total 90 max 10 sent 1234 received 5678 "
+                + "check up check_successes 12 check_failures 0 check_changed 30",
         ])
+        XCTAssertEqual(lines[5], "check_result 0 HTTP 200", "free text on a line of its own")
+        XCTAssertTrue(lines.contains { $0.hasPrefix("server 1 ") && $0.hasSuffix(" check disabled check_successes 0 check_failures 0 check_changed -") })
+        XCTAssertFalse(lines.contains { $0.hasPrefix("check_result 1 ") })
+        XCTAssertTrue(lines.contains { $0.hasPrefix("server 2 address 127.0.0.2 port 80 state down ") })
+        XCTAssertTrue(lines.contains("check_result 2 timeout after 1s"))
         XCTAssertTrue(lines.contains("tls handshakes 10 failed 1"))
         XCTAssertTrue(lines.contains("vip 7 address 192.0.2.100/24 on_interface yes"))
         XCTAssertTrue(lines.contains("vrrp_reason 7 master down timer expired (no advert for 0.36 s)"))
@@ -58,12 +70,23 @@ final class StatusReportTests: XCTestCase {
                                           servers: [ServerSpec(host: "127.0.0.1", port: 9000), ServerSpec(host: "::1", port: 9001)])
         var runtime = Runtime(configuration: configuration, state: try configuration.makeState())
         runtime.state.servers.servers[1].blacklistedUntil = at(40)
+        runtime.state.adoptHealthCheck(HealthCheckSettings(probe: .tcp, rise: 1, fall: 1))
+        var random = SystemRandomNumberGenerator()
+        var now = 0.0
+        while runtime.state.servers.servers[0].health.lastResult == nil, now < 3 {
+            for job in runtime.state.startDueChecks(now: at(now), random: &random) where job.index == 0 {
+                _ = runtime.state.recordCheck(job, .failed("connection refused"), now: at(now))
+            }
+            now += 0.01
+        }
         let facts = Runtime.Facts(now: at(10), started: at(0), vrrp: report().vrrp, listen: "127.0.0.1:80", control: nil,
                                   pid: 1, exitEnabled: false, configFile: nil, tlsHandshakes: (5, 6))
         let answer = try runtime.execute([ConfigLine(.query(.status))], facts: facts, resolved: [:]).lines
         let read = try StatusReport(lines: answer)
         XCTAssertEqual(read, runtime.statusReport(facts: facts))
-        XCTAssertEqual(read.servers.map(\.state), [.up, .blacklisted])
+        XCTAssertEqual(read.servers.map(\.state), [.down, .blacklisted])
+        XCTAssertEqual(read.servers.map(\.check), [.down, .up])
+        XCTAssertEqual(read.servers[0].checkResult, "connection refused")
         XCTAssertEqual(read.servers[1].blacklistSecondsLeft, 30)
         XCTAssertEqual(read.role, "MASTER")
     }
@@ -74,7 +97,10 @@ final class StatusReportTests: XCTestCase {
                                           "tlsHandshakes", "servers", "vrrp"])
         let server = try XCTUnwrap((object["servers"] as? [[String: Any]])?.first)
         XCTAssertEqual(Set(server.keys), ["index", "address", "port", "state", "blacklistSecondsLeft", "connections",
-                                          "totalConnections", "maxConnections", "sent", "received"])
+                                          "totalConnections", "maxConnections", "sent", "received", "check", "checkResult",
+                                          "checkSuccesses", "checkFailures", "checkChangedSecondsAgo"])
+        XCTAssertEqual(server["check"] as? String, "up")
+        XCTAssertEqual(server["checkResult"] as? String, "HTTP 200")
         XCTAssertEqual(server["state"] as? String, "up")
         let instance = try XCTUnwrap((object["vrrp"] as? [[String: Any]])?.first)
         XCTAssertEqual(Set(instance.keys), ["vrid", "state", "interface", "version", "priority", "effectivePriority",

@@ -30,6 +30,7 @@ public final class BalancerService {
     private var tcp: TCPFrontEnd?
     private var udp: UDPRelay?
     private var reports: Reports?
+    private var healthChecker: HealthChecker?
     private var boundListen: String
     /// Set once VRRP runs. Asks the interfaces, so it is called on the thread pool and only
     /// for a report that shows the instances.
@@ -97,6 +98,9 @@ public final class BalancerService {
         let reports = Reports(service: self)
         self.reports = reports
         reports.start()
+        let checker = HealthChecker(service: self)
+        healthChecker = checker
+        eventLoop.execute { checker.schedule() }
         return bound.map { channel in
             self.eventLoop.assertInEventLoop()
             self.listener = channel
@@ -268,6 +272,7 @@ public final class BalancerService {
         logger.logLevel = Self.logLevel(debug: configuration.debugLevel)
         tcp?.adopt(configuration)
         udp?.adopt(configuration)
+        healthChecker?.schedule()
     }
 
     private func perform(_ outcome: Runtime.Outcome, _ prepared: Prepared) -> EventLoopFuture<Reply> {

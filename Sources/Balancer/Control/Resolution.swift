@@ -30,6 +30,7 @@ extension Configuration {
                                   blacklistTime: .seconds(Int64(blacklistSeconds)))
         state.accessLists = accessLists
         state.clientACL = clientACL
+        state.adoptHealthCheck(healthCheck)
         return state
     }
 }

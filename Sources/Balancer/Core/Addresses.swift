@@ -87,6 +87,8 @@ public struct ServerSpec: Equatable, Sendable {
     public var priority = 0
     /// `server N acl A`: clients this list refuses are not sent here (pen's default list 0).
     public var acl = 0
+    /// `server N healthcheck off|on`: whether `healthcheck` checks this server.
+    public var healthCheck = true
 
     public init(host: String, port: Int, maxConnections: Int = 0, hardLimit: Int = 0,
                 weight: Int = 1, priority: Int = 0) {
@@ -149,6 +151,6 @@ public struct ServerSpec: Equatable, Sendable {
     /// The server this spec describes, connecting to `address`.
     public func server(at address: SocketAddress) -> Server {
         Server(host: host, port: port, address: address, maxConnections: maxConnections,
-               hardLimit: hardLimit, weight: weight, priority: priority, acl: acl)
+               hardLimit: hardLimit, weight: weight, priority: priority, acl: acl, healthCheckEnabled: healthCheck)
     }
 }

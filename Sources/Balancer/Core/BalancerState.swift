@@ -14,6 +14,10 @@ public struct BalancerState: Sendable {
     /// pen's access lists, with the one clients are checked against (`client_acl`).
     public var accessLists = AccessLists()
     public var clientACL = 0
+    /// `healthcheck`: how servers are checked; nil when they are not (`adoptHealthCheck`).
+    public internal(set) var healthCheck: HealthCheckSettings?
+    /// The last check's ticket, so a late result of a forgotten check is known as such.
+    var nextCheckTicket: UInt64 = 0
     public private(set) var activeConnections = 0
     /// Clients `client_acl` refused (sent to the abuse server or closed).
     public private(set) var refusedClients: UInt64 = 0

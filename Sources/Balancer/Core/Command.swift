@@ -37,6 +37,8 @@ public enum Command: Equatable, Sendable {
     case clearAccessList(Int)
     /// `ssl_ciphers LIST`, `ssl_option NAME`, `ssl_sni_path DIR`.
     case tls(TLSCommand)
+    /// `healthcheck tcp|http PATH ...`: how servers are checked; nil is `no healthcheck`.
+    case healthCheck(HealthCheckSettings?)
 
     public enum Flag: String, CaseIterable, Sendable {
         case roundRobin = "roundrobin"
@@ -123,9 +125,13 @@ public enum Command: Equatable, Sendable {
                 guard words.count == 2 else { throw ConfigurationError("'no acl' needs one list number, 0-9") }
                 return .clearAccessList(try AccessLists.listNumber(words[1]))
             }
+            if words.first == "healthcheck" {
+                guard words.count == 1 else { throw ConfigurationError("'no healthcheck' takes no argument") }
+                return .healthCheck(nil)
+            }
             let negatable = Flag.allCases.map(\.rawValue) + FileSetting.allCases.map(\.rawValue)
             guard words.count == 1, negatable.contains(words[0]) else {
-                throw ConfigurationError("'no' takes one of: \((negatable + ["acl N"]).joined(separator: ", "))")
+                throw ConfigurationError("'no' takes one of: \((negatable + ["acl N", "healthcheck"]).joined(separator: ", "))")
             }
             if let flag = Flag(rawValue: words[0]) { return .flag(flag, false) }
             return .file(FileSetting(rawValue: words[0])!, .off)
@@ -181,6 +187,8 @@ public enum Command: Equatable, Sendable {
             }
         case "ssl_ciphers", "ssl_option", "ssl_sni_path", "ssl_ocsp_response", "ssl_client_renegotiation_interval":
             return .tls(try TLSCommand.parse(first, arguments))
+        case "healthcheck":
+            return .healthCheck(try HealthCheckSettings.parse(arguments))
         default:
             throw ConfigurationError("unknown command '\(first)'")
         }
@@ -221,6 +229,8 @@ public enum Command: Equatable, Sendable {
         case .accessRule(let list, let rule): return (["acl", "\(list)"] + rule.words).joined(separator: " ")
         case .clearAccessList(let list): return "no acl \(list)"
         case .tls(let command): return command.text
+        case .healthCheck(let settings):
+            return settings.map { (["healthcheck"] + $0.words).joined(separator: " ") } ?? "no healthcheck"
         }
     }
 

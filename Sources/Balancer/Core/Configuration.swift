@@ -48,6 +48,8 @@ public struct Configuration: Equatable, Sendable {
     public var webStatsFile: String?
     /// `-E` and the other TLS options, `ssl_*` commands.
     public var tls = TLSSettings()
+    /// `healthcheck ...`: active checks of every server; nil, the default, checks none.
+    public var healthCheck: HealthCheckSettings?
 
     public init(listen: ListenAddress, servers: [ServerSpec]) {
         self.listen = listen
@@ -103,6 +105,8 @@ public struct Configuration: Equatable, Sendable {
             try apply(change)
         case .tls(let change):
             tls.apply(change)
+        case .healthCheck(let settings):
+            healthCheck = settings
         case .file(let file, let change):
             let path: String?
             switch change {
@@ -188,8 +192,9 @@ public struct Configuration: Equatable, Sendable {
             commands.append(.server(ServerChange(index: index, address: spec.host, port: spec.port,
                                                  maxConnections: spec.maxConnections, hardLimit: spec.hardLimit,
                                                  weight: spec.weight, priority: spec.priority,
-                                                 acl: spec.acl)))
+                                                 acl: spec.acl, healthCheck: spec.healthCheck)))
         }
-        return commands + accessLists.commands + vrrpInstances.map(Command.vrrp) + tls.commands.map(Command.tls)
+        return commands + [.healthCheck(healthCheck)] + accessLists.commands + vrrpInstances.map(Command.vrrp)
+            + tls.commands.map(Command.tls)
     }
 }

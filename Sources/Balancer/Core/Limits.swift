@@ -13,6 +13,10 @@ public enum Limits {
     public static let debugLevel = 9
     /// The listen backlog (`-q`); the kernel caps it at net.core.somaxconn anyway.
     public static let backlog = 65535
+    /// A health check's interval and timeout, in seconds: an hour.
+    public static let healthCheckSeconds = 3600
+    /// A health check's rise and fall counts.
+    public static let healthCheckCount = 100
 }
 
 /// `value` within `range`, or an error naming the bound.

@@ -92,7 +92,7 @@ public struct Runtime: Sendable {
 
     private mutating func execute(_ command: Command, facts: Facts, resolved: [String: SocketAddress]) throws -> Outcome {
         switch command {
-        case .flag, .source, .accessRule, .clearAccessList, .tls:
+        case .flag, .source, .accessRule, .clearAccessList, .tls, .healthCheck:
             try configuration.apply(command)
             adoptConfiguration()
             return Outcome()
@@ -211,9 +211,17 @@ public struct Runtime: Sendable {
                 StatusReport.Server(index: index, address: Self.ip(server), port: server.port, state: server.state(now: facts.now),
                                     blacklistSecondsLeft: server.blacklistSecondsLeft(now: facts.now),
                                     connections: server.connections, totalConnections: server.totalConnections,
-                                    maxConnections: server.maxConnections, sent: server.sent, received: server.received)
+                                    maxConnections: server.maxConnections, sent: server.sent, received: server.received,
+                                    check: checkState(of: server), checkResult: server.health.lastResult,
+                                    checkSuccesses: server.health.successes, checkFailures: server.health.failures,
+                                    checkChangedSecondsAgo: server.health.lastChange.map { Int(Self.seconds(facts.now - $0)) })
             },
             vrrp: facts.vrrp)
+    }
+
+    private func checkState(of server: Server) -> StatusReport.CheckState {
+        guard state.healthCheck != nil, server.healthCheckEnabled else { return .disabled }
+        return server.health.isDown ? .down : .up
     }
 
     private func connection(_ number: Int) throws -> BalancerState.ConnectionRecord {
@@ -228,6 +236,7 @@ public struct Runtime: Sendable {
         state.blacklistTime = .seconds(Int64(configuration.blacklistSeconds))
         state.accessLists = configuration.accessLists
         state.clientACL = configuration.clientACL
+        state.adoptHealthCheck(configuration.healthCheck)
         state.clients.trackingTime = configuration.trackingSeconds > 0 ? .seconds(Int64(configuration.trackingSeconds)) : nil
         if state.clients.capacity != configuration.clientsMax {
             state.clients = state.clients.resized(to: configuration.clientsMax)

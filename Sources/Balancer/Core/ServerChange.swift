@@ -1,4 +1,5 @@
-/// `server N [acl A] [address A] [port P] [max M] [hard H] [weight W] [prio P] [blacklist T]`: what
+/// `server N [acl A] [address A] [port P] [max M] [hard H] [weight W] [prio P] [blacklist T]
+/// [healthcheck on|off]`: what
 /// the command changes in server N; fields it does not name stay as they are.
 public struct ServerChange: Equatable, Sendable {
     public var index: Int
@@ -14,10 +15,12 @@ public struct ServerChange: Equatable, Sendable {
     public var blacklistSeconds: Int?
     /// The access list a client must pass to be sent to this server.
     public var acl: Int?
+    /// `healthcheck on|off`: whether the health checks check this server.
+    public var healthCheck: Bool?
 
     public init(index: Int, address: String? = nil, port: Int? = nil, maxConnections: Int? = nil,
                 hardLimit: Int? = nil, weight: Int? = nil, priority: Int? = nil, blacklistSeconds: Int? = nil,
-                acl: Int? = nil) {
+                acl: Int? = nil, healthCheck: Bool? = nil) {
         self.index = index
         self.address = address
         self.port = port
@@ -27,6 +30,7 @@ public struct ServerChange: Equatable, Sendable {
         self.priority = priority
         self.blacklistSeconds = blacklistSeconds
         self.acl = acl
+        self.healthCheck = healthCheck
     }
 
     /// Each field's bounds; the port's are validPort's, checked after (its message names the range).
@@ -39,7 +43,7 @@ public struct ServerChange: Equatable, Sendable {
     /// The words after `server`.
     static func parse(_ words: [String]) throws -> ServerChange {
         let usage = "'server' needs a number and pairs of: address A, port P, max M, hard H, weight W, prio P, "
-            + "blacklist T, acl L"
+            + "blacklist T, acl L, healthcheck on|off"
         guard let first = words.first, words.count >= 3, words.count % 2 == 1 else { throw ConfigurationError(usage) }
         var change = ServerChange(index: try nonNegativeNumber(first, for: "'server'"))
         var seen: Set<String> = []
@@ -54,6 +58,11 @@ public struct ServerChange: Equatable, Sendable {
                 change[keyPath: number.field] = try boundedNumber(nonNegativeNumber(value, for: what), number.range, for: what)
             } else if name == "acl" {
                 change.acl = try AccessLists.listNumber(value)
+            } else if name == "healthcheck" {
+                guard value == "on" || value == "off" else {
+                    throw ConfigurationError("server: 'healthcheck' takes on or off, not '\(value)'")
+                }
+                change.healthCheck = value == "on"
             } else {
                 throw ConfigurationError("server: unknown field '\(name)'; \(usage)")
             }
@@ -70,6 +79,7 @@ public struct ServerChange: Equatable, Sendable {
             if let value = self[keyPath: field] { words += [name, "\(value)"] }
         }
         if let acl { words += ["acl", "\(acl)"] }
+        if let healthCheck { words += ["healthcheck", healthCheck ? "on" : "off"] }
         return words
     }
 
@@ -82,5 +92,6 @@ public struct ServerChange: Equatable, Sendable {
         if let weight { spec.weight = weight }
         if let priority { spec.priority = priority }
         if let acl { spec.acl = acl }
+        if let healthCheck { spec.healthCheck = healthCheck }
     }
 }

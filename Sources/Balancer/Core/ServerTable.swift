@@ -18,6 +18,10 @@ public struct Server: Equatable, Sendable {
     /// The access list a client must pass to be sent here.
     public var acl: Int = 0
     public var blacklistedUntil: NIODeadline?
+    /// `server N healthcheck off` turns this off: the server is never checked, never down.
+    public var healthCheckEnabled = true
+    /// Its standing in the health checks, and when the next is due.
+    public var health = ServerHealth()
 
     public var connections: Int = 0
     public var totalConnections: UInt64 = 0
@@ -26,7 +30,7 @@ public struct Server: Equatable, Sendable {
     public var received: UInt64 = 0
 
     public init(host: String, port: Int, address: SocketAddress, maxConnections: Int = 0,
-                hardLimit: Int = 0, weight: Int = 1, priority: Int = 0, acl: Int = 0) {
+                hardLimit: Int = 0, weight: Int = 1, priority: Int = 0, acl: Int = 0, healthCheckEnabled: Bool = true) {
         self.host = host
         self.port = port
         self.address = address
@@ -35,11 +39,15 @@ public struct Server: Equatable, Sendable {
         self.weight = weight
         self.priority = priority
         self.acl = acl
+        self.healthCheckEnabled = healthCheckEnabled
     }
 
     /// Takes the configured fields of `spec`, keeping the counters; `address` is where
-    /// `spec.host` resolved to, with `spec.port`.
+    /// `spec.host` resolved to, with `spec.port`. Checks start afresh for a new address, or
+    /// when they are turned on or off for it: the old standing says nothing about the new.
     public mutating func adopt(_ spec: ServerSpec, address: SocketAddress) {
+        if address != self.address || spec.healthCheck != healthCheckEnabled { health = ServerHealth() }
+        healthCheckEnabled = spec.healthCheck
         host = spec.host
         port = spec.port
         self.address = address
@@ -50,9 +58,10 @@ public struct Server: Equatable, Sendable {
         acl = spec.acl
     }
 
-    /// What `penha status` shows: up, full (at its soft limit) or blacklisted.
+    /// What `penha status` shows: down (by its health checks), blacklisted, full (at its soft
+    /// limit) or up.
     public func state(now: NIODeadline) -> StatusReport.ServerState {
-        isBlacklisted(now: now) ? .blacklisted : isFull(returning: false) ? .full : .up
+        health.isDown ? .down : isBlacklisted(now: now) ? .blacklisted : isFull(returning: false) ? .full : .up
     }
 
     /// Whole seconds of blacklist left, rounded up; 0 when not blacklisted.
@@ -73,8 +82,9 @@ public struct Server: Equatable, Sendable {
         return !returning || connections >= hardLimit
     }
 
+    /// A server its health checks found down takes no new client, returning or not.
     public func isAvailable(now: NIODeadline, returning: Bool = false) -> Bool {
-        !isBlacklisted(now: now) && !isFull(returning: returning)
+        !health.isDown && !isBlacklisted(now: now) && !isFull(returning: returning)
     }
 }
 

@@ -33,6 +33,15 @@ public struct StatusReport: Codable, Equatable, Sendable {
         public var maxConnections: Int
         public var sent: UInt64
         public var received: UInt64
+        /// The health checks' view of it.
+        public var check: CheckState
+        /// The last check's result in words (`HTTP 503`, `timeout after 1s`); nil before the first.
+        public var checkResult: String?
+        /// Consecutive passed and failed checks.
+        public var checkSuccesses: Int
+        public var checkFailures: Int
+        /// Seconds since it last went down or came up; nil if it never did.
+        public var checkChangedSecondsAgo: Int?
     }
 
     /// A server's state as `status` spells it.
@@ -41,6 +50,13 @@ public struct StatusReport: Codable, Equatable, Sendable {
         /// At its soft limit: only returning clients get in, up to the hard limit.
         case full
         case blacklisted
+        /// Its health checks failed `fall` times in a row.
+        case down
+    }
+
+    /// A server's health-check state: `disabled` without `healthcheck` or with `server N healthcheck off`.
+    public enum CheckState: String, Codable, Sendable {
+        case up, down, disabled
     }
 
     public struct VRRPInstance: Codable, Equatable, Sendable {
@@ -75,13 +91,20 @@ public struct StatusReport: Codable, Equatable, Sendable {
     public var lines: [String] {
         ["role \(role)", "listen \(listen)", "uptime \(uptimeSeconds)",
          "connections \(connections) total \(totalConnections) refused \(refusedClients)"]
-            + servers.map { server in
-                "server \(server.index) address \(server.address) port \(server.port) state \(server.state.rawValue) "
-                    + "blacklist_left \(server.blacklistSecondsLeft) connections \(server.connections) "
-                    + "total \(server.totalConnections) max \(server.maxConnections) sent \(server.sent) received \(server.received)"
-            }
+            + servers.flatMap(Self.lines)
             + (tlsHandshakes.map { ["tls handshakes \($0.completed) failed \($0.failed)"] } ?? [])
             + vrrp.flatMap(Self.lines)
+    }
+
+    /// One server: name/value pairs, then its last check's result (free text, so on a line of its own).
+    private static func lines(_ server: Server) -> [String] {
+        let changed = server.checkChangedSecondsAgo.map(String.init) ?? "-"
+        let summary = "server \(server.index) address \(server.address) port \(server.port) state \(server.state.rawValue) "
+            + "blacklist_left \(server.blacklistSecondsLeft) connections \(server.connections) "
+            + "total \(server.totalConnections) max \(server.maxConnections) sent \(server.sent) received \(server.received) "
+            + "check \(server.check.rawValue) check_successes \(server.checkSuccesses) "
+            + "check_failures \(server.checkFailures) check_changed \(changed)"
+        return [summary] + (server.checkResult.map { ["check_result \(server.index) \($0)"] } ?? [])
     }
 
     /// One VRRP instance: name/value pairs, then its VIPs, then the reason of its last
@@ -131,6 +154,11 @@ public struct StatusReport: Codable, Equatable, Sendable {
 
         func int(_ name: String) throws -> Int { try parsed(try text(name), name) }
         func count(_ name: String) throws -> UInt64 { try parsed(try text(name), name) }
+        /// A value of one of the words `Word` has (`state up`).
+        func word<Word: RawRepresentable<String>>(_ name: String) throws -> Word {
+            guard let value = Word(rawValue: try text(name)) else { throw FormatError(description: "unknown \(name) in '\(line)'") }
+            return value
+        }
         /// The word at `position`, a number (`server 3 ...`, `uptime 42`).
         func number(_ position: Int) throws -> Int { try parsed(words[position], "word \(position + 1)") }
 
@@ -169,14 +197,19 @@ extension StatusReport {
                 }
                 tlsHandshakes = TLSHandshakes(completed: completed, failed: failed)
             case "server":
-                guard let state = ServerState(rawValue: try entry.text("state")) else {
-                    throw FormatError(description: "unknown server state in '\(line)'")
-                }
                 servers.append(Server(index: try entry.number(1), address: try entry.text("address"), port: try entry.int("port"),
-                                      state: state, blacklistSecondsLeft: try entry.int("blacklist_left"),
+                                      state: try entry.word("state"), blacklistSecondsLeft: try entry.int("blacklist_left"),
                                       connections: try entry.int("connections"), totalConnections: try entry.count("total"),
                                       maxConnections: try entry.int("max"), sent: try entry.count("sent"),
-                                      received: try entry.count("received")))
+                                      received: try entry.count("received"), check: try entry.word("check"), checkResult: nil,
+                                      checkSuccesses: try entry.int("check_successes"), checkFailures: try entry.int("check_failures"),
+                                      checkChangedSecondsAgo: try entry.text("check_changed") == "-" ? nil : try entry.int("check_changed")))
+            case "check_result":
+                let index = try entry.number(1)
+                guard let position = servers.lastIndex(where: { $0.index == index }) else {
+                    throw FormatError(description: "'\(line)' comes before its server line")
+                }
+                servers[position].checkResult = words.dropFirst(2).joined(separator: " ")
             case "vrrp":
                 let master = try entry.text("master")
                 var dropped: [String: UInt64] = [:]
