@@ -34,7 +34,8 @@ public struct ServerChange: Equatable, Sendable {
     }
 
     /// Each field's bounds; the port's are validPort's, checked after (its message names the range).
-    private static let numberFields: [(name: String, field: WritableKeyPath<ServerChange, Int?>, range: ClosedRange<Int>)] = [
+    private static let numberFields: [(name: String, field: WritableKeyPath<ServerChange, Int?> & Sendable,
+                                       range: ClosedRange<Int>)] = [
         ("port", \.port, 0...Int.max), ("max", \.maxConnections, ServerSpec.limitRange),
         ("hard", \.hardLimit, ServerSpec.limitRange), ("weight", \.weight, ServerSpec.weightRange),
         ("prio", \.priority, ServerSpec.weightRange), ("blacklist", \.blacklistSeconds, 0...Limits.seconds),
