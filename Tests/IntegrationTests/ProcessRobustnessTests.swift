@@ -34,6 +34,17 @@ final class ProcessRobustnessTests: XCTestCase {
         XCTAssertTrue(status.stdout.contains("listen 127.0.0.1:\(first.port)"), status.stdout)
     }
 
+    func testASecondPenhaLeavesALiveUnixListenSocketAlone() throws {
+        let a = try Backend("A")
+        let listen = path("listen.sock")
+        let first = try Penha([], listen: listen, servers: ["127.0.0.1:\(a.port)"])
+        let second = try runPenha(["-f", "-C", path("second.sock"), listen, "127.0.0.1:\(a.port)"], timeout: 5)
+        XCTAssertEqual(second.status, 1, second.stderr)
+        XCTAssertTrue(second.stderr.contains("another penha is listening on \(listen)"), second.stderr)
+        XCTAssertEqual(try Client(unixPath: listen).readLine(), "A", "the first still serves on its socket")
+        _ = first
+    }
+
     func testAStaleControlSocketIsReplaced() throws {
         let a = try Backend("A")
         // Left by a socket that was bound and closed, never unlinked.

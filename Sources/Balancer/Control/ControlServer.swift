@@ -20,11 +20,18 @@ public enum ControlServer {
     public static func start(_ address: ControlAddress, service: BalancerService,
                              onExit: @escaping @Sendable () -> Void) -> EventLoopFuture<Channel> {
         let eventLoop = service.eventLoop
+        // No limit on control connections, but the data path's back-off when descriptors run out.
+        let limiter = ConnectionLimiter(limit: 0)
+        limiter.warn = { service.logger.warning("control socket: \($0)") }
         let bootstrap = ServerBootstrap(group: eventLoop)
             .serverChannelOption(ChannelOptions.socketOption(.so_reuseaddr), value: 1)
             .childChannelOption(ChannelOptions.allowRemoteHalfClosure, value: true)
+            .serverChannelInitializer { channel in
+                channel.eventLoop.makeCompletedFuture { try channel.pipeline.syncOperations.addHandler(limiter) }
+            }
             .childChannelInitializer { channel in
-                channel.eventLoop.makeCompletedFuture {
+                channel.closeFuture.assumeIsolated().whenComplete { _ in limiter.release() }
+                return channel.eventLoop.makeCompletedFuture {
                     try channel.pipeline.syncOperations.addHandler(ControlHandler(service: service, onExit: onExit))
                 }
             }

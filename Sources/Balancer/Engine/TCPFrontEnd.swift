@@ -42,7 +42,14 @@ final class TCPFrontEnd {
             // instead of one per connection.
             bound = bootstrap.serverChannelOption(Self.noDelay, value: configuration.tcpNoDelay ? 1 : 0)
                 .bind(host: host, port: port)
-        case .unix(let path): bound = bootstrap.bind(unixDomainSocketPath: path, cleanupExistingSocketFile: true)
+        case .unix(let path):
+            // As the control socket: a stale socket is replaced, a live one or a file is not.
+            do {
+                try ControlServer.claim(path)
+            } catch {
+                return service.eventLoop.makeFailedFuture(error)
+            }
+            bound = bootstrap.bind(unixDomainSocketPath: path, cleanupExistingSocketFile: false)
         }
         return bound.map { channel in
             self.listener = channel
