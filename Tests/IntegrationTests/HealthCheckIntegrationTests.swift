@@ -79,8 +79,8 @@ final class HealthCheckIntegrationTests: XCTestCase {
     }
 
     func testAServerAnswering503IsTakenOutAndComesBackAfterRiseGoodAnswers() throws {
-        let healthy = try StatusBackend("healthy", status: 200)
-        let sick = try StatusBackend("sick", status: 503)
+        let healthy = try HTTPBackend("healthy", status: 200)
+        let sick = try HTTPBackend("sick", status: 503)
         let penha = try Penha(["-r", "-O", "healthcheck http /health host checks.example interval 200ms timeout 150ms rise 3 fall 2"],
                               servers: ["127.0.0.1:\(healthy.port)", "127.0.0.1:\(sick.port)"])
         XCTAssertTrue(waitFor(timeout: 5) { penha.serverStatus(1)["check"] == "down" }, penha.stderr)

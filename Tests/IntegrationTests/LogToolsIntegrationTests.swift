@@ -68,7 +68,7 @@ final class LogToolsIntegrationTests: XCTestCase {
     /// penha with `-l FILE`, requests through it and one request straight to the first web
     /// server (which the merge cannot match: it keeps the server's name), the access logs
     /// written with bad lines among them, pen's log with bad lines appended.
-    private func penhaMergeScenario(_ web2: WebBackend, _ web3: WebBackend) throws -> MergeScenario {
+    private func penhaMergeScenario(_ web2: HTTPBackend, _ web3: HTTPBackend) throws -> MergeScenario {
         let penLog = temporaryPath("penha.log")
         let balancer = try Penha(["-r", "-l", penLog], servers: [web2.address, web3.address])
         var expected = try sendRequests(port: balancer.port, 0..<8)
@@ -81,7 +81,7 @@ final class LogToolsIntegrationTests: XCTestCase {
         return try writeLogs(penLog: penLog, web2, web3, expected: expected)
     }
 
-    private func writeLogs(penLog: String, _ web2: WebBackend, _ web3: WebBackend, expected: [String: String]) throws -> MergeScenario {
+    private func writeLogs(penLog: String, _ web2: HTTPBackend, _ web3: HTTPBackend, expected: [String: String]) throws -> MergeScenario {
         let handle = try XCTUnwrap(FileHandle(forWritingAtPath: penLog))
         handle.seekToEndOfFile()
         handle.write(Data(("garbage\n" + String(repeating: "y", count: 10000) + "\n").utf8))
@@ -94,7 +94,7 @@ final class LogToolsIntegrationTests: XCTestCase {
     }
 
     func testPenhasLogIsPensFormat() throws {
-        let web = try WebBackend(host: "127.0.0.2")
+        let web = try HTTPBackend("ok", host: "127.0.0.2")
         let penLog = temporaryPath("penha.log")
         defer { unlink(penLog) }
         let balancer = try Penha(["-l", penLog], servers: [web.address])
@@ -116,7 +116,7 @@ final class LogToolsIntegrationTests: XCTestCase {
     }
 
     func testPenhaMergelogsGivesTheRealClients() throws {
-        let web2 = try WebBackend(host: "127.0.0.2"), web3 = try WebBackend(host: "127.0.0.3")
+        let web2 = try HTTPBackend("ok", host: "127.0.0.2"), web3 = try HTTPBackend("ok", host: "127.0.0.3")
         let scenario = try penhaMergeScenario(web2, web3)
         let result = try runProgram(penha, ["mergelogs", "-p", scenario.penLog] + scenario.serverLogs)
         XCTAssertEqual(result.status, 0, result.stderr)
@@ -127,7 +127,7 @@ final class LogToolsIntegrationTests: XCTestCase {
 
     func testDebiansMergelogsReadsPenhasLogWithTheSameResult() throws {
         try requirePenTools("mergelogs")
-        let web2 = try WebBackend(host: "127.0.0.2"), web3 = try WebBackend(host: "127.0.0.3")
+        let web2 = try HTTPBackend("ok", host: "127.0.0.2"), web3 = try HTTPBackend("ok", host: "127.0.0.3")
         let scenario = try penhaMergeScenario(web2, web3)
         let ours = try runProgram(penha, ["mergelogs", "-p", scenario.penLog] + scenario.serverLogs)
         // pen's mergelogs writes local time and calls it +0000: in UTC that is the truth.
@@ -139,7 +139,7 @@ final class LogToolsIntegrationTests: XCTestCase {
 
     func testPensLogMergedByPenhaAsByPensMergelogs() throws {
         try requirePenTools("pen", "mergelogs")
-        let web2 = try WebBackend(host: "127.0.0.2"), web3 = try WebBackend(host: "127.0.0.3")
+        let web2 = try HTTPBackend("ok", host: "127.0.0.2"), web3 = try HTTPBackend("ok", host: "127.0.0.3")
         let penLog = temporaryPath("pen.log")
         let port = freePort()
         let pen = try BackgroundProgram("/usr/bin/pen", ["-f", "-r", "-l", penLog, "127.0.0.1:\(port)", web2.address, web3.address]) { _ in
@@ -161,8 +161,8 @@ final class LogToolsIntegrationTests: XCTestCase {
     /// A log daemon on 127.0.0.1 and penha sending it pen's datagrams (`-l HOST:PORT`).
     private func liveScenario(daemon: (_ port: Int, _ combined: String) throws -> BackgroundProgram,
                               feed: (_ lines: [String], _ server: String, _ port: Int) throws -> Void) throws
-        -> (daemon: BackgroundProgram, combined: String, expected: [String: String], penha: Penha, web2: WebBackend, port: Int) {
-        let web2 = try WebBackend(host: "127.0.0.2"), web3 = try WebBackend(host: "127.0.0.3")
+        -> (daemon: BackgroundProgram, combined: String, expected: [String: String], penha: Penha, web2: HTTPBackend, port: Int) {
+        let web2 = try HTTPBackend("ok", host: "127.0.0.2"), web3 = try HTTPBackend("ok", host: "127.0.0.3")
         let port = unusedUDPPort()
         let combined = temporaryPath("combined.log")
         addTeardownBlock { unlink(combined) }
@@ -199,7 +199,7 @@ final class LogToolsIntegrationTests: XCTestCase {
         // two lines in one. None is written, each is counted, the daemon goes on.
         let bad: [[UInt8]] = [Array("garbage".utf8), [0xFF, 0x00, 0x01], Array(repeating: 0x41, count: 9000),
                               Array("+ only-two\n".utf8), Array("127.0.0.1 1796161500 127.0.0.2 GET / HTTP/1.0\n".utf8),
-                              Array("127.0.0.1 - - [\(WebBackend.apacheTime())] \"GET / HTTP/1.0\" 200 2\nforged\n".utf8)]
+                              Array("127.0.0.1 - - [\(HTTPBackend.apacheTime())] \"GET / HTTP/1.0\" 200 2\nforged\n".utf8)]
         for datagram in bad { sendDatagram(datagram, port: live.port) }
         // SIGHUP reopens the log: rotate it, and the next line goes to a new file.
         let rotated = live.combined + ".1"
@@ -240,7 +240,7 @@ final class LogToolsIntegrationTests: XCTestCase {
     }
 
     func testDatagramsNoDaemonTakesAreDroppedCountedAndTheRelayGoesOn() throws {
-        let web = try WebBackend(host: "127.0.0.2")
+        let web = try HTTPBackend("ok", host: "127.0.0.2")
         let balancer = try Penha(["-l", "127.0.0.1:\(unusedUDPPort())"], servers: [web.address])
         for number in 0..<5 {
             XCTAssertEqual(try httpGet(port: balancer.port, path: "/\(number)", source: "127.0.0.11"), "ok")

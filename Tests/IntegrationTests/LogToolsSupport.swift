@@ -7,91 +7,13 @@ import XCTest
 import Glibc
 #endif
 
-/// A web server on loopback that answers every request `200 ok` and closes, and keeps an
-/// access log in Apache's common format, written here by the test (not by penha's code):
-/// `PEER - - [dd/Mon/yyyy:HH:MM:SS +0000] "REQUEST LINE" 200 2`.
-final class WebBackend {
-    let host: String
-    let port: Int
-    private let channel: Channel
-    private let log: AccessLog
-
-    final class AccessLog: @unchecked Sendable {
-        private let lock = NSLock()
-        private var entries: [String] = []
-        var lines: [String] { lock.lock(); defer { lock.unlock() }; return entries }
-        func append(_ line: String) { lock.lock(); entries.append(line); lock.unlock() }
-    }
-
-    init(host: String) throws {
-        self.host = host
-        let log = AccessLog()
-        self.log = log
-        channel = try ServerBootstrap(group: Backend.group)
-            .serverChannelOption(ChannelOptions.socketOption(.so_reuseaddr), value: 1)
-            .childChannelInitializer { channel in
-                channel.eventLoop.makeCompletedFuture {
-                    try channel.pipeline.syncOperations.addHandler(WebHandler(log: log))
-                }
-            }
-            .bind(host: host, port: 0).wait()
-        port = channel.localAddress!.port!
-    }
-
-    /// `host:port`, as penha's server argument.
-    var address: String { "\(host):\(port)" }
-    var accessLines: [String] { log.lines }
-
-    /// Writes the access log so far to `path`, one line each.
-    func writeLog(to path: String, extra: [String] = []) throws {
-        try (accessLines + extra).map { $0 + "\n" }.joined().write(toFile: path, atomically: true, encoding: .utf8)
-    }
-
-    func stop() { try? channel.close().wait() }
-    deinit { stop() }
-
-    /// Apache's `%t` for now, in UTC.
-    static func apacheTime(_ time: time_t = time(nil)) -> String {
-        var seconds = time
-        var parts = tm()
-        gmtime_r(&seconds, &parts)
-        var buffer = [CChar](repeating: 0, count: 64)
-        let count = strftime(&buffer, buffer.count, "%d/%b/%Y:%H:%M:%S +0000", &parts)
-        return String(decoding: buffer.prefix(count).map { UInt8(bitPattern: $0) }, as: UTF8.self)
-    }
-}
-
-private final class WebHandler: ChannelInboundHandler {
-    typealias InboundIn = ByteBuffer
-    typealias OutboundOut = ByteBuffer
-    private let log: WebBackend.AccessLog
-    private var head: [UInt8] = []
-
-    init(log: WebBackend.AccessLog) { self.log = log }
-
-    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
-        head += unwrapInboundIn(data).readableBytesView
-        guard let end = head.firstRange(of: Array("\r\n\r\n".utf8)) ?? (head.count > 16384 ? head.indices : nil) else { return }
-        let requestLine = String(decoding: head[..<end.lowerBound].prefix { $0 != UInt8(ascii: "\r") }, as: UTF8.self)
-        let peer = context.channel.remoteAddress?.ipAddress ?? "?"
-        log.append("\(peer) - - [\(WebBackend.apacheTime())] \"\(requestLine)\" 200 2")
-        head = []
-        context.writeAndFlush(wrapOutboundOut(ByteBuffer(string: "HTTP/1.0 200 OK\r\nContent-Length: 2\r\n\r\nok")))
-            .whenComplete { _ in context.close(promise: nil) }
-    }
-
-    func errorCaught(context: ChannelHandlerContext, error: Error) {
-        context.close(promise: nil)
-    }
-}
-
-/// One HTTP/1.0 request from `source` to `host`:`port`; the answer's body ("ok").
+/// One HTTP/1.0 request from `source` to `host`:`port`; the answer's body (the backend's name).
 @discardableResult
 func httpGet(host: String = "127.0.0.1", port: Int, path: String, source: String) throws -> String {
     let client = try Client(port: port, host: host, source: source)
     try client.send("GET \(path) HTTP/1.0\r\nHost: test\r\n\r\n")
     let answer = String(decoding: try client.readToEnd(), as: UTF8.self)
-    guard answer.hasPrefix("HTTP/1.0 200") else { throw TestFailure("GET \(path) from \(source): \(answer)") }
+    guard answer.hasPrefix("HTTP/1.1 200") else { throw TestFailure("GET \(path) from \(source): \(answer)") }
     return answer.range(of: "\r\n\r\n").map { String(answer[$0.upperBound...]) } ?? ""
 }
 

@@ -26,7 +26,7 @@ final class TLSIntegrationTests: XCTestCase {
     }
 
     func testCurlGetsTheBackendsAnswerOverTLS() throws {
-        let backend = try HTTPBackend()
+        let backend = try EchoHTTPBackend()
         let server = try selfSigned("server.test")
         let penha = try Penha(["-E", server.certificate, "-K", server.key], servers: ["127.0.0.1:\(backend.port)"])
         let answer = try curl(penha, path: "/hello")
@@ -83,7 +83,7 @@ final class TLSIntegrationTests: XCTestCase {
     }
 
     func testAClientCertificateIsRequiredWithR() throws {
-        let backend = try HTTPBackend()
+        let backend = try EchoHTTPBackend()
         let server = try selfSigned("server.test")
         let ca = try selfSigned("Test CA")
         let client = try signed("client", by: ca)
@@ -104,7 +104,7 @@ final class TLSIntegrationTests: XCTestCase {
     }
 
     func testSNIChoosesTheCertificateByName() throws {
-        let backend = try HTTPBackend()
+        let backend = try EchoHTTPBackend()
         let fallback = try selfSigned("default.test")
         let names = "\(directory)/sni"
         try FileManager.default.createDirectory(atPath: names, withIntermediateDirectories: true)
@@ -128,7 +128,7 @@ final class TLSIntegrationTests: XCTestCase {
     }
 
     func testSSLCommandsOnTheControlSocketApplyToNewConnectionsOrAreUndone() throws {
-        let backend = try HTTPBackend()
+        let backend = try EchoHTTPBackend()
         let fallback = try selfSigned("default.test")
         let names = "\(directory)/sni"
         try FileManager.default.createDirectory(atPath: names, withIntermediateDirectories: true)
@@ -150,7 +150,7 @@ final class TLSIntegrationTests: XCTestCase {
     }
 
     func testXForwardedForArrivesBehindTLS() throws {
-        let backend = try HTTPBackend()
+        let backend = try EchoHTTPBackend()
         let server = try selfSigned("server.test")
         let penha = try Penha(["-H", "-E", server.certificate, "-K", server.key], servers: ["127.0.0.1:\(backend.port)"])
         let answer = try curl(penha, path: "/xff", options: ["--interface", "127.0.0.2"])
@@ -159,7 +159,7 @@ final class TLSIntegrationTests: XCTestCase {
     }
 
     func testAGarbageHandshakeIsCountedAndPenhaKeepsServing() throws {
-        let backend = try HTTPBackend()
+        let backend = try EchoHTTPBackend()
         let server = try selfSigned("server.test")
         let penha = try Penha(["-E", server.certificate, "-K", server.key], servers: ["127.0.0.1:\(backend.port)"])
         let hostile = try Client(port: penha.port)
@@ -185,7 +185,7 @@ final class TLSIntegrationTests: XCTestCase {
     }
 
     func testClientsThatNeverFinishTheirHandshakeStallNoOne() throws {
-        let backend = try HTTPBackend()
+        let backend = try EchoHTTPBackend()
         let server = try selfSigned("server.test")
         let penha = try Penha(["-E", server.certificate, "-K", server.key], servers: ["127.0.0.1:\(backend.port)"])
         // Each sends the first bytes of a ClientHello record and then nothing.
@@ -200,7 +200,7 @@ final class TLSIntegrationTests: XCTestCase {
     }
 
     func testSIGHUPReloadsTheCertificateAndKeepsTheOldOneWhenTheNewIsBroken() throws {
-        let backend = try HTTPBackend()
+        let backend = try EchoHTTPBackend()
         let certificate = "\(directory)/server.crt", key = "\(directory)/server.key"
         _ = try selfSigned("first.test", certificate: certificate, key: key)
         let penha = try Penha(["-E", certificate, "-K", key], servers: ["127.0.0.1:\(backend.port)"])
@@ -231,7 +231,7 @@ final class TLSIntegrationTests: XCTestCase {
     }
 
     func testSIGHUPWithAnUnusableSSLCommandInTheFileKeepsTheRunningSettings() throws {
-        let backend = try HTTPBackend()
+        let backend = try EchoHTTPBackend()
         let server = try selfSigned("server.test")
         let config = "\(directory)/penha.conf"
         try "ssl_option no_tlsv1.2\n".write(toFile: config, atomically: true, encoding: .utf8)
@@ -415,7 +415,7 @@ private final class TLSClient {
 
 /// An HTTP server on loopback whose answer's body is the request head it received, so a
 /// client sees what reached the server (X-Forwarded-For included).
-private final class HTTPBackend {
+private final class EchoHTTPBackend {
     let port: Int
     private let channel: Channel
     private let counters = Counters()
@@ -454,9 +454,9 @@ private final class HTTPEchoHandler: ChannelInboundHandler {
     typealias InboundIn = ByteBuffer
     typealias OutboundOut = ByteBuffer
     private var head = ""
-    private let counters: HTTPBackend.Counters
+    private let counters: EchoHTTPBackend.Counters
 
-    init(counters: HTTPBackend.Counters) { self.counters = counters }
+    init(counters: EchoHTTPBackend.Counters) { self.counters = counters }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         var buffer = unwrapInboundIn(data)

@@ -1,0 +1,120 @@
+import Foundation
+import NIOCore
+import NIOPosix
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// An HTTP backend on loopback: answers each request with `status` and its name as the body,
+/// then closes. Keeps the head of every request (to see what a health check sends) and an
+/// access log in Apache's common format, written here by the test (not by penha's code):
+/// `PEER - - [dd/Mon/yyyy:HH:MM:SS +0000] "REQUEST LINE" STATUS LENGTH`.
+final class HTTPBackend {
+    let name: String
+    let host: String
+    let port: Int
+    private let channel: Channel
+    private let shared: Shared
+
+    final class Shared: @unchecked Sendable {
+        private let lock = NSLock()
+        private var currentStatus: Int
+        private var heads: [String] = []
+        private var entries: [String] = []
+        init(status: Int) { currentStatus = status }
+
+        var status: Int {
+            get { lock.lock(); defer { lock.unlock() }; return currentStatus }
+            set { lock.lock(); currentStatus = newValue; lock.unlock() }
+        }
+        var requests: [String] { lock.lock(); defer { lock.unlock() }; return heads }
+        var lines: [String] { lock.lock(); defer { lock.unlock() }; return entries }
+
+        func record(head: String, logLine: String) {
+            lock.lock()
+            heads.append(head)
+            entries.append(logLine)
+            lock.unlock()
+        }
+    }
+
+    init(_ name: String, host: String = "127.0.0.1", status: Int = 200) throws {
+        self.name = name
+        self.host = host
+        let shared = Shared(status: status)
+        self.shared = shared
+        channel = try ServerBootstrap(group: Backend.group)
+            .serverChannelOption(ChannelOptions.socketOption(.so_reuseaddr), value: 1)
+            .childChannelInitializer { channel in
+                channel.eventLoop.makeCompletedFuture {
+                    try channel.pipeline.syncOperations.addHandler(HTTPBackendHandler(body: name, shared: shared))
+                }
+            }
+            .bind(host: host, port: 0).wait()
+        port = channel.localAddress!.port!
+    }
+
+    /// The status the next answers carry.
+    var status: Int {
+        get { shared.status }
+        set { shared.status = newValue }
+    }
+
+    /// The head of every request received, in order.
+    var requests: [String] { shared.requests }
+
+    /// `host:port`, as penha's server argument.
+    var address: String { "\(host):\(port)" }
+    var accessLines: [String] { shared.lines }
+
+    /// Writes the access log so far to `path`, one line each.
+    func writeLog(to path: String, extra: [String] = []) throws {
+        try (accessLines + extra).map { $0 + "\n" }.joined().write(toFile: path, atomically: true, encoding: .utf8)
+    }
+
+    func stop() { try? channel.close().wait() }
+    deinit { stop() }
+
+    /// Apache's `%t` for now, in UTC.
+    static func apacheTime(_ time: time_t = time(nil)) -> String {
+        var seconds = time
+        var parts = tm()
+        gmtime_r(&seconds, &parts)
+        var buffer = [CChar](repeating: 0, count: 64)
+        let count = strftime(&buffer, buffer.count, "%d/%b/%Y:%H:%M:%S +0000", &parts)
+        return String(decoding: buffer.prefix(count).map { UInt8(bitPattern: $0) }, as: UTF8.self)
+    }
+}
+
+private final class HTTPBackendHandler: ChannelInboundHandler {
+    typealias InboundIn = ByteBuffer
+    typealias OutboundOut = ByteBuffer
+    private let body: String
+    private let shared: HTTPBackend.Shared
+    private var head: [UInt8] = []
+
+    init(body: String, shared: HTTPBackend.Shared) {
+        self.body = body
+        self.shared = shared
+    }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        head += unwrapInboundIn(data).readableBytesView
+        // A head that never ends is answered once it is long enough: a bound, not HTTP.
+        guard let end = head.firstRange(of: Array("\r\n\r\n".utf8)) ?? (head.count > 16384 ? head.indices : nil) else { return }
+        let text = String(decoding: head[..<end.upperBound], as: UTF8.self)
+        let requestLine = String(decoding: head[..<end.lowerBound].prefix { $0 != UInt8(ascii: "\r") }, as: UTF8.self)
+        let peer = context.channel.remoteAddress?.ipAddress ?? "?"
+        let status = shared.status
+        shared.record(head: text, logLine: "\(peer) - - [\(HTTPBackend.apacheTime())] \"\(requestLine)\" \(status) \(body.utf8.count)")
+        head = []
+        let answer = "HTTP/1.1 \(status) \(status < 400 ? "OK" : "Service Unavailable")\r\n"
+            + "Content-Length: \(body.utf8.count)\r\nConnection: close\r\n\r\n\(body)"
+        context.writeAndFlush(wrapOutboundOut(ByteBuffer(string: answer))).whenComplete { _ in context.close(promise: nil) }
+    }
+
+    func errorCaught(context: ChannelHandlerContext, error: Error) {
+        context.close(promise: nil)
+    }
+}
