@@ -43,7 +43,9 @@ final class LifecycleIntegrationTests: XCTestCase {
         XCTAssertEqual(try FileManager.default.destinationOfSymbolicLink(atPath: "/proc/\(penha.process.processIdentifier)/root"), jail)
         XCTAssertEqual(try whoAnswers(penha), "A")
         XCTAssertEqual(try penha.command("servers").count, 1, "the control socket still answers")
-        let refused = try runPenha(["-f", "-u", "no-such-user-penha", "-C", temporaryPath("u.sock"),
+        let refusedControl = temporaryPath("u.sock")
+        defer { unlink(refusedControl) }
+        let refused = try runPenha(["-f", "-u", "no-such-user-penha", "-C", refusedControl,
                                     "127.0.0.1:\(freePort())", "127.0.0.1:\(a.port)"])
         XCTAssertEqual(refused.status, 1)
         XCTAssertTrue(refused.stderr.contains("no user 'no-such-user-penha'"), refused.stderr)
