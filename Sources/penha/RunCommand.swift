@@ -125,6 +125,53 @@ struct RunCommand: ParsableCommand {
     /// `-F` file, as pen does. `commandLine` is the part before the file, which a reload
     /// applies the file to again.
     func makeConfiguration() throws -> (commandLine: Configuration, running: Configuration) {
+        var errors = ConfigurationErrors(collecting: false)
+        let made = try makeConfiguration(reporting: &errors)
+        return (made.commandLine, made.running)
+    }
+
+    /// The same, with errors in `-O` and the `-F` file sent to `errors`, which stops at the
+    /// first (run) or collects them and goes on (check). `lines` are `-O`'s and the file's,
+    /// for the origins of later errors. An error in the options themselves is thrown.
+    func makeConfiguration(reporting errors: inout ConfigurationErrors) throws
+        -> (commandLine: Configuration, running: Configuration, lines: [ConfigLine]) {
+        let options = try optionsConfiguration()
+        var given: [ConfigLine] = []
+        for text in commands {
+            let origin = "-O '\(text)'"
+            do {
+                given.append(ConfigLine(try Command.parse(text), origin: origin))
+            } catch let error as ConfigurationError {
+                try errors.add(error.at(origin))
+            }
+        }
+        do {
+            given = try ConfigFile.expandIncludes(given)
+        } catch let error as ConfigurationError {
+            try errors.add(error)
+        }
+        let (commandLine, commandErrors) = options.applyingAll(given)
+        try errors.add(commandErrors)
+        let (fileLines, fileErrors) = configFile.map(ConfigFile.readAll) ?? ([], [])
+        try errors.add(fileErrors)
+        let (configuration, applyErrors) = commandLine.applyingAll(fileLines)
+        try errors.add(applyErrors)
+        if let user, !configuration.vrrpInstances.isEmpty {
+            try errors.add(ConfigurationError("-u \(user) cannot be combined with vrrp: moving virtual addresses needs root"))
+        }
+        do {
+            try controlAddress.checkProtected(by: configuration)
+        } catch let error as ConfigurationError {
+            try errors.add(error)
+        }
+        if configuration.servers.isEmpty {
+            try errors.add(ConfigurationError("no servers: give them after the listen address or as 'server' lines in \(configFile ?? "-F")"))
+        }
+        return (commandLine, configuration, given + fileLines)
+    }
+
+    /// The options alone, before `-O` and `-F`.
+    private func optionsConfiguration() throws -> Configuration {
         let listenAddress = try ListenAddress.parse(listen)
         var configuration = Configuration(
             listen: listenAddress,
@@ -149,24 +196,7 @@ struct RunCommand: ParsableCommand {
         configuration.tls = try TLSSettings.commandLine(
             certificate: certificate, key: key, caFile: caFile, caDirectory: caDirectory,
             requireClientCertificate: requireCertificate, protocolName: sslProtocol, compatibility: sslCompatibility)
-        let given = try commands.map { text in
-            let origin = "-O '\(text)'"
-            do {
-                return ConfigLine(try Command.parse(text), origin: origin)
-            } catch let error as ConfigurationError {
-                throw error.at(origin)
-            }
-        }
-        let commandLine = try configuration.applying(ConfigFile.expandIncludes(given))
-        configuration = try commandLine.applying(configFile.map(ConfigFile.read) ?? [])
-        if let user, !configuration.vrrpInstances.isEmpty {
-            throw ConfigurationError("-u \(user) cannot be combined with vrrp: moving virtual addresses needs root")
-        }
-        try controlAddress.checkProtected(by: configuration)
-        guard !configuration.servers.isEmpty else {
-            throw ConfigurationError("no servers: give them after the listen address or as 'server' lines in \(configFile ?? "-F")")
-        }
-        return (commandLine, configuration)
+        return configuration
     }
 
     func run() throws {
@@ -213,7 +243,12 @@ struct RunCommand: ParsableCommand {
         }
         service.setVRRPStatusProvider { vrrp.statuses }
         Daemon.signalReady()
-        serveSignals(service, logger: logger)
+        let systemd = SystemdNotifier(logger: logger)
+        try? systemd?.ready(service).wait()
+        let updates = systemd?.startUpdates(service)
+        serveSignals(service, systemd: systemd, logger: logger)
+        systemd?.stopping()
+        updates?.cancel()
         let removePidFile = { [pidFile] in _ = pidFile.map { unlink($0) } }
         ShutdownDeadline.arm(logger: logger, beforeExit: removePidFile)
         // VRRP first: the master resigns (priority 0) and removes its VIPs, so the backup
@@ -226,7 +261,7 @@ struct RunCommand: ParsableCommand {
     }
 
     /// `-C`, or the default socket.
-    private var controlAddress: ControlAddress {
+    var controlAddress: ControlAddress {
         get throws { try control.map(ControlAddress.parse) ?? .unix(path: ControlAddress.defaultPath) }
     }
 
@@ -259,12 +294,15 @@ struct RunCommand: ParsableCommand {
 
     /// Serves SIGHUP (reload) and SIGUSR1 (statistics) until SIGTERM or SIGINT, never waiting
     /// for them here: a reload stuck on a file must not keep SIGTERM from being taken.
-    private func serveSignals(_ service: BalancerService, logger: Logger) {
+    private func serveSignals(_ service: BalancerService, systemd: SystemdNotifier?, logger: Logger) {
         let reload = CoalescedWork(on: service.eventLoop) { [configFile] in
-            service.reload().map {
+            systemd?.reloading()
+            return service.reload().map {
                 logger.notice("reloaded\(configFile.map { " \($0)" } ?? ""), log reopened")
             }.recover { error in
                 logger.error("reload failed, configuration unchanged: \(SystemErrorText.describe(error))")
+            }.flatMap {
+                systemd?.ready(service) ?? service.eventLoop.makeSucceededVoidFuture()
             }
         }
         let statistics = CoalescedWork(on: service.eventLoop) {

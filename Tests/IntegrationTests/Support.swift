@@ -48,8 +48,9 @@ final class Penha {
     private var stderrText = ""
 
     /// Starts `penha -f ARGUMENTS... 127.0.0.1:PORT SERVERS...` unless `listen` says otherwise,
-    /// inside the network namespace `namespace` if one is given.
-    init(_ options: [String], listen: String? = nil, servers: [String], namespace: String? = nil) throws {
+    /// inside the network namespace `namespace` if one is given, with `environment` added to the test's.
+    init(_ options: [String], listen: String? = nil, servers: [String], namespace: String? = nil,
+         environment: [String: String] = [:]) throws {
         let port = freePort()
         self.port = port
         let givenControl = options.firstIndex(of: "-C").map { options[$0 + 1] }
@@ -66,6 +67,7 @@ final class Penha {
         }
         process.standardError = stderrPipe
         process.standardOutput = FileHandle.nullDevice
+        process.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 }
         let started = DispatchSemaphore(value: 0)
         stderrPipe.fileHandleForReading.readabilityHandler = { [weak self] handle in
             let data = handle.availableData

@@ -133,6 +133,23 @@ public struct Configuration: Equatable, Sendable {
         return result
     }
 
+    /// Like `applying`, but goes on past a line that fails: the configuration the good
+    /// lines make and every failing line's error, for `penha check`.
+    public func applyingAll(_ lines: [ConfigLine]) -> (configuration: Configuration, errors: [ConfigurationError]) {
+        var result = self
+        var errors: [ConfigurationError] = []
+        for line in lines {
+            do {
+                try result.apply(line.command)
+            } catch let error as ConfigurationError {
+                errors.append(error.at(line.origin))
+            } catch {
+                errors.append(ConfigurationError("\(error)").at(line.origin))
+            }
+        }
+        return (result, errors)
+    }
+
     /// The current value of a numeric setting, as its command answers it.
     public func value(of setting: Command.Setting) -> Int {
         switch setting {
