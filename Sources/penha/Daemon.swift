@@ -58,10 +58,13 @@ enum Daemon {
         exit(status & 0x7F == 0 ? (status >> 8) & 0xFF : 1)
     }
 
+    /// Whether this is the detached penha, whose stderr goes nowhere once it is ready.
+    static var isDetached: Bool { Environment.variables.contains("\(readyVariable)=\(readyFD)") }
+
     /// In the detached penha: says it is ready and sends stderr to /dev/null, so the first
     /// penha sees end of file and exits 0. Does nothing in a penha started with `-f`.
     static func signalReady() {
-        guard Environment.variables.contains("\(readyVariable)=\(readyFD)") else { return }
+        guard isDetached else { return }
         var verdict: UInt8 = 1
         _ = write(readyFD, &verdict, 1)
         close(readyFD)

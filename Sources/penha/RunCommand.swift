@@ -324,10 +324,3 @@ struct RunCommand: ParsableCommand {
         }
     }
 }
-
-func makeLogger(debugLevel: Int) -> Logger {
-    LoggingSystem.bootstrap { label in StreamLogHandler.standardError(label: label) }
-    var logger = Logger(label: "penha")
-    logger.logLevel = BalancerService.logLevel(debug: debugLevel)
-    return logger
-}

@@ -12,8 +12,7 @@ import Glibc
 /// (a path, or `@name` in the abstract namespace). Nothing is sent when the variable is
 /// unset, so penha behaves the same outside systemd.
 final class SystemdNotifier: Sendable {
-    private let fd: Int32
-    private let address: sockaddr_un
+    private let socket: UnixDatagramSender
     /// `$WATCHDOG_USEC` when it is meant for this process: ping at half of it.
     let watchdog: TimeAmount?
 
@@ -23,27 +22,14 @@ final class SystemdNotifier: Sendable {
     /// nil when penha does not run under systemd's notify protocol, or the socket is unusable.
     init?(environment: [String: String] = Environment.dictionary, logger: Logger) {
         guard let path = environment["NOTIFY_SOCKET"], !path.isEmpty else { return nil }
-        var address = sockaddr_un()
-        address.sun_family = sa_family_t(AF_UNIX)
-        var bytes = Array(path.utf8)
-        // `@name`: the abstract namespace, whose names start with a zero byte.
-        if bytes.first == UInt8(ascii: "@") { bytes[0] = 0 }
-        guard bytes.count < MemoryLayout.size(ofValue: address.sun_path) else {
-            logger.warning("NOTIFY_SOCKET is too long for a socket address; not notifying systemd")
+        do {
+            socket = try UnixDatagramSender(path: path)
+        } catch {
+            logger.warning("NOTIFY_SOCKET: \(error); not notifying systemd")
             return nil
         }
-        withUnsafeMutableBytes(of: &address.sun_path) { $0.copyBytes(from: bytes) }
-        let fd = socket(AF_UNIX, Int32(SOCK_DGRAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
-        guard fd >= 0 else {
-            logger.warning("cannot make a socket for NOTIFY_SOCKET: \(SystemErrorText.describe(errno: errno))")
-            return nil
-        }
-        self.fd = fd
-        self.address = address
         watchdog = Self.watchdogInterval(environment: environment, pid: Int(getpid()))
     }
-
-    deinit { close(fd) }
 
     /// Half of `$WATCHDOG_USEC` when it is set for this process (`$WATCHDOG_PID` absent or
     /// ours), at least 1 ms; nil otherwise, or for a value that is not a positive number.
@@ -55,23 +41,7 @@ final class SystemdNotifier: Sendable {
 
     /// Sends one message; a failure (systemd gone) is not penha's problem and is ignored.
     func send(_ fields: [String]) {
-        let message = fields.joined(separator: "\n")
-        var address = self.address
-        let length = socklen_t(MemoryLayout<sa_family_t>.size + pathLength)
-        _ = message.withCString { text in
-            withUnsafePointer(to: &address) {
-                $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
-                    sendto(fd, text, strlen(text), Int32(MSG_NOSIGNAL), $0, length)
-                }
-            }
-        }
-    }
-
-    /// The bytes of the path that count: all of an abstract name, up to the zero of a path.
-    private var pathLength: Int {
-        withUnsafeBytes(of: address.sun_path) { path in
-            path.first == 0 ? (path.dropFirst().firstIndex(of: 0) ?? path.count) : (path.firstIndex(of: 0) ?? path.count)
-        }
+        socket.send(fields.joined(separator: "\n"))
     }
 
     /// READY=1 with the status it starts (or resumes) with.

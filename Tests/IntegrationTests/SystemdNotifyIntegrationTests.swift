@@ -8,7 +8,7 @@ import Glibc
 /// systemd's side of `$NOTIFY_SOCKET`: a datagram socket the test owns, penha told its path.
 final class SystemdNotifyIntegrationTests: XCTestCase {
     func testReadyReloadingWatchdogStatusAndStopping() throws {
-        let socket = try NotifySocket()
+        let socket = try UnixDatagramListener()
         let backend = try Backend("a")
         defer { backend.stop() }
         // 400 ms: pings every 200 ms, so several arrive within the test's waits.
@@ -40,7 +40,7 @@ final class SystemdNotifyIntegrationTests: XCTestCase {
     }
 
     func testAWatchdogForAnotherProcessIsNotPinged() throws {
-        let socket = try NotifySocket()
+        let socket = try UnixDatagramListener()
         let backend = try Backend("a")
         defer { backend.stop() }
         let penha = try Penha([], servers: ["127.0.0.1:\(backend.port)"],
@@ -59,7 +59,7 @@ final class SystemdNotifyIntegrationTests: XCTestCase {
 }
 
 /// A bound AF_UNIX datagram socket, as systemd listens on; removed when the test ends.
-final class NotifySocket {
+final class UnixDatagramListener {
     let path = temporaryPath("notify")
     private let fd: Int32
 
