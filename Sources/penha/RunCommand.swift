@@ -159,10 +159,13 @@ struct RunCommand: ParsableCommand {
         if let user, !configuration.vrrpInstances.isEmpty {
             try errors.add(ConfigurationError("-u \(user) cannot be combined with vrrp: moving virtual addresses needs root"))
         }
-        do {
-            try controlAddress.checkProtected(by: configuration)
-        } catch let error as ConfigurationError {
-            try errors.add(error)
+        for check in [{ try controlAddress.checkProtected(by: configuration) },
+                      { try configuration.metrics?.checkProtected(by: configuration.accessLists) }] {
+            do {
+                try check()
+            } catch let error as ConfigurationError {
+                try errors.add(error)
+            }
         }
         if configuration.servers.isEmpty {
             try errors.add(ConfigurationError("no servers: give them after the listen address or as 'server' lines in \(configFile ?? "-F")"))
@@ -225,6 +228,15 @@ struct RunCommand: ParsableCommand {
             throw RuntimeFailure(description: "cannot listen on \(configuration.listen): \(SystemErrorText.describe(error))")
         }
         let controlChannel = try startControl(service, logger: logger)
+        let metricsChannel = try configuration.metrics.map { endpoint in
+            do {
+                let channel = try MetricsServer.start(endpoint, service: service).wait()
+                logger.info("metrics on http://\(endpoint)/metrics")
+                return channel
+            } catch {
+                throw RuntimeFailure(description: "cannot listen for metrics on \(endpoint): \(SystemErrorText.describe(error))")
+            }
+        }
         if let pidFile {
             do {
                 try FileAccess.replace(pidFile, with: "\(getpid())\n")
@@ -256,6 +268,7 @@ struct RunCommand: ParsableCommand {
         vrrp.stop()
         _ = try? service.stop().wait()
         _ = try? controlChannel?.close().wait()
+        _ = try? metricsChannel?.close().wait()
         removePidFile()
         Glibc.exit(0)
     }

@@ -37,6 +37,8 @@ public enum Command: Equatable, Sendable {
     case clearAccessList(Int)
     /// `ssl_ciphers LIST`, `ssl_option NAME`, `ssl_sni_path DIR`.
     case tls(TLSCommand)
+    /// `metrics ADDRESS:PORT [acl N]`: serve Prometheus' `GET /metrics` there; `no metrics` (nil): do not.
+    case metrics(MetricsEndpoint?)
 
     public enum Flag: String, CaseIterable, Sendable {
         case roundRobin = "roundrobin"
@@ -112,13 +114,14 @@ public enum Command: Equatable, Sendable {
         guard let first = words.first else { throw ConfigurationError("empty command") }
         if first == "no" {
             words.removeFirst()
+            if words == ["metrics"] { return .metrics(nil) }
             if words.first == "acl" {
                 guard words.count == 2 else { throw ConfigurationError("'no acl' needs one list number, 0-9") }
                 return .clearAccessList(try AccessLists.listNumber(words[1]))
             }
             let negatable = Flag.allCases.map(\.rawValue) + FileSetting.allCases.map(\.rawValue)
             guard words.count == 1, negatable.contains(words[0]) else {
-                throw ConfigurationError("'no' takes one of: \((negatable + ["acl N"]).joined(separator: ", "))")
+                throw ConfigurationError("'no' takes one of: \((negatable + ["acl N", "metrics"]).joined(separator: ", "))")
             }
             if let flag = Flag(rawValue: words[0]) { return .flag(flag, false) }
             return .file(FileSetting(rawValue: words[0])!, .off)
@@ -172,6 +175,8 @@ public enum Command: Equatable, Sendable {
             } catch {
                 throw ConfigurationError("vrrp: \(error)")
             }
+        case "metrics":
+            return .metrics(try MetricsEndpoint.parse(arguments))
         case "ssl_ciphers", "ssl_option", "ssl_sni_path", "ssl_ocsp_response", "ssl_client_renegotiation_interval":
             return .tls(try TLSCommand.parse(first, arguments))
         default:
@@ -214,6 +219,7 @@ public enum Command: Equatable, Sendable {
         case .accessRule(let list, let rule): return (["acl", "\(list)"] + rule.words).joined(separator: " ")
         case .clearAccessList(let list): return "no acl \(list)"
         case .tls(let command): return command.text
+        case .metrics(let endpoint): return endpoint.map { (["metrics"] + $0.words).joined(separator: " ") } ?? "no metrics"
         }
     }
 

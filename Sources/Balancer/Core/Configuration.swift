@@ -48,6 +48,8 @@ public struct Configuration: Equatable, Sendable {
     public var webStatsFile: String?
     /// `-E` and the other TLS options, `ssl_*` commands.
     public var tls = TLSSettings()
+    /// `metrics ADDRESS:PORT`: where Prometheus scrapes; nil: no metrics.
+    public var metrics: MetricsEndpoint?
 
     public init(listen: ListenAddress, servers: [ServerSpec]) {
         self.listen = listen
@@ -103,6 +105,8 @@ public struct Configuration: Equatable, Sendable {
             try apply(change)
         case .tls(let change):
             tls.apply(change)
+        case .metrics(let endpoint):
+            metrics = endpoint
         case .file(let file, let change):
             let path: String?
             switch change {
@@ -208,5 +212,6 @@ public struct Configuration: Equatable, Sendable {
                                                  acl: spec.acl)))
         }
         return commands + accessLists.commands + vrrpInstances.map(Command.vrrp) + tls.commands.map(Command.tls)
+            + (metrics.map { [.metrics($0)] } ?? [])
     }
 }

@@ -86,6 +86,7 @@ public struct Runtime: Sendable {
         }
         // A change may not open an off-loopback control port to everyone (an emptied list).
         try facts.control?.checkProtected(by: changed.configuration)
+        try changed.configuration.metrics?.checkProtected(by: changed.configuration.accessLists)
         self = changed
         return outcome
     }
@@ -135,6 +136,10 @@ public struct Runtime: Sendable {
         case .exit:
             guard facts.exitEnabled else { throw ConfigurationError("exit is not enabled; start penha with -X") }
             return Outcome(lines: ["exiting"], effects: [.exit])
+        case .metrics(let endpoint):
+            // Like vrrp: bound at start, so a line can only restate it.
+            guard configuration.metrics == endpoint else { throw Self.metricsAreSetAtStart }
+            return Outcome()
         case .vrrp(let instance):
             // A reload repeats the file's vrrp lines; they can only restate what runs.
             guard configuration.vrrpInstances.contains(instance) else {
@@ -153,7 +158,9 @@ public struct Runtime: Sendable {
         guard target.vrrpInstances == configuration.vrrpInstances else {
             throw ConfigurationError("vrrp instances are set at start; restart penha to change them")
         }
+        guard target.metrics == configuration.metrics else { throw Self.metricsAreSetAtStart }
         try facts.control?.checkProtected(by: target)
+        try target.metrics?.checkProtected(by: target.accessLists)
         var changed = self
         changed.configuration = target
         changed.adoptConfiguration()
@@ -170,6 +177,8 @@ public struct Runtime: Sendable {
         return target.commands.map(\.text).filter { !before.contains($0) }
             + removed.map { "server \($0) removed: no new clients, its connections finish" }
     }
+
+    static let metricsAreSetAtStart = ConfigurationError("the metrics address is set at start; restart penha to change it")
 
     /// The configuration as a file `-F` reads back (the listen address stays on the command line).
     public func configurationFile(listen: String) -> String {
