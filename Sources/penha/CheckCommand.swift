@@ -23,8 +23,13 @@ struct CheckCommand: ParsableCommand {
         // A malformed option or address is thrown: one line, exit 2, as for run.
         let command = try RunCommand.parse(arguments)
         var errors = ConfigurationErrors(collecting: true)
-        let made = try command.makeConfiguration(reporting: &errors)
-        try errors.add(ConfigurationCheck.problems(of: made.running, lines: made.lines))
+        do {
+            let made = try command.makeConfiguration(reporting: &errors)
+            try errors.add(ConfigurationCheck.problems(of: made.running, lines: made.lines))
+        } catch let error as ConfigurationError {
+            // One that leaves nothing to check further (no listen address); the others stand.
+            try errors.add(error)
+        }
         guard errors.all.isEmpty else {
             for error in errors.all { fputs("penha: \(error)\n", stderr) }
             throw ExitCode(2)

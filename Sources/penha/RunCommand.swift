@@ -95,8 +95,8 @@ struct RunCommand: ParsableCommand {
     @Option(name: .customShort("i"), help: .hidden) var windowsService: String?
     @Flag(name: .customShort("a"), help: .hidden) var asciiDump = false
 
-    @Argument(help: "Listen on [host:]port, [v6]:port, :::port or a Unix socket path.")
-    var listen: String
+    @Argument(help: "Listen on [host:]port, [v6]:port, :::port or a Unix socket path (or a 'listen' line in the -F file).")
+    var listen: String?
     @Argument(help: "Servers: host[:port[:maxc[:hard[:weight[:prio]]]]], IPv6 in brackets.")
     var servers: [String] = []
 
@@ -117,7 +117,7 @@ struct RunCommand: ParsableCommand {
         for (value, setting, option) in settings { _ = try setting.check(value, as: "option \(option)") }
         _ = try boundedNumber(backlog, 1...Limits.backlog, for: "option -q")
         guard !servers.isEmpty || configFile != nil else {
-            throw ConfigurationError("no servers given after the listen address")
+            throw ConfigurationError(listen == nil ? "no listen address and no servers given" : "no servers given after the listen address")
         }
     }
 
@@ -135,7 +135,6 @@ struct RunCommand: ParsableCommand {
     /// for the origins of later errors. An error in the options themselves is thrown.
     func makeConfiguration(reporting errors: inout ConfigurationErrors) throws
         -> (commandLine: Configuration, running: Configuration, lines: [ConfigLine]) {
-        let options = try optionsConfiguration()
         var given: [ConfigLine] = []
         for text in commands {
             let origin = "-O '\(text)'"
@@ -150,10 +149,11 @@ struct RunCommand: ParsableCommand {
         } catch let error as ConfigurationError {
             try errors.add(error)
         }
-        let (commandLine, commandErrors) = options.applyingAll(given)
-        try errors.add(commandErrors)
         let (fileLines, fileErrors) = configFile.map(ConfigFile.readAll) ?? ([], [])
         try errors.add(fileErrors)
+        let options = try optionsConfiguration(listen: try listenAddress(in: given + fileLines))
+        let (commandLine, commandErrors) = options.applyingAll(given)
+        try errors.add(commandErrors)
         let (configuration, applyErrors) = commandLine.applyingAll(fileLines)
         try errors.add(applyErrors)
         if let user, !configuration.vrrpInstances.isEmpty {
@@ -173,14 +173,24 @@ struct RunCommand: ParsableCommand {
         return (commandLine, configuration, given + fileLines)
     }
 
+    /// The listen address: the command line's, else the last `listen` line of `-O` or the
+    /// `-F` file (an operator's unit then names no address).
+    private func listenAddress(in lines: [ConfigLine]) throws -> ListenAddress {
+        if let listen { return try ListenAddress.parse(listen) }
+        for line in lines.reversed() {
+            if case .listen(let address) = line.command { return address }
+        }
+        throw ConfigurationError("no listen address: give it first on the command line or as 'listen ADDRESS' in the -F file")
+    }
+
     /// The options alone, before `-O` and `-F`.
-    private func optionsConfiguration() throws -> Configuration {
-        let listenAddress = try ListenAddress.parse(listen)
+    private func optionsConfiguration(listen listenAddress: ListenAddress) throws -> Configuration {
         var configuration = Configuration(
             listen: listenAddress,
             servers: try servers.map { try ServerSpec.parse($0, defaultPort: listenAddress.port) })
         configuration.emergency = try emergency.map { try ServerSpec.parse($0, defaultPort: listenAddress.port) }
         configuration.abuse = try abuseServer.map { try ServerSpec.parse($0, defaultPort: listenAddress.port) }
+        configuration.listenOnCommandLine = listen != nil
         configuration.blacklistSeconds = blacklist
         configuration.clientsMax = clients
         configuration.connectTimeoutSeconds = timeout

@@ -62,3 +62,30 @@ final class CheckIntegrationTests: XCTestCase {
         return path
     }
 }
+
+/// `listen ADDRESS` in the -F file: a unit's ExecStart then names no address.
+final class ListenLineIntegrationTests: XCTestCase {
+    func testTheFileCarriesTheListenAddressAndWriteKeepsIt() throws {
+        let a = try Backend("A")
+        defer { a.stop() }
+        let port = freePort()
+        let file = temporaryPath("listen.conf")
+        defer { unlink(file) }
+        try "listen 127.0.0.1:\(port)\nserver 0 address 127.0.0.1 port \(a.port)\n".write(toFile: file, atomically: true, encoding: .utf8)
+        let penha = try Penha(["-F", file], listen: "", servers: [])
+        defer { penha.stop() }
+        XCTAssertEqual(try Client(port: port).readLine(), "A")
+        XCTAssertEqual(try penha.command("write"), ["wrote \(file)"])
+        XCTAssertTrue(try String(contentsOfFile: file, encoding: .utf8).contains("\nlisten 127.0.0.1:\(port)\n"))
+        // The written file reloads: its listen line restates the running address.
+        kill(penha.process.processIdentifier, SIGHUP)
+        XCTAssertTrue(waitFor(timeout: 10) { penha.stderr.contains("reload") }, penha.stderr)
+        XCTAssertTrue(penha.stderr.contains("reloaded \(file)"), penha.stderr)
+    }
+
+    func testWithoutOneAnywhereCheckSaysSo() throws {
+        let none = try runPenha(["check", "-O", "blacklist 3", "-F", "/dev/null"])
+        XCTAssertEqual(none.status, 2)
+        XCTAssertTrue(none.stderr.contains("no listen address"), none.stderr)
+    }
+}

@@ -39,6 +39,8 @@ public enum Command: Equatable, Sendable {
     case tls(TLSCommand)
     /// `metrics ADDRESS:PORT [acl N]`: serve Prometheus' `GET /metrics` there; `no metrics` (nil): do not.
     case metrics(MetricsEndpoint?)
+    /// `listen ADDRESS`: where clients connect, for a `-F` file that carries it (bound at start).
+    case listen(ListenAddress)
 
     public enum Flag: String, CaseIterable, Sendable {
         case roundRobin = "roundrobin"
@@ -134,6 +136,9 @@ public enum Command: Equatable, Sendable {
         if let setting = Setting(rawValue: first) {
             return .setting(setting, try optionalNumber(arguments, first).map { try setting.check($0) })
         }
+        if first == "listen", arguments.count == 1 {
+            return .listen(try ListenAddress.parse(arguments[0]))
+        }
         if let query = Query(rawValue: first) {
             try expect(arguments, atMost: 0, first)
             return .query(query)
@@ -220,6 +225,7 @@ public enum Command: Equatable, Sendable {
         case .clearAccessList(let list): return "no acl \(list)"
         case .tls(let command): return command.text
         case .metrics(let endpoint): return endpoint.map { (["metrics"] + $0.words).joined(separator: " ") } ?? "no metrics"
+        case .listen(let address): return "listen \(address)"
         }
     }
 

@@ -50,6 +50,9 @@ public struct Configuration: Equatable, Sendable {
     public var tls = TLSSettings()
     /// `metrics ADDRESS:PORT`: where Prometheus scrapes; nil: no metrics.
     public var metrics: MetricsEndpoint?
+    /// The command line named the listen address: a `listen` line then changes nothing, so
+    /// that `penha -F FILE ADDRESS` recreates a written FILE on another address.
+    public var listenOnCommandLine = false
 
     public init(listen: ListenAddress, servers: [ServerSpec]) {
         self.listen = listen
@@ -107,6 +110,8 @@ public struct Configuration: Equatable, Sendable {
             tls.apply(change)
         case .metrics(let endpoint):
             metrics = endpoint
+        case .listen(let address):
+            if !listenOnCommandLine { listen = address }
         case .file(let file, let change):
             let path: String?
             switch change {
@@ -190,9 +195,10 @@ public struct Configuration: Equatable, Sendable {
     }
 
     /// Commands that recreate this configuration on top of the same command line: what
-    /// `write` saves. The listen address, `-e` and `-q` are command-line options, not commands.
+    /// `write` saves. `-e` and `-q` are command-line options, not commands.
     public var commands: [Command] {
         var commands: [Command] = [
+            .listen(listen),
             .setting(.blacklist, blacklistSeconds), .setting(.clientsMax, clientsMax),
             .setting(.connectionsMax, connectionsMax), .setting(.debug, debugLevel),
             .setting(.timeout, connectTimeoutSeconds), .setting(.tracking, trackingSeconds),

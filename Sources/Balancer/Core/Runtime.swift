@@ -140,6 +140,9 @@ public struct Runtime: Sendable {
             // Like vrrp: bound at start, so a line can only restate it.
             guard configuration.metrics == endpoint else { throw Self.metricsAreSetAtStart }
             return Outcome()
+        case .listen(let address):
+            guard configuration.listen == address || configuration.listenOnCommandLine else { throw Self.listenIsSetAtStart }
+            return Outcome()
         case .vrrp(let instance):
             // A reload repeats the file's vrrp lines; they can only restate what runs.
             guard configuration.vrrpInstances.contains(instance) else {
@@ -159,6 +162,7 @@ public struct Runtime: Sendable {
             throw ConfigurationError("vrrp instances are set at start; restart penha to change them")
         }
         guard target.metrics == configuration.metrics else { throw Self.metricsAreSetAtStart }
+        guard target.listen == configuration.listen else { throw Self.listenIsSetAtStart }
         try facts.control?.checkProtected(by: target)
         try target.metrics?.checkProtected(by: target.accessLists)
         var changed = self
@@ -179,10 +183,11 @@ public struct Runtime: Sendable {
     }
 
     static let metricsAreSetAtStart = ConfigurationError("the metrics address is set at start; restart penha to change it")
+    static let listenIsSetAtStart = ConfigurationError("the listen address is set at start; restart penha to change it")
 
-    /// The configuration as a file `-F` reads back (the listen address stays on the command line).
+    /// The configuration as a file `-F` reads back, its listen address included.
     public func configurationFile(listen: String) -> String {
-        let header = ["# written by penha; start it with: penha -F FILE \(listen)"]
+        let header = ["# written by penha (listening on \(listen)); start it with: penha -F FILE"]
         return (header + configuration.commands.map(\.text)).joined(separator: "\n") + "\n"
     }
 
