@@ -9,7 +9,7 @@ import Glibc
 /// under the journal. The test owns the syslog socket through PENHA_SYSLOG_SOCKET: the
 /// machine's /dev/log is not the test's to replace.
 final class SystemLogIntegrationTests: XCTestCase {
-    func testADetachedPenhaLogsToSyslogAsDaemonWithItsPid() throws {
+    func testADetachedPenhaKeepsItsNameAndLogsToSyslogAsDaemon() throws {
         let syslog = try UnixDatagramListener()
         let backend = try Backend("a")
         defer { backend.stop() }
@@ -28,6 +28,11 @@ final class SystemLogIntegrationTests: XCTestCase {
             throw TestFailure("no pid file")
         }
         defer { kill(pid, SIGKILL) }
+        // The detached copy is found by name (pgrep penha): its own argv[0] and binary name.
+        let comm = try String(contentsOfFile: "/proc/\(pid)/comm", encoding: .utf8)
+        XCTAssertEqual(comm, "penha\n")
+        let argv0 = try String(contentsOfFile: "/proc/\(pid)/cmdline", encoding: .utf8).split(separator: "\0").first
+        XCTAssertEqual(argv0.map(String.init), penhaBinary.path)
         // <29>: facility daemon (3 * 8) + notice (5); RFC 3164's timestamp, then ident[pid].
         let pattern = #"^<29>[A-Z][a-z]{2} [ \d]\d \d\d:\d\d:\d\d penha\[\#(pid)\]: listening on 127\.0\.0\.1:"#
         let listening = try syslog.next { $0.contains("listening") }
