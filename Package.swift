@@ -28,6 +28,8 @@ let package = Package(
         .systemLibrary(name: "COpenSSL", pkgConfig: "openssl", providers: [.apt(["libssl-dev"])]),
         // recvmsg ancillary data and packet sockets, which Swift's Glibc module does not reach.
         .target(name: "CVRRPSockets"),
+        // prctl and capset for -u with vrrp, which Swift's Glibc module does not reach either.
+        .target(name: "CCapabilities"),
         // VRRP's pure core: the advert codec and checksum, the state machine, the instance's configuration.
         .target(name: "VRRPCore", path: "Sources/VRRP/Core"),
         // VRRP's effects: sockets, the interface, netlink addresses, ARP / NA, the instance thread.
@@ -69,6 +71,7 @@ let package = Package(
             name: "penha",
             dependencies: [
                 "Balancer",
+                "CCapabilities",
                 "BalancerCore",
                 "VRRP",
                 "VRRPCore",

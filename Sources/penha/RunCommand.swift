@@ -72,7 +72,7 @@ struct RunCommand: ParsableCommand {
     var webStats: String?
     @Option(name: .customShort("j"), help: "chroot into this directory after binding.")
     var chroot: String?
-    @Option(name: .customShort("u"), help: "Run as this user after binding.")
+    @Option(name: .customShort("u"), help: "Run as this user after binding (with vrrp keeping CAP_NET_RAW and CAP_NET_ADMIN).")
     var user: String?
 
     @Option(name: .customShort("E"), help: "TLS: serve clients with this certificate (PEM, chain after it).")
@@ -156,9 +156,6 @@ struct RunCommand: ParsableCommand {
         try errors.add(commandErrors)
         let (configuration, applyErrors) = commandLine.applyingAll(fileLines)
         try errors.add(applyErrors)
-        if let user, !configuration.vrrpInstances.isEmpty {
-            try errors.add(ConfigurationError("-u \(user) cannot be combined with vrrp: moving virtual addresses needs root"))
-        }
         for check in [{ try controlAddress.checkProtected(by: configuration) },
                       { try configuration.metrics?.checkProtected(by: configuration.accessLists) }] {
             do {
@@ -254,7 +251,7 @@ struct RunCommand: ParsableCommand {
                 throw RuntimeFailure(description: "\(error)")
             }
         }
-        try Privileges.confine(chroot: chroot, user: user)
+        try Privileges.confine(chroot: chroot, user: user, keepNetworkCapabilities: !configuration.vrrpInstances.isEmpty)
         logger.notice("listening on \(configuration.listen.withPort(address?.port))",
                       metadata: ["servers": "\(configuration.servers.count)"])
         let vrrp: VRRPNode
