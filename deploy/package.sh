@@ -6,6 +6,7 @@
 #   ./deploy/package.sh [OUTPUT_DIR]        (default: the current directory)
 set -euo pipefail
 cd "$(dirname "$0")/.."
+mkdir -p "${1:-.}"
 output=$(realpath "${1:-.}")
 
 for tool in dpkg-deb gzip; do
@@ -19,6 +20,7 @@ version=$("$binary" --version)
 architecture=$(dpkg --print-architecture)
 
 root=$(mktemp -d)
+chmod 0755 "$root"
 trap 'rm -rf "$root"' EXIT
 install -D -m 0755 "$binary" "$root/usr/sbin/penha"
 strip --strip-unneeded "$root/usr/sbin/penha"
@@ -39,7 +41,7 @@ Package: penha
 Version: $version
 Architecture: $architecture
 Maintainer: penha maintainers <penha@localhost>
-Depends: libc6 (>= 2.36), libssl3 (>= 3.0), libnl-3-200, libnl-route-3-200
+Depends: libc6 (>= 2.36), libssl3 (>= 3.0), libnl-3-200, libnl-route-3-200, libstdc++6, libgcc-s1
 Section: net
 Priority: optional
 Installed-Size: $(du -sk "$root" | cut -f1)
