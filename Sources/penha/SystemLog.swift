@@ -34,7 +34,8 @@ struct SystemLogHandler: LogHandler {
 
     func log(event: LogEvent) {
         let fields = metadata.merging(event.metadata ?? [:]) { $1 }
-        let text = ([event.message.description] + fields.keys.sorted().map { "\($0)=\(fields[$0]!)" }).joined(separator: " ")
+        let text = ([event.message.description] + fields.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" })
+            .joined(separator: " ")
         let severity = Self.severity(event.level)
         switch output {
         case .syslog(let socket):
