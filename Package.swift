@@ -24,6 +24,7 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-nio.git", from: "2.101.2"),
         .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.8.2"),
         .package(url: "https://github.com/apple/swift-log.git", from: "1.16.2"),
+        .package(url: "https://github.com/swift-server/swift-prometheus.git", from: "2.4.1"),
     ],
     targets: [
         // libnl-route-3 moves the virtual addresses (rtnetlink).
@@ -36,6 +37,8 @@ let package = Package(
         .systemLibrary(name: "COpenSSL", pkgConfig: "openssl", providers: [.apt(["libssl-dev"])]),
         // recvmsg ancillary data and packet sockets, which Swift's Glibc module does not reach.
         .target(name: "CVRRPSockets"),
+        // prctl and capset for -u with vrrp, which Swift's Glibc module does not reach either.
+        .target(name: "CCapabilities"),
         // VRRP's pure core: the advert codec and checksum, the state machine, the instance's configuration.
         .target(name: "VRRPCore", path: "Sources/VRRP/Core"),
         // VRRP's effects: sockets, the interface, netlink addresses, ARP / NA, the instance thread.
@@ -49,26 +52,36 @@ let package = Package(
             dependencies: ["VRRPCore", .product(name: "NIOCore", package: "swift-nio")],
             path: "Sources/Balancer/Core"
         ),
+        // The status model as Prometheus metrics: pure too, apart so that the core needs no
+        // third-party package.
+        .target(
+            name: "BalancerMetrics",
+            dependencies: ["BalancerCore", .product(name: "Prometheus", package: "swift-prometheus")],
+            path: "Sources/Balancer/Metrics"
+        ),
         // The I/O around it: the TCP data path (Engine), the control plane (Control), UDP.
         .target(
             name: "Balancer",
             dependencies: [
                 "BalancerCore",
+                "BalancerMetrics",
                 "VRRP",
                 "VRRPCore",
                 "COpenSSL",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),
             ],
             path: "Sources/Balancer",
-            exclude: ["Core"],
+            exclude: ["Core", "Metrics"],
             swiftSettings: nioDataPath
         ),
         .executableTarget(
             name: "penha",
             dependencies: [
                 "Balancer",
+                "CCapabilities",
                 "BalancerCore",
                 "VRRP",
                 "VRRPCore",
@@ -81,7 +94,7 @@ let package = Package(
         ),
         .testTarget(
             name: "BalancerTests",
-            dependencies: ["Balancer", "BalancerCore", "VRRPCore", "COpenSSL",
+            dependencies: ["Balancer", "BalancerCore", "BalancerMetrics", "VRRPCore", "COpenSSL",
                            .product(name: "NIOEmbedded", package: "swift-nio")]
         ),
         .testTarget(name: "VRRPTests", dependencies: ["VRRP", "VRRPCore"]),

@@ -1,11 +1,14 @@
 #!/usr/bin/env bash
 # Demo of penha's main job: two small web backends on loopback and penha in front of them,
 # showing round-robin, client tracking and failover. Installs what it needs, builds,
-# runs, and leaves nothing running.
+# runs, and leaves nothing running. The packages it installs are also all that
+# `swift build && swift test` needs, so the README's two commands set up a fresh machine.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-packages=(libssl-dev libnl-3-dev libnl-route-3-dev python3 curl)
+# The demo's, then what `swift test` needs too (TLS certificates, network namespaces,
+# keepalived to interoperate with, Prometheus' parser), as .ci/run installs them.
+packages=(libssl-dev libnl-3-dev libnl-route-3-dev python3 curl openssl iproute2 keepalived python3-prometheus-client)
 missing=()
 for package in "${packages[@]}"; do
     dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "ok installed" || missing+=("$package")

@@ -36,10 +36,12 @@ enum Daemon {
         posix_spawnattr_init(&attributes)
         posix_spawnattr_setflags(&attributes, spawnSetSID)
         let environment = Environment.variables + ["\(readyVariable)=\(readyFD)"]
-        let argv = ["penha"] + foregroundArguments(arguments)
+        // Our own argv[0], and the binary by its own name: the kernel names a process after
+        // the file it executes, so spawning /proc/self/exe would show as `exe` in ps and ss.
+        let argv = [CommandLine.arguments.first ?? "penha"] + foregroundArguments(arguments)
         var child: pid_t = 0
         let spawned = withCStrings(argv) { argv in
-            withCStrings(environment) { envp in posix_spawn(&child, "/proc/self/exe", &actions, &attributes, argv, envp) }
+            withCStrings(environment) { envp in posix_spawn(&child, ownExecutable, &actions, &attributes, argv, envp) }
         }
         close(output[1])
         close(ready[1])
@@ -58,10 +60,13 @@ enum Daemon {
         exit(status & 0x7F == 0 ? (status >> 8) & 0xFF : 1)
     }
 
+    /// Whether this is the detached penha, whose stderr goes nowhere once it is ready.
+    static var isDetached: Bool { Environment.variables.contains("\(readyVariable)=\(readyFD)") }
+
     /// In the detached penha: says it is ready and sends stderr to /dev/null, so the first
     /// penha sees end of file and exits 0. Does nothing in a penha started with `-f`.
     static func signalReady() {
-        guard Environment.variables.contains("\(readyVariable)=\(readyFD)") else { return }
+        guard isDetached else { return }
         var verdict: UInt8 = 1
         _ = write(readyFD, &verdict, 1)
         close(readyFD)
@@ -70,6 +75,16 @@ enum Daemon {
             dup2(null, 2)
             close(null)
         }
+    }
+
+    /// This binary's path; /proc/self/exe itself when the file is gone (replaced by an
+    /// upgrade), which still runs the same binary.
+    private static var ownExecutable: String {
+        var buffer = [CChar](repeating: 0, count: Int(PATH_MAX) + 1)
+        let count = readlink("/proc/self/exe", &buffer, buffer.count - 1)
+        guard count > 0 else { return "/proc/self/exe" }
+        let path = String(decoding: buffer[..<count].map { UInt8(bitPattern: $0) }, as: UTF8.self)
+        return path.hasSuffix(" (deleted)") || access(path, X_OK) != 0 ? "/proc/self/exe" : path
     }
 
     /// Marks every descriptor above stderr close-on-exec (dup2 in the spawn's file actions

@@ -43,7 +43,9 @@ struct PenhaCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "penha",
         abstract: "pen, the load balancer, rebuilt in Swift with VRRP built in.",
-        subcommands: [RunCommand.self, CtlCommand.self, StatusCommand.self, LogdCommand.self, LogpipeCommand.self, MergelogsCommand.self],
+        version: PenhaVersion.current,
+        subcommands: [RunCommand.self, CheckCommand.self, CtlCommand.self, StatusCommand.self, LogdCommand.self,
+                      LogpipeCommand.self, MergelogsCommand.self],
         defaultSubcommand: RunCommand.self,
         // pen's -h means hash; help is --help only.
         helpNames: [.long]

@@ -1,5 +1,6 @@
 import Balancer
 import BalancerCore
+import CCapabilities
 
 #if canImport(Glibc)
 import Glibc
@@ -8,9 +9,11 @@ import Glibc
 /// `-j dir` and `-u user`, done after the sockets are bound: chroot into the directory,
 /// then take the user's groups and ids for good. Paths used later (`-F` on reload, `log`,
 /// `write`, `-w`) are then inside the directory. glibc applies the id changes to every
-/// thread, NIO's included.
+/// thread, NIO's included. With `keepNetworkCapabilities` (vrrp), the calling thread keeps
+/// CAP_NET_RAW (adverts, ARP) and CAP_NET_ADMIN (the VIPs) and nothing else; the VRRP
+/// threads started from it later inherit them, the others have none.
 enum Privileges {
-    static func confine(chroot directory: String?, user: String?) throws {
+    static func confine(chroot directory: String?, user: String?, keepNetworkCapabilities: Bool = false) throws {
         // The user is looked up before chroot, while /etc/passwd is still reachable.
         let account = try user.map { name -> (uid: uid_t, gid: gid_t) in
             guard let entry = getpwnam(name) else { throw RuntimeFailure(description: "-u: no user '\(name)'") }
@@ -26,8 +29,19 @@ enum Privileges {
             }
         }
         if let account, let user {
+            let keep = keepNetworkCapabilities && account.uid != 0
+            if keep, penha_keep_capabilities(1) != 0 {
+                throw RuntimeFailure(description: "-u \(user): cannot keep capabilities: \(SystemErrorText.describe(errno: errno))")
+            }
             guard setuid(account.uid) == 0 else {
                 throw RuntimeFailure(description: "-u \(user): cannot take the user's id: \(SystemErrorText.describe(errno: errno))")
+            }
+            if keep {
+                guard penha_limit_to_network_capabilities() == 0 else {
+                    throw RuntimeFailure(description: "-u \(user): cannot keep CAP_NET_RAW and CAP_NET_ADMIN for vrrp: "
+                                         + SystemErrorText.describe(errno: errno))
+                }
+                _ = penha_keep_capabilities(0)
             }
         }
     }

@@ -72,7 +72,7 @@ struct RunCommand: ParsableCommand {
     var webStats: String?
     @Option(name: .customShort("j"), help: "chroot into this directory after binding.")
     var chroot: String?
-    @Option(name: .customShort("u"), help: "Run as this user after binding.")
+    @Option(name: .customShort("u"), help: "Run as this user after binding (with vrrp keeping CAP_NET_RAW and CAP_NET_ADMIN).")
     var user: String?
 
     @Option(name: .customShort("E"), help: "TLS: serve clients with this certificate (PEM, chain after it).")
@@ -95,8 +95,8 @@ struct RunCommand: ParsableCommand {
     @Option(name: .customShort("i"), help: .hidden) var windowsService: String?
     @Flag(name: .customShort("a"), help: .hidden) var asciiDump = false
 
-    @Argument(help: "Listen on [host:]port, [v6]:port, :::port or a Unix socket path.")
-    var listen: String
+    @Argument(help: "Listen on [host:]port, [v6]:port, :::port or a Unix socket path (or a 'listen' line in the -F file).")
+    var listen: String?
     @Argument(help: "Servers: host[:port[:maxc[:hard[:weight[:prio]]]]], IPv6 in brackets.")
     var servers: [String] = []
 
@@ -117,7 +117,7 @@ struct RunCommand: ParsableCommand {
         for (value, setting, option) in settings { _ = try setting.check(value, as: "option \(option)") }
         _ = try boundedNumber(backlog, 1...Limits.backlog, for: "option -q")
         guard !servers.isEmpty || configFile != nil else {
-            throw ConfigurationError("no servers given after the listen address")
+            throw ConfigurationError(listen == nil ? "no listen address and no servers given" : "no servers given after the listen address")
         }
     }
 
@@ -125,12 +125,69 @@ struct RunCommand: ParsableCommand {
     /// `-F` file, as pen does. `commandLine` is the part before the file, which a reload
     /// applies the file to again.
     func makeConfiguration() throws -> (commandLine: Configuration, running: Configuration) {
-        let listenAddress = try ListenAddress.parse(listen)
+        var errors = ConfigurationErrors(collecting: false)
+        let made = try makeConfiguration(reporting: &errors)
+        return (made.commandLine, made.running)
+    }
+
+    /// The same, with errors in `-O` and the `-F` file sent to `errors`, which stops at the
+    /// first (run) or collects them and goes on (check). `lines` are `-O`'s and the file's,
+    /// for the origins of later errors. An error in the options themselves is thrown.
+    func makeConfiguration(reporting errors: inout ConfigurationErrors) throws
+        -> (commandLine: Configuration, running: Configuration, lines: [ConfigLine]) {
+        var given: [ConfigLine] = []
+        for text in commands {
+            let origin = "-O '\(text)'"
+            do {
+                given.append(ConfigLine(try Command.parse(text), origin: origin))
+            } catch let error as ConfigurationError {
+                try errors.add(error.at(origin))
+            }
+        }
+        do {
+            given = try ConfigFile.expandIncludes(given)
+        } catch let error as ConfigurationError {
+            try errors.add(error)
+        }
+        let (fileLines, fileErrors) = configFile.map(ConfigFile.readAll) ?? ([], [])
+        try errors.add(fileErrors)
+        let options = try optionsConfiguration(listen: try listenAddress(in: given + fileLines))
+        let (commandLine, commandErrors) = options.applyingAll(given)
+        try errors.add(commandErrors)
+        let (configuration, applyErrors) = commandLine.applyingAll(fileLines)
+        try errors.add(applyErrors)
+        for check in [{ try controlAddress.checkProtected(by: configuration) },
+                      { try configuration.metrics?.checkProtected(by: configuration.accessLists) }] {
+            do {
+                try check()
+            } catch let error as ConfigurationError {
+                try errors.add(error)
+            }
+        }
+        if configuration.servers.isEmpty {
+            try errors.add(ConfigurationError("no servers: give them after the listen address or as 'server' lines in \(configFile ?? "-F")"))
+        }
+        return (commandLine, configuration, given + fileLines)
+    }
+
+    /// The listen address: the command line's, else the last `listen` line of `-O` or the
+    /// `-F` file (an operator's unit then names no address).
+    private func listenAddress(in lines: [ConfigLine]) throws -> ListenAddress {
+        if let listen { return try ListenAddress.parse(listen) }
+        for line in lines.reversed() {
+            if case .listen(let address) = line.command { return address }
+        }
+        throw ConfigurationError("no listen address: give it first on the command line or as 'listen ADDRESS' in the -F file")
+    }
+
+    /// The options alone, before `-O` and `-F`.
+    private func optionsConfiguration(listen listenAddress: ListenAddress) throws -> Configuration {
         var configuration = Configuration(
             listen: listenAddress,
             servers: try servers.map { try ServerSpec.parse($0, defaultPort: listenAddress.port) })
         configuration.emergency = try emergency.map { try ServerSpec.parse($0, defaultPort: listenAddress.port) }
         configuration.abuse = try abuseServer.map { try ServerSpec.parse($0, defaultPort: listenAddress.port) }
+        configuration.listenOnCommandLine = listen != nil
         configuration.blacklistSeconds = blacklist
         configuration.clientsMax = clients
         configuration.connectTimeoutSeconds = timeout
@@ -149,24 +206,7 @@ struct RunCommand: ParsableCommand {
         configuration.tls = try TLSSettings.commandLine(
             certificate: certificate, key: key, caFile: caFile, caDirectory: caDirectory,
             requireClientCertificate: requireCertificate, protocolName: sslProtocol, compatibility: sslCompatibility)
-        let given = try commands.map { text in
-            let origin = "-O '\(text)'"
-            do {
-                return ConfigLine(try Command.parse(text), origin: origin)
-            } catch let error as ConfigurationError {
-                throw error.at(origin)
-            }
-        }
-        let commandLine = try configuration.applying(ConfigFile.expandIncludes(given))
-        configuration = try commandLine.applying(configFile.map(ConfigFile.read) ?? [])
-        if let user, !configuration.vrrpInstances.isEmpty {
-            throw ConfigurationError("-u \(user) cannot be combined with vrrp: moving virtual addresses needs root")
-        }
-        try controlAddress.checkProtected(by: configuration)
-        guard !configuration.servers.isEmpty else {
-            throw ConfigurationError("no servers: give them after the listen address or as 'server' lines in \(configFile ?? "-F")")
-        }
-        return (commandLine, configuration)
+        return configuration
     }
 
     func run() throws {
@@ -195,6 +235,15 @@ struct RunCommand: ParsableCommand {
             throw RuntimeFailure(description: "cannot listen on \(configuration.listen): \(SystemErrorText.describe(error))")
         }
         let controlChannel = try startControl(service, logger: logger)
+        let metricsChannel = try configuration.metrics.map { endpoint in
+            do {
+                let channel = try MetricsServer.start(endpoint, service: service).wait()
+                logger.info("metrics on http://\(endpoint)/metrics")
+                return channel
+            } catch {
+                throw RuntimeFailure(description: "cannot listen for metrics on \(endpoint): \(SystemErrorText.describe(error))")
+            }
+        }
         if let pidFile {
             do {
                 try FileAccess.replace(pidFile, with: "\(getpid())\n")
@@ -202,7 +251,7 @@ struct RunCommand: ParsableCommand {
                 throw RuntimeFailure(description: "\(error)")
             }
         }
-        try Privileges.confine(chroot: chroot, user: user)
+        try Privileges.confine(chroot: chroot, user: user, keepNetworkCapabilities: !configuration.vrrpInstances.isEmpty)
         logger.notice("listening on \(configuration.listen.withPort(address?.port))",
                       metadata: ["servers": "\(configuration.servers.count)"])
         let vrrp: VRRPNode
@@ -213,7 +262,12 @@ struct RunCommand: ParsableCommand {
         }
         service.setVRRPStatusProvider { vrrp.statuses }
         Daemon.signalReady()
-        serveSignals(service, logger: logger)
+        let systemd = SystemdNotifier(logger: logger)
+        try? systemd?.ready(service).wait()
+        let updates = systemd?.startUpdates(service)
+        serveSignals(service, systemd: systemd, logger: logger)
+        systemd?.stopping()
+        updates?.cancel()
         let removePidFile = { [pidFile] in _ = pidFile.map { unlink($0) } }
         ShutdownDeadline.arm(logger: logger, beforeExit: removePidFile)
         // VRRP first: the master resigns (priority 0) and removes its VIPs, so the backup
@@ -221,12 +275,13 @@ struct RunCommand: ParsableCommand {
         vrrp.stop()
         _ = try? service.stop().wait()
         _ = try? controlChannel?.close().wait()
+        _ = try? metricsChannel?.close().wait()
         removePidFile()
         Glibc.exit(0)
     }
 
     /// `-C`, or the default socket.
-    private var controlAddress: ControlAddress {
+    var controlAddress: ControlAddress {
         get throws { try control.map(ControlAddress.parse) ?? .unix(path: ControlAddress.defaultPath) }
     }
 
@@ -259,12 +314,15 @@ struct RunCommand: ParsableCommand {
 
     /// Serves SIGHUP (reload) and SIGUSR1 (statistics) until SIGTERM or SIGINT, never waiting
     /// for them here: a reload stuck on a file must not keep SIGTERM from being taken.
-    private func serveSignals(_ service: BalancerService, logger: Logger) {
+    private func serveSignals(_ service: BalancerService, systemd: SystemdNotifier?, logger: Logger) {
         let reload = CoalescedWork(on: service.eventLoop) { [configFile] in
-            service.reload().map {
+            systemd?.reloading()
+            return service.reload().map {
                 logger.notice("reloaded\(configFile.map { " \($0)" } ?? ""), log reopened")
             }.recover { error in
                 logger.error("reload failed, configuration unchanged: \(SystemErrorText.describe(error))")
+            }.flatMap {
+                systemd?.ready(service) ?? service.eventLoop.makeSucceededVoidFuture()
             }
         }
         let statistics = CoalescedWork(on: service.eventLoop) {
@@ -285,11 +343,4 @@ struct RunCommand: ParsableCommand {
             }
         }
     }
-}
-
-func makeLogger(debugLevel: Int) -> Logger {
-    LoggingSystem.bootstrap { label in StreamLogHandler.standardError(label: label) }
-    var logger = Logger(label: "penha")
-    logger.logLevel = BalancerService.logLevel(debug: debugLevel)
-    return logger
 }

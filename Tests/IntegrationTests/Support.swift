@@ -47,15 +47,17 @@ final class Penha {
     private let lock = NSLock()
     private var stderrText = ""
 
-    /// Starts `penha -f ARGUMENTS... 127.0.0.1:PORT SERVERS...` unless `listen` says otherwise,
-    /// inside the network namespace `namespace` if one is given.
-    init(_ options: [String], listen: String? = nil, servers: [String], namespace: String? = nil) throws {
+    /// Starts `penha -f ARGUMENTS... 127.0.0.1:PORT SERVERS...` unless `listen` says otherwise
+    /// (empty: none, for a -F file that names it),
+    /// inside the network namespace `namespace` if one is given, with `environment` added to the test's.
+    init(_ options: [String], listen: String? = nil, servers: [String], namespace: String? = nil,
+         environment: [String: String] = [:]) throws {
         let port = freePort()
         self.port = port
         let givenControl = options.firstIndex(of: "-C").map { options[$0 + 1] }
         control = givenControl ?? temporaryPath("control.sock")
         let arguments = ["-f"] + (givenControl == nil ? ["-C", control] : []) + options
-            + [listen ?? "127.0.0.1:\(port)"] + servers
+            + [listen ?? "127.0.0.1:\(port)"].filter { !$0.isEmpty } + servers
         if let namespace {
             // `ip netns exec` execs penha in place, so the process id is penha's.
             process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
@@ -66,6 +68,7 @@ final class Penha {
         }
         process.standardError = stderrPipe
         process.standardOutput = FileHandle.nullDevice
+        process.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 }
         let started = DispatchSemaphore(value: 0)
         stderrPipe.fileHandleForReading.readabilityHandler = { [weak self] handle in
             let data = handle.availableData

@@ -39,6 +39,10 @@ public enum Command: Equatable, Sendable {
     case tls(TLSCommand)
     /// `healthcheck tcp|http PATH ...`: how servers are checked; nil is `no healthcheck`.
     case healthCheck(HealthCheckSettings?)
+    /// `metrics ADDRESS:PORT [acl N]`: serve Prometheus' `GET /metrics` there; `no metrics` (nil): do not.
+    case metrics(MetricsEndpoint?)
+    /// `listen ADDRESS`: where clients connect, for a `-F` file that carries it (bound at start).
+    case listen(ListenAddress)
 
     public enum Flag: String, CaseIterable, Sendable {
         case roundRobin = "roundrobin"
@@ -121,6 +125,7 @@ public enum Command: Equatable, Sendable {
         }
         if first == "no" {
             words.removeFirst()
+            if words == ["metrics"] { return .metrics(nil) }
             if words.first == "acl" {
                 guard words.count == 2 else { throw ConfigurationError("'no acl' needs one list number, 0-9") }
                 return .clearAccessList(try AccessLists.listNumber(words[1]))
@@ -131,7 +136,7 @@ public enum Command: Equatable, Sendable {
             }
             let negatable = Flag.allCases.map(\.rawValue) + FileSetting.allCases.map(\.rawValue)
             guard words.count == 1, negatable.contains(words[0]) else {
-                throw ConfigurationError("'no' takes one of: \((negatable + ["acl N", "healthcheck"]).joined(separator: ", "))")
+                throw ConfigurationError("'no' takes one of: \((negatable + ["acl N", "healthcheck", "metrics"]).joined(separator: ", "))")
             }
             if let flag = Flag(rawValue: words[0]) { return .flag(flag, false) }
             return .file(FileSetting(rawValue: words[0])!, .off)
@@ -143,6 +148,9 @@ public enum Command: Equatable, Sendable {
         }
         if let setting = Setting(rawValue: first) {
             return .setting(setting, try optionalNumber(arguments, first).map { try setting.check($0) })
+        }
+        if first == "listen", arguments.count == 1 {
+            return .listen(try ListenAddress.parse(arguments[0]))
         }
         if let query = Query(rawValue: first) {
             try expect(arguments, atMost: 0, first)
@@ -185,6 +193,8 @@ public enum Command: Equatable, Sendable {
             } catch {
                 throw ConfigurationError("vrrp: \(error)")
             }
+        case "metrics":
+            return .metrics(try MetricsEndpoint.parse(arguments))
         case "ssl_ciphers", "ssl_option", "ssl_sni_path", "ssl_ocsp_response", "ssl_client_renegotiation_interval":
             return .tls(try TLSCommand.parse(first, arguments))
         case "healthcheck":
@@ -231,6 +241,8 @@ public enum Command: Equatable, Sendable {
         case .tls(let command): return command.text
         case .healthCheck(let settings):
             return settings.map { (["healthcheck"] + $0.words).joined(separator: " ") } ?? "no healthcheck"
+        case .metrics(let endpoint): return endpoint.map { (["metrics"] + $0.words).joined(separator: " ") } ?? "no metrics"
+        case .listen(let address): return "listen \(address)"
         }
     }
 

@@ -49,23 +49,35 @@ public enum ConfigFile {
 
     /// Parses the text of a file named `name`, expanding includes read with `reader`.
     public static func parse(_ text: String, name: String, reading reader: Reader) throws -> [ConfigLine] {
-        try parse(text, name: name, depth: 0, reading: reader)
+        try parse(text, name: name, depth: 0, reading: reader, report: { throw $0 })
+    }
+
+    /// Parses like `parse` but goes on past a bad line or an unreadable include: the good
+    /// lines' commands and every error with its file:line, for `penha check`.
+    public static func parseAll(_ text: String, name: String, reading reader: Reader) -> (lines: [ConfigLine], errors: [ConfigurationError]) {
+        var errors: [ConfigurationError] = []
+        // `report` never throws here, so neither does the parse.
+        let lines = (try? parse(text, name: name, depth: 0, reading: reader, report: { errors.append($0) })) ?? []
+        return (lines, errors)
     }
 
     /// Expands `include` in lines that came from elsewhere (`-O`, the control socket).
     public static func expandIncludes(_ lines: [ConfigLine], reading reader: Reader) throws -> [ConfigLine] {
         try lines.flatMap { line -> [ConfigLine] in
             guard case .include(let path) = line.command else { return [line] }
-            return try include(path, depth: 1, reading: reader)
+            return try include(path, depth: 1, reading: reader, report: { throw $0 })
         }
     }
 
-    private static func include(_ path: String, depth: Int, reading reader: Reader) throws -> [ConfigLine] {
+    /// Where a parse sends an error: `throw` it to stop at the first, or collect it and go on.
+    private typealias Report = (ConfigurationError) throws -> Void
+
+    private static func include(_ path: String, depth: Int, reading reader: Reader, report: Report) throws -> [ConfigLine] {
         guard depth < maxDepth else { throw ConfigurationError("\(path): includes nested more than \(maxDepth) deep") }
-        return try parse(try reader(path), name: path, depth: depth, reading: reader)
+        return try parse(try reader(path), name: path, depth: depth, reading: reader, report: report)
     }
 
-    private static func parse(_ text: String, name: String, depth: Int, reading reader: Reader) throws -> [ConfigLine] {
+    private static func parse(_ text: String, name: String, depth: Int, reading reader: Reader, report: Report) throws -> [ConfigLine] {
         var lines: [ConfigLine] = []
         // "\r\n" is one Character in Swift: a file with CRLF line endings splits on it too.
         let rawLines = text.split(omittingEmptySubsequences: false, whereSeparator: { $0 == "\n" || $0 == "\r\n" })
@@ -77,10 +89,15 @@ public enum ConfigFile {
             do {
                 command = try Command.parse(String(content))
             } catch let error as ConfigurationError {
-                throw error.at(origin)
+                try report(error.at(origin))
+                continue
             }
             if case .include(let path) = command {
-                lines += try include(path, depth: depth + 1, reading: reader)
+                do {
+                    lines += try include(path, depth: depth + 1, reading: reader, report: report)
+                } catch let error as ConfigurationError {
+                    try report(error)
+                }
             } else {
                 lines.append(ConfigLine(command, origin: origin))
             }

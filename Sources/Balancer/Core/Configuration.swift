@@ -50,6 +50,11 @@ public struct Configuration: Equatable, Sendable {
     public var tls = TLSSettings()
     /// `healthcheck ...`: active checks of every server; nil, the default, checks none.
     public var healthCheck: HealthCheckSettings?
+    /// `metrics ADDRESS:PORT`: where Prometheus scrapes; nil: no metrics.
+    public var metrics: MetricsEndpoint?
+    /// The command line named the listen address: a `listen` line then changes nothing, so
+    /// that `penha -F FILE ADDRESS` recreates a written FILE on another address.
+    public var listenOnCommandLine = false
 
     public init(listen: ListenAddress, servers: [ServerSpec]) {
         self.listen = listen
@@ -107,6 +112,10 @@ public struct Configuration: Equatable, Sendable {
             tls.apply(change)
         case .healthCheck(let settings):
             healthCheck = settings
+        case .metrics(let endpoint):
+            metrics = endpoint
+        case .listen(let address):
+            if !listenOnCommandLine { listen = address }
         case .file(let file, let change):
             let path: String?
             switch change {
@@ -135,6 +144,23 @@ public struct Configuration: Equatable, Sendable {
             }
         }
         return result
+    }
+
+    /// Like `applying`, but goes on past a line that fails: the configuration the good
+    /// lines make and every failing line's error, for `penha check`.
+    public func applyingAll(_ lines: [ConfigLine]) -> (configuration: Configuration, errors: [ConfigurationError]) {
+        var result = self
+        var errors: [ConfigurationError] = []
+        for line in lines {
+            do {
+                try result.apply(line.command)
+            } catch let error as ConfigurationError {
+                errors.append(error.at(line.origin))
+            } catch {
+                errors.append(ConfigurationError("\(error)").at(line.origin))
+            }
+        }
+        return (result, errors)
     }
 
     /// The current value of a numeric setting, as its command answers it.
@@ -173,9 +199,10 @@ public struct Configuration: Equatable, Sendable {
     }
 
     /// Commands that recreate this configuration on top of the same command line: what
-    /// `write` saves. The listen address, `-e` and `-q` are command-line options, not commands.
+    /// `write` saves. `-e` and `-q` are command-line options, not commands.
     public var commands: [Command] {
         var commands: [Command] = [
+            .listen(listen),
             .setting(.blacklist, blacklistSeconds), .setting(.clientsMax, clientsMax),
             .setting(.connectionsMax, connectionsMax), .setting(.debug, debugLevel),
             .setting(.timeout, connectTimeoutSeconds), .setting(.tracking, trackingSeconds),
@@ -195,6 +222,6 @@ public struct Configuration: Equatable, Sendable {
                                                  acl: spec.acl, healthCheck: spec.healthCheck)))
         }
         return commands + [.healthCheck(healthCheck)] + accessLists.commands + vrrpInstances.map(Command.vrrp)
-            + tls.commands.map(Command.tls)
+            + tls.commands.map(Command.tls) + (metrics.map { [.metrics($0)] } ?? [])
     }
 }

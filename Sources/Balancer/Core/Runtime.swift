@@ -86,6 +86,7 @@ public struct Runtime: Sendable {
         }
         // A change may not open an off-loopback control port to everyone (an emptied list).
         try facts.control?.checkProtected(by: changed.configuration)
+        try changed.configuration.metrics?.checkProtected(by: changed.configuration.accessLists)
         self = changed
         return outcome
     }
@@ -135,6 +136,13 @@ public struct Runtime: Sendable {
         case .exit:
             guard facts.exitEnabled else { throw CommandError("exit is not enabled; start penha with -X") }
             return Outcome(lines: ["exiting"], effects: [.exit])
+        case .metrics(let endpoint):
+            // Like vrrp: bound at start, so a line can only restate it.
+            guard configuration.metrics == endpoint else { throw Self.metricsAreSetAtStart }
+            return Outcome()
+        case .listen(let address):
+            guard configuration.listen == address || configuration.listenOnCommandLine else { throw Self.listenIsSetAtStart }
+            return Outcome()
         case .vrrp(let instance):
             // A reload repeats the file's vrrp lines; they can only restate what runs.
             guard configuration.vrrpInstances.contains(instance) else {
@@ -153,7 +161,10 @@ public struct Runtime: Sendable {
         guard target.vrrpInstances == configuration.vrrpInstances else {
             throw ConfigurationError("vrrp instances are set at start; restart penha to change them")
         }
+        guard target.metrics == configuration.metrics else { throw Self.metricsAreSetAtStart }
+        guard target.listen == configuration.listen else { throw Self.listenIsSetAtStart }
         try facts.control?.checkProtected(by: target)
+        try target.metrics?.checkProtected(by: target.accessLists)
         var changed = self
         changed.configuration = target
         changed.adoptConfiguration()
@@ -171,9 +182,12 @@ public struct Runtime: Sendable {
             + removed.map { "server \($0) removed: no new clients, its connections finish" }
     }
 
-    /// The configuration as a file `-F` reads back (the listen address stays on the command line).
+    static let metricsAreSetAtStart = ConfigurationError("the metrics address is set at start; restart penha to change it")
+    static let listenIsSetAtStart = ConfigurationError("the listen address is set at start; restart penha to change it")
+
+    /// The configuration as a file `-F` reads back, its listen address included.
     public func configurationFile(listen: String) -> String {
-        let header = ["# written by penha; start it with: penha -F FILE \(listen)"]
+        let header = ["# written by penha (listening on \(listen)); start it with: penha -F FILE"]
         return (header + configuration.commands.map(\.text)).joined(separator: "\n") + "\n"
     }
 

@@ -1,0 +1,67 @@
+import BalancerCore
+import VRRP
+
+/// What `penha check` finds beyond parsing: the parts of a configuration that only the
+/// system can judge (host names, TLS files, interfaces), each looked at without binding,
+/// writing or changing anything.
+public enum ConfigurationCheck {
+    /// Every problem of `configuration`; `lines` are the commands it was made from, so that
+    /// a problem with a line's server or vrrp instance names that line's file:line.
+    public static func problems(of configuration: Configuration, lines: [ConfigLine]) -> [ConfigurationError] {
+        var problems: [ConfigurationError] = []
+        let named: [(String, ServerSpec?)] = configuration.servers.enumerated().map { ("server \($0.offset)", $0.element) }
+            + [("-e", configuration.emergency), ("-B", configuration.abuse)]
+        for (what, spec) in named {
+            guard let spec else { continue }
+            do {
+                _ = try ServerSpec.resolve(host: spec.host, port: spec.port)
+            } catch {
+                problems.append(ConfigurationError("\(what): cannot resolve host '\(spec.host)'").at(origin(of: spec.host, in: lines)))
+            }
+        }
+        if configuration.tls.isEnabled {
+            do {
+                _ = try TLSContext(settings: configuration.tls)
+            } catch {
+                problems.append(ConfigurationError("TLS: \(error)"))
+            }
+        }
+        for instance in configuration.vrrpInstances {
+            do {
+                _ = try NetworkInterface(name: instance.interface)
+            } catch {
+                let origin = lines.last { $0.command == .vrrp(instance) }?.origin
+                problems.append(ConfigurationError("vrrp vrid \(instance.vrid): \(error)").at(origin))
+            }
+        }
+        if let report = configuration.webStatsFile {
+            do {
+                try FileAccess.checkReplaceable(report)
+            } catch {
+                problems.append(ConfigurationError("\(error)"))
+            }
+        }
+        return problems
+    }
+
+    /// The last line that gave a server this host.
+    private static func origin(of host: String, in lines: [ConfigLine]) -> String? {
+        lines.last { line in
+            if case .server(let change) = line.command { return change.address == host }
+            return false
+        }?.origin
+    }
+}
+
+extension ConfigFile {
+    /// Reads and parses `path` past bad lines: the good lines and every error, with file:line.
+    public static func readAll(_ path: String) -> (lines: [ConfigLine], errors: [ConfigurationError]) {
+        do {
+            return parseAll(try contents(of: path), name: path, reading: contents(of:))
+        } catch let error as ConfigurationError {
+            return ([], [error])
+        } catch {
+            return ([], [ConfigurationError("\(error)")])
+        }
+    }
+}

@@ -1,0 +1,75 @@
+import BalancerCore
+import Prometheus
+
+/// The status model in Prometheus' text exposition format, rendered by swift-prometheus
+/// into a registry made for the one scrape: nothing is counted on the data path, the numbers
+/// are the ones `status` shows. Its own target so that the pure core needs no third-party
+/// package; it is as pure (no I/O).
+public enum MetricsExposition {
+    /// The `/metrics` body.
+    public static func render(_ report: StatusReport) -> [UInt8] {
+        let registry = PrometheusCollectorRegistry()
+        gauge(registry, "connections_active", "Connections (or UDP flows) open now.", report.connections)
+        counter(registry, "connections_total", "Connections accepted since start.", report.totalConnections)
+        counter(registry, "clients_refused_total", "Clients refused by client_acl.", report.refusedClients)
+        gauge(registry, "uptime_seconds", "Seconds since penha started.", report.uptimeSeconds)
+        for server in report.servers {
+            let labels = [("server", "\(server.index)"), ("address", endpoint(server.address, server.port))]
+            gauge(registry, "server_up", "1 if the server takes new clients (not blacklisted), else 0.",
+                  server.state == .blacklisted ? 0 : 1, labels)
+            gauge(registry, "server_connections_active", "Connections to the server open now.", server.connections, labels)
+            counter(registry, "server_connections_total", "Connections made to the server.", server.totalConnections, labels)
+            counter(registry, "server_sent_bytes_total", "Bytes sent to the server.", server.sent, labels)
+            counter(registry, "server_received_bytes_total", "Bytes received from the server.", server.received, labels)
+        }
+        if let tls = report.tlsHandshakes {
+            counter(registry, "tls_handshakes_total", "TLS handshakes completed.", tls.completed)
+            counter(registry, "tls_handshake_failures_total", "TLS handshakes that failed.", tls.failed)
+        }
+        for instance in report.vrrp {
+            let labels = [("vrid", "\(instance.vrid)"), ("interface", instance.interface)]
+            gauge(registry, "vrrp_master", "1 while this node is the instance's master, else 0.",
+                  instance.state == "MASTER" ? 1 : 0, labels)
+            for state in vrrpStates + (vrrpStates.contains(instance.state) ? [] : [instance.state]) {
+                gauge(registry, "vrrp_state", "1 for the instance's current state, 0 for the others.",
+                      instance.state == state ? 1 : 0, labels + [("state", state)])
+            }
+            gauge(registry, "vrrp_priority", "The priority adverts carry now (tracking included).",
+                  instance.effectivePriority, labels)
+            counter(registry, "vrrp_adverts_sent_total", "VRRP adverts sent.", instance.sent, labels)
+            counter(registry, "vrrp_adverts_received_total", "VRRP adverts received and accepted.", instance.received, labels)
+            for (reason, count) in instance.dropped.sorted(by: { $0.key < $1.key }) {
+                counter(registry, "vrrp_drops_total", "Received adverts dropped, by reason (RFC 5798 7.1).",
+                        count, labels + [("reason", reason)])
+            }
+            counter(registry, "vrrp_drops_total", "Received adverts dropped, by reason (RFC 5798 7.1).",
+                    instance.malformed, labels + [("reason", "malformed")])
+        }
+        var body: [UInt8] = []
+        registry.emit(into: &body)
+        return body
+    }
+
+    /// RFC 5798's states and penha's FAULT, each with a series so that a change shows as 0 -> 1.
+    static let vrrpStates = ["INITIALIZE", "BACKUP", "MASTER", "FAULT"]
+
+    private static func endpoint(_ address: String, _ port: Int) -> String {
+        address.contains(":") ? "[\(address)]:\(port)" : "\(address):\(port)"
+    }
+
+    /// `penha_NAME`; NAME ends in its unit (`_bytes_total`, `_seconds`), as Prometheus' conventions ask.
+    private static func descriptor(_ name: String, _ help: String) -> MetricNameDescriptor {
+        MetricNameDescriptor(namespace: "penha", metricName: name, unitName: "", helpText: help)
+    }
+
+    private static func gauge(_ registry: PrometheusCollectorRegistry, _ name: String, _ help: String, _ value: Int,
+                              _ labels: [(String, String)] = []) {
+        registry.makeGauge(descriptor: descriptor(name, help), labels: labels).set(Int64(value))
+    }
+
+    /// A counter's value is the status model's: never more than Int64 can say.
+    private static func counter(_ registry: PrometheusCollectorRegistry, _ name: String, _ help: String, _ value: UInt64,
+                                _ labels: [(String, String)] = []) {
+        registry.makeCounter(descriptor: descriptor(name, help), labels: labels).increment(by: Int64(clamping: value))
+    }
+}

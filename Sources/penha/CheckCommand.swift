@@ -1,0 +1,59 @@
+import ArgumentParser
+import Balancer
+import BalancerCore
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// `penha check ARGS...`: `run`'s arguments, checked as `run` would take them (every file
+/// read, servers resolved, TLS files loaded, vrrp interfaces looked up) without binding or
+/// changing anything. pen's `-t` is the connect timeout, hence a subcommand.
+struct CheckCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "check",
+        abstract: "Check a configuration without starting it: run's arguments; prints every error, exits 2 if any.",
+        helpNames: [.long]
+    )
+
+    @Argument(parsing: .captureForPassthrough, help: "The arguments penha run would be given.")
+    var arguments: [String] = []
+
+    func run() throws {
+        // A malformed option or address is thrown: one line, exit 2, as for run.
+        let command = try RunCommand.parse(arguments)
+        var errors = ConfigurationErrors(collecting: true)
+        do {
+            let made = try command.makeConfiguration(reporting: &errors)
+            try errors.add(ConfigurationCheck.problems(of: made.running, lines: made.lines))
+        } catch let error as ConfigurationError {
+            // One that leaves nothing to check further (no listen address); the others stand.
+            try errors.add(error)
+        }
+        guard errors.all.isEmpty else {
+            for error in errors.all { fputs("penha: \(error)\n", stderr) }
+            throw ExitCode(2)
+        }
+        print("configuration ok")
+    }
+}
+
+/// Where `RunCommand.makeConfiguration` sends configuration errors: `run` stops at the
+/// first (thrown at once), `check` collects every one and goes on.
+struct ConfigurationErrors {
+    let collecting: Bool
+    private(set) var all: [ConfigurationError] = []
+
+    init(collecting: Bool) {
+        self.collecting = collecting
+    }
+
+    mutating func add(_ error: ConfigurationError) throws {
+        guard collecting else { throw error }
+        all.append(error)
+    }
+
+    mutating func add(_ errors: [ConfigurationError]) throws {
+        for error in errors { try add(error) }
+    }
+}

@@ -1,0 +1,40 @@
+@testable import BalancerCore
+import BalancerMetrics
+import XCTest
+
+/// The VRRP and TLS series of a scrape, which the integration test (standalone, no TLS)
+/// does not reach: rendered from a status model made here.
+final class MetricsExpositionTests: XCTestCase {
+    private func instance(vrid: Int, state: String) -> StatusReport.VRRPInstance {
+        StatusReport.VRRPInstance(
+            vrid: vrid, state: state, interface: "eth0", version: 3, priority: 150, effectivePriority: 140,
+            advertMilliseconds: 100, master: nil, lastChange: 0, lastChangeReason: "", sent: 12, received: 3, malformed: 1,
+            dropped: ["ttl": 4, "checksum": 0], virtualAddresses: [])
+    }
+
+    private func lines(_ vrrp: [StatusReport.VRRPInstance]) -> Set<String> {
+        let report = StatusReport(role: "MASTER", listen: "127.0.0.1:80", uptimeSeconds: 5, connections: 0, totalConnections: 0,
+                                  refusedClients: 0, tlsHandshakes: .init(completed: 10, failed: 2), servers: [], vrrp: vrrp)
+        return Set(String(decoding: MetricsExposition.render(report), as: UTF8.self).split(separator: "\n").map(String.init))
+    }
+
+    func testVRRPInstancesShowTheirStateCountersAndDropsByReason() {
+        let text = lines([instance(vrid: 51, state: "MASTER"), instance(vrid: 52, state: "BACKUP")])
+        let expected = [
+            #"penha_vrrp_master{vrid="51",interface="eth0"} 1.0"#,
+            #"penha_vrrp_master{vrid="52",interface="eth0"} 0.0"#,
+            #"penha_vrrp_state{vrid="51",interface="eth0",state="MASTER"} 1.0"#,
+            #"penha_vrrp_state{vrid="51",interface="eth0",state="BACKUP"} 0.0"#,
+            #"penha_vrrp_state{vrid="52",interface="eth0",state="BACKUP"} 1.0"#,
+            #"penha_vrrp_adverts_sent_total{vrid="51",interface="eth0"} 12"#,
+            #"penha_vrrp_adverts_received_total{vrid="51",interface="eth0"} 3"#,
+            #"penha_vrrp_drops_total{vrid="51",interface="eth0",reason="ttl"} 4"#,
+            #"penha_vrrp_drops_total{vrid="51",interface="eth0",reason="malformed"} 1"#,
+            "# TYPE penha_vrrp_drops_total counter",
+            "# TYPE penha_vrrp_state gauge",
+            "penha_tls_handshakes_total 10",
+            "penha_tls_handshake_failures_total 2",
+        ]
+        for line in expected { XCTAssertTrue(text.contains(line), "no '\(line)' in\n\(text.sorted().joined(separator: "\n"))") }
+    }
+}

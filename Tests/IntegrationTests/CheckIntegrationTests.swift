@@ -1,0 +1,91 @@
+import Foundation
+import XCTest
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// `penha check` and `penha --version`: the real binary, nothing bound.
+final class CheckIntegrationTests: XCTestCase {
+    func testVersionPrintsOneVersionLine() throws {
+        let result = try runPenha(["--version"])
+        XCTAssertEqual(result.status, 0, result.stderr)
+        XCTAssertNotNil(result.stdout.range(of: #"^\d+\.\d+\.\d+\n$"#, options: .regularExpression), result.stdout)
+    }
+
+    func testAGoodConfigurationIsOkAndNothingIsBound() throws {
+        let port = freePort()
+        let file = try configFile("server 0 address 127.0.0.1 port 9\nroundrobin\n")
+        defer { unlink(file) }
+        let control = temporaryPath("check.sock")
+        let result = try runPenha(["check", "-F", file, "-C", control, "-O", "blacklist 5", "127.0.0.1:\(port)"])
+        XCTAssertEqual(result.status, 0, result.stderr)
+        XCTAssertEqual(result.stdout, "configuration ok\n")
+        // run would have made the control socket; check makes nothing.
+        XCTAssertFalse(FileManager.default.fileExists(atPath: control))
+    }
+
+    func testEveryErrorIsPrintedWithItsFileAndLineAndExits2() throws {
+        let included = try configFile("timeout 0\n")
+        defer { unlink(included) }
+        let file = try configFile("""
+            # a comment
+            roundrobin
+            frobnicate
+            server 0 address no-such-host.invalid port 80
+            include \(included)
+            vrrp interface penha-none0 vrid 7 priority 100 vip 192.0.2.10/24 advert 100ms
+            """)
+        defer { unlink(file) }
+        let result = try runPenha(["check", "-F", file, "-C", temporaryPath("c.sock"), "-O", "conn_max -1", "127.0.0.1:1"])
+        XCTAssertEqual(result.status, 2, result.stderr)
+        XCTAssertEqual(result.stdout, "")
+        let lines = result.stderr.split(separator: "\n").map(String.init)
+        for expected in ["-O 'conn_max -1': ", "\(file):3: unknown command 'frobnicate'", "\(included):1: timeout",
+                         "\(file):4: server 0: cannot resolve host 'no-such-host.invalid'", "\(file):6: vrrp vrid 7: "] {
+            XCTAssertTrue(lines.contains { $0.hasPrefix("penha: \(expected)") }, "no '\(expected)' in:\n\(result.stderr)")
+        }
+        XCTAssertEqual(lines.count, 5, result.stderr)
+    }
+
+    func testAMalformedListenAddressIsOneLineAndExit2() throws {
+        let result = try runPenha(["check", "127.0.0.1:notaport", "127.0.0.1:80"])
+        XCTAssertEqual(result.status, 2)
+        XCTAssertTrue(result.stderr.hasPrefix("penha: bad listen address"), result.stderr)
+    }
+
+    private func configFile(_ text: String) throws -> String {
+        let path = temporaryPath("check.conf")
+        guard FileManager.default.createFile(atPath: path, contents: Data(text.utf8)) else {
+            throw TestFailure("cannot create \(path)")
+        }
+        return path
+    }
+}
+
+/// `listen ADDRESS` in the -F file: a unit's ExecStart then names no address.
+final class ListenLineIntegrationTests: XCTestCase {
+    func testTheFileCarriesTheListenAddressAndWriteKeepsIt() throws {
+        let a = try Backend("A")
+        defer { a.stop() }
+        let port = freePort()
+        let file = temporaryPath("listen.conf")
+        defer { unlink(file) }
+        try "listen 127.0.0.1:\(port)\nserver 0 address 127.0.0.1 port \(a.port)\n".write(toFile: file, atomically: true, encoding: .utf8)
+        let penha = try Penha(["-F", file], listen: "", servers: [])
+        defer { penha.stop() }
+        XCTAssertEqual(try Client(port: port).readLine(), "A")
+        XCTAssertEqual(try penha.command("write"), ["wrote \(file)"])
+        XCTAssertTrue(try String(contentsOfFile: file, encoding: .utf8).contains("\nlisten 127.0.0.1:\(port)\n"))
+        // The written file reloads: its listen line restates the running address.
+        kill(penha.process.processIdentifier, SIGHUP)
+        XCTAssertTrue(waitFor(timeout: 10) { penha.stderr.contains("reload") }, penha.stderr)
+        XCTAssertTrue(penha.stderr.contains("reloaded \(file)"), penha.stderr)
+    }
+
+    func testWithoutOneAnywhereCheckSaysSo() throws {
+        let none = try runPenha(["check", "-O", "blacklist 3", "-F", "/dev/null"])
+        XCTAssertEqual(none.status, 2)
+        XCTAssertTrue(none.stderr.contains("no listen address"), none.stderr)
+    }
+}
