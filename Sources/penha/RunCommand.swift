@@ -211,7 +211,7 @@ struct RunCommand: ParsableCommand {
         } catch {
             throw RuntimeFailure(description: "cannot start VRRP: \(error)")
         }
-        service.setVRRPStatusProvider { vrrp.statuses }
+        service.attachVRRP(vrrp)
         Daemon.signalReady()
         serveSignals(service, logger: logger)
         let removePidFile = { [pidFile] in _ = pidFile.map { unlink($0) } }

@@ -92,7 +92,7 @@ public struct Runtime: Sendable {
 
     private mutating func execute(_ command: Command, facts: Facts, resolved: [String: SocketAddress]) throws -> Outcome {
         switch command {
-        case .flag, .source, .accessRule, .clearAccessList, .tls, .healthCheck:
+        case .flag, .source, .accessRule, .clearAccessList, .tls, .healthCheck, .removeVRRP:
             try configuration.apply(command)
             adoptConfiguration()
             return Outcome()
@@ -136,9 +136,11 @@ public struct Runtime: Sendable {
             guard facts.exitEnabled else { throw CommandError("exit is not enabled; start penha with -X") }
             return Outcome(lines: ["exiting"], effects: [.exit])
         case .vrrp(let instance):
-            // A reload repeats the file's vrrp lines; they can only restate what runs.
-            guard configuration.vrrpInstances.contains(instance) else {
-                throw ConfigurationError("vrrp instances are set at start; restart penha to change them")
+            // The same router changes in place (the executor adopts it); another is added.
+            if let index = configuration.vrrpInstances.firstIndex(where: { $0.isSameRouter(as: instance) }) {
+                configuration.vrrpInstances[index] = instance
+            } else {
+                try configuration.apply(command)
             }
             return Outcome()
         }
@@ -150,9 +152,6 @@ public struct Runtime: Sendable {
     /// target's last are removed: they get no new clients and their connections finish.
     /// Returns what changed, a line each, for the log.
     public mutating func converge(to target: Configuration, facts: Facts, resolved: [String: SocketAddress]) throws -> [String] {
-        guard target.vrrpInstances == configuration.vrrpInstances else {
-            throw ConfigurationError("vrrp instances are set at start; restart penha to change them")
-        }
         try facts.control?.checkProtected(by: target)
         var changed = self
         changed.configuration = target
