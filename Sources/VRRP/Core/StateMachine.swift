@@ -218,11 +218,16 @@ public struct VRRPStateMachine: Sendable {
         3 * UInt64(masterAdvertInterval) * Self.nanosecondsPerCentisecond + skewTime
     }
 
-    /// The longest a handover keeps the addresses: three advertisement intervals (more than any
-    /// backup's Skew_Time plus one interval, so the new master's second advert is in), at most
-    /// 2 s so that a stopping penha is gone well within its 5 s shutdown deadline.
+    /// The longest a handover keeps the addresses: three advertisement intervals, more than any
+    /// backup's Skew_Time plus one interval, so the new master's second advert is in.
     var handoverBound: UInt64 {
-        min(3 * UInt64(masterAdvertInterval) * Self.nanosecondsPerCentisecond, 2 * Self.nanosecondsPerSecond)
+        3 * UInt64(masterAdvertInterval) * Self.nanosecondsPerCentisecond
+    }
+
+    /// A stopping penha must be gone well within its 5 s shutdown deadline: its handover lasts at
+    /// most 2 s, which covers Skew_Time plus one interval for advertisement intervals up to 1 s.
+    var resignationBound: UInt64 {
+        min(handoverBound, 2 * Self.nanosecondsPerSecond)
     }
 
     // MARK: Events
@@ -318,7 +323,7 @@ public struct VRRPStateMachine: Sendable {
         default: return leave(to: .initialize, reason: "shutdown", now: now)
         }
         phase = .resigning(advertAt: advertTime(after: now))
-        handover = Handover(advertisementsAwaited: 2, deadline: now.advanced(by: handoverBound))
+        handover = Handover(advertisementsAwaited: 2, deadline: now.advanced(by: resignationBound))
         return [resignation]
     }
 
