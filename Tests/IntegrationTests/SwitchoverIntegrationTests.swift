@@ -1,0 +1,152 @@
+import Foundation
+import XCTest
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Planned switchovers and active-active in the namespace lab (root only; see NetworkLab):
+/// the probe opens a new connection to the VIP every 20 ms, and none may fail.
+final class SwitchoverIntegrationTests: XCTestCase {
+    static let vrrp = "vrrp interface eth0 vrid 51 vip 192.0.2.10/24 advert 100ms"
+
+    private func node(_ lab: NetworkLab, _ node: String, priority: Int, options: [String] = []) throws -> Penha {
+        try Penha(["-O", "\(Self.vrrp) priority \(priority)"] + options, listen: "192.0.2.10:80",
+                  servers: ["127.0.0.1:8080"], namespace: lab.namespace(node))
+    }
+
+    /// Waits (bounded) until a node's log shows it reached `state` `times` times.
+    private func waitForState(_ penha: Penha, _ state: String, times: Int = 1, timeout: Double = 5) -> Bool {
+        waitFor(timeout: timeout) { penha.stderr.components(separatedBy: "-> \(state)").count > times }
+    }
+
+    private func transitions(_ penha: Penha) -> Int { penha.stderr.components(separatedBy: " -> ").count - 1 }
+
+    /// Node a master (200), node b backup (100), the VIP answering from a.
+    private func startPair(_ lab: NetworkLab, optionsA: [String] = []) throws -> (Penha, Penha) {
+        let a = optionsA.isEmpty ? try node(lab, "a", priority: 200)
+            : try Penha(optionsA, listen: "192.0.2.10:80", servers: ["127.0.0.1:8080"], namespace: lab.namespace("a"))
+        let b = try node(lab, "b", priority: 100)
+        XCTAssertTrue(waitForState(a, "MASTER"), a.stderr)
+        XCTAssertTrue(waitForState(b, "BACKUP"), b.stderr)
+        XCTAssertNotNil(try lab.waitUntil("192.0.2.10", answers: "node-a", timeout: 5))
+        return (a, b)
+    }
+
+    /// The leaving master keeps the VIP and serves until the new master has advertised twice.
+    func testTerminatedMasterHandsTheVIPOverWithoutAFailedConnection() throws {
+        let lab = try NetworkLab()
+        let (a, b) = try startPair(lab)
+        let probe = try Probe(lab, address: "192.0.2.10", seconds: 2)
+        usleep(600_000)
+        kill(a.process.processIdentifier, SIGTERM)
+        XCTAssertEqual(a.waitForExit(timeout: 5), 0, a.stderr)
+        let attempts = try probe.finish()
+        print("SIGTERM switchover: \(attempts.summary)")
+        XCTAssertEqual(attempts.failures, 0, attempts.summary)
+        XCTAssertEqual(attempts.answerSequence, ["node-a", "node-b"], attempts.summary)
+        XCTAssertTrue(b.stderr.contains("priority 0 from 192.0.2.1"), b.stderr)
+        XCTAssertTrue(a.stderr.contains("MASTER -> INIT (shutdown, handed over to 192.0.2.2)"), a.stderr)
+        XCTAssertFalse(try lab.addresses(on: "a").contains("192.0.2.10/24"), "no VIP left behind on exit")
+    }
+
+    /// `vrrp ... priority 50` on the control socket: the instance changes in place, b preempts,
+    /// and a serves until b's second advert.
+    func testPriorityLoweredOnTheControlSocketHandsTheVIPOverWithoutAFailedConnection() throws {
+        let lab = try NetworkLab()
+        let (a, b) = try startPair(lab)
+        let probe = try Probe(lab, address: "192.0.2.10", seconds: 2)
+        usleep(600_000)
+        XCTAssertEqual(try a.command("\(Self.vrrp) priority 50"), [])
+        XCTAssertTrue(waitForState(b, "MASTER", timeout: 3), b.stderr)
+        let attempts = try probe.finish()
+        print("priority change switchover: \(attempts.summary)")
+        XCTAssertEqual(attempts.failures, 0, attempts.summary)
+        XCTAssertEqual(attempts.answerSequence, ["node-a", "node-b"], attempts.summary)
+        XCTAssertTrue(a.stderr.contains("MASTER -> BACKUP (higher priority 100 from 192.0.2.2)"), a.stderr)
+        XCTAssertFalse(a.stderr.contains("-> INIT"), "changed in place, not restarted: \(a.stderr)")
+        XCTAssertFalse(try lab.addresses(on: "a").contains("192.0.2.10/24"), "the old master let the VIP go")
+        let status = try vrrpInstances(of: a)
+        XCTAssertEqual(status.first?["priority"] as? Int, 50)
+        XCTAssertEqual(status.first?["state"] as? String, "BACKUP")
+    }
+
+    /// keepalived#754: a reload with a small advert interval failed over. Reloads whose vrrp
+    /// lines are the same change nothing of the instance, not even its advert rhythm; one
+    /// whose priority changed applies it.
+    func testReloadWithUnchangedVRRPLinesCausesNoTransitionAndAChangedOneApplies() throws {
+        let lab = try NetworkLab()
+        let file = temporaryPath("node-a.conf")
+        defer { unlink(file) }
+        func writeFile(priority: Int, blacklist: Int) throws {
+            try "\(Self.vrrp) priority \(priority)\nblacklist \(blacklist)\n".write(toFile: file, atomically: true, encoding: .utf8)
+        }
+        try writeFile(priority: 200, blacklist: 30)
+        let (a, b) = try startPair(lab, optionsA: ["-F", file])
+        usleep(500_000)
+        let (transitionsA, transitionsB) = (transitions(a), transitions(b))
+        let lastChange = try vrrpInstances(of: a).first?["lastChange"] as? Int
+        let receivedBefore = try vrrpInstances(of: b).first?["received"] as? Int ?? 0
+        let start = Date()
+        for round in 0..<5 {
+            try writeFile(priority: 200, blacklist: 10 + round)
+            try a.signal(SIGHUP, thenLogs: "reloaded")
+            usleep(200_000)
+        }
+        let elapsed = Date().timeIntervalSince(start)
+        let received = (try vrrpInstances(of: b).first?["received"] as? Int ?? 0) - receivedBefore
+        XCTAssertEqual(transitions(a), transitionsA, a.stderr)
+        XCTAssertEqual(transitions(b), transitionsB, b.stderr)
+        XCTAssertNotNil(lastChange)
+        XCTAssertEqual(try vrrpInstances(of: a).first?["lastChange"] as? Int, lastChange, "the last change is still the startup one")
+        // One advert per 100 ms kept coming: a gap would show as missing adverts (and a takeover).
+        XCTAssertGreaterThanOrEqual(received, Int(elapsed * 10) - 2, "adverts during \(elapsed) s: \(received)")
+        XCTAssertTrue(a.stderr.contains("reload: blacklist 14"), a.stderr)
+
+        try writeFile(priority: 50, blacklist: 14)
+        try a.signal(SIGHUP, thenLogs: "reloaded")
+        XCTAssertTrue(waitForState(b, "MASTER", timeout: 3), "the lowered priority applies: \(b.stderr)")
+        XCTAssertTrue(waitForState(a, "BACKUP", times: 2), a.stderr)
+        XCTAssertEqual(try vrrpInstances(of: a).first?["priority"] as? Int, 50)
+    }
+
+    /// deploy/examples' active-active pair (advert 100 ms here): each node the master of one
+    /// VIP, penha listening on all addresses; one dies and the other holds both.
+    func testActiveActivePairServesBothVIPsAndTheSurvivorHoldsBoth() throws {
+        let lab = try NetworkLab()
+        func start(_ node: String) throws -> Penha {
+            let (instances, _) = try ExampleFiles.vrrpLines(in: "active-active-\(node).conf")
+            let options = instances.flatMap { ["-O", $0.replacingOccurrences(of: "advert 1s", with: "advert 100ms")] }
+            return try Penha(options, listen: "80", servers: ["127.0.0.1:8080"], namespace: lab.namespace(node))
+        }
+        let a = try start("a")
+        let b = try start("b")
+        XCTAssertNotNil(try lab.waitUntil("192.0.2.10", answers: "node-a", timeout: 5), a.stderr)
+        XCTAssertNotNil(try lab.waitUntil("192.0.2.11", answers: "node-b", timeout: 5), b.stderr)
+        XCTAssertEqual(try lab.addresses(on: "a").filter { $0.hasPrefix("192.0.2.1") }.sorted(), ["192.0.2.1/24", "192.0.2.10/24"])
+        XCTAssertEqual(try lab.addresses(on: "b").filter { $0.hasPrefix("192.0.2.1") }.sorted(), ["192.0.2.11/24"])
+        kill(a.process.processIdentifier, SIGKILL)
+        XCTAssertNotNil(try lab.waitUntil("192.0.2.10", answers: "node-b", timeout: 5), b.stderr)
+        XCTAssertEqual(try lab.ask("192.0.2.11"), "node-b")
+        XCTAssertEqual(try vrrpInstances(of: b).map { $0["state"] as? String }, ["MASTER", "MASTER"])
+        XCTAssertEqual(try lab.addresses(on: "b").filter { $0.hasPrefix("192.0.2.1") }.sorted(), ["192.0.2.10/24", "192.0.2.11/24"])
+    }
+
+    /// `penha status --json` of a node: its VRRP instances.
+    private func vrrpInstances(of penha: Penha) throws -> [[String: Any]] {
+        let result = try runPenha(["status", "-C", penha.control, "--json"])
+        XCTAssertEqual(result.status, 0, result.stderr)
+        let object = try JSONSerialization.jsonObject(with: Data(result.stdout.utf8)) as? [String: Any]
+        return object?["vrrp"] as? [[String: Any]] ?? []
+    }
+}
+
+/// The `vrrp` lines of a file in deploy/examples, as text.
+enum ExampleFiles {
+    static func vrrpLines(in file: String) throws -> ([String], String) {
+        let path = URL(fileURLWithPath: NetworkLab.script).deletingLastPathComponent().deletingLastPathComponent()
+            .appendingPathComponent("examples/\(file)").path
+        let text = try String(contentsOfFile: path, encoding: .utf8)
+        return (text.split(separator: "\n").map(String.init).filter { $0.hasPrefix("vrrp ") }, path)
+    }
+}
