@@ -266,6 +266,12 @@ public final class VRRPInstance: @unchecked Sendable {
                 nextAnnouncement = .now
                 announceIfDue(now: .now)
             case .transition(let from, let to, let reason):
+                // Only a master announces: a node that stopped being one (and may still hold the
+                // addresses for a handover) must not point clients back at itself.
+                if from == .master {
+                    announcementsLeft = 0
+                    nextAnnouncement = nil
+                }
                 instance.log("VRRP vrid \(configuration.vrid) on \(configuration.interface): \(from.rawValue) -> \(to.rawValue) (\(reason))")
                 instance.shared.withLock { shared in
                     shared.status.lastTransitionTime = time(nil)

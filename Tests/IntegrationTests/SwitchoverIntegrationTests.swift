@@ -132,6 +132,48 @@ final class SwitchoverIntegrationTests: XCTestCase {
         XCTAssertEqual(try lab.addresses(on: "b").filter { $0.hasPrefix("192.0.2.1") }.sorted(), ["192.0.2.10/24", "192.0.2.11/24"])
     }
 
+    /// Both nodes master while the link between them is cut (the client still reaches both, and
+    /// follows b's announcement); once it heals, b yields within an advert interval, a announces
+    /// again so the client comes back to it, and the VIP ends up on a only.
+    func testHealedSplitBrainLeavesOneMasterAndTheVIPOnOneNode() throws {
+        let lab = try NetworkLab()
+        let (a, b) = try startPair(lab)
+        try isolateNodes(lab, true)
+        XCTAssertTrue(waitForState(b, "MASTER", timeout: 3), "b hears a no more: \(b.stderr)")
+        // a's last announcements may still come after b's first: b's later ones win.
+        XCTAssertNotNil(try lab.waitUntil("192.0.2.10", answers: "node-b", timeout: 3), "the client follows b's announcement")
+        XCTAssertTrue(try lab.addresses(on: "a").contains("192.0.2.10/24"), "split brain: both hold the VIP")
+        let healed = Date()
+        try isolateNodes(lab, false)
+        XCTAssertTrue(waitFor(timeout: 2) { b.stderr.contains("MASTER -> BACKUP (higher priority 200 from 192.0.2.1)") }, b.stderr)
+        let yielded = Date().timeIntervalSince(healed)
+        let reached = try lab.waitUntil("192.0.2.10", answers: "node-a", timeout: 2)
+        XCTAssertNotNil(reached, "the client is pointed back at a")
+        XCTAssertTrue(waitFor(timeout: 2) { (try? lab.addresses(on: "b").contains("192.0.2.10/24")) == false }, "b let the VIP go")
+        XCTAssertTrue(try lab.addresses(on: "a").contains("192.0.2.10/24"))
+        XCTAssertFalse(a.stderr.contains("MASTER -> "), "a stayed master: \(a.stderr)")
+        print(String(format: "split brain healed: b yielded after %.0f ms, the client reached a after %.0f ms", yielded * 1000, (reached ?? 0) * 1000))
+        // One advert interval (100 ms), and what the test's polling and process starts add on a loaded machine.
+        XCTAssertLessThan(yielded, 0.1 + 0.4)
+        XCTAssertEqual(try lab.ask("192.0.2.10"), "node-a")
+    }
+
+    /// Cuts (or restores) the link between the nodes and leaves the client's to each: the
+    /// bridge's ports isolated from one another (the bridge itself, the client, is not).
+    private func isolateNodes(_ lab: NetworkLab, _ isolated: Bool) throws {
+        let links = try NetworkLab.command(["ip", "-n", lab.namespace("c"), "-o", "link", "show", "master", "br0"])
+        let ports = links.split(separator: "\n").compactMap { line -> String? in
+            let words = line.split(separator: " ")  // "5: v123ax@if4: <BROADCAST,...> ..."
+            guard words.count > 1 else { return nil }
+            return words[1].split(separator: "@").first.map { String($0.filter { $0 != ":" }) }
+        }
+        XCTAssertEqual(ports.count, 2, links)
+        for port in ports {
+            try NetworkLab.command(["ip", "netns", "exec", lab.namespace("c"), "bridge", "link", "set", "dev", port,
+                                    "isolated", isolated ? "on" : "off"])
+        }
+    }
+
     /// `penha status --json` of a node: its VRRP instances.
     private func vrrpInstances(of penha: Penha) throws -> [[String: Any]] {
         let result = try runPenha(["status", "-C", penha.control, "--json"])

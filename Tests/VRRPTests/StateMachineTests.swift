@@ -291,6 +291,7 @@ final class StateMachineTests: XCTestCase {
         var machine = try makeMaster(priority: 100)
         let now = t0.advanced(by: seconds(10))
         XCTAssertEqual(machine.advertisementReceived(priority: 150, maxAdvertInterval: 200, sender: lowerPeer, now: now), [
+            .sendAdvertisement(priority: 0, interval: 100),
             .transition(from: .master, to: .backup, reason: "higher priority 150 from 192.0.2.0"),
         ])
         XCTAssertEqual(machine.state, .backup)
@@ -341,31 +342,44 @@ final class StateMachineTests: XCTestCase {
         var machine = try makeMaster(priority: 100)
         let now = t0.advanced(by: seconds(10))
         XCTAssertEqual(machine.advertisementReceived(priority: 100, maxAdvertInterval: 100, sender: higherPeer, now: now), [
+            .sendAdvertisement(priority: 0, interval: 100),
             .transition(from: .master, to: .backup, reason: "equal priority 100 from higher address 192.0.2.2"),
         ])
         XCTAssertEqual(machine.nextDeadline, now.advanced(by: cs(300)), "the handover bound, 3 intervals")
         XCTAssertEqual(machine.tick(now: now.advanced(by: cs(300))), [.removeVirtualAddresses])
     }
 
+    /// A master hearing one that loses to it (a healed split brain) stays master, and answers at
+    /// once with an advert and a new announcement, at most once an interval.
     func testMasterKeepsMastershipAgainstLowerPriorityAndEqualPriorityLowerAddress() throws {
         var machine = try makeMaster(priority: 100)
         let deadline = machine.nextDeadline
         let now = t0.advanced(by: cs(400))
-        XCTAssertEqual(machine.advertisementReceived(priority: 99, maxAdvertInterval: 100, sender: higherPeer, now: now), [])
-        XCTAssertEqual(machine.advertisementReceived(priority: 100, maxAdvertInterval: 100, sender: lowerPeer, now: now), [])
-        XCTAssertEqual(machine.advertisementReceived(priority: 100, maxAdvertInterval: 100, sender: ours, now: now), [])
+        XCTAssertEqual(machine.advertisementReceived(priority: 100, maxAdvertInterval: 100, sender: ours, now: now), [],
+                       "our own advert looped back")
+        XCTAssertEqual(machine.nextDeadline, deadline)
+        XCTAssertEqual(machine.advertisementReceived(priority: 99, maxAdvertInterval: 100, sender: higherPeer, now: now),
+                       [.announce, .sendAdvertisement(priority: 100, interval: 100)])
+        XCTAssertEqual(machine.nextDeadline, now.advanced(by: seconds(1)), "the Adver_Timer starts again")
+        XCTAssertEqual(machine.advertisementReceived(priority: 100, maxAdvertInterval: 100, sender: lowerPeer, now: now), [],
+                       "answered already in this interval")
+        let later = now.advanced(by: seconds(1))
+        XCTAssertEqual(machine.advertisementReceived(priority: 100, maxAdvertInterval: 100, sender: lowerPeer, now: later),
+                       [.announce, .sendAdvertisement(priority: 100, interval: 100)])
         XCTAssertEqual(machine.state, .master)
         XCTAssertEqual(machine.masterAddress, ours)
-        XCTAssertEqual(machine.nextDeadline, deadline)
     }
 
     func testMasterAnswersPriorityZeroAtOnceAndResetsAdverTimer() throws {
         var machine = try makeMaster(priority: 100)
         let now = t0.advanced(by: cs(400))  // master since 3.6 s, next advert due at 4.6 s
         XCTAssertEqual(machine.advertisementReceived(priority: 0, maxAdvertInterval: 100, sender: higherPeer, now: now),
-                       [.sendAdvertisement(priority: 100, interval: 100)])
+                       [.announce, .sendAdvertisement(priority: 100, interval: 100)],
+                       "clients may have followed the router that resigned: announce, before the advert that ends its handover")
         XCTAssertEqual(machine.state, .master)
         XCTAssertEqual(machine.nextDeadline, now.advanced(by: seconds(1)))
+        XCTAssertEqual(machine.advertisementReceived(priority: 0, maxAdvertInterval: 100, sender: higherPeer, now: now),
+                       [.sendAdvertisement(priority: 100, interval: 100)], "announced once an interval at most")
     }
 
     // MARK: Shutdown, fault

@@ -125,6 +125,8 @@ public struct VRRPStateMachine: Sendable {
     private var preemptNotBefore = VRRPInstant(nanoseconds: 0)
     /// Set while this node, no longer master, still holds the virtual addresses.
     private var handover: Handover?
+    /// When the addresses may next be announced again for another router (`reannouncement`).
+    private var reannouncementAllowed = VRRPInstant(nanoseconds: 0)
 
     private enum Phase: Sendable {
         case initialize
@@ -270,7 +272,7 @@ public struct VRRPStateMachine: Sendable {
             // RFC 5798 section 6.4.3
             if priority == 0 {
                 phase = adverTimerArmed(now: now)
-                return [advertisement]
+                return reannouncement(sender: sender, now: now) + [advertisement]
             }
             let reason: String
             if priority > effectivePriority {
@@ -278,12 +280,15 @@ public struct VRRPStateMachine: Sendable {
             } else if priority == effectivePriority && sender > configuration.primaryAddress {
                 reason = "equal priority \(priority) from higher address \(sender)"
             } else {
-                return []
+                return answerLowerMaster(sender: sender, now: now)
             }
             follow(master: sender, interval: maxAdvertInterval)
-            // This advert was the first of the new master's; the addresses go with its second.
+            // The addresses go with the new master's next advert: this one may precede its
+            // gratuitous ARP. Priority 0 tells it we stopped being master, which it answers with
+            // that advert and, having been master all along (a healed split brain), with an
+            // announcement too: clients may have followed ours meanwhile.
             handover = Handover(advertisementsAwaited: 1, deadline: now.advanced(by: handoverBound))
-            return [enter(downTimerArmed(now: now), reason: reason, now: now)]
+            return [resignation, enter(downTimerArmed(now: now), reason: reason, now: now)]
         }
     }
 
@@ -377,6 +382,27 @@ public struct VRRPStateMachine: Sendable {
 
     private func adverTimerArmed(now: VRRPInstant) -> Phase {
         .master(advertAt: advertTime(after: now))
+    }
+
+    /// Another router that believes it is master and loses to us: a split brain whose link has
+    /// healed. RFC 5798 section 6.4.3 discards its advert; we also advertise at once, so it
+    /// yields now rather than at our next interval, and announce the addresses again, since
+    /// clients learnt its link address meanwhile (keepalived answers the same way).
+    private mutating func answerLowerMaster(sender: IPAddress, now: VRRPInstant) -> [VRRPAction] {
+        let announcing = reannouncement(sender: sender, now: now)
+        guard !announcing.isEmpty else { return [] }
+        phase = adverTimerArmed(now: now)
+        return announcing + [advertisement]
+    }
+
+    /// A master that hears another router give up or lose mastership announces the addresses
+    /// again, before its advert, so that the other's handover (which ends with that advert) never
+    /// leaves a client pointing at it. At most once an interval, so a flood of such adverts
+    /// cannot make us flood the link.
+    private mutating func reannouncement(sender: IPAddress, now: VRRPInstant) -> [VRRPAction] {
+        guard sender != configuration.primaryAddress, now >= reannouncementAllowed else { return [] }
+        reannouncementAllowed = advertTime(after: now)
+        return [.announce]
     }
 
     /// Counts an advertisement of the new master towards the handover; the addresses go
