@@ -5,25 +5,19 @@ import XCTest
 import Glibc
 #endif
 
-/// The lab's probe (`lab.sh probe`) running in the background: from the client, a new
-/// connection to an address every 20 ms, each given 200 ms, as the failover figures are measured.
-final class Probe {
+/// A command run in the background with its output to a file, for as long as the test needs
+/// it (bounded: it is killed when it has not ended `seconds` plus 10 s after it started).
+final class BackgroundCommand {
     private let process = Process()
     private let output: String
-    let seconds: Double
+    private let deadline: Date
 
-    /// One attempt: when it began (ms after the probe started) and which node answered, nil for none.
-    struct Attempt {
-        let milliseconds: Int
-        let answer: String?
-    }
-
-    init(_ lab: NetworkLab, address: String, port: Int = 80, seconds: Double) throws {
-        self.seconds = seconds
-        output = temporaryPath("probe.txt")
+    init(_ arguments: [String], seconds: Double) throws {
+        deadline = Date() + seconds + 10
+        output = temporaryPath("background.txt")
         guard FileManager.default.createFile(atPath: output, contents: nil) else { throw TestFailure("cannot create \(output)") }
         process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-        process.arguments = ["bash", NetworkLab.script, "probe", lab.name, address, "\(port)", "\(seconds)"]
+        process.arguments = arguments
         process.standardOutput = FileHandle(forWritingAtPath: output)
         process.standardError = FileHandle.nullDevice
         try process.run()
@@ -34,18 +28,38 @@ final class Probe {
         unlink(output)
     }
 
-    /// Waits (bounded: its duration plus 10 s) until the probe ends; its attempts.
-    func finish() throws -> [Attempt] {
-        let deadline = Date() + seconds + 10
+    /// Waits until the command ends; its output.
+    func finish() throws -> String {
         while process.isRunning {
             guard Date() < deadline else {
                 kill(process.processIdentifier, SIGKILL)
-                throw TestFailure("the probe did not finish")
+                throw TestFailure("\(process.arguments ?? []) did not finish")
             }
             usleep(20_000)
         }
-        let text = try String(contentsOfFile: output, encoding: .utf8)
-        return text.split(separator: "\n").compactMap { line in
+        return try String(contentsOfFile: output, encoding: .utf8)
+    }
+}
+
+/// The lab's probe (`lab.sh probe`) running in the background: from the client, a new
+/// connection to an address every 20 ms, each given 200 ms, as the failover figures are measured.
+final class Probe {
+    private let command: BackgroundCommand
+
+    /// One attempt: when it began (ms after the probe started) and which node answered, nil for none.
+    struct Attempt {
+        let milliseconds: Int
+        let answer: String?
+    }
+
+    init(_ lab: NetworkLab, address: String, port: Int = 80, seconds: Double) throws {
+        command = try BackgroundCommand(["bash", NetworkLab.script, "probe", lab.name, address, "\(port)", "\(seconds)"],
+                                        seconds: seconds)
+    }
+
+    /// Waits until the probe ends; its attempts.
+    func finish() throws -> [Attempt] {
+        try command.finish().split(separator: "\n").compactMap { line in
             let words = line.split(separator: " ")
             guard words.count == 2, let milliseconds = Int(words[0]) else { return nil }
             return Attempt(milliseconds: milliseconds, answer: words[1] == "none" ? nil : String(words[1]))

@@ -138,11 +138,16 @@ final class SwitchoverIntegrationTests: XCTestCase {
     func testHealedSplitBrainLeavesOneMasterAndTheVIPOnOneNode() throws {
         let lab = try NetworkLab()
         let (a, b) = try startPair(lab)
+        usleep(1_200_000)  // a's own announcements at startup are over
         try isolateNodes(lab, true)
         XCTAssertTrue(waitForState(b, "MASTER", timeout: 3), "b hears a no more: \(b.stderr)")
         // a's last announcements may still come after b's first: b's later ones win.
         XCTAssertNotNil(try lab.waitUntil("192.0.2.10", answers: "node-b", timeout: 3), "the client follows b's announcement")
         XCTAssertTrue(try lab.addresses(on: "a").contains("192.0.2.10/24"), "split brain: both hold the VIP")
+        usleep(1_100_000)  // b's announcements as new master are over too
+        let announcements = try BackgroundCommand(
+            ["ip", "netns", "exec", lab.namespace("c"), "python3", "-c", Self.gratuitousARPListener, "192.0.2.10", "1.5"], seconds: 1.5)
+        usleep(200_000)  // listening
         let healed = Date()
         try isolateNodes(lab, false)
         XCTAssertTrue(waitFor(timeout: 2) { b.stderr.contains("MASTER -> BACKUP (higher priority 200 from 192.0.2.1)") }, b.stderr)
@@ -152,10 +157,38 @@ final class SwitchoverIntegrationTests: XCTestCase {
         XCTAssertTrue(waitFor(timeout: 2) { (try? lab.addresses(on: "b").contains("192.0.2.10/24")) == false }, "b let the VIP go")
         XCTAssertTrue(try lab.addresses(on: "a").contains("192.0.2.10/24"))
         XCTAssertFalse(a.stderr.contains("MASTER -> "), "a stayed master: \(a.stderr)")
+        let announcers = Set(try announcements.finish().split(separator: "\n").map(String.init))
+        XCTAssertEqual(announcers, [try hardwareAddress(lab, "a")], "after the heal, a announced the VIP again (and b no more)")
         print(String(format: "split brain healed: b yielded after %.0f ms, the client reached a after %.0f ms", yielded * 1000, (reached ?? 0) * 1000))
         // One advert interval (100 ms), and what the test's polling and process starts add on a loaded machine.
         XCTAssertLessThan(yielded, 0.1 + 0.4)
         XCTAssertEqual(try lab.ask("192.0.2.10"), "node-a")
+    }
+
+    /// Prints the sender's hardware address of every gratuitous ARP for ADDRESS (sender and
+    /// target address both ADDRESS) heard on the client's bridge for SECONDS.
+    static let gratuitousARPListener = """
+        import socket, struct, sys, time
+        address, seconds = socket.inet_aton(sys.argv[1]), float(sys.argv[2])
+        listener = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(0x0806))
+        listener.bind(("br0", 0))
+        end = time.monotonic() + seconds
+        while time.monotonic() < end:
+            listener.settimeout(max(0.01, end - time.monotonic()))
+            try:
+                frame = listener.recv(128)
+            except socket.timeout:
+                break
+            arp = frame[14:42]
+            if len(arp) == 28 and arp[14:18] == address and arp[24:28] == address:
+                print(":".join("%02x" % byte for byte in arp[8:14]), flush=True)
+        """
+
+    private func hardwareAddress(_ lab: NetworkLab, _ node: String) throws -> String {
+        let link = try NetworkLab.command(["ip", "-n", lab.namespace(node), "-o", "link", "show", "eth0"])
+        let words = link.split(separator: " ")
+        guard let index = words.firstIndex(of: "link/ether"), index + 1 < words.count else { throw TestFailure("no MAC: \(link)") }
+        return String(words[index + 1])
     }
 
     /// Cuts (or restores) the link between the nodes and leaves the client's to each: the
