@@ -38,8 +38,8 @@ public final class VRRPInstance: @unchecked Sendable {
     static let announcementSpacing: UInt64 = 500_000_000
     /// The longest the thread sleeps: how soon it sees a link change or a stop.
     static let longestWait: UInt64 = 200_000_000
-    /// A resigning master's handover ends within 2 s (`VRRPStateMachine.handoverBound`); this
-    /// bounds the thread's wait for it whatever happens.
+    /// A resigning master's handover ends within 2 s (`VRRPStateMachine.resignationBound`);
+    /// this bounds the thread's wait for it whatever happens.
     static let longestResignation: UInt64 = 3_000_000_000
 
     public init(configuration: VRRPInstanceConfiguration, log: @escaping @Sendable (String) -> Void) throws {
@@ -184,7 +184,9 @@ public final class VRRPInstance: @unchecked Sendable {
             shared.status.effectivePriority = machine.effectivePriority
             shared.status.advertisementInterval = changed.advertisementInterval
         }
-        log("VRRP vrid \(changed.vrid) on \(changed.interface): now \((["vrrp"] + changed.words).joined(separator: " "))")
+        // Not the command's words: they may hold the auth password.
+        log("VRRP vrid \(changed.vrid) on \(changed.interface): changed in place, priority \(changed.priority), "
+            + "advert \(Int(changed.advertisementInterval) * 10) ms, preempt \(changed.preempt ? "on" : "off")")
     }
 
     private func waitForWork(until deadline: VRRPInstant?) {
