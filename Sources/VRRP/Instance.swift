@@ -10,7 +10,6 @@ import Glibc
 /// deadline, and performs what the machine asks (adverts, addresses, announcements).
 /// The thread shares nothing with the balancer but the snapshot and the inbox below.
 public final class VRRPInstance: @unchecked Sendable {
-    public let configuration: VRRPInstanceConfiguration
     private let interface: NetworkInterface
     private let primaryAddress: IPAddress
     private let socket: AdvertisementSocket
@@ -22,10 +21,16 @@ public final class VRRPInstance: @unchecked Sendable {
     private var thread: pthread_t?
 
     private struct Shared {
+        /// Changed only by the instance's thread, when it adopts `pendingConfiguration`.
+        var configuration: VRRPInstanceConfiguration
+        var pendingConfiguration: VRRPInstanceConfiguration?
         var status: VRRPInstanceStatus
         var availableServers: Int?
         var stopping = false
     }
+
+    /// The `vrrp` command the instance runs.
+    public var configuration: VRRPInstanceConfiguration { shared.withLock { $0.configuration } }
 
     /// Gratuitous ARP / neighbour advertisements are repeated: the first one may be lost
     /// while a switch is still learning.
@@ -33,9 +38,11 @@ public final class VRRPInstance: @unchecked Sendable {
     static let announcementSpacing: UInt64 = 500_000_000
     /// The longest the thread sleeps: how soon it sees a link change or a stop.
     static let longestWait: UInt64 = 200_000_000
+    /// A resigning master's handover ends within 2 s (`VRRPStateMachine.resignationBound`);
+    /// this bounds the thread's wait for it whatever happens.
+    static let longestResignation: UInt64 = 3_000_000_000
 
     public init(configuration: VRRPInstanceConfiguration, log: @escaping @Sendable (String) -> Void) throws {
-        self.configuration = configuration
         self.log = log
         interface = try NetworkInterface(name: configuration.interface)
         let vips = configuration.virtualAddresses.map(\.address)
@@ -53,7 +60,7 @@ public final class VRRPInstance: @unchecked Sendable {
         }
         wakeRead = pipeEnds[0]
         wakeWrite = pipeEnds[1]
-        shared = Mutex(Shared(status: VRRPInstanceStatus(
+        shared = Mutex(Shared(configuration: configuration, status: VRRPInstanceStatus(
             state: .initialize, interface: configuration.interface, vrid: configuration.vrid,
             version: configuration.version.rawValue, configuredPriority: configuration.priority,
             effectivePriority: configuration.priority, advertisementInterval: configuration.advertisementInterval)))
@@ -87,11 +94,29 @@ public final class VRRPInstance: @unchecked Sendable {
         thread = try startThread { [self] in run(machine) }
     }
 
-    /// Resigns (a master sends priority 0 so a backup takes over at once), removes the
-    /// virtual addresses and ends the thread. Returns within about `longestWait`.
+    /// A runtime change of the `vrrp` command, applied by the thread on its next turn without
+    /// a transition (`VRRPStateMachine.reconfigure`). Only what `changesInPlace(to:)` allows:
+    /// another interface, VRID, version or address list is another instance.
+    public func reconfigure(_ changed: VRRPInstanceConfiguration) {
+        shared.withLock { $0.pendingConfiguration = changed }
+        wake()
+    }
+
+    /// Resigns (a master sends priority 0 so a backup takes over after Skew_Time, and serves
+    /// until the new master has taken the addresses), removes the virtual addresses and ends
+    /// the thread. Returns within `longestResignation` plus `longestWait`.
     public func stop() {
+        beginStopping()
+        finishStopping()
+    }
+
+    /// `stop` in two halves, so that several instances resign at the same time.
+    public func beginStopping() {
         shared.withLock { $0.stopping = true }
         wake()
+    }
+
+    public func finishStopping() {
         if let thread { pthread_join(thread, nil) }
         thread = nil
     }
@@ -109,9 +134,20 @@ public final class VRRPInstance: @unchecked Sendable {
         var linkUp = interface.isUp
         driver.perform(machine.start(now: .now), machine: machine)
         if !linkUp { driver.perform(machine.interfaceDown(now: .now), machine: machine) }
+        var resignedAt: VRRPInstant?
         while true {
-            let (stopping, availableServers) = shared.withLock { ($0.stopping, $0.availableServers) }
-            if stopping { break }
+            let (stopping, availableServers, changed) = shared.withLock { shared in
+                defer { shared.pendingConfiguration = nil }
+                return (shared.stopping, shared.availableServers, shared.pendingConfiguration)
+            }
+            if let changed { adopt(changed, into: &machine) }
+            if stopping, resignedAt == nil {
+                resignedAt = .now
+                driver.perform(machine.shutdown(now: .now), machine: machine)
+            }
+            if let resignedAt, machine.state != .master || VRRPInstant.now >= resignedAt.advanced(by: Self.longestResignation) {
+                break
+            }
             if let availableServers {
                 machine.setEffectivePriority(configuration.effectivePriority(availableServers: availableServers))
             }
@@ -133,6 +169,24 @@ public final class VRRPInstance: @unchecked Sendable {
         driver.perform(machine.shutdown(now: .now), machine: machine)
         // Whatever happened before, leave no virtual address behind.
         driver.perform([.removeVirtualAddresses], machine: machine)
+    }
+
+    private func adopt(_ changed: VRRPInstanceConfiguration, into machine: inout VRRPStateMachine) {
+        do {
+            try machine.reconfigure(priority: changed.priority, advertisementInterval: changed.advertisementInterval,
+                                    preempt: changed.preempt, preemptDelay: changed.preemptDelay)
+        } catch {
+            return log("VRRP vrid \(changed.vrid) on \(changed.interface): change refused: \(error)")
+        }
+        shared.withLock { shared in
+            shared.configuration = changed
+            shared.status.configuredPriority = changed.priority
+            shared.status.effectivePriority = machine.effectivePriority
+            shared.status.advertisementInterval = changed.advertisementInterval
+        }
+        // Not the command's words: they may hold the auth password.
+        log("VRRP vrid \(changed.vrid) on \(changed.interface): changed in place, priority \(changed.priority), "
+            + "advert \(Int(changed.advertisementInterval) * 10) ms, preempt \(changed.preempt ? "on" : "off")")
     }
 
     private func waitForWork(until deadline: VRRPInstant?) {
@@ -214,6 +268,12 @@ public final class VRRPInstance: @unchecked Sendable {
                 nextAnnouncement = .now
                 announceIfDue(now: .now)
             case .transition(let from, let to, let reason):
+                // Only a master announces: a node that stopped being one (and may still hold the
+                // addresses for a handover) must not point clients back at itself.
+                if from == .master {
+                    announcementsLeft = 0
+                    nextAnnouncement = nil
+                }
                 instance.log("VRRP vrid \(configuration.vrid) on \(configuration.interface): \(from.rawValue) -> \(to.rawValue) (\(reason))")
                 instance.shared.withLock { shared in
                     shared.status.lastTransitionTime = time(nil)

@@ -260,7 +260,7 @@ struct RunCommand: ParsableCommand {
         } catch {
             throw RuntimeFailure(description: "cannot start VRRP: \(error)")
         }
-        service.setVRRPStatusProvider { vrrp.statuses }
+        service.attachVRRP(vrrp)
         Daemon.signalReady()
         let systemd = SystemdNotifier(logger: logger)
         try? systemd?.ready(service).wait()

@@ -2,40 +2,85 @@ import Balancer
 import BalancerCore
 import Logging
 import NIOCore
+import Synchronization
 import VRRP
 import VRRPCore
 
 /// The VRRP instances of one penha, next to its balancer: started after the listener is
 /// bound, told every second how many servers the balancer could use (health coupling),
-/// and stopped before exit so that a master resigns and no virtual address stays behind.
-final class VRRPNode {
-    let instances: [VRRPInstance]
-    private let healthCheck: RepeatedTask?
+/// changed at runtime by `vrrp` and `no vrrp` commands, and stopped before exit so that a
+/// master resigns and no virtual address stays behind.
+final class VRRPNode: VRRPControl {
+    /// A class of its own so that the health report can hold it before `self` exists.
+    private final class Instances: Sendable {
+        let list: Mutex<[VRRPInstance]>
+        init(_ list: [VRRPInstance]) { self.list = Mutex(list) }
+        var all: [VRRPInstance] { list.withLock { $0 } }
+        func set(_ new: [VRRPInstance]) { list.withLock { $0 = new } }
+    }
 
-    /// Starts nothing when the configuration has no `vrrp` command: penha runs standalone.
+    private let instances: Instances
+    private let log: @Sendable (String) -> Void
+    private let healthCheck: RepeatedTask
+
+    /// Starts nothing when the configuration has no `vrrp` command: penha runs standalone
+    /// (until a `vrrp` command adds an instance).
     init(configuration: Configuration, service: BalancerService, logger: Logger) throws {
         let log: @Sendable (String) -> Void = { logger.notice("\($0)") }
-        instances = try configuration.vrrpInstances.map { try VRRPInstance(configuration: $0, log: log) }
-        guard !instances.isEmpty else {
-            healthCheck = nil
-            return
-        }
-        let instances = self.instances
+        self.log = log
+        let started = try configuration.vrrpInstances.map { try VRRPInstance(configuration: $0, log: log) }
+        let instances = Instances(started)
+        self.instances = instances
         let report: @Sendable () -> Void = {
+            guard !instances.all.isEmpty else { return }
             service.withState { $0.availableServerCount(now: .now()) }.whenSuccess { count in
-                for instance in instances { instance.setAvailableServers(count) }
+                for instance in instances.all { instance.setAvailableServers(count) }
             }
         }
         report()
         healthCheck = service.eventLoop.scheduleRepeatedTask(initialDelay: .seconds(1), delay: .seconds(1)) { _ in report() }
-        for instance in instances { try instance.start() }
+        for instance in started { try instance.start() }
     }
 
     /// What `penha status` shows of each instance.
-    var statuses: [VRRPInstanceStatus] { instances.map(\.status) }
+    var statuses: [VRRPInstanceStatus] { instances.all.map(\.status) }
+
+    var running: [VRRPInstanceConfiguration] { instances.all.map(\.configuration) }
+
+    /// Keeps an instance whose command did not change (no transition, no gap in its adverts),
+    /// changes one in place when it can (`changesInPlace`), replaces one that changed its
+    /// version or addresses (it resigns, then the new one starts as backup), stops those no
+    /// longer wanted and starts new ones. Every new instance is made before anything changes,
+    /// so one that cannot be made changes nothing.
+    func apply(_ wanted: [VRRPInstanceConfiguration]) throws {
+        let current = instances.all
+        let made = try wanted.filter { next in
+            !current.contains { $0.configuration.changesInPlace(to: next) }
+        }.map { try VRRPInstance(configuration: $0, log: log) }
+        var result: [VRRPInstance] = []
+        var leaving: [VRRPInstance] = []
+        for instance in current {
+            if let next = wanted.first(where: instance.configuration.changesInPlace(to:)) {
+                if next != instance.configuration { instance.reconfigure(next) }
+                result.append(instance)
+            } else {
+                leaving.append(instance)
+            }
+        }
+        // Together, and before a replacement starts, so that it never meets its predecessor.
+        for instance in leaving { instance.beginStopping() }
+        for instance in leaving { instance.finishStopping() }
+        defer { instances.set(result) }
+        for instance in made {
+            try instance.start()
+            result.append(instance)
+        }
+    }
 
     func stop() {
-        healthCheck?.cancel()
-        for instance in instances { instance.stop() }
+        healthCheck.cancel()
+        let all = instances.all
+        for instance in all { instance.beginStopping() }
+        for instance in all { instance.finishStopping() }
     }
 }

@@ -7,14 +7,20 @@ import VRRPCore
 /// deploy/examples must stay valid penha configuration, and a working pair.
 final class ExampleConfigTests: XCTestCase {
     private func instance(in file: String) throws -> (VRRPInstanceConfiguration, [ConfigLine]) {
+        let (instances, lines) = try Self.instances(in: file)
+        XCTAssertEqual(instances.count, 1, file)
+        return (try XCTUnwrap(instances.first), lines)
+    }
+
+    /// The `vrrp` commands of an example file, and all its lines; the lab tests use them too.
+    static func instances(in file: String) throws -> ([VRRPInstanceConfiguration], [ConfigLine]) {
         let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
         let lines = try ConfigFile.read(root.appendingPathComponent("deploy/examples/\(file)").path)
         let instances = lines.compactMap { line -> VRRPInstanceConfiguration? in
             if case .vrrp(let instance) = line.command { return instance }
             return nil
         }
-        XCTAssertEqual(instances.count, 1, file)
-        return (try XCTUnwrap(instances.first), lines)
+        return (instances, lines)
     }
 
     func testTheTwoHostExamplesParseAndMakeAPair() throws {
@@ -28,5 +34,28 @@ final class ExampleConfigTests: XCTestCase {
         XCTAssertLessThan(a.effectivePriority(availableServers: 0), b.priority, "A without servers hands the VIP to B")
         XCTAssertEqual(linesA.hostsToResolve, linesB.hostsToResolve, "both balance across the same servers")
         XCTAssertFalse(linesA.hostsToResolve.isEmpty)
+    }
+
+    /// Two virtual routers, the same on both hosts but for the priorities: each host is the
+    /// preferred master of one VIP, and either one without servers hands its VIP to the other.
+    func testTheActiveActiveExamplesMakeEachHostTheMasterOfOneVIP() throws {
+        let (a, linesA) = try Self.instances(in: "active-active-a.conf")
+        let (b, linesB) = try Self.instances(in: "active-active-b.conf")
+        XCTAssertEqual(a.count, 2)
+        XCTAssertEqual(a.map(\.vrid), b.map(\.vrid))
+        XCTAssertEqual(Set(a.map(\.vrid)).count, 2, "two virtual routers")
+        XCTAssertEqual(Set(a.flatMap(\.virtualAddresses)).count, 2, "one VIP each")
+        var preferred: [String] = []
+        for (onA, onB) in zip(a, b) {
+            XCTAssertEqual(onA.virtualAddresses, onB.virtualAddresses)
+            XCTAssertEqual(onA.advertisementInterval, onB.advertisementInterval)
+            XCTAssertEqual(onA.version, onB.version)
+            XCTAssertNotEqual(onA.priority, onB.priority)
+            let (master, backup) = onA.priority > onB.priority ? (onA, onB) : (onB, onA)
+            preferred.append(onA.priority > onB.priority ? "a" : "b")
+            XCTAssertLessThan(master.effectivePriority(availableServers: 0), backup.priority, "vrid \(master.vrid) without servers hands over")
+        }
+        XCTAssertEqual(preferred.sorted(), ["a", "b"], "each host is the preferred master of one VIP")
+        XCTAssertEqual(linesA.hostsToResolve, linesB.hostsToResolve, "both balance across the same servers")
     }
 }

@@ -38,4 +38,23 @@ final class VRRPCommandIntegrationTests: XCTestCase {
         XCTAssertEqual(fromFile.status, 2, fromFile.stderr)
         XCTAssertTrue(fromFile.stderr.contains("\(config):1") && fromFile.stderr.contains(Self.bound), fromFile.stderr)
     }
+
+    /// A `vrrp` command adds an instance at runtime; one that cannot start (here: no such
+    /// interface, so nothing touches this host's network) is an error and leaves no instance in
+    /// the configuration, and `no vrrp` of one that does not run is an error too.
+    func testARuntimeInstanceThatCannotStartChangesNothing() throws {
+        let backend = try Backend("A")
+        let penha = try Penha([], servers: ["127.0.0.1:\(backend.port)"])
+        let answer = try penha.command("vrrp interface penha-none0 vrid 9 priority 100 vip 192.0.2.1/24")
+        XCTAssertEqual(answer.count, 1, "\(answer)")
+        XCTAssertTrue(answer.first?.hasPrefix("error: vrrp not changed: ") == true, "\(answer)")
+        XCTAssertTrue(answer.first?.contains("penha-none0") == true, "\(answer)")
+        let written = temporaryPath("written.conf")
+        defer { unlink(written) }
+        _ = try penha.command("write \(written)")
+        XCTAssertFalse(try String(contentsOfFile: written, encoding: .utf8).contains("vrrp"), "not in the configuration")
+        XCTAssertEqual(try penha.command("no vrrp vrid 9"), ["error: no vrrp instance with vrid 9"])
+        XCTAssertEqual(try penha.command("status").first, "role STANDALONE")
+        XCTAssertEqual(try whoAnswers(penha), "A", "still relaying")
+    }
 }

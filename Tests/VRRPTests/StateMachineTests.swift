@@ -291,56 +291,117 @@ final class StateMachineTests: XCTestCase {
         var machine = try makeMaster(priority: 100)
         let now = t0.advanced(by: seconds(10))
         XCTAssertEqual(machine.advertisementReceived(priority: 150, maxAdvertInterval: 200, sender: lowerPeer, now: now), [
-            .removeVirtualAddresses,
+            .sendAdvertisement(priority: 0, interval: 100),
             .transition(from: .master, to: .backup, reason: "higher priority 150 from 192.0.2.0"),
         ])
         XCTAssertEqual(machine.state, .backup)
         XCTAssertEqual(machine.masterAddress, lowerPeer)
         XCTAssertEqual(machine.masterAdvertInterval, 200)
-        // Skew_Time = (156 * 200) / 256 = 121 cs.
-        XCTAssertEqual(machine.nextDeadline, now.advanced(by: cs(600 + 121)))
+        XCTAssertTrue(machine.holdsVirtualAddresses, "kept until the new master's gratuitous ARP is out")
+        // The handover bound, 3 x 200 cs, comes before the down timer:
+        // Skew_Time = (156 * 200) / 256 = 121 cs, Master_Down_Interval 721 cs.
+        XCTAssertEqual(machine.nextDeadline, now.advanced(by: seconds(6)))
+        let second = now.advanced(by: seconds(2))
+        XCTAssertEqual(machine.advertisementReceived(priority: 150, maxAdvertInterval: 200, sender: lowerPeer, now: second),
+                       [.removeVirtualAddresses], "the new master's second advert releases them")
+        XCTAssertFalse(machine.holdsVirtualAddresses)
+        XCTAssertEqual(machine.nextDeadline, second.advanced(by: cs(600 + 121)))
+    }
+
+    /// A new master that is never heard again: the addresses go at the handover bound.
+    func testPreemptedMasterReleasesTheAddressesAtTheHandoverBound() throws {
+        var machine = try makeMaster(priority: 100)
+        let now = t0.advanced(by: seconds(10))
+        _ = machine.advertisementReceived(priority: 150, maxAdvertInterval: 10, sender: lowerPeer, now: now)
+        // 3 x 10 cs, before the Master_Down_Interval of 30 + 6 cs.
+        XCTAssertEqual(machine.nextDeadline, now.advanced(by: cs(30)))
+        XCTAssertEqual(machine.tick(now: now.advanced(by: cs(30) - 1)), [])
+        XCTAssertEqual(machine.tick(now: now.advanced(by: cs(30))), [.removeVirtualAddresses])
+        XCTAssertEqual(machine.state, .backup)
+        XCTAssertEqual(machine.nextDeadline, now.advanced(by: cs(36)))
+        XCTAssertEqual(machine.tick(now: now.advanced(by: cs(36))).last,
+                       .transition(from: .backup, to: .master, reason: "master down timer expired"))
+    }
+
+    /// The new master going away during the handover: this node takes over again, its
+    /// addresses still on the interface, so it announces them without adding them.
+    func testBackupStillHoldingTheAddressesTakesOverWithoutAddingThem() throws {
+        var machine = try makeMaster(priority: 100)
+        let now = t0.advanced(by: seconds(10))
+        _ = machine.advertisementReceived(priority: 150, maxAdvertInterval: 100, sender: lowerPeer, now: now)
+        XCTAssertEqual(machine.advertisementReceived(priority: 0, maxAdvertInterval: 100, sender: lowerPeer, now: now), [])
+        XCTAssertEqual(machine.tick(now: machine.nextDeadline!), [
+            .sendAdvertisement(priority: 100, interval: 100),
+            .announce,
+            .transition(from: .backup, to: .master, reason: "priority 0 from 192.0.2.0"),
+        ])
+        XCTAssertTrue(machine.holdsVirtualAddresses)
     }
 
     func testMasterYieldsToEqualPriorityFromHigherAddress() throws {
         var machine = try makeMaster(priority: 100)
         let now = t0.advanced(by: seconds(10))
         XCTAssertEqual(machine.advertisementReceived(priority: 100, maxAdvertInterval: 100, sender: higherPeer, now: now), [
-            .removeVirtualAddresses,
+            .sendAdvertisement(priority: 0, interval: 100),
             .transition(from: .master, to: .backup, reason: "equal priority 100 from higher address 192.0.2.2"),
         ])
-        XCTAssertEqual(machine.nextDeadline, now.advanced(by: cs(360)))
+        XCTAssertEqual(machine.nextDeadline, now.advanced(by: cs(300)), "the handover bound, 3 intervals")
+        XCTAssertEqual(machine.tick(now: now.advanced(by: cs(300))), [.removeVirtualAddresses])
     }
 
+    /// A master hearing one that loses to it (a healed split brain) stays master, and answers at
+    /// once with an advert and a new announcement, at most once an interval.
     func testMasterKeepsMastershipAgainstLowerPriorityAndEqualPriorityLowerAddress() throws {
         var machine = try makeMaster(priority: 100)
         let deadline = machine.nextDeadline
         let now = t0.advanced(by: cs(400))
-        XCTAssertEqual(machine.advertisementReceived(priority: 99, maxAdvertInterval: 100, sender: higherPeer, now: now), [])
-        XCTAssertEqual(machine.advertisementReceived(priority: 100, maxAdvertInterval: 100, sender: lowerPeer, now: now), [])
-        XCTAssertEqual(machine.advertisementReceived(priority: 100, maxAdvertInterval: 100, sender: ours, now: now), [])
+        XCTAssertEqual(machine.advertisementReceived(priority: 100, maxAdvertInterval: 100, sender: ours, now: now), [],
+                       "our own advert looped back")
+        XCTAssertEqual(machine.nextDeadline, deadline)
+        XCTAssertEqual(machine.advertisementReceived(priority: 99, maxAdvertInterval: 100, sender: higherPeer, now: now),
+                       [.announce, .sendAdvertisement(priority: 100, interval: 100)])
+        XCTAssertEqual(machine.nextDeadline, now.advanced(by: seconds(1)), "the Adver_Timer starts again")
+        XCTAssertEqual(machine.advertisementReceived(priority: 100, maxAdvertInterval: 100, sender: lowerPeer, now: now), [],
+                       "answered already in this interval")
+        let later = now.advanced(by: seconds(1))
+        XCTAssertEqual(machine.advertisementReceived(priority: 100, maxAdvertInterval: 100, sender: lowerPeer, now: later),
+                       [.announce, .sendAdvertisement(priority: 100, interval: 100)])
         XCTAssertEqual(machine.state, .master)
         XCTAssertEqual(machine.masterAddress, ours)
-        XCTAssertEqual(machine.nextDeadline, deadline)
     }
 
     func testMasterAnswersPriorityZeroAtOnceAndResetsAdverTimer() throws {
         var machine = try makeMaster(priority: 100)
         let now = t0.advanced(by: cs(400))  // master since 3.6 s, next advert due at 4.6 s
         XCTAssertEqual(machine.advertisementReceived(priority: 0, maxAdvertInterval: 100, sender: higherPeer, now: now),
-                       [.sendAdvertisement(priority: 100, interval: 100)])
+                       [.announce, .sendAdvertisement(priority: 100, interval: 100)],
+                       "clients may have followed the router that resigned: announce, before the advert that ends its handover")
         XCTAssertEqual(machine.state, .master)
         XCTAssertEqual(machine.nextDeadline, now.advanced(by: seconds(1)))
+        XCTAssertEqual(machine.advertisementReceived(priority: 0, maxAdvertInterval: 100, sender: higherPeer, now: now),
+                       [.sendAdvertisement(priority: 100, interval: 100)], "announced once an interval at most")
     }
 
     // MARK: Shutdown, fault
 
-    func testShutdownFromMasterSendsPriorityZeroAndRemovesAddresses() throws {
+    /// RFC 5798 section 6.4.3 Shutdown, and the addresses kept and served until the new
+    /// master has advertised twice: its gratuitous ARP follows its first advert.
+    func testShutdownFromMasterResignsAndKeepsTheAddressesUntilTheNewMastersSecondAdvert() throws {
         var machine = try makeMaster(priority: 100)
         let now = t0.advanced(by: seconds(20))
-        XCTAssertEqual(machine.shutdown(now: now), [
-            .sendAdvertisement(priority: 0, interval: 100),
+        XCTAssertEqual(machine.shutdown(now: now), [.sendAdvertisement(priority: 0, interval: 100)])
+        XCTAssertEqual(machine.state, .master, "still answering for the addresses")
+        XCTAssertTrue(machine.holdsVirtualAddresses)
+        XCTAssertEqual(machine.shutdown(now: now), [], "resigning already")
+        XCTAssertEqual(machine.advertisementReceived(priority: 0, maxAdvertInterval: 100, sender: higherPeer, now: now), [],
+                       "another router resigning is no new master")
+        let first = now.advanced(by: cs(20))
+        XCTAssertEqual(machine.advertisementReceived(priority: 50, maxAdvertInterval: 100, sender: higherPeer, now: first), [],
+                       "whatever its priority: it is the new master")
+        let second = first.advanced(by: cs(100))
+        XCTAssertEqual(machine.advertisementReceived(priority: 50, maxAdvertInterval: 100, sender: higherPeer, now: second), [
             .removeVirtualAddresses,
-            .transition(from: .master, to: .initialize, reason: "shutdown"),
+            .transition(from: .master, to: .initialize, reason: "shutdown, handed over to 192.0.2.2"),
         ])
         XCTAssertEqual(machine.state, .initialize)
         XCTAssertNil(machine.nextDeadline)
@@ -349,6 +410,86 @@ final class StateMachineTests: XCTestCase {
         XCTAssertEqual(machine.advertisementReceived(priority: 0, maxAdvertInterval: 100, sender: higherPeer, now: now), [])
         XCTAssertEqual(machine.shutdown(now: now), [])
         XCTAssertEqual(machine.interfaceDown(now: now), [], "a stopped instance ignores the link")
+    }
+
+    /// No backup answers: priority 0 again every interval (one may be lost), and the addresses
+    /// go at the handover bound, 3 intervals (at most 2 s).
+    func testResigningMasterRepeatsPriorityZeroAndStopsAtTheHandoverBound() throws {
+        var machine = try makeMaster(priority: 100)
+        let now = t0.advanced(by: seconds(20))
+        _ = machine.shutdown(now: now)
+        XCTAssertEqual(machine.nextDeadline, now.advanced(by: seconds(1)))
+        XCTAssertEqual(machine.tick(now: now.advanced(by: seconds(1))), [.sendAdvertisement(priority: 0, interval: 100)])
+        XCTAssertEqual(machine.tick(now: now.advanced(by: seconds(2) - 1)), [])
+        XCTAssertEqual(machine.tick(now: now.advanced(by: seconds(2))), [
+            .removeVirtualAddresses,
+            .transition(from: .master, to: .initialize, reason: "shutdown"),
+        ])
+        XCTAssertNil(machine.nextDeadline)
+        XCTAssertNil(machine.masterAddress)
+    }
+
+    func testInterfaceDownWhileResigningGivesUpAtOnce() throws {
+        var machine = try makeMaster(priority: 100)
+        _ = machine.shutdown(now: t0.advanced(by: seconds(20)))
+        XCTAssertEqual(machine.interfaceDown(now: t0.advanced(by: seconds(20))), [
+            .removeVirtualAddresses,
+            .transition(from: .master, to: .fault, reason: "interface down"),
+        ])
+        XCTAssertFalse(machine.holdsVirtualAddresses)
+    }
+
+    /// The two nodes of a pair in virtual time, checked after every event: at every instant
+    /// of a planned switchover one of them holds the addresses. A shutdown's handover is cut at
+    /// 2 s (the process must exit), which covers advert intervals up to 1 s; a lowered priority's
+    /// handover has no such cut.
+    func testPlannedSwitchoversNeverLeaveTheAddressesUnheld() throws {
+        for interval: UInt16 in [1, 10, 100, 4095] {
+            func pair() throws -> Network {
+                var network = Network(
+                    try makeMachine(priority: 200, interval: interval, primary: ip("192.0.2.1")),
+                    try makeMachine(priority: 100, interval: interval, primary: ip("192.0.2.2")))
+                network.start(at: t0)
+                network.run(until: t0.advanced(by: seconds(200)))
+                XCTAssertEqual(network.machines.map(\.state), [.master, .backup])
+                return network
+            }
+            let alwaysHeld: ([VRRPStateMachine]) -> Void = { machines in
+                XCTAssertTrue(machines.contains(where: \.holdsVirtualAddresses), "interval \(interval): nobody holds them")
+            }
+            if interval <= 100 {
+                var shutdown = try pair()
+                shutdown.observe = alwaysHeld
+                shutdown.perform(on: 0) { $0.shutdown(now: $1) }
+                shutdown.run(until: t0.advanced(by: seconds(400)))
+                XCTAssertEqual(shutdown.machines.map(\.state), [.initialize, .master], "interval \(interval)")
+                XCTAssertFalse(shutdown.machines[0].holdsVirtualAddresses)
+            }
+
+            var lowered = try pair()
+            lowered.observe = alwaysHeld
+            try lowered.machines[0].reconfigure(priority: 50, advertisementInterval: interval, preempt: true, preemptDelay: nil)
+            lowered.run(until: t0.advanced(by: seconds(400)))
+            XCTAssertEqual(lowered.machines.map(\.state), [.backup, .master], "interval \(interval)")
+            XCTAssertEqual(lowered.machines.map(\.holdsVirtualAddresses), [false, true], "interval \(interval)")
+        }
+    }
+
+    func testReconfigureChangesPriorityAndIntervalInPlace() throws {
+        var machine = try makeMaster(priority: 100)
+        let before = machine.lastTransition
+        try machine.reconfigure(priority: 150, advertisementInterval: 50, preempt: false, preemptDelay: 3)
+        XCTAssertEqual(machine.state, .master)
+        XCTAssertEqual(machine.lastTransition, before, "no transition of its own")
+        XCTAssertEqual(machine.configuredPriority, 150)
+        XCTAssertEqual(machine.effectivePriority, 150)
+        XCTAssertEqual(machine.masterAdvertInterval, 50)
+        XCTAssertFalse(machine.configuration.preempt)
+        let due = machine.nextDeadline!
+        XCTAssertEqual(machine.tick(now: due), [.sendAdvertisement(priority: 150, interval: 50)])
+        XCTAssertEqual(machine.nextDeadline, due.advanced(by: cs(50)))
+        XCTAssertThrowsError(try machine.reconfigure(priority: 0, advertisementInterval: 50, preempt: true, preemptDelay: nil))
+        XCTAssertEqual(machine.configuredPriority, 150, "a refused change changes nothing")
     }
 
     func testShutdownFromBackupJustStopsAndCanRestart() throws {
@@ -518,7 +659,7 @@ final class StateMachineTests: XCTestCase {
                     actions = machine.tick(now: now)
                 } else {
                     now = eventTime
-                    switch random.next(7) {
+                    switch random.next(8) {
                     case 0: actions = machine.start(now: now)
                     case 1: actions = machine.shutdown(now: now)
                     case 2: actions = machine.interfaceDown(now: now)
@@ -528,6 +669,11 @@ final class StateMachineTests: XCTestCase {
                         actions = []
                     case 5:
                         actions = machine.tick(now: now)
+                    case 6:
+                        try? machine.reconfigure(
+                            priority: UInt8(random.next(256)), advertisementInterval: UInt16(1 + random.next(4095)),
+                            preempt: random.next(2) == 0, preemptDelay: nil)
+                        actions = []
                     default:
                         actions = machine.advertisementReceived(
                             priority: UInt8(random.next(256)), maxAdvertInterval: UInt16(1 + random.next(4095)),
@@ -543,7 +689,7 @@ final class StateMachineTests: XCTestCase {
                         XCTAssertFalse(addressesHeld, context)
                         addressesHeld = true
                     case .removeVirtualAddresses:
-                        // Entering Backup removes them too, held or not (left by a crashed run).
+                        // Entering Backup at start removes them too, held or not (left by a crashed run).
                         XCTAssertTrue(addressesHeld || machine.state == .backup, context)
                         addressesHeld = false
                     case .announce:
@@ -551,8 +697,8 @@ final class StateMachineTests: XCTestCase {
                     case .sendAdvertisement(let priority, _):
                         XCTAssertTrue(priority == 0 || priority == machine.effectivePriority, context)
                     case .transition(let from, let to, _):
-                        if to == .backup {
-                            XCTAssertTrue(actions.contains(.removeVirtualAddresses), "no address into Backup, \(context)")
+                        if to == .initialize || to == .fault {
+                            XCTAssertFalse(machine.holdsVirtualAddresses, "no address when stopped, \(context)")
                         }
                         XCTAssertEqual(from, before, context)
                         XCTAssertEqual(to, machine.state, context)
@@ -561,7 +707,8 @@ final class StateMachineTests: XCTestCase {
                 }
                 let transitions = actions.filter { if case .transition = $0 { return true } else { return false } }
                 XCTAssertEqual(transitions.count, before == machine.state ? 0 : 1, context)
-                XCTAssertEqual(addressesHeld, machine.state == .master, context)
+                XCTAssertEqual(addressesHeld, machine.holdsVirtualAddresses, context)
+                if machine.state == .master { XCTAssertTrue(addressesHeld, context) }
                 if machine.state == .master { XCTAssertEqual(machine.masterAddress, ours, context) }
 
                 guard let deadline = machine.nextDeadline else {
@@ -577,7 +724,7 @@ final class StateMachineTests: XCTestCase {
                 }
                 var due = machine
                 XCTAssertFalse(due.tick(now: deadline).isEmpty, context)
-                XCTAssertGreaterThan(due.nextDeadline!, deadline, context)
+                if let next = due.nextDeadline { XCTAssertGreaterThan(next, deadline, context) }
             }
         }
         XCTAssertEqual(visited, [.initialize, .backup, .master, .fault])
@@ -598,6 +745,9 @@ private struct Network {
         for index in machines.indices { deliver(machines[index].start(now: now), from: index) }
     }
 
+    /// Called after every event with the machines as they are then.
+    var observe: ([VRRPStateMachine]) -> Void = { _ in }
+
     mutating func run(until end: VRRPInstant) {
         while let next = nextTimer(), next.deadline <= end {
             now = next.deadline
@@ -605,8 +755,15 @@ private struct Network {
             // A timer that does not fire at its deadline would loop here forever.
             guard !actions.isEmpty else { return XCTFail("timer did not fire at its deadline") }
             deliver(actions, from: next.index)
+            observe(machines)
         }
         now = end
+    }
+
+    /// An event from outside (shutdown, say) on one machine, now; its adverts are delivered.
+    mutating func perform(on index: Int, _ event: (inout VRRPStateMachine, VRRPInstant) -> [VRRPAction]) {
+        deliver(event(&machines[index], now), from: index)
+        observe(machines)
     }
 
     private func nextTimer() -> (index: Int, deadline: VRRPInstant)? {

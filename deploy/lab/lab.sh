@@ -4,6 +4,9 @@
 #   lab.sh up NAME     build the lab NAME (namespaces NAME-a, NAME-b: the nodes; NAME-c: the
 #                      client, which also holds the bridge that joins them)
 #   lab.sh down NAME   stop everything in it and delete it
+#   lab.sh probe NAME ADDRESS PORT SECONDS
+#                      from the client, a new connection every 20 ms for SECONDS (at most 60),
+#                      each given 200 ms; prints "MILLISECONDS ANSWER" per attempt, "none" for a failure
 #   lab.sh demo        build penha, run a pair sharing a VIP, kill the master and print how
 #                      long the VIP was unreachable; cleans up after itself
 #
@@ -88,6 +91,29 @@ except OSError:
 ' "$address" "$port"
 }
 
+probe() {
+    local name=$1 address=$2 port=$3 seconds=$4
+    ip netns exec "$name-c" python3 -c '
+import socket, sys, time
+address, port, seconds = sys.argv[1], int(sys.argv[2]), min(float(sys.argv[3]), 60.0)
+period, start, slot = 0.02, time.monotonic(), 0
+while time.monotonic() - start < seconds:
+    wait = start + slot * period - time.monotonic()
+    if wait > 0:
+        time.sleep(wait)
+    began = time.monotonic()
+    try:
+        with socket.create_connection((address, port), 0.2) as connection:
+            connection.settimeout(0.2)
+            answer = connection.recv(64).decode().strip() or "none"
+    except OSError:
+        answer = "none"
+    print(f"{(began - start) * 1000:.0f} {answer}", flush=True)
+    # A slow attempt skips the slots it overran: one connection at a time, every 20 ms at most.
+    slot = max(slot + 1, int((time.monotonic() - start) / period) + 1)
+' "$address" "$port" "$seconds"
+}
+
 demo() {
     cd "$(dirname "$0")/../.."
     echo "==> building penha"
@@ -134,6 +160,7 @@ case "${1:-}" in
     up) up "$2" ;;
     down) down "$2" ;;
     ask) ask "$2" "$3" "$4" ;;
+    probe) probe "$2" "$3" "$4" "$5" ;;
     demo) demo ;;
-    *) echo "usage: $0 up NAME | down NAME | ask NAME ADDRESS PORT | demo" >&2; exit 2 ;;
+    *) echo "usage: $0 up NAME | down NAME | ask NAME ADDRESS PORT | probe NAME ADDRESS PORT SECONDS | demo" >&2; exit 2 ;;
 esac

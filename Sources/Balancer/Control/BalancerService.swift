@@ -32,9 +32,9 @@ public final class BalancerService {
     private var reports: Reports?
     private var healthChecker: HealthChecker?
     private var boundListen: String
-    /// Set once VRRP runs. Asks the interfaces, so it is called on the thread pool and only
-    /// for a report that shows the instances.
-    private let vrrpStatus = Mutex<@Sendable () -> [VRRPInstanceStatus]>({ [] })
+    /// Set once VRRP runs. Its statuses ask the interfaces, so they are gathered on the thread
+    /// pool and only for a report that shows the instances.
+    private let vrrp = Mutex<(any VRRPControl)?>(nil)
     private var controlAddress: ControlAddress?
     let tls: TLSTermination?
 
@@ -121,9 +121,10 @@ public final class BalancerService {
         eventLoop.submit { body(&self.runtime.state) }
     }
 
-    /// Where `status` gets the VRRP instances' states (and so the role) from once VRRP runs.
-    public func setVRRPStatusProvider(_ provider: @escaping @Sendable () -> [VRRPInstanceStatus]) {
-        vrrpStatus.withLock { $0 = provider }
+    /// What runs the VRRP instances: where `status` gets their states (and so the role)
+    /// from, and what a runtime `vrrp` change is applied to.
+    public func attachVRRP(_ control: any VRRPControl) {
+        vrrp.withLock { $0 = control }
     }
 
     /// Whether a control connection from `address` passes `control_acl` (a refusal is logged);
@@ -170,14 +171,15 @@ public final class BalancerService {
             let target = try commandLine.applying(lines)
             return (target, try Prepared(lines: lines, hosts: Set(target.servers.map(\.host)), logPath: target.logFile))
         }.flatMapThrowing { target, prepared in
-            let tlsBefore = self.runtime.configuration.tls
+            let before = self.runtime.configuration
             let changes = try self.runtime.converge(to: target, facts: self.facts(), resolved: prepared.resolved)
             self.adoptRuntime()
             self.connectionLog.file = prepared.log
             for change in changes { self.logger.notice("reload: \(change)") }
-            return tlsBefore
-        }.flatMap { tlsBefore in
-            self.adoptTLS(previous: tlsBefore, reloading: true).map(self.logProblems)
+            return before
+        }.flatMap { before in
+            self.adoptTLS(previous: before.tls, reloading: true).and(self.adoptVRRP(previous: before.vrrpInstances))
+                .map { self.logProblems($0 + $1) }
         }
     }
 
@@ -193,7 +195,7 @@ public final class BalancerService {
 
     /// The VRRP instances as reports show them; blocking (it asks the interfaces).
     func vrrpReports() -> [StatusReport.VRRPInstance] {
-        vrrpStatus.withLock { $0 }().map(StatusReport.VRRPInstance.init)
+        (vrrp.withLock { $0 }?.statuses ?? []).map(StatusReport.VRRPInstance.init)
     }
 
     /// Reads and prepares on the thread pool, then applies on the event loop.
@@ -204,13 +206,14 @@ public final class BalancerService {
             return try Prepared(lines: lines, hosts: lines.hostsToResolve, logPath: lines.lastLogFile,
                                 vrrp: reportsVRRP ? self.vrrpReports() : [])
         }.flatMapThrowing { prepared in
-            let tlsBefore = self.runtime.configuration.tls
+            let before = self.runtime.configuration
             let outcome = try self.runtime.execute(prepared.lines, facts: self.facts(vrrp: prepared.vrrp),
                                                    resolved: prepared.resolved)
             self.adoptRuntime()
-            return (outcome, prepared, tlsBefore)
-        }.flatMap { outcome, prepared, tlsBefore in
-            self.adoptTLS(previous: tlsBefore, reloading: false).flatMap { problems in
+            return (outcome, prepared, before)
+        }.flatMap { outcome, prepared, before in
+            self.adoptTLS(previous: before.tls, reloading: false).and(self.adoptVRRP(previous: before.vrrpInstances))
+                .map { $0 + $1 }.flatMap { problems in
                 self.perform(outcome, prepared).map { reply in
                     var reply = reply
                     reply.errors += problems
@@ -231,6 +234,21 @@ public final class BalancerService {
             // on the one pool thread, so that one's context is the one that counts).
             if self.runtime.configuration.tls == settings { self.runtime.configuration.tls = previous }
             return ["TLS not reloaded, keeping the previous certificates: \(error)"]
+        }
+    }
+
+    /// Changed `vrrp` commands apply to the running instances, on the thread pool: a resigning
+    /// master waits there for its handover (bounded, 2 s). When an instance cannot start (no such
+    /// interface, say), the configuration returns to the instances that run, and the answer says why.
+    private func adoptVRRP(previous: [VRRPInstanceConfiguration]) -> EventLoopFuture<[String]> {
+        let wanted = runtime.configuration.vrrpInstances
+        guard wanted != previous, let control = vrrp.withLock({ $0 }) else { return eventLoop.makeSucceededFuture([]) }
+        return blockingPool.runIfActive(eventLoop: eventLoop) { () -> [String] in
+            try control.apply(wanted)
+            return []
+        }.recover { error in
+            if self.runtime.configuration.vrrpInstances == wanted { self.runtime.configuration.vrrpInstances = control.running }
+            return ["vrrp not changed: \(error)"]
         }
     }
 
@@ -293,4 +311,15 @@ public final class BalancerService {
         }
         return EventLoopFuture.andAllSucceed(writes, on: eventLoop).map { reply }
     }
+}
+
+/// The VRRP instances of a running penha, as the executor changes them (penha's `VRRPNode`).
+public protocol VRRPControl: Sendable {
+    /// Blocking: asks the interfaces.
+    var statuses: [VRRPInstanceStatus] { get }
+    /// The `vrrp` commands that run.
+    var running: [VRRPInstanceConfiguration] { get }
+    /// Blocking: makes the running instances these; an instance that cannot start is an error,
+    /// and what ran before runs on.
+    func apply(_ instances: [VRRPInstanceConfiguration]) throws
 }

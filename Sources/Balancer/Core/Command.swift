@@ -29,8 +29,11 @@ public enum Command: Equatable, Sendable {
     case write(String?)
     /// `exit`: stops penha; only with `-X`.
     case exit
-    /// `vrrp interface IF vrid N ...`: one VRRP instance.
+    /// `vrrp interface IF vrid N ...`: one VRRP instance; at runtime the same vrid on the same
+    /// interface changes that instance.
     case vrrp(VRRPInstanceConfiguration)
+    /// `no vrrp vrid N [interface IF]`: the instance resigns and is removed.
+    case removeVRRP(vrid: UInt8, interface: String?)
     /// `acl N permit|deny ADDRESS ...`: appends a rule to access list N.
     case accessRule(list: Int, AccessRule)
     /// `no acl N`: empties access list N, which then permits everyone.
@@ -130,13 +133,14 @@ public enum Command: Equatable, Sendable {
                 guard words.count == 2 else { throw ConfigurationError("'no acl' needs one list number, 0-9") }
                 return .clearAccessList(try AccessLists.listNumber(words[1]))
             }
+            if words.first == "vrrp" { return try parseRemoveVRRP(Array(words.dropFirst())) }
             if words.first == "healthcheck" {
                 guard words.count == 1 else { throw ConfigurationError("'no healthcheck' takes no argument") }
                 return .healthCheck(nil)
             }
             let negatable = Flag.allCases.map(\.rawValue) + FileSetting.allCases.map(\.rawValue)
             guard words.count == 1, negatable.contains(words[0]) else {
-                throw ConfigurationError("'no' takes one of: \((negatable + ["acl N", "healthcheck", "metrics"]).joined(separator: ", "))")
+                throw ConfigurationError("'no' takes one of: \((negatable + ["acl N", "healthcheck", "metrics", "vrrp vrid N"]).joined(separator: ", "))")
             }
             if let flag = Flag(rawValue: words[0]) { return .flag(flag, false) }
             return .file(FileSetting(rawValue: words[0])!, .off)
@@ -204,6 +208,15 @@ public enum Command: Equatable, Sendable {
         }
     }
 
+    /// The words after `no vrrp`: `vrid N [interface IF]`.
+    private static func parseRemoveVRRP(_ words: [String]) throws -> Command {
+        let usage = ConfigurationError("'no vrrp' needs 'vrid N' (1-255) and optionally 'interface IF'")
+        guard words.count == 2 || words.count == 4, words[0] == "vrid", let vrid = UInt8(words[1]), vrid > 0 else { throw usage }
+        guard words.count == 4 else { return .removeVRRP(vrid: vrid, interface: nil) }
+        guard words[2] == "interface" else { throw usage }
+        return .removeVRRP(vrid: vrid, interface: words[3])
+    }
+
     private static func expect(_ arguments: [String], atMost count: Int, _ name: String) throws {
         guard arguments.count > count else { return }
         switch count {
@@ -236,6 +249,7 @@ public enum Command: Equatable, Sendable {
         case .write(let path): return Self.line("write", path)
         case .exit: return "exit"
         case .vrrp(let instance): return (["vrrp"] + instance.words).joined(separator: " ")
+        case .removeVRRP(let vrid, let interface): return "no vrrp vrid \(vrid)" + (interface.map { " interface \($0)" } ?? "")
         case .accessRule(let list, let rule): return (["acl", "\(list)"] + rule.words).joined(separator: " ")
         case .clearAccessList(let list): return "no acl \(list)"
         case .tls(let command): return command.text

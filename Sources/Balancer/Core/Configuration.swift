@@ -106,6 +106,12 @@ public struct Configuration: Equatable, Sendable {
                 throw ConfigurationError("vrrp: vrid \(instance.vrid) on \(instance.interface) is configured twice")
             }
             vrrpInstances.append(instance)
+        case .removeVRRP(let vrid, let interface):
+            let count = vrrpInstances.count
+            vrrpInstances.removeAll { $0.vrid == vrid && (interface == nil || $0.interface == interface) }
+            guard vrrpInstances.count < count else {
+                throw ConfigurationError("no vrrp instance with vrid \(vrid)\(interface.map { " on \($0)" } ?? "")")
+            }
         case .server(let change):
             try apply(change)
         case .tls(let change):

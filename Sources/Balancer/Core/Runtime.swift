@@ -93,7 +93,7 @@ public struct Runtime: Sendable {
 
     private mutating func execute(_ command: Command, facts: Facts, resolved: [String: SocketAddress]) throws -> Outcome {
         switch command {
-        case .flag, .source, .accessRule, .clearAccessList, .tls, .healthCheck:
+        case .flag, .source, .accessRule, .clearAccessList, .tls, .healthCheck, .removeVRRP:
             try configuration.apply(command)
             adoptConfiguration()
             return Outcome()
@@ -144,9 +144,11 @@ public struct Runtime: Sendable {
             guard configuration.listen == address || configuration.listenOnCommandLine else { throw Self.listenIsSetAtStart }
             return Outcome()
         case .vrrp(let instance):
-            // A reload repeats the file's vrrp lines; they can only restate what runs.
-            guard configuration.vrrpInstances.contains(instance) else {
-                throw ConfigurationError("vrrp instances are set at start; restart penha to change them")
+            // The same router changes in place (the executor adopts it); another is added.
+            if let index = configuration.vrrpInstances.firstIndex(where: { $0.isSameRouter(as: instance) }) {
+                configuration.vrrpInstances[index] = instance
+            } else {
+                try configuration.apply(command)
             }
             return Outcome()
         }
@@ -158,9 +160,6 @@ public struct Runtime: Sendable {
     /// target's last are removed: they get no new clients and their connections finish.
     /// Returns what changed, a line each, for the log.
     public mutating func converge(to target: Configuration, facts: Facts, resolved: [String: SocketAddress]) throws -> [String] {
-        guard target.vrrpInstances == configuration.vrrpInstances else {
-            throw ConfigurationError("vrrp instances are set at start; restart penha to change them")
-        }
         guard target.metrics == configuration.metrics else { throw Self.metricsAreSetAtStart }
         guard target.listen == configuration.listen else { throw Self.listenIsSetAtStart }
         try facts.control?.checkProtected(by: target)

@@ -141,6 +141,17 @@ public struct VRRPInstanceConfiguration: Equatable, Sendable {
         return words
     }
 
+    /// Whether a running instance can take `other` without starting again: the same router
+    /// (interface, VRID), speaking the same version for the same addresses.
+    public func changesInPlace(to other: VRRPInstanceConfiguration) -> Bool {
+        isSameRouter(as: other) && version == other.version && virtualAddresses == other.virtualAddresses
+    }
+
+    /// One virtual router per VRID on an interface (RFC 5798 section 1): the key of an instance.
+    public func isSameRouter(as other: VRRPInstanceConfiguration) -> Bool {
+        interface == other.interface && vrid == other.vrid
+    }
+
     /// The advertised priority for a number of available servers.
     public func effectivePriority(availableServers: Int) -> UInt8 {
         guard let serverTracking, availableServers < serverTracking.minimum else { return priority }

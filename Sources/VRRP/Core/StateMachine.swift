@@ -111,7 +111,7 @@ public struct VRRPConfiguration: Equatable, Sendable {
 }
 
 public struct VRRPStateMachine: Sendable {
-    public let configuration: VRRPConfiguration
+    public private(set) var configuration: VRRPConfiguration
     /// The priority used wherever the RFC says Priority (adverts, Skew_Time, comparisons).
     /// Only a configured owner may run at 255, and 255 is what makes it behave as the owner.
     public private(set) var effectivePriority: UInt8
@@ -123,12 +123,28 @@ public struct VRRPStateMachine: Sendable {
 
     private var phase: Phase = .initialize
     private var preemptNotBefore = VRRPInstant(nanoseconds: 0)
+    /// Set while this node, no longer master, still holds the virtual addresses.
+    private var handover: Handover?
+    /// When the addresses may next be announced again for another router (`reannouncement`).
+    private var reannouncementAllowed = VRRPInstant(nanoseconds: 0)
 
     private enum Phase: Sendable {
         case initialize
         case backup(masterDownAt: VRRPInstant, cause: TakeoverCause)
         case master(advertAt: VRRPInstant)
+        /// Shutdown of a master: priority 0 advertised (again each interval, in case one is lost),
+        /// addresses still held and served until `handover` completes. Reported as Master.
+        case resigning(advertAt: VRRPInstant)
         case fault
+    }
+
+    /// A planned switchover loses no connection when the old master answers for the addresses
+    /// until every client has been told the new one: the new master's first advertisement
+    /// precedes its gratuitous ARP (RFC 5798 section 6.4.2), so the old master waits for its
+    /// second before it lets them go, or for `deadline` if no new master shows up.
+    private struct Handover: Sendable {
+        var advertisementsAwaited: Int
+        var deadline: VRRPInstant
     }
 
     /// Why the Master_Down_Timer would fire; only for the transition reason.
@@ -159,8 +175,18 @@ public struct VRRPStateMachine: Sendable {
         switch phase {
         case .initialize: return .initialize
         case .backup: return .backup
-        case .master: return .master
+        case .master, .resigning: return .master
         case .fault: return .fault
+        }
+    }
+
+    /// Whether the virtual addresses are on the interface by this machine's actions: as master,
+    /// and after it while a handover lasts.
+    public var holdsVirtualAddresses: Bool {
+        switch phase {
+        case .master, .resigning: return true
+        case .backup: return handover != nil
+        case .initialize, .fault: return false
         }
     }
 
@@ -168,11 +194,13 @@ public struct VRRPStateMachine: Sendable {
 
     /// When `tick(now:)` must next be called; nil when no timer is armed (Initialize, Fault).
     public var nextDeadline: VRRPInstant? {
+        let timer: VRRPInstant?
         switch phase {
-        case .backup(let masterDownAt, _): return masterDownAt
-        case .master(let advertAt): return advertAt
-        case .initialize, .fault: return nil
+        case .backup(let masterDownAt, _): timer = masterDownAt
+        case .master(let advertAt), .resigning(let advertAt): timer = advertAt
+        case .initialize, .fault: timer = nil
         }
+        return [timer, handover?.deadline].compactMap { $0 }.min()
     }
 
     /// Skew_Time in nanoseconds, from the effective priority.
@@ -192,6 +220,18 @@ public struct VRRPStateMachine: Sendable {
         3 * UInt64(masterAdvertInterval) * Self.nanosecondsPerCentisecond + skewTime
     }
 
+    /// The longest a handover keeps the addresses: three advertisement intervals, more than any
+    /// backup's Skew_Time plus one interval, so the new master's second advert is in.
+    var handoverBound: UInt64 {
+        3 * UInt64(masterAdvertInterval) * Self.nanosecondsPerCentisecond
+    }
+
+    /// A stopping penha must be gone well within its 5 s shutdown deadline: its handover lasts at
+    /// most 2 s, which covers Skew_Time plus one interval for advertisement intervals up to 1 s.
+    var resignationBound: UInt64 {
+        min(handoverBound, 2 * Self.nanosecondsPerSecond)
+    }
+
     // MARK: Events
 
     public mutating func start(now: VRRPInstant) -> [VRRPAction] {
@@ -207,6 +247,7 @@ public struct VRRPStateMachine: Sendable {
             return []
 
         case .backup(let masterDownAt, _):
+            let released = priority > 0 ? heardNewMaster() : []
             // RFC 5798 section 6.4.2
             if priority == 0 {
                 phase = .backup(masterDownAt: now.advanced(by: skewTime), cause: .resigned(sender))
@@ -217,13 +258,21 @@ public struct VRRPStateMachine: Sendable {
                 // Discarded: the down timer runs out and we take over.
                 phase = .backup(masterDownAt: masterDownAt, cause: .preempting(priority: priority, sender: sender))
             }
-            return []
+            return released
+
+        case .resigning:
+            // A priority 0 advert is another router resigning too: not the new master.
+            guard priority > 0 else { return [] }
+            let released = heardNewMaster()
+            guard !released.isEmpty else { return [] }
+            masterAddress = nil
+            return released + [enter(.initialize, reason: "shutdown, handed over to \(sender)", now: now)]
 
         case .master:
             // RFC 5798 section 6.4.3
             if priority == 0 {
                 phase = adverTimerArmed(now: now)
-                return [advertisement]
+                return reannouncement(sender: sender, now: now) + [advertisement]
             }
             let reason: String
             if priority > effectivePriority {
@@ -231,10 +280,15 @@ public struct VRRPStateMachine: Sendable {
             } else if priority == effectivePriority && sender > configuration.primaryAddress {
                 reason = "equal priority \(priority) from higher address \(sender)"
             } else {
-                return []
+                return answerLowerMaster(sender: sender, now: now)
             }
             follow(master: sender, interval: maxAdvertInterval)
-            return [.removeVirtualAddresses, enter(downTimerArmed(now: now), reason: reason, now: now)]
+            // The addresses go with the new master's next advert: this one may precede its
+            // gratuitous ARP. Priority 0 tells it we stopped being master, which it answers with
+            // that advert and, having been master all along (a healed split brain), with an
+            // announcement too: clients may have followed ours meanwhile.
+            handover = Handover(advertisementsAwaited: 1, deadline: now.advanced(by: handoverBound))
+            return [resignation, enter(downTimerArmed(now: now), reason: reason, now: now)]
         }
     }
 
@@ -248,14 +302,48 @@ public struct VRRPStateMachine: Sendable {
         case .backup(let masterDownAt, let cause) where now >= masterDownAt:
             // RFC 5798 section 6.4.2: Master_Down_Timer fires
             return becomeMaster(reason: cause.reason, now: now)
+        case .backup where handover.map { now >= $0.deadline } == true:
+            handover = nil
+            return [.removeVirtualAddresses]
+        case .resigning where handover.map { now >= $0.deadline } == true:
+            handover = nil
+            masterAddress = nil
+            return [.removeVirtualAddresses, enter(.initialize, reason: "shutdown", now: now)]
+        case .resigning(let advertAt) where now >= advertAt:
+            phase = .resigning(advertAt: advertTime(after: now))
+            return [resignation]
         default:
             return []
         }
     }
 
-    /// Stops the instance (→ Initialize); a master first says goodbye with priority 0.
+    /// Stops the instance (→ Initialize). A master says goodbye with priority 0 (RFC 5798
+    /// section 6.4.3 Shutdown), so a backup takes over after Skew_Time, but keeps and serves the
+    /// addresses until the handover completes; the caller keeps feeding it events until `state`
+    /// is Initialize, which `nextDeadline` bounds.
     public mutating func shutdown(now: VRRPInstant) -> [VRRPAction] {
-        leave(to: .initialize, reason: "shutdown", now: now)
+        switch phase {
+        case .resigning: return []
+        case .master: break
+        default: return leave(to: .initialize, reason: "shutdown", now: now)
+        }
+        phase = .resigning(advertAt: advertTime(after: now))
+        handover = Handover(advertisementsAwaited: 2, deadline: now.advanced(by: resignationBound))
+        return [resignation]
+    }
+
+    /// A runtime change of the `vrrp` command: the new words apply from now on, in whatever
+    /// state the machine is, with no transition of its own. A lower priority lets a backup
+    /// preempt as `setEffectivePriority` does; a new interval goes into the next advertisement.
+    public mutating func reconfigure(priority: UInt8, advertisementInterval: UInt16, preempt: Bool,
+                                     preemptDelay: UInt16?) throws {
+        configuration = try VRRPConfiguration(
+            version: configuration.version, vrid: configuration.vrid, priority: priority,
+            advertisementInterval: advertisementInterval, preempt: preempt, preemptDelay: preemptDelay,
+            primaryAddress: configuration.primaryAddress)
+        setEffectivePriority(priority)
+        // Version 2 never adopts the master's interval, and a master advertises its own.
+        if configuration.version == .v2 || state == .master { masterAdvertInterval = advertisementInterval }
     }
 
     /// The link is gone (→ Fault): give up the addresses; no advertisement can leave anyway.
@@ -284,8 +372,46 @@ public struct VRRPStateMachine: Sendable {
         .sendAdvertisement(priority: effectivePriority, interval: configuration.advertisementInterval)
     }
 
+    private var resignation: VRRPAction {
+        .sendAdvertisement(priority: 0, interval: configuration.advertisementInterval)
+    }
+
+    private func advertTime(after now: VRRPInstant) -> VRRPInstant {
+        now.advanced(by: UInt64(configuration.advertisementInterval) * Self.nanosecondsPerCentisecond)
+    }
+
     private func adverTimerArmed(now: VRRPInstant) -> Phase {
-        .master(advertAt: now.advanced(by: UInt64(configuration.advertisementInterval) * Self.nanosecondsPerCentisecond))
+        .master(advertAt: advertTime(after: now))
+    }
+
+    /// Another router that believes it is master and loses to us: a split brain whose link has
+    /// healed. RFC 5798 section 6.4.3 discards its advert; we also advertise at once, so it
+    /// yields now rather than at our next interval, and announce the addresses again, since
+    /// clients learnt its link address meanwhile (keepalived answers the same way).
+    private mutating func answerLowerMaster(sender: IPAddress, now: VRRPInstant) -> [VRRPAction] {
+        let announcing = reannouncement(sender: sender, now: now)
+        guard !announcing.isEmpty else { return [] }
+        phase = adverTimerArmed(now: now)
+        return announcing + [advertisement]
+    }
+
+    /// A master that hears another router give up or lose mastership announces the addresses
+    /// again, before its advert, so that the other's handover (which ends with that advert) never
+    /// leaves a client pointing at it. At most once an interval, so a flood of such adverts
+    /// cannot make us flood the link.
+    private mutating func reannouncement(sender: IPAddress, now: VRRPInstant) -> [VRRPAction] {
+        guard sender != configuration.primaryAddress, now >= reannouncementAllowed else { return [] }
+        reannouncementAllowed = advertTime(after: now)
+        return [.announce]
+    }
+
+    /// Counts an advertisement of the new master towards the handover; the addresses go
+    /// (`removeVirtualAddresses`) with the last one awaited.
+    private mutating func heardNewMaster() -> [VRRPAction] {
+        guard var pending = handover else { return [] }
+        pending.advertisementsAwaited -= 1
+        handover = pending.advertisementsAwaited > 0 ? pending : nil
+        return handover == nil ? [.removeVirtualAddresses] : []
     }
 
     private func downTimerArmed(now: VRRPInstant) -> Phase {
@@ -316,26 +442,22 @@ public struct VRRPStateMachine: Sendable {
     }
 
     private mutating func becomeMaster(reason: String, now: VRRPInstant) -> [VRRPAction] {
+        // Still holding them from a handover that the new master cut short by going away.
+        let adding: [VRRPAction] = holdsVirtualAddresses ? [] : [.addVirtualAddresses]
+        handover = nil
         masterAddress = configuration.primaryAddress
         masterAdvertInterval = configuration.advertisementInterval
         let change = enter(adverTimerArmed(now: now), reason: reason, now: now)
-        return [advertisement, .addVirtualAddresses, .announce, change]
+        return [advertisement] + adding + [.announce, change]
     }
 
     /// Shared by shutdown (→ Initialize) and interface down (→ Fault).
     private mutating func leave(to target: VRRPState, reason: String, now: VRRPInstant) -> [VRRPAction] {
         guard state != .initialize, state != target else { return [] }
-        var actions: [VRRPAction] = []
-        if state == .master {
-            // RFC 5798 section 6.4.3 Shutdown: priority 0 lets a backup take over after Skew_Time.
-            if target == .initialize {
-                actions.append(.sendAdvertisement(priority: 0, interval: configuration.advertisementInterval))
-            }
-            actions.append(.removeVirtualAddresses)
-        }
+        let actions: [VRRPAction] = holdsVirtualAddresses ? [.removeVirtualAddresses] : []
+        handover = nil
         masterAddress = nil
-        actions.append(enter(target == .fault ? .fault : .initialize, reason: reason, now: now))
-        return actions
+        return actions + [enter(target == .fault ? .fault : .initialize, reason: reason, now: now)]
     }
 
     private mutating func enter(_ next: Phase, reason: String, now: VRRPInstant) -> VRRPAction {
