@@ -17,35 +17,6 @@ func httpGet(host: String = "127.0.0.1", port: Int, path: String, source: String
     return answer.range(of: "\r\n\r\n").map { String(answer[$0.upperBound...]) } ?? ""
 }
 
-/// A program run to completion: its status, stdout and stderr; stdin from `input`.
-func runProgram(_ executable: String, _ arguments: [String], environment: [String: String]? = nil,
-                input: String = "", timeout: Double = 20) throws -> (status: Int32, stdout: String, stderr: String) {
-    let process = Process()
-    process.executableURL = URL(fileURLWithPath: executable)
-    process.arguments = arguments
-    if let environment { process.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 } }
-    // Files, not pipes: neither a large output nor a large input can block either side.
-    let stdoutPath = temporaryPath("stdout"), stderrPath = temporaryPath("stderr"), stdinPath = temporaryPath("stdin")
-    defer { for path in [stdoutPath, stderrPath, stdinPath] { unlink(path) } }
-    try input.write(toFile: stdinPath, atomically: true, encoding: .utf8)
-    for path in [stdoutPath, stderrPath] {
-        guard FileManager.default.createFile(atPath: path, contents: nil) else { throw TestFailure("cannot create \(path)") }
-    }
-    process.standardInput = try FileHandle(forReadingFrom: URL(fileURLWithPath: stdinPath))
-    process.standardOutput = try FileHandle(forWritingTo: URL(fileURLWithPath: stdoutPath))
-    process.standardError = try FileHandle(forWritingTo: URL(fileURLWithPath: stderrPath))
-    try process.run()
-    let deadline = Date() + timeout
-    while process.isRunning && Date() < deadline { usleep(20_000) }
-    if process.isRunning {
-        kill(process.processIdentifier, SIGKILL)
-        process.waitUntilExit()
-        throw TestFailure("\(executable) \(arguments) did not exit")
-    }
-    let read = { (path: String) in String(decoding: FileManager.default.contents(atPath: path) ?? Data(), as: UTF8.self) }
-    return (process.terminationStatus, read(stdoutPath), read(stderrPath))
-}
-
 /// A long-running program (penha logd, pen, penlogd) with stderr in a file; killed at the
 /// end of the test if it is still running.
 final class BackgroundProgram {

@@ -125,30 +125,39 @@ final class Penha {
 
 /// Runs penha to completion (for arguments it must refuse) and returns status and stderr.
 func runPenha(_ arguments: [String], timeout: Double = 20) throws -> (status: Int32, stderr: String, stdout: String) {
+    let result = try runProgram(penhaBinary.path, arguments, timeout: timeout)
+    return (result.status, result.stderr, result.stdout)
+}
+
+/// A program run to completion: its status, stdout and stderr; stdin from `input`.
+func runProgram(_ executable: String, _ arguments: [String], environment: [String: String]? = nil,
+                input: String = "", timeout: Double = 20) throws -> (status: Int32, stdout: String, stderr: String) {
     let process = Process()
-    process.executableURL = penhaBinary
+    process.executableURL = URL(fileURLWithPath: executable)
     process.arguments = arguments
-    // Files, not pipes: a large output cannot block penha, and reading stderr cannot wait
-    // past the timeout for a penha that does not exit.
-    let output = temporaryPath("stdout")
-    let errors = temporaryPath("stderr")
-    for path in [output, errors] {
+    if let environment { process.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 } }
+    // Files, not pipes: neither a large output nor a large input can block either side.
+    let stdoutPath = temporaryPath("stdout"), stderrPath = temporaryPath("stderr"), stdinPath = temporaryPath("stdin")
+    defer { for path in [stdoutPath, stderrPath, stdinPath] { unlink(path) } }
+    try input.write(toFile: stdinPath, atomically: true, encoding: .utf8)
+    for path in [stdoutPath, stderrPath] {
         guard FileManager.default.createFile(atPath: path, contents: nil) else { throw TestFailure("cannot create \(path)") }
     }
-    defer { unlink(output); unlink(errors) }
-    process.standardOutput = try FileHandle(forWritingTo: URL(fileURLWithPath: output))
-    process.standardError = try FileHandle(forWritingTo: URL(fileURLWithPath: errors))
+    process.standardInput = try FileHandle(forReadingFrom: URL(fileURLWithPath: stdinPath))
+    process.standardOutput = try FileHandle(forWritingTo: URL(fileURLWithPath: stdoutPath))
+    process.standardError = try FileHandle(forWritingTo: URL(fileURLWithPath: stderrPath))
     try process.run()
     let deadline = Date() + timeout
     while process.isRunning && Date() < deadline { usleep(20_000) }
     if process.isRunning {
         kill(process.processIdentifier, SIGKILL)
-        throw TestFailure("penha \(arguments) did not exit")
+        process.waitUntilExit()
+        throw TestFailure("\(executable) \(arguments) did not exit")
     }
-    let printed = FileManager.default.contents(atPath: output) ?? Data()
-    let text = FileManager.default.contents(atPath: errors) ?? Data()
-    return (process.terminationStatus, String(decoding: text, as: UTF8.self), String(decoding: printed, as: UTF8.self))
+    let read = { (path: String) in String(decoding: FileManager.default.contents(atPath: path) ?? Data(), as: UTF8.self) }
+    return (process.terminationStatus, read(stdoutPath), read(stderrPath))
 }
+
 
 /// A backend on loopback. In `identify` mode it greets each connection with its name and a
 /// newline, echoes what it reads, and on the client's FIN sends "EOF name\n" and closes, so a
