@@ -268,15 +268,20 @@ struct RunCommand: ParsableCommand {
         serveSignals(service, systemd: systemd, logger: logger)
         systemd?.stopping()
         updates?.cancel()
-        let removePidFile = { [pidFile] in _ = pidFile.map { unlink($0) } }
-        ShutdownDeadline.arm(logger: logger, beforeExit: removePidFile)
+        // What this process made and leaves: the pid file, and the Unix sockets it bound (a
+        // later penha would replace them as stale, but a socket nobody serves is litter).
+        // Not after -j: the paths would name files inside the jail.
+        let bound = [configuration.listen.socketPath, controlChannel == nil ? nil : (try? controlAddress)?.socketPath]
+        let sockets = chroot == nil ? bound.compactMap { $0 } : []
+        let removeFiles = { [pidFile] in (sockets + [pidFile].compactMap { $0 }).forEach { _ = unlink($0) } }
+        ShutdownDeadline.arm(logger: logger, beforeExit: removeFiles)
         // VRRP first: the master resigns (priority 0) and removes its VIPs, so the backup
         // takes over at once, even if a later step is what the deadline cuts short.
         vrrp.stop()
         _ = try? service.stop().wait()
         _ = try? controlChannel?.close().wait()
         _ = try? metricsChannel?.close().wait()
-        removePidFile()
+        removeFiles()
         Glibc.exit(0)
     }
 

@@ -34,6 +34,18 @@ final class ProcessRobustnessTests: XCTestCase {
         XCTAssertTrue(status.stdout.contains("listen 127.0.0.1:\(first.port)"), status.stdout)
     }
 
+    func testAnOrderlyExitRemovesTheSocketsItBound() throws {
+        let a = try Backend("A")
+        let listen = path("gone-listen.sock")
+        let penha = try Penha([], listen: listen, servers: ["127.0.0.1:\(a.port)"])
+        XCTAssertEqual(access(listen, F_OK), 0)
+        XCTAssertEqual(access(penha.control, F_OK), 0)
+        kill(penha.process.processIdentifier, SIGTERM)
+        XCTAssertEqual(penha.waitForExit(timeout: 10), 0)
+        XCTAssertNotEqual(access(listen, F_OK), 0, "the listen socket is gone")
+        XCTAssertNotEqual(access(penha.control, F_OK), 0, "the control socket is gone")
+    }
+
     func testASecondPenhaLeavesALiveUnixListenSocketAlone() throws {
         let a = try Backend("A")
         let listen = path("listen.sock")

@@ -35,6 +35,12 @@ public enum ListenAddress: Equatable, Sendable, CustomStringConvertible {
         return nil
     }
 
+    /// The Unix socket's path; nil for an IP address.
+    public var socketPath: String? {
+        if case .unix(let path) = self { return path }
+        return nil
+    }
+
     public var description: String {
         switch self {
         case .inet(let host, let port): return host.contains(":") ? "[\(host)]:\(port)" : "\(host):\(port)"

@@ -11,6 +11,12 @@ public enum ControlAddress: Equatable, Sendable, CustomStringConvertible {
     /// Where `penha status` and `penha ctl` look when not told.
     public static let defaultPath = "/run/penha/penha.sock"
 
+    /// The Unix socket's path; nil for a TCP port.
+    public var socketPath: String? {
+        if case .unix(let path) = self { return path }
+        return nil
+    }
+
     /// The rule for `-C` and `penha ctl`: all digits is a port (on 127.0.0.1), text with a
     /// ':' and no '/' is host:port, anything else is a Unix socket path, a relative one from
     /// the working directory. A bare IPv4 address is refused, as a host:port missing its port.
