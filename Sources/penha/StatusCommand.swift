@@ -57,7 +57,7 @@ extension StatusReport {
         }
         lines += ["", Self.row(["#", "server", "state", "conn", "total", "sent", "received"])]
         for server in servers {
-            let address = server.address.contains(":") ? "[\(server.address)]:\(server.port)" : "\(server.address):\(server.port)"
+            let address = Endpoint.describe(host: server.address, port: server.port)
             let state = server.state == .blacklisted ? "blacklisted \(server.blacklistSecondsLeft)s" : server.state.rawValue
             lines.append(Self.row(["\(server.index)", address, state, "\(server.connections)", "\(server.totalConnections)",
                                    Self.bytes(server.sent), Self.bytes(server.received)]))

@@ -17,7 +17,7 @@ public final class DatagramSender: Sendable {
     /// bound to `local` first when given (penlog's MY_IP: the address penlogd knows the web
     /// server by).
     public init(host: String, port: Int, from local: String? = nil) throws {
-        target = host.contains(":") ? "[\(host)]:\(port)" : "\(host):\(port)"
+        target = Endpoint.describe(host: host, port: port)
         let remote: SocketAddress
         do {
             remote = try SocketAddress.makeAddressResolvingHost(host, port: port)

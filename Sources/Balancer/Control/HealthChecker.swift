@@ -59,9 +59,8 @@ final class HealthChecker {
                 }
             }
         // The source address, as for the data path's connects (the same family only).
-        if let source = service.runtime.configuration.sourceAddress,
-           let address = try? SocketAddress(ipAddress: source, port: 0), address.protocol == job.address.protocol {
-            bootstrap = bootstrap.bind(to: address)
+        if let source = service.runtime.configuration.sourceAddress(for: job.address) {
+            bootstrap = bootstrap.bind(to: source)
         }
         bootstrap.connect(to: job.address).assumeIsolated().whenComplete { result in
             switch result {

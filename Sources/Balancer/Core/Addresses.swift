@@ -43,7 +43,7 @@ public enum ListenAddress: Equatable, Sendable, CustomStringConvertible {
 
     public var description: String {
         switch self {
-        case .inet(let host, let port): return host.contains(":") ? "[\(host)]:\(port)" : "\(host):\(port)"
+        case .inet(let host, let port): return Endpoint.describe(host: host, port: port)
         case .unix(let path): return path
         }
     }

@@ -138,6 +138,14 @@ public struct Configuration: Equatable, Sendable {
         }
     }
 
+    /// `source`, for a connection to `server`: nil when none is set or it is of the other
+    /// family (that connection then takes any local address of its own family).
+    public func sourceAddress(for server: SocketAddress) -> SocketAddress? {
+        guard let sourceAddress, let address = try? SocketAddress(ipAddress: sourceAddress, port: 0),
+              address.protocol == server.protocol else { return nil }
+        return address
+    }
+
     /// This configuration with `lines` applied in order, as start-up applies `-O` and `-F`;
     /// the error names the failing line.
     public func applying(_ lines: [ConfigLine]) throws -> Configuration {

@@ -5,10 +5,14 @@ import NIOCore
 public enum Endpoint {
     public static func describe(_ address: SocketAddress?) -> String {
         switch address {
-        case .v4: return "\(address?.ipAddress ?? "?"):\(address?.port ?? 0)"
-        case .v6: return "[\(address?.ipAddress ?? "?")]:\(address?.port ?? 0)"
+        case .v4, .v6: return describe(host: address?.ipAddress ?? "?", port: address?.port ?? 0)
         case .unixDomainSocket: return "local"
         case nil: return "?"
         }
+    }
+
+    /// A host as given (a name, an IPv4 or an IPv6 address) with its port.
+    public static func describe(host: String, port: Int) -> String {
+        host.contains(":") ? "[\(host)]:\(port)" : "\(host):\(port)"
     }
 }

@@ -35,7 +35,7 @@ public struct MetricsEndpoint: Equatable, Sendable, CustomStringConvertible {
     /// The command's arguments, as `parse` reads them back.
     public var words: [String] { [description] + (acl.map { ["acl", "\($0)"] } ?? []) }
 
-    public var description: String { host.contains(":") ? "[\(host)]:\(port)" : "\(host):\(port)" }
+    public var description: String { Endpoint.describe(host: host, port: port) }
 
     /// Off loopback only with `acl N` naming a list that has entries.
     public func checkProtected(by lists: AccessLists) throws {

@@ -99,7 +99,7 @@ final class TCPFrontEnd {
         if placement.isRefused {
             service.logger.info("client refused by client_acl \(service.runtime.configuration.clientACL)",
                         metadata: ["client": "\(Endpoint.describe(client.remoteAddress))",
-                                   "abuse_server": "\(service.runtime.configuration.abuse.map { "\($0.host):\($0.port)" } ?? "none")"])
+                                   "abuse_server": "\(service.runtime.configuration.abuse.map { Endpoint.describe(host: $0.host, port: $0.port) } ?? "none")"])
         } else {
             service.logger.debug("client accepted", metadata: ["client": "\(Endpoint.describe(client.remoteAddress))"])
         }
@@ -124,9 +124,8 @@ final class TCPFrontEnd {
             .channelInitializer { [self] channel in
                 channel.eventLoop.makeCompletedFuture { try self.addRelay(serverSide, to: channel) }
             }
-        if let source = configuration.sourceAddress, let address = try? SocketAddress(ipAddress: source, port: 0),
-           address.protocol == server.address.protocol {
-            bootstrap = bootstrap.bind(to: address)
+        if let source = configuration.sourceAddress(for: server.address) {
+            bootstrap = bootstrap.bind(to: source)
         }
         bootstrap.connect(to: server.address).assumeIsolated().whenComplete { result in
             switch result {
@@ -136,11 +135,11 @@ final class TCPFrontEnd {
                 // This host's fault (no descriptor left, a source address it lacks): the server
                 // stays available. Another server would fail alike, so the client is closed.
                 self.service.runtime.state.connectFailedLocally(target)
-                self.limiter.localFailure(error, while: "connecting to server \(server.host):\(server.port)")
+                self.limiter.localFailure(error, while: "connecting to server \(Endpoint.describe(host: server.host, port: server.port))")
                 client.close(promise: nil)
             case .failure(let error):
                 self.service.logger.info("connect to server failed, blacklisting it",
-                                 metadata: ["server": "\(server.host):\(server.port)", "error": "\(error)"])
+                                 metadata: ["server": "\(Endpoint.describe(host: server.host, port: server.port))", "error": "\(error)"])
                 self.service.runtime.state.connectFailed(target, now: .now())
                 // Connects start once the client is active, so this tells whether it is still there.
                 if client.isActive {

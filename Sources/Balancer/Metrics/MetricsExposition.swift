@@ -54,7 +54,7 @@ public enum MetricsExposition {
     static let vrrpStates = ["INITIALIZE", "BACKUP", "MASTER", "FAULT"]
 
     private static func endpoint(_ address: String, _ port: Int) -> String {
-        address.contains(":") ? "[\(address)]:\(port)" : "\(address):\(port)"
+        Endpoint.describe(host: address, port: port)
     }
 
     /// `penha_NAME`; NAME ends in its unit (`_bytes_total`, `_seconds`), as Prometheus' conventions ask.

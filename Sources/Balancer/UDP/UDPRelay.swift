@@ -129,8 +129,7 @@ final class UDPRelay: ChannelInboundHandler {
         sockets[client] = upstream
         let server = service.runtime.state.servers[flow.target]
         // `source` when it is of the server's family, else any local address of that family.
-        let source = service.runtime.configuration.sourceAddress.flatMap { try? SocketAddress(ipAddress: $0, port: 0) }
-        guard let server, let local = source.flatMap({ $0.protocol == server.address.protocol ? $0 : nil })
+        guard let server, let local = service.runtime.configuration.sourceAddress(for: server.address)
                 ?? (try? SocketAddress(ipAddress: server.address.protocol == .inet6 ? "::" : "0.0.0.0", port: 0)) else {
             failed(client, attempt: attempt, reason: "no address for the server")
             return
@@ -184,7 +183,7 @@ final class UDPRelay: ChannelInboundHandler {
             return
         case .moved(let flow):
             service.logger.info("UDP server failed, blacklisting it",
-                                metadata: ["server": "\(server.map { "\($0.host):\($0.port)" } ?? "?")", "error": "\(reason)"])
+                                metadata: ["server": "\(server.map { Endpoint.describe(host: $0.host, port: $0.port) } ?? "?")", "error": "\(reason)"])
             let previous = sockets.removeValue(forKey: client)
             previous?.channel?.close(promise: nil)
             open(flow, kept: previous?.kept ?? [])
