@@ -47,63 +47,6 @@ public enum Command: Equatable, Sendable {
     /// `listen ADDRESS`: where clients connect, for a `-F` file that carries it (bound at start).
     case listen(ListenAddress)
 
-    public enum Flag: String, CaseIterable, Sendable {
-        case roundRobin = "roundrobin"
-        case hash
-        case weight
-        case priority = "prio"
-        case stubborn
-        case tcpNoDelay = "tcp_nodelay"
-        /// pen's HTTP mode (`-H`): add X-Forwarded-For to requests.
-        case http
-    }
-
-    public enum Setting: String, CaseIterable, Sendable {
-        case blacklist
-        case clientsMax = "clients_max"
-        case connectionsMax = "conn_max"
-        case timeout
-        case tracking
-        case idleTimeout = "idle_timeout"
-        case debug
-        /// The access list clients are checked against (pen's default: 0).
-        case clientACL = "client_acl"
-        /// The access list control connections are checked against (pen's default: 0).
-        case controlACL = "control_acl"
-
-        /// The values the setting takes; a larger one is refused where it is parsed, before
-        /// it can reach an allocation or a time calculation.
-        public var range: ClosedRange<Int> {
-            switch self {
-            case .blacklist, .tracking, .idleTimeout: return 0...Limits.seconds
-            case .clientsMax: return 1...Limits.clients
-            case .connectionsMax: return 0...Limits.connections
-            case .timeout: return 1...Limits.connectTimeout
-            case .debug: return 0...Limits.debugLevel
-            case .clientACL, .controlACL: return 0...(AccessLists.count - 1)
-            }
-        }
-
-        /// `value`, if it is within `range`; `name` is how the user gave it (`-c`, `clients_max`).
-        public func check(_ value: Int, as name: String? = nil) throws -> Int {
-            let name = name ?? rawValue
-            switch self {
-            case .clientACL, .controlACL:
-                guard range.contains(value) else {
-                    throw ConfigurationError("\(name) must name an access list, 0-9, not \(value)")
-                }
-                return value
-            default:
-                return try boundedNumber(value, range, for: name)
-            }
-        }
-    }
-
-    public enum FileSetting: String, CaseIterable, Sendable {
-        case log
-        case webStats = "web_stats"
-    }
-
     public enum FileChange: Equatable, Sendable {
         /// Without an argument: which file, if any.
         case show
@@ -126,109 +69,16 @@ public enum Command: Equatable, Sendable {
         guard !line.contains("#") else {
             throw ConfigurationError("'#' cannot be part of a command: in a config file it starts a comment")
         }
-        if first == "no" {
-            words.removeFirst()
-            if words == ["metrics"] { return .metrics(nil) }
-            if words.first == "acl" {
-                guard words.count == 2 else { throw ConfigurationError("'no acl' needs one list number, 0-9") }
-                return .clearAccessList(try AccessLists.listNumber(words[1]))
-            }
-            if words.first == "vrrp" { return try parseRemoveVRRP(Array(words.dropFirst())) }
-            if words.first == "healthcheck" {
-                guard words.count == 1 else { throw ConfigurationError("'no healthcheck' takes no argument") }
-                return .healthCheck(nil)
-            }
-            let negatable = Flag.allCases.map(\.rawValue) + FileSetting.allCases.map(\.rawValue)
-            guard words.count == 1, negatable.contains(words[0]) else {
-                throw ConfigurationError("'no' takes one of: \((negatable + ["acl N", "healthcheck", "metrics", "vrrp vrid N"]).joined(separator: ", "))")
-            }
-            if let flag = Flag(rawValue: words[0]) { return .flag(flag, false) }
-            return .file(FileSetting(rawValue: words[0])!, .off)
+        words.removeFirst()
+        guard first == "no" else {
+            guard let keyword = CommandKeyword.named[first] else { throw ConfigurationError("unknown command '\(first)'") }
+            return try keyword.parse(words)
         }
-        let arguments = Array(words.dropFirst())
-        if let flag = Flag(rawValue: first) {
-            try expect(arguments, atMost: 0, first)
-            return .flag(flag, true)
+        let negated = words.first.flatMap { CommandKeyword.named[$0]?.negation }
+        guard let negated, let command = try negated.parse(Array(words.dropFirst())) else {
+            throw ConfigurationError("'no' takes one of: \(CommandKeyword.negationUsages.joined(separator: ", "))")
         }
-        if let setting = Setting(rawValue: first) {
-            return .setting(setting, try optionalNumber(arguments, first).map { try setting.check($0) })
-        }
-        if first == "listen", arguments.count == 1 {
-            return .listen(try ListenAddress.parse(arguments[0]))
-        }
-        if let query = Query(rawValue: first) {
-            try expect(arguments, atMost: 0, first)
-            return .query(query)
-        }
-        if let file = FileSetting(rawValue: first) {
-            try expect(arguments, atMost: 1, first)
-            return .file(file, arguments.first.map(FileChange.set) ?? .show)
-        }
-        switch first {
-        case "source":
-            guard arguments.count == 1 else { throw ConfigurationError("'source' needs one IP address") }
-            return .source(arguments[0])
-        case "server":
-            return .server(try ServerChange.parse(arguments))
-        case "recent":
-            return .recent(try optionalNumber(arguments, first).map {
-                try boundedNumber($0, 0...Limits.seconds, for: "'recent'")
-            })
-        case "connection", "close":
-            guard arguments.count == 1, let number = try optionalNumber(arguments, first) else {
-                throw ConfigurationError("'\(first)' needs one connection number")
-            }
-            return first == "close" ? .close(number) : .connection(number)
-        case "include":
-            guard arguments.count == 1 else { throw ConfigurationError("'include' needs one file name") }
-            return .include(arguments[0])
-        case "write":
-            try expect(arguments, atMost: 1, first)
-            return .write(arguments.first)
-        case "exit":
-            try expect(arguments, atMost: 0, first)
-            return .exit
-        case "acl":
-            let (list, rule) = try AccessRule.parse(words: arguments)
-            return .accessRule(list: list, rule)
-        case "vrrp":
-            do {
-                return .vrrp(try VRRPInstanceConfiguration.parse(arguments))
-            } catch {
-                throw ConfigurationError("vrrp: \(error)")
-            }
-        case "metrics":
-            return .metrics(try MetricsEndpoint.parse(arguments))
-        case "ssl_ciphers", "ssl_option", "ssl_sni_path", "ssl_ocsp_response", "ssl_client_renegotiation_interval":
-            return .tls(try TLSCommand.parse(first, arguments))
-        case "healthcheck":
-            return .healthCheck(try HealthCheckSettings.parse(arguments))
-        default:
-            throw ConfigurationError("unknown command '\(first)'")
-        }
-    }
-
-    /// The words after `no vrrp`: `vrid N [interface IF]`.
-    private static func parseRemoveVRRP(_ words: [String]) throws -> Command {
-        let usage = ConfigurationError("'no vrrp' needs 'vrid N' (1-255) and optionally 'interface IF'")
-        guard words.count == 2 || words.count == 4, words[0] == "vrid", let vrid = UInt8(words[1]), vrid > 0 else { throw usage }
-        guard words.count == 4 else { return .removeVRRP(vrid: vrid, interface: nil) }
-        guard words[2] == "interface" else { throw usage }
-        return .removeVRRP(vrid: vrid, interface: words[3])
-    }
-
-    private static func expect(_ arguments: [String], atMost count: Int, _ name: String) throws {
-        guard arguments.count > count else { return }
-        switch count {
-        case 0: throw ConfigurationError("'\(name)' takes no argument")
-        default: throw ConfigurationError("'\(name)' takes at most one argument")
-        }
-    }
-
-    private static func optionalNumber(_ arguments: [String], _ name: String) throws -> Int? {
-        guard arguments.count <= 1 else { throw ConfigurationError("'\(name)' takes at most one number") }
-        guard let text = arguments.first else { return nil }
-        return try nonNegativeNumber(text, for: "'\(name)'")
+        return command
     }
 
     /// The command as a line that parses back to it.

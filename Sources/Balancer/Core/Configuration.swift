@@ -66,32 +66,13 @@ public struct Configuration: Equatable, Sendable {
     public mutating func apply(_ command: Command) throws {
         switch command {
         case .flag(let flag, let enabled):
-            switch flag {
-            case .roundRobin: selection.roundRobin = enabled
-            case .hash: selection.hash = enabled
-            case .weight: selection.weight = enabled
-            case .priority: selection.priority = enabled
-            case .stubborn: selection.stubborn = enabled
-            case .tcpNoDelay: tcpNoDelay = enabled
-            case .http: forwardedFor = enabled
-            }
+            self[keyPath: flag.field] = enabled
         case .setting(let setting, let value):
             guard let given = value else {
                 throw ConfigurationError("'\(setting.rawValue)' needs a value here")
             }
             // Commands come bounded from Command.parse; a Command made in code is checked too.
-            let value = try setting.check(given)
-            switch setting {
-            case .blacklist: blacklistSeconds = value
-            case .clientsMax: clientsMax = value
-            case .connectionsMax: connectionsMax = value
-            case .timeout: connectTimeoutSeconds = value
-            case .tracking: trackingSeconds = value
-            case .idleTimeout: idleTimeoutSeconds = value
-            case .debug: debugLevel = value
-            case .clientACL: clientACL = value
-            case .controlACL: controlACL = value
-            }
+            self[keyPath: setting.field] = try setting.check(given)
         case .source(let address):
             guard (try? SocketAddress(ipAddress: address, port: 0)) != nil else {
                 throw ConfigurationError("source '\(address)' is not an IP address")
@@ -123,15 +104,10 @@ public struct Configuration: Equatable, Sendable {
         case .listen(let address):
             if !listenOnCommandLine { listen = address }
         case .file(let file, let change):
-            let path: String?
             switch change {
             case .show: throw ConfigurationError("'\(file.rawValue)' needs a file name here")
-            case .set(let name): path = name
-            case .off: path = nil
-            }
-            switch file {
-            case .log: logFile = path
-            case .webStats: webStatsFile = path
+            case .set(let name): self[keyPath: file.field] = name
+            case .off: self[keyPath: file.field] = nil
             }
         case .query, .recent, .connection, .close, .include, .write, .exit:
             throw ConfigurationError("'\(command.text)' is a question or an action for the control socket, not a setting")
@@ -177,21 +153,6 @@ public struct Configuration: Equatable, Sendable {
         return (result, errors)
     }
 
-    /// The current value of a numeric setting, as its command answers it.
-    public func value(of setting: Command.Setting) -> Int {
-        switch setting {
-        case .blacklist: return blacklistSeconds
-        case .clientsMax: return clientsMax
-        case .connectionsMax: return connectionsMax
-        case .timeout: return connectTimeoutSeconds
-        case .tracking: return trackingSeconds
-        case .idleTimeout: return idleTimeoutSeconds
-        case .debug: return debugLevel
-        case .clientACL: return clientACL
-        case .controlACL: return controlACL
-        }
-    }
-
     /// Changes server N, or adds it when N is the next number (pen grows its table the same way).
     private mutating func apply(_ change: ServerChange) throws {
         if servers.indices.contains(change.index) {
@@ -215,25 +176,13 @@ public struct Configuration: Equatable, Sendable {
     /// Commands that recreate this configuration on top of the same command line: what
     /// `write` saves. `-e` and `-q` are command-line options, not commands.
     public var commands: [Command] {
-        var commands: [Command] = [
-            .listen(listen),
-            .setting(.blacklist, blacklistSeconds), .setting(.clientsMax, clientsMax),
-            .setting(.connectionsMax, connectionsMax), .setting(.debug, debugLevel),
-            .setting(.timeout, connectTimeoutSeconds), .setting(.tracking, trackingSeconds),
-            .setting(.idleTimeout, idleTimeoutSeconds),
-            .setting(.clientACL, clientACL), .setting(.controlACL, controlACL),
-            .flag(.roundRobin, selection.roundRobin), .flag(.hash, selection.hash), .flag(.weight, selection.weight),
-            .flag(.priority, selection.priority), .flag(.stubborn, selection.stubborn), .flag(.tcpNoDelay, tcpNoDelay),
-            .flag(.http, forwardedFor),
-            .file(.log, logFile.map(Command.FileChange.set) ?? .off),
-            .file(.webStats, webStatsFile.map(Command.FileChange.set) ?? .off),
-        ]
+        var commands: [Command] = [.listen(listen)]
+            + Command.Setting.allCases.map { .setting($0, self[keyPath: $0.field]) }
+            + Command.Flag.allCases.map { .flag($0, self[keyPath: $0.field]) }
+            + Command.FileSetting.allCases.map { .file($0, self[keyPath: $0.field].map(Command.FileChange.set) ?? .off) }
         if let sourceAddress { commands.append(.source(sourceAddress)) }
         for (index, spec) in servers.enumerated() {
-            commands.append(.server(ServerChange(index: index, address: spec.host, port: spec.port,
-                                                 maxConnections: spec.maxConnections, hardLimit: spec.hardLimit,
-                                                 weight: spec.weight, priority: spec.priority,
-                                                 acl: spec.acl, healthCheck: spec.healthCheck)))
+            commands.append(.server(ServerChange(index: index, recreating: spec)))
         }
         return commands + [.healthCheck(healthCheck)] + accessLists.commands + vrrpInstances.map(Command.vrrp)
             + tls.commands.map(Command.tls) + (metrics.map { [.metrics($0)] } ?? [])

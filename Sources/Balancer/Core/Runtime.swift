@@ -102,14 +102,13 @@ public struct Runtime: Sendable {
                 try configuration.apply(command)
                 adoptConfiguration()
             }
-            return Outcome(lines: ["\(configuration.value(of: setting))"])
+            return Outcome(lines: ["\(configuration[keyPath: setting.field])"])
         case .server(let change):
             try configuration.apply(command)
             try adoptServer(change, now: facts.now, resolved: resolved)
             return Outcome()
         case .file(let file, .show):
-            let path = file == .log ? configuration.logFile : configuration.webStatsFile
-            return Outcome(lines: path.map { [$0] } ?? [])
+            return Outcome(lines: configuration[keyPath: file.field].map { [$0] } ?? [])
         case .file(let file, _):
             try configuration.apply(command)
             return Outcome(effects: file == .log ? [.reopenLog] : [])

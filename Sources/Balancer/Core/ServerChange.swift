@@ -84,6 +84,13 @@ public struct ServerChange: Equatable, Sendable {
         return words
     }
 
+    /// The change that makes server `index` what `spec` says: what `write` saves.
+    init(index: Int, recreating spec: ServerSpec) {
+        self.init(index: index, address: spec.host, port: spec.port, maxConnections: spec.maxConnections,
+                  hardLimit: spec.hardLimit, weight: spec.weight, priority: spec.priority, acl: spec.acl,
+                  healthCheck: spec.healthCheck)
+    }
+
     /// The change applied to a server's configuration (all but the blacklist, which is state).
     func apply(to spec: inout ServerSpec) {
         if let address { spec.host = address }

@@ -113,33 +113,6 @@ public enum TLSCommand: Equatable, Sendable {
     case option(TLSOption)
     case sniDirectory(String)
 
-    /// pen's TLS commands that penha refuses, with the reason.
-    static let refused = [
-        "ssl_ocsp_response": "OCSP stapling is not supported",
-        "ssl_client_renegotiation_interval": "client-initiated renegotiation is always refused, so it has no interval",
-    ]
-
-    static func parse(_ name: String, _ arguments: [String]) throws -> TLSCommand {
-        if let reason = refused[name] { throw ConfigurationError("'\(name)' is refused: \(reason)") }
-        guard arguments.count == 1 else {
-            let what = ["ssl_ciphers": "one OpenSSL cipher list, its entries joined by ':' (no spaces)",
-                        "ssl_option": "an option name",
-                        "ssl_sni_path": "a directory"][name, default: "one argument"]
-            throw ConfigurationError("'\(name)' needs \(what)")
-        }
-        let argument = arguments[0]
-        switch name {
-        case "ssl_ciphers": return .ciphers(argument)
-        case "ssl_sni_path": return .sniDirectory(argument)
-        default:
-            guard let option = TLSOption(rawValue: argument) else {
-                throw ConfigurationError("ssl_option '\(argument)' is not one of: "
-                                         + TLSOption.allCases.map(\.rawValue).joined(separator: ", "))
-            }
-            return .option(option)
-        }
-    }
-
     var text: String {
         switch self {
         case .ciphers(let list): return "ssl_ciphers \(list)"

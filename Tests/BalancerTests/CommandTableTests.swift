@@ -1,0 +1,67 @@
+import Foundation
+import XCTest
+@testable import Balancer
+@testable import BalancerCore
+
+/// The command table is the one place that knows each keyword: every entry is documented,
+/// and every setting it names reaches its field, is answered and is saved by `write`.
+final class CommandTableTests: XCTestCase {
+    /// README's command table, with Markdown's `\|` read as `|`.
+    private func readmeCommands() throws -> String {
+        let readme = URL(fileURLWithPath: #filePath).deletingLastPathComponent().appendingPathComponent("../../README.md")
+        let text = try String(contentsOf: readme, encoding: .utf8)
+        let section = try XCTUnwrap(text.components(separatedBy: "### Commands").dropFirst().first)
+        return section.components(separatedBy: "\n###").first!.replacingOccurrences(of: "\\|", with: "|")
+    }
+
+    func testEveryKeywordIsInReadmesCommandTable() throws {
+        let readme = try readmeCommands()
+        for keyword in CommandKeyword.table {
+            guard let usage = keyword.usage else { continue }
+            XCTAssertTrue(readme.contains("`\(usage)`"), "README's command table lacks `\(usage)`")
+        }
+    }
+
+    func testEveryKeywordIsOneEntryAndItsUsageParses() throws {
+        XCTAssertEqual(CommandKeyword.named.count, CommandKeyword.table.count, "a keyword is in the table twice")
+        for keyword in CommandKeyword.table {
+            XCTAssertEqual(keyword.usage.map { String($0.prefix { $0 != " " }) } ?? keyword.name, keyword.name)
+        }
+    }
+
+    func testTheNoErrorListsEveryNoForm() {
+        XCTAssertThrowsError(try Command.parse("no servers")) { error in
+            XCTAssertEqual("\(error)", "'no' takes one of: roundrobin, hash, weight, prio, stubborn, tcp_nodelay, http, "
+                           + "log, web_stats, acl N, healthcheck, metrics, vrrp vrid N")
+        }
+    }
+
+    func testEverySettingReachesItsFieldIsAnsweredAndWritten() throws {
+        for setting in Command.Setting.allCases {
+            var configuration = Configuration(listen: .inet(host: "127.0.0.1", port: 80), servers: [])
+            let value = setting.range.upperBound
+            try configuration.apply(.setting(setting, value))
+            XCTAssertEqual(configuration[keyPath: setting.field], value, setting.rawValue)
+            XCTAssertTrue(configuration.commands.contains(.setting(setting, value)), "write leaves out \(setting.rawValue)")
+            var runtime = Runtime(configuration: configuration, state: try configuration.makeState())
+            let facts = Runtime.Facts(now: at(1), started: at(0), vrrp: [], listen: "127.0.0.1:80", control: nil,
+                                      pid: 1, exitEnabled: false, configFile: nil)
+            let answer = try runtime.execute([ConfigLine(try Command.parse(setting.rawValue))], facts: facts, resolved: [:])
+            XCTAssertEqual(answer.lines, ["\(value)"], setting.rawValue)
+        }
+    }
+
+    func testEveryFlagAndFileReachesItsFieldAndIsWritten() throws {
+        var configuration = Configuration(listen: .inet(host: "127.0.0.1", port: 80), servers: [])
+        for flag in Command.Flag.allCases {
+            try configuration.apply(try Command.parse(flag.rawValue))
+            XCTAssertTrue(configuration[keyPath: flag.field], flag.rawValue)
+            XCTAssertTrue(configuration.commands.contains(.flag(flag, true)), "write leaves out \(flag.rawValue)")
+        }
+        for file in Command.FileSetting.allCases {
+            try configuration.apply(try Command.parse("\(file.rawValue) /tmp/\(file.rawValue)"))
+            XCTAssertEqual(configuration[keyPath: file.field], "/tmp/\(file.rawValue)")
+            XCTAssertTrue(configuration.commands.contains(.file(file, .set("/tmp/\(file.rawValue)"))), file.rawValue)
+        }
+    }
+}
