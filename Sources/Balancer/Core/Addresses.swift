@@ -85,11 +85,16 @@ func validPort(_ port: Int, in text: String) throws -> Int {
 /// A backend as pen writes it: `host[:port[:maxc[:hard[:weight[:prio]]]]]`, host being a
 /// name, an IPv4 address or a bracketed IPv6 address. The port defaults to the listen port.
 public struct ServerSpec: Equatable, Sendable {
+    /// The host as the operator wrote it (name or address), kept for `servers` and `write`.
     public var host: String
     public var port: Int
+    /// Soft limit on simultaneous connections (pen's maxc); 0 means unlimited.
     public var maxConnections = 0
+    /// Hard limit for returning clients once the soft limit is reached (pen's hard).
     public var hardLimit = 0
+    /// Weight for `-W`; a server with weight 0 is never chosen by weight (pen).
     public var weight = 1
+    /// Priority for `prio`: the lowest value wins.
     public var priority = 0
     /// `server N acl A`: clients this list refuses are not sent here (pen's default list 0).
     public var acl = 0
@@ -156,7 +161,6 @@ public struct ServerSpec: Equatable, Sendable {
 
     /// The server this spec describes, connecting to `address`.
     public func server(at address: SocketAddress) -> Server {
-        Server(host: host, port: port, address: address, maxConnections: maxConnections,
-               hardLimit: hardLimit, weight: weight, priority: priority, acl: acl, healthCheckEnabled: healthCheck)
+        Server(spec: self, address: address)
     }
 }

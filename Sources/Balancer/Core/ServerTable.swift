@@ -1,25 +1,14 @@
 import NIOCore
 
-/// One backend, with pen's limits and the counters kept for the control socket.
+/// One backend, with pen's limits and the counters kept for the control socket. Its
+/// configured fields are its `spec`, read through it (`server.weight`): one home for each.
+@dynamicMemberLookup
 public struct Server: Equatable, Sendable {
-    /// The host as the operator wrote it (name or address), kept for `servers` and `write`.
-    public var host: String
-    public var port: Int
+    /// What the configuration says of this server.
+    public var spec: ServerSpec
     /// The resolved address connections go to.
     public var address: SocketAddress
-    /// Soft limit on simultaneous connections (pen's maxc); 0 means unlimited.
-    public var maxConnections: Int = 0
-    /// Hard limit for returning clients once the soft limit is reached (pen's hard).
-    public var hardLimit: Int = 0
-    /// Weight for `-W`; a server with weight 0 is never chosen by weight (pen).
-    public var weight: Int = 1
-    /// Priority for `prio`: the lowest value wins.
-    public var priority: Int = 0
-    /// The access list a client must pass to be sent here.
-    public var acl: Int = 0
     public var blacklistedUntil: NIODeadline?
-    /// `server N healthcheck off` turns this off: the server is never checked, never down.
-    public var healthCheckEnabled = true
     /// Its standing in the health checks, and when the next is due.
     public var health = ServerHealth()
 
@@ -29,33 +18,39 @@ public struct Server: Equatable, Sendable {
     public var sent: UInt64 = 0
     public var received: UInt64 = 0
 
-    public init(host: String, port: Int, address: SocketAddress, maxConnections: Int = 0,
-                hardLimit: Int = 0, weight: Int = 1, priority: Int = 0, acl: Int = 0, healthCheckEnabled: Bool = true) {
-        self.host = host
-        self.port = port
+    public init(spec: ServerSpec, address: SocketAddress) {
+        self.spec = spec
         self.address = address
-        self.maxConnections = maxConnections
-        self.hardLimit = hardLimit
-        self.weight = weight
-        self.priority = priority
-        self.acl = acl
-        self.healthCheckEnabled = healthCheckEnabled
+    }
+
+    /// A server by the fields pen's `host:port:maxc:hard:weight:prio` gives.
+    public init(host: String, port: Int, address: SocketAddress, maxConnections: Int = 0,
+                hardLimit: Int = 0, weight: Int = 1, priority: Int = 0) {
+        self.init(spec: ServerSpec(host: host, port: port, maxConnections: maxConnections, hardLimit: hardLimit,
+                                   weight: weight, priority: priority),
+                  address: address)
+    }
+
+    /// Inlinable so that the data path's reads compile to a field access in other modules too.
+    @inlinable
+    public subscript<Value>(dynamicMember field: WritableKeyPath<ServerSpec, Value>) -> Value {
+        get { spec[keyPath: field] }
+        set { spec[keyPath: field] = newValue }
+    }
+
+    /// `server N healthcheck off` turns this off: the server is never checked, never down.
+    public var healthCheckEnabled: Bool {
+        get { spec.healthCheck }
+        set { spec.healthCheck = newValue }
     }
 
     /// Takes the configured fields of `spec`, keeping the counters; `address` is where
     /// `spec.host` resolved to, with `spec.port`. Checks start afresh for a new address, or
     /// when they are turned on or off for it: the old standing says nothing about the new.
     public mutating func adopt(_ spec: ServerSpec, address: SocketAddress) {
-        if address != self.address || spec.healthCheck != healthCheckEnabled { health = ServerHealth() }
-        healthCheckEnabled = spec.healthCheck
-        host = spec.host
-        port = spec.port
+        if address != self.address || spec.healthCheck != self.spec.healthCheck { health = ServerHealth() }
+        self.spec = spec
         self.address = address
-        maxConnections = spec.maxConnections
-        hardLimit = spec.hardLimit
-        weight = spec.weight
-        priority = spec.priority
-        acl = spec.acl
     }
 
     /// What `penha status` shows: down (by its health checks), blacklisted, full (at its soft
@@ -78,8 +73,8 @@ public struct Server: Equatable, Sendable {
     /// pen's try_server: a server over its soft limit still takes a client that used it
     /// last (`returning`), up to its hard limit.
     public func isFull(returning: Bool) -> Bool {
-        guard maxConnections > 0, connections >= maxConnections else { return false }
-        return !returning || connections >= hardLimit
+        guard spec.maxConnections > 0, connections >= spec.maxConnections else { return false }
+        return !returning || connections >= spec.hardLimit
     }
 
     /// A server its health checks found down takes no new client, returning or not.
