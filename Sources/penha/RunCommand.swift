@@ -111,14 +111,17 @@ struct RunCommand: ParsableCommand {
         if udp && certificate != nil {
             throw ConfigurationError("options -U and -E cannot be combined: penha terminates TLS over TCP only")
         }
-        let settings: [(Int, Command.Setting, String)] = [(blacklist, .blacklist, "-b"), (clients, .clientsMax, "-c"),
-                                                          (timeout, .timeout, "-t"), (connections, .connectionsMax, "-x"),
-                                                          (tracking, .tracking, "-T")]
-        for (value, setting, option) in settings { _ = try setting.check(value, as: "option \(option)") }
+        for (value, setting, option) in settingOptions { _ = try setting.check(value, as: "option \(option)") }
         _ = try boundedNumber(backlog, 1...Limits.backlog, for: "option -q")
         guard !servers.isEmpty || configFile != nil else {
             throw ConfigurationError(listen == nil ? "no listen address and no servers given" : "no servers given after the listen address")
         }
+    }
+
+    /// The options that set a command's number, checked by its bounds.
+    private var settingOptions: [(Int, Command.Setting, String)] {
+        [(blacklist, .blacklist, "-b"), (clients, .clientsMax, "-c"), (timeout, .timeout, "-t"),
+         (connections, .connectionsMax, "-x"), (tracking, .tracking, "-T")]
     }
 
     /// The command line as a `Configuration`: options first, then `-O` commands, then the
@@ -188,11 +191,7 @@ struct RunCommand: ParsableCommand {
         configuration.emergency = try emergency.map { try ServerSpec.parse($0, defaultPort: listenAddress.port) }
         configuration.abuse = try abuseServer.map { try ServerSpec.parse($0, defaultPort: listenAddress.port) }
         configuration.listenOnCommandLine = listen != nil
-        configuration.blacklistSeconds = blacklist
-        configuration.clientsMax = clients
-        configuration.connectTimeoutSeconds = timeout
-        configuration.connectionsMax = connections
-        configuration.trackingSeconds = tracking
+        for (value, setting, _) in settingOptions { configuration[keyPath: setting.field] = value }
         configuration.backlog = backlog
         configuration.debugLevel = debug
         configuration.selection.roundRobin = roundRobin || hashWithoutTracking

@@ -30,7 +30,7 @@ extension Command {
         /// The values the setting takes; a larger one is refused where it is parsed, before
         /// it can reach an allocation or a time calculation.
         public let range: ClosedRange<Int>
-        let field: WritableKeyPath<Configuration, Int> & Sendable
+        public let field: WritableKeyPath<Configuration, Int> & Sendable
         /// The value's letter in the usage (`blacklist [T]`).
         let placeholder: String
         /// The value names one of pen's access lists, and the error says so.
