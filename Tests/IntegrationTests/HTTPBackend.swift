@@ -111,7 +111,7 @@ private final class HTTPBackendHandler: ChannelInboundHandler {
         head = []
         let answer = "HTTP/1.1 \(status) \(status < 400 ? "OK" : "Service Unavailable")\r\n"
             + "Content-Length: \(body.utf8.count)\r\nConnection: close\r\n\r\n\(body)"
-        context.writeAndFlush(wrapOutboundOut(ByteBuffer(string: answer))).whenComplete { _ in context.close(promise: nil) }
+        context.writeAndFlush(wrapOutboundOut(ByteBuffer(string: answer))).assumeIsolated().whenComplete { _ in context.close(promise: nil) }
     }
 
     func errorCaught(context: ChannelHandlerContext, error: Error) {

@@ -242,7 +242,8 @@ final class UDPClient {
         guard count >= 0 else { throw TestFailure(errno == EAGAIN ? "timed out waiting for a datagram" : "recvfrom: errno \(errno)") }
         var text = [CChar](repeating: 0, count: Int(INET_ADDRSTRLEN))
         inet_ntop(AF_INET, &sender.sin_addr, &text, socklen_t(text.count))
-        return (Array(buffer.prefix(count)), "\(String(cString: text)):\(UInt16(bigEndian: sender.sin_port))")
+        let ip = String(decoding: text.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
+        return (Array(buffer.prefix(count)), "\(ip):\(UInt16(bigEndian: sender.sin_port))")
     }
 
     /// Sends `text` and returns the reply, or nil when none came in time.
