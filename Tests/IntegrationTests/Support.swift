@@ -176,22 +176,25 @@ final class Backend {
     private let channel: Channel
     private let counters: Counters
 
-    final class Counters: @unchecked Sendable {
-        private let lock = NSLock()
-        private var acceptedCount = 0
-        private var activeCount = 0
-        private var peerAddresses: [String] = []
-        var accepted: Int { lock.lock(); defer { lock.unlock() }; return acceptedCount }
-        var active: Int { lock.lock(); defer { lock.unlock() }; return activeCount }
-        var peers: [String] { lock.lock(); defer { lock.unlock() }; return peerAddresses }
-        func opened(from peer: String?) {
-            lock.lock()
-            acceptedCount += 1
-            activeCount += 1
-            peerAddresses.append(peer ?? "?")
-            lock.unlock()
+    final class Counters: Sendable {
+        private struct Tally {
+            var accepted = 0
+            var active = 0
+            var peers: [String] = []
         }
-        func closed() { lock.lock(); activeCount -= 1; lock.unlock() }
+
+        private let tally = Mutex(Tally())
+        var accepted: Int { tally.withLock { $0.accepted } }
+        var active: Int { tally.withLock { $0.active } }
+        var peers: [String] { tally.withLock { $0.peers } }
+        func opened(from peer: String?) {
+            tally.withLock {
+                $0.accepted += 1
+                $0.active += 1
+                $0.peers.append(peer ?? "?")
+            }
+        }
+        func closed() { tally.withLock { $0.active -= 1 } }
     }
 
     init(_ name: String, host: String = "127.0.0.1", port: Int = 0, behaviour: Behaviour = .identify) throws {

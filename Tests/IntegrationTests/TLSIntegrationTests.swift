@@ -2,6 +2,7 @@ import COpenSSL
 import Foundation
 import NIOCore
 import NIOPosix
+import Synchronization
 import XCTest
 
 #if canImport(Glibc)
@@ -420,14 +421,12 @@ private final class EchoHTTPBackend {
     private let channel: Channel
     private let counters = Counters()
 
-    final class Counters: @unchecked Sendable {
-        private let lock = NSLock()
-        private var connectionCount = 0
-        private var requestCount = 0
-        var connections: Int { lock.lock(); defer { lock.unlock() }; return connectionCount }
-        var requests: Int { lock.lock(); defer { lock.unlock() }; return requestCount }
-        func connected() { lock.lock(); connectionCount += 1; lock.unlock() }
-        func requested() { lock.lock(); requestCount += 1; lock.unlock() }
+    final class Counters: Sendable {
+        private let counts = Mutex((connections: 0, requests: 0))
+        var connections: Int { counts.withLock { $0.connections } }
+        var requests: Int { counts.withLock { $0.requests } }
+        func connected() { counts.withLock { $0.connections += 1 } }
+        func requested() { counts.withLock { $0.requests += 1 } }
     }
 
     init() throws {
