@@ -4,10 +4,10 @@ import PackageDescription
 // The folders show the layers and the targets enforce them: the pure cores (BalancerCore,
 // VRRPCore) cannot import sockets, NIOPosix or the C shims, because they do not depend on
 // them; the I/O around them is thin adapters. `.ci/check-layers` checks the imports too.
-// Swift 6 language mode everywhere but in the NIO data path, the executable that drives it
-// and the integration tests' NIO servers, whose channel handlers and closures are confined
-// to their event loop by design rather than by Sendable types (531 diagnostics measured);
-// they move to mode 6 with the data-path engine that replaces the NIO relay.
+// Swift 6 language mode everywhere but in the Balancer target (the NIO data path and the
+// control plane), whose channel handlers and closures are confined to their event loop by
+// design rather than by Sendable types; it moves to mode 6 with the data-path engine that
+// replaces the NIO relay.
 let nioDataPath: [SwiftSetting] = [.swiftLanguageMode(.v5)]
 
 let package = Package(
@@ -89,8 +89,7 @@ let package = Package(
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
-            ],
-            swiftSettings: nioDataPath
+            ]
         ),
         .testTarget(
             name: "BalancerTests",
@@ -106,8 +105,7 @@ let package = Package(
                 "COpenSSL",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
-            ],
-            swiftSettings: nioDataPath
+            ]
         ),
     ]
 )

@@ -106,7 +106,7 @@ enum Daemon {
     }
 
     private static func fail(_ message: String) -> Never {
-        fputs("penha: \(message)\n", stderr)
+        writeToStandardError("penha: \(message)")
         exit(1)
     }
 

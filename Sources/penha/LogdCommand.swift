@@ -51,14 +51,22 @@ struct LogdCommand: ParsableCommand {
         if !foreground { Daemon.start(arguments: Array(CommandLine.arguments.dropFirst())) }
         let logger = makeLogger(debugLevel: 0)
         let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
-        let handler = LogdHandler(capacity: capacity, output: output)
         let channel: Channel
+        let handler: NIOLoopBound<LogdHandler>
         do {
             channel = try DatagramBootstrap(group: group)
                 .channelOption(ChannelOptions.recvAllocator,
                                value: FixedSizeRecvByteBufferAllocator(capacity: LogDaemon.maxDatagramBytes + 1))
-                .channelInitializer { $0.pipeline.addHandler(handler) }
+                .channelInitializer { [capacity] channel in
+                    channel.eventLoop.makeCompletedFuture {
+                        try channel.pipeline.syncOperations.addHandler(LogdHandler(capacity: capacity, output: output))
+                    }
+                }
                 .bind(host: host, port: port).wait()
+            // The signal thread reaches the handler only through its event loop.
+            handler = try channel.eventLoop.submit {
+                NIOLoopBound(try channel.pipeline.syncOperations.handler(type: LogdHandler.self), eventLoop: channel.eventLoop)
+            }.wait()
         } catch {
             throw RuntimeFailure(description: "cannot listen on UDP \(listen): \(error)")
         }
@@ -71,7 +79,7 @@ struct LogdCommand: ParsableCommand {
         }
         logger.notice("logd listening on UDP \(ListenAddress.inet(host: host, port: channel.localAddress?.port ?? port))")
         Daemon.signalReady()
-        serveSignals(handler, channel.eventLoop, logger: logger)
+        serveSignals(handler, logger: logger)
         _ = try? channel.close().wait()
         if let pidFile { unlink(pidFile) }
         Glibc.exit(0)
@@ -87,7 +95,7 @@ struct LogdCommand: ParsableCommand {
         }
     }
 
-    private func serveSignals(_ handler: LogdHandler, _ eventLoop: EventLoop, logger: Logger) {
+    private func serveSignals(_ handler: NIOLoopBound<LogdHandler>, logger: Logger) {
         while true {
             let number = Signals.next()
             switch number {
@@ -95,35 +103,35 @@ struct LogdCommand: ParsableCommand {
                 guard logFile != nil else { continue }
                 do {
                     let output = try openOutput()
-                    try eventLoop.submit { handler.replaceOutput(output) }.wait()
+                    try handler.eventLoop.submit { handler.value.replaceOutput(output) }.wait()
                     logger.notice("log reopened")
                 } catch {
                     logger.error("log not reopened, still writing the old one: \(error)")
                 }
             case SIGUSR1:
-                logger.notice("\(Self.describeCounts(handler, eventLoop))")
+                logger.notice("\(Self.describeCounts(handler))")
             default:
-                logger.notice("stopped by signal \(number): \(Self.describeCounts(handler, eventLoop))")
+                logger.notice("stopped by signal \(number): \(Self.describeCounts(handler))")
                 return
             }
         }
     }
 
     /// `pen lines P rewritten R unmatched U skipped S`.
-    private static func describeCounts(_ handler: LogdHandler, _ eventLoop: EventLoop) -> String {
-        guard let counts = try? eventLoop.submit({ handler.counts }).wait() else { return "counts unavailable" }
+    private static func describeCounts(_ handler: NIOLoopBound<LogdHandler>) -> String {
+        guard let counts = try? handler.eventLoop.submit({ handler.value.counts }).wait() else { return "counts unavailable" }
         return "pen lines \(counts.penLines) rewritten \(counts.rewritten) unmatched \(counts.unmatched) skipped \(counts.skipped)"
     }
 }
 
 /// Runs `LogDaemon` on the datagrams and appends what it says to the output, a line a write.
-private final class LogdHandler: ChannelInboundHandler, @unchecked Sendable {
+private final class LogdHandler: ChannelInboundHandler {
     typealias InboundIn = AddressedEnvelope<ByteBuffer>
 
     private var daemon: LogDaemon
     private var output: Int32
 
-    /// Event loop only (the signal thread reaches it through `submit`).
+    /// Event loop only (the signal thread reaches it through `submit`, as `NIOLoopBound`).
     init(capacity: Int, output: Int32) {
         daemon = LogDaemon(capacity: capacity)
         self.output = output

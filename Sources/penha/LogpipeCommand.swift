@@ -49,7 +49,7 @@ struct LogpipeCommand: ParsableCommand {
             if !sender.send(bytes + [UInt8(ascii: "\n")], wait: true) { unsent += 1 }
         }
         if overlong > 0 || unsent > 0 {
-            fputs("penha logpipe: \(overlong) lines over \(PenLogLine.maxLineBytes) bytes skipped, \(unsent) not sent\n", stderr)
+            writeToStandardError("penha logpipe: \(overlong) lines over \(PenLogLine.maxLineBytes) bytes skipped, \(unsent) not sent")
         }
     }
 }

@@ -59,9 +59,9 @@ struct MergelogsCommand: ParsableCommand {
         let counts = merge.counts
         let dropped = counts.droppedPenLines == 0 ? ""
             : "; \(counts.droppedPenLines) pen lines dropped, more than \(LogMerge.windowLimit) within the jitter"
-        fputs("penha mergelogs: \(lines) lines, \(counts.matched) with their client, \(counts.unmatched) unmatched "
+        writeToStandardError("penha mergelogs: \(lines) lines, \(counts.matched) with their client, \(counts.unmatched) unmatched "
               + "(the server as client); skipped: \(counts.skippedServerLines) web server lines, "
-              + "\(counts.skippedPenLines) pen lines\(dropped)\n", stderr)
+              + "\(counts.skippedPenLines) pen lines\(dropped)")
     }
 
     /// `SERVER:LOGFILE`, split at the first colon as pen does; `[v6]:LOGFILE` for IPv6.

@@ -1,5 +1,7 @@
 import ArgumentParser
-import Balancer
+// BalancerService is safe from any thread (it hops to its event loop) but Balancer, still in
+// Swift 5 mode, does not declare it Sendable: drop @preconcurrency once it does.
+@preconcurrency import Balancer
 import BalancerCore
 import Logging
 import NIOCore
@@ -272,7 +274,7 @@ struct RunCommand: ParsableCommand {
         // Not after -j: the paths would name files inside the jail.
         let bound = [configuration.listen.socketPath, controlChannel == nil ? nil : (try? controlAddress)?.socketPath]
         let sockets = chroot == nil ? bound.compactMap { $0 } : []
-        let removeFiles = { [pidFile] in (sockets + [pidFile].compactMap { $0 }).forEach { _ = unlink($0) } }
+        let removeFiles: @Sendable () -> Void = { [pidFile] in (sockets + [pidFile].compactMap { $0 }).forEach { _ = unlink($0) } }
         ShutdownDeadline.arm(logger: logger, beforeExit: removeFiles)
         // VRRP first: the master resigns (priority 0) and removes its VIPs, so the backup
         // takes over at once, even if a later step is what the deadline cuts short.

@@ -40,16 +40,21 @@ enum Signals {
 /// Work a signal asks for (a reload, the statistics), started without waiting on the main
 /// thread, which must stay free to take SIGTERM whatever the work is stuck on. A signal
 /// that arrives while the work runs makes it run once more after; no more than that waits.
-/// Touched only on `eventLoop`, so it needs no lock.
-final class CoalescedWork {
-    private let eventLoop: EventLoop
-    private let work: () -> EventLoopFuture<Void>
-    private var running = false
-    private var again = false
+/// Its state is touched only on `eventLoop` (the box checks that), so it needs no lock.
+final class CoalescedWork: Sendable {
+    private struct State {
+        var running = false
+        var again = false
+    }
 
-    init(on eventLoop: EventLoop, _ work: @escaping () -> EventLoopFuture<Void>) {
+    private let eventLoop: EventLoop
+    private let work: @Sendable () -> EventLoopFuture<Void>
+    private let state: NIOLoopBoundBox<State>
+
+    init(on eventLoop: EventLoop, _ work: @escaping @Sendable () -> EventLoopFuture<Void>) {
         self.eventLoop = eventLoop
         self.work = work
+        state = .makeBoxSendingValue(State(), eventLoop: eventLoop)
     }
 
     /// Returns at once; the work starts on the event loop.
@@ -58,15 +63,15 @@ final class CoalescedWork {
     }
 
     private func start() {
-        guard !running else {
-            again = true
+        guard !state.value.running else {
+            state.value.again = true
             return
         }
-        running = true
+        state.value.running = true
         work().whenComplete { _ in
-            self.running = false
-            if self.again {
-                self.again = false
+            self.state.value.running = false
+            if self.state.value.again {
+                self.state.value.again = false
                 self.start()
             }
         }
@@ -80,7 +85,7 @@ final class CoalescedWork {
 enum ShutdownDeadline {
     static let seconds: UInt32 = 5
 
-    static func arm(logger: Logger, beforeExit: @escaping () -> Void) {
+    static func arm(logger: Logger, beforeExit: @escaping @Sendable () -> Void) {
         let pool = NIOThreadPool(numberOfThreads: 1)
         pool.start()
         pool.submit { state in

@@ -41,8 +41,7 @@ struct SystemLogHandler: LogHandler {
         case .syslog(let socket):
             socket.send("<\(Self.daemonFacility * 8 + severity)>\(Self.timestamp()) penha[\(getpid())]: \(text)")
         case .journal:
-            let line = Array("<\(severity)>\(text)\n".utf8)
-            _ = line.withUnsafeBytes { write(2, $0.baseAddress, $0.count) }
+            writeToStandardError("<\(severity)>\(text)")
         }
     }
 

@@ -1,6 +1,7 @@
 import Foundation
 import NIOCore
 import NIOPosix
+import Synchronization
 
 #if canImport(Glibc)
 import Glibc
@@ -17,25 +18,28 @@ final class HTTPBackend {
     private let channel: Channel
     private let shared: Shared
 
-    final class Shared: @unchecked Sendable {
-        private let lock = NSLock()
-        private var currentStatus: Int
-        private var heads: [String] = []
-        private var entries: [String] = []
-        init(status: Int) { currentStatus = status }
+    final class Shared: Sendable {
+        private struct Record {
+            var status: Int
+            var heads: [String] = []
+            var entries: [String] = []
+        }
+
+        private let state: Mutex<Record>
+        init(status: Int) { state = Mutex(Record(status: status)) }
 
         var status: Int {
-            get { lock.lock(); defer { lock.unlock() }; return currentStatus }
-            set { lock.lock(); currentStatus = newValue; lock.unlock() }
+            get { state.withLock { $0.status } }
+            set { state.withLock { $0.status = newValue } }
         }
-        var requests: [String] { lock.lock(); defer { lock.unlock() }; return heads }
-        var lines: [String] { lock.lock(); defer { lock.unlock() }; return entries }
+        var requests: [String] { state.withLock { $0.heads } }
+        var lines: [String] { state.withLock { $0.entries } }
 
         func record(head: String, logLine: String) {
-            lock.lock()
-            heads.append(head)
-            entries.append(logLine)
-            lock.unlock()
+            state.withLock {
+                $0.heads.append(head)
+                $0.entries.append(logLine)
+            }
         }
     }
 
@@ -111,7 +115,7 @@ private final class HTTPBackendHandler: ChannelInboundHandler {
         head = []
         let answer = "HTTP/1.1 \(status) \(status < 400 ? "OK" : "Service Unavailable")\r\n"
             + "Content-Length: \(body.utf8.count)\r\nConnection: close\r\n\r\n\(body)"
-        context.writeAndFlush(wrapOutboundOut(ByteBuffer(string: answer))).whenComplete { _ in context.close(promise: nil) }
+        context.writeAndFlush(wrapOutboundOut(ByteBuffer(string: answer))).assumeIsolated().whenComplete { _ in context.close(promise: nil) }
     }
 
     func errorCaught(context: ChannelHandlerContext, error: Error) {

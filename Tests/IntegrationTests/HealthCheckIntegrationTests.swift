@@ -1,4 +1,5 @@
 import Foundation
+import Synchronization
 import XCTest
 
 #if canImport(Glibc)
@@ -9,25 +10,25 @@ import Glibc
 final class HealthCheckIntegrationTests: XCTestCase {
     /// A client loop from 127.0.0.1 (tracked to the server it got first) until `stop` is set:
     /// the backends that answered and the clients that got no answer.
-    private final class ClientLoop: @unchecked Sendable {
-        private let lock = NSLock()
-        private var stopping = false
-        private(set) var answers: [String] = []
-        private(set) var errors = 0
+    private final class ClientLoop: Sendable {
+        private struct Tally {
+            var stopping = false
+            var answers: [String] = []
+            var errors = 0
+        }
+
+        private let tally = Mutex(Tally())
         private let done = DispatchSemaphore(value: 0)
 
         init(_ penha: Penha) {
             Thread.detachNewThread { [self] in
                 // Bounded: at most 2000 clients, and the test stops it far sooner.
                 for _ in 0..<2000 {
-                    lock.lock()
-                    let stop = stopping
-                    lock.unlock()
-                    if stop { break }
+                    if tally.withLock({ $0.stopping }) { break }
                     let answer = try? whoAnswers(penha)
-                    lock.lock()
-                    if let answer = answer ?? nil { answers.append(answer) } else { errors += 1 }
-                    lock.unlock()
+                    tally.withLock {
+                        if let answer = answer ?? nil { $0.answers.append(answer) } else { $0.errors += 1 }
+                    }
                     usleep(10_000)
                 }
                 done.signal()
@@ -35,13 +36,9 @@ final class HealthCheckIntegrationTests: XCTestCase {
         }
 
         func stop() -> (answers: [String], errors: Int) {
-            lock.lock()
-            stopping = true
-            lock.unlock()
+            tally.withLock { $0.stopping = true }
             _ = done.wait(timeout: .now() + 10)
-            lock.lock()
-            defer { lock.unlock() }
-            return (answers, errors)
+            return tally.withLock { ($0.answers, $0.errors) }
         }
     }
 

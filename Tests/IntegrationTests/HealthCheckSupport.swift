@@ -1,6 +1,7 @@
 import Foundation
 import NIOCore
 import NIOPosix
+import Synchronization
 
 #if canImport(Glibc)
 import Glibc
@@ -13,15 +14,14 @@ final class ConnectRecorder {
     private let channels: [Channel]
     private let times: Times
 
-    final class Times: @unchecked Sendable {
-        private let lock = NSLock()
-        private var first: [Int: Date] = [:]
+    final class Times: Sendable {
+        private let first = Mutex<[Int: Date]>([:])
         func note(_ index: Int) {
-            lock.lock()
-            if first[index] == nil { first[index] = Date() }
-            lock.unlock()
+            first.withLock { first in
+                if first[index] == nil { first[index] = Date() }
+            }
         }
-        var firsts: [Int: Date] { lock.lock(); defer { lock.unlock() }; return first }
+        var firsts: [Int: Date] { first.withLock { $0 } }
     }
 
     init(count: Int) throws {

@@ -66,11 +66,12 @@ final class RelayIntegrationTests: XCTestCase {
         // Rotate the block each time so misordered chunks change the checksum.
         let blocks = (0..<(total / block.count)).map { index in Array(block[(index % 251)...] + block[..<(index % 251)]) }
         for chunk in blocks { sentSum.add(chunk) }
-        let sender = Thread {
-            for chunk in blocks { try? client.send(chunk) }
-            client.shutdownWrite()
+        let sender = client.sender
+        let sending = Thread {
+            for chunk in blocks { try? sender.send(chunk) }
+            sender.shutdownWrite()
         }
-        sender.start()
+        sending.start()
         var receivedSum = Checksum()
         let expected = Array("EOF A\n".utf8)
         var tail: [UInt8] = []

@@ -1,6 +1,7 @@
 import Foundation
 import NIOCore
 import NIOPosix
+import Synchronization
 import XCTest
 
 #if canImport(Glibc)
@@ -38,14 +39,14 @@ func freePortOf(_ fd: Int32) -> Int {
 }
 
 /// A running penha, stopped when the test ends. Waits for its "listening" log line.
-final class Penha {
+/// Sendable: its stderr grows on the pipe's reading thread, behind a lock.
+final class Penha: Sendable {
     let process = Process()
     let port: Int
     /// The control socket: `-C` from the options, else a fresh temporary path.
     let control: String
     private let stderrPipe = Pipe()
-    private let lock = NSLock()
-    private var stderrText = ""
+    private let stderrText = Mutex("")
 
     /// Starts `penha -f ARGUMENTS... 127.0.0.1:PORT SERVERS...` unless `listen` says otherwise
     /// (empty: none, for a -F file that names it),
@@ -73,11 +74,11 @@ final class Penha {
         stderrPipe.fileHandleForReading.readabilityHandler = { [weak self] handle in
             let data = handle.availableData
             guard let self, !data.isEmpty else { return }
-            self.lock.lock()
-            let wasListening = self.stderrText.contains("listening")
-            self.stderrText += String(decoding: data, as: UTF8.self)
-            let isListening = self.stderrText.contains("listening")
-            self.lock.unlock()
+            let (wasListening, isListening) = self.stderrText.withLock { text in
+                let was = text.contains("listening")
+                text += String(decoding: data, as: UTF8.self)
+                return (was, text.contains("listening"))
+            }
             if isListening && !wasListening { started.signal() }
         }
         try process.run()
@@ -87,11 +88,7 @@ final class Penha {
         }
     }
 
-    var stderr: String {
-        lock.lock()
-        defer { lock.unlock() }
-        return stderrText
-    }
+    var stderr: String { stderrText.withLock { $0 } }
 
     var openFileDescriptors: Int {
         (try? FileManager.default.contentsOfDirectory(atPath: "/proc/\(process.processIdentifier)/fd").count) ?? -1
@@ -179,22 +176,25 @@ final class Backend {
     private let channel: Channel
     private let counters: Counters
 
-    final class Counters: @unchecked Sendable {
-        private let lock = NSLock()
-        private var acceptedCount = 0
-        private var activeCount = 0
-        private var peerAddresses: [String] = []
-        var accepted: Int { lock.lock(); defer { lock.unlock() }; return acceptedCount }
-        var active: Int { lock.lock(); defer { lock.unlock() }; return activeCount }
-        var peers: [String] { lock.lock(); defer { lock.unlock() }; return peerAddresses }
-        func opened(from peer: String?) {
-            lock.lock()
-            acceptedCount += 1
-            activeCount += 1
-            peerAddresses.append(peer ?? "?")
-            lock.unlock()
+    final class Counters: Sendable {
+        private struct Tally {
+            var accepted = 0
+            var active = 0
+            var peers: [String] = []
         }
-        func closed() { lock.lock(); activeCount -= 1; lock.unlock() }
+
+        private let tally = Mutex(Tally())
+        var accepted: Int { tally.withLock { $0.accepted } }
+        var active: Int { tally.withLock { $0.active } }
+        var peers: [String] { tally.withLock { $0.peers } }
+        func opened(from peer: String?) {
+            tally.withLock {
+                $0.accepted += 1
+                $0.active += 1
+                $0.peers.append(peer ?? "?")
+            }
+        }
+        func closed() { tally.withLock { $0.active -= 1 } }
     }
 
     init(_ name: String, host: String = "127.0.0.1", port: Int = 0, behaviour: Behaviour = .identify) throws {
@@ -265,7 +265,7 @@ private final class BackendHandler: ChannelInboundHandler {
         guard case ChannelEvent.inputClosed = event else { return }
         switch behaviour {
         case .identify:
-            context.writeAndFlush(wrapOutboundOut(ByteBuffer(string: "EOF \(name)\n"))).whenComplete { _ in
+            context.writeAndFlush(wrapOutboundOut(ByteBuffer(string: "EOF \(name)\n"))).assumeIsolated().whenComplete { _ in
                 context.close(promise: nil)
             }
         case .silent: context.close(promise: nil)
@@ -347,18 +347,15 @@ final class Client {
 
     deinit { close(fd) }
 
+    /// The sending half, for another thread to send on while this one reads; valid while
+    /// the client lives.
+    var sender: ClientSender { ClientSender(fd: fd) }
+
     func send(_ text: String) throws { try send(Array(text.utf8)) }
 
-    func send(_ bytes: [UInt8]) throws {
-        var offset = 0
-        while offset < bytes.count {
-            let written = bytes[offset...].withUnsafeBytes { Glibc.send(fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
-            guard written > 0 else { throw TestFailure("send failed: errno \(errno)") }
-            offset += written
-        }
-    }
+    func send(_ bytes: [UInt8]) throws { try sender.send(bytes) }
 
-    func shutdownWrite() { shutdown(fd, Int32(SHUT_WR)) }
+    func shutdownWrite() { sender.shutdownWrite() }
 
     /// Reads what is available; empty at EOF; throws on timeout or error.
     private func receive() throws -> [UInt8] {
@@ -391,6 +388,22 @@ final class Client {
         }
         return total
     }
+}
+
+/// A `Client`'s socket without its receive buffer: what sending needs, and Sendable.
+struct ClientSender: Sendable {
+    let fd: Int32
+
+    func send(_ bytes: [UInt8]) throws {
+        var offset = 0
+        while offset < bytes.count {
+            let written = bytes[offset...].withUnsafeBytes { Glibc.send(fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
+            guard written > 0 else { throw TestFailure("send failed: errno \(errno)") }
+            offset += written
+        }
+    }
+
+    func shutdownWrite() { shutdown(fd, Int32(SHUT_WR)) }
 }
 
 /// A listener whose accept queue is full and never drained: the kernel leaves further

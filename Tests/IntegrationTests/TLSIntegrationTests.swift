@@ -2,6 +2,7 @@ import COpenSSL
 import Foundation
 import NIOCore
 import NIOPosix
+import Synchronization
 import XCTest
 
 #if canImport(Glibc)
@@ -44,7 +45,7 @@ final class TLSIntegrationTests: XCTestCase {
 
         // The key may follow the certificate in the -E file; -L tls1.3 refuses TLS 1.2.
         let both = "\(directory)/both.pem"
-        try (String(contentsOfFile: server.certificate) + String(contentsOfFile: server.key)).write(toFile: both, atomically: true, encoding: .utf8)
+        try (String(contentsOfFile: server.certificate, encoding: .utf8) + String(contentsOfFile: server.key, encoding: .utf8)).write(toFile: both, atomically: true, encoding: .utf8)
         let combined = try Penha(["-E", both, "-L", "tls1.3"], servers: ["127.0.0.1:\(backend.port)"])
         XCTAssertEqual(try curl(combined, path: "/").status, 0)
         XCTAssertNotEqual(try curl(combined, path: "/", options: ["--tls-max", "1.2"]).status, 0)
@@ -145,7 +146,7 @@ final class TLSIntegrationTests: XCTestCase {
                       "\(refused)")
         let saved = "\(directory)/saved.conf"
         XCTAssertEqual(try penha.command("write \(saved)"), ["wrote \(saved)"])
-        let lines = try String(contentsOfFile: saved).split(separator: "\n").filter { $0.hasPrefix("ssl_") }
+        let lines = try String(contentsOfFile: saved, encoding: .utf8).split(separator: "\n").filter { $0.hasPrefix("ssl_") }
         XCTAssertEqual(lines, ["ssl_option no_tlsv1.2", "ssl_sni_path \(names)"], "the refused cipher list is not kept")
     }
 
@@ -244,7 +245,7 @@ final class TLSIntegrationTests: XCTestCase {
         XCTAssertNotEqual(try curl(penha, path: "/", options: ["--tls-max", "1.2"]).status, 0, "still TLS 1.3 only")
         let saved = "\(directory)/saved.conf"
         XCTAssertEqual(try penha.command("write \(saved)"), ["wrote \(saved)"])
-        XCTAssertFalse(try String(contentsOfFile: saved).contains("NO-SUCH-CIPHER"))
+        XCTAssertFalse(try String(contentsOfFile: saved, encoding: .utf8).contains("NO-SUCH-CIPHER"))
     }
 
     func testObsoleteOrIncompleteTLSOptionsAreRefusedByName() throws {
@@ -420,14 +421,12 @@ private final class EchoHTTPBackend {
     private let channel: Channel
     private let counters = Counters()
 
-    final class Counters: @unchecked Sendable {
-        private let lock = NSLock()
-        private var connectionCount = 0
-        private var requestCount = 0
-        var connections: Int { lock.lock(); defer { lock.unlock() }; return connectionCount }
-        var requests: Int { lock.lock(); defer { lock.unlock() }; return requestCount }
-        func connected() { lock.lock(); connectionCount += 1; lock.unlock() }
-        func requested() { lock.lock(); requestCount += 1; lock.unlock() }
+    final class Counters: Sendable {
+        private let counts = Mutex((connections: 0, requests: 0))
+        var connections: Int { counts.withLock { $0.connections } }
+        var requests: Int { counts.withLock { $0.requests } }
+        func connected() { counts.withLock { $0.connections += 1 } }
+        func requested() { counts.withLock { $0.requests += 1 } }
     }
 
     init() throws {
@@ -465,7 +464,7 @@ private final class HTTPEchoHandler: ChannelInboundHandler {
         counters.requested()
         let body = String(head[..<end.upperBound])
         let answer = "HTTP/1.1 200 OK\r\nContent-Length: \(body.utf8.count)\r\nConnection: close\r\n\r\n" + body
-        context.writeAndFlush(wrapOutboundOut(ByteBuffer(string: answer))).whenComplete { _ in context.close(promise: nil) }
+        context.writeAndFlush(wrapOutboundOut(ByteBuffer(string: answer))).assumeIsolated().whenComplete { _ in context.close(promise: nil) }
     }
 
     func errorCaught(context: ChannelHandlerContext, error: Error) {

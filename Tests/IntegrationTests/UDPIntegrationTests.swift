@@ -1,6 +1,7 @@
 import Foundation
 import NIOCore
 import NIOPosix
+import Synchronization
 import XCTest
 
 #if canImport(Glibc)
@@ -156,44 +157,51 @@ private func freeUDPPort() -> Int {
 final class UDPBackend {
     let port: Int
     private let channel: Channel
-    private let handler: Handler
+    /// "ip:port" of each datagram's sender, written by the handler on its event loop.
+    private let senders: Senders
+
+    final class Senders: Sendable {
+        private let seen = Mutex<[String]>([])
+        var all: [String] { seen.withLock { $0 } }
+        func add(_ sender: String) { seen.withLock { $0.append(sender) } }
+    }
 
     init(_ name: String) throws {
-        let handler = Handler(name: name)
-        self.handler = handler
+        let senders = Senders()
+        self.senders = senders
         channel = try DatagramBootstrap(group: Backend.group)
             .channelOption(ChannelOptions.recvAllocator, value: FixedSizeRecvByteBufferAllocator(capacity: 65536))
             .channelInitializer { channel in
-                channel.eventLoop.makeCompletedFuture { try channel.pipeline.syncOperations.addHandler(handler) }
+                channel.eventLoop.makeCompletedFuture {
+                    try channel.pipeline.syncOperations.addHandler(Handler(name: name, senders: senders))
+                }
             }
             .bind(host: "127.0.0.1", port: 0).wait()
         port = channel.localAddress!.port!
     }
 
     /// "ip:port" of each datagram's sender, in order.
-    var peers: [String] { handler.peers }
+    var peers: [String] { senders.all }
 
     /// Both backends as penha's server arguments.
     func andB(_ other: UDPBackend) -> [String] { ["127.0.0.1:\(port)", "127.0.0.1:\(other.port)"] }
 
     deinit { try? channel.close().wait() }
 
-    private final class Handler: ChannelInboundHandler, @unchecked Sendable {
+    private final class Handler: ChannelInboundHandler {
         typealias InboundIn = AddressedEnvelope<ByteBuffer>
         typealias OutboundOut = AddressedEnvelope<ByteBuffer>
         let name: String
-        private let lock = NSLock()
-        private var seen: [String] = []
+        private let senders: Senders
 
-        init(name: String) { self.name = name }
-
-        var peers: [String] { lock.lock(); defer { lock.unlock() }; return seen }
+        init(name: String, senders: Senders) {
+            self.name = name
+            self.senders = senders
+        }
 
         func channelRead(context: ChannelHandlerContext, data: NIOAny) {
             let envelope = unwrapInboundIn(data)
-            lock.lock()
-            seen.append("\(envelope.remoteAddress.ipAddress ?? "?"):\(envelope.remoteAddress.port ?? 0)")
-            lock.unlock()
+            senders.add("\(envelope.remoteAddress.ipAddress ?? "?"):\(envelope.remoteAddress.port ?? 0)")
             var reply = context.channel.allocator.buffer(string: "\(name):")
             reply.writeImmutableBuffer(envelope.data)
             context.writeAndFlush(wrapOutboundOut(AddressedEnvelope(remoteAddress: envelope.remoteAddress, data: reply)),
@@ -242,7 +250,8 @@ final class UDPClient {
         guard count >= 0 else { throw TestFailure(errno == EAGAIN ? "timed out waiting for a datagram" : "recvfrom: errno \(errno)") }
         var text = [CChar](repeating: 0, count: Int(INET_ADDRSTRLEN))
         inet_ntop(AF_INET, &sender.sin_addr, &text, socklen_t(text.count))
-        return (Array(buffer.prefix(count)), "\(String(cString: text)):\(UInt16(bigEndian: sender.sin_port))")
+        let ip = String(decoding: text.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
+        return (Array(buffer.prefix(count)), "\(ip):\(UInt16(bigEndian: sender.sin_port))")
     }
 
     /// Sends `text` and returns the reply, or nil when none came in time.
