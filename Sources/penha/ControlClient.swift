@@ -17,15 +17,15 @@ enum ControlClient {
     static let timeoutSeconds = 10
 
     /// `SOCKET` or `host:port`; a bare port means loopback, as for `-C`.
-    static func address(_ text: String?) throws -> ControlAddress {
-        try ControlAddress.parse(text ?? ControlAddress.defaultPath)
+    static func address(_ text: String?) throws -> Endpoint {
+        try Endpoint.controlAddress(text ?? Endpoint.defaultControlPath)
     }
 
     /// The answer's lines; throws `Failure` when penha cannot be reached or does not answer.
     /// Commands that set something answer nothing, as in pen, and so does a penha that died
     /// on the command: an empty answer counts only when penha then answers `pid`, which
     /// always has an answer, on a second connection.
-    static func send(_ command: String, to address: ControlAddress) throws -> Reply {
+    static func send(_ command: String, to address: Endpoint) throws -> Reply {
         let answer = try exchange(command, with: address)
         if answer.isEmpty, (try? exchange("pid", with: address))?.isEmpty ?? true {
             throw Failure(description: "penha closed the connection without an answer")
@@ -34,7 +34,7 @@ enum ControlClient {
     }
 
     /// One connection: the command out, every byte of the answer in.
-    private static func exchange(_ command: String, with address: ControlAddress) throws -> [UInt8] {
+    private static func exchange(_ command: String, with address: Endpoint) throws -> [UInt8] {
         let target: SocketAddress
         do {
             target = try address.socketAddress

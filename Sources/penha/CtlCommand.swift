@@ -16,7 +16,7 @@ struct CtlCommand: ParsableCommand {
     )
 
     @Argument(parsing: .captureForPassthrough,
-              help: "[SOCKET|host:port|port] COMMAND...; the socket (a path with a '/' or a '.') defaults to \(ControlAddress.defaultPath).")
+              help: "[SOCKET|host:port|port] COMMAND...; the socket (a path with a '/' or a '.') defaults to \(Endpoint.defaultControlPath).")
     var words: [String] = []
 
     func run() throws {

@@ -39,7 +39,7 @@ struct LogdCommand: ParsableCommand {
 
     /// The address to bind: a bare port is on all IPv4 addresses.
     private func address() throws -> (host: String, port: Int) {
-        guard case .inet(let host, let port) = try ListenAddress.parse(listen) else {
+        guard case .inet(let host, let port) = try Endpoint.listenAddress(listen) else {
             throw ConfigurationError("bad logd address '\(listen)': expected [host:]port")
         }
         return (host, port)
@@ -77,7 +77,7 @@ struct LogdCommand: ParsableCommand {
                 throw RuntimeFailure(description: "\(error)")
             }
         }
-        logger.notice("logd listening on UDP \(ListenAddress.inet(host: host, port: channel.localAddress?.port ?? port))")
+        logger.notice("logd listening on UDP \(Endpoint.inet(host: host, port: channel.localAddress?.port ?? port))")
         Daemon.signalReady()
         serveSignals(handler, logger: logger)
         _ = try? channel.close().wait()

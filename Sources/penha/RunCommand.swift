@@ -177,8 +177,8 @@ struct RunCommand: ParsableCommand {
 
     /// The listen address: the command line's, else the last `listen` line of `-O` or the
     /// `-F` file (an operator's unit then names no address).
-    private func listenAddress(in lines: [ConfigLine]) throws -> ListenAddress {
-        if let listen { return try ListenAddress.parse(listen) }
+    private func listenAddress(in lines: [ConfigLine]) throws -> Endpoint {
+        if let listen { return try Endpoint.listenAddress(listen) }
         for line in lines.reversed() {
             if case .listen(let address) = line.command { return address }
         }
@@ -186,7 +186,7 @@ struct RunCommand: ParsableCommand {
     }
 
     /// The options alone, before `-O` and `-F`.
-    private func optionsConfiguration(listen listenAddress: ListenAddress) throws -> Configuration {
+    private func optionsConfiguration(listen listenAddress: Endpoint) throws -> Configuration {
         var configuration = Configuration(
             listen: listenAddress,
             servers: try servers.map { try ServerSpec.parse($0, defaultPort: listenAddress.port) })
@@ -287,8 +287,8 @@ struct RunCommand: ParsableCommand {
     }
 
     /// `-C`, or the default socket.
-    var controlAddress: ControlAddress {
-        get throws { try control.map(ControlAddress.parse) ?? .unix(path: ControlAddress.defaultPath) }
+    var controlAddress: Endpoint {
+        get throws { try control.map(Endpoint.controlAddress) ?? .unix(path: Endpoint.defaultControlPath) }
     }
 
     /// `-C`, or the default socket when it can be made (root); a `-C` that fails is fatal.
@@ -298,7 +298,7 @@ struct RunCommand: ParsableCommand {
         let onExit: @Sendable () -> Void = { kill(getpid(), SIGTERM) }
         do {
             let channel = try ControlServer.start(address, service: service, onExit: onExit).wait()
-            let bound: ControlAddress
+            let bound: Endpoint
             if case .inet(let host, _) = address, let port = channel.localAddress?.port {
                 bound = .inet(host: host, port: port)
             } else {

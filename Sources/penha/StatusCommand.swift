@@ -14,7 +14,7 @@ struct StatusCommand: ParsableCommand {
         helpNames: [.long]
     )
 
-    @Option(name: .customShort("C"), help: "Control socket or host:port (default \(ControlAddress.defaultPath)).")
+    @Option(name: .customShort("C"), help: "Control socket or host:port (default \(Endpoint.defaultControlPath)).")
     var control: String?
     @Flag(help: "Print one JSON object.")
     var json = false

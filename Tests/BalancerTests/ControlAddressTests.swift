@@ -5,7 +5,7 @@ import XCTest
 /// host:port, anything else is a Unix socket path, relative ones included.
 final class ControlAddressTests: XCTestCase {
     func testPortsHostPortsAndPathsAbsoluteOrRelative() throws {
-        let cases: [(String, ControlAddress)] = [
+        let cases: [(String, Endpoint)] = [
             ("8888", .inet(host: "127.0.0.1", port: 8888)),
             ("127.0.0.2:8888", .inet(host: "127.0.0.2", port: 8888)),
             ("localhost:8888", .inet(host: "127.0.0.1", port: 8888)),
@@ -16,7 +16,7 @@ final class ControlAddressTests: XCTestCase {
             ("run/a:b.sock", .unix(path: "run/a:b.sock")),
         ]
         for (text, expected) in cases {
-            XCTAssertEqual(try ControlAddress.parse(text), expected, text)
+            XCTAssertEqual(try Endpoint.controlAddress(text), expected, text)
         }
     }
 
@@ -31,7 +31,7 @@ final class ControlAddressTests: XCTestCase {
             ("penha.example:80", "not a host name"),
         ]
         for (text, reason) in cases {
-            XCTAssertThrowsError(try ControlAddress.parse(text), text) { error in
+            XCTAssertThrowsError(try Endpoint.controlAddress(text), text) { error in
                 XCTAssertTrue("\(error)".contains(reason), "\(text): \(error)")
             }
         }

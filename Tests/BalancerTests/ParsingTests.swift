@@ -4,16 +4,16 @@ import XCTest
 
 final class ParsingTests: XCTestCase {
     func testListenAddresses() throws {
-        XCTAssertEqual(try ListenAddress.parse("8080"), .inet(host: "0.0.0.0", port: 8080))
-        XCTAssertEqual(try ListenAddress.parse("127.0.0.1:80"), .inet(host: "127.0.0.1", port: 80))
-        XCTAssertEqual(try ListenAddress.parse("[::1]:443"), .inet(host: "::1", port: 443))
-        XCTAssertEqual(try ListenAddress.parse(":::8080"), .inet(host: "::", port: 8080))
-        XCTAssertEqual(try ListenAddress.parse("/run/penha.sock"), .unix(path: "/run/penha.sock"))
+        XCTAssertEqual(try Endpoint.listenAddress("8080"), .inet(host: "0.0.0.0", port: 8080))
+        XCTAssertEqual(try Endpoint.listenAddress("127.0.0.1:80"), .inet(host: "127.0.0.1", port: 80))
+        XCTAssertEqual(try Endpoint.listenAddress("[::1]:443"), .inet(host: "::1", port: 443))
+        XCTAssertEqual(try Endpoint.listenAddress(":::8080"), .inet(host: "::", port: 8080))
+        XCTAssertEqual(try Endpoint.listenAddress("/run/penha.sock"), .unix(path: "/run/penha.sock"))
     }
 
     func testBadListenAddressesNameTheArgument() {
         for bad in ["0", "70000", "host:", "host:port", "[::1]80", "[::1", ":80", "abc"] {
-            XCTAssertThrowsError(try ListenAddress.parse(bad), bad) { error in
+            XCTAssertThrowsError(try Endpoint.listenAddress(bad), bad) { error in
                 XCTAssertTrue("\(error)".contains(bad), "\(error) should name '\(bad)'")
             }
         }

@@ -35,7 +35,7 @@ public final class BalancerService {
     /// Set once VRRP runs. Its statuses ask the interfaces, so they are gathered on the thread
     /// pool and only for a report that shows the instances.
     private let vrrp = Mutex<(any VRRPControl)?>(nil)
-    private var controlAddress: ControlAddress?
+    private var controlAddress: Endpoint?
     let tls: TLSTermination?
 
     /// What the process was started with that commands need to know.
@@ -141,7 +141,7 @@ public final class BalancerService {
     }
 
     /// What the `control` command answers.
-    public func setControlAddress(_ address: ControlAddress) {
+    public func setControlAddress(_ address: Endpoint) {
         eventLoop.execute { self.controlAddress = address }
     }
 

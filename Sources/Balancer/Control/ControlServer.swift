@@ -17,7 +17,7 @@ public enum ControlServer {
 
     /// Binds the control socket. A Unix socket's directory is created if missing and the
     /// socket is made mode 0600: the socket is the only authentication there is.
-    public static func start(_ address: ControlAddress, service: BalancerService,
+    public static func start(_ address: Endpoint, service: BalancerService,
                              onExit: @escaping @Sendable () -> Void) -> EventLoopFuture<Channel> {
         let eventLoop = service.eventLoop
         // No limit on control connections, but the data path's back-off when descriptors run out.

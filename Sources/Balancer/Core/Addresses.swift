@@ -12,40 +12,13 @@ public struct ConfigurationError: Error, Equatable, CustomStringConvertible {
     }
 }
 
-/// Where penha listens: `port`, `host:port`, `[v6]:port`, pen's `:::port`, or a Unix socket path.
-public enum ListenAddress: Equatable, Sendable, CustomStringConvertible {
-    case inet(host: String, port: Int)
-    case unix(path: String)
-
-    public static func parse(_ text: String) throws -> ListenAddress {
+extension Endpoint {
+    /// Where penha listens: `port`, `host:port`, `[v6]:port`, pen's `:::port`, or a Unix socket path.
+    public static func listenAddress(_ text: String) throws -> Endpoint {
         if text.contains("/") { return .unix(path: text) }
         if let port = Int(text) { return .inet(host: "0.0.0.0", port: try validPort(port, in: text)) }
         let (host, port) = try parseHostPort(text, what: "listen address")
         return .inet(host: host, port: port)
-    }
-
-    /// The same address with the port actually bound, when the system chose it.
-    public func withPort(_ bound: Int?) -> ListenAddress {
-        guard case .inet(let host, _) = self, let bound else { return self }
-        return .inet(host: host, port: bound)
-    }
-
-    public var port: Int? {
-        if case .inet(_, let port) = self { return port }
-        return nil
-    }
-
-    /// The Unix socket's path; nil for an IP address.
-    public var socketPath: String? {
-        if case .unix(let path) = self { return path }
-        return nil
-    }
-
-    public var description: String {
-        switch self {
-        case .inet(let host, let port): return Endpoint.describe(host: host, port: port)
-        case .unix(let path): return path
-        }
     }
 }
 

@@ -45,7 +45,7 @@ public enum Command: Equatable, Sendable {
     /// `metrics ADDRESS:PORT [acl N]`: serve Prometheus' `GET /metrics` there; `no metrics` (nil): do not.
     case metrics(MetricsEndpoint?)
     /// `listen ADDRESS`: where clients connect, for a `-F` file that carries it (bound at start).
-    case listen(ListenAddress)
+    case listen(Endpoint)
 
     public enum FileChange: Equatable, Sendable {
         /// Without an argument: which file, if any.

@@ -80,7 +80,7 @@ struct CommandKeyword: Sendable {
                 try expect($0, atMost: 0, "listen")
                 return .query(.listen)
             }
-            return .listen(try ListenAddress.parse($0[0]))
+            return .listen(try Endpoint.listenAddress($0[0]))
         },
         CommandKeyword("metrics", usage: "metrics ADDR:PORT [acl N]", negation: bareNegation("metrics", .metrics(nil))) {
             .metrics(try MetricsEndpoint.parse($0))

@@ -4,7 +4,7 @@ import VRRPCore
 /// Everything a running balancer is configured with: pen's options and commands, before
 /// host names are resolved.
 public struct Configuration: Equatable, Sendable {
-    public var listen: ListenAddress
+    public var listen: Endpoint
     public var servers: [ServerSpec]
     /// `-e`: the server of last resort.
     public var emergency: ServerSpec?
@@ -56,7 +56,7 @@ public struct Configuration: Equatable, Sendable {
     /// that `penha -F FILE ADDRESS` recreates a written FILE on another address.
     public var listenOnCommandLine = false
 
-    public init(listen: ListenAddress, servers: [ServerSpec]) {
+    public init(listen: Endpoint, servers: [ServerSpec]) {
         self.listen = listen
         self.servers = servers
     }

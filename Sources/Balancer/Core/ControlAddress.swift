@@ -4,23 +4,14 @@ import NIOCore
 /// TCP is unauthenticated, so a bare port means 127.0.0.1, and an address off loopback is
 /// only taken with a `control_acl` list that restricts it (`checkProtected`), at start and
 /// after every change.
-public enum ControlAddress: Equatable, Sendable, CustomStringConvertible {
-    case inet(host: String, port: Int)
-    case unix(path: String)
-
+extension Endpoint {
     /// Where `penha status` and `penha ctl` look when not told.
-    public static let defaultPath = "/run/penha/penha.sock"
-
-    /// The Unix socket's path; nil for a TCP port.
-    public var socketPath: String? {
-        if case .unix(let path) = self { return path }
-        return nil
-    }
+    public static let defaultControlPath = "/run/penha/penha.sock"
 
     /// The rule for `-C` and `penha ctl`: all digits is a port (on 127.0.0.1), text with a
     /// ':' and no '/' is host:port, anything else is a Unix socket path, a relative one from
     /// the working directory. A bare IPv4 address is refused, as a host:port missing its port.
-    public static func parse(_ text: String) throws -> ControlAddress {
+    public static func controlAddress(_ text: String) throws -> Endpoint {
         guard !text.isEmpty else { throw ConfigurationError("the control address is empty") }
         if text.allSatisfy({ $0.isASCII && $0.isNumber }) {
             guard let port = Int(text) else { throw ConfigurationError("bad port '\(text)': not within 1-65535") }
@@ -56,22 +47,6 @@ public enum ControlAddress: Equatable, Sendable, CustomStringConvertible {
         case .v4(let v4): return UInt32(bigEndian: v4.address.sin_addr.s_addr) >> 24 == 127
         case .v6: return address.ipAddress == "::1"
         case .unixDomainSocket: return false
-        }
-    }
-
-    public var socketAddress: SocketAddress {
-        get throws {
-            switch self {
-            case .inet(let host, let port): return try SocketAddress(ipAddress: host, port: port)
-            case .unix(let path): return try SocketAddress(unixDomainSocketPath: path)
-            }
-        }
-    }
-
-    public var description: String {
-        switch self {
-        case .inet(let host, let port): return Endpoint.describe(host: host, port: port)
-        case .unix(let path): return path
         }
     }
 }

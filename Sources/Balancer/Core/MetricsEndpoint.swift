@@ -2,7 +2,7 @@ import NIOCore
 
 /// `metrics ADDR:PORT [acl N]`: where Prometheus scrapes `GET /metrics`. A bare port means
 /// 127.0.0.1; an address off loopback needs `acl N` naming a list with entries, as the
-/// control port does (`ControlAddress.checkProtected`): the numbers tell an outsider much.
+/// control port does (`Endpoint.checkProtected`): the numbers tell an outsider much.
 public struct MetricsEndpoint: Equatable, Sendable, CustomStringConvertible {
     public var host: String
     public var port: Int
@@ -39,7 +39,7 @@ public struct MetricsEndpoint: Equatable, Sendable, CustomStringConvertible {
 
     /// Off loopback only with `acl N` naming a list that has entries.
     public func checkProtected(by lists: AccessLists) throws {
-        guard let address = try? SocketAddress(ipAddress: host, port: port), !ControlAddress.isLoopback(address) else { return }
+        guard let address = try? SocketAddress(ipAddress: host, port: port), !Endpoint.isLoopback(address) else { return }
         guard let acl, !lists.lists[acl].isEmpty else {
             throw ConfigurationError("the metrics port \(self) is off loopback: it needs 'acl N' naming a list with entries "
                                      + "(acl 2 permit ADDRESS, metrics \(self) acl 2)")

@@ -42,7 +42,7 @@ public struct Runtime: Sendable {
         /// The listen address actually bound.
         public var listen: String
         /// Where the control socket is; nil without one.
-        public var control: ControlAddress?
+        public var control: Endpoint?
         public var pid: Int
         /// `-X`: the `exit` command is allowed.
         public var exitEnabled: Bool
@@ -54,7 +54,7 @@ public struct Runtime: Sendable {
         /// The state of the first VRRP instance, or STANDALONE.
         public var role: String { vrrp.first?.state ?? "STANDALONE" }
 
-        public init(now: NIODeadline, started: NIODeadline, vrrp: [StatusReport.VRRPInstance], listen: String, control: ControlAddress?,
+        public init(now: NIODeadline, started: NIODeadline, vrrp: [StatusReport.VRRPInstance], listen: String, control: Endpoint?,
                     pid: Int, exitEnabled: Bool, configFile: String?,
                     tlsHandshakes: (completed: UInt64, failed: UInt64)? = nil) {
             self.now = now

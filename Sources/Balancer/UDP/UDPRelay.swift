@@ -49,7 +49,7 @@ final class UDPRelay: ChannelInboundHandler {
     }
 
     /// Binds the listening socket and starts expiring idle flows.
-    func bind(_ listen: ListenAddress, freeBind: ChannelOptions.Types.SocketOption?) -> EventLoopFuture<Channel> {
+    func bind(_ listen: Endpoint, freeBind: ChannelOptions.Types.SocketOption?) -> EventLoopFuture<Channel> {
         let eventLoop = service.eventLoop
         guard case .inet(let host, let port) = listen else {
             return eventLoop.makeFailedFuture(ConfigurationError("UDP (-U) needs an IP address and port to listen on"))
