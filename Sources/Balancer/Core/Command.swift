@@ -46,6 +46,8 @@ public enum Command: Equatable, Sendable {
     case metrics(MetricsEndpoint?)
     /// `listen ADDRESS`: where clients connect, for a `-F` file that carries it (bound at start).
     case listen(ListenAddress)
+    /// `sync listen ADDR:PORT peer ADDR:PORT ... key FILE`: replicate the client table; `no sync` (nil): do not.
+    case sync(SyncSettings?)
 
     public enum Flag: String, CaseIterable, Sendable {
         case roundRobin = "roundrobin"
@@ -129,6 +131,7 @@ public enum Command: Equatable, Sendable {
         if first == "no" {
             words.removeFirst()
             if words == ["metrics"] { return .metrics(nil) }
+            if words == ["sync"] { return .sync(nil) }
             if words.first == "acl" {
                 guard words.count == 2 else { throw ConfigurationError("'no acl' needs one list number, 0-9") }
                 return .clearAccessList(try AccessLists.listNumber(words[1]))
@@ -140,7 +143,7 @@ public enum Command: Equatable, Sendable {
             }
             let negatable = Flag.allCases.map(\.rawValue) + FileSetting.allCases.map(\.rawValue)
             guard words.count == 1, negatable.contains(words[0]) else {
-                throw ConfigurationError("'no' takes one of: \((negatable + ["acl N", "healthcheck", "metrics", "vrrp vrid N"]).joined(separator: ", "))")
+                throw ConfigurationError("'no' takes one of: \((negatable + ["acl N", "healthcheck", "metrics", "sync", "vrrp vrid N"]).joined(separator: ", "))")
             }
             if let flag = Flag(rawValue: words[0]) { return .flag(flag, false) }
             return .file(FileSetting(rawValue: words[0])!, .off)
@@ -203,6 +206,8 @@ public enum Command: Equatable, Sendable {
             return .tls(try TLSCommand.parse(first, arguments))
         case "healthcheck":
             return .healthCheck(try HealthCheckSettings.parse(arguments))
+        case "sync":
+            return .sync(try SyncSettings.parse(arguments))
         default:
             throw ConfigurationError("unknown command '\(first)'")
         }
@@ -257,6 +262,7 @@ public enum Command: Equatable, Sendable {
             return settings.map { (["healthcheck"] + $0.words).joined(separator: " ") } ?? "no healthcheck"
         case .metrics(let endpoint): return endpoint.map { (["metrics"] + $0.words).joined(separator: " ") } ?? "no metrics"
         case .listen(let address): return "listen \(address)"
+        case .sync(let settings): return settings.map { (["sync"] + $0.words).joined(separator: " ") } ?? "no sync"
         }
     }
 

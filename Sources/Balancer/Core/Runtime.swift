@@ -93,7 +93,7 @@ public struct Runtime: Sendable {
 
     private mutating func execute(_ command: Command, facts: Facts, resolved: [String: SocketAddress]) throws -> Outcome {
         switch command {
-        case .flag, .source, .accessRule, .clearAccessList, .tls, .healthCheck, .removeVRRP:
+        case .flag, .source, .accessRule, .clearAccessList, .tls, .healthCheck, .removeVRRP, .sync:
             try configuration.apply(command)
             adoptConfiguration()
             return Outcome()
