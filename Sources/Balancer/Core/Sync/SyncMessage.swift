@@ -63,11 +63,17 @@ public enum SyncMessage: Equatable, Sendable {
         bytes.reserveCapacity(bytes.count + 2 + entries.count * SyncEntry.encodedSize)
         appendBigEndian(UInt16(entries.count), to: &bytes)
         for entry in entries {
-            bytes += entry.client.bytes
-            bytes += entry.server.ip.bytes
+            appendAddress(entry.client, to: &bytes)
+            appendAddress(entry.server.ip, to: &bytes)
             appendBigEndian(UInt16(entry.server.port), to: &bytes)
             appendBigEndian(entry.ageMilliseconds, to: &bytes)
         }
+    }
+
+    /// Always 16 bytes, IPv4 as IPv4-mapped IPv6.
+    private static func appendAddress(_ address: IPAddress, to bytes: inout [UInt8]) {
+        appendBigEndian(address.high, to: &bytes)
+        appendBigEndian(address.low, to: &bytes)
     }
 
     static func decode(type: UInt8, body: ArraySlice<UInt8>) throws -> SyncMessage {
@@ -107,6 +113,10 @@ public enum SyncMessage: Equatable, Sendable {
             try take(MemoryLayout<Number>.size).reduce(0) { $0 << 8 | Number($1) }
         }
 
+        mutating func address() throws -> IPAddress {
+            IPAddress(high: try number(UInt64.self), low: try number(UInt64.self))
+        }
+
         mutating func entries() throws -> [SyncEntry] {
             let count = Int(try number(UInt16.self))
             guard count <= SyncMessage.maxEntries else { throw SyncProtocolError.malformed("\(count) entries in one message") }
@@ -116,8 +126,8 @@ public enum SyncMessage: Equatable, Sendable {
             var entries: [SyncEntry] = []
             entries.reserveCapacity(count)
             for _ in 0..<count {
-                let client = IPAddress(bytes: Array(try take(16)))!
-                let server = IPAddress(bytes: Array(try take(16)))!
+                let client = try address()
+                let server = try address()
                 let port = Int(try number(UInt16.self))
                 guard port > 0 else { throw SyncProtocolError.malformed("server port 0") }
                 entries.append(SyncEntry(client: client, server: SyncSettings.Address(ip: server, port: port),
