@@ -154,7 +154,7 @@ final class ClientSync {
         }
     }
 
-    private func reject(_ reason: String) {
+    fileprivate func reject(_ reason: String) {
         rejected += 1
         if let note = rejectLog.admitNote(now: .now()) { service.logger.warning("sync: \(reason)\(note)") }
     }
@@ -255,7 +255,7 @@ private final class PeerLink {
             // The peer sends nothing after its hello; whatever it sends is checked all the same.
             _ = try session.receive(bytes)
         } catch {
-            sync.logger.warning("sync: peer \(peer) dropped: \(error)")
+            sync.reject("peer \(peer) dropped: \(error)")
             channel?.close(promise: nil)
             return
         }

@@ -82,7 +82,7 @@ public enum SyncMessage: Equatable, Sendable {
         switch type {
         case 1:
             guard body.count == nonceSize else { throw SyncProtocolError.malformed("a hello of \(body.count) bytes") }
-            message = .hello(nonce: Array(body))
+            message = .hello(nonce: Array(try reader.take(nonceSize)))
         case 2:
             let flags = try reader.byte()
             guard flags & ~3 == 0 else { throw SyncProtocolError.malformed("unknown full-copy flags \(flags)") }
