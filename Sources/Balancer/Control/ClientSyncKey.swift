@@ -10,6 +10,8 @@ struct ClientSyncKey: Sendable {
 
     private let bytes: [UInt8]
 
+    init(bytes: [UInt8]) { self.bytes = bytes }
+
     /// The key file: a regular file of 16 to 4096 bytes, read without blocking (FileAccess).
     /// A trailing newline is not part of the key, so `echo KEY > FILE` and `printf` agree.
     static func read(_ path: String) throws -> ClientSyncKey {
