@@ -54,13 +54,13 @@ public struct SyncSession: Sendable {
                 throw SyncProtocolError.malformed("a frame of \(frameSize) bytes")
             }
             guard buffer.count - start >= frameSize else { break }
-            if let message = try open(buffer[start..<start + frameSize]) { messages.append(message) }
+            if let message = try unseal(buffer[start..<start + frameSize]) { messages.append(message) }
             start += frameSize
         }
         return messages
     }
 
-    private mutating func open(_ frame: ArraySlice<UInt8>) throws -> SyncMessage? {
+    private mutating func unseal(_ frame: ArraySlice<UInt8>) throws -> SyncMessage? {
         let base = frame.startIndex
         let type = frame[base + 4]
         let sequence = frame[base + 5..<base + 13].reduce(UInt64(0)) { $0 << 8 | UInt64($1) }
