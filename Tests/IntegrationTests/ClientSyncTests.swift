@@ -94,6 +94,25 @@ final class ClientSyncTests: XCTestCase {
         XCTAssertNotEqual(started.status, 0, started.stderr)
     }
 
+    func testSIGHUPStartsAndStopsTheSync() throws {
+        let key = try keyFile("a shared secret of the pair, 0123456789\n")
+        let file = temporaryPath("penha.conf")
+        files.append(file)
+        let one = try Backend("one")
+        try "blacklist 30\n".write(toFile: file, atomically: true, encoding: .utf8)
+        let a = try Penha(["-F", file], servers: ["127.0.0.1:\(one.port)"])
+        XCTAssertEqual(syncStatus(a), [])
+        let line = syncLine(listen: "127.0.0.1:\(freePort())", peer: "127.0.0.2:\(freePort(host: "127.0.0.2"))", key: key)
+        try "blacklist 30\n\(line)\n".write(toFile: file, atomically: true, encoding: .utf8)
+        try a.signal(SIGHUP, thenLogs: "reload: sync listen")
+        XCTAssertTrue(waitFor(timeout: 5) { syncStatus(a).first?.hasPrefix("sync 127.0.0.1:") ?? false }, "\(syncStatus(a)) \(a.stderr)")
+        XCTAssertTrue(try a.command("write \(file)").first?.hasPrefix("wrote") ?? false)
+        XCTAssertTrue(try String(contentsOfFile: file, encoding: .utf8).contains(line + "\n"), "write round-trips it")
+        try "blacklist 31\n".write(toFile: file, atomically: true, encoding: .utf8)
+        try a.signal(SIGHUP, thenLogs: "reload: blacklist 31")
+        XCTAssertEqual(syncStatus(a), [], "a file without the line stops the sync")
+    }
+
     // MARK: network namespaces
 
     /// Four backends in the client's namespace, on 192.0.2.100:8001-8004, answering "backend-N".
