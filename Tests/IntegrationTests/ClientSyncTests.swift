@@ -81,6 +81,24 @@ final class ClientSyncTests: XCTestCase {
         }
     }
 
+    func testStrangersAndGarbageAreDroppedAndCounted() throws {
+        let key = try keyFile("a shared secret of the pair, 0123456789\n")
+        let one = try Backend("one")
+        let port = freePort()
+        let a = try Penha(["-O", syncLine(listen: "127.0.0.1:\(port)", peer: "127.0.0.2:\(freePort(host: "127.0.0.2"))", key: key)],
+                          servers: ["127.0.0.1:\(one.port)"])
+        XCTAssertTrue(waitFor(timeout: 5) { a.stderr.contains("sync: listening") }, a.stderr)
+        // Not a peer's address: closed at once, before a byte is read.
+        let stranger = try Client(port: port, source: "127.0.0.3")
+        XCTAssertEqual(try stranger.readToEnd(), [])
+        // A peer's address with bytes that are no frame: its hello arrives, then the connection ends.
+        let garbage = try Client(port: port, source: "127.0.0.2")
+        try garbage.send(Array(repeating: 0xFF, count: 64))
+        XCTAssertEqual(try garbage.readToEnd().count, 4 + 1 + 8 + 16 + 32, "only the node's hello")
+        XCTAssertTrue(waitFor(timeout: 5) { count(a, "sync ", "rejected") == 2 }, "\(syncStatus(a)) \(a.stderr)")
+        XCTAssertTrue(a.stderr.contains("not a sync peer"), "the first rejection is logged, the next held back: \(a.stderr)")
+    }
+
     func testAKeyFileThatCannotBeAKeyIsRefusedWithTheCommand() throws {
         let short = try keyFile("short\n")
         let one = try Backend("one")

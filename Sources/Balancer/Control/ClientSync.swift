@@ -27,6 +27,9 @@ final class ClientSync {
     private var stopped = false
 
     static let batchInterval = TimeAmount.milliseconds(50)
+    /// Incoming connections a peer may hold at once (a reconnecting peer's old one may linger).
+    static let connectionsPerPeer = 4
+    static let helloTimeout = TimeAmount.seconds(5)
 
     init(settings: SyncSettings, key: ClientSyncKey, service: BalancerService) {
         self.settings = settings
@@ -121,10 +124,23 @@ final class ClientSync {
             reject("connection from \(Endpoint.describe(channel.remoteAddress)), which is not a sync peer")
             return channel.close()
         }
+        guard incoming.count < settings.peers.count * Self.connectionsPerPeer else {
+            reject("connection from \(Endpoint.describe(channel.remoteAddress)): already \(incoming.count) sync connections")
+            return channel.close()
+        }
         let connection = IncomingConnection(channel: channel, peer: remote, session: session())
         let id = ObjectIdentifier(channel)
         incoming[id] = connection
-        channel.closeFuture.whenComplete { [weak self] _ in self?.incoming[id] = nil }
+        // A peer has this long to prove the key; one that does not is dropped.
+        let helloDeadline = channel.eventLoop.scheduleTask(in: Self.helloTimeout) { [weak self] in
+            guard !connection.session.isReady else { return }
+            self?.reject("peer \(Endpoint.describe(channel.remoteAddress)) dropped: no hello within \(Self.helloTimeout.nanoseconds / 1_000_000_000) s")
+            channel.close(promise: nil)
+        }
+        channel.closeFuture.whenComplete { [weak self] _ in
+            helloDeadline.cancel()
+            self?.incoming[id] = nil
+        }
         let handler = SyncConnectionHandler(
             onActive: { context in
                 var buffer = context.channel.allocator.buffer(capacity: 64)

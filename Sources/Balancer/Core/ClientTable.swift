@@ -81,7 +81,8 @@ public struct ClientTable: Sendable {
             let slot = table.connect(entry.key, now: entry.lastUsed)
             table.entries[slot] = entry
         }
-        // Slot numbers changed, so the journal cannot carry over; the peers get a full copy.
+        // Slot numbers changed, so the journal cannot carry over: changes not yet sent are
+        // lost, and each such client's next connection records it again.
         table.isJournaling = isJournaling
         return table
     }
