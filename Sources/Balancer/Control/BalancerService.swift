@@ -335,33 +335,6 @@ public protocol VRRPControl: Sendable {
 }
 
 extension BalancerService {
-    /// `body` with the state, on the event loop, at once: for the client-table sync.
-    func withStateOnLoop<Result>(_ body: (inout BalancerState) -> Result) -> Result {
-        eventLoop.assertInEventLoop()
-        return body(&runtime.state)
-    }
-
     /// Whether this node sends its client table: standalone, or master of an instance.
     var holdsVirtualAddresses: Bool { vrrp.withLock { $0 }?.holdsVirtualAddresses ?? true }
-
-    /// A changed `sync` command restarts the sync with the new settings and key (read on the
-    /// thread pool; the command was refused before if it could not be read).
-    private func adoptSync() {
-        let wanted = runtime.configuration.sync
-        guard wanted != clientSync?.settings else { return }
-        clientSync?.stop()
-        clientSync = nil
-        guard let wanted else { return }
-        blockingPool.runIfActive(eventLoop: eventLoop) { try ClientSyncKey.read(wanted.keyFile) }.whenComplete { result in
-            guard self.runtime.configuration.sync == wanted, self.clientSync == nil else { return }
-            switch result {
-            case .success(let key):
-                let sync = ClientSync(settings: wanted, key: key, service: self)
-                self.clientSync = sync
-                sync.start()
-            case .failure(let error):
-                self.logger.error("sync not started: \(error)")
-            }
-        }
-    }
 }
