@@ -71,6 +71,9 @@ public final class VRRPInstance: @unchecked Sendable {
         close(wakeWrite)
     }
 
+    /// Without asking the interface, unlike `status`.
+    public var isMaster: Bool { shared.withLock { $0.status.state == .master } }
+
     public var status: VRRPInstanceStatus {
         var status = shared.withLock { $0.status }
         let present = interface.addresses(configuration.family)

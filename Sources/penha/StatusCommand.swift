@@ -68,6 +68,7 @@ extension StatusReport {
             }
         }
         for instance in vrrp { lines += [""] + Self.describe(instance) }
+        if let sync { lines += [""] + Self.describe(sync) }
         return lines.joined(separator: "\n")
     }
 
@@ -89,6 +90,16 @@ extension StatusReport {
         lines.append("  adverts: \(instance.sent) sent, \(instance.received) received"
             + (drops.isEmpty ? "" : "; dropped: " + drops.joined(separator: ", ")))
         return lines
+    }
+
+    private static func describe(_ sync: Sync) -> [String] {
+        ["sync on \(sync.listen): \(sync.sending ? "sending" : "receiving"), \(sync.rejected) rejected"]
+            + sync.peers.map { peer in
+                "  peer \(peer.address): \(peer.connected ? "connected" : "not connected"), \(peer.sent) sent, "
+                    + "\(peer.received) received, \(peer.fullCopies) full copies"
+                    + (peer.lastFullCopySecondsAgo.map { " (last \(Self.duration($0)) ago)" } ?? "")
+                    + (peer.dropped > 0 ? ", \(peer.dropped) dropped" : "")
+            }
     }
 
     private static let widths = [3, 22, 16, 6, 8, 9, 9]

@@ -49,6 +49,8 @@ final class VRRPNode: VRRPControl {
 
     var running: [VRRPInstanceConfiguration] { instances.all.map(\.configuration) }
 
+    var holdsVirtualAddresses: Bool { instances.all.isEmpty || instances.all.contains(where: \.isMaster) }
+
     /// Keeps an instance whose command did not change (no transition, no gap in its adverts),
     /// changes one in place when it can (`changesInPlace`), replaces one that changed its
     /// version or addresses (it resigns, then the new one starts as backup), stops those no

@@ -33,7 +33,13 @@ final class StatusReportTests: XCTestCase {
                       .init(index: 2, address: "127.0.0.2", port: 80, state: .down, blacklistSecondsLeft: 0,
                             connections: 1, totalConnections: 2, maxConnections: 0, sent: 3, received: 4, check: .down,
                             checkResult: "timeout after 1s", checkSuccesses: 0, checkFailures: 4, checkChangedSecondsAgo: 2)],
-            vrrp: [instance, other])
+            vrrp: [instance, other],
+            sync: .init(listen: "192.0.2.1:7000", sending: true, rejected: 3, peers: [
+                .init(address: "192.0.2.2:7000", connected: true, sent: 200, received: 4, fullCopies: 2,
+                      lastFullCopySecondsAgo: 12, dropped: 1),
+                .init(address: "[2001:db8::2]:7000", connected: false, sent: 0, received: 0, fullCopies: 0,
+                      lastFullCopySecondsAgo: nil, dropped: 0),
+            ]))
     }
 
     func testTheLinesReadBackToTheSameReport() throws {
@@ -42,9 +48,25 @@ final class StatusReportTests: XCTestCase {
         var plain = original
         plain.tlsHandshakes = nil
         plain.vrrp = []
+        plain.sync = nil
         plain.servers[1].state = .full
         plain.servers[0].checkResult = nil
         XCTAssertEqual(try StatusReport(lines: plain.lines), plain)
+    }
+
+    func testTheSyncStateIsTwoKindsOfLines() throws {
+        let lines = report().lines
+        XCTAssertEqual(lines.filter { $0.hasPrefix("sync") }, [
+            "sync 192.0.2.1:7000 sending yes rejected 3",
+            "sync_peer 192.0.2.2:7000 connected yes sent 200 received 4 full_copies 2 last_full_copy 12 dropped 1",
+            "sync_peer [2001:db8::2]:7000 connected no sent 0 received 0 full_copies 0 last_full_copy - dropped 0",
+        ])
+        XCTAssertThrowsError(try StatusReport(lines: ["role X", "listen a", "uptime 1", "connections 0 total 0 refused 0",
+                                                      "sync_peer 192.0.2.2:7000 connected yes"])) {
+            XCTAssertTrue("\($0)".contains("before its sync line"), "\($0)")
+        }
+        let json = try JSONDecoder().decode(StatusReport.self, from: JSONEncoder().encode(report()))
+        XCTAssertEqual(json.sync, report().sync)
     }
 
     func testTheWireFormatIsPenhasStatusLines() {
@@ -94,7 +116,11 @@ final class StatusReportTests: XCTestCase {
     func testJSONKeepsItsFieldNames() throws {
         let object = try XCTUnwrap(JSONSerialization.jsonObject(with: JSONEncoder().encode(report())) as? [String: Any])
         XCTAssertEqual(Set(object.keys), ["role", "listen", "uptimeSeconds", "connections", "totalConnections", "refusedClients",
-                                          "tlsHandshakes", "servers", "vrrp"])
+                                          "tlsHandshakes", "servers", "vrrp", "sync"])
+        let sync = try XCTUnwrap(object["sync"] as? [String: Any])
+        XCTAssertEqual(Set(sync.keys), ["listen", "sending", "rejected", "peers"])
+        let peer = try XCTUnwrap((sync["peers"] as? [[String: Any]])?.first)
+        XCTAssertEqual(Set(peer.keys), ["address", "connected", "sent", "received", "fullCopies", "lastFullCopySecondsAgo", "dropped"])
         let server = try XCTUnwrap((object["servers"] as? [[String: Any]])?.first)
         XCTAssertEqual(Set(server.keys), ["index", "address", "port", "state", "blacklistSecondsLeft", "connections",
                                           "totalConnections", "maxConnections", "sent", "received", "check", "checkResult",

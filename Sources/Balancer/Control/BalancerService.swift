@@ -37,6 +37,7 @@ public final class BalancerService {
     private let vrrp = Mutex<(any VRRPControl)?>(nil)
     private var controlAddress: Endpoint?
     let tls: TLSTermination?
+    var clientSync: ClientSync?
 
     /// What the process was started with that commands need to know.
     public struct Options: Sendable {
@@ -64,6 +65,7 @@ public final class BalancerService {
         self.tls = configuration.tls.isEnabled ? try TLSTermination(settings: configuration.tls) : nil
         connectionLog.file = try LogFile.open(configuration.logFile)
         if let report = configuration.webStatsFile { try FileAccess.checkReplaceable(report) }
+        if let sync = configuration.sync { clientSync = ClientSync(settings: sync, key: try ClientSyncKey.read(sync.keyFile), service: self) }
         blockingPool.start()
     }
 
@@ -100,7 +102,7 @@ public final class BalancerService {
         reports.start()
         let checker = HealthChecker(service: self)
         healthChecker = checker
-        eventLoop.execute { checker.schedule() }
+        eventLoop.execute { checker.schedule(); self.clientSync?.start() }
         return bound.map { channel in
             self.eventLoop.assertInEventLoop()
             self.listener = channel
@@ -112,7 +114,8 @@ public final class BalancerService {
     /// Stops accepting; established connections are left to the caller (exit closes them).
     public func stop() -> EventLoopFuture<Void> {
         eventLoop.flatSubmit {
-            self.listener?.close() ?? self.eventLoop.makeSucceededVoidFuture()
+            self.clientSync?.stop()
+            return self.listener?.close() ?? self.eventLoop.makeSucceededVoidFuture()
         }
     }
 
@@ -169,6 +172,7 @@ public final class BalancerService {
         return blockingPool.runIfActive(eventLoop: eventLoop) { () -> (Configuration, Prepared) in
             let lines = try ConfigFile.read(path)
             let target = try commandLine.applying(lines)
+            if let sync = target.sync { _ = try ClientSyncKey.read(sync.keyFile) }
             return (target, try Prepared(lines: lines, hosts: Set(target.servers.map(\.host)), logPath: target.logFile))
         }.flatMapThrowing { target, prepared in
             let before = self.runtime.configuration
@@ -275,13 +279,16 @@ public final class BalancerService {
             for case .file(.webStats, .set(let path)) in lines.map(\.command) {
                 try FileAccess.checkReplaceable(path)
             }
+            for case .sync(let sync?) in lines.map(\.command) { _ = try ClientSyncKey.read(sync.keyFile) }
         }
     }
 
     func facts(vrrp: [StatusReport.VRRPInstance] = []) -> Runtime.Facts {
-        Runtime.Facts(now: .now(), started: started, vrrp: vrrp, listen: boundListen, control: controlAddress,
-                      pid: Int(getpid()), exitEnabled: options.exitEnabled, configFile: options.configFile,
-                      tlsHandshakes: tls.map { ($0.completed, $0.failed) })
+        var facts = Runtime.Facts(now: .now(), started: started, vrrp: vrrp, listen: boundListen, control: controlAddress,
+                                  pid: Int(getpid()), exitEnabled: options.exitEnabled, configFile: options.configFile,
+                                  tlsHandshakes: tls.map { ($0.completed, $0.failed) })
+        facts.sync = clientSync?.report(now: facts.now)
+        return facts
     }
 
     /// Settings that live outside `Runtime`: the log level and the data path's own.
@@ -291,6 +298,7 @@ public final class BalancerService {
         tcp?.adopt(configuration)
         udp?.adopt(configuration)
         healthChecker?.schedule()
+        adoptSync()
     }
 
     private func perform(_ outcome: Runtime.Outcome, _ prepared: Prepared) -> EventLoopFuture<Reply> {
@@ -322,4 +330,11 @@ public protocol VRRPControl: Sendable {
     /// Blocking: makes the running instances these; an instance that cannot start is an error,
     /// and what ran before runs on.
     func apply(_ instances: [VRRPInstanceConfiguration]) throws
+    /// Cheap (no interface asked): no instance runs, or one is master.
+    var holdsVirtualAddresses: Bool { get }
+}
+
+extension BalancerService {
+    /// Whether this node sends its client table: standalone, or master of an instance.
+    var holdsVirtualAddresses: Bool { vrrp.withLock { $0 }?.holdsVirtualAddresses ?? true }
 }

@@ -34,6 +34,13 @@ public enum ConfigurationCheck {
                 problems.append(ConfigurationError("vrrp vrid \(instance.vrid): \(error)").at(origin))
             }
         }
+        if let sync = configuration.sync {
+            do {
+                _ = try ClientSyncKey.read(sync.keyFile)
+            } catch {
+                problems.append(ConfigurationError("\(error)").at(lines.last { $0.command == .sync(sync) }?.origin))
+            }
+        }
         if let report = configuration.webStatsFile {
             do {
                 try FileAccess.checkReplaceable(report)

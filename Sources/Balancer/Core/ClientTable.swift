@@ -55,6 +55,14 @@ public struct ClientTable: Sendable {
     private var olderSlot: [Int] = []
     private var newest = -1
     private var oldest = -1
+    /// With `sync`: the slots whose server was set since the sync last drained them, each at
+    /// most once (`isChanged`), so the journal is bounded by the table and coalesces by itself;
+    /// its storage is kept between drains, so recording a change allocates nothing.
+    public var isJournaling = false {
+        didSet { if !isJournaling { discardChanges() } }
+    }
+    private var journal: [Int] = []
+    private var isChanged: [Bool] = []
 
     public init(capacity: Int, trackingTime: TimeAmount? = nil) {
         precondition(capacity > 0, "the client table needs at least one slot")
@@ -73,6 +81,9 @@ public struct ClientTable: Sendable {
             let slot = table.connect(entry.key, now: entry.lastUsed)
             table.entries[slot] = entry
         }
+        // Slot numbers changed, so the journal cannot carry over: changes not yet sent are
+        // lost, and each such client's next connection records it again.
+        table.isJournaling = isJournaling
         return table
     }
 
@@ -114,6 +125,7 @@ public struct ClientTable: Sendable {
             entries.append(Entry(key: key, server: nil, lastUsed: now))
             newerSlot.append(-1)
             olderSlot.append(-1)
+            isChanged.append(false)
         } else {
             slot = oldest
             unlink(slot)
@@ -131,6 +143,59 @@ public struct ClientTable: Sendable {
     public mutating func setServer(_ server: Int, slot: Int, key: ClientKey) {
         guard entries.indices.contains(slot), entries[slot].key == key else { return }
         entries[slot].server = server
+        if isJournaling && !isChanged[slot] {
+            isChanged[slot] = true
+            journal.append(slot)
+        }
+    }
+
+    /// The entries whose server was set since the last call, as they are now (a slot reused
+    /// meanwhile gives its new client, or nothing while that one has no server yet).
+    public mutating func drainChanges(_ body: (Entry) -> Void) {
+        for slot in journal {
+            isChanged[slot] = false
+            if entries[slot].server != nil { body(entries[slot]) }
+        }
+        journal.removeAll(keepingCapacity: true)
+    }
+
+    private mutating func discardChanges() {
+        for slot in journal { isChanged[slot] = false }
+        journal.removeAll()
+    }
+
+    /// A peer's entry: the client used `server` last at `lastUsed`. Last writer wins: it
+    /// replaces the client's entry only when that is older (or expired), and it takes a new
+    /// slot, or the least recently used one if that is older still, so it never pushes out
+    /// a client used more recently. Not journaled: a node never echoes what it was told.
+    /// Returns whether the entry was taken.
+    @discardableResult
+    public mutating func adoptRemote(_ key: ClientKey, server: Int, lastUsed: NIODeadline, now: NIODeadline) -> Bool {
+        let remote = Entry(key: key, server: server, lastUsed: lastUsed)
+        guard !isExpired(remote, now: now) else { return false }
+        let slot: Int
+        if let existing = slotOfKey[key] {
+            guard isExpired(entries[existing], now: now) || entries[existing].lastUsed < lastUsed else { return false }
+            slot = existing
+            entries[slot].server = server
+            entries[slot].lastUsed = lastUsed
+            unlink(slot)
+        } else if entries.count < capacity {
+            slot = entries.count
+            entries.append(remote)
+            newerSlot.append(-1)
+            olderSlot.append(-1)
+            isChanged.append(false)
+        } else {
+            guard entries[oldest].lastUsed < lastUsed else { return false }
+            slot = oldest
+            unlink(slot)
+            slotOfKey[entries[slot].key] = nil
+            entries[slot] = remote
+        }
+        slotOfKey[key] = slot
+        linkAsNewest(slot)
+        return true
     }
 
     public mutating func addBytes(slot: Int, key: ClientKey, sent: UInt64, received: UInt64) {

@@ -46,6 +46,8 @@ public enum Command: Equatable, Sendable {
     case metrics(MetricsEndpoint?)
     /// `listen ADDRESS`: where clients connect, for a `-F` file that carries it (bound at start).
     case listen(Endpoint)
+    /// `sync listen ADDR:PORT peer ADDR:PORT ... key FILE`: replicate the client table; `no sync` (nil): do not.
+    case sync(SyncSettings?)
 
     public enum FileChange: Equatable, Sendable {
         /// Without an argument: which file, if any.
@@ -107,6 +109,7 @@ public enum Command: Equatable, Sendable {
             return settings.map { (["healthcheck"] + $0.words).joined(separator: " ") } ?? "no healthcheck"
         case .metrics(let endpoint): return endpoint.map { (["metrics"] + $0.words).joined(separator: " ") } ?? "no metrics"
         case .listen(let address): return "listen \(address)"
+        case .sync(let settings): return settings.map { (["sync"] + $0.words).joined(separator: " ") } ?? "no sync"
         }
     }
 

@@ -106,6 +106,8 @@ struct CommandKeyword: Sendable {
         CommandKeyword("ssl_sni_path", usage: "ssl_sni_path DIR") {
             .tls(.sniDirectory(try single($0, or: "'ssl_sni_path' needs a directory")))
         },
+        CommandKeyword("sync", usage: "sync listen ADDR:PORT peer ADDR:PORT [peer ...] key FILE",
+                       negation: bareNegation("sync", .sync(nil))) { .sync(try SyncSettings.parse($0)) },
         CommandKeyword("vrrp", usage: "vrrp interface IF vrid N ...",
                        negation: Negation(usage: "vrrp vrid N", parse: parseRemoveVRRP)) {
             do {

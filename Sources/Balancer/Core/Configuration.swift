@@ -52,6 +52,8 @@ public struct Configuration: Equatable, Sendable {
     public var healthCheck: HealthCheckSettings?
     /// `metrics ADDRESS:PORT`: where Prometheus scrapes; nil: no metrics.
     public var metrics: MetricsEndpoint?
+    /// `sync ...`: the client table is replicated to these peers; nil: it is not.
+    public var sync: SyncSettings?
     /// The command line named the listen address: a `listen` line then changes nothing, so
     /// that `penha -F FILE ADDRESS` recreates a written FILE on another address.
     public var listenOnCommandLine = false
@@ -101,6 +103,8 @@ public struct Configuration: Equatable, Sendable {
             healthCheck = settings
         case .metrics(let endpoint):
             metrics = endpoint
+        case .sync(let settings):
+            sync = settings
         case .listen(let address):
             if !listenOnCommandLine { listen = address }
         case .file(let file, let change):
@@ -184,7 +188,8 @@ public struct Configuration: Equatable, Sendable {
         for (index, spec) in servers.enumerated() {
             commands.append(.server(ServerChange(index: index, recreating: spec)))
         }
-        return commands + [.healthCheck(healthCheck)] + accessLists.commands + vrrpInstances.map(Command.vrrp)
-            + tls.commands.map(Command.tls) + (metrics.map { [.metrics($0)] } ?? [])
+        commands += [.healthCheck(healthCheck)] + accessLists.commands + vrrpInstances.map(Command.vrrp)
+        commands += tls.commands.map(Command.tls) + (metrics.map { [.metrics($0)] } ?? [])
+        return commands + (sync.map { [.sync($0)] } ?? [])
     }
 }

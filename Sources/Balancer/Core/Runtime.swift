@@ -50,6 +50,8 @@ public struct Runtime: Sendable {
         public var configFile: String?
         /// TLS handshakes completed and failed since start; nil when TLS is off.
         public var tlsHandshakes: (completed: UInt64, failed: UInt64)?
+        /// The client-table sync's state; nil without `sync`.
+        public var sync: StatusReport.Sync?
 
         /// The state of the first VRRP instance, or STANDALONE.
         public var role: String { vrrp.first?.state ?? "STANDALONE" }
@@ -93,7 +95,7 @@ public struct Runtime: Sendable {
 
     private mutating func execute(_ command: Command, facts: Facts, resolved: [String: SocketAddress]) throws -> Outcome {
         switch command {
-        case .flag, .source, .accessRule, .clearAccessList, .tls, .healthCheck, .removeVRRP:
+        case .flag, .source, .accessRule, .clearAccessList, .tls, .healthCheck, .removeVRRP, .sync:
             try configuration.apply(command)
             adoptConfiguration()
             return Outcome()
@@ -228,7 +230,7 @@ public struct Runtime: Sendable {
                                     checkSuccesses: server.health.successes, checkFailures: server.health.failures,
                                     checkChangedSecondsAgo: server.health.lastChange.map { Int(Self.seconds(facts.now - $0)) })
             },
-            vrrp: facts.vrrp)
+            vrrp: facts.vrrp, sync: facts.sync)
     }
 
     private func checkState(of server: Server) -> StatusReport.CheckState {

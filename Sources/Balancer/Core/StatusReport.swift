@@ -16,6 +16,8 @@ public struct StatusReport: Codable, Equatable, Sendable {
     public var tlsHandshakes: TLSHandshakes?
     public var servers: [Server]
     public var vrrp: [VRRPInstance]
+    /// nil without `sync`.
+    public var sync: Sync?
 
     public struct TLSHandshakes: Codable, Equatable, Sendable {
         public var completed: UInt64
@@ -87,6 +89,57 @@ public struct StatusReport: Codable, Equatable, Sendable {
         }
     }
 
+    /// `sync`: the client table's replication.
+    public struct Sync: Codable, Equatable, Sendable {
+        public var listen: String
+        /// This node holds the VIP (or runs standalone), so it sends its table.
+        public var sending: Bool
+        /// Connections refused (not from a peer) and messages rejected (failed authentication,
+        /// replayed, malformed): each drops its connection.
+        public var rejected: UInt64
+        public var peers: [Peer]
+
+        public struct Peer: Codable, Equatable, Sendable {
+            public var address: String
+            /// This node's connection to the peer is up and authenticated.
+            public var connected: Bool
+            /// Entries sent to it and taken from it.
+            public var sent: UInt64
+            public var received: UInt64
+            public var fullCopies: UInt64
+            /// Seconds since the last full copy to it ended; nil if none did.
+            public var lastFullCopySecondsAgo: Int?
+            /// Changes dropped because the peer fell behind (it then gets a full copy).
+            public var dropped: UInt64
+
+            public init(address: String, connected: Bool, sent: UInt64, received: UInt64, fullCopies: UInt64,
+                        lastFullCopySecondsAgo: Int?, dropped: UInt64) {
+                self.address = address
+                self.connected = connected
+                self.sent = sent
+                self.received = received
+                self.fullCopies = fullCopies
+                self.lastFullCopySecondsAgo = lastFullCopySecondsAgo
+                self.dropped = dropped
+            }
+        }
+
+        public init(listen: String, sending: Bool, rejected: UInt64, peers: [Peer]) {
+            self.listen = listen
+            self.sending = sending
+            self.rejected = rejected
+            self.peers = peers
+        }
+
+        var lines: [String] {
+            ["sync \(listen) sending \(sending ? "yes" : "no") rejected \(rejected)"] + peers.map { peer in
+                "sync_peer \(peer.address) connected \(peer.connected ? "yes" : "no") sent \(peer.sent) "
+                    + "received \(peer.received) full_copies \(peer.fullCopies) "
+                    + "last_full_copy \(peer.lastFullCopySecondsAgo.map(String.init) ?? "-") dropped \(peer.dropped)"
+            }
+        }
+    }
+
     /// The `status` answer.
     public var lines: [String] {
         ["role \(role)", "listen \(listen)", "uptime \(uptimeSeconds)",
@@ -94,6 +147,7 @@ public struct StatusReport: Codable, Equatable, Sendable {
             + servers.flatMap(Self.lines)
             + (tlsHandshakes.map { ["tls handshakes \($0.completed) failed \($0.failed)"] } ?? [])
             + vrrp.flatMap(Self.lines)
+            + (sync?.lines ?? [])
     }
 
     /// One server: name/value pairs, then its last check's result (free text, so on a line of its own).
@@ -177,6 +231,7 @@ extension StatusReport {
         var servers: [Server] = []
         var vrrp: [VRRPInstance] = []
         var tlsHandshakes: TLSHandshakes?
+        var sync: Sync?
         // An instance's `vip` and `vrrp_reason` lines follow its `vrrp` line.
         func instanceIndex(_ vrid: Int, for line: String) throws -> Int {
             guard let index = vrrp.lastIndex(where: { $0.vrid == vrid }) else {
@@ -225,6 +280,15 @@ extension StatusReport {
                 let address = VRRPInstance.VirtualAddress(address: try entry.text("address"),
                                                           onInterface: try entry.text("on_interface") == "yes")
                 vrrp[try instanceIndex(try entry.number(1), for: line)].virtualAddresses.append(address)
+            case "sync":
+                sync = Sync(listen: words[1], sending: try entry.text("sending") == "yes", rejected: try entry.count("rejected"), peers: [])
+            case "sync_peer":
+                guard sync != nil else { throw FormatError(description: "'\(line)' comes before its sync line") }
+                let last = try entry.text("last_full_copy")
+                sync?.peers.append(Sync.Peer(
+                    address: words[1], connected: try entry.text("connected") == "yes", sent: try entry.count("sent"),
+                    received: try entry.count("received"), fullCopies: try entry.count("full_copies"),
+                    lastFullCopySecondsAgo: last == "-" ? nil : try entry.int("last_full_copy"), dropped: try entry.count("dropped")))
             case "vrrp_reason":
                 vrrp[try instanceIndex(try entry.number(1), for: line)].lastChangeReason = words.dropFirst(2).joined(separator: " ")
             default:
@@ -238,6 +302,7 @@ extension StatusReport {
         self.servers = servers
         self.vrrp = vrrp
         self.tlsHandshakes = tlsHandshakes
+        self.sync = sync
         role = try required("role").words[1]
         listen = try required("listen").words[1]
         uptimeSeconds = try required("uptime").number(1)

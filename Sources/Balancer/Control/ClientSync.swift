@@ -1,0 +1,391 @@
+import BalancerCore
+import Logging
+import NIOCore
+import NIOPosix
+import VRRPCore
+
+/// `sync`: the client table follows the VIP. The node that holds it (VRRP master, or
+/// standalone) connects to each peer and sends it a full copy of the table, then every
+/// ~50 ms the changes since, coalesced; each node listens for its peers and applies what they
+/// send (`BalancerState.applyRemote`: last writer wins). Everything runs on the balancer's
+/// event loop; the data path only marks changed slots (`ClientTable.isJournaling`), so a
+/// dead, slow or hostile peer costs it nothing: what a peer cannot take waits in its bounded
+/// `SyncOutbox`, which drops the oldest and resyncs.
+final class ClientSync {
+    let settings: SyncSettings
+    private let key: ClientSyncKey
+    fileprivate unowned let service: BalancerService
+    private var listener: Channel?
+    private var links: [PeerLink] = []
+    private var incoming: [ObjectIdentifier: IncomingConnection] = [:]
+    private var tick: RepeatedTask?
+    /// Entries applied from each peer, by its address.
+    private var received: [IPAddress: UInt64] = [:]
+    /// Connections refused (not a peer's address) and messages rejected (bad MAC, replayed, malformed).
+    private var rejected: UInt64 = 0
+    private var rejectLog = LogThrottle(interval: .seconds(10))
+    private var stopped = false
+
+    static let batchInterval = TimeAmount.milliseconds(50)
+    /// Incoming connections a peer may hold at once (a reconnecting peer's old one may linger).
+    static let connectionsPerPeer = 4
+    static let helloTimeout = TimeAmount.seconds(5)
+
+    init(settings: SyncSettings, key: ClientSyncKey, service: BalancerService) {
+        self.settings = settings
+        self.key = key
+        self.service = service
+    }
+
+    func start() {
+        service.eventLoop.assertInEventLoop()
+        service.withStateOnLoop { $0.clients.isJournaling = true }
+        links = settings.peers.map { PeerLink(peer: $0, sync: self) }
+        for link in links { link.connect() }
+        tick = service.eventLoop.scheduleRepeatedTask(initialDelay: Self.batchInterval, delay: Self.batchInterval) { [weak self] _ in
+            self?.sendChanges()
+        }
+        let listen = settings.listen
+        ServerBootstrap(group: service.eventLoop)
+            .serverChannelOption(ChannelOptions.socketOption(.so_reuseaddr), value: 1)
+            .childChannelInitializer { [weak self] channel in
+                guard let self else { return channel.close() }
+                return self.accept(channel)
+            }
+            .bind(host: listen.ip.description, port: listen.port)
+            .whenComplete { [weak self] result in
+                guard let self else { return }
+                switch result {
+                case .success(let channel):
+                    if self.stopped { channel.close(promise: nil) } else { self.listener = channel }
+                    self.service.logger.notice("sync: listening on \(listen) for \(self.settings.peers.map(\.description).joined(separator: ", "))")
+                case .failure(let error):
+                    self.service.logger.error("sync: cannot listen on \(listen): \(SystemErrorText.describe(error))")
+                }
+            }
+    }
+
+    func stop() {
+        service.eventLoop.assertInEventLoop()
+        stopped = true
+        tick?.cancel()
+        listener?.close(promise: nil)
+        for link in links { link.stop() }
+        for connection in incoming.values { connection.channel.close(promise: nil) }
+        incoming = [:]
+        service.withStateOnLoop { $0.clients.isJournaling = false }
+    }
+
+    /// What `status` shows.
+    func report(now: NIODeadline) -> StatusReport.Sync {
+        StatusReport.Sync(
+            listen: settings.listen.description, sending: service.holdsVirtualAddresses, rejected: rejected,
+            peers: links.map { link in
+                StatusReport.Sync.Peer(
+                    address: link.peer.description, connected: link.isConnected, sent: link.sent,
+                    received: received[link.peer.ip, default: 0], fullCopies: link.fullCopies,
+                    lastFullCopySecondsAgo: link.lastFullCopy.map { Int((now - $0).nanoseconds / 1_000_000_000) },
+                    dropped: link.outbox.dropped)
+            })
+    }
+
+    // MARK: sending
+
+    /// Every batch interval: the table's changes to each peer's outbox, then out. A node that
+    /// does not hold the VIP sends nothing and owes its peers a full copy for when it does.
+    private func sendChanges() {
+        let changes = service.withStateOnLoop { $0.takeClientChanges() }
+        let sending = service.holdsVirtualAddresses
+        for link in links {
+            if sending {
+                for change in changes { link.outbox.add(change) }
+                link.flush()
+            } else {
+                link.outbox.requestFullCopy()
+            }
+        }
+    }
+
+    fileprivate func snapshot() -> [SyncChange] { service.withStateOnLoop { $0.clientSnapshot() } }
+
+    fileprivate var logger: Logger { service.logger }
+
+    fileprivate func session() -> SyncSession {
+        var generator = SystemRandomNumberGenerator()
+        let nonce = (0..<SyncMessage.nonceSize).map { _ in UInt8.random(in: .min ... .max, using: &generator) }
+        return SyncSession(nonce: nonce, mac: { [key] in key.mac($0) })
+    }
+
+    // MARK: receiving
+
+    private func accept(_ channel: Channel) -> EventLoopFuture<Void> {
+        let remote = ClientKey(channel.remoteAddress)
+        guard settings.isPeer(remote) else {
+            reject("connection from \(Endpoint.describe(channel.remoteAddress)), which is not a sync peer")
+            return channel.close()
+        }
+        guard incoming.count < settings.peers.count * Self.connectionsPerPeer else {
+            reject("connection from \(Endpoint.describe(channel.remoteAddress)): already \(incoming.count) sync connections")
+            return channel.close()
+        }
+        let connection = IncomingConnection(channel: channel, peer: remote, session: session())
+        let id = ObjectIdentifier(channel)
+        incoming[id] = connection
+        // A peer has this long to prove the key; one that does not is dropped.
+        let helloDeadline = channel.eventLoop.scheduleTask(in: Self.helloTimeout) { [weak self] in
+            guard !connection.session.isReady else { return }
+            self?.reject("peer \(Endpoint.describe(channel.remoteAddress)) dropped: no hello within \(Self.helloTimeout.nanoseconds / 1_000_000_000) s")
+            channel.close(promise: nil)
+        }
+        channel.closeFuture.whenComplete { [weak self] _ in
+            helloDeadline.cancel()
+            self?.incoming[id] = nil
+        }
+        let handler = SyncConnectionHandler(
+            onActive: { context in
+                var buffer = context.channel.allocator.buffer(capacity: 64)
+                buffer.writeBytes(connection.session.hello())
+                context.writeAndFlush(NIOAny(buffer), promise: nil)
+            },
+            onBytes: { [weak self] bytes in self?.receive(bytes, on: connection) },
+            onWritable: {})
+        return channel.pipeline.addHandler(handler)
+    }
+
+    private func receive(_ bytes: ByteBufferView, on connection: IncomingConnection) {
+        do {
+            for message in try connection.session.receive(bytes) {
+                switch message {
+                case .fullCopy(_, _, let entries), .updates(let entries):
+                    let now = NIODeadline.now()
+                    let applied = service.withStateOnLoop { $0.applyRemote(entries, now: now) }
+                    received[connection.peer, default: 0] += UInt64(applied)
+                case .hello:
+                    break
+                }
+            }
+        } catch {
+            reject("peer \(Endpoint.describe(connection.channel.remoteAddress)) dropped: \(error)")
+            connection.channel.close(promise: nil)
+        }
+    }
+
+    fileprivate func reject(_ reason: String) {
+        rejected += 1
+        if let note = rejectLog.admitNote(now: .now()) { service.logger.warning("sync: \(reason)\(note)") }
+    }
+}
+
+/// A connection a peer made to send this node its table.
+private final class IncomingConnection {
+    let channel: Channel
+    let peer: IPAddress
+    var session: SyncSession
+
+    init(channel: Channel, peer: IPAddress, session: SyncSession) {
+        self.channel = channel
+        self.peer = peer
+        self.session = session
+    }
+}
+
+/// This node's connection to one peer: made and made again (back-off from 100 ms to 5 s),
+/// and what the peer is still to be sent.
+private final class PeerLink {
+    let peer: SyncSettings.Address
+    unowned let sync: ClientSync
+    var outbox = SyncOutbox()
+    private var channel: Channel?
+    private var session: SyncSession?
+    private var retryDelay = PeerLink.firstRetry
+    private var retry: Scheduled<Void>?
+    private var stopped = false
+    private(set) var sent: UInt64 = 0
+    private(set) var fullCopies: UInt64 = 0
+    private(set) var lastFullCopy: NIODeadline?
+    private var connectLog = LogThrottle(interval: .seconds(30))
+
+    static let firstRetry = TimeAmount.milliseconds(100)
+    static let lastRetry = TimeAmount.seconds(5)
+    /// Messages written in one go before yielding the loop; NIO's writability stops it sooner.
+    static let messagesPerFlush = 64
+
+    init(peer: SyncSettings.Address, sync: ClientSync) {
+        self.peer = peer
+        self.sync = sync
+    }
+
+    var isConnected: Bool { session?.isReady ?? false }
+
+    func connect() {
+        guard !stopped else { return }
+        var bootstrap = ClientBootstrap(group: sync.service.eventLoop).connectTimeout(.seconds(2))
+            .channelOption(ChannelOptions.socketOption(.tcp_nodelay), value: 1)
+            .channelInitializer { [weak self] channel in
+                guard let self else { return channel.close() }
+                return channel.pipeline.addHandler(SyncConnectionHandler(
+                    onActive: { [weak self] context in self?.active(context) },
+                    onBytes: { [weak self] bytes in self?.receive(bytes) },
+                    onWritable: { [weak self] in self?.flush() }))
+            }
+        // From the listen address, which is what the peer knows this node by.
+        let listen = sync.settings.listen.ip
+        if listen != IPAddress(high: 0, low: 0), listen != IPAddress(ipv4: 0),
+           let source = try? SocketAddress(ipAddress: listen.description, port: 0) {
+            bootstrap = bootstrap.bind(to: source)
+        }
+        bootstrap.connect(host: peer.ip.description, port: peer.port).whenComplete { [weak self] result in
+            guard let self else { return }
+            switch result {
+            case .success(let channel):
+                guard !self.stopped else { return channel.close(promise: nil) }
+                self.channel = channel
+                channel.closeFuture.whenComplete { [weak self] _ in self?.closed() }
+            case .failure(let error):
+                if let note = self.connectLog.admitNote(now: .now()) {
+                    self.sync.logger.info("sync: cannot connect to \(self.peer): \(SystemErrorText.describe(error))\(note)")
+                }
+                self.scheduleRetry()
+            }
+        }
+    }
+
+    func stop() {
+        stopped = true
+        retry?.cancel()
+        channel?.close(promise: nil)
+    }
+
+    private func active(_ context: ChannelHandlerContext) {
+        let session = sync.session()
+        self.session = session
+        var buffer = context.channel.allocator.buffer(capacity: 64)
+        buffer.writeBytes(session.hello())
+        context.writeAndFlush(NIOAny(buffer), promise: nil)
+    }
+
+    private func receive(_ bytes: ByteBufferView) {
+        guard var session else { return }
+        let wasReady = session.isReady
+        do {
+            // The peer sends nothing after its hello; whatever it sends is checked all the same.
+            _ = try session.receive(bytes)
+        } catch {
+            sync.reject("peer \(peer) dropped: \(error)")
+            channel?.close(promise: nil)
+            return
+        }
+        self.session = session
+        if !wasReady && session.isReady {
+            retryDelay = Self.firstRetry
+            outbox.requestFullCopy()
+            sync.logger.notice("sync: connected to \(peer)")
+            flush()
+        }
+    }
+
+    /// Writes what the peer is owed while the connection takes it.
+    func flush() {
+        guard let channel, var session, session.isReady, sync.service.holdsVirtualAddresses else { return }
+        var written = 0
+        while channel.isWritable, written < Self.messagesPerFlush {
+            let now = NIODeadline.now()
+            if outbox.needsFullCopy && !outbox.isSendingFullCopy { outbox.startFullCopy(sync.snapshot()) }
+            guard let message = outbox.nextMessage(now: now) else { break }
+            switch message {
+            case .fullCopy(_, let last, let entries):
+                sent += UInt64(entries.count)
+                if last {
+                    fullCopies += 1
+                    lastFullCopy = now
+                }
+            case .updates(let entries):
+                sent += UInt64(entries.count)
+            case .hello:
+                break
+            }
+            var buffer = channel.allocator.buffer(capacity: 0)
+            buffer.writeBytes(session.seal(message))
+            channel.write(buffer, promise: nil)
+            written += 1
+        }
+        self.session = session
+        if written > 0 { channel.flush() }
+    }
+
+    private func closed() {
+        channel = nil
+        session = nil
+        if !stopped { sync.logger.notice("sync: connection to \(peer) closed") }
+        scheduleRetry()
+    }
+
+    private func scheduleRetry() {
+        guard !stopped else { return }
+        retry = sync.service.eventLoop.scheduleTask(in: retryDelay) { [weak self] in self?.connect() }
+        retryDelay = min(retryDelay * 2, Self.lastRetry)
+    }
+}
+
+/// Bytes in, writability changes out, for either end of a sync connection.
+private final class SyncConnectionHandler: ChannelInboundHandler {
+    typealias InboundIn = ByteBuffer
+
+    private let onActive: (ChannelHandlerContext) -> Void
+    private let onBytes: (ByteBufferView) -> Void
+    private let onWritable: () -> Void
+
+    init(onActive: @escaping (ChannelHandlerContext) -> Void, onBytes: @escaping (ByteBufferView) -> Void,
+         onWritable: @escaping () -> Void) {
+        self.onActive = onActive
+        self.onBytes = onBytes
+        self.onWritable = onWritable
+    }
+
+    func channelActive(context: ChannelHandlerContext) {
+        onActive(context)
+        context.fireChannelActive()
+    }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        onBytes(unwrapInboundIn(data).readableBytesView)
+    }
+
+    func channelWritabilityChanged(context: ChannelHandlerContext) {
+        if context.channel.isWritable { onWritable() }
+        context.fireChannelWritabilityChanged()
+    }
+
+    func errorCaught(context: ChannelHandlerContext, error: Error) {
+        context.close(promise: nil)
+    }
+}
+
+extension BalancerService {
+    /// `body` with the state, on the event loop, at once: for the client-table sync.
+    func withStateOnLoop<Result>(_ body: (inout BalancerState) -> Result) -> Result {
+        eventLoop.assertInEventLoop()
+        return body(&runtime.state)
+    }
+
+    /// A changed `sync` command restarts the sync with the new settings and key (read on the
+    /// thread pool; the command was refused before if it could not be read).
+    func adoptSync() {
+        let wanted = runtime.configuration.sync
+        guard wanted != clientSync?.settings else { return }
+        clientSync?.stop()
+        clientSync = nil
+        guard let wanted else { return }
+        blockingPool.runIfActive(eventLoop: eventLoop) { try ClientSyncKey.read(wanted.keyFile) }.whenComplete { result in
+            guard self.runtime.configuration.sync == wanted, self.clientSync == nil else { return }
+            switch result {
+            case .success(let key):
+                let sync = ClientSync(settings: wanted, key: key, service: self)
+                self.clientSync = sync
+                sync.start()
+            case .failure(let error):
+                self.logger.error("sync not started: \(error)")
+            }
+        }
+    }
+}

@@ -1,0 +1,324 @@
+import Foundation
+import NIOCore
+import XCTest
+@testable import BalancerCore
+import VRRPCore
+
+/// The client-table sync's pure core: the command, the authenticated codec, the outbox, the
+/// journal and the apply rule.
+final class ClientSyncCoreTests: XCTestCase {
+    // MARK: the command
+
+    func testTheSyncCommandParsesWritesBackAndIsBounded() throws {
+        let line = "sync listen 192.0.2.1:7000 peer 192.0.2.2:7000 peer [2001:db8::2]:7001 key /etc/penha/sync.key"
+        guard case .sync(let settings?) = try Command.parse(line) else { return XCTFail("not a sync command") }
+        XCTAssertEqual(settings.listen, SyncSettings.Address(ip: IPAddress("192.0.2.1")!, port: 7000))
+        XCTAssertEqual(settings.peers.map(\.description), ["192.0.2.2:7000", "[2001:db8::2]:7001"])
+        XCTAssertEqual(settings.keyFile, "/etc/penha/sync.key")
+        XCTAssertEqual(Command.sync(settings).text, line)
+        XCTAssertEqual(try Command.parse("no sync"), .sync(nil))
+        XCTAssertEqual(Command.sync(nil).text, "no sync")
+        XCTAssertTrue(settings.isPeer(IPAddress("2001:db8::2")!))
+        XCTAssertFalse(settings.isPeer(IPAddress("192.0.2.9")!))
+
+        let tooMany = "sync listen 192.0.2.1:7000 " + (1...17).map { "peer 198.51.100.\($0):7000" }.joined(separator: " ") + " key k"
+        for (bad, reason) in [("sync", "needs 'listen"), ("sync listen 192.0.2.1:7000 key k", "needs 'listen"),
+                              ("sync listen 192.0.2.1:7000 peer 192.0.2.2:7000", "needs 'listen"),
+                              ("sync listen host.example:7000 peer 192.0.2.2:7000 key k", "not a host name"),
+                              ("sync listen 192.0.2.1:70000 peer 192.0.2.2:7000 key k", "not within 1-65535"),
+                              ("sync listen 192.0.2.1:7000 peer 192.0.2.2:7000 peer 192.0.2.2:7000 key k", "given twice"),
+                              ("sync listen 192.0.2.1:7000 peer 192.0.2.1:7000 key k", "cannot be its peer"),
+                              ("sync listen 192.0.2.1:7000 peer 192.0.2.2:7000 key", "needs a value"),
+                              ("sync listen 192.0.2.1:7000 peer 192.0.2.2:7000 key k colour red", "unknown word"),
+                              ("no sync now", "'no' takes one of"), (tooMany, "at most 16 peers")] {
+            XCTAssertThrowsError(try Command.parse(bad), bad) { XCTAssertTrue("\($0)".contains(reason), "\(bad): \($0)") }
+        }
+    }
+
+    func testWriteRoundTripsSyncAndNoSyncRemovesIt() throws {
+        var configuration = Configuration(listen: .inet(host: "192.0.2.10", port: 80), servers: [ServerSpec(host: "192.0.2.5", port: 80)])
+        let line = "sync listen 192.0.2.1:7000 peer 192.0.2.2:7000 key /k"
+        try configuration.apply(try Command.parse(line))
+        XCTAssertEqual(configuration.commands.map(\.text).filter { $0.hasPrefix("sync") }, [line])
+        let written = try configuration.commands.map { try Command.parse($0.text) }
+        var readBack = Configuration(listen: .inet(host: "192.0.2.10", port: 80), servers: [])
+        for command in written { try readBack.apply(command) }
+        XCTAssertEqual(readBack.sync, configuration.sync)
+        try configuration.apply(.sync(nil))
+        XCTAssertNil(configuration.sync)
+        XCTAssertFalse(configuration.commands.contains { $0.text.hasPrefix("sync") })
+    }
+
+    // MARK: the codec
+
+    /// A stand-in MAC: SHA-256 is not needed to test the framing, only a keyed function that
+    /// differs per key and covers every byte.
+    private func mac(key: UInt8) -> SyncSession.MAC {
+        { bytes in
+            var state: UInt64 = 0xcbf2_9ce4_8422_2325 ^ UInt64(key)
+            var out: [UInt8] = []
+            for round in 0..<4 {
+                for byte in bytes { state = (state ^ UInt64(byte)) &* 0x100_0000_01b3 }
+                state ^= UInt64(round)
+                out += withUnsafeBytes(of: state.bigEndian, Array.init)
+            }
+            return out
+        }
+    }
+
+    private func nonce(_ value: UInt8) -> [UInt8] { [UInt8](repeating: value, count: SyncMessage.nonceSize) }
+
+    /// Two sessions that have exchanged hellos.
+    private func pair() throws -> (sender: SyncSession, receiver: SyncSession) {
+        var sender = SyncSession(nonce: nonce(0xA), mac: mac(key: 1))
+        var receiver = SyncSession(nonce: nonce(0xB), mac: mac(key: 1))
+        XCTAssertEqual(try sender.receive(receiver.hello()), [])
+        XCTAssertEqual(try receiver.receive(sender.hello()), [])
+        XCTAssertTrue(sender.isReady && receiver.isReady)
+        return (sender, receiver)
+    }
+
+    private func entry(_ client: UInt8, server: Int = 8080, age: UInt32 = 1500) -> SyncEntry {
+        SyncEntry(client: ClientKey(ipv4: 0xCB00_7100 | UInt32(client)),
+                  server: SyncSettings.Address(ip: IPAddress("2001:db8::5")!, port: server), ageMilliseconds: age)
+    }
+
+    func testMessagesRoundTripSplitAtEveryByte() throws {
+        let messages: [SyncMessage] = [
+            .fullCopy(first: true, last: false, entries: (0..<3).map { entry($0) }),
+            .fullCopy(first: false, last: true, entries: []),
+            .updates([entry(9, server: 1, age: .max), SyncEntry(client: IPAddress("2001:db8::77")!, server: entry(1).server, ageMilliseconds: 0)]),
+        ]
+        var (sender, _) = try pair()
+        let bytes = messages.flatMap { sender.seal($0) }
+        for split in 0...bytes.count {
+            var (_, receiver) = try pair()
+            let received = try receiver.receive(bytes[..<split]) + receiver.receive(bytes[split...])
+            XCTAssertEqual(received, messages, "split at \(split)")
+        }
+    }
+
+    func testAWrongKeyIsRejectedAtTheHelloAndAfterIt() throws {
+        var honest = SyncSession(nonce: nonce(1), mac: mac(key: 1))
+        let hostile = SyncSession(nonce: nonce(2), mac: mac(key: 2))
+        XCTAssertThrowsError(try honest.receive(hostile.hello())) { XCTAssertEqual($0 as? SyncProtocolError, .authenticationFailed) }
+        // A hostile peer that replays an honest hello still cannot seal what follows.
+        var (_, receiver) = try pair()
+        var forger = SyncSession(nonce: nonce(0xA), mac: mac(key: 2))
+        _ = try forger.receive(SyncSession(nonce: nonce(0xB), mac: mac(key: 2)).hello())
+        XCTAssertThrowsError(try receiver.receive(forger.seal(.updates([entry(1)])))) {
+            XCTAssertEqual($0 as? SyncProtocolError, .authenticationFailed)
+        }
+    }
+
+    func testEveryFlippedBitIsRejected() throws {
+        var (sender, _) = try pair()
+        let frame = sender.seal(.updates([entry(1)]))
+        for index in 4..<frame.count {
+            var changed = frame
+            changed[index] ^= 0x01
+            var (_, receiver) = try pair()
+            XCTAssertThrowsError(try receiver.receive(changed), "bit flipped in byte \(index)")
+        }
+    }
+
+    func testAReplayedOrReorderedMessageIsRejected() throws {
+        var (sender, receiver) = try pair()
+        let first = sender.seal(.updates([entry(1)]))
+        let second = sender.seal(.updates([entry(2)]))
+        XCTAssertEqual(try receiver.receive(first), [.updates([entry(1)])])
+        XCTAssertThrowsError(try receiver.receive(first)) {
+            XCTAssertEqual($0 as? SyncProtocolError, .badSequence(expected: 2, got: 1))
+        }
+        var (_, fresh) = try pair()
+        XCTAssertThrowsError(try fresh.receive(second)) { XCTAssertEqual($0 as? SyncProtocolError, .badSequence(expected: 1, got: 2)) }
+        // A message recorded on another connection (other nonces) does not verify on this one.
+        var other = SyncSession(nonce: nonce(0xC), mac: mac(key: 1))
+        var otherSender = SyncSession(nonce: nonce(0xA), mac: mac(key: 1))
+        _ = try otherSender.receive(other.hello())
+        _ = try other.receive(otherSender.hello())
+        XCTAssertThrowsError(try other.receive(first)) { XCTAssertEqual($0 as? SyncProtocolError, .authenticationFailed) }
+    }
+
+    func testBadFramesAreRefusedWithoutBuffering() throws {
+        var (_, receiver) = try pair()
+        let huge = UInt32(SyncMessage.maxFrameSize)
+        XCTAssertThrowsError(try receiver.receive(withUnsafeBytes(of: huge.bigEndian, Array.init))) {
+            XCTAssertEqual($0 as? SyncProtocolError, .tooLarge(SyncMessage.maxFrameSize + 4))
+        }
+        var (_, short) = try pair()
+        XCTAssertThrowsError(try short.receive([0, 0, 0, 5, 1, 2, 3, 4, 5])) { XCTAssertTrue("\($0)".contains("malformed"), "\($0)") }
+        var early = SyncSession(nonce: nonce(1), mac: mac(key: 1))
+        var (sender, _) = try pair()
+        XCTAssertThrowsError(try early.receive(sender.seal(.updates([])))) { XCTAssertEqual($0 as? SyncProtocolError, .unexpected("message before the hello")) }
+        var (_, twice) = try pair()
+        XCTAssertThrowsError(try twice.receive(SyncSession(nonce: nonce(3), mac: mac(key: 1)).hello())) {
+            XCTAssertEqual($0 as? SyncProtocolError, .unexpected("second hello"))
+        }
+    }
+
+    func testBodiesThatLieAboutTheirEntriesAreRefused() throws {
+        // A correctly sealed frame whose body is malformed: the MAC is right, the decoder still refuses.
+        let key = mac(key: 1)
+        func sealed(type: UInt8, body: [UInt8]) throws -> [UInt8] {
+            var (_, receiver) = try pair()
+            var frame: [UInt8] = []
+            appendBigEndian(UInt32(1 + 8 + body.count + 32), to: &frame)
+            frame.append(type)
+            appendBigEndian(UInt64(1), to: &frame)
+            frame += body
+            frame += key(nonce(0xB) + nonce(0xA) + frame)
+            return try receiver.receive(frame).isEmpty ? [] : [1]
+        }
+        XCTAssertEqual(try sealed(type: 3, body: [0, 0]), [1], "the stand-in sealing is right")
+        XCTAssertThrowsError(try sealed(type: 3, body: [0, 2] + [UInt8](repeating: 0, count: 38))) { XCTAssertTrue("\($0)".contains("2 entries in 38 bytes")) }
+        XCTAssertThrowsError(try sealed(type: 3, body: [0x03, 0xE9])) { XCTAssertTrue("\($0)".contains("1001 entries")) }
+        XCTAssertThrowsError(try sealed(type: 2, body: [4, 0, 0])) { XCTAssertTrue("\($0)".contains("flags")) }
+        XCTAssertThrowsError(try sealed(type: 9, body: [])) { XCTAssertTrue("\($0)".contains("unknown message type 9")) }
+        XCTAssertThrowsError(try sealed(type: 3, body: [0, 1] + [UInt8](repeating: 0, count: 32) + [0, 0, 0, 0, 0, 0])) {
+            XCTAssertTrue("\($0)".contains("port 0"))
+        }
+    }
+
+    // MARK: the outbox
+
+    private func change(_ client: UInt8, server: Int = 9000, at seconds: Double) -> SyncChange {
+        SyncChange(client: ClientKey(ipv4: 0xCB00_7100 | UInt32(client)),
+                   server: SyncSettings.Address(ip: IPAddress("127.0.0.1")!, port: server), lastUsed: at(seconds))
+    }
+
+    func testTheOutboxCoalescesPerClientAndSendsAges() {
+        var outbox = SyncOutbox(capacity: 8)
+        outbox.startFullCopy([])
+        XCTAssertEqual(outbox.nextMessage(now: at(0)), .fullCopy(first: true, last: true, entries: []))
+        outbox.add(change(1, server: 9000, at: 1))
+        outbox.add(change(2, at: 2))
+        outbox.add(change(1, server: 9001, at: 3))
+        XCTAssertEqual(outbox.pendingCount, 2)
+        guard case .updates(let entries) = outbox.nextMessage(now: at(4.5)) else { return XCTFail("no updates") }
+        XCTAssertEqual(entries.map(\.server.port), [9001, 9000], "client 1 once, as it is last, in its first place")
+        XCTAssertEqual(entries.map(\.ageMilliseconds), [1500, 2500])
+        XCTAssertNil(outbox.nextMessage(now: at(5)))
+        XCTAssertFalse(outbox.needsFullCopy)
+    }
+
+    func testAFullOutboxDropsTheOldestAndAsksForAFullCopy() {
+        var outbox = SyncOutbox(capacity: 3)
+        XCTAssertTrue(outbox.needsFullCopy, "a new peer starts with a full copy")
+        outbox.startFullCopy([])
+        _ = outbox.nextMessage(now: at(0))
+        for client in 1...5 { outbox.add(change(UInt8(client), at: Double(client))) }
+        XCTAssertEqual(outbox.pendingCount, 3)
+        XCTAssertEqual(outbox.dropped, 2)
+        XCTAssertTrue(outbox.needsFullCopy)
+        guard case .updates(let entries) = outbox.nextMessage(now: at(6)) else { return XCTFail("no updates") }
+        XCTAssertEqual(entries.map(\.client), [3, 4, 5].map { ClientKey(ipv4: 0xCB00_7100 | $0) })
+    }
+
+    func testAFullCopyIsStreamedInBoundedChunksBeforeLaterChanges() {
+        var outbox = SyncOutbox()
+        let count = SyncMessage.maxEntries * 2 + 5
+        outbox.add(change(200, at: 0))
+        outbox.startFullCopy((0..<count).map { change(UInt8($0 % 200), at: Double($0) / 1000) })
+        XCTAssertEqual(outbox.pendingCount, 0, "the copy supersedes what was pending")
+        outbox.add(change(201, at: 5))
+        var chunks: [(Bool, Bool, Int)] = []
+        while case .fullCopy(let first, let last, let entries)? = outbox.nextMessage(now: at(10)) {
+            chunks.append((first, last, entries.count))
+            if last { break }
+        }
+        XCTAssertEqual(chunks.map(\.0), [true, false, false])
+        XCTAssertEqual(chunks.map(\.1), [false, false, true])
+        XCTAssertEqual(chunks.map(\.2), [SyncMessage.maxEntries, SyncMessage.maxEntries, 5])
+        XCTAssertEqual(outbox.nextMessage(now: at(10)), .updates([change(201, at: 5).entry(now: at(10))]))
+    }
+
+    // MARK: the journal and the apply rule
+
+    private func state(servers: [Int], capacity: Int = 16) -> BalancerState {
+        let table = ServerTable(servers: servers.map { port in
+            Server(host: "192.0.2.5", port: port, address: try! SocketAddress(ipAddress: "192.0.2.5", port: port))
+        }, emergency: nil)
+        var state = BalancerState(servers: table, clients: ClientTable(capacity: capacity))
+        state.clients.isJournaling = true
+        return state
+    }
+
+    @discardableResult
+    private func place(_ state: inout BalancerState, _ key: ClientKey, now: NIODeadline) -> Target? {
+        var placement = state.accept(client: key, now: now)
+        let target = state.nextTarget(&placement, now: now)
+        if let target { state.connected(placement, to: target, client: "test", now: now) }
+        return target
+    }
+
+    func testTheJournalRecordsEachChangedClientOnceByServerAddress() {
+        var node = state(servers: [80, 81])
+        place(&node, client(1), now: at(1))
+        place(&node, client(2), now: at(2))
+        place(&node, client(1), now: at(3))
+        let changes = node.takeClientChanges()
+        XCTAssertEqual(changes, [SyncChange(client: client(1), server: .init(ip: IPAddress("192.0.2.5")!, port: 80), lastUsed: at(3)),
+                                 SyncChange(client: client(2), server: .init(ip: IPAddress("192.0.2.5")!, port: 81), lastUsed: at(2))])
+        XCTAssertEqual(node.takeClientChanges(), [], "drained")
+        node.clients.isJournaling = false
+        place(&node, client(3), now: at(4))
+        node.clients.isJournaling = true
+        XCTAssertEqual(node.takeClientChanges(), [], "nothing is recorded without sync")
+        XCTAssertEqual(node.clientSnapshot().map(\.client), [client(2), client(1), client(3)], "oldest first")
+    }
+
+    func testRemoteEntriesFindTheirServerByAddressAndPortNotByIndex() {
+        var master = state(servers: [80, 81, 82])
+        for number in 1...6 { place(&master, client(UInt8(number)), now: at(Double(number))) }
+        // The backup lists the same servers in another order, and one the master does not have.
+        var backup = state(servers: [82, 83, 80, 81])
+        let now = at(10)
+        let applied = backup.applyRemote(master.takeClientChanges().map { $0.entry(now: now) }, now: now)
+        XCTAssertEqual(applied, 6)
+        for number in 1...6 {
+            let key = client(UInt8(number))
+            let before = master.clients.trackedServer(of: key, now: now).map { master.servers.servers[$0].port }
+            let after = backup.clients.trackedServer(of: key, now: now).map { backup.servers.servers[$0].port }
+            XCTAssertEqual(after, before, "client \(number)")
+            guard case .server(let index)? = place(&backup, key, now: at(11)) else { return XCTFail("client \(number) not placed") }
+            XCTAssertEqual(backup.servers.servers[index].port, before, "client \(number) goes back to its server on the backup")
+        }
+        XCTAssertEqual(backup.applyRemote([entry(1, server: 9999)], now: now), 0, "a server this node lacks is skipped")
+        XCTAssertEqual(backup.takeClientChanges().count, 6, "the backup's own placements are journaled, the applied ones were not")
+    }
+
+    func testLastWriterWinsAndANewerLocalClientIsNotDisturbed() {
+        var backup = state(servers: [80, 81])
+        place(&backup, client(1), now: at(10))           // server 0, used at 10
+        let port81 = SyncSettings.Address(ip: IPAddress("192.0.2.5")!, port: 81)
+        let older = SyncEntry(client: client(1), server: port81, ageMilliseconds: 5000)   // used at 7
+        XCTAssertEqual(backup.applyRemote([older], now: at(12)), 0)
+        XCTAssertEqual(backup.clients.trackedServer(of: client(1), now: at(12)), 0, "the local entry is newer")
+        let newer = SyncEntry(client: client(1), server: port81, ageMilliseconds: 500)     // used at 11.5
+        XCTAssertEqual(backup.applyRemote([newer], now: at(12)), 1)
+        XCTAssertEqual(backup.clients.trackedServer(of: client(1), now: at(12)), 1, "the newer remote entry wins")
+    }
+
+    func testAFullTableTakesARemoteEntryOnlyInPlaceOfAnOlderClient() {
+        var backup = state(servers: [80], capacity: 2)
+        place(&backup, client(1), now: at(5))
+        place(&backup, client(2), now: at(6))
+        let port80 = SyncSettings.Address(ip: IPAddress("192.0.2.5")!, port: 80)
+        XCTAssertEqual(backup.applyRemote([SyncEntry(client: client(3), server: port80, ageMilliseconds: 6000)], now: at(10)), 0,
+                       "used at 4: older than every local client")
+        XCTAssertEqual(backup.clients.count, 2)
+        XCTAssertEqual(backup.applyRemote([SyncEntry(client: client(3), server: port80, ageMilliseconds: 1000)], now: at(10)), 1)
+        XCTAssertNil(backup.clients.trackedServer(of: client(1), now: at(10)), "the least recently used client made room")
+        XCTAssertEqual(backup.clients.trackedServer(of: client(2), now: at(10)), 0)
+        XCTAssertEqual(backup.clients.trackedServer(of: client(3), now: at(10)), 0)
+    }
+
+    func testAnEntryOlderThanTheTrackingTimeIsNotTaken() {
+        var backup = state(servers: [80])
+        backup.clients.trackingTime = .seconds(60)
+        let port80 = SyncSettings.Address(ip: IPAddress("192.0.2.5")!, port: 80)
+        XCTAssertEqual(backup.applyRemote([SyncEntry(client: client(1), server: port80, ageMilliseconds: 61_000)], now: at(100)), 0)
+        XCTAssertEqual(backup.applyRemote([SyncEntry(client: client(1), server: port80, ageMilliseconds: 59_000)], now: at(100)), 1)
+    }
+}
