@@ -19,6 +19,14 @@ public struct VRRPInstant: Comparable, Hashable, Sendable {
     public static func < (lhs: VRRPInstant, rhs: VRRPInstant) -> Bool {
         lhs.nanoseconds < rhs.nanoseconds
     }
+
+    /// The earlier of two optional instants, nil if both are. Without an array: the instance's
+    /// thread asks this for every advert.
+    public static func earliest(_ first: VRRPInstant?, _ second: VRRPInstant?) -> VRRPInstant? {
+        guard let first else { return second }
+        guard let second else { return first }
+        return min(first, second)
+    }
 }
 
 /// The states of RFC 5798 section 6.4, plus Fault (link down) as keepalived names it.
@@ -200,7 +208,7 @@ public struct VRRPStateMachine: Sendable {
         case .master(let advertAt), .resigning(let advertAt): timer = advertAt
         case .initialize, .fault: timer = nil
         }
-        return [timer, handover?.deadline].compactMap { $0 }.min()
+        return VRRPInstant.earliest(timer, handover?.deadline)
     }
 
     /// Skew_Time in nanoseconds, from the effective priority.
