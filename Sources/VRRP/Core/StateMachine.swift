@@ -218,7 +218,9 @@ public struct VRRPStateMachine: Sendable {
         case .v2:  // RFC 3768 section 6.1: (256 - Priority) / 256 seconds
             return weight * Self.nanosecondsPerSecond / 256
         case .v3:  // RFC 5798 section 6.1: ((256 - Priority) * Master_Adver_Interval) / 256 centiseconds
-            return weight * UInt64(masterAdvertInterval) / 256 * Self.nanosecondsPerCentisecond
+            // Divided last, as keepalived does: in whole centiseconds every priority would get
+            // the same skew, 0, at an interval of 1 cs, and two backups would take over together.
+            return weight * UInt64(masterAdvertInterval) * Self.nanosecondsPerCentisecond / 256
         }
     }
 
@@ -305,7 +307,7 @@ public struct VRRPStateMachine: Sendable {
         switch phase {
         case .master(let advertAt) where now >= advertAt:
             // RFC 5798 section 6.4.3: Adver_Timer fires
-            phase = adverTimerArmed(now: now)
+            phase = .master(advertAt: nextAdvertTime(due: advertAt, now: now))
             return [advertisement]
         case .backup(let masterDownAt, let cause) where now >= masterDownAt:
             // RFC 5798 section 6.4.2: Master_Down_Timer fires
@@ -386,6 +388,15 @@ public struct VRRPStateMachine: Sendable {
 
     private func advertTime(after now: VRRPInstant) -> VRRPInstant {
         now.advanced(by: UInt64(configuration.advertisementInterval) * Self.nanosecondsPerCentisecond)
+    }
+
+    /// The Adver_Timer reset when it fired late: one interval after it was due, so that a wake
+    /// a little late does not stretch every interval (adverts stay Advertisement_Interval
+    /// apart, as the backups' Master_Down_Interval assumes); after a stall of an interval or
+    /// more, one interval from now, never a burst to catch up.
+    private func nextAdvertTime(due: VRRPInstant, now: VRRPInstant) -> VRRPInstant {
+        let next = advertTime(after: due)
+        return next > now ? next : advertTime(after: now)
     }
 
     private func adverTimerArmed(now: VRRPInstant) -> Phase {
