@@ -306,22 +306,31 @@ public final class VRRPInstance: @unchecked Sendable {
         var nextAnnouncement: VRRPInstant?
         /// Notify processes started and not yet reaped.
         var notifyChildren: [pid_t] = []
+        /// What the status shows of the machine, published again only when it changed (an
+        /// accepted advert changes the master address without any action).
+        var published: (state: VRRPState, priority: UInt8, master: IPAddress?)?
 
         mutating func perform(_ actions: [VRRPAction], machine: VRRPStateMachine) {
-            guard !actions.isEmpty else { return }
             for action in actions { perform(action) }
+            let current = (state: machine.state, priority: machine.effectivePriority, master: machine.masterAddress)
+            if let published, published == current { return }
+            published = current
             instance.shared.withLock { shared in
-                shared.status.state = machine.state
-                shared.status.effectivePriority = machine.effectivePriority
-                shared.status.masterAddress = machine.masterAddress
+                shared.status.state = current.state
+                shared.status.effectivePriority = current.priority
+                shared.status.masterAddress = current.master
             }
         }
 
         private mutating func perform(_ action: VRRPAction) {
+            if case .sendAdvertisement(let priority, let interval) = action {
+                // Before the configuration is read: this is the one action of every advert.
+                return instance.sendAdvertisement(priority: priority, interval: interval)
+            }
             let configuration = instance.configuration
             switch action {
-            case .sendAdvertisement(let priority, let interval):
-                instance.sendAdvertisement(priority: priority, interval: interval)
+            case .sendAdvertisement:
+                break
             case .addVirtualAddresses:
                 for address in configuration.virtualAddresses {
                     do { try instance.addresses.add(address, to: instance.interface) } catch { instance.log("VRRP: \(error)") }

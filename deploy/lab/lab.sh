@@ -12,7 +12,8 @@
 #                      build penha and measure, TRIALS times each (default 5, at most 20), a penha
 #                      pair and a keepalived pair at advert 10 ms: each node's CPU over 4 s idle,
 #                      then the gap a dead master host leaves (see RESULTS.md); PENHA=BINARY
-#                      measures that binary instead of building
+#                      measures that binary instead of building, BACKUP_PRIORITY=P gives node b
+#                      priority P (default 100; node a has 254)
 #   lab.sh demo        build penha, run a pair sharing a VIP, kill the master and print how
 #                      long the VIP was unreachable; cleans up after itself
 #
@@ -47,6 +48,10 @@ up() {
     done
     ip -n "$name-c" link add br0 type bridge mcast_snooping 0
     ip -n "$name-c" link set br0 up
+    # Where br_netfilter is loaded (Docker loads it), every frame on the bridge would go
+    # through iptables too, and the sender of each advert pays for it: no switch does that.
+    ip netns exec "$name-c" sysctl -qw net.bridge.bridge-nf-call-iptables=0 net.bridge.bridge-nf-call-ip6tables=0 \
+        net.bridge.bridge-nf-call-arptables=0 2>/dev/null || true
     ip -n "$name-c" addr add 192.0.2.100/24 dev br0
     ip -n "$name-c" addr add 2001:db8::100/64 dev br0 nodad
     for node in a b; do
@@ -239,8 +244,8 @@ start_penha() {
 fast_trial() {
     local kind=$1 name=$2 penha=$3 pids_a pids_b
     up "$name"
-    pids_a=$("start_$kind" "$name" a 200 "$penha")
-    pids_b=$("start_$kind" "$name" b 100 "$penha")
+    pids_a=$("start_$kind" "$name" a 254 "$penha")
+    pids_b=$("start_$kind" "$name" b "$backup_priority" "$penha")
     for _ in $(seq 50); do
         [ "$(ask "$name" 192.0.2.10 80)" = node-a ] && break
         sleep 0.1
@@ -269,6 +274,8 @@ fast() {
     local trials=${1:-5}
     [ "$trials" -ge 1 ] && [ "$trials" -le 20 ] || { echo "fast: TRIALS must be 1 to 20" >&2; exit 2; }
     local penha=${PENHA:-} name=penha-fast-$$ kind trial
+    backup_priority=${BACKUP_PRIORITY:-100}
+    [ "$backup_priority" -ge 1 ] && [ "$backup_priority" -le 253 ] || { echo "fast: BACKUP_PRIORITY must be 1 to 253" >&2; exit 2; }
     if [ -z "$penha" ]; then
         cd "$(dirname "$0")/../.."
         swift build 2>&1 | tail -n 1
@@ -277,7 +284,7 @@ fast() {
     # One lab per trial: a deleted namespace's devices go away asynchronously.
     trap 'for kind in penha keepalived; do for trial in $(seq '"$trials"'); do down '"$name"'-$kind$trial; done; done
           rm -rf /tmp/'"$name"'*' EXIT
-    echo "advert 10 ms, node a priority 200 (master), node b 100; probe every 5 ms, 10 ms connect timeout"
+    echo "advert 10 ms, node a priority 254 (master), node b $backup_priority; probe every 5 ms, 10 ms connect timeout"
     echo "gap: last probe node a answered to the first node b answered after its link went down"
     for kind in penha keepalived; do
         for trial in $(seq "$trials"); do
