@@ -286,12 +286,14 @@ fast() {
           rm -rf /tmp/'"$name"'*' EXIT
     echo "advert 10 ms, node a priority 254 (master), node b $backup_priority; probe every 5 ms, 10 ms connect timeout"
     echo "gap: last probe node a answered to the first node b answered after its link went down"
-    for kind in penha keepalived; do
-        for trial in $(seq "$trials"); do
+    # Alternately, so that both meet the same load on a shared machine; the load average
+    # after each trial says how busy it was.
+    for trial in $(seq "$trials"); do
+        for kind in penha keepalived; do
             read -r gap cpu_a cpu_b < <(fast_trial "$kind" "$name-$kind$trial" "$penha")
-            printf '%-10s trial %d: gap %4s ms; idle CPU over 4 s: a %5.1f ms (%.2f%%), b %5.1f ms (%.2f%%)\n' \
+            printf '%-10s trial %d: gap %4s ms; idle CPU over 4 s: a %5.1f ms (%.2f%%), b %5.1f ms (%.2f%%); load %s\n' \
                 "$kind" "$trial" "$gap" "$cpu_a" "$(awk "BEGIN { print $cpu_a / 40 }")" \
-                "$cpu_b" "$(awk "BEGIN { print $cpu_b / 40 }")"
+                "$cpu_b" "$(awk "BEGIN { print $cpu_b / 40 }")" "$(cut -d' ' -f1 /proc/loadavg)"
         done
     done
 }
