@@ -313,7 +313,9 @@ public final class VRRPInstance: @unchecked Sendable {
         mutating func perform(_ actions: [VRRPAction], machine: VRRPStateMachine) {
             for action in actions { perform(action) }
             let current = (state: machine.state, priority: machine.effectivePriority, master: machine.masterAddress)
-            if let published, published == current { return }
+            // Field by field: a tuple's == is generic, slow in a debug build, and this runs per advert.
+            if let published, published.state == current.state, published.priority == current.priority,
+               published.master == current.master { return }
             published = current
             instance.shared.withLock { shared in
                 shared.status.state = current.state

@@ -48,6 +48,9 @@ final class FastAdvertTests: XCTestCase {
             let probe = try Probe(lab, address: "192.0.2.10", seconds: 1.5, periodMilliseconds: 5, timeoutMilliseconds: 10)
             usleep(500_000)
             try lab.setLink(of: "a", up: false)
+            // The link notice (rtnetlink) wakes node a's instance at once; reading the link
+            // only once a second, as the thread still does without a notice, would miss this.
+            XCTAssertTrue(waitFor(timeout: 0.25) { a.stderr.contains("MASTER -> FAULT (interface down)") }, a.stderr)
             let attempts = try probe.finish()
             guard let gap = attempts.gapMilliseconds(from: "node-a", to: "node-b") else {
                 XCTFail("node b never answered: \(attempts.summary)\n\(a.stderr)\n\(b.stderr)")
