@@ -2,11 +2,16 @@
 #include "CVRRPSockets.h"
 
 #include <arpa/inet.h>
+#include <errno.h>
 #include <linux/if_ether.h>
 #include <linux/if_packet.h>
+#include <linux/netlink.h>
+#include <linux/rtnetlink.h>
 #include <netinet/in.h>
 #include <string.h>
 #include <sys/uio.h>
+#include <time.h>
+#include <unistd.h>
 
 ssize_t cvrrp_receive(int fd, void *buffer, size_t length, struct sockaddr_storage *source,
                       int *hop_limit, uint8_t destination[16]) {
@@ -48,4 +53,22 @@ ssize_t cvrrp_send_frame(int fd, int interface_index, const void *frame, size_t 
 
 int cvrrp_open_arp_socket(void) {
     return socket(AF_PACKET, SOCK_RAW | SOCK_CLOEXEC, htons(ETH_P_ARP));
+}
+
+int cvrrp_wait(struct pollfd *descriptors, nfds_t count, uint64_t nanoseconds) {
+    struct timespec timeout = { .tv_sec = (time_t)(nanoseconds / 1000000000u), .tv_nsec = (long)(nanoseconds % 1000000000u) };
+    return ppoll(descriptors, count, &timeout, NULL);
+}
+
+int cvrrp_open_link_monitor(void) {
+    int fd = socket(AF_NETLINK, SOCK_RAW | SOCK_NONBLOCK | SOCK_CLOEXEC, NETLINK_ROUTE);
+    if (fd < 0) return -1;
+    struct sockaddr_nl address = { .nl_family = AF_NETLINK, .nl_groups = RTMGRP_LINK };
+    if (bind(fd, (struct sockaddr *)&address, sizeof(address)) < 0) {
+        int code = errno;
+        close(fd);
+        errno = code;
+        return -1;
+    }
+    return fd;
 }

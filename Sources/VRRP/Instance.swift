@@ -1,4 +1,5 @@
 import VRRPCore
+import CVRRPSockets
 import Synchronization
 
 #if canImport(Glibc)
@@ -18,7 +19,21 @@ public final class VRRPInstance: @unchecked Sendable {
     private let shared: Mutex<Shared>
     private let wakeRead: Int32
     private let wakeWrite: Int32
+    /// Readable when a link goes up or down (rtnetlink): the thread need not ask each turn.
+    private let linkMonitor: Int32
     private var thread: pthread_t?
+    /// The thread's own, never touched by another: what it made of the last datagram, for a
+    /// repeat of it (`AdvertisementSocket.Reception.repeated`), and the advertisement it last
+    /// encoded, sent again as long as priority and interval stay the same. Both are forgotten
+    /// when the configuration changes.
+    private var lastOutcome: ReceiveOutcome?
+    private var encodedAdvertisement: (priority: UInt8, interval: UInt16, messages: [(IPAddress, [UInt8])])?
+
+    private enum ReceiveOutcome {
+        case malformed
+        case dropped(VRRPDropReason)
+        case accepted(priority: UInt8, interval: UInt16, sender: IPAddress)
+    }
 
     private struct Shared {
         /// Changed only by the instance's thread, when it adopts `pendingConfiguration`.
@@ -36,8 +51,10 @@ public final class VRRPInstance: @unchecked Sendable {
     /// while a switch is still learning.
     static let announcements = 3
     static let announcementSpacing: UInt64 = 500_000_000
-    /// The longest the thread sleeps: how soon it sees a link change or a stop.
-    static let longestWait: UInt64 = 200_000_000
+    /// The longest the thread sleeps when no timer is due: then it reads the link state even
+    /// without a link notice (one may be lost when the netlink socket's buffer overflows).
+    /// Stops, changes and link notices wake it at once.
+    static let longestWait: UInt64 = 1_000_000_000
     /// A resigning master's handover ends within 2 s (`VRRPStateMachine.resignationBound`);
     /// this bounds the thread's wait for it whatever happens.
     static let longestResignation: UInt64 = 3_000_000_000
@@ -60,6 +77,13 @@ public final class VRRPInstance: @unchecked Sendable {
         }
         wakeRead = pipeEnds[0]
         wakeWrite = pipeEnds[1]
+        linkMonitor = cvrrp_open_link_monitor()
+        guard linkMonitor >= 0 else {
+            let code = errno
+            close(wakeRead)
+            close(wakeWrite)
+            throw VRRPSystemError("netlink socket for link changes", errno: code)
+        }
         shared = Mutex(Shared(configuration: configuration, status: VRRPInstanceStatus(
             state: .initialize, interface: configuration.interface, vrid: configuration.vrid,
             version: configuration.version.rawValue, configuredPriority: configuration.priority,
@@ -69,6 +93,7 @@ public final class VRRPInstance: @unchecked Sendable {
     deinit {
         close(wakeRead)
         close(wakeWrite)
+        close(linkMonitor)
     }
 
     /// Without asking the interface, unlike `status`.
@@ -83,10 +108,14 @@ public final class VRRPInstance: @unchecked Sendable {
         return status
     }
 
-    /// Health coupling: the number of servers the balancer could use right now.
+    /// Health coupling: the number of servers the balancer could use right now. Wakes the
+    /// thread only for a new count: it is told every second.
     public func setAvailableServers(_ count: Int) {
-        shared.withLock { $0.availableServers = count }
-        wake()
+        let changed = shared.withLock { shared in
+            defer { shared.availableServers = count }
+            return shared.availableServers != count
+        }
+        if changed { wake() }
     }
 
     public func start() throws {
@@ -135,15 +164,25 @@ public final class VRRPInstance: @unchecked Sendable {
         var machine = initial
         var driver = Driver(instance: self)
         var linkUp = interface.isUp
+        var linkReadAt = VRRPInstant.now
         driver.perform(machine.start(now: .now), machine: machine)
         if !linkUp { driver.perform(machine.interfaceDown(now: .now), machine: machine) }
         var resignedAt: VRRPInstant?
+        var appliedServers: Int?
+        // Made once: this loop runs for every advert.
+        var descriptors = [pollfd(fd: socket.receiveDescriptor, events: Int16(POLLIN), revents: 0),
+                           pollfd(fd: wakeRead, events: Int16(POLLIN), revents: 0),
+                           pollfd(fd: linkMonitor, events: Int16(POLLIN), revents: 0)]
+        var drain = [UInt8](repeating: 0, count: 8192)
         while true {
             let (stopping, availableServers, changed) = shared.withLock { shared in
                 defer { shared.pendingConfiguration = nil }
                 return (shared.stopping, shared.availableServers, shared.pendingConfiguration)
             }
-            if let changed { adopt(changed, into: &machine) }
+            if let changed {
+                adopt(changed, into: &machine)
+                appliedServers = nil
+            }
             if stopping, resignedAt == nil {
                 resignedAt = .now
                 driver.perform(machine.shutdown(now: .now), machine: machine)
@@ -151,20 +190,26 @@ public final class VRRPInstance: @unchecked Sendable {
             if let resignedAt, machine.state != .master || VRRPInstant.now >= resignedAt.advanced(by: Self.longestResignation) {
                 break
             }
-            if let availableServers {
+            if let availableServers, availableServers != appliedServers {
+                appliedServers = availableServers
                 machine.setEffectivePriority(configuration.effectivePriority(availableServers: availableServers))
             }
-            waitForWork(until: [machine.nextDeadline, driver.nextAnnouncement].compactMap { $0 }.min())
+            waitForWork(&descriptors, until: .earliest(machine.nextDeadline, driver.nextAnnouncement))
             let now = VRRPInstant.now
-            // Bounded: at most a burst of 64 datagrams per turn, so timers are never starved.
-            for _ in 0..<64 {
-                guard let actions = receiveOne(&machine, now: now) else { break }
+            // One datagram a turn: the wait returns at once while more are pending, and the
+            // timers below run between any two.
+            if descriptors[0].revents != 0, let actions = receiveOne(&machine, now: now) {
                 driver.perform(actions, machine: machine)
             }
-            let up = interface.isUp
-            if up != linkUp {
-                linkUp = up
-                driver.perform(up ? machine.interfaceUp(now: now) : machine.interfaceDown(now: now), machine: machine)
+            if descriptors[1].revents != 0 { Self.drain(wakeRead, into: &drain) }
+            if descriptors[2].revents != 0 { Self.drain(linkMonitor, into: &drain) }
+            if descriptors[2].revents != 0 || now >= linkReadAt.advanced(by: Self.longestWait) {
+                linkReadAt = now
+                let up = interface.isUp
+                if up != linkUp {
+                    linkUp = up
+                    driver.perform(up ? machine.interfaceUp(now: now) : machine.interfaceDown(now: now), machine: machine)
+                }
             }
             driver.perform(machine.tick(now: now), machine: machine)
             driver.announceIfDue(now: now)
@@ -181,6 +226,9 @@ public final class VRRPInstance: @unchecked Sendable {
         } catch {
             return log("VRRP vrid \(changed.vrid) on \(changed.interface): change refused: \(error)")
         }
+        lastOutcome = nil
+        encodedAdvertisement = nil
+        socket.forgetPrevious()
         shared.withLock { shared in
             shared.configuration = changed
             shared.status.configuredPriority = changed.priority
@@ -192,25 +240,36 @@ public final class VRRPInstance: @unchecked Sendable {
             + "advert \(Int(changed.advertisementInterval) * 10) ms, preempt \(changed.preempt ? "on" : "off")")
     }
 
-    private func waitForWork(until deadline: VRRPInstant?) {
+    /// Empties a non-blocking descriptor whose contents only say "look": bounded, 64 reads
+    /// being far more than one turn leaves in the wake pipe or the link monitor.
+    private static func drain(_ descriptor: Int32, into buffer: inout [UInt8]) {
+        for _ in 0..<64 {
+            guard read(descriptor, &buffer, buffer.count) > 0 else { return }
+        }
+    }
+
+    /// Sleeps until `deadline` to the nanosecond (ppoll), or until a descriptor is readable;
+    /// `revents` says which (ppoll sets it for every descriptor, a timeout clears them all;
+    /// after an error, such as a signal, nothing is taken as readable).
+    private func waitForWork(_ descriptors: inout [pollfd], until deadline: VRRPInstant?) {
         let now = VRRPInstant.now
         var wait = Self.longestWait
         if let deadline { wait = min(wait, deadline > now ? deadline.nanoseconds - now.nanoseconds : 0) }
-        var descriptors = [pollfd(fd: socket.receiveDescriptor, events: Int16(POLLIN), revents: 0),
-                           pollfd(fd: wakeRead, events: Int16(POLLIN), revents: 0)]
-        _ = poll(&descriptors, 2, Int32((wait + 999_999) / 1_000_000))
-        var drain = [UInt8](repeating: 0, count: 64)
-        while read(wakeRead, &drain, drain.count) > 0 {}
+        guard cvrrp_wait(&descriptors, nfds_t(descriptors.count), wait) < 0 else { return }
+        for index in descriptors.indices { descriptors[index].revents = 0 }
     }
 
     /// Takes one datagram off the socket; nil when none is pending.
     private func receiveOne(_ machine: inout VRRPStateMachine, now: VRRPInstant) -> [VRRPAction]? {
+        let outcome: ReceiveOutcome
         switch socket.receive() {
         case .nothingPending:
             return nil
+        case .repeated:
+            guard let lastOutcome else { return nil }
+            outcome = lastOutcome
         case .malformed:
-            shared.withLock { $0.status.malformed += 1 }
-            return []
+            outcome = .malformed
         case .datagram(let datagram):
             // RFC 5798 section 7.1 and RFC 3768 section 7.1: every check, in the codec.
             let decoded = VRRPAdvertisement.decode(
@@ -219,14 +278,23 @@ public final class VRRPInstance: @unchecked Sendable {
                 expectedInterval: configuration.advertisementInterval, authentication: authentication)
             switch decoded {
             case .failure(let reason):
-                shared.withLock { $0.status.dropped[reason, default: 0] += 1 }
-                return []
+                outcome = .dropped(reason)
             case .success(let advertisement):
-                shared.withLock { $0.status.advertisementsReceived += 1 }
-                return machine.advertisementReceived(priority: advertisement.priority,
-                                                     maxAdvertInterval: advertisement.maxAdvertInterval,
-                                                     sender: datagram.source, now: now)
+                outcome = .accepted(priority: advertisement.priority, interval: advertisement.maxAdvertInterval,
+                                    sender: datagram.source)
             }
+        }
+        lastOutcome = outcome
+        switch outcome {
+        case .malformed:
+            shared.withLock { $0.status.malformed += 1 }
+            return []
+        case .dropped(let reason):
+            shared.withLock { $0.status.dropped[reason, default: 0] += 1 }
+            return []
+        case .accepted(let priority, let interval, let sender):
+            shared.withLock { $0.status.advertisementsReceived += 1 }
+            return machine.advertisementReceived(priority: priority, maxAdvertInterval: interval, sender: sender, now: now)
         }
     }
 
@@ -241,21 +309,33 @@ public final class VRRPInstance: @unchecked Sendable {
         var nextAnnouncement: VRRPInstant?
         /// Notify processes started and not yet reaped.
         var notifyChildren: [pid_t] = []
+        /// What the status shows of the machine, published again only when it changed (an
+        /// accepted advert changes the master address without any action).
+        var published: (state: VRRPState, priority: UInt8, master: IPAddress?)?
 
         mutating func perform(_ actions: [VRRPAction], machine: VRRPStateMachine) {
             for action in actions { perform(action) }
+            let current = (state: machine.state, priority: machine.effectivePriority, master: machine.masterAddress)
+            // Field by field: a tuple's == is generic, slow in a debug build, and this runs per advert.
+            if let published, published.state == current.state, published.priority == current.priority,
+               published.master == current.master { return }
+            published = current
             instance.shared.withLock { shared in
-                shared.status.state = machine.state
-                shared.status.effectivePriority = machine.effectivePriority
-                shared.status.masterAddress = machine.masterAddress
+                shared.status.state = current.state
+                shared.status.effectivePriority = current.priority
+                shared.status.masterAddress = current.master
             }
         }
 
         private mutating func perform(_ action: VRRPAction) {
+            if case .sendAdvertisement(let priority, let interval) = action {
+                // Before the configuration is read: this is the one action of every advert.
+                return instance.sendAdvertisement(priority: priority, interval: interval)
+            }
             let configuration = instance.configuration
             switch action {
-            case .sendAdvertisement(let priority, let interval):
-                instance.sendAdvertisement(priority: priority, interval: interval)
+            case .sendAdvertisement:
+                break
             case .addVirtualAddresses:
                 for address in configuration.virtualAddresses {
                     do { try instance.addresses.add(address, to: instance.interface) } catch { instance.log("VRRP: \(error)") }
@@ -320,14 +400,28 @@ public final class VRRPInstance: @unchecked Sendable {
     }
 
     private func sendAdvertisement(priority: UInt8, interval: UInt16) {
+        if let encoded = encodedAdvertisement, encoded.priority == priority, encoded.interval == interval {
+            return send(encoded.messages)
+        }
+        let configuration = configuration
         let advertisement = VRRPAdvertisement(
             version: configuration.version.rawValue, vrid: configuration.vrid, priority: priority,
             maxAdvertInterval: interval, addresses: configuration.virtualAddresses.map(\.address),
             authentication: authentication)
         let destinations = configuration.peers.isEmpty ? [socket.multicastGroup] : configuration.peers
-        for destination in destinations {
+        do {
+            let messages = try destinations.map { ($0, try advertisement.encode(source: primaryAddress, destination: $0)) }
+            encodedAdvertisement = (priority, interval, messages)
+            send(messages)
+        } catch {
+            log("VRRP: \(error)")
+        }
+    }
+
+    private func send(_ messages: [(IPAddress, [UInt8])]) {
+        for (destination, message) in messages {
             do {
-                try socket.send(try advertisement.encode(source: primaryAddress, destination: destination), to: destination)
+                try socket.send(message, to: destination)
                 shared.withLock { $0.status.advertisementsSent += 1 }
             } catch {
                 log("VRRP: \(error)")

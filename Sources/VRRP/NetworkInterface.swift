@@ -111,7 +111,8 @@ extension IPAddress {
         if family == .v4 {
             var address = sockaddr_in()
             address.sin_family = sa_family_t(AF_INET)
-            withUnsafeMutableBytes(of: &address.sin_addr) { $0.copyBytes(from: bytes) }
+            // From the words, not `bytes`: this runs for every advert sent.
+            address.sin_addr.s_addr = UInt32(truncatingIfNeeded: low).bigEndian
             return withUnsafePointer(to: &address) {
                 $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { body($0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
             }
@@ -119,7 +120,10 @@ extension IPAddress {
         var address = sockaddr_in6()
         address.sin6_family = sa_family_t(AF_INET6)
         address.sin6_scope_id = UInt32(scope)
-        withUnsafeMutableBytes(of: &address.sin6_addr) { $0.copyBytes(from: bytes) }
+        withUnsafeMutableBytes(of: &address.sin6_addr) { address in
+            address.storeBytes(of: high.bigEndian, toByteOffset: 0, as: UInt64.self)
+            address.storeBytes(of: low.bigEndian, toByteOffset: 8, as: UInt64.self)
+        }
         return withUnsafePointer(to: &address) {
             $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { body($0, socklen_t(MemoryLayout<sockaddr_in6>.size)) }
         }

@@ -42,7 +42,8 @@ final class BackgroundCommand {
 }
 
 /// The lab's probe (`lab.sh probe`) running in the background: from the client, a new
-/// connection to an address every 20 ms, each given 200 ms, as the failover figures are measured.
+/// connection to an address every 20 ms, each given 200 ms, as the failover figures are measured
+/// (or every `periodMilliseconds`, each given `timeoutMilliseconds`).
 final class Probe {
     private let command: BackgroundCommand
 
@@ -52,8 +53,10 @@ final class Probe {
         let answer: String?
     }
 
-    init(_ lab: NetworkLab, address: String, port: Int = 80, seconds: Double) throws {
-        command = try BackgroundCommand(["bash", NetworkLab.script, "probe", lab.name, address, "\(port)", "\(seconds)"],
+    init(_ lab: NetworkLab, address: String, port: Int = 80, seconds: Double,
+         periodMilliseconds: Int = 20, timeoutMilliseconds: Int = 200) throws {
+        command = try BackgroundCommand(["bash", NetworkLab.script, "probe", lab.name, address, "\(port)", "\(seconds)",
+                                         "\(periodMilliseconds)", "\(timeoutMilliseconds)"],
                                         seconds: seconds)
     }
 

@@ -7,6 +7,11 @@ private let t0 = VRRPInstant(nanoseconds: 1_000_000_000_000)
 private func cs(_ value: UInt64) -> UInt64 { value * 10_000_000 }
 private func seconds(_ value: UInt64) -> UInt64 { value * 1_000_000_000 }
 private func ip(_ text: String) -> IPAddress { IPAddress(text)! }
+/// Priority 100 at advert 1 s (RFC 5798 section 6.1): Skew_Time = 156 * 100 / 256 = 60.9375 cs.
+private let skew100 = cs(15_600) / 256
+private let masterDown100 = cs(300) + skew100
+/// Priority 200 at advert 1 s: Skew_Time = 56 * 100 / 256 = 21.875 cs.
+private let masterDown200 = cs(300) + cs(5_600) / 256
 
 private let ours = ip("192.0.2.1")
 private let higherPeer = ip("192.0.2.2")
@@ -57,10 +62,10 @@ final class StateMachineTests: XCTestCase {
         XCTAssertEqual(machine.state, .backup)
         XCTAssertNil(machine.masterAddress)
         XCTAssertEqual(machine.masterAdvertInterval, 100)
-        // Skew_Time = (156 * 100) / 256 = 60 cs; Master_Down_Interval = 300 + 60 cs.
-        XCTAssertEqual(machine.skewTime, cs(60))
-        XCTAssertEqual(machine.masterDownInterval, cs(360))
-        XCTAssertEqual(machine.nextDeadline, t0.advanced(by: cs(360)))
+        // Skew_Time = (156 * 100) / 256 = 60.9375 cs; Master_Down_Interval = 300 cs + Skew_Time.
+        XCTAssertEqual(machine.skewTime, skew100)
+        XCTAssertEqual(machine.masterDownInterval, masterDown100)
+        XCTAssertEqual(machine.nextDeadline, t0.advanced(by: masterDown100))
     }
 
     /// A node killed with SIGKILL leaves its addresses on the interface; restarted, or back
@@ -80,9 +85,9 @@ final class StateMachineTests: XCTestCase {
     func testBackupBecomesMasterExactlyAtMasterDownInterval() throws {
         var machine = try makeMachine(priority: 100)
         _ = machine.start(now: t0)
-        let deadline = t0.advanced(by: cs(360))
+        let deadline = t0.advanced(by: masterDown100)
 
-        XCTAssertEqual(machine.tick(now: t0.advanced(by: cs(360) - 1)), [])
+        XCTAssertEqual(machine.tick(now: t0.advanced(by: masterDown100 - 1)), [])
         XCTAssertEqual(machine.state, .backup)
         XCTAssertEqual(machine.nextDeadline, deadline)
 
@@ -99,11 +104,22 @@ final class StateMachineTests: XCTestCase {
         XCTAssertEqual(machine.nextDeadline, deadline.advanced(by: seconds(1)))
     }
 
-    func testV3SkewTimeUsesIntegerCentiseconds() throws {
-        XCTAssertEqual(try makeMachine(priority: 1, interval: 100).skewTime, cs(99))      // 25500 / 256
-        XCTAssertEqual(try makeMachine(priority: 254, interval: 100).skewTime, 0)         // 200 / 256
-        XCTAssertEqual(try makeMachine(priority: 100, interval: 4095).skewTime, cs(2495))  // 638820 / 256
-        XCTAssertEqual(try makeMachine(priority: 100, interval: 4095).masterDownInterval, cs(3 * 4095 + 2495))
+    func testV3SkewTimeIsExactNotWholeCentiseconds() throws {
+        XCTAssertEqual(try makeMachine(priority: 1, interval: 100).skewTime, 996_093_750)      // 25500 / 256 cs
+        XCTAssertEqual(try makeMachine(priority: 254, interval: 100).skewTime, 7_812_500)      // 200 / 256 cs
+        XCTAssertEqual(try makeMachine(priority: 100, interval: 4095).skewTime, 24_953_906_250)  // 638820 / 256 cs
+        XCTAssertEqual(try makeMachine(priority: 100, interval: 4095).masterDownInterval, cs(3 * 4095) + 24_953_906_250)
+    }
+
+    /// At advert 10 ms (1 cs) whole centiseconds gave every priority a skew of 0: two backups
+    /// would take over at the same moment. RFC 5798 section 6.1 wants the higher one first.
+    func testV3SkewAtTenMillisecondAdvertsStillOrdersBackupsByPriority() throws {
+        let low = try makeMachine(priority: 100, interval: 1)
+        let high = try makeMachine(priority: 200, interval: 1)
+        XCTAssertEqual(low.skewTime, 6_093_750)    // 156 / 256 cs
+        XCTAssertEqual(high.skewTime, 2_187_500)   // 56 / 256 cs
+        XCTAssertEqual(low.masterDownInterval, cs(3) + 6_093_750)
+        XCTAssertLessThan(high.masterDownInterval, low.masterDownInterval)
     }
 
     func testV2TimingUsesWholeSecondsAndExactSkew() throws {
@@ -137,6 +153,22 @@ final class StateMachineTests: XCTestCase {
         XCTAssertEqual(machine.nextDeadline, late.advanced(by: seconds(1)))
     }
 
+    /// A tick a little late (the thread woke 0.7 ms after the deadline) keeps the rhythm: the
+    /// next advert is due one interval after this one was due, not after it was sent, so at
+    /// advert 10 ms the adverts stay 10 ms apart rather than drifting to 10.7.
+    func testSlightlyLateTickKeepsTheAdvertRhythm() throws {
+        var machine = try makeMachine(priority: 100, interval: 1)
+        _ = machine.start(now: t0)
+        _ = machine.tick(now: machine.nextDeadline!)
+        XCTAssertEqual(machine.state, .master)
+        var due = machine.nextDeadline!
+        for _ in 0..<5 {
+            XCTAssertEqual(machine.tick(now: due.advanced(by: 700_000)), [.sendAdvertisement(priority: 100, interval: 1)])
+            XCTAssertEqual(machine.nextDeadline, due.advanced(by: cs(1)))
+            due = machine.nextDeadline!
+        }
+    }
+
     // MARK: Backup receiving advertisements (RFC 5798 section 6.4.2)
 
     func testAdvertsFromHigherPriorityMasterKeepBackupDown() throws {
@@ -146,7 +178,7 @@ final class StateMachineTests: XCTestCase {
             let now = t0.advanced(by: seconds(UInt64(second)))
             XCTAssertEqual(machine.tick(now: now), [])
             XCTAssertEqual(machine.advertisementReceived(priority: 150, maxAdvertInterval: 100, sender: higherPeer, now: now), [])
-            XCTAssertEqual(machine.nextDeadline, now.advanced(by: cs(360)))
+            XCTAssertEqual(machine.nextDeadline, now.advanced(by: masterDown100))
         }
         XCTAssertEqual(machine.state, .backup)
         XCTAssertEqual(machine.masterAddress, higherPeer)
@@ -158,7 +190,7 @@ final class StateMachineTests: XCTestCase {
         let now = t0.advanced(by: seconds(3))
         _ = machine.advertisementReceived(priority: 100, maxAdvertInterval: 100, sender: lowerPeer, now: now)
         XCTAssertEqual(machine.masterAddress, lowerPeer)
-        XCTAssertEqual(machine.nextDeadline, now.advanced(by: cs(360)))
+        XCTAssertEqual(machine.nextDeadline, now.advanced(by: masterDown100))
     }
 
     func testPriorityZeroAdvertLeadsToTakeoverAfterSkewTime() throws {
@@ -168,10 +200,10 @@ final class StateMachineTests: XCTestCase {
         _ = machine.advertisementReceived(priority: 150, maxAdvertInterval: 100, sender: higherPeer, now: heard)
         let bye = t0.advanced(by: cs(150))
         XCTAssertEqual(machine.advertisementReceived(priority: 0, maxAdvertInterval: 100, sender: higherPeer, now: bye), [])
-        XCTAssertEqual(machine.nextDeadline, bye.advanced(by: cs(60)))
+        XCTAssertEqual(machine.nextDeadline, bye.advanced(by: skew100))
 
-        XCTAssertEqual(machine.tick(now: bye.advanced(by: cs(60) - 1)), [])
-        XCTAssertEqual(machine.tick(now: bye.advanced(by: cs(60))), [
+        XCTAssertEqual(machine.tick(now: bye.advanced(by: skew100 - 1)), [])
+        XCTAssertEqual(machine.tick(now: bye.advanced(by: skew100)), [
             .sendAdvertisement(priority: 100, interval: 100),
             .addVirtualAddresses,
             .announce,
@@ -192,9 +224,9 @@ final class StateMachineTests: XCTestCase {
         let now = t0.advanced(by: seconds(1))
         _ = machine.advertisementReceived(priority: 150, maxAdvertInterval: 300, sender: higherPeer, now: now)
         XCTAssertEqual(machine.masterAdvertInterval, 300)
-        // Skew_Time = (156 * 300) / 256 = 182 cs.
-        XCTAssertEqual(machine.masterDownInterval, cs(900 + 182))
-        XCTAssertEqual(machine.nextDeadline, now.advanced(by: cs(1082)))
+        // Skew_Time = (156 * 300) / 256 = 182.8125 cs.
+        XCTAssertEqual(machine.masterDownInterval, cs(900) + 1_828_125_000)
+        XCTAssertEqual(machine.nextDeadline, now.advanced(by: cs(900) + 1_828_125_000))
     }
 
     func testV2BackupKeepsItsOwnInterval() throws {
@@ -211,8 +243,8 @@ final class StateMachineTests: XCTestCase {
     func testPreemptingBackupTakesOverFromLowerPriorityMaster() throws {
         var machine = try makeMachine(priority: 200)
         _ = machine.start(now: t0)
-        // Skew_Time = (56 * 100) / 256 = 21 cs; Master_Down_Interval = 321 cs.
-        let deadline = t0.advanced(by: cs(321))
+        // Skew_Time = (56 * 100) / 256 = 21.875 cs; Master_Down_Interval = 321.875 cs.
+        let deadline = t0.advanced(by: masterDown200)
         for second in 1...3 {
             let now = t0.advanced(by: seconds(UInt64(second)))
             XCTAssertEqual(machine.advertisementReceived(priority: 100, maxAdvertInterval: 100, sender: higherPeer, now: now), [])
@@ -230,13 +262,13 @@ final class StateMachineTests: XCTestCase {
             let now = t0.advanced(by: seconds(UInt64(second)))
             XCTAssertEqual(machine.tick(now: now), [])
             _ = machine.advertisementReceived(priority: 100, maxAdvertInterval: 100, sender: higherPeer, now: now)
-            XCTAssertEqual(machine.nextDeadline, now.advanced(by: cs(321)))
+            XCTAssertEqual(machine.nextDeadline, now.advanced(by: masterDown200))
         }
         XCTAssertEqual(machine.state, .backup)
         XCTAssertEqual(machine.masterAddress, higherPeer)
 
         // Once the lower master falls silent, the backup still takes over.
-        let silentDeadline = t0.advanced(by: seconds(30) + cs(321))
+        let silentDeadline = t0.advanced(by: seconds(30) + masterDown200)
         XCTAssertEqual(machine.tick(now: silentDeadline).last,
                        .transition(from: .backup, to: .master, reason: "master down timer expired"))
     }
@@ -250,7 +282,7 @@ final class StateMachineTests: XCTestCase {
             XCTAssertEqual(machine.tick(now: now), [], "no takeover at \(second) s")
             _ = machine.advertisementReceived(priority: 100, maxAdvertInterval: 100, sender: higherPeer, now: now)
         }
-        let deadline = t0.advanced(by: seconds(9) + cs(321))
+        let deadline = t0.advanced(by: seconds(9) + masterDown200)
         XCTAssertEqual(machine.nextDeadline, deadline)
         XCTAssertEqual(machine.tick(now: deadline).last,
                        .transition(from: .backup, to: .master, reason: "preempted lower priority 100 from 192.0.2.2"))
@@ -265,7 +297,7 @@ final class StateMachineTests: XCTestCase {
         let now = up.advanced(by: seconds(5))
         _ = machine.advertisementReceived(priority: 100, maxAdvertInterval: 100, sender: higherPeer, now: now)
         XCTAssertEqual(machine.masterAddress, higherPeer, "still inside the delay after interface up")
-        XCTAssertEqual(machine.nextDeadline, now.advanced(by: cs(321)))
+        XCTAssertEqual(machine.nextDeadline, now.advanced(by: masterDown200))
     }
 
     func testOwnerPreemptsEvenWithPreemptOffAndDelay() throws {
@@ -279,7 +311,7 @@ final class StateMachineTests: XCTestCase {
         machine.setEffectivePriority(255)
         _ = machine.advertisementReceived(priority: 100, maxAdvertInterval: 100, sender: higherPeer, now: t0.advanced(by: seconds(2)))
         // Discarded now; the timer armed at priority 200 (300 + 21 cs) runs out.
-        let deadline = followed.advanced(by: cs(321))
+        let deadline = followed.advanced(by: masterDown200)
         XCTAssertEqual(machine.nextDeadline, deadline)
         XCTAssertEqual(machine.tick(now: deadline).first, .sendAdvertisement(priority: 255, interval: 100))
         XCTAssertEqual(machine.state, .master)
@@ -299,13 +331,13 @@ final class StateMachineTests: XCTestCase {
         XCTAssertEqual(machine.masterAdvertInterval, 200)
         XCTAssertTrue(machine.holdsVirtualAddresses, "kept until the new master's gratuitous ARP is out")
         // The handover bound, 3 x 200 cs, comes before the down timer:
-        // Skew_Time = (156 * 200) / 256 = 121 cs, Master_Down_Interval 721 cs.
+        // Skew_Time = (156 * 200) / 256 = 121.875 cs, Master_Down_Interval 721.875 cs.
         XCTAssertEqual(machine.nextDeadline, now.advanced(by: seconds(6)))
         let second = now.advanced(by: seconds(2))
         XCTAssertEqual(machine.advertisementReceived(priority: 150, maxAdvertInterval: 200, sender: lowerPeer, now: second),
                        [.removeVirtualAddresses], "the new master's second advert releases them")
         XCTAssertFalse(machine.holdsVirtualAddresses)
-        XCTAssertEqual(machine.nextDeadline, second.advanced(by: cs(600 + 121)))
+        XCTAssertEqual(machine.nextDeadline, second.advanced(by: cs(600) + cs(31_200) / 256))
     }
 
     /// A new master that is never heard again: the addresses go at the handover bound.
@@ -313,13 +345,13 @@ final class StateMachineTests: XCTestCase {
         var machine = try makeMaster(priority: 100)
         let now = t0.advanced(by: seconds(10))
         _ = machine.advertisementReceived(priority: 150, maxAdvertInterval: 10, sender: lowerPeer, now: now)
-        // 3 x 10 cs, before the Master_Down_Interval of 30 + 6 cs.
+        // 3 x 10 cs, before the Master_Down_Interval of 30 + 6.09375 cs.
         XCTAssertEqual(machine.nextDeadline, now.advanced(by: cs(30)))
         XCTAssertEqual(machine.tick(now: now.advanced(by: cs(30) - 1)), [])
         XCTAssertEqual(machine.tick(now: now.advanced(by: cs(30))), [.removeVirtualAddresses])
         XCTAssertEqual(machine.state, .backup)
-        XCTAssertEqual(machine.nextDeadline, now.advanced(by: cs(36)))
-        XCTAssertEqual(machine.tick(now: now.advanced(by: cs(36))).last,
+        XCTAssertEqual(machine.nextDeadline, now.advanced(by: cs(30) + cs(1_560) / 256))
+        XCTAssertEqual(machine.tick(now: now.advanced(by: cs(30) + cs(1_560) / 256)).last,
                        .transition(from: .backup, to: .master, reason: "master down timer expired"))
     }
 
@@ -500,7 +532,7 @@ final class StateMachineTests: XCTestCase {
         XCTAssertNil(machine.nextDeadline)
         let again = t0.advanced(by: seconds(5))
         XCTAssertEqual(machine.start(now: again), [.removeVirtualAddresses, .transition(from: .initialize, to: .backup, reason: "startup")])
-        XCTAssertEqual(machine.nextDeadline, again.advanced(by: cs(360)))
+        XCTAssertEqual(machine.nextDeadline, again.advanced(by: masterDown100))
     }
 
     func testInterfaceDownFromMasterGoesToFaultAndUpRestarts() throws {
@@ -520,7 +552,7 @@ final class StateMachineTests: XCTestCase {
 
         let up = t0.advanced(by: seconds(20))
         XCTAssertEqual(machine.interfaceUp(now: up), [.removeVirtualAddresses, .transition(from: .fault, to: .backup, reason: "interface up")])
-        XCTAssertEqual(machine.nextDeadline, up.advanced(by: cs(360)))
+        XCTAssertEqual(machine.nextDeadline, up.advanced(by: masterDown100))
         XCTAssertEqual(machine.interfaceUp(now: up), [], "already up")
     }
 
@@ -553,7 +585,7 @@ final class StateMachineTests: XCTestCase {
         XCTAssertEqual(machine.effectivePriority, 254, "only a configured owner runs at 255")
         machine.setEffectivePriority(40)
         XCTAssertEqual(machine.configuredPriority, 100)
-        XCTAssertEqual(machine.skewTime, cs(216 * 100 / 256))
+        XCTAssertEqual(machine.skewTime, 216 * cs(100) / 256)
         XCTAssertEqual(machine.tick(now: machine.nextDeadline!), [.sendAdvertisement(priority: 40, interval: 100)])
 
         var owner = try makeMachine(priority: 255)
@@ -574,9 +606,10 @@ final class StateMachineTests: XCTestCase {
         network.machines[0].setEffectivePriority(50)
         network.run(until: t0.advanced(by: seconds(20)))
         XCTAssertEqual(network.machines.map(\.state), [.backup, .master])
-        // A became master at 3.21 s and advertises every second; B last followed it at 10.21 s,
-        // discarded its priority-50 advert at 11.21 s and took over one Master_Down_Interval later.
-        let takeover = t0.advanced(by: cs(321 + 700 + 360))
+        // A became master at 3.21875 s and advertises every second; B last followed it at
+        // 10.21875 s, discarded its priority-50 advert a second later and took over one
+        // Master_Down_Interval after following it.
+        let takeover = t0.advanced(by: masterDown200 + cs(700) + masterDown100)
         XCTAssertEqual(network.machines[1].lastTransition, VRRPTransition(
             from: .backup, to: .master, reason: "preempted lower priority 50 from 192.0.2.1", at: takeover))
         XCTAssertEqual(network.machines[0].lastTransition, VRRPTransition(
@@ -601,9 +634,10 @@ final class StateMachineTests: XCTestCase {
             XCTAssertEqual(machine.tick(now: now), [])
             _ = machine.advertisementReceived(priority: 100, maxAdvertInterval: 100, sender: higherPeer, now: now)
         }
-        // The armed timer was computed at priority 50: 300 + (206 * 100) / 256 = 380 cs.
-        XCTAssertEqual(machine.nextDeadline, lastFollowed.advanced(by: cs(380)))
-        XCTAssertEqual(machine.tick(now: lastFollowed.advanced(by: cs(380))).last,
+        // The armed timer was computed at priority 50: 300 + (206 * 100) / 256 = 380.46875 cs.
+        let downTimer = cs(300) + cs(20_600) / 256
+        XCTAssertEqual(machine.nextDeadline, lastFollowed.advanced(by: downTimer))
+        XCTAssertEqual(machine.tick(now: lastFollowed.advanced(by: downTimer)).last,
                        .transition(from: .backup, to: .master, reason: "preempted lower priority 100 from 192.0.2.2"))
     }
 

@@ -1,8 +1,10 @@
-// What Swift cannot reach in Glibc for VRRP's sockets: packet sockets (sockaddr_ll) and the
-// ancillary data of recvmsg, whose CMSG_* accessors are macros.
+// What Swift cannot reach in Glibc for VRRP's sockets: packet sockets (sockaddr_ll), the
+// ancillary data of recvmsg, whose CMSG_* accessors are macros, ppoll (a GNU extension) and
+// netlink's sockaddr_nl.
 #ifndef CVRRP_SOCKETS_H
 #define CVRRP_SOCKETS_H
 
+#include <poll.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <sys/socket.h>
@@ -19,5 +21,13 @@ ssize_t cvrrp_send_frame(int fd, int interface_index, const void *frame, size_t 
 
 /// An AF_PACKET raw socket for ARP frames, or -1 with errno set.
 int cvrrp_open_arp_socket(void);
+
+/// Waits for the descriptors at most `nanoseconds` (ppoll: poll's milliseconds would round a
+/// 10 ms advert timer by up to a tenth). Returns as poll does.
+int cvrrp_wait(struct pollfd *descriptors, nfds_t count, uint64_t nanoseconds);
+
+/// A non-blocking rtnetlink socket subscribed to link changes (RTMGRP_LINK): readable when an
+/// interface goes up or down, so that nobody has to ask. -1 with errno set.
+int cvrrp_open_link_monitor(void);
 
 #endif

@@ -19,6 +19,14 @@ public struct VRRPInstant: Comparable, Hashable, Sendable {
     public static func < (lhs: VRRPInstant, rhs: VRRPInstant) -> Bool {
         lhs.nanoseconds < rhs.nanoseconds
     }
+
+    /// The earlier of two optional instants, nil if both are. Without an array: the instance's
+    /// thread asks this for every advert.
+    public static func earliest(_ first: VRRPInstant?, _ second: VRRPInstant?) -> VRRPInstant? {
+        guard let first else { return second }
+        guard let second else { return first }
+        return min(first, second)
+    }
 }
 
 /// The states of RFC 5798 section 6.4, plus Fault (link down) as keepalived names it.
@@ -200,7 +208,7 @@ public struct VRRPStateMachine: Sendable {
         case .master(let advertAt), .resigning(let advertAt): timer = advertAt
         case .initialize, .fault: timer = nil
         }
-        return [timer, handover?.deadline].compactMap { $0 }.min()
+        return VRRPInstant.earliest(timer, handover?.deadline)
     }
 
     /// Skew_Time in nanoseconds, from the effective priority.
@@ -210,7 +218,9 @@ public struct VRRPStateMachine: Sendable {
         case .v2:  // RFC 3768 section 6.1: (256 - Priority) / 256 seconds
             return weight * Self.nanosecondsPerSecond / 256
         case .v3:  // RFC 5798 section 6.1: ((256 - Priority) * Master_Adver_Interval) / 256 centiseconds
-            return weight * UInt64(masterAdvertInterval) / 256 * Self.nanosecondsPerCentisecond
+            // Divided last, as keepalived does: in whole centiseconds every priority would get
+            // the same skew, 0, at an interval of 1 cs, and two backups would take over together.
+            return weight * UInt64(masterAdvertInterval) * Self.nanosecondsPerCentisecond / 256
         }
     }
 
@@ -297,7 +307,7 @@ public struct VRRPStateMachine: Sendable {
         switch phase {
         case .master(let advertAt) where now >= advertAt:
             // RFC 5798 section 6.4.3: Adver_Timer fires
-            phase = adverTimerArmed(now: now)
+            phase = .master(advertAt: nextAdvertTime(due: advertAt, now: now))
             return [advertisement]
         case .backup(let masterDownAt, let cause) where now >= masterDownAt:
             // RFC 5798 section 6.4.2: Master_Down_Timer fires
@@ -378,6 +388,15 @@ public struct VRRPStateMachine: Sendable {
 
     private func advertTime(after now: VRRPInstant) -> VRRPInstant {
         now.advanced(by: UInt64(configuration.advertisementInterval) * Self.nanosecondsPerCentisecond)
+    }
+
+    /// The Adver_Timer reset when it fired late: one interval after it was due, so that a wake
+    /// a little late does not stretch every interval (adverts stay Advertisement_Interval
+    /// apart, as the backups' Master_Down_Interval assumes); after a stall of an interval or
+    /// more, one interval from now, never a burst to catch up.
+    private func nextAdvertTime(due: VRRPInstant, now: VRRPInstant) -> VRRPInstant {
+        let next = advertTime(after: due)
+        return next > now ? next : advertTime(after: now)
     }
 
     private func adverTimerArmed(now: VRRPInstant) -> Phase {
