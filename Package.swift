@@ -37,6 +37,8 @@ let package = Package(
         .systemLibrary(name: "COpenSSL", pkgConfig: "openssl", providers: [.apt(["libssl-dev"])]),
         // recvmsg ancillary data and packet sockets, which Swift's Glibc module does not reach.
         .target(name: "CVRRPSockets"),
+        // epoll and eventfd for the relay engine, which Swift's Glibc module does not reach.
+        .target(name: "CEngine"),
         // prctl and capset for -u with vrrp, which Swift's Glibc module does not reach either.
         .target(name: "CCapabilities"),
         // VRRP's pure core: the advert codec and checksum, the state machine, the instance's configuration.
@@ -59,11 +61,19 @@ let package = Package(
             dependencies: ["BalancerCore", .product(name: "Prometheus", package: "swift-prometheus")],
             path: "Sources/Balancer/Metrics"
         ),
-        // The I/O around it: the TCP data path (Engine), the control plane (Control), UDP.
+        // The TCP data path: penha's own event loops over epoll, asking BalancerCore where each
+        // connection goes; TLS on memory BIOs. NIOCore for its value types only.
+        .target(
+            name: "Engine",
+            dependencies: ["BalancerCore", "CEngine", "COpenSSL", .product(name: "NIOCore", package: "swift-nio")],
+            path: "Sources/Balancer/Engine"
+        ),
+        // The I/O around it: the control plane (Control), UDP, wiring the engine in.
         .target(
             name: "Balancer",
             dependencies: [
                 "BalancerCore",
+                "Engine",
                 "BalancerMetrics",
                 "VRRP",
                 "VRRPCore",
@@ -74,7 +84,7 @@ let package = Package(
                 .product(name: "Logging", package: "swift-log"),
             ],
             path: "Sources/Balancer",
-            exclude: ["Core", "Metrics"],
+            exclude: ["Core", "Metrics", "Engine"],
             swiftSettings: nioDataPath
         ),
         .executableTarget(

@@ -70,6 +70,8 @@ public enum Command: Equatable, Sendable {
         case clientACL = "client_acl"
         /// The access list control connections are checked against (pen's default: 0).
         case controlACL = "control_acl"
+        /// The TCP engine's threads; 0: one per core. Read at start.
+        case threads
 
         /// The values the setting takes; a larger one is refused where it is parsed, before
         /// it can reach an allocation or a time calculation.
@@ -81,6 +83,7 @@ public enum Command: Equatable, Sendable {
             case .timeout: return 1...Limits.connectTimeout
             case .debug: return 0...Limits.debugLevel
             case .clientACL, .controlACL: return 0...(AccessLists.count - 1)
+            case .threads: return 0...Limits.threads
             }
         }
 

@@ -29,6 +29,8 @@ public struct Configuration: Equatable, Sendable {
     public var trackingSeconds = 0
     /// `idle_timeout`: close a connection with no traffic for this many seconds; 0 means never.
     public var idleTimeoutSeconds = 0
+    /// `threads`: the TCP engine's event loops; 0, the default, is one per core.
+    public var threads = 0
     /// `-q`: listen backlog.
     public var backlog = 511
     public var tcpNoDelay = false
@@ -91,6 +93,7 @@ public struct Configuration: Equatable, Sendable {
             case .debug: debugLevel = value
             case .clientACL: clientACL = value
             case .controlACL: controlACL = value
+            case .threads: threads = value
             }
         case .source(let address):
             guard (try? SocketAddress(ipAddress: address, port: 0)) != nil else {
@@ -189,6 +192,7 @@ public struct Configuration: Equatable, Sendable {
         case .debug: return debugLevel
         case .clientACL: return clientACL
         case .controlACL: return controlACL
+        case .threads: return threads
         }
     }
 
@@ -221,7 +225,7 @@ public struct Configuration: Equatable, Sendable {
             .setting(.connectionsMax, connectionsMax), .setting(.debug, debugLevel),
             .setting(.timeout, connectTimeoutSeconds), .setting(.tracking, trackingSeconds),
             .setting(.idleTimeout, idleTimeoutSeconds),
-            .setting(.clientACL, clientACL), .setting(.controlACL, controlACL),
+            .setting(.clientACL, clientACL), .setting(.controlACL, controlACL), .setting(.threads, threads),
             .flag(.roundRobin, selection.roundRobin), .flag(.hash, selection.hash), .flag(.weight, selection.weight),
             .flag(.priority, selection.priority), .flag(.stubborn, selection.stubborn), .flag(.tcpNoDelay, tcpNoDelay),
             .flag(.http, forwardedFor),

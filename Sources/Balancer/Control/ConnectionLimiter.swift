@@ -1,7 +1,7 @@
 import BalancerCore
 import NIOCore
 
-/// When the listener accepts. Sits in the listening channel's pipeline in front of NIO's
+/// When a NIO listener (the control socket) accepts. Sits in the listening channel's pipeline in front of NIO's
 /// acceptor, and stops accepting (autoRead off) in two cases:
 /// - pen's `-x`: at most `limit` client connections at once. Beyond it new clients wait in
 ///   the kernel's accept backlog instead of being accepted and dropped. A burst accepted in

@@ -1,0 +1,614 @@
+import BalancerCore
+import CEngine
+import NIOCore
+import Synchronization
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// One event loop: its epoll (edge-triggered; each socket added once with all the interest
+/// it will ever need, never modified), its listener, an eventfd that wakes it for orders from
+/// other threads, and its connection slots and buffers. Everything but `inbox` and
+/// `isWaitingForPlace` is touched by its own thread only.
+final class EngineThread: @unchecked Sendable {
+    enum Order: Sendable {
+        case close(Int)
+        case stopAccepting
+        case resumeAccepting
+        /// Add the byte counts to the state now, and count down `done`.
+        case report(Countdown)
+    }
+
+    private static let listenerToken = UInt64.max
+    private static let wakeToken = UInt64.max - 1
+    /// Accepts per loop turn, and pump rounds per connection per turn: no one socket starves the rest.
+    private static let acceptBurst = 64
+    private static let pumpRounds = 16
+    private static let interest = penha_epoll_in | penha_epoll_out | penha_epoll_rdhup | penha_epoll_et
+
+    let index: Int
+    private let epoll: Int32
+    private let wake: Int32
+    var listener: Int32 = -1
+    private let inbox = Mutex<[Order]>([])
+    private let waitingForPlace = Atomic<Bool>(false)
+    var isWaitingForPlace: Bool { waitingForPlace.load(ordering: .relaxed) }
+
+    // Confined to the thread from here on.
+    private(set) unowned(unsafe) var engine: Engine!
+    private var slots: [Connection] = []
+    private var freeSlots: [Int] = []
+    private var byNumber: [Int: Int] = [:]
+    var pool = BufferPool()
+    /// Connections whose last pump stopped at `pumpRounds` with work left.
+    private var again: [Int] = []
+    private var reportsDue: [Int] = []
+    private var listenerReady = false
+    private var accepting = true
+    private var backOffUntil: UInt64 = 0
+    private var nextSweep: UInt64 = 0
+    var now: UInt64 = 0
+    /// Scratch for reads that a transformation (X-Forwarded-For, TLS) processes before the pipe.
+    let scratch = UnsafeMutableRawBufferPointer.allocate(byteCount: BufferPool.size, alignment: 64)
+    var failureLog = LogThrottle()
+
+    init(index: Int) throws {
+        self.index = index
+        epoll = epoll_create1(Int32(EPOLL_CLOEXEC))
+        guard epoll >= 0 else { throw IOError(errnoCode: errno, reason: "epoll_create1") }
+        wake = penha_eventfd()
+        guard wake >= 0, penha_epoll_add(epoll, wake, penha_epoll_in | penha_epoll_et, Self.wakeToken) == 0 else {
+            throw IOError(errnoCode: errno, reason: "eventfd")
+        }
+    }
+
+    func start(engine: Engine) throws {
+        self.engine = engine
+        if listener >= 0 {
+            guard penha_epoll_add(epoll, listener, penha_epoll_in | penha_epoll_et, Self.listenerToken) == 0 else {
+                throw IOError(errnoCode: errno, reason: "epoll_ctl")
+            }
+            listenerReady = true
+        }
+        let box = Unmanaged.passRetained(self)
+        var thread = pthread_t()
+        let result = pthread_create(&thread, nil, { argument in
+            let loop = Unmanaged<EngineThread>.fromOpaque(argument!).takeRetainedValue()
+            loop.run()
+            return nil
+        }, box.toOpaque())
+        guard result == 0 else {
+            box.release()
+            throw IOError(errnoCode: result, reason: "pthread_create")
+        }
+        pthread_detach(thread)
+    }
+
+    /// From any thread.
+    func post(_ order: Order) {
+        inbox.withLock { $0.append(order) }
+        var one: UInt64 = 1
+        _ = Glibc.write(wake, &one, 8)
+    }
+
+    private func run() {
+        let tokens = UnsafeMutablePointer<UInt64>.allocate(capacity: Int(penha_epoll_batch))
+        let events = UnsafeMutablePointer<UInt32>.allocate(capacity: Int(penha_epoll_batch))
+        while true {
+            let count = penha_epoll_wait(epoll, tokens, events, waitMilliseconds())
+            now = NIODeadline.now().uptimeNanoseconds
+            if count < 0 && errno != EINTR { engine.events.log(.warning, "epoll_wait: \(SystemErrorText.describe(errno: errno))", [:]) }
+            for index in 0..<max(0, Int(count)) { dispatch(tokens[index], events[index]) }
+            if listenerReady { acceptClients() }
+            if !again.isEmpty {
+                let queued = again
+                again.removeAll(keepingCapacity: true)
+                for slot in queued {
+                    slots[slot].isQueued = false
+                    pump(slots[slot])
+                }
+            }
+            if now >= nextSweep { sweep() }
+        }
+    }
+
+    /// Bounded always: the sweep runs at least every `reportInterval` while connections exist.
+    private func waitMilliseconds() -> Int32 {
+        if !again.isEmpty || (listenerReady && accepting && backOffUntil <= now && !isWaitingForPlace) { return 0 }
+        if backOffUntil > now { return Int32(clamping: (backOffUntil - now) / 1_000_000 + 1) }
+        return slots.count > freeSlots.count ? 250 : 1000
+    }
+
+    private func dispatch(_ token: UInt64, _ events: UInt32) {
+        switch token {
+        case Self.wakeToken:
+            var value: UInt64 = 0
+            _ = Glibc.read(wake, &value, 8)
+            for order in inbox.withLock({ orders in defer { orders.removeAll() }; return orders }) { perform(order) }
+        case Self.listenerToken:
+            listenerReady = true
+        default:
+            let slot = Int(token >> 1 & 0x7fff_ffff)
+            guard slot < slots.count else { return }
+            let connection = slots[slot]
+            guard connection.phase != .free, connection.generation == UInt32(token >> 32) else { return }
+            let isServer = token & 1 == 1
+            let failed = events & (penha_epoll_err | penha_epoll_hup) != 0
+            if isServer {
+                if events & (penha_epoll_in | penha_epoll_hup | penha_epoll_err) != 0 { connection.server.readable = true }
+                if events & (penha_epoll_out | penha_epoll_hup | penha_epoll_err) != 0 { connection.server.writable = true }
+                if events & penha_epoll_rdhup != 0 { connection.server.peerEnded = true }
+                if connection.phase == .connecting {
+                    serverReady(connection, failed: failed)
+                    return
+                }
+            } else {
+                if events & (penha_epoll_in | penha_epoll_hup | penha_epoll_err) != 0 { connection.client.readable = true }
+                if events & (penha_epoll_out | penha_epoll_hup | penha_epoll_err) != 0 { connection.client.writable = true }
+                if events & penha_epoll_rdhup != 0 { connection.client.peerEnded = true }
+            }
+            pump(connection)
+        }
+    }
+
+    private func perform(_ order: Order) {
+        switch order {
+        case .close(let number):
+            guard let slot = byNumber[number] else { return }
+            end(slots[slot], reset: false)
+        case .stopAccepting:
+            if listener >= 0 {
+                close(listener)
+                listener = -1
+            }
+            accepting = false
+            listenerReady = false
+        case .resumeAccepting:
+            if listener >= 0 && accepting { listenerReady = true }
+        case .report(let done):
+            reportCounters()
+            done.countDown()
+        }
+    }
+
+    // MARK: accepting
+
+    /// accept4 until EAGAIN, the burst bound, `-x`'s limit or a back-off.
+    private func acceptClients() {
+        guard accepting, listener >= 0, now >= backOffUntil else { return }
+        for _ in 0..<Self.acceptBurst {
+            guard engine.reservePlace() else {
+                // At the limit the listener is just not read: clients wait in the backlog.
+                waitingForPlace.store(true, ordering: .relaxed)
+                return
+            }
+            waitingForPlace.store(false, ordering: .relaxed)
+            var peer = PeerAddress()
+            var length = socklen_t(MemoryLayout<sockaddr_storage>.size)
+            let descriptor = withUnsafeMutablePointer(to: &peer.storage) {
+                $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { penha_accept4(listener, $0, &length, Socket.acceptFlags) }
+            }
+            guard descriptor >= 0 else {
+                let code = errno
+                engine.releasePlace(from: self)
+                switch code {
+                case EAGAIN, EWOULDBLOCK:
+                    listenerReady = false
+                    return
+                case EINTR, ECONNABORTED, EPROTO, EPERM:
+                    continue
+                default:
+                    localFailure(code, while: "accepting a client")
+                    return
+                }
+            }
+            opened(descriptor, peer)
+        }
+    }
+
+    /// A socket call failed for a reason of this host's (`FailureCause.isLocal`): logged at
+    /// most once a second with the count since, and on a shortage accepting pauses for
+    /// `FailureCause.backOff`, since a client accepted now could only be closed again.
+    func localFailure(_ code: Int32, while doing: String) {
+        let shortage = FailureCause(errno: code) == .localResources
+        if let note = failureLog.admitNote(now: NIODeadline.uptimeNanoseconds(now)) {
+            let pause = shortage ? ", not accepting for \(FailureCause.backOff.nanoseconds / 1_000_000) ms" : ""
+            engine.events.log(.warning, "local failure \(doing), no server blacklisted\(pause): \(SystemErrorText.describe(errno: code))\(note)", [:])
+        }
+        if shortage { backOffUntil = now + UInt64(FailureCause.backOff.nanoseconds) }
+    }
+
+    private func opened(_ descriptor: Int32, _ peer: PeerAddress) {
+        let connection = takeSlot()
+        connection.client.descriptor = descriptor
+        connection.client.writable = true
+        connection.peer = peer
+        connection.clientKey = peer.clientKey
+        connection.lastActive = now
+        guard penha_epoll_add(epoll, descriptor, Self.interest, connection.token(server: false)) == 0 else {
+            localFailure(errno, while: "accepting a client")
+            end(connection, reset: false)
+            return
+        }
+        if let tls = engine.tls {
+            startHandshake(connection, tls)
+        } else {
+            place(connection)
+        }
+    }
+
+    private func takeSlot() -> Connection {
+        if let slot = freeSlots.popLast() { return slots[slot] }
+        let connection = Connection(slot: slots.count)
+        slots.append(connection)
+        return connection
+    }
+
+    // MARK: placing and connecting
+
+    /// One attempt the pure core chose: the target and how to reach it.
+    private struct Attempt {
+        let target: Target
+        let address: SocketAddress
+        let source: SocketAddress?
+        let serverText: String
+        let noDelay: Bool
+    }
+
+    /// Asks `BalancerState` where the client goes (its client table, selection and failover
+    /// plan) and connects; each client in turn, so a burst sees the connections counted before it.
+    func place(_ connection: Connection) {
+        let key = connection.clientKey
+        let now = NIODeadline.uptimeNanoseconds(self.now)
+        let (attempt, refused, settings) = engine.shared.withLock { runtime in
+            var placement = runtime.state.accept(client: key, now: now)
+            let configuration = runtime.configuration
+            let refused = placement.isRefused ? (configuration.clientACL, configuration.abuse.map { Endpoint.describe(host: $0.host, port: $0.port) } ?? "none") : nil
+            let attempt = Self.next(&placement, &runtime)
+            connection.placement = placement
+            return (attempt, refused, (configuration.connectTimeoutSeconds, configuration.idleTimeoutSeconds, configuration.forwardedFor))
+        }
+        connection.connectTimeout = UInt64(settings.0) * 1_000_000_000
+        connection.idleTimeout = UInt64(settings.1) * 1_000_000_000
+        if settings.2 { connection.rewriter = ForwardedForRewriter(clientAddress: key.clientText) }
+        if let (list, abuse) = refused {
+            engine.events.log(.info, "client refused by client_acl \(list)", ["client": connection.peer.text, "abuse_server": abuse])
+        } else if engine.events.isLogged(.debug) {
+            engine.events.log(.debug, "client accepted", ["client": connection.peer.text])
+        }
+        connect(connection, attempt)
+    }
+
+    /// The placement's next target, under the lock; nil when the client must be closed.
+    private static func next(_ placement: inout BalancerState.Placement, _ runtime: inout Runtime) -> Attempt? {
+        guard let target = runtime.state.nextTarget(&placement, now: .now()), let server = runtime.state.servers[target] else {
+            return nil
+        }
+        return Attempt(target: target, address: server.address, source: runtime.configuration.sourceAddress(for: server.address),
+                       serverText: Endpoint.describe(host: server.host, port: server.port),
+                       noDelay: runtime.configuration.tcpNoDelay)
+    }
+
+    /// Bounded: each failure consumes one target of the failover plan.
+    private func connect(_ connection: Connection, _ attempt: Attempt?) {
+        guard let attempt else {
+            engine.events.log(.info, "no server available, closing client", ["client": connection.peer.text])
+            end(connection, reset: false)
+            return
+        }
+        connection.target = attempt.target
+        connection.serverText = attempt.serverText
+        connection.serverAddress = attempt.address
+        connection.phase = .connecting
+        connection.deadline = now + connection.connectTimeout
+        let family = attempt.address.protocol == .inet6 ? AF_INET6 : attempt.address.protocol == .unix ? AF_UNIX : AF_INET
+        let descriptor = socket(family, Socket.streamFlags, 0)
+        guard descriptor >= 0 else { return connectFailed(connection, errno) }
+        connection.server = Connection.Side(descriptor: descriptor)
+        if family != AF_UNIX, attempt.noDelay { Listener.setNoDelay(descriptor, true) }
+        if let source = attempt.source {
+            let bound = source.withSockAddr { bind(descriptor, $0, socklen_t($1)) }
+            guard bound == 0 else { return connectFailed(connection, errno) }
+        }
+        let result = attempt.address.withSockAddr { Glibc.connect(descriptor, $0, socklen_t($1)) }
+        guard result == 0 || errno == EINPROGRESS else { return connectFailed(connection, errno) }
+        guard penha_epoll_add(epoll, descriptor, Self.interest, connection.token(server: true)) == 0 else {
+            return connectFailed(connection, errno)
+        }
+    }
+
+    /// The connect's outcome, at its first event.
+    private func serverReady(_ connection: Connection, failed: Bool) {
+        if failed {
+            connectFailed(connection, Socket.pendingError(connection.server.descriptor))
+        } else if connection.server.writable {
+            connected(connection)
+        }
+    }
+
+    /// A local failure (`FailureCause.isLocal`) leaves the server's standing and closes the
+    /// client (another server would fail alike); any other blacklists the server and tries
+    /// the next, keeping what the client sent so far.
+    private func connectFailed(_ connection: Connection, _ code: Int32) {
+        if connection.server.descriptor >= 0 { close(connection.server.descriptor) }
+        connection.server = Connection.Side()
+        let target = connection.target
+        let cause = FailureCause(errno: code == 0 ? ECONNREFUSED : code)
+        if cause.isLocal {
+            // end() gives the target back its count (connectFailedLocally).
+            localFailure(code, while: "connecting to server \(connection.serverText)")
+            end(connection, reset: false)
+            return
+        }
+        let error = code == ETIMEDOUT ? "connect timeout" : SystemErrorText.describe(errno: code)
+        engine.events.log(.info, "connect to server failed, blacklisting it", ["server": connection.serverText, "error": error])
+        var placement = connection.placement!
+        let attempt = engine.shared.withLock { runtime in
+            runtime.state.connectFailed(target, now: .now())
+            return Self.next(&placement, &runtime)
+        }
+        connection.placement = placement
+        connect(connection, attempt)
+    }
+
+    private func connected(_ connection: Connection) {
+        let clientText = connection.peer.text
+        let placement = connection.placement!
+        let target = connection.target
+        let number = engine.shared.withLock { $0.state.connected(placement, to: target, client: clientText, now: .now()) }
+        connection.number = number
+        connection.phase = .relaying
+        connection.logsRequest = engine.events.logsConnections
+        byNumber[number] = connection.slot
+        pump(connection)
+    }
+
+    // MARK: relaying
+
+    /// Moves bytes both ways until neither side can go on, then ends the connection if both
+    /// directions are done. Bounded by `pumpRounds`; a busy connection is queued for the next turn.
+    func pump(_ connection: Connection) {
+        for _ in 0..<Self.pumpRounds {
+            guard connection.phase != .free else { return }
+            var moved = false
+            if connection.phase == .handshaking {
+                moved = handshakeStep(connection)
+            } else {
+                moved = toServer(connection)
+                guard connection.phase != .free else { return }
+                if connection.phase == .relaying { moved = toClient(connection) || moved }
+            }
+            guard connection.phase != .free else { return }
+            if !moved {
+                finishIfDone(connection)
+                return
+            }
+        }
+        if !connection.isQueued {
+            connection.isQueued = true
+            again.append(connection.slot)
+        }
+    }
+
+    /// Client to server: the client's bytes (decrypted, rewritten) into `toServer`, written once connected.
+    private func toServer(_ connection: Connection) -> Bool {
+        var moved = false
+        if connection.phase == .relaying {
+            moved = write(connection, &connection.toServer, to: &connection.server, isServer: true)
+            guard !failed(connection) else { return true }
+        }
+        if connection.client.readable && !connection.toServer.sourceEnded && !connection.toServer.isFull,
+           let count = readFromClient(connection) {
+            guard !failed(connection) else { return true }
+            if count > 0 {
+                connection.unreportedToServer &+= UInt64(count)
+                noteProgress(connection)
+            }
+            moved = true
+        }
+        return moved
+    }
+
+    /// Server to client.
+    private func toClient(_ connection: Connection) -> Bool {
+        if let tls = connection.tls, connection.toClient.sourceEnded, connection.toClient.pending == 0 {
+            tlsClosing(connection, tls)
+        }
+        var moved = write(connection, &connection.toClient, to: &connection.client, isServer: false)
+        guard !failed(connection) else { return true }
+        if connection.server.readable && !connection.toClient.sourceEnded && !connection.toClient.isFull,
+           let count = readFromServer(connection) {
+            guard !failed(connection) else { return true }
+            if count > 0 {
+                connection.unreportedToClient &+= UInt64(count)
+                noteProgress(connection)
+            }
+            moved = true
+        }
+        return moved
+    }
+
+    /// Ends a connection a read or write marked failed; true if it has ended (either way).
+    private func failed(_ connection: Connection) -> Bool {
+        if connection.failed { end(connection, reset: true) }
+        return connection.phase == .free
+    }
+
+    private func noteProgress(_ connection: Connection) {
+        connection.lastActive = now
+        if !connection.isReportPending && connection.phase == .relaying {
+            connection.isReportPending = true
+            reportsDue.append(connection.slot)
+        }
+    }
+
+    /// Writes what `pipe` holds to `side`; passes the FIN on once it is empty and its source ended.
+    /// True if anything happened. A write error marks the connection failed (the caller resets it:
+    /// not here, while the pipe and side are borrowed).
+    private func write(_ connection: Connection, _ pipe: inout Pipe, to side: inout Connection.Side, isServer: Bool) -> Bool {
+        var moved = false
+        if pipe.pending > 0 && side.writable {
+            let descriptor = side.descriptor
+            let (count, wanted) = pipe.withPending { bytes in (send(descriptor, bytes.baseAddress, bytes.count, Int32(MSG_NOSIGNAL)), bytes.count) }
+            if count > 0 {
+                if isServer && connection.logsRequest {
+                    connection.logsRequest = false
+                    let request = pipe.withPending { PenLogLine.requestStart($0.prefix(PenLogLine.requestLimit)) }
+                    engine.events.logConnection(client: connection.clientKey, server: connection.serverAddress, request: request)
+                }
+                pipe.didWrite(count, &pool)
+                if count < wanted { side.writable = false }
+                connection.lastActive = now
+                moved = true
+            } else if count < 0 {
+                switch errno {
+                case EAGAIN, EWOULDBLOCK: side.writable = false
+                case EINTR: break
+                default:
+                    connection.failed = true
+                    return true
+                }
+            }
+        }
+        if pipe.pending == 0 && pipe.sourceEnded && !pipe.shutDown {
+            pipe.shutDown = true
+            _ = shutdown(side.descriptor, Int32(SHUT_WR))
+            moved = true
+        }
+        return moved
+    }
+
+    /// Reads into `pipe` from `side` directly (no transformation): the bytes read (0 at the FIN),
+    /// nil when nothing came.
+    func readDirect(_ connection: Connection, _ pipe: inout Pipe, from side: inout Connection.Side) -> Int? {
+        guard let space = pipe.readableSpace(&pool) else { return nil }
+        let count = recv(side.descriptor, space.baseAddress, space.count, 0)
+        if count > 0 {
+            pipe.didRead(count)
+            if count < space.count && !side.peerEnded { side.readable = false }
+            return count
+        }
+        return readEnded(connection, count, &pipe, &side)
+    }
+
+    /// A read that returned no bytes: the FIN (0), EAGAIN (nil), or an error (a reset), which
+    /// marks the connection failed: the caller resets both sides (0).
+    func readEnded(_ connection: Connection, _ count: Int, _ pipe: inout Pipe, _ side: inout Connection.Side) -> Int? {
+        if count == 0 {
+            pipe.sourceEnded = true
+            side.readable = false
+            return 0
+        }
+        switch errno {
+        case EAGAIN, EWOULDBLOCK:
+            side.readable = false
+            pipe.release(&pool)
+            return nil
+        case EINTR:
+            return nil
+        default:
+            connection.failed = true
+            return 0
+        }
+    }
+
+    private func readFromClient(_ connection: Connection) -> Int? {
+        if connection.tls != nil || connection.rewriter != nil { return readTransformed(connection) }
+        return readDirect(connection, &connection.toServer, from: &connection.client)
+    }
+
+    private func readFromServer(_ connection: Connection) -> Int? {
+        if connection.tls != nil { return readForTLS(connection) }
+        return readDirect(connection, &connection.toClient, from: &connection.server)
+    }
+
+    /// Both directions done: closed normally. Both inputs ended but bytes still queued: the drain bound starts.
+    private func finishIfDone(_ connection: Connection) {
+        guard connection.phase == .relaying else { return }
+        if connection.toServer.isDone && connection.toClient.isDone {
+            end(connection, reset: false)
+        } else if connection.toServer.sourceEnded && connection.toClient.sourceEnded && connection.drainDeadline == 0 {
+            connection.drainDeadline = now + Engine.drainBound
+        }
+    }
+
+    /// Closes both sides; `reset`: one side failed (its peer reset it, or any error), so
+    /// nobody is left to read what the other would deliver: that one is reset at once too,
+    /// not closed with a FIN, which would make a stream cut off by the reset look complete.
+    func end(_ connection: Connection, reset: Bool) {
+        let phase = connection.phase
+        Socket.close(connection.client.descriptor, reset: reset)
+        Socket.close(connection.server.descriptor, reset: reset)
+        let placement = connection.placement
+        let target = connection.target
+        switch phase {
+        case .relaying:
+            let (toServer, toClient, number) = (connection.unreportedToServer, connection.unreportedToClient, connection.number)
+            engine.shared.withLock { runtime in
+                if toServer > 0 || toClient > 0 { runtime.state.relayed(placement!, target: target, toServer: toServer, toClient: toClient) }
+                runtime.state.finished(placement!, connection: number, target: target)
+            }
+            byNumber[number] = nil
+            if connection.logsRequest {
+                engine.events.logConnection(client: connection.clientKey, server: connection.serverAddress, request: PenLogLine.noRequest)
+            }
+        case .connecting:
+            // The client left before the server answered: the target keeps its standing.
+            engine.shared.withLock { $0.state.connectFailedLocally(target) }
+        case .handshaking, .free:
+            break
+        }
+        if phase == .handshaking, connection.tls != nil { handshakeFailed(connection, "the connection closed during the handshake") }
+        connection.clear(&pool)
+        freeSlots.append(connection.slot)
+        engine.releasePlace(from: self)
+        if isWaitingForPlace && accepting && listener >= 0 { listenerReady = true }
+    }
+
+    // MARK: timers
+
+    /// Every `reportInterval`: byte counters into the state (one lock for all), then the
+    /// deadlines (connect timeout, idle timeout, drain bound, TLS handshake).
+    private func sweep() {
+        nextSweep = now + Engine.reportInterval
+        reportCounters()
+        if isWaitingForPlace && accepting && listener >= 0 { listenerReady = true }
+        for connection in slots where connection.phase != .free {
+            switch connection.phase {
+            case .connecting where now >= connection.deadline:
+                connectFailed(connection, ETIMEDOUT)
+            case .handshaking where now >= connection.deadline:
+                tlsTimedOut(connection)
+            case .relaying:
+                if connection.idleTimeout > 0 && now >= connection.lastActive + connection.idleTimeout {
+                    end(connection, reset: false)
+                } else if connection.drainDeadline > 0 && now >= connection.drainDeadline {
+                    end(connection, reset: false)
+                }
+            default:
+                break
+            }
+        }
+    }
+
+    /// The byte counts read since the last report, into the state under one lock for all.
+    private func reportCounters() {
+        if !reportsDue.isEmpty {
+            let due = reportsDue
+            reportsDue.removeAll(keepingCapacity: true)
+            engine.shared.withLock { runtime in
+                for slot in due {
+                    let connection = slots[slot]
+                    guard connection.isReportPending, let placement = connection.placement else { continue }
+                    connection.isReportPending = false
+                    runtime.state.relayed(placement, target: connection.target, toServer: connection.unreportedToServer,
+                                          toClient: connection.unreportedToClient)
+                    connection.unreportedToServer = 0
+                    connection.unreportedToClient = 0
+                }
+            }
+        }
+    }
+}
+

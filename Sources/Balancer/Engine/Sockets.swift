@@ -1,0 +1,156 @@
+import BalancerCore
+import CEngine
+import NIOCore
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// The engine's socket calls that are more than one line: listening sockets, the options
+/// the relay sets, and addresses as accept returns them.
+enum Listener {
+    struct Bound {
+        let descriptor: Int32
+        let address: SocketAddress?
+    }
+
+    static func inet(_ address: SocketAddress, backlog: Int, freeBind: Bool, noDelay: Bool) throws -> Bound {
+        let family = address.protocol == .inet6 ? AF_INET6 : AF_INET
+        let descriptor = try Socket.make(family: family)
+        do {
+            try Socket.set(descriptor, SOL_SOCKET, SO_REUSEADDR, 1, "setsockopt(SO_REUSEADDR)")
+            // Each engine thread has its own listener on the same port; the kernel spreads clients.
+            try Socket.set(descriptor, SOL_SOCKET, SO_REUSEPORT, 1, "setsockopt(SO_REUSEPORT)")
+            if freeBind {
+                // A backup listens on the virtual address before it is on the interface, so it
+                // serves the moment it becomes master. (IP level: Linux applies it to IPv6 too.)
+                try Socket.set(descriptor, Int32(IPPROTO_IP), IP_FREEBIND, 1, "setsockopt(IP_FREEBIND)")
+            }
+            // Accepted sockets inherit TCP_NODELAY from the listener on Linux: one setsockopt
+            // instead of one per connection.
+            setNoDelay(descriptor, noDelay)
+            try address.withSockAddr { pointer, length in
+                guard bind(descriptor, pointer, socklen_t(length)) == 0 else { throw IOError(errnoCode: errno, reason: "bind") }
+            }
+            guard listen(descriptor, Int32(clamping: backlog)) == 0 else { throw IOError(errnoCode: errno, reason: "listen") }
+            return Bound(descriptor: descriptor, address: Socket.localAddress(descriptor))
+        } catch {
+            close(descriptor)
+            throw error
+        }
+    }
+
+    /// The path is claimed first (`ControlServer.claim`): a stale socket is gone, a live one refused.
+    static func unix(_ path: String, backlog: Int) throws -> Bound {
+        let address = try SocketAddress(unixDomainSocketPath: path)
+        let descriptor = try Socket.make(family: AF_UNIX)
+        do {
+            try address.withSockAddr { pointer, length in
+                guard bind(descriptor, pointer, socklen_t(length)) == 0 else { throw IOError(errnoCode: errno, reason: "bind") }
+            }
+            guard listen(descriptor, Int32(clamping: backlog)) == 0 else { throw IOError(errnoCode: errno, reason: "listen") }
+            return Bound(descriptor: descriptor, address: address)
+        } catch {
+            close(descriptor)
+            throw error
+        }
+    }
+
+    static func setNoDelay(_ descriptor: Int32, _ enabled: Bool) {
+        _ = try? Socket.set(descriptor, Int32(IPPROTO_TCP), TCP_NODELAY, enabled ? 1 : 0, "setsockopt(TCP_NODELAY)")
+    }
+}
+
+enum Socket {
+    static let streamFlags = Int32(SOCK_STREAM.rawValue) | Int32(SOCK_NONBLOCK.rawValue) | Int32(SOCK_CLOEXEC.rawValue)
+    static let acceptFlags = Int32(SOCK_NONBLOCK.rawValue) | Int32(SOCK_CLOEXEC.rawValue)
+
+    /// A non-blocking, close-on-exec stream socket.
+    static func make(family: Int32) throws -> Int32 {
+        let descriptor = socket(family, streamFlags, 0)
+        guard descriptor >= 0 else { throw IOError(errnoCode: errno, reason: "socket") }
+        return descriptor
+    }
+
+    static func set(_ descriptor: Int32, _ level: Int32, _ name: Int32, _ value: Int32, _ what: String) throws {
+        var value = value
+        guard setsockopt(descriptor, level, name, &value, socklen_t(MemoryLayout<Int32>.size)) == 0 else {
+            throw IOError(errnoCode: errno, reason: what)
+        }
+    }
+
+    /// Closes with RST instead of FIN (SO_LINGER 0): what a reset on the other side is passed on as.
+    static func reset(_ descriptor: Int32) {
+        var option = linger(l_onoff: 1, l_linger: 0)
+        _ = setsockopt(descriptor, SOL_SOCKET, SO_LINGER, &option, socklen_t(MemoryLayout<linger>.size))
+        Glibc.close(descriptor)
+    }
+
+    /// Closes, with RST when `reset`; nothing for -1.
+    static func close(_ descriptor: Int32, reset: Bool) {
+        guard descriptor >= 0 else { return }
+        if reset { Self.reset(descriptor) } else { Glibc.close(descriptor) }
+    }
+
+    /// A pending connect's outcome: 0 or its errno.
+    static func pendingError(_ descriptor: Int32) -> Int32 {
+        var code: Int32 = 0
+        var length = socklen_t(MemoryLayout<Int32>.size)
+        guard getsockopt(descriptor, SOL_SOCKET, SO_ERROR, &code, &length) == 0 else { return errno }
+        return code
+    }
+
+    static func localAddress(_ descriptor: Int32) -> SocketAddress? {
+        var storage = sockaddr_storage()
+        var length = socklen_t(MemoryLayout<sockaddr_storage>.size)
+        let result = withUnsafeMutablePointer(to: &storage) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(descriptor, $0, &length) }
+        }
+        guard result == 0 else { return nil }
+        return try? SocketAddress(storage)
+    }
+}
+
+/// A peer's address as accept4 returned it, without a system call more.
+struct PeerAddress {
+    var storage = sockaddr_storage()
+
+    /// What the client table keys on: the IP address, or `local` for a Unix-socket client.
+    var clientKey: ClientKey {
+        withUnsafeBytes(of: storage) { raw in
+            switch Int32(storage.ss_family) {
+            case AF_INET:
+                let address = raw.load(fromByteOffset: MemoryLayout<sockaddr_in>.offset(of: \.sin_addr)!, as: in_addr.self)
+                return ClientKey(ipv4: UInt32(bigEndian: address.s_addr))
+            case AF_INET6:
+                let offset = MemoryLayout<sockaddr_in6>.offset(of: \.sin6_addr)!
+                return ClientKey(bytes: Array(raw[offset..<offset + 16])) ?? .local
+            default:
+                return .local
+            }
+        }
+    }
+
+    /// `192.0.2.1:80`, `[2001:db8::1]:80` or `local`, as `Endpoint` writes it.
+    var text: String {
+        guard let address = try? SocketAddress(storage) else { return "local" }
+        return Endpoint.describe(address)
+    }
+}
+
+extension SocketAddress {
+    /// An address as accept4 or getsockname fill it in.
+    init(_ storage: sockaddr_storage) throws {
+        var storage = storage
+        switch Int32(storage.ss_family) {
+        case AF_INET:
+            let address = withUnsafeBytes(of: &storage) { $0.load(as: sockaddr_in.self) }
+            self = SocketAddress(address, host: "")
+        case AF_INET6:
+            let address = withUnsafeBytes(of: &storage) { $0.load(as: sockaddr_in6.self) }
+            self = SocketAddress(address, host: "")
+        default:
+            throw IOError(errnoCode: EAFNOSUPPORT, reason: "an address that is not IP")
+        }
+    }
+}

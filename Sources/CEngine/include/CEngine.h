@@ -1,0 +1,47 @@
+#ifndef PENHA_CENGINE_H
+#define PENHA_CENGINE_H
+
+// What the relay engine needs that Swift's Glibc module does not reach: epoll and eventfd.
+// struct epoll_event is packed on x86_64, so events cross into Swift as two plain arrays.
+
+#include <stdint.h>
+#include <sys/epoll.h>
+#include <sys/socket.h>
+#include <sys/eventfd.h>
+
+// Registers fd once with the interest it will ever need (edge-triggered).
+static inline int penha_epoll_add(int epoll, int fd, uint32_t events, uint64_t token) {
+    struct epoll_event event = { .events = events, .data = { .u64 = token } };
+    return epoll_ctl(epoll, EPOLL_CTL_ADD, fd, &event);
+}
+
+#define PENHA_EPOLL_BATCH 256
+
+// Waits at most timeout_ms; returns how many events were copied out (at most PENHA_EPOLL_BATCH), or -1.
+static inline int penha_epoll_wait(int epoll, uint64_t *tokens, uint32_t *events, int timeout_ms) {
+    struct epoll_event ready[PENHA_EPOLL_BATCH];
+    int count = epoll_wait(epoll, ready, PENHA_EPOLL_BATCH, timeout_ms);
+    for (int i = 0; i < count; i++) {
+        tokens[i] = ready[i].data.u64;
+        events[i] = ready[i].events;
+    }
+    return count;
+}
+
+static const uint32_t penha_epoll_in = EPOLLIN;
+static const uint32_t penha_epoll_out = EPOLLOUT;
+static const uint32_t penha_epoll_err = EPOLLERR;
+static const uint32_t penha_epoll_hup = EPOLLHUP;
+static const uint32_t penha_epoll_rdhup = EPOLLRDHUP;
+static const uint32_t penha_epoll_et = EPOLLET;
+static const int penha_epoll_batch = PENHA_EPOLL_BATCH;
+
+// accept4 is a GNU extension the Glibc module does not declare.
+int accept4(int fd, struct sockaddr *address, socklen_t *length, int flags);
+static inline int penha_accept4(int fd, struct sockaddr *address, socklen_t *length, int flags) {
+    return accept4(fd, address, length, flags);
+}
+
+static inline int penha_eventfd(void) { return eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC); }
+
+#endif
