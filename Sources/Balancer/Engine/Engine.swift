@@ -44,15 +44,18 @@ public protocol EngineEvents: AnyObject, Sendable {
 
 /// Where the engine listens.
 public enum EngineListenAddress: Sendable {
-    /// One listener per thread (SO_REUSEPORT), so the kernel spreads new connections.
     case inet(SocketAddress, freeBind: Bool)
-    /// One listener, on the first thread.
     case unix(path: String)
 }
 
 /// penha's TCP data path: `threads` event loops over edge-triggered epoll, each with its own
-/// listener, connection slots and buffers; placement asks `BalancerState` through
-/// `SharedRuntime`. See `EngineThread` for one loop and `Connection` for one relay.
+/// connection slots and buffers, sharing one listener that wakes one of them per new client
+/// (EPOLLEXCLUSIVE); placement asks `BalancerState` through `SharedRuntime`. See
+/// `EngineThread` for one loop and `Connection` for one relay.
+///
+/// One listener rather than one per thread with SO_REUSEPORT: a second penha (the same
+/// user) would bind the same port with SO_REUSEPORT and silently share its clients, where
+/// the listen address in use must be refused at start.
 public final class Engine: Sendable {
     /// How often a thread adds its connections' byte counts to the state.
     static let reportInterval: UInt64 = 250_000_000
@@ -63,6 +66,7 @@ public final class Engine: Sendable {
     let events: any EngineEvents
     let tls: TLSTermination?
     private let threads: [EngineThread]
+    private let listener = Atomic<Int32>(-1)
     /// `-x`: 0 for no limit; and the client connections open across all threads.
     let limit: Atomic<Int>
     let active = Atomic<Int>(0)
@@ -81,29 +85,29 @@ public final class Engine: Sendable {
 
     /// Binds the listeners and starts the threads; returns the address bound (its port when 0 was asked).
     public func start(_ address: EngineListenAddress, backlog: Int, noDelay: Bool) throws -> SocketAddress? {
-        var bound: SocketAddress?
+        let bound: Listener.Bound
         switch address {
-        case .inet(let requested, let freeBind):
-            var target = requested
-            for thread in threads {
-                let listener = try Listener.inet(target, backlog: backlog, freeBind: freeBind, noDelay: noDelay)
-                thread.listener = listener.descriptor
-                if bound == nil {
-                    bound = listener.address
-                    // The others share the port the first one got.
-                    if let port = listener.address?.port { target.port = port }
-                }
-            }
+        case .inet(let address, let freeBind):
+            bound = try Listener.inet(address, backlog: backlog, freeBind: freeBind, noDelay: noDelay)
         case .unix(let path):
-            threads[0].listener = try Listener.unix(path, backlog: backlog).descriptor
+            bound = try Listener.unix(path, backlog: backlog)
         }
-        for thread in threads { try thread.start(engine: self) }
-        return bound
+        listener.store(bound.descriptor, ordering: .relaxed)
+        for thread in threads {
+            thread.listener = bound.descriptor
+            try thread.start(engine: self)
+        }
+        return bound.address
     }
 
-    /// Stops accepting (SIGTERM, `stop()`); established connections are left as they are.
-    public func stopAccepting() {
-        for thread in threads { thread.post(.stopAccepting) }
+    /// Stops accepting (SIGTERM, `stop()`): each thread lets go of the listener, then it is
+    /// closed; established connections are left as they are. Waits at most `wait`.
+    public func stopAccepting(wait: Duration = .milliseconds(100)) {
+        let done = Countdown(threads.count)
+        for thread in threads { thread.post(.stopAccepting(done)) }
+        done.wait(upTo: wait)
+        let descriptor = listener.exchange(-1, ordering: .relaxed)
+        if descriptor >= 0 { Glibc.close(descriptor) }
     }
 
     /// `close N`: on whichever thread relays it.
@@ -114,10 +118,9 @@ public final class Engine: Sendable {
     /// A new `-x` or TCP_NODELAY, for the connections accepted from now on.
     public func adopt(limit newLimit: Int, noDelay: Bool) {
         limit.store(newLimit, ordering: .relaxed)
-        for thread in threads {
-            if thread.listener >= 0 { Listener.setNoDelay(thread.listener, noDelay) }
-            thread.post(.resumeAccepting)
-        }
+        let descriptor = listener.load(ordering: .relaxed)
+        if descriptor >= 0 { Listener.setNoDelay(descriptor, noDelay) }
+        for thread in threads { thread.post(.resumeAccepting) }
     }
 
     /// Has every thread add its byte counts to the state, so that an answer shows what was

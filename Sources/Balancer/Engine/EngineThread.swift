@@ -8,13 +8,13 @@ import Glibc
 #endif
 
 /// One event loop: its epoll (edge-triggered; each socket added once with all the interest
-/// it will ever need, never modified), its listener, an eventfd that wakes it for orders from
+/// it will ever need, never modified), the shared listener, an eventfd that wakes it for orders from
 /// other threads, and its connection slots and buffers. Everything but `inbox` and
 /// `isWaitingForPlace` is touched by its own thread only.
 final class EngineThread: @unchecked Sendable {
     enum Order: Sendable {
         case close(Int)
-        case stopAccepting
+        case stopAccepting(Countdown)
         case resumeAccepting
         /// Add the byte counts to the state now, and count down `done`.
         case report(Countdown)
@@ -66,7 +66,9 @@ final class EngineThread: @unchecked Sendable {
     func start(engine: Engine) throws {
         self.engine = engine
         if listener >= 0 {
-            guard penha_epoll_add(epoll, listener, penha_epoll_in | penha_epoll_et, Self.listenerToken) == 0 else {
+            // Shared by the threads: a new client wakes one of them, not all.
+            let interest = penha_epoll_in | penha_epoll_et | penha_epoll_exclusive
+            guard penha_epoll_add(epoll, listener, interest, Self.listenerToken) == 0 else {
                 throw IOError(errnoCode: errno, reason: "epoll_ctl")
             }
             listenerReady = true
@@ -157,13 +159,12 @@ final class EngineThread: @unchecked Sendable {
         case .close(let number):
             guard let slot = byNumber[number] else { return }
             end(slots[slot], reset: false)
-        case .stopAccepting:
-            if listener >= 0 {
-                close(listener)
-                listener = -1
-            }
+        case .stopAccepting(let done):
+            if listener >= 0 { _ = penha_epoll_remove(epoll, listener) }
+            listener = -1
             accepting = false
             listenerReady = false
+            done.countDown()
         case .resumeAccepting:
             if listener >= 0 && accepting { listenerReady = true }
         case .report(let done):

@@ -19,8 +19,6 @@ enum Listener {
         let descriptor = try Socket.make(family: family)
         do {
             try Socket.set(descriptor, SOL_SOCKET, SO_REUSEADDR, 1, "setsockopt(SO_REUSEADDR)")
-            // Each engine thread has its own listener on the same port; the kernel spreads clients.
-            try Socket.set(descriptor, SOL_SOCKET, SO_REUSEPORT, 1, "setsockopt(SO_REUSEPORT)")
             if freeBind {
                 // A backup listens on the virtual address before it is on the interface, so it
                 // serves the moment it becomes master. (IP level: Linux applies it to IPv6 too.)

@@ -15,6 +15,11 @@ static inline int penha_epoll_add(int epoll, int fd, uint32_t events, uint64_t t
     return epoll_ctl(epoll, EPOLL_CTL_ADD, fd, &event);
 }
 
+static inline int penha_epoll_remove(int epoll, int fd) {
+    struct epoll_event unused = { 0 };
+    return epoll_ctl(epoll, EPOLL_CTL_DEL, fd, &unused);
+}
+
 #define PENHA_EPOLL_BATCH 256
 
 // Waits at most timeout_ms; returns how many events were copied out (at most PENHA_EPOLL_BATCH), or -1.
@@ -34,6 +39,7 @@ static const uint32_t penha_epoll_err = EPOLLERR;
 static const uint32_t penha_epoll_hup = EPOLLHUP;
 static const uint32_t penha_epoll_rdhup = EPOLLRDHUP;
 static const uint32_t penha_epoll_et = EPOLLET;
+static const uint32_t penha_epoll_exclusive = EPOLLEXCLUSIVE;
 static const int penha_epoll_batch = PENHA_EPOLL_BATCH;
 
 // accept4 is a GNU extension the Glibc module does not declare.
