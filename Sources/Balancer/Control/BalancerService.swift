@@ -32,7 +32,9 @@ public final class BalancerService {
     let blockingPool = NIOThreadPool(numberOfThreads: 1)
     private var listener: Channel?
     /// The data path: TCP's, or with `-U` the UDP relay.
-    private var tcp: Engine?
+    /// Set once it listens; read from the event loop and the thread pool (counters before an answer).
+    private let engine = Mutex<Engine?>(nil)
+    private var tcp: Engine? { engine.withLock { $0 } }
     private var udp: UDPRelay?
     private var reports: Reports?
     private var healthChecker: HealthChecker?
@@ -131,7 +133,7 @@ public final class BalancerService {
             address = .unix(path: path)
         }
         let bound = try engine.start(address, backlog: configuration.backlog, noDelay: configuration.tcpNoDelay)
-        tcp = engine
+        self.engine.withLock { $0 = engine }
         logger.debug("TCP engine started", metadata: ["threads": "\(engine.threadCount)"])
         return bound
     }

@@ -35,7 +35,10 @@ final class Connection {
     var clientKey = ClientKey.local
     var placement: BalancerState.Placement?
     var target = Target.emergency
-    var serverText = ""
+    /// The server as configured, for log lines (made into text only when one is written).
+    var serverHost = ""
+    var serverPort = 0
+    var serverText: String { Endpoint.describe(host: serverHost, port: serverPort) }
     var serverAddress: SocketAddress?
     /// `connection N`, once connected.
     var number = -1

@@ -150,6 +150,12 @@ final class EngineThread: @unchecked Sendable {
                 if events & (penha_epoll_out | penha_epoll_hup | penha_epoll_err) != 0 { connection.client.writable = true }
                 if events & penha_epoll_rdhup != 0 { connection.client.peerEnded = true }
             }
+            // A reset (or any socket error) ends the connection even when backpressure has
+            // stopped reading that side, where no read would report it.
+            if events & penha_epoll_err != 0 {
+                end(connection, reset: true)
+                return
+            }
             pump(connection)
         }
     }
@@ -253,7 +259,8 @@ final class EngineThread: @unchecked Sendable {
         let target: Target
         let address: SocketAddress
         let source: SocketAddress?
-        let serverText: String
+        let host: String
+        let port: Int
         let noDelay: Bool
     }
 
@@ -287,7 +294,7 @@ final class EngineThread: @unchecked Sendable {
             return nil
         }
         return Attempt(target: target, address: server.address, source: runtime.configuration.sourceAddress(for: server.address),
-                       serverText: Endpoint.describe(host: server.host, port: server.port),
+                       host: server.host, port: server.port,
                        noDelay: runtime.configuration.tcpNoDelay)
     }
 
@@ -299,7 +306,8 @@ final class EngineThread: @unchecked Sendable {
             return
         }
         connection.target = attempt.target
-        connection.serverText = attempt.serverText
+        connection.serverHost = attempt.host
+        connection.serverPort = attempt.port
         connection.serverAddress = attempt.address
         connection.phase = .connecting
         connection.deadline = now + connection.connectTimeout
@@ -447,7 +455,7 @@ final class EngineThread: @unchecked Sendable {
     /// Writes what `pipe` holds to `side`; passes the FIN on once it is empty and its source ended.
     /// True if anything happened. A write error marks the connection failed (the caller resets it:
     /// not here, while the pipe and side are borrowed).
-    private func write(_ connection: Connection, _ pipe: inout Pipe, to side: inout Connection.Side, isServer: Bool) -> Bool {
+    func write(_ connection: Connection, _ pipe: inout Pipe, to side: inout Connection.Side, isServer: Bool) -> Bool {
         var moved = false
         if pipe.pending > 0 && side.writable {
             let descriptor = side.descriptor
@@ -474,7 +482,10 @@ final class EngineThread: @unchecked Sendable {
         }
         if pipe.pending == 0 && pipe.sourceEnded && !pipe.shutDown {
             pipe.shutDown = true
-            _ = shutdown(side.descriptor, Int32(SHUT_WR))
+            // When the other direction is done too, the close that follows sends the FIN (this
+            // side's input has ended, so nothing unread turns it into a reset): no shutdown call.
+            let otherDone = isServer ? connection.toClient.isDone : connection.toServer.isDone
+            if !otherDone { _ = shutdown(side.descriptor, Int32(SHUT_WR)) }
             moved = true
         }
         return moved
@@ -487,7 +498,12 @@ final class EngineThread: @unchecked Sendable {
         let count = recv(side.descriptor, space.baseAddress, space.count, 0)
         if count > 0 {
             pipe.didRead(count)
-            if count < space.count && !side.peerEnded { side.readable = false }
+            if count < space.count {
+                // Drained. After EPOLLRDHUP that means the FIN is next: taken as read, which
+                // saves the recv that would return 0.
+                side.readable = false
+                if side.peerEnded { pipe.sourceEnded = true }
+            }
             return count
         }
         return readEnded(connection, count, &pipe, &side)

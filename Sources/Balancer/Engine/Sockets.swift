@@ -129,10 +129,36 @@ struct PeerAddress {
         }
     }
 
-    /// `192.0.2.1:80`, `[2001:db8::1]:80` or `local`, as `Endpoint` writes it.
+    /// `192.0.2.1:80`, `[2001:db8::1]:80` or `local`, as `Endpoint` writes it; made once per
+    /// connection (`BalancerState.connected` keeps it), so IPv4 is written here digit by digit:
+    /// through `SocketAddress` (inet_ntop, sprintf) and `Endpoint` it cost 5.5k instructions,
+    /// a third of a relayed connection (bench/RESULTS.md). Tests hold it to `Endpoint`'s text.
     var text: String {
-        guard let address = try? SocketAddress(storage) else { return "local" }
-        return Endpoint.describe(address)
+        guard Int32(storage.ss_family) == AF_INET else {
+            guard let address = try? SocketAddress(storage) else { return "local" }
+            return Endpoint.describe(address)
+        }
+        let address = withUnsafeBytes(of: storage) { $0.load(as: sockaddr_in.self) }
+        return Self.ipv4Text(UInt32(bigEndian: address.sin_addr.s_addr), port: UInt16(bigEndian: address.sin_port))
+    }
+
+    static func ipv4Text(_ address: UInt32, port: UInt16) -> String {
+        // "255.255.255.255:65535" is 21 bytes.
+        withUnsafeTemporaryAllocation(of: UInt8.self, capacity: 24) { buffer in
+            var count = 0
+            func append(_ value: Int) {
+                if value >= 10 { append(value / 10) }
+                buffer[count] = UInt8(ascii: "0") + UInt8(value % 10)
+                count += 1
+            }
+            for shift in stride(from: 24, through: 0, by: -8) {
+                append(Int(address >> UInt32(shift) & 0xff))
+                buffer[count] = shift > 0 ? UInt8(ascii: ".") : UInt8(ascii: ":")
+                count += 1
+            }
+            append(Int(port))
+            return String(decoding: UnsafeBufferPointer(rebasing: buffer[..<count]), as: UTF8.self)
+        }
     }
 }
 

@@ -25,7 +25,11 @@ extension EngineThread {
     /// before), and what the client sent with its Finished goes on as early bytes.
     func handshakeStep(_ connection: Connection) -> Bool {
         var moved = writeToClient(connection)
-        guard connection.phase == .handshaking, connection.client.readable, let tls = connection.tls else { return moved }
+        guard !connection.failed else {
+            handshakeFailed(connection, "the connection failed during the handshake")
+            return true
+        }
+        guard connection.client.readable, let tls = connection.tls else { return moved }
         let count = recv(connection.client.descriptor, scratch.baseAddress, scratch.count, 0)
         guard count > 0 else {
             if count == 0 || (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR) {
@@ -60,15 +64,7 @@ extension EngineThread {
     }
 
     private func writeToClient(_ connection: Connection) -> Bool {
-        guard connection.toClient.pending > 0, connection.client.writable else { return false }
-        let descriptor = connection.client.descriptor
-        let count = connection.toClient.withPending { send(descriptor, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
-        guard count > 0 else {
-            connection.client.writable = false
-            return false
-        }
-        connection.toClient.didWrite(count, &pool)
-        return true
+        write(connection, &connection.toClient, to: &connection.client, isServer: false)
     }
 
     /// Counts and logs (throttled) a failed handshake and closes the client.
