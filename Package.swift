@@ -104,7 +104,7 @@ let package = Package(
         ),
         .testTarget(
             name: "BalancerTests",
-            dependencies: ["Balancer", "BalancerCore", "BalancerMetrics", "VRRPCore", "COpenSSL",
+            dependencies: ["Balancer", "BalancerCore", "BalancerMetrics", "Engine", "VRRPCore", "COpenSSL",
                            .product(name: "NIOEmbedded", package: "swift-nio")]
         ),
         .testTarget(name: "VRRPTests", dependencies: ["VRRP", "VRRPCore"]),

@@ -29,8 +29,8 @@ final class Connection {
     var phase = Phase.free
     var client = Side()
     var server = Side()
-    var toServer = Pipe()
-    var toClient = Pipe()
+    var toServer = RelayBuffer()
+    var toClient = RelayBuffer()
     var peer = PeerAddress()
     var clientKey = ClientKey.local
     var placement: BalancerState.Placement?

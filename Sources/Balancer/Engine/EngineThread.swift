@@ -455,7 +455,7 @@ final class EngineThread: @unchecked Sendable {
     /// Writes what `pipe` holds to `side`; passes the FIN on once it is empty and its source ended.
     /// True if anything happened. A write error marks the connection failed (the caller resets it:
     /// not here, while the pipe and side are borrowed).
-    func write(_ connection: Connection, _ pipe: inout Pipe, to side: inout Connection.Side, isServer: Bool) -> Bool {
+    func write(_ connection: Connection, _ pipe: inout RelayBuffer, to side: inout Connection.Side, isServer: Bool) -> Bool {
         var moved = false
         if pipe.pending > 0 && side.writable {
             let descriptor = side.descriptor
@@ -493,7 +493,7 @@ final class EngineThread: @unchecked Sendable {
 
     /// Reads into `pipe` from `side` directly (no transformation): the bytes read (0 at the FIN),
     /// nil when nothing came.
-    func readDirect(_ connection: Connection, _ pipe: inout Pipe, from side: inout Connection.Side) -> Int? {
+    func readDirect(_ connection: Connection, _ pipe: inout RelayBuffer, from side: inout Connection.Side) -> Int? {
         guard let space = pipe.readableSpace(&pool) else { return nil }
         let count = recv(side.descriptor, space.baseAddress, space.count, 0)
         if count > 0 {
@@ -511,7 +511,7 @@ final class EngineThread: @unchecked Sendable {
 
     /// A read that returned no bytes: the FIN (0), EAGAIN (nil), or an error (a reset), which
     /// marks the connection failed: the caller resets both sides (0).
-    func readEnded(_ connection: Connection, _ count: Int, _ pipe: inout Pipe, _ side: inout Connection.Side) -> Int? {
+    func readEnded(_ connection: Connection, _ count: Int, _ pipe: inout RelayBuffer, _ side: inout Connection.Side) -> Int? {
         if count == 0 {
             pipe.sourceEnded = true
             side.readable = false

@@ -23,7 +23,7 @@ struct BufferPool {
 /// One direction of a relay: bytes read from one side, waiting to be written to the other.
 /// At most `BufferPool.size` wait (plus what a rewriter or TLS adds in `spill`): reading
 /// stops while it is full, which is the backpressure.
-struct Pipe {
+struct RelayBuffer {
     private(set) var buffer: UnsafeMutableRawPointer?
     private var start = 0
     private var end = 0
