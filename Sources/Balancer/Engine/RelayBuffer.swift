@@ -28,20 +28,22 @@ struct RelayBuffer {
     private var start = 0
     private var end = 0
     /// Bytes a transformation (X-Forwarded-For, TLS) made beyond what fit, written after the buffer's.
-    private var spill = ByteBuffer()
+    /// Made only when needed: an empty ByteBuffer is an allocation, twice per connection.
+    private var spill: ByteBuffer?
     /// The source sent its FIN (or close_notify): nothing more comes.
     var sourceEnded = false
     /// The FIN was passed on (shutdown(SHUT_WR)) after the last byte.
     var shutDown = false
 
-    var pending: Int { end - start + spill.readableBytes }
+    private var spilled: Int { spill?.readableBytes ?? 0 }
+    var pending: Int { end - start + spilled }
     var isFull: Bool { pending >= BufferPool.size }
     /// Whether everything the source sent is written and the end passed on.
     var isDone: Bool { shutDown }
 
     /// Room for a direct read into the buffer; the buffer is taken from the pool when needed.
     mutating func readableSpace(_ pool: inout BufferPool) -> UnsafeMutableRawBufferPointer? {
-        guard spill.readableBytes == 0 else { return nil }
+        guard spilled == 0 else { return nil }
         if buffer == nil { buffer = pool.take() }
         if end == BufferPool.size, start > 0 {
             memmove(buffer!, buffer! + start, end - start)
@@ -59,13 +61,16 @@ struct RelayBuffer {
     /// Bytes made by a transformation: into the buffer while they fit and nothing is spilled, else after it.
     mutating func append(_ bytes: UnsafeRawBufferPointer, _ pool: inout BufferPool) {
         var bytes = bytes
-        if spill.readableBytes == 0, let space = readableSpace(&pool) {
+        if spilled == 0, let space = readableSpace(&pool) {
             let count = min(space.count, bytes.count)
             space.baseAddress!.copyMemory(from: bytes.baseAddress!, byteCount: count)
             end += count
             bytes = UnsafeRawBufferPointer(rebasing: bytes[count...])
         }
-        if !bytes.isEmpty { spill.writeBytes(bytes) }
+        if !bytes.isEmpty {
+            if spill == nil { spill = ByteBuffer() }
+            spill!.writeBytes(bytes)
+        }
     }
 
     /// The next bytes to write, and how many were written to be told with `didWrite`.
@@ -73,6 +78,7 @@ struct RelayBuffer {
         if end > start, let buffer {
             return body(UnsafeRawBufferPointer(start: buffer + start, count: end - start))
         }
+        guard let spill else { return body(UnsafeRawBufferPointer(start: nil, count: 0)) }
         return spill.withUnsafeReadableBytes(body)
     }
 
@@ -81,8 +87,8 @@ struct RelayBuffer {
             start += count
             if start == end { release(&pool) }
         } else {
-            spill.moveReaderIndex(forwardBy: count)
-            if spill.readableBytes == 0 { spill.clear() }
+            spill!.moveReaderIndex(forwardBy: count)
+            if spill!.readableBytes == 0 { spill = nil }
         }
     }
 
@@ -99,7 +105,7 @@ struct RelayBuffer {
     mutating func reset(_ pool: inout BufferPool) {
         start = end
         release(&pool)
-        spill = ByteBuffer()
+        spill = nil
         sourceEnded = false
         shutDown = false
     }
