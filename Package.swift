@@ -4,11 +4,11 @@ import PackageDescription
 // The folders show the layers and the targets enforce them: the pure cores (BalancerCore,
 // VRRPCore) cannot import sockets, NIOPosix or the C shims, because they do not depend on
 // them; the I/O around them is thin adapters. `.ci/check-layers` checks the imports too.
-// Swift 6 language mode everywhere but in the NIO data path, the executable that drives it
-// and the integration tests' NIO servers, whose channel handlers and closures are confined
-// to their event loop by design rather than by Sendable types (531 diagnostics measured);
-// they move to mode 6 with the data-path engine that replaces the NIO relay.
-let nioDataPath: [SwiftSetting] = [.swiftLanguageMode(.v5)]
+// Swift 6 language mode everywhere but in the code still on NIO channels (the control
+// socket, UDP, health checks: the Balancer target), the executable that drives it and the
+// integration tests' NIO servers, whose channel handlers and closures are confined to their
+// event loop by design rather than by Sendable types. The TCP engine is in mode 6.
+let nioConfined: [SwiftSetting] = [.swiftLanguageMode(.v5)]
 
 let package = Package(
     name: "penha",
@@ -85,7 +85,7 @@ let package = Package(
             ],
             path: "Sources/Balancer",
             exclude: ["Core", "Metrics", "Engine"],
-            swiftSettings: nioDataPath
+            swiftSettings: nioConfined
         ),
         .executableTarget(
             name: "penha",
@@ -100,7 +100,7 @@ let package = Package(
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ],
-            swiftSettings: nioDataPath
+            swiftSettings: nioConfined
         ),
         .testTarget(
             name: "BalancerTests",
@@ -117,7 +117,7 @@ let package = Package(
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
             ],
-            swiftSettings: nioDataPath
+            swiftSettings: nioConfined
         ),
     ]
 )
