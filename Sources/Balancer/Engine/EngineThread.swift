@@ -25,10 +25,10 @@ final class EngineThread: @unchecked Sendable {
     /// Accepts per loop turn, and pump rounds per connection per turn: no one socket starves the rest.
     private static let acceptBurst = 64
     private static let pumpRounds = 16
-    private static let interest = penha_epoll_in | penha_epoll_out | penha_epoll_rdhup | penha_epoll_et
+    static let interest = penha_epoll_in | penha_epoll_out | penha_epoll_rdhup | penha_epoll_et
 
     let index: Int
-    private let epoll: Int32
+    let epoll: Int32
     private let wake: Int32
     var listener: Int32 = -1
     private let inbox = Mutex<[Order]>([])
@@ -39,7 +39,7 @@ final class EngineThread: @unchecked Sendable {
     private(set) unowned(unsafe) var engine: Engine!
     private var slots: [Connection] = []
     private var freeSlots: [Int] = []
-    private var byNumber: [Int: Int] = [:]
+    var byNumber: [Int: Int] = [:]
     var pool = BufferPool()
     /// Connections whose last pump stopped at `pumpRounds` with work left.
     private var again: [Int] = []
@@ -252,146 +252,26 @@ final class EngineThread: @unchecked Sendable {
         return connection
     }
 
-    // MARK: placing and connecting
-
-    /// One attempt the pure core chose: the target and how to reach it.
-    private struct Attempt {
-        let target: Target
-        let address: SocketAddress
-        let source: SocketAddress?
-        let host: String
-        let port: Int
-        let noDelay: Bool
-    }
-
-    /// Asks `BalancerState` where the client goes (its client table, selection and failover
-    /// plan) and connects; each client in turn, so a burst sees the connections counted before it.
-    func place(_ connection: Connection) {
-        let key = connection.clientKey
-        let now = NIODeadline.uptimeNanoseconds(self.now)
-        let (attempt, refused, settings) = engine.shared.withLock { runtime in
-            var placement = runtime.state.accept(client: key, now: now)
-            let configuration = runtime.configuration
-            let refused = placement.isRefused ? (configuration.clientACL, configuration.abuse.map { Endpoint.describe(host: $0.host, port: $0.port) } ?? "none") : nil
-            let attempt = Self.next(&placement, &runtime)
-            connection.placement = placement
-            return (attempt, refused, (configuration.connectTimeoutSeconds, configuration.idleTimeoutSeconds, configuration.forwardedFor))
-        }
-        connection.connectTimeout = UInt64(settings.0) * 1_000_000_000
-        connection.idleTimeout = UInt64(settings.1) * 1_000_000_000
-        if settings.2 { connection.rewriter = ForwardedForRewriter(clientAddress: key.clientText) }
-        if let (list, abuse) = refused {
-            engine.events.log(.info, "client refused by client_acl \(list)", ["client": connection.peer.text, "abuse_server": abuse])
-        } else if engine.events.isLogged(.debug) {
-            engine.events.log(.debug, "client accepted", ["client": connection.peer.text])
-        }
-        connect(connection, attempt)
-    }
-
-    /// The placement's next target, under the lock; nil when the client must be closed.
-    private static func next(_ placement: inout BalancerState.Placement, _ runtime: inout Runtime) -> Attempt? {
-        guard let target = runtime.state.nextTarget(&placement, now: .now()), let server = runtime.state.servers[target] else {
-            return nil
-        }
-        return Attempt(target: target, address: server.address, source: runtime.configuration.sourceAddress(for: server.address),
-                       host: server.host, port: server.port,
-                       noDelay: runtime.configuration.tcpNoDelay)
-    }
-
-    /// Bounded: each failure consumes one target of the failover plan.
-    private func connect(_ connection: Connection, _ attempt: Attempt?) {
-        guard let attempt else {
-            engine.events.log(.info, "no server available, closing client", ["client": connection.peer.text])
-            end(connection, reset: false)
-            return
-        }
-        connection.target = attempt.target
-        connection.serverHost = attempt.host
-        connection.serverPort = attempt.port
-        connection.serverAddress = attempt.address
-        connection.phase = .connecting
-        connection.deadline = now + connection.connectTimeout
-        let family = attempt.address.protocol == .inet6 ? AF_INET6 : attempt.address.protocol == .unix ? AF_UNIX : AF_INET
-        let descriptor = socket(family, Socket.streamFlags, 0)
-        guard descriptor >= 0 else { return connectFailed(connection, errno) }
-        connection.server = Connection.Side(descriptor: descriptor)
-        if family != AF_UNIX, attempt.noDelay { Listener.setNoDelay(descriptor, true) }
-        if let source = attempt.source {
-            let bound = source.withSockAddr { bind(descriptor, $0, socklen_t($1)) }
-            guard bound == 0 else { return connectFailed(connection, errno) }
-        }
-        let result = attempt.address.withSockAddr { Glibc.connect(descriptor, $0, socklen_t($1)) }
-        guard result == 0 || errno == EINPROGRESS else { return connectFailed(connection, errno) }
-        guard penha_epoll_add(epoll, descriptor, Self.interest, connection.token(server: true)) == 0 else {
-            return connectFailed(connection, errno)
-        }
-    }
-
-    /// The connect's outcome, at its first event.
-    private func serverReady(_ connection: Connection, failed: Bool) {
-        if failed {
-            connectFailed(connection, Socket.pendingError(connection.server.descriptor))
-        } else if connection.server.writable {
-            connected(connection)
-        }
-    }
-
-    /// A local failure (`FailureCause.isLocal`) leaves the server's standing and closes the
-    /// client (another server would fail alike); any other blacklists the server and tries
-    /// the next, keeping what the client sent so far.
-    private func connectFailed(_ connection: Connection, _ code: Int32) {
-        if connection.server.descriptor >= 0 { close(connection.server.descriptor) }
-        connection.server = Connection.Side()
-        let target = connection.target
-        let cause = FailureCause(errno: code == 0 ? ECONNREFUSED : code)
-        if cause.isLocal {
-            // end() gives the target back its count (connectFailedLocally).
-            localFailure(code, while: "connecting to server \(connection.serverText)")
-            end(connection, reset: false)
-            return
-        }
-        let error = code == ETIMEDOUT ? "connect timeout" : SystemErrorText.describe(errno: code)
-        engine.events.log(.info, "connect to server failed, blacklisting it", ["server": connection.serverText, "error": error])
-        var placement = connection.placement!
-        let attempt = engine.shared.withLock { runtime in
-            runtime.state.connectFailed(target, now: .now())
-            return Self.next(&placement, &runtime)
-        }
-        connection.placement = placement
-        connect(connection, attempt)
-    }
-
-    private func connected(_ connection: Connection) {
-        let clientText = connection.peer.text
-        let placement = connection.placement!
-        let target = connection.target
-        let number = engine.shared.withLock { $0.state.connected(placement, to: target, client: clientText, now: .now()) }
-        connection.number = number
-        connection.phase = .relaying
-        connection.logsRequest = engine.events.logsConnections
-        byNumber[number] = connection.slot
-        pump(connection)
-    }
-
     // MARK: relaying
 
-    /// Moves bytes both ways until neither side can go on, then ends the connection if both
-    /// directions are done. Bounded by `pumpRounds`; a busy connection is queued for the next turn.
+    /// Moves bytes both ways until neither direction can go on (the readiness flags say so
+    /// exactly, so no round is spent finding out), then ends the connection if both are done.
+    /// Bounded by `pumpRounds`; a busy connection is queued for the next turn.
     func pump(_ connection: Connection) {
         for _ in 0..<Self.pumpRounds {
-            guard connection.phase != .free else { return }
-            var moved = false
-            if connection.phase == .handshaking {
-                moved = handshakeStep(connection)
-            } else {
-                moved = toServer(connection)
-                guard connection.phase != .free else { return }
-                if connection.phase == .relaying { moved = toClient(connection) || moved }
-            }
-            guard connection.phase != .free else { return }
-            if !moved {
-                finishIfDone(connection)
+            switch connection.phase {
+            case .free:
                 return
+            case .handshaking:
+                guard handshakeStep(connection) else { return }
+            case .connecting, .relaying:
+                let toServerMoves = canMoveToServer(connection), toClientMoves = canMoveToClient(connection)
+                guard toServerMoves || toClientMoves else {
+                    finishIfDone(connection)
+                    return
+                }
+                if toServerMoves { toServer(connection) }
+                if toClientMoves && connection.phase == .relaying { toClient(connection) }
             }
         }
         if !connection.isQueued {
@@ -400,42 +280,53 @@ final class EngineThread: @unchecked Sendable {
         }
     }
 
-    /// Client to server: the client's bytes (decrypted, rewritten) into `toServer`, written once connected.
-    private func toServer(_ connection: Connection) -> Bool {
-        var moved = false
-        if connection.phase == .relaying {
-            moved = write(connection, &connection.toServer, to: &connection.server, isServer: true)
-            guard !failed(connection) else { return true }
-        }
-        if connection.client.readable && !connection.toServer.sourceEnded && !connection.toServer.isFull,
-           let count = readFromClient(connection) {
-            guard !failed(connection) else { return true }
-            if count > 0 {
-                connection.unreportedToServer &+= UInt64(count)
-                noteProgress(connection)
-            }
-            moved = true
-        }
-        return moved
+    /// Whether a read from the client or a write (or the FIN) to the server can happen now.
+    private func canMoveToServer(_ connection: Connection) -> Bool {
+        if connection.client.readable && !connection.toServer.sourceEnded && !connection.toServer.isFull { return true }
+        guard connection.phase == .relaying else { return false }
+        return connection.toServer.pending > 0 ? connection.server.writable : connection.toServer.isEndPending
     }
 
-    /// Server to client.
-    private func toClient(_ connection: Connection) -> Bool {
-        if let tls = connection.tls, connection.toClient.sourceEnded, connection.toClient.pending == 0 {
-            tlsClosing(connection, tls)
+    private func canMoveToClient(_ connection: Connection) -> Bool {
+        guard connection.phase == .relaying else { return false }
+        if connection.server.readable && !connection.toClient.sourceEnded && !connection.toClient.isFull { return true }
+        return connection.toClient.pending > 0 ? connection.client.writable : connection.toClient.isEndPending
+    }
+
+    /// Client to server: what is queued written, the client's next bytes (decrypted, rewritten)
+    /// read into `toServer` and written on at once, once connected.
+    private func toServer(_ connection: Connection) {
+        let relaying = connection.phase == .relaying
+        if relaying {
+            _ = write(connection, &connection.toServer, to: &connection.server, isServer: true)
+            guard !failed(connection) else { return }
         }
-        var moved = write(connection, &connection.toClient, to: &connection.client, isServer: false)
-        guard !failed(connection) else { return true }
-        if connection.server.readable && !connection.toClient.sourceEnded && !connection.toClient.isFull,
-           let count = readFromServer(connection) {
-            guard !failed(connection) else { return true }
-            if count > 0 {
-                connection.unreportedToClient &+= UInt64(count)
-                noteProgress(connection)
-            }
-            moved = true
+        guard connection.client.readable && !connection.toServer.sourceEnded && !connection.toServer.isFull,
+              let count = readFromClient(connection) else { return }
+        guard !failed(connection) else { return }
+        if count > 0 {
+            connection.unreportedToServer &+= UInt64(count)
+            noteProgress(connection)
         }
-        return moved
+        if relaying {
+            _ = write(connection, &connection.toServer, to: &connection.server, isServer: true)
+            _ = failed(connection)
+        }
+    }
+
+    /// Server to client, the same way.
+    private func toClient(_ connection: Connection) {
+        _ = write(connection, &connection.toClient, to: &connection.client, isServer: false)
+        guard !failed(connection) else { return }
+        guard connection.server.readable && !connection.toClient.sourceEnded && !connection.toClient.isFull,
+              let count = readFromServer(connection) else { return }
+        guard !failed(connection) else { return }
+        if count > 0 {
+            connection.unreportedToClient &+= UInt64(count)
+            noteProgress(connection)
+        }
+        _ = write(connection, &connection.toClient, to: &connection.client, isServer: false)
+        _ = failed(connection)
     }
 
     /// Ends a connection a read or write marked failed; true if it has ended (either way).
@@ -479,6 +370,15 @@ final class EngineThread: @unchecked Sendable {
                     return true
                 }
             }
+        }
+        if !isServer, pipe.pending == 0, pipe.sourceEnded, let tls = connection.tls, !connection.closeNotifyQueued {
+            // TLS: close_notify (RFC 8446 section 6.1) goes before the client's FIN.
+            connection.closeNotifyQueued = true
+            tls.shutdown()
+            tls.takeCiphertext(into: scratch) { pipe.append($0, &pool) }
+            // Once more, now with it queued (the flag above ends this at one more call).
+            _ = write(connection, &pipe, to: &side, isServer: false)
+            return true
         }
         if pipe.pending == 0 && pipe.sourceEnded && !pipe.shutDown {
             pipe.shutDown = true

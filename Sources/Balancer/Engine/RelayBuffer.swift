@@ -43,6 +43,8 @@ struct RelayBuffer {
     var isFull: Bool { pending >= BufferPool.size }
     /// Whether everything the source sent is written and the end passed on.
     var isDone: Bool { shutDown }
+    /// The source has ended but its end is not passed on yet.
+    var isEndPending: Bool { sourceEnded && !shutDown }
 
     /// Room for a direct read into the buffer; the buffer is taken from the pool when needed.
     mutating func readableSpace(_ pool: inout BufferPool) -> UnsafeMutableRawBufferPointer? {

@@ -162,12 +162,4 @@ extension EngineThread {
     private func queueCiphertext(_ connection: Connection, _ tls: TLSConnection) {
         tls.takeCiphertext(into: scratch) { connection.toClient.append($0, &pool) }
     }
-
-    /// Before the client's FIN: close_notify, once (queued in `toClient`, so the FIN follows it).
-    func tlsClosing(_ connection: Connection, _ tls: TLSConnection) {
-        guard !connection.closeNotifyQueued else { return }
-        connection.closeNotifyQueued = true
-        tls.shutdown()
-        queueCiphertext(connection, tls)
-    }
 }
