@@ -25,17 +25,21 @@ extension EngineThread {
     func place(_ connection: Connection) {
         let key = connection.clientKey
         let now = NIODeadline.uptimeNanoseconds(self.now)
-        let (attempt, refused, settings) = engine.shared.withLock { runtime in
+        // Fields read one by one: a copy of the whole Configuration (strings, arrays) costs
+        // retains and releases on every connection.
+        let (attempt, refused, connectTimeout, idleTimeout, forwardedFor) = engine.shared.withLock { runtime in
             var placement = runtime.state.accept(client: key, now: now)
-            let configuration = runtime.configuration
-            let refused = placement.isRefused ? (configuration.clientACL, configuration.abuse.map { Endpoint.describe(host: $0.host, port: $0.port) } ?? "none") : nil
+            let refused = placement.isRefused
+                ? (runtime.configuration.clientACL, runtime.configuration.abuse.map { Endpoint.describe(host: $0.host, port: $0.port) } ?? "none")
+                : nil
             let attempt = Self.next(&placement, &runtime)
             connection.placement = placement
-            return (attempt, refused, (configuration.connectTimeoutSeconds, configuration.idleTimeoutSeconds, configuration.forwardedFor))
+            return (attempt, refused, runtime.configuration.connectTimeoutSeconds, runtime.configuration.idleTimeoutSeconds,
+                    runtime.configuration.forwardedFor)
         }
-        connection.connectTimeout = UInt64(settings.0) * 1_000_000_000
-        connection.idleTimeout = UInt64(settings.1) * 1_000_000_000
-        if settings.2 { connection.rewriter = ForwardedForRewriter(clientAddress: key.clientText) }
+        connection.connectTimeout = UInt64(connectTimeout) * 1_000_000_000
+        connection.idleTimeout = UInt64(idleTimeout) * 1_000_000_000
+        if forwardedFor { connection.rewriter = ForwardedForRewriter(clientAddress: key.clientText) }
         if let (list, abuse) = refused {
             engine.events.log(.info, "client refused by client_acl \(list)", ["client": connection.peer.text, "abuse_server": abuse])
         } else if engine.events.isLogged(.debug) {

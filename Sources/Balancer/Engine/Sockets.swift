@@ -143,21 +143,27 @@ struct PeerAddress {
     }
 
     static func ipv4Text(_ address: UInt32, port: UInt16) -> String {
-        // "255.255.255.255:65535" is 21 bytes.
+        // "255.255.255.255:65535" is 21 bytes, written backwards from the end.
         withUnsafeTemporaryAllocation(of: UInt8.self, capacity: 24) { buffer in
-            var count = 0
-            func append(_ value: Int) {
-                if value >= 10 { append(value / 10) }
-                buffer[count] = UInt8(ascii: "0") + UInt8(value % 10)
-                count += 1
+            var start = buffer.count
+            func prepend(_ value: UInt32, _ separator: UInt8?) {
+                var value = value
+                repeat {
+                    start -= 1
+                    buffer[start] = UInt8(ascii: "0") &+ UInt8(truncatingIfNeeded: value % 10)
+                    value /= 10
+                } while value > 0
+                if let separator {
+                    start -= 1
+                    buffer[start] = separator
+                }
             }
-            for shift in stride(from: 24, through: 0, by: -8) {
-                append(Int(address >> UInt32(shift) & 0xff))
-                buffer[count] = shift > 0 ? UInt8(ascii: ".") : UInt8(ascii: ":")
-                count += 1
-            }
-            append(Int(port))
-            return String(decoding: UnsafeBufferPointer(rebasing: buffer[..<count]), as: UTF8.self)
+            prepend(UInt32(port), UInt8(ascii: ":"))
+            prepend(address & 0xff, UInt8(ascii: "."))
+            prepend(address >> 8 & 0xff, UInt8(ascii: "."))
+            prepend(address >> 16 & 0xff, UInt8(ascii: "."))
+            prepend(address >> 24, nil)
+            return String(decoding: UnsafeBufferPointer(rebasing: buffer[start...]), as: UTF8.self)
         }
     }
 }
