@@ -350,14 +350,17 @@ final class EngineThread: @unchecked Sendable {
         var moved = false
         if pipe.pending > 0 && side.writable {
             let descriptor = side.descriptor
-            let (count, wanted) = pipe.withPending { bytes in (send(descriptor, bytes.baseAddress, bytes.count, Int32(MSG_NOSIGNAL)), bytes.count) }
+            let spliced = pipe.inKernelPipe > 0
+            let (count, wanted) = spliced
+                ? (penha_splice(pipe.kernelPipe!.read, descriptor, pipe.inKernelPipe), pipe.inKernelPipe)
+                : pipe.withPending { bytes in (send(descriptor, bytes.baseAddress, bytes.count, Int32(MSG_NOSIGNAL)), bytes.count) }
             if count > 0 {
                 if isServer && connection.logsRequest {
                     connection.logsRequest = false
                     let request = pipe.withPending { PenLogLine.requestStart($0.prefix(PenLogLine.requestLimit)) }
                     engine.events.logConnection(client: connection.clientKey, server: connection.serverAddress, request: request)
                 }
-                pipe.didWrite(count, &pool)
+                if spliced { pipe.didSpliceOut(count, &pool) } else { pipe.didWrite(count, &pool) }
                 if count < wanted { side.writable = false }
                 connection.lastActive = now
                 moved = true
@@ -394,10 +397,15 @@ final class EngineThread: @unchecked Sendable {
     /// Reads into `pipe` from `side` directly (no transformation): the bytes read (0 at the FIN),
     /// nil when nothing came.
     func readDirect(_ connection: Connection, _ pipe: inout RelayBuffer, from side: inout Connection.Side) -> Int? {
+        if pipe.splices, let kernelPipe = pipe.pipeForSplice(&pool) {
+            return splice(connection, &pipe, kernelPipe, from: &side)
+        }
         guard let space = pipe.readableSpace(&pool) else { return nil }
         let count = recv(side.descriptor, space.baseAddress, space.count, 0)
         if count > 0 {
             pipe.didRead(count)
+            // A read that fills a whole buffer is a bulk transfer: the next ones splice.
+            pipe.isBulk = count == BufferPool.size
             if count < space.count {
                 // Drained. After EPOLLRDHUP that means the FIN is next: taken as read, which
                 // saves the recv that would return 0.
@@ -406,6 +414,31 @@ final class EngineThread: @unchecked Sendable {
             }
             return count
         }
+        return readEnded(connection, count, &pipe, &side)
+    }
+
+    /// Bulk: socket to kernel pipe, the bytes never copied through user space (HAProxy's
+    /// splice; it pays only above a few KB a read, hence only after a read filled a buffer).
+    private func splice(_ connection: Connection, _ pipe: inout RelayBuffer, _ kernelPipe: KernelPipe,
+                        from side: inout Connection.Side) -> Int? {
+        let room = BufferPool.size - pipe.inKernelPipe
+        guard room > 0 else { return nil }
+        let count = penha_splice(side.descriptor, kernelPipe.write, room)
+        if count > 0 {
+            // A short splice does not mean the socket is drained (the pipe's slots are pages
+            // and may fill first), so only EAGAIN ends the reading here.
+            pipe.didSpliceIn(count)
+            if count < room { pipe.isBulk = false }
+            return count
+        }
+        let code = errno
+        if count < 0 && (code == EAGAIN || code == EWOULDBLOCK) && pipe.inKernelPipe > 0 {
+            // The socket is drained or the pipe is full: either way a write to drain the pipe comes first.
+            pipe.kernelPipeIsFull()
+            return nil
+        }
+        pipe.didSpliceOut(0, &pool)  // an empty pipe goes back to the pool
+        errno = code
         return readEnded(connection, count, &pipe, &side)
     }
 

@@ -1,3 +1,4 @@
+import CEngine
 import NIOCore
 
 #if canImport(Glibc)
@@ -13,6 +14,10 @@ import Glibc
 struct BufferPool {
     static let size = 64 * 1024
     private var free: [UnsafeMutableRawPointer] = []
+    /// Empty kernel pipes for splice, kept for the next bulk transfer (two descriptors each, so
+    /// at most `sparePipes`).
+    private var pipes: [KernelPipe] = []
+    static let sparePipes = 64
 
     mutating func take() -> UnsafeMutableRawPointer {
         free.popLast() ?? UnsafeMutableRawPointer.allocate(byteCount: Self.size, alignment: 64)
@@ -21,6 +26,29 @@ struct BufferPool {
     mutating func give(_ buffer: UnsafeMutableRawPointer) {
         free.append(buffer)
     }
+
+    /// nil when no pipe can be made (no descriptor left): the transfer goes on through buffers.
+    mutating func takePipe() -> KernelPipe? {
+        if let pipe = pipes.popLast() { return pipe }
+        var descriptors: [Int32] = [-1, -1]
+        guard penha_pipe(&descriptors) == 0 else { return nil }
+        return KernelPipe(read: descriptors[0], write: descriptors[1])
+    }
+
+    /// An empty pipe is kept for reuse; one still holding bytes (its connection ended) is closed.
+    mutating func give(_ pipe: KernelPipe, empty: Bool) {
+        if empty && pipes.count < Self.sparePipes {
+            pipes.append(pipe)
+        } else {
+            close(pipe.read)
+            close(pipe.write)
+        }
+    }
+}
+
+struct KernelPipe {
+    let read: Int32
+    let write: Int32
 }
 
 /// One direction of a relay: bytes read from one side, waiting to be written to the other.
@@ -38,9 +66,46 @@ struct RelayBuffer {
     /// The FIN was passed on (shutdown(SHUT_WR)) after the last byte.
     var shutDown = false
 
+    /// Bulk: the last read filled the buffer, so the next ones splice(2) through `kernelPipe`
+    /// (socket to pipe to socket, no copy through user space) once the buffer is empty.
+    var isBulk = false
+    private(set) var kernelPipe: KernelPipe?
+    /// Bytes spliced into the kernel pipe and not yet out of it.
+    private(set) var inKernelPipe = 0
+    /// The kernel pipe took no more (its slots are pages, not bytes): reading waits for a write.
+    private var kernelPipeFull = false
+
     private var spilled: Int { spill?.readableBytes ?? 0 }
-    var pending: Int { end - start + spilled }
-    var isFull: Bool { pending >= BufferPool.size }
+    private var buffered: Int { end - start + spilled }
+    var pending: Int { buffered + inKernelPipe }
+    var isFull: Bool { pending >= BufferPool.size || kernelPipeFull }
+    /// Whether the next read splices: bulk and nothing buffered, or the pipe already in use.
+    var splices: Bool { inKernelPipe > 0 || (isBulk && buffered == 0) }
+
+    /// The kernel pipe to splice into, taken from the pool when needed; nil when none can be had.
+    mutating func pipeForSplice(_ pool: inout BufferPool) -> KernelPipe? {
+        if kernelPipe == nil { kernelPipe = pool.takePipe() }
+        return kernelPipe
+    }
+
+    mutating func didSpliceIn(_ count: Int) {
+        inKernelPipe += count
+    }
+
+    /// The pipe would take no more for now (EAGAIN with bytes in it).
+    mutating func kernelPipeIsFull() {
+        kernelPipeFull = true
+    }
+
+    /// Bytes spliced out of the pipe; an empty pipe goes back to the pool (an idle connection holds none).
+    mutating func didSpliceOut(_ count: Int, _ pool: inout BufferPool) {
+        inKernelPipe -= count
+        kernelPipeFull = false
+        if inKernelPipe == 0, let kernelPipe {
+            pool.give(kernelPipe, empty: true)
+            self.kernelPipe = nil
+        }
+    }
     /// Whether everything the source sent is written and the end passed on.
     var isDone: Bool { shutDown }
     /// The source has ended but its end is not passed on yet.
@@ -110,6 +175,11 @@ struct RelayBuffer {
     mutating func reset(_ pool: inout BufferPool) {
         start = end
         release(&pool)
+        if let kernelPipe { pool.give(kernelPipe, empty: inKernelPipe == 0) }
+        kernelPipe = nil
+        inKernelPipe = 0
+        kernelPipeFull = false
+        isBulk = false
         spill = nil
         sourceEnded = false
         shutDown = false

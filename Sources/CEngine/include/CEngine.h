@@ -48,6 +48,15 @@ static inline int penha_accept4(int fd, struct sockaddr *address, socklen_t *len
     return accept4(fd, address, length, flags);
 }
 
+// splice(2) and pipe2 are GNU extensions too: bulk transfers move through a kernel pipe.
+#include <sys/types.h>
+ssize_t splice(int in, __off64_t *in_offset, int out, __off64_t *out_offset, size_t length, unsigned int flags);
+int pipe2(int fds[2], int flags);
+static inline long penha_splice(int from, int to, size_t length) {
+    return splice(from, 0, to, 0, length, 1 /* SPLICE_F_MOVE */ | 2 /* SPLICE_F_NONBLOCK */);
+}
+static inline int penha_pipe(int fds[2]) { return pipe2(fds, 04000 /* O_NONBLOCK */ | 02000000 /* O_CLOEXEC */); }
+
 static inline int penha_eventfd(void) { return eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC); }
 
 #endif
