@@ -63,4 +63,26 @@ final class RelayBufferTests: XCTestCase {
         XCTAssertNil(pipe.buffer, "an idle pipe holds no buffer")
         XCTAssertNotNil(pipe.readableSpace(&pool), "and reads go straight into a buffer again")
     }
+
+    /// Bulk: splicing starts only once the buffered bytes are out (they go first), counts what
+    /// the kernel pipe holds as pending, and gives the pipe back to the pool once it is empty.
+    func testABulkTransferSplicesAfterTheBufferedBytesAndGivesThePipeBack() throws {
+        var pool = BufferPool()
+        var relay = RelayBuffer()
+        _ = relay.readableSpace(&pool)
+        relay.didRead(10)
+        relay.isBulk = true
+        XCTAssertFalse(relay.splices, "the buffered bytes are written before any spliced ones")
+        _ = drain(&relay, &pool)
+        XCTAssertTrue(relay.splices)
+        let kernelPipe = try XCTUnwrap(relay.pipeForSplice(&pool))
+        var bytes: [UInt8] = [1, 2, 3, 4, 5]
+        XCTAssertEqual(write(kernelPipe.write, &bytes, 5), 5)
+        relay.didSpliceIn(5)
+        XCTAssertEqual(relay.pending, 5)
+        XCTAssertEqual(read(kernelPipe.read, &bytes, 5), 5)
+        relay.didSpliceOut(5, &pool)
+        XCTAssertNil(relay.kernelPipe, "an empty pipe is not held")
+        XCTAssertEqual(pool.takePipe()?.read, kernelPipe.read, "it waits in the pool for the next transfer")
+    }
 }
