@@ -129,7 +129,6 @@ extension EngineThread {
         connection.number = number
         connection.phase = .relaying
         connection.logsRequest = engine.events.logsConnections
-        byNumber[number] = connection.slot
         pump(connection)
     }
 }

@@ -39,7 +39,6 @@ final class EngineThread: @unchecked Sendable {
     private(set) unowned(unsafe) var engine: Engine!
     private var slots: [Connection] = []
     private var freeSlots: [Int] = []
-    var byNumber: [Int: Int] = [:]
     var pool = BufferPool()
     /// Connections whose last pump stopped at `pumpRounds` with work left.
     private var again: [Int] = []
@@ -163,8 +162,10 @@ final class EngineThread: @unchecked Sendable {
     private func perform(_ order: Order) {
         switch order {
         case .close(let number):
-            guard let slot = byNumber[number] else { return }
-            end(slots[slot], reset: false)
+            // A scan, not a map kept per connection: `close N` is rare, a map costs a hash
+            // insert and removal on every connection. Bounded by the slots.
+            guard let connection = slots.first(where: { $0.phase == .relaying && $0.number == number }) else { return }
+            end(connection, reset: false)
         case .stopAccepting(let done):
             if listener >= 0 { _ = penha_epoll_remove(epoll, listener) }
             listener = -1
@@ -499,7 +500,6 @@ final class EngineThread: @unchecked Sendable {
                 if toServer > 0 || toClient > 0 { runtime.state.relayed(placement!, target: target, toServer: toServer, toClient: toClient) }
                 runtime.state.finished(placement!, connection: number, target: target)
             }
-            byNumber[number] = nil
             if connection.logsRequest {
                 engine.events.logConnection(client: connection.clientKey, server: connection.serverAddress, request: PenLogLine.noRequest)
             }
