@@ -78,7 +78,7 @@ public final class Engine: Sendable {
         self.tls = tls
         self.limit = Atomic(limit)
         let count = threads > 0 ? threads : max(1, Int(sysconf(Int32(_SC_NPROCESSORS_ONLN))))
-        self.threads = try (0..<count).map { try EngineThread(index: $0) }
+        self.threads = try (0..<count).map { _ in try EngineThread() }
     }
 
     public var threadCount: Int { threads.count }

@@ -27,7 +27,6 @@ final class EngineThread: @unchecked Sendable {
     private static let pumpRounds = 16
     static let interest = penha_epoll_in | penha_epoll_out | penha_epoll_rdhup | penha_epoll_et
 
-    let index: Int
     let epoll: Int32
     private let wake: Int32
     var listener: Int32 = -1
@@ -42,7 +41,10 @@ final class EngineThread: @unchecked Sendable {
     var pool = BufferPool()
     /// Connections whose last pump stopped at `pumpRounds` with work left.
     private var again: [Int] = []
+    /// What `again` held at the start of this turn (swapped, so neither is reallocated).
+    private var pumping: [Int] = []
     private var reportsDue: [Int] = []
+    private var reporting: [Int] = []
     private var listenerReady = false
     private var accepting = true
     private var backOffUntil: UInt64 = 0
@@ -52,8 +54,7 @@ final class EngineThread: @unchecked Sendable {
     let scratch = UnsafeMutableRawBufferPointer.allocate(byteCount: BufferPool.size, alignment: 64)
     var failureLog = LogThrottle()
 
-    init(index: Int) throws {
-        self.index = index
+    init() throws {
         epoll = epoll_create1(Int32(EPOLL_CLOEXEC))
         guard epoll >= 0 else { throw IOError(errnoCode: errno, reason: "epoll_create1") }
         wake = penha_eventfd()
@@ -99,16 +100,18 @@ final class EngineThread: @unchecked Sendable {
         while true {
             let count = penha_epoll_wait(epoll, tokens, events, waitMilliseconds())
             now = NIODeadline.now().uptimeNanoseconds
-            if count < 0 && errno != EINTR { engine.events.log(.warning, "epoll_wait: \(SystemErrorText.describe(errno: errno))", [:]) }
+            if count < 0 && errno != EINTR, let note = failureLog.admitNote(now: NIODeadline.uptimeNanoseconds(now)) {
+                engine.events.log(.warning, "epoll_wait: \(SystemErrorText.describe(errno: errno))\(note)", [:])
+            }
             for index in 0..<max(0, Int(count)) { dispatch(tokens[index], events[index]) }
             if listenerReady { acceptClients() }
             if !again.isEmpty {
-                let queued = again
-                again.removeAll(keepingCapacity: true)
-                for slot in queued {
+                swap(&again, &pumping)
+                for slot in pumping {
                     slots[slot].isQueued = false
                     pump(slots[slot])
                 }
+                pumping.removeAll(keepingCapacity: true)
             }
             if now >= nextSweep { sweep() }
         }
@@ -545,10 +548,10 @@ final class EngineThread: @unchecked Sendable {
     /// The byte counts read since the last report, into the state under one lock for all.
     private func reportCounters() {
         if !reportsDue.isEmpty {
-            let due = reportsDue
-            reportsDue.removeAll(keepingCapacity: true)
+            swap(&reportsDue, &reporting)
+            defer { reporting.removeAll(keepingCapacity: true) }
             engine.shared.withLock { runtime in
-                for slot in due {
+                for slot in reporting {
                     let connection = slots[slot]
                     guard connection.isReportPending, let placement = connection.placement else { continue }
                     connection.isReportPending = false
