@@ -59,7 +59,7 @@ public enum EngineListenAddress: Sendable {
 public final class Engine: Sendable {
     /// How often a thread adds its connections' byte counts to the state.
     static let reportInterval: UInt64 = 250_000_000
-    /// How long queued bytes may wait for a reader once both sides have ended (RelayHandler's bound before).
+    /// How long queued bytes may wait for a reader once both sides have ended (60 s, as with the NIO relay).
     static let drainBound: UInt64 = 60_000_000_000
 
     let shared: SharedRuntime
