@@ -22,7 +22,7 @@ public final class BalancerService {
     /// A copy of the configuration and state, for reading; changes go through `shared`.
     var runtime: Runtime { shared.snapshot }
     var logger: Logger {
-        didSet { events.logger.withLock { $0 = logger } }
+        didSet { events.adopt(logger) }
     }
     private let options: Options
     private let started = NIODeadline.now()

@@ -30,14 +30,19 @@ final class ConnectionLog: Sendable {
     /// Written from the engine's threads and the event loop (UDP), so behind a lock; one short
     /// write under it per connection.
     private let state = Mutex(State())
+    /// Whether `file` is set, asked once per connection: read without the lock.
+    private let on = Atomic(false)
 
     /// nil: the log is off.
     var file: LogFile? {
         get { state.withLock { $0.file } }
-        set { state.withLock { $0.file = newValue } }
+        set {
+            state.withLock { $0.file = newValue }
+            on.store(newValue != nil, ordering: .relaxed)
+        }
     }
 
-    var isOn: Bool { state.withLock { $0.file != nil } }
+    var isOn: Bool { on.load(ordering: .relaxed) }
 
     /// Appends (or sends) the line of one connection; `request` as `PenLogLine.requestStart`
     /// makes it, the addresses as `logAddress` writes them.

@@ -7,16 +7,25 @@ import Synchronization
 /// What the engine's threads tell the service: log lines through the service's logger (its
 /// level as the last `debug` command set it) and the connection log.
 final class ServiceEvents: EngineEvents {
-    let logger: Mutex<Logger>
+    private let logger: Mutex<Logger>
+    /// The logger's level, asked on every connection (debug lines): read without the lock.
+    private let logsDebug: Atomic<Bool>
     private let connectionLog: ConnectionLog
 
     init(logger: Logger, connectionLog: ConnectionLog) {
         self.logger = Mutex(logger)
+        logsDebug = Atomic(logger.logLevel <= .debug)
         self.connectionLog = connectionLog
     }
 
+    /// The service's logger changed (its level, with `debug N`).
+    func adopt(_ logger: Logger) {
+        self.logger.withLock { $0 = logger }
+        logsDebug.store(logger.logLevel <= .debug, ordering: .relaxed)
+    }
+
     func isLogged(_ level: EngineLogLevel) -> Bool {
-        logger.withLock { $0.logLevel } <= Self.level(level)
+        level == .debug ? logsDebug.load(ordering: .relaxed) : logger.withLock { $0.logLevel } <= Self.level(level)
     }
 
     func log(_ level: EngineLogLevel, _ message: String, _ metadata: [String: String]) {
