@@ -301,7 +301,7 @@ final class EngineThread: @unchecked Sendable {
     /// read into `toServer` and written on at once, once connected.
     private func toServer(_ connection: Connection) {
         let relaying = connection.phase == .relaying
-        if relaying {
+        if relaying && (connection.toServer.pending > 0 || connection.toServer.isEndPending) {
             _ = write(connection, &connection.toServer, to: &connection.server, isServer: true)
             guard !failed(connection) else { return }
         }
@@ -320,8 +320,10 @@ final class EngineThread: @unchecked Sendable {
 
     /// Server to client, the same way.
     private func toClient(_ connection: Connection) {
-        _ = write(connection, &connection.toClient, to: &connection.client, isServer: false)
-        guard !failed(connection) else { return }
+        if connection.toClient.pending > 0 || connection.toClient.isEndPending {
+            _ = write(connection, &connection.toClient, to: &connection.client, isServer: false)
+            guard !failed(connection) else { return }
+        }
         guard connection.server.readable && !connection.toClient.sourceEnded && !connection.toClient.isFull,
               let count = readFromServer(connection) else { return }
         guard !failed(connection) else { return }
