@@ -4,11 +4,10 @@ import PackageDescription
 // The folders show the layers and the targets enforce them: the pure cores (BalancerCore,
 // VRRPCore) cannot import sockets, NIOPosix or the C shims, because they do not depend on
 // them; the I/O around them is thin adapters. `.ci/check-layers` checks the imports too.
-// Swift 6 language mode everywhere but in the Balancer target (the NIO data path and the
-// control plane), whose channel handlers and closures are confined to their event loop by
-// design rather than by Sendable types; it moves to mode 6 with the data-path engine that
-// replaces the NIO relay.
-let nioDataPath: [SwiftSetting] = [.swiftLanguageMode(.v5)]
+// Swift 6 language mode everywhere but in the code still on NIO channels (the control
+// socket, UDP, health checks: the Balancer target), whose channel handlers and closures are
+// confined to their event loop by design rather than by Sendable types.
+let nioConfined: [SwiftSetting] = [.swiftLanguageMode(.v5)]
 
 let package = Package(
     name: "penha",
@@ -37,6 +36,8 @@ let package = Package(
         .systemLibrary(name: "COpenSSL", pkgConfig: "openssl", providers: [.apt(["libssl-dev"])]),
         // recvmsg ancillary data and packet sockets, which Swift's Glibc module does not reach.
         .target(name: "CVRRPSockets"),
+        // epoll and eventfd for the relay engine, which Swift's Glibc module does not reach.
+        .target(name: "CEngine"),
         // prctl and capset for -u with vrrp, which Swift's Glibc module does not reach either.
         .target(name: "CCapabilities"),
         // VRRP's pure core: the advert codec and checksum, the state machine, the instance's configuration.
@@ -59,11 +60,19 @@ let package = Package(
             dependencies: ["BalancerCore", .product(name: "Prometheus", package: "swift-prometheus")],
             path: "Sources/Balancer/Metrics"
         ),
-        // The I/O around it: the TCP data path (Engine), the control plane (Control), UDP.
+        // The TCP data path: penha's own event loops over epoll, asking BalancerCore where each
+        // connection goes; TLS on memory BIOs. NIOCore for its value types only.
+        .target(
+            name: "Engine",
+            dependencies: ["BalancerCore", "CEngine", "COpenSSL", .product(name: "NIOCore", package: "swift-nio")],
+            path: "Sources/Balancer/Engine"
+        ),
+        // The I/O around it: the control plane (Control), UDP, wiring the engine in.
         .target(
             name: "Balancer",
             dependencies: [
                 "BalancerCore",
+                "Engine",
                 "BalancerMetrics",
                 "VRRP",
                 "VRRPCore",
@@ -74,8 +83,8 @@ let package = Package(
                 .product(name: "Logging", package: "swift-log"),
             ],
             path: "Sources/Balancer",
-            exclude: ["Core", "Metrics"],
-            swiftSettings: nioDataPath
+            exclude: ["Core", "Metrics", "Engine"],
+            swiftSettings: nioConfined
         ),
         .executableTarget(
             name: "penha",
@@ -93,7 +102,7 @@ let package = Package(
         ),
         .testTarget(
             name: "BalancerTests",
-            dependencies: ["Balancer", "BalancerCore", "BalancerMetrics", "VRRPCore", "COpenSSL",
+            dependencies: ["Balancer", "BalancerCore", "BalancerMetrics", "Engine", "VRRPCore", "COpenSSL",
                            .product(name: "NIOEmbedded", package: "swift-nio")]
         ),
         .testTarget(name: "VRRPTests", dependencies: ["VRRP", "VRRPCore"]),

@@ -130,7 +130,9 @@ METRICS = [
     ("ka_cpu_ms_100k", "CPU ms/100k keep-alive", False),
     ("close_cpu_ms_100k", "CPU ms/100k conn-per-req", False),
 ]
-ORDER = ["penha", "pen", "haproxy", "nginx-direct"]
+ORDER = ["penha-t1", "penha", "pen", "haproxy-t1", "haproxy", "nginx-direct"]
+# Each penha run against the peers at the same thread count (pen has one).
+PAIRS = [("penha-t1", "pen"), ("penha-t1", "haproxy-t1"), ("penha", "pen"), ("penha", "haproxy")]
 
 
 def fmt(v):
@@ -162,12 +164,12 @@ def report(path):
     print()
     print("ratios penha/X: median of per-round ratios (min-max); >1 is better for penha where")
     print("higher is better (req/s, MiB/s); <1 is better for p99, memory and CPU")
-    others = [b for b in ("pen", "haproxy") if b in balancers]
-    print(f"{'metric':26}" + "".join(f"{'penha/' + o:>24}" for o in others))
+    pairs = [(m, o) for m, o in PAIRS if m in balancers and o in balancers]
+    print(f"{'metric':26}" + "".join(f"{m + '/' + o:>24}" for m, o in pairs))
     for key, label, _ in METRICS:
         row = f"{label:26}"
-        for o in others:
-            p, q = data.get(("penha", key), {}), data.get((o, key), {})
+        for mine, o in pairs:
+            p, q = data.get((mine, key), {}), data.get((o, key), {})
             rounds = [r for r in p if r in q and p[r] == p[r] and q[r] == q[r]]
             ratios = [p[r] / q[r] for r in rounds if abs(q[r]) > 0.01 * abs(p[r])]
             if ratios:

@@ -169,20 +169,33 @@ start_nginx backend2 "$P_B2"
 wait_http "$P_B1"; wait_http "$P_B2"
 
 # ---- balancers ---------------------------------------------------------------------------
-BALANCERS=(penha)
+# Both ways at one thread and at one per core: penha (`threads 1` and its default),
+# HAProxy (nbthread 1 and nbthread = cores); pen is single-threaded.
+CORES=$(nproc)
+BALANCERS=(penha-t1 penha)
 need pen && BALANCERS+=(pen) || echo "note: pen not found; skipped" >&2
-need haproxy && BALANCERS+=(haproxy) || echo "note: haproxy not found; skipped" >&2
+need haproxy && BALANCERS+=(haproxy-t1 haproxy) || echo "note: haproxy not found; skipped" >&2
 BALANCERS+=(nginx-direct)
+threads_of() {  # balancer: its thread count as run here
+    case "$1" in
+        penha-t1|haproxy-t1|pen) echo 1 ;;
+        penha|haproxy) echo "$CORES" ;;
+        *) echo - ;;
+    esac
+}
 
 LB_PID=""
 start_balancer() {  # name; sets LB_PID and LB_PORT
     local b=$1
     LB_PORT=$P_LB
     case "$b" in
-        penha)
-            # -r no client tracking (round robin), -x 0 no connection limit, -c client table
-            "$PENHA" -f -r -x 0 -c 40000 -O tcp_nodelay \
-                "127.0.0.1:$P_LB" "127.0.0.1:$P_B1" "127.0.0.1:$P_B2" >"$TMP/penha.log" 2>&1 &
+        penha|penha-t1)
+            # -r no client tracking (round robin), -x 0 no connection limit, -c client table;
+            # threads 0 is the default, one engine thread per core.
+            local threads=0
+            [ "$b" = penha-t1 ] && threads=1
+            "$PENHA" -f -r -x 0 -c 40000 -O tcp_nodelay -O "threads $threads" \
+                "127.0.0.1:$P_LB" "127.0.0.1:$P_B1" "127.0.0.1:$P_B2" >"$TMP/$b.log" 2>&1 &
             LB_PID=$! ;;
         pen)
             # pen 0.34: -r no tracking (round robin), -x max simultaneous connections,
@@ -190,11 +203,11 @@ start_balancer() {  # name; sets LB_PID and LB_PORT
             pen -f -r -x $((NOFILE / 2)) -c 40000 -O tcp_nodelay \
                 "127.0.0.1:$P_LB" "127.0.0.1:$P_B1" "127.0.0.1:$P_B2" >"$TMP/pen.log" 2>&1 &
             LB_PID=$! ;;
-        haproxy)
-            # TCP mode like pen and penha; one thread, as penha runs one event loop today.
+        haproxy|haproxy-t1)
+            # TCP mode like pen and penha.
             cat >"$TMP/haproxy.cfg" <<EOF
 global
-    nbthread 1
+    nbthread $(threads_of "$b")
     maxconn $((NOFILE / 2 - 100))
 defaults
     mode tcp
@@ -209,7 +222,7 @@ backend be
     server b1 127.0.0.1:$P_B1
     server b2 127.0.0.1:$P_B2
 EOF
-            haproxy -db -f "$TMP/haproxy.cfg" >"$TMP/haproxy.log" 2>&1 &
+            haproxy -db -f "$TMP/haproxy.cfg" >"$TMP/$b.log" 2>&1 &
             LB_PID=$! ;;
         nginx-direct)
             LB_PID=""; LB_PORT=$P_B1; return 0 ;;
@@ -288,6 +301,7 @@ echo "penha ($PENHA_BUILD), pen $(ver pen), haproxy $(ver haproxy), nginx $(ver 
 echo "nproc $(nproc), $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //'), kernel $(uname -r)"
 echo "$ROUNDS round(s), ${DURATION}s per load, wrk -t2 -c50 (bulk: -c4 on 64 MiB), $IDLE idle conns"
 echo "nginx-direct = wrk straight to one backend (one nginx worker): the ceiling, not a balancer"
+echo "threads: $(for b in "${BALANCERS[@]}"; do printf '%s %s, ' "$b" "$(threads_of "$b")"; done | sed 's/, $//')"
 echo
 $LIB report "$RESULTS"
 [ -n "$RAW" ] && cp "$RESULTS" "$RAW"

@@ -1,4 +1,5 @@
 import BalancerCore
+import Engine
 import Logging
 import NIOCore
 import NIOPosix
@@ -10,24 +11,30 @@ import VRRPCore
 import Glibc
 #endif
 
-/// A running balancer: its `Runtime` (configuration and state) on one event loop, so that
-/// `BalancerState` needs no locks, and the command executor that changes it there
-/// (`execute`, `reload`) after each batch's blocking part (reading files, resolving host
-/// names, gathering VRRP states) ran on a thread pool. The data path (`TCPFrontEnd` or
-/// `UDPRelay`), the connection registry and the reports are parts of it on the same loop.
+/// A running balancer: its `Runtime` (configuration and state) behind one lock
+/// (`SharedRuntime`), which the TCP engine's threads take once per connection event, and the
+/// command executor that changes it on one event loop (`execute`, `reload`) after each
+/// batch's blocking part (reading files, resolving host names, gathering VRRP states) ran on
+/// a thread pool. UDP (`UDPRelay`), the health checks and the reports run on the same loop.
 public final class BalancerService {
     public let eventLoop: EventLoop
-    var runtime: Runtime
-    var logger: Logger
+    let shared: SharedRuntime
+    /// A copy of the configuration and state, for reading; changes go through `shared`.
+    var runtime: Runtime { shared.snapshot }
+    var logger: Logger {
+        didSet { events.adopt(logger) }
+    }
     private let options: Options
     private let started = NIODeadline.now()
     let connectionLog = ConnectionLog()
-    let connections = ConnectionRegistry()
+    private let events: ServiceEvents
     /// Blocking work off the event loop: NIO's own threads, not libdispatch (see Signals).
     let blockingPool = NIOThreadPool(numberOfThreads: 1)
     private var listener: Channel?
     /// The data path: TCP's, or with `-U` the UDP relay.
-    private var tcp: TCPFrontEnd?
+    /// Set once it listens; read from the event loop and the thread pool (counters before an answer).
+    private let engine = Mutex<Engine?>(nil)
+    private var tcp: Engine? { engine.withLock { $0 } }
     private var udp: UDPRelay?
     private var reports: Reports?
     private var healthChecker: HealthChecker?
@@ -58,11 +65,12 @@ public final class BalancerService {
     /// Resolves the servers (exits early with a clear error if one cannot be resolved).
     public init(configuration: Configuration, eventLoop: EventLoop, logger: Logger, options: Options = Options()) throws {
         self.eventLoop = eventLoop
-        self.runtime = Runtime(configuration: configuration, state: try configuration.makeState())
+        self.shared = SharedRuntime(Runtime(configuration: configuration, state: try configuration.makeState()))
         self.logger = logger
+        self.events = ServiceEvents(logger: logger, connectionLog: connectionLog)
         self.options = options
         self.boundListen = configuration.listen.description
-        self.tls = configuration.tls.isEnabled ? try TLSTermination(settings: configuration.tls) : nil
+        self.tls = configuration.tls.isEnabled ? TLSTermination(context: try TLSContext(settings: configuration.tls)) : nil
         connectionLog.file = try LogFile.open(configuration.logFile)
         if let report = configuration.webStatsFile { try FileAccess.checkReplaceable(report) }
         if let sync = configuration.sync { clientSync = ClientSync(settings: sync, key: try ClientSyncKey.read(sync.keyFile), service: self) }
@@ -81,21 +89,24 @@ public final class BalancerService {
     /// Binds the listening socket; returns the address actually bound (useful with port 0).
     public func start() -> EventLoopFuture<SocketAddress?> {
         let configuration = runtime.configuration
-        var freeBind: ChannelOptions.Types.SocketOption?
-        if case .inet = configuration.listen, !configuration.vrrpInstances.isEmpty {
-            // A backup listens on the virtual address before it is on the interface, so it
-            // serves the moment it becomes master. (IP level: Linux applies it to IPv6 sockets too.)
-            freeBind = ChannelOptions.socket(SocketOptionLevel(IPPROTO_IP), SocketOptionName(IP_FREEBIND))
-        }
-        let bound: EventLoopFuture<Channel>
+        // A backup listens on the virtual address before it is on the interface, so it
+        // serves the moment it becomes master.
+        let freeBindWanted = !configuration.vrrpInstances.isEmpty
+        let bound: EventLoopFuture<SocketAddress?>
         if configuration.udp {
             let relay = UDPRelay(service: self)
             udp = relay
-            bound = relay.bind(configuration.listen, freeBind: freeBind)
+            var freeBind: ChannelOptions.Types.SocketOption?
+            if case .inet = configuration.listen, freeBindWanted {
+                // IP level: Linux applies it to IPv6 sockets too.
+                freeBind = ChannelOptions.socket(SocketOptionLevel(IPPROTO_IP), SocketOptionName(IP_FREEBIND))
+            }
+            bound = relay.bind(configuration.listen, freeBind: freeBind).map { channel in
+                self.listener = channel
+                return channel.localAddress
+            }
         } else {
-            let frontEnd = TCPFrontEnd(service: self)
-            tcp = frontEnd
-            bound = frontEnd.bind(configuration, freeBind: freeBind)
+            bound = eventLoop.makeCompletedFuture { try self.startEngine(configuration, freeBind: freeBindWanted) }
         }
         let reports = Reports(service: self)
         self.reports = reports
@@ -103,25 +114,44 @@ public final class BalancerService {
         let checker = HealthChecker(service: self)
         healthChecker = checker
         eventLoop.execute { checker.schedule(); self.clientSync?.start() }
-        return bound.map { channel in
+        return bound.map { address in
             self.eventLoop.assertInEventLoop()
-            self.listener = channel
-            self.boundListen = configuration.listen.withPort(channel.localAddress?.port).description
-            return channel.localAddress
+            self.boundListen = configuration.listen.withPort(address?.port).description
+            return address
         }
+    }
+
+    /// The TCP data path's threads and listeners.
+    private func startEngine(_ configuration: Configuration, freeBind: Bool) throws -> SocketAddress? {
+        let engine = try Engine(shared: shared, events: events, tls: tls, threads: configuration.threads,
+                                limit: configuration.connectionsMax)
+        let address: EngineListenAddress
+        switch configuration.listen {
+        case .inet(let host, let port):
+            address = .inet(try SocketAddress.makeAddressResolvingHost(host, port: port), freeBind: freeBind)
+        case .unix(let path):
+            // As the control socket: a stale socket is replaced, a live one or a file is not.
+            try ControlServer.claim(path)
+            address = .unix(path: path)
+        }
+        let bound = try engine.start(address, backlog: configuration.backlog, noDelay: configuration.tcpNoDelay)
+        self.engine.withLock { $0 = engine }
+        logger.debug("TCP engine started", metadata: ["threads": "\(engine.threadCount)"])
+        return bound
     }
 
     /// Stops accepting; established connections are left to the caller (exit closes them).
     public func stop() -> EventLoopFuture<Void> {
         eventLoop.flatSubmit {
             self.clientSync?.stop()
+            self.tcp?.stopAccepting()
             return self.listener?.close() ?? self.eventLoop.makeSucceededVoidFuture()
         }
     }
 
     /// Runs `body` on the balancer's event loop with its state, for the control socket and stats.
     public func withState<Result: Sendable>(_ body: @escaping (inout BalancerState) -> Result) -> EventLoopFuture<Result> {
-        eventLoop.submit { body(&self.runtime.state) }
+        eventLoop.submit { self.shared.withLock { body(&$0.state) } }
     }
 
     /// What runs the VRRP instances: where `status` gets their states (and so the role)
@@ -176,7 +206,8 @@ public final class BalancerService {
             return (target, try Prepared(lines: lines, hosts: Set(target.servers.map(\.host)), logPath: target.logFile))
         }.flatMapThrowing { target, prepared in
             let before = self.runtime.configuration
-            let changes = try self.runtime.converge(to: target, facts: self.facts(), resolved: prepared.resolved)
+            let facts = self.facts()
+            let changes = try self.shared.withLock { try $0.converge(to: target, facts: facts, resolved: prepared.resolved) }
             self.adoptRuntime()
             self.connectionLog.file = prepared.log
             for change in changes { self.logger.notice("reload: \(change)") }
@@ -206,13 +237,15 @@ public final class BalancerService {
     private func run(reading: @escaping @Sendable () throws -> [ConfigLine]) -> EventLoopFuture<Reply> {
         blockingPool.runIfActive(eventLoop: eventLoop) { () -> Prepared in
             let lines = try reading()
+            // What the connections have relayed so far shows in the answer (counters while a connection lasts).
+            self.tcp?.reportCounters()
             let reportsVRRP = lines.contains { $0.command == .query(.status) }
             return try Prepared(lines: lines, hosts: lines.hostsToResolve, logPath: lines.lastLogFile,
                                 vrrp: reportsVRRP ? self.vrrpReports() : [])
         }.flatMapThrowing { prepared in
             let before = self.runtime.configuration
-            let outcome = try self.runtime.execute(prepared.lines, facts: self.facts(vrrp: prepared.vrrp),
-                                                   resolved: prepared.resolved)
+            let facts = self.facts(vrrp: prepared.vrrp)
+            let outcome = try self.shared.withLock { try $0.execute(prepared.lines, facts: facts, resolved: prepared.resolved) }
             self.adoptRuntime()
             return (outcome, prepared, before)
         }.flatMap { outcome, prepared, before in
@@ -233,12 +266,13 @@ public final class BalancerService {
     private func adoptTLS(previous: TLSSettings, reloading: Bool) -> EventLoopFuture<[String]> {
         let settings = runtime.configuration.tls
         guard reloading || settings != previous, let tls else { return eventLoop.makeSucceededFuture([]) }
-        return tls.reload(settings, pool: blockingPool, eventLoop: eventLoop).map { [] }.recover { error in
-            // Unless a later change has replaced these settings meanwhile (loads run in order
-            // on the one pool thread, so that one's context is the one that counts).
-            if self.runtime.configuration.tls == settings { self.runtime.configuration.tls = previous }
-            return ["TLS not reloaded, keeping the previous certificates: \(error)"]
-        }
+        return blockingPool.runIfActive(eventLoop: eventLoop) { tls.replace(try TLSContext(settings: settings)) }
+            .map { [] }.recover { error in
+                // Unless a later change has replaced these settings meanwhile (loads run in order
+                // on the one pool thread, so that one's context is the one that counts).
+                self.shared.withLock { if $0.configuration.tls == settings { $0.configuration.tls = previous } }
+                return ["TLS not reloaded, keeping the previous certificates: \(error)"]
+            }
     }
 
     /// Changed `vrrp` commands apply to the running instances, on the thread pool: a resigning
@@ -251,7 +285,7 @@ public final class BalancerService {
             try control.apply(wanted)
             return []
         }.recover { error in
-            if self.runtime.configuration.vrrpInstances == wanted { self.runtime.configuration.vrrpInstances = control.running }
+            self.shared.withLock { if $0.configuration.vrrpInstances == wanted { $0.configuration.vrrpInstances = control.running } }
             return ["vrrp not changed: \(error)"]
         }
     }
@@ -295,7 +329,7 @@ public final class BalancerService {
     private func adoptRuntime() {
         let configuration = runtime.configuration
         logger.logLevel = Self.logLevel(debug: configuration.debugLevel)
-        tcp?.adopt(configuration)
+        tcp?.adopt(limit: configuration.connectionsMax, noDelay: configuration.tcpNoDelay)
         udp?.adopt(configuration)
         healthChecker?.schedule()
         adoptSync()
@@ -309,7 +343,7 @@ public final class BalancerService {
             case .reopenLog:
                 connectionLog.file = prepared.log
             case .closeConnection(let number):
-                connections.close(number)
+                tcp?.close(connection: number)
                 udp?.close(connection: number)
             case .write(let path, let contents):
                 writes.append(blockingPool.runIfActive(eventLoop: eventLoop) { try FileAccess.replace(path, with: contents) })

@@ -362,10 +362,11 @@ private final class SyncConnectionHandler: ChannelInboundHandler {
 }
 
 extension BalancerService {
-    /// `body` with the state, on the event loop, at once: for the client-table sync.
+    /// `body` with the state, on the event loop, at once (under the runtime's lock, which the
+    /// engine's threads take too): for the client-table sync.
     func withStateOnLoop<Result>(_ body: (inout BalancerState) -> Result) -> Result {
         eventLoop.assertInEventLoop()
-        return body(&runtime.state)
+        return shared.withLock { body(&$0.state) }
     }
 
     /// A changed `sync` command restarts the sync with the new settings and key (read on the

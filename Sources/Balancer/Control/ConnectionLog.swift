@@ -1,6 +1,7 @@
 import BalancerCore
 import Logging
 import NIOCore
+import Synchronization
 
 #if canImport(Glibc)
 import Glibc
@@ -15,42 +16,50 @@ import Glibc
 /// read from the client (the bodies of uploads too); penha logs the connection once, which
 /// costs one write per connection, not one per read.
 ///
-/// Lines are short and go to the page cache, so they are written on the event loop, as pen
-/// does; opening the file (and resolving the daemon's host) is not (`LogFile`). A datagram
+/// Lines are short and go to the page cache, so they are written on the engine's threads, as
+/// pen does; opening the file (and resolving the daemon's host) is not (`LogFile`). A datagram
 /// the socket cannot take at once is dropped and counted, never waited for.
-final class ConnectionLog {
-    /// nil: the log is off.
-    var file: LogFile?
-    /// Datagrams dropped since start (`-l HOST:PORT`).
-    private(set) var dropped: UInt64 = 0
-    private var dropWarnings = LogThrottle(interval: .seconds(10))
-
-    /// Logs the TCP connection to `upstream` at the first bytes penha writes there (after
-    /// `-H`'s rewriting: what the server receives), or as `-` when it closes without any.
-    /// Must be called before the relay passes on the bytes read so far.
-    func watch(_ upstream: Channel, client: SocketAddress?, logger: Logger) {
-        guard file != nil else { return }
-        let server = upstream.remoteAddress
-        let recorder = RequestStartRecorder { [self] request in
-            record(client: client, server: server, request: request, logger: logger)
-        }
-        try? upstream.pipeline.syncOperations.addHandler(recorder, position: .first)
+final class ConnectionLog: Sendable {
+    private struct State {
+        var file: LogFile?
+        /// Datagrams dropped since start (`-l HOST:PORT`).
+        var dropped: UInt64 = 0
+        var dropWarnings = LogThrottle(interval: .seconds(10))
     }
 
-    /// Appends (or sends) the line of one connection; `request` as `PenLogLine.requestStart` makes it.
-    func record(client: SocketAddress?, server: SocketAddress?, request: [UInt8], logger: Logger) {
-        guard let file else { return }
-        let line = PenLogLine(client: Self.logAddress(client), time: time(nil), server: Self.logAddress(server),
-                              request: request)
-        switch file.destination {
-        case .file(let descriptor):
-            _ = FileAccess.writeAll(line.fileLine, to: descriptor)
-        case .daemon(let sender):
-            guard !sender.send(line.datagram, wait: false) else { return }
-            dropped += 1
-            if let heldBack = dropWarnings.admit(now: .now()) {
-                logger.warning("connection log: datagram to \(sender.target) dropped: \(SystemErrorText.describe(errno: errno))",
-                               metadata: ["dropped_total": "\(dropped)", "held_back": "\(heldBack)"])
+    /// Written from the engine's threads and the event loop (UDP), so behind a lock; one short
+    /// write under it per connection.
+    private let state = Mutex(State())
+    /// Whether `file` is set, asked once per connection: read without the lock.
+    private let on = Atomic(false)
+
+    /// nil: the log is off.
+    var file: LogFile? {
+        get { state.withLock { $0.file } }
+        set {
+            state.withLock { $0.file = newValue }
+            on.store(newValue != nil, ordering: .relaxed)
+        }
+    }
+
+    var isOn: Bool { on.load(ordering: .relaxed) }
+
+    /// Appends (or sends) the line of one connection; `request` as `PenLogLine.requestStart`
+    /// makes it, the addresses as `logAddress` writes them.
+    func record(client: String, server: String, request: [UInt8], logger: Logger) {
+        state.withLock { state in
+            guard let file = state.file else { return }
+            let line = PenLogLine(client: client, time: time(nil), server: server, request: request)
+            switch file.destination {
+            case .file(let descriptor):
+                _ = FileAccess.writeAll(line.fileLine, to: descriptor)
+            case .daemon(let sender):
+                guard !sender.send(line.datagram, wait: false) else { return }
+                state.dropped += 1
+                if let heldBack = state.dropWarnings.admit(now: .now()) {
+                    logger.warning("connection log: datagram to \(sender.target) dropped: \(SystemErrorText.describe(errno: errno))",
+                                   metadata: ["dropped_total": "\(state.dropped)", "held_back": "\(heldBack)"])
+                }
             }
         }
     }
@@ -62,38 +71,6 @@ final class ConnectionLog {
         case .unixDomainSocket: return "local"
         case nil: return "?"
         }
-    }
-}
-
-/// Passes every write on; hands the first one's start (`PenLogLine.requestStart`) to
-/// `record`, or `-` when the channel goes inactive without a write.
-private final class RequestStartRecorder: ChannelDuplexHandler {
-    typealias InboundIn = ByteBuffer
-    typealias OutboundIn = ByteBuffer
-
-    private var record: (([UInt8]) -> Void)?
-
-    init(record: @escaping ([UInt8]) -> Void) {
-        self.record = record
-    }
-
-    func write(context: ChannelHandlerContext, data: NIOAny, promise: EventLoopPromise<Void>?) {
-        if let record {
-            let buffer = unwrapOutboundIn(data)
-            if buffer.readableBytes > 0 {
-                self.record = nil
-                record(PenLogLine.requestStart(buffer.readableBytesView.prefix(PenLogLine.requestLimit)))
-            }
-        }
-        context.write(data, promise: promise)
-    }
-
-    func channelInactive(context: ChannelHandlerContext) {
-        if let record {
-            self.record = nil
-            record(PenLogLine.noRequest)
-        }
-        context.fireChannelInactive()
     }
 }
 

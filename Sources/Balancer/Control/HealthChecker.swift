@@ -20,7 +20,7 @@ final class HealthChecker {
     func schedule() {
         service.eventLoop.assertInEventLoop()
         let now = NIODeadline.now()
-        guard let due = service.runtime.state.nextCheckDue(now: now) else {
+        guard let due = service.shared.withLock({ $0.state.nextCheckDue(now: now) }) else {
             timer?.cancel()
             timer = nil
             timerDeadline = nil
@@ -32,7 +32,7 @@ final class HealthChecker {
         timer = service.eventLoop.assumeIsolated().scheduleTask(deadline: due) { [self] in
             timer = nil
             timerDeadline = nil
-            let jobs = service.runtime.state.startDueChecks(now: .now(), random: &random)
+            let jobs = service.shared.withLock { $0.state.startDueChecks(now: .now(), random: &random) }
             for job in jobs { run(job) }
             schedule()
         }
@@ -41,7 +41,7 @@ final class HealthChecker {
     private func run(_ job: HealthCheckJob) {
         let attempt = Attempt(job: job, eventLoop: service.eventLoop)
         attempt.finished.assumeIsolated().whenSuccess { [self] result in
-            if let transition = service.runtime.state.recordCheck(job, result, now: .now()) {
+            if let transition = service.shared.withLock({ $0.state.recordCheck(job, result, now: .now()) }) {
                 service.logger.notice("healthcheck: \(transition)")
             } else {
                 service.logger.debug("healthcheck: server \(job.index) \(Endpoint.describe(job.address)): \(result.words)")

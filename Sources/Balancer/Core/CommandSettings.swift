@@ -60,9 +60,11 @@ extension Command {
         public static let clientACL = accessList("client_acl", \.clientACL)
         /// The access list control connections are checked against (pen's default: 0).
         public static let controlACL = accessList("control_acl", \.controlACL)
+        /// The TCP engine's threads; 0: one per core. Read at start.
+        public static let threads = Setting("threads", 0...Limits.threads, \.threads)
 
         public static let allCases = [blacklist, clientsMax, connectionsMax, debug, timeout, tracking, idleTimeout,
-                                      clientACL, controlACL]
+                                      clientACL, controlACL, threads]
 
         /// `value`, if it is within `range`; `name` is how the user gave it (`-c`, `clients_max`).
         public func check(_ value: Int, as name: String? = nil) throws -> Int {

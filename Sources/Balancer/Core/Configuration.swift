@@ -29,6 +29,8 @@ public struct Configuration: Equatable, Sendable {
     public var trackingSeconds = 0
     /// `idle_timeout`: close a connection with no traffic for this many seconds; 0 means never.
     public var idleTimeoutSeconds = 0
+    /// `threads`: the TCP engine's event loops; 0, the default, is one per core.
+    public var threads = 0
     /// `-q`: listen backlog.
     public var backlog = 511
     public var tcpNoDelay = false

@@ -15,6 +15,8 @@ public enum Limits {
     public static let backlog = 65535
     /// A health check's interval and timeout, in seconds: an hour.
     public static let healthCheckSeconds = 3600
+    /// The TCP engine's threads (`threads`).
+    public static let threads = 64
     /// A health check's rise and fall counts.
     public static let healthCheckCount = 100
 }

@@ -1,10 +1,14 @@
 import BalancerCore
 import COpenSSL
-import NIOCore
 
 /// One server-side TLS connection in memory: ciphertext goes in with `receive`, comes out with
-/// `takeCiphertext`; OpenSSL never touches a socket, so it never blocks. `TLSHandler` moves
-/// the bytes between this and the channel.
+/// `takeCiphertext`; OpenSSL never touches a socket, so it never blocks. The engine moves
+/// the bytes between this and the client's socket and pipes (`EngineThread`'s TLS steps).
+/// An OpenSSL server context (SSL_CTX) made from the TLS settings, loaded by the control plane.
+public protocol TLSServerContext: AnyObject, Sendable {
+    var context: OpaquePointer { get }
+}
+
 final class TLSConnection {
     enum Step: Equatable {
         case done
@@ -16,13 +20,12 @@ final class TLSConnection {
     }
 
     /// Keeps the context (and its SNI callback's argument) alive as long as this connection.
-    private let owner: TLSContext
+    private let owner: any TLSServerContext
     private let ssl: OpaquePointer
     private let input: OpaquePointer
     private let output: OpaquePointer
-    private static let readChunk = 16 * 1024
 
-    init(context: TLSContext) throws {
+    init(context: any TLSServerContext) throws {
         guard let ssl = SSL_new(context.context) else { throw ConfigurationError("cannot make a TLS connection: \(openSSLErrors())") }
         guard let input = BIO_new(BIO_s_mem()), let output = BIO_new(BIO_s_mem()) else {
             SSL_free(ssl)
@@ -39,37 +42,27 @@ final class TLSConnection {
     deinit { SSL_free(ssl) }
 
     /// Ciphertext from the peer, kept until `handshake` or `read` consumes it.
-    func receive(_ buffer: ByteBuffer) {
-        buffer.withUnsafeReadableBytes { bytes in
-            // A memory BIO grows as needed, so it takes everything.
-            _ = BIO_write(input, bytes.baseAddress, Int32(bytes.count))
-        }
+    func receive(_ bytes: UnsafeRawBufferPointer) {
+        // A memory BIO grows as needed, so it takes everything.
+        _ = BIO_write(input, bytes.baseAddress, Int32(bytes.count))
     }
-
-    /// Ciphertext received and not yet decrypted, or plaintext decrypted and not yet read.
-    var hasBufferedInput: Bool { BIO_ctrl_pending(input) > 0 || SSL_has_pending(ssl) == 1 }
 
     func handshake() -> Step {
         ERR_clear_error()
         return step(SSL_do_handshake(ssl))
     }
 
-    /// Decrypts what has arrived, at most `readChunk` bytes per record read; `.done` with data.
-    func read(allocator: ByteBufferAllocator) -> (ByteBuffer?, Step) {
+    /// Decrypts what has arrived into `into`: the bytes decrypted (`.done`), or why none.
+    func read(into buffer: UnsafeMutableRawBufferPointer) -> (Int, Step) {
         ERR_clear_error()
-        var buffer = allocator.buffer(capacity: Self.readChunk)
-        var result: Int32 = 0
-        buffer.writeWithUnsafeMutableBytes(minimumWritableBytes: Self.readChunk) { bytes in
-            result = SSL_read(ssl, bytes.baseAddress, Int32(Self.readChunk))
-            return max(Int(result), 0)
-        }
-        return result > 0 ? (buffer, .done) : (nil, step(result))
+        let result = SSL_read(ssl, buffer.baseAddress, Int32(clamping: buffer.count))
+        return result > 0 ? (Int(result), .done) : (0, step(result))
     }
 
-    /// Encrypts all of `buffer` (memory BIOs never make OpenSSL wait).
-    func write(_ buffer: ByteBuffer) -> Step {
+    /// Encrypts all of `bytes` (memory BIOs never make OpenSSL wait).
+    func write(_ bytes: UnsafeRawBufferPointer) -> Step {
         ERR_clear_error()
-        let result = buffer.withUnsafeReadableBytes { bytes in SSL_write(ssl, bytes.baseAddress, Int32(bytes.count)) }
+        let result = SSL_write(ssl, bytes.baseAddress, Int32(clamping: bytes.count))
         return result > 0 ? .done : step(result)
     }
 
@@ -79,15 +72,13 @@ final class TLSConnection {
         _ = SSL_shutdown(ssl)
     }
 
-    /// What OpenSSL has to send: handshake messages, alerts, records.
-    func takeCiphertext(allocator: ByteBufferAllocator) -> ByteBuffer? {
-        let pending = BIO_ctrl_pending(output)
-        guard pending > 0 else { return nil }
-        var buffer = allocator.buffer(capacity: pending)
-        buffer.writeWithUnsafeMutableBytes(minimumWritableBytes: pending) { bytes in
-            max(Int(BIO_read(output, bytes.baseAddress, Int32(pending))), 0)
+    /// What OpenSSL has to send (handshake messages, alerts, records), in chunks of `scratch`'s size.
+    func takeCiphertext(into scratch: UnsafeMutableRawBufferPointer, _ body: (UnsafeRawBufferPointer) -> Void) {
+        while BIO_ctrl_pending(output) > 0 {
+            let count = BIO_read(output, scratch.baseAddress, Int32(clamping: scratch.count))
+            guard count > 0 else { return }
+            body(UnsafeRawBufferPointer(rebasing: scratch[..<Int(count)]))
         }
-        return buffer
     }
 
     private func step(_ result: Int32) -> Step {
@@ -98,4 +89,16 @@ final class TLSConnection {
         default: return .failed(openSSLErrors())
         }
     }
+}
+
+/// OpenSSL's queued errors as one line (and the queue emptied).
+public func openSSLErrors() -> String {
+    var messages: [String] = []
+    // Bounded: each call removes one error from the queue.
+    while case let code = ERR_get_error(), code != 0 {
+        var text = [CChar](repeating: 0, count: 256)
+        ERR_error_string_n(code, &text, text.count)
+        messages.append(String(decoding: text.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self))
+    }
+    return messages.isEmpty ? "unknown OpenSSL error" : messages.joined(separator: "; ")
 }

@@ -1,42 +1,43 @@
 import BalancerCore
-import Logging
 import NIOCore
-import NIOPosix
+import Synchronization
 
-/// TLS for `BalancerService`'s clients: the context new connections get, replaced by a
-/// reload only when the new one loaded, and the handshake counters `status` shows. Used on
-/// the balancer's event loop only.
-final class TLSTermination {
-    private var context: TLSContext
-    private(set) var completed: UInt64 = 0
-    private(set) var failed: UInt64 = 0
-    private var failureLog = LogThrottle()
+/// TLS for the engine's clients: the context new connections get, replaced by a reload only
+/// when the new one loaded, and the handshake counters `status` shows. Shared by the threads.
+public final class TLSTermination: Sendable {
+    private let context: Mutex<any TLSServerContext>
+    private let completedCount = Atomic<UInt64>(0)
+    private let failedCount = Atomic<UInt64>(0)
+    private let failureLog = Mutex(LogThrottle())
+    /// How long a client has for its handshake.
+    static let handshakeTimeout: UInt64 = 30_000_000_000
 
-    init(settings: TLSSettings) throws {
-        context = try TLSContext(settings: settings)
+    public init(context: any TLSServerContext) {
+        self.context = Mutex(context)
     }
 
-    /// Puts TLS in front of a new client's pipeline; `established` runs once its handshake
-    /// succeeded. A failed handshake is counted and logged (at most one line a second), and
-    /// the channel closed.
-    func secure(_ channel: Channel, client: String, logger: Logger, established: @escaping () -> Void) throws {
-        let handler = TLSHandler(connection: try context.makeConnection()) { result in
-            switch result {
-            case .success:
-                self.completed += 1
-                established()
-            case .failure(let failure):
-                self.failed += 1
-                guard let heldBack = self.failureLog.admit(now: .now()) else { return }
-                let more = heldBack > 0 ? " (and \(heldBack) more since the last one logged)" : ""
-                logger.info("TLS handshake failed\(more)", metadata: ["client": "\(client)", "error": "\(failure)"])
-            }
+    public var completed: UInt64 { completedCount.load(ordering: .relaxed) }
+    public var failed: UInt64 { failedCount.load(ordering: .relaxed) }
+
+    /// A context loaded again (a reload): new connections get it; running ones keep theirs.
+    public func replace(_ loaded: any TLSServerContext) {
+        context.withLock { $0 = loaded }
+    }
+
+    func makeConnection() throws -> TLSConnection {
+        try TLSConnection(context: context.withLock { $0 })
+    }
+
+    func handshakeCompleted() {
+        completedCount.wrappingAdd(1, ordering: .relaxed)
+    }
+
+    /// Counts a failed handshake; returns the log line's note when this one is to be logged
+    /// (at most one a second), nil when it is held back.
+    func handshakeFailed(now: NIODeadline) -> String? {
+        failedCount.wrappingAdd(1, ordering: .relaxed)
+        return failureLog.withLock { throttle in
+            throttle.admitNote(now: now)
         }
-        try channel.pipeline.syncOperations.addHandler(handler)
-    }
-
-    /// Loads the files again off the event loop; on failure the running context stays.
-    func reload(_ settings: TLSSettings, pool: NIOThreadPool, eventLoop: EventLoop) -> EventLoopFuture<Void> {
-        pool.runIfActive(eventLoop: eventLoop) { try TLSContext(settings: settings) }.map { self.context = $0 }
     }
 }

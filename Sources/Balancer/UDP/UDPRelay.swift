@@ -77,14 +77,14 @@ final class UDPRelay: ChannelInboundHandler {
     /// `close N` for a flow.
     func close(connection number: Int) {
         guard let client = flows.client(ofConnection: number),
-              let flow = flows.remove(client, state: &service.runtime.state) else { return }
+              let flow = service.shared.withLock({ flows.remove(client, state: &$0.state) }) else { return }
         ended(flow)
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         let envelope = unwrapInboundIn(data)
         let client = envelope.remoteAddress
-        switch flows.arrived(from: client, bytes: envelope.data.readableBytes, now: .now(), state: &service.runtime.state) {
+        switch service.shared.withLock({ flows.arrived(from: client, bytes: envelope.data.readableBytes, now: .now(), state: &$0.state) }) {
         case .forward(let flow):
             guard let upstream = sockets[flow.client] else { return }
             send(envelope.data, on: upstream)
@@ -164,8 +164,8 @@ final class UDPRelay: ChannelInboundHandler {
 
     /// A reply from the server goes back to the client from the listening socket.
     private func answered(_ client: SocketAddress, attempt: Int, reply: ByteBuffer) {
-        guard flows.answered(client, attempt: attempt, bytes: reply.readableBytes, now: .now(),
-                             state: &service.runtime.state) != nil else { return }
+        guard service.shared.withLock({ flows.answered(client, attempt: attempt, bytes: reply.readableBytes, now: .now(),
+                                                       state: &$0.state) }) != nil else { return }
         if let upstream = sockets[client] {
             upstream.answered = true
             upstream.kept = []
@@ -178,7 +178,7 @@ final class UDPRelay: ChannelInboundHandler {
     private func failed(_ client: SocketAddress, attempt: Int, reason: String) {
         let now = NIODeadline.now()
         let server = flows.flows[client].flatMap { service.runtime.state.servers[$0.target] }
-        switch flows.failed(client, attempt: attempt, now: now, state: &service.runtime.state) {
+        switch service.shared.withLock({ flows.failed(client, attempt: attempt, now: now, state: &$0.state) }) {
         case .stale:
             return
         case .moved(let flow):
@@ -205,21 +205,22 @@ final class UDPRelay: ChannelInboundHandler {
 
     /// A flow's socket closed by itself (an error NIO cannot recover from).
     private func closed(_ client: SocketAddress, attempt: Int) {
-        guard sockets[client]?.attempt == attempt, let flow = flows.remove(client, state: &service.runtime.state) else {
+        guard sockets[client]?.attempt == attempt, let flow = service.shared.withLock({ flows.remove(client, state: &$0.state) }) else {
             return
         }
         ended(flow)
     }
 
     private func expire() {
-        for flow in flows.expire(now: .now(), state: &service.runtime.state) { ended(flow) }
+        for flow in service.shared.withLock({ flows.expire(now: .now(), state: &$0.state) }) { ended(flow) }
     }
 
     /// Closes an ended flow's socket and logs it as TCP logs a connection.
     private func ended(_ flow: UDPFlows.Flow) {
         sockets.removeValue(forKey: flow.client)?.channel?.close(promise: nil)
         let server = service.runtime.state.servers[flow.target]?.address
-        service.connectionLog.record(client: flow.client, server: server, request: PenLogLine.noRequest, logger: service.logger)
+        service.connectionLog.record(client: ConnectionLog.logAddress(flow.client), server: ConnectionLog.logAddress(server),
+                                     request: PenLogLine.noRequest, logger: service.logger)
     }
 
     private static func bootstrap(_ eventLoop: EventLoop) -> DatagramBootstrap {

@@ -1,5 +1,6 @@
 import BalancerCore
 import COpenSSL
+import Engine
 
 #if canImport(Glibc)
 import Glibc
@@ -8,7 +9,7 @@ import Glibc
 /// An OpenSSL server context made from `TLSSettings`, plus one per server name found in the
 /// SNI directory. Immutable once made: a reload makes a new one and swaps it in only when it
 /// loaded, and each connection holds the context it started with.
-final class TLSContext: @unchecked Sendable {
+final class TLSContext: TLSServerContext, @unchecked Sendable {
     let context: OpaquePointer
     /// Contexts chosen by the name the client asks for (RFC 6066 section 3), names lowercased.
     private let byName: [String: OpaquePointer]
@@ -35,11 +36,6 @@ final class TLSContext: @unchecked Sendable {
     deinit {
         SSL_CTX_free(context)
         byName.values.forEach(SSL_CTX_free)
-    }
-
-    /// A fresh server-side connection on this context.
-    func makeConnection() throws -> TLSConnection {
-        try TLSConnection(context: self)
     }
 
     fileprivate func context(forName name: String) -> OpaquePointer? {
@@ -166,16 +162,4 @@ private func chooseByServerName(_ ssl: OpaquePointer?, _ alert: UnsafeMutablePoi
     guard let chosen = owner.context(forName: String(cString: name)) else { return SSL_TLSEXT_ERR_NOACK }
     SSL_set_SSL_CTX(ssl, chosen)
     return SSL_TLSEXT_ERR_OK
-}
-
-/// OpenSSL's queued errors as one line (and the queue emptied).
-func openSSLErrors() -> String {
-    var messages: [String] = []
-    // Bounded: each call removes one error from the queue.
-    while case let code = ERR_get_error(), code != 0 {
-        var text = [CChar](repeating: 0, count: 256)
-        ERR_error_string_n(code, &text, text.count)
-        messages.append(String(cString: text))
-    }
-    return messages.isEmpty ? "unknown OpenSSL error" : messages.joined(separator: "; ")
 }

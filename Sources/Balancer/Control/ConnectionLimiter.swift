@@ -1,14 +1,14 @@
 import BalancerCore
 import NIOCore
 
-/// When the listener accepts. Sits in the listening channel's pipeline in front of NIO's
-/// acceptor, and stops accepting (autoRead off) in two cases:
-/// - pen's `-x`: at most `limit` client connections at once. Beyond it new clients wait in
-///   the kernel's accept backlog instead of being accepted and dropped. A burst accepted in
-///   the same read as the last free slot is held here, not dropped, and handed on as slots free.
-/// - This host ran out of descriptors or memory (`FailureCause.localResources`), in accept
-///   or in opening a socket to a server: for `FailureCause.backOff`, as HAProxy and nginx
-///   do. NIO's accept loop would otherwise retry at once and spin on a backlog it cannot
+/// When a NIO listener (the control socket; the TCP engine has its own) accepts. Sits in the
+/// listening channel's pipeline in front of NIO's acceptor, and stops accepting (autoRead
+/// off) in two cases:
+/// - `limit`: at most that many connections at once. Beyond it new clients wait in the
+///   kernel's accept backlog instead of being accepted and dropped. A burst accepted in the
+///   same read as the last free slot is held here, not dropped, and handed on as slots free.
+/// - This host ran out of descriptors or memory (`FailureCause.localResources`):
+///   for `FailureCause.backOff`, as HAProxy and nginx do. NIO's accept loop would otherwise retry at once and spin on a backlog it cannot
 ///   take. NIO's `AcceptBackoffHandler` is not used: the synchronous `ServerBootstrap.bind`
 ///   does not add it, and it pauses by holding back `read()` calls while `-x` pauses by
 ///   autoRead; one handler deciding both keeps one pause from ending the other.

@@ -1,0 +1,170 @@
+import BalancerCore
+import CEngine
+import NIOCore
+import Synchronization
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// The balancer's configuration and state behind one lock: the control plane (commands,
+/// reload, UDP, health checks, reports) and every engine thread share it, so `BalancerState`
+/// stays the one source of truth. An engine thread takes it once per connection event
+/// (accept and first target, each failover step, connected, finished) and for the byte
+/// counters at most every `Engine.reportInterval`, never per read.
+public final class SharedRuntime: Sendable {
+    private let runtime: Mutex<Runtime>
+
+    public init(_ runtime: Runtime) {
+        self.runtime = Mutex(runtime)
+    }
+
+    public func withLock<Result>(_ body: (inout Runtime) throws -> Result) rethrows -> Result {
+        try runtime.withLock { (runtime: inout Runtime) throws -> Result in try body(&runtime) }
+    }
+
+    /// A copy, for reading several values at once.
+    public var snapshot: Runtime { runtime.withLock { $0 } }
+}
+
+public enum EngineLogLevel: Sendable {
+    case debug, info, warning
+}
+
+/// What the engine tells the service it runs in: log lines and the connection log. Called
+/// from the engine's threads.
+public protocol EngineEvents: AnyObject, Sendable {
+    func isLogged(_ level: EngineLogLevel) -> Bool
+    func log(_ level: EngineLogLevel, _ message: String, _ metadata: [String: String])
+    /// Whether connections are logged (`-l`): asked once per connection, when it is connected.
+    var logsConnections: Bool { get }
+    /// The connection log's line for one connection: `request` as `PenLogLine.requestStart` makes it.
+    func logConnection(client: ClientKey, server: SocketAddress?, request: [UInt8])
+}
+
+/// Where the engine listens.
+public enum EngineListenAddress: Sendable {
+    case inet(SocketAddress, freeBind: Bool)
+    case unix(path: String)
+}
+
+/// penha's TCP data path: `threads` event loops over edge-triggered epoll, each with its own
+/// connection slots and buffers, sharing one listener that wakes one of them per new client
+/// (EPOLLEXCLUSIVE); placement asks `BalancerState` through `SharedRuntime`. See
+/// `EngineThread` for one loop and `Connection` for one relay.
+///
+/// One listener rather than one per thread with SO_REUSEPORT: a second penha (the same
+/// user) would bind the same port with SO_REUSEPORT and silently share its clients, where
+/// the listen address in use must be refused at start.
+public final class Engine: Sendable {
+    /// How often a thread adds its connections' byte counts to the state.
+    static let reportInterval: UInt64 = 250_000_000
+    /// How long queued bytes may wait for a reader once both sides have ended (60 s, as with the NIO relay).
+    static let drainBound: UInt64 = 60_000_000_000
+
+    let shared: SharedRuntime
+    let events: any EngineEvents
+    let tls: TLSTermination?
+    private let threads: [EngineThread]
+    private let listener = Atomic<Int32>(-1)
+    /// `-x`: 0 for no limit; and the client connections open across all threads.
+    let limit: Atomic<Int>
+    let active = Atomic<Int>(0)
+
+    /// `threads` 0 means one per core.
+    public init(shared: SharedRuntime, events: any EngineEvents, tls: TLSTermination?, threads: Int, limit: Int) throws {
+        self.shared = shared
+        self.events = events
+        self.tls = tls
+        self.limit = Atomic(limit)
+        let count = threads > 0 ? threads : max(1, Int(sysconf(Int32(_SC_NPROCESSORS_ONLN))))
+        self.threads = try (0..<count).map { _ in try EngineThread() }
+    }
+
+    public var threadCount: Int { threads.count }
+
+    /// Binds the listeners and starts the threads; returns the address bound (its port when 0 was asked).
+    public func start(_ address: EngineListenAddress, backlog: Int, noDelay: Bool) throws -> SocketAddress? {
+        let bound: Listener.Bound
+        switch address {
+        case .inet(let address, let freeBind):
+            bound = try Listener.inet(address, backlog: backlog, freeBind: freeBind, noDelay: noDelay)
+        case .unix(let path):
+            bound = try Listener.unix(path, backlog: backlog)
+        }
+        listener.store(bound.descriptor, ordering: .relaxed)
+        for thread in threads {
+            thread.listener = bound.descriptor
+            try thread.start(engine: self)
+        }
+        return bound.address
+    }
+
+    /// Stops accepting (SIGTERM, `stop()`): each thread lets go of the listener, then it is
+    /// closed; established connections are left as they are. Waits at most `wait`.
+    public func stopAccepting(wait: Duration = .milliseconds(100)) {
+        let done = Countdown(threads.count)
+        for thread in threads { thread.post(.stopAccepting(done)) }
+        done.wait(upTo: wait)
+        let descriptor = listener.exchange(-1, ordering: .relaxed)
+        if descriptor >= 0 { Glibc.close(descriptor) }
+    }
+
+    /// `close N`: on whichever thread relays it.
+    public func close(connection number: Int) {
+        for thread in threads { thread.post(.close(number)) }
+    }
+
+    /// A new `-x` or TCP_NODELAY, for the connections accepted from now on.
+    public func adopt(limit newLimit: Int, noDelay: Bool) {
+        limit.store(newLimit, ordering: .relaxed)
+        let descriptor = listener.load(ordering: .relaxed)
+        if descriptor >= 0 { Listener.setNoDelay(descriptor, noDelay) }
+        for thread in threads { thread.post(.resumeAccepting) }
+    }
+
+    /// Has every thread add its byte counts to the state, so that an answer shows what was
+    /// relayed up to now; waits at most `wait` (blocking: call it off the event loops).
+    public func reportCounters(wait: Duration = .milliseconds(100)) {
+        let done = Countdown(threads.count)
+        for thread in threads { thread.post(.report(done)) }
+        done.wait(upTo: wait)
+    }
+
+    /// Takes one of `-x`'s places before an accept; false at the limit.
+    func reservePlace() -> Bool {
+        let taken = active.wrappingAdd(1, ordering: .relaxed).oldValue
+        let max = limit.load(ordering: .relaxed)
+        guard max > 0, taken >= max else { return true }
+        active.wrappingSubtract(1, ordering: .relaxed)
+        return false
+    }
+
+    /// Gives a place back; wakes the threads that stopped at the limit.
+    func releasePlace(from thread: EngineThread) {
+        let before = active.wrappingSubtract(1, ordering: .relaxed).oldValue
+        let max = limit.load(ordering: .relaxed)
+        guard max > 0, before >= max else { return }
+        for other in threads where other !== thread && other.isWaitingForPlace { other.post(.resumeAccepting) }
+    }
+}
+
+/// The threads' answers to one order: counted down by each, waited for with a bound.
+final class Countdown: Sendable {
+    private let left: Atomic<Int>
+
+    init(_ count: Int) {
+        left = Atomic(count)
+    }
+
+    func countDown() {
+        left.wrappingSubtract(1, ordering: .releasing)
+    }
+
+    /// Polls every 0.2 ms: an answer takes one loop turn of each thread.
+    func wait(upTo bound: Duration) {
+        let clock = ContinuousClock()
+        let end = clock.now + bound
+        while left.load(ordering: .acquiring) > 0 && clock.now < end { usleep(200) }
+    }
+}

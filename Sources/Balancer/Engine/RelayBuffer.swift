@@ -1,0 +1,187 @@
+import CEngine
+import NIOCore
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// One thread's I/O buffers: taken when a connection has bytes in flight, given back when
+/// they are written, so an idle connection holds none. Grows to the most ever in flight at
+/// once and keeps them: no allocation per connection in the steady state.
+///
+/// 64 KiB: bulk transfers ran at 0.83× pen's rate with 16 KiB and 1.07× with 64 KiB, one
+/// thread each, in the same run (bench/RESULTS.md); idle connections are not affected.
+struct BufferPool {
+    static let size = 64 * 1024
+    private var free: [UnsafeMutableRawPointer] = []
+    /// Empty kernel pipes for splice, kept for the next bulk transfer (two descriptors each, so
+    /// at most `sparePipes`).
+    private var pipes: [KernelPipe] = []
+    static let sparePipes = 64
+
+    mutating func take() -> UnsafeMutableRawPointer {
+        free.popLast() ?? UnsafeMutableRawPointer.allocate(byteCount: Self.size, alignment: 64)
+    }
+
+    mutating func give(_ buffer: UnsafeMutableRawPointer) {
+        free.append(buffer)
+    }
+
+    /// nil when no pipe can be made (no descriptor left): the transfer goes on through buffers.
+    mutating func takePipe() -> KernelPipe? {
+        if let pipe = pipes.popLast() { return pipe }
+        var descriptors: [Int32] = [-1, -1]
+        guard penha_pipe(&descriptors) == 0 else { return nil }
+        return KernelPipe(read: descriptors[0], write: descriptors[1])
+    }
+
+    /// An empty pipe is kept for reuse; one still holding bytes (its connection ended) is closed.
+    mutating func give(_ pipe: KernelPipe, empty: Bool) {
+        if empty && pipes.count < Self.sparePipes {
+            pipes.append(pipe)
+        } else {
+            close(pipe.read)
+            close(pipe.write)
+        }
+    }
+}
+
+struct KernelPipe {
+    let read: Int32
+    let write: Int32
+}
+
+/// One direction of a relay: bytes read from one side, waiting to be written to the other.
+/// At most `BufferPool.size` wait (plus what a rewriter or TLS adds in `spill`): reading
+/// stops while it is full, which is the backpressure.
+struct RelayBuffer {
+    private(set) var buffer: UnsafeMutableRawPointer?
+    private var start = 0
+    private var end = 0
+    /// Bytes a transformation (X-Forwarded-For, TLS) made beyond what fit, written after the buffer's.
+    /// Made only when needed: an empty ByteBuffer is an allocation, twice per connection.
+    private var spill: ByteBuffer?
+    /// The source sent its FIN (or close_notify): nothing more comes.
+    var sourceEnded = false
+    /// The FIN was passed on (shutdown(SHUT_WR)) after the last byte.
+    var shutDown = false
+
+    /// Bulk: the last read filled the buffer, so the next ones splice(2) through `kernelPipe`
+    /// (socket to pipe to socket, no copy through user space) once the buffer is empty.
+    var isBulk = false
+    private(set) var kernelPipe: KernelPipe?
+    /// Bytes spliced into the kernel pipe and not yet out of it.
+    private(set) var inKernelPipe = 0
+    /// The kernel pipe took no more (its slots are pages, not bytes): reading waits for a write.
+    private var kernelPipeFull = false
+
+    private var spilled: Int { spill?.readableBytes ?? 0 }
+    private var buffered: Int { end - start + spilled }
+    var pending: Int { buffered + inKernelPipe }
+    var isFull: Bool { pending >= BufferPool.size || kernelPipeFull }
+    /// Whether the next read splices: bulk and nothing buffered, or the pipe already in use.
+    var splices: Bool { inKernelPipe > 0 || (isBulk && buffered == 0) }
+
+    /// The kernel pipe to splice into, taken from the pool when needed; nil when none can be had.
+    mutating func pipeForSplice(_ pool: inout BufferPool) -> KernelPipe? {
+        if kernelPipe == nil { kernelPipe = pool.takePipe() }
+        return kernelPipe
+    }
+
+    mutating func didSpliceIn(_ count: Int) {
+        inKernelPipe += count
+    }
+
+    /// The pipe would take no more for now (EAGAIN with bytes in it).
+    mutating func kernelPipeIsFull() {
+        kernelPipeFull = true
+    }
+
+    /// Bytes spliced out of the pipe; an empty pipe goes back to the pool (an idle connection holds none).
+    mutating func didSpliceOut(_ count: Int, _ pool: inout BufferPool) {
+        inKernelPipe -= count
+        kernelPipeFull = false
+        if inKernelPipe == 0, let kernelPipe {
+            pool.give(kernelPipe, empty: true)
+            self.kernelPipe = nil
+        }
+    }
+    /// Whether everything the source sent is written and the end passed on.
+    var isDone: Bool { shutDown }
+    /// The source has ended but its end is not passed on yet.
+    var isEndPending: Bool { sourceEnded && !shutDown }
+
+    /// Room for a direct read into the buffer; the buffer is taken from the pool when needed.
+    mutating func readableSpace(_ pool: inout BufferPool) -> UnsafeMutableRawBufferPointer? {
+        guard spilled == 0 else { return nil }
+        if buffer == nil { buffer = pool.take() }
+        if end == BufferPool.size, start > 0 {
+            memmove(buffer!, buffer! + start, end - start)
+            end -= start
+            start = 0
+        }
+        guard end < BufferPool.size else { return nil }
+        return UnsafeMutableRawBufferPointer(start: buffer! + end, count: BufferPool.size - end)
+    }
+
+    mutating func didRead(_ count: Int) {
+        end += count
+    }
+
+    /// Bytes made by a transformation: into the buffer while they fit and nothing is spilled, else after it.
+    mutating func append(_ bytes: UnsafeRawBufferPointer, _ pool: inout BufferPool) {
+        var bytes = bytes
+        if spilled == 0, let space = readableSpace(&pool) {
+            let count = min(space.count, bytes.count)
+            space.baseAddress!.copyMemory(from: bytes.baseAddress!, byteCount: count)
+            end += count
+            bytes = UnsafeRawBufferPointer(rebasing: bytes[count...])
+        }
+        if !bytes.isEmpty {
+            if spill == nil { spill = ByteBuffer() }
+            spill!.writeBytes(bytes)
+        }
+    }
+
+    /// The next bytes to write, and how many were written to be told with `didWrite`.
+    func withPending<Result>(_ body: (UnsafeRawBufferPointer) -> Result) -> Result {
+        if end > start, let buffer {
+            return body(UnsafeRawBufferPointer(start: buffer + start, count: end - start))
+        }
+        guard let spill else { return body(UnsafeRawBufferPointer(start: nil, count: 0)) }
+        return spill.withUnsafeReadableBytes(body)
+    }
+
+    mutating func didWrite(_ count: Int, _ pool: inout BufferPool) {
+        if end > start {
+            start += count
+            if start == end { release(&pool) }
+        } else {
+            spill!.moveReaderIndex(forwardBy: count)
+            if spill!.readableBytes == 0 { spill = nil }
+        }
+    }
+
+    /// Gives the buffer back once empty (an idle connection holds none).
+    mutating func release(_ pool: inout BufferPool) {
+        guard let buffer, start == end else { return }
+        pool.give(buffer)
+        self.buffer = nil
+        start = 0
+        end = 0
+    }
+
+    /// The connection ended: whatever is queued is dropped.
+    mutating func reset(_ pool: inout BufferPool) {
+        start = end
+        release(&pool)
+        if let kernelPipe { pool.give(kernelPipe, empty: inKernelPipe == 0) }
+        kernelPipe = nil
+        inKernelPipe = 0
+        kernelPipeFull = false
+        isBulk = false
+        spill = nil
+        sourceEnded = false
+        shutDown = false
+    }
+}

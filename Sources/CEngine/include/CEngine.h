@@ -1,0 +1,62 @@
+#ifndef PENHA_CENGINE_H
+#define PENHA_CENGINE_H
+
+// What the relay engine needs that Swift's Glibc module does not reach: epoll and eventfd.
+// struct epoll_event is packed on x86_64, so events cross into Swift as two plain arrays.
+
+#include <stdint.h>
+#include <sys/epoll.h>
+#include <sys/socket.h>
+#include <sys/eventfd.h>
+
+// Registers fd once with the interest it will ever need (edge-triggered).
+static inline int penha_epoll_add(int epoll, int fd, uint32_t events, uint64_t token) {
+    struct epoll_event event = { .events = events, .data = { .u64 = token } };
+    return epoll_ctl(epoll, EPOLL_CTL_ADD, fd, &event);
+}
+
+static inline int penha_epoll_remove(int epoll, int fd) {
+    struct epoll_event unused = { 0 };
+    return epoll_ctl(epoll, EPOLL_CTL_DEL, fd, &unused);
+}
+
+#define PENHA_EPOLL_BATCH 256
+
+// Waits at most timeout_ms; returns how many events were copied out (at most PENHA_EPOLL_BATCH), or -1.
+static inline int penha_epoll_wait(int epoll, uint64_t *tokens, uint32_t *events, int timeout_ms) {
+    struct epoll_event ready[PENHA_EPOLL_BATCH];
+    int count = epoll_wait(epoll, ready, PENHA_EPOLL_BATCH, timeout_ms);
+    for (int i = 0; i < count; i++) {
+        tokens[i] = ready[i].data.u64;
+        events[i] = ready[i].events;
+    }
+    return count;
+}
+
+static const uint32_t penha_epoll_in = EPOLLIN;
+static const uint32_t penha_epoll_out = EPOLLOUT;
+static const uint32_t penha_epoll_err = EPOLLERR;
+static const uint32_t penha_epoll_hup = EPOLLHUP;
+static const uint32_t penha_epoll_rdhup = EPOLLRDHUP;
+static const uint32_t penha_epoll_et = EPOLLET;
+static const uint32_t penha_epoll_exclusive = EPOLLEXCLUSIVE;
+static const int penha_epoll_batch = PENHA_EPOLL_BATCH;
+
+// accept4 is a GNU extension the Glibc module does not declare.
+int accept4(int fd, struct sockaddr *address, socklen_t *length, int flags);
+static inline int penha_accept4(int fd, struct sockaddr *address, socklen_t *length, int flags) {
+    return accept4(fd, address, length, flags);
+}
+
+// splice(2) and pipe2 are GNU extensions too: bulk transfers move through a kernel pipe.
+#include <sys/types.h>
+ssize_t splice(int in, __off64_t *in_offset, int out, __off64_t *out_offset, size_t length, unsigned int flags);
+int pipe2(int fds[2], int flags);
+static inline long penha_splice(int from, int to, size_t length) {
+    return splice(from, 0, to, 0, length, 1 /* SPLICE_F_MOVE */ | 2 /* SPLICE_F_NONBLOCK */);
+}
+static inline int penha_pipe(int fds[2]) { return pipe2(fds, 04000 /* O_NONBLOCK */ | 02000000 /* O_CLOEXEC */); }
+
+static inline int penha_eventfd(void) { return eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC); }
+
+#endif
