@@ -19,8 +19,9 @@ import Glibc
 public final class BalancerService {
     public let eventLoop: EventLoop
     let shared: SharedRuntime
-    /// A copy of the configuration and state, for reading; changes go through `shared`.
-    var runtime: Runtime { shared.snapshot }
+    /// The configuration now, copied out (the state is read and changed through `shared`:
+    /// a copy of it held while an engine thread changes the original would copy its tables).
+    var configuration: Configuration { shared.withLock { $0.configuration } }
     var logger: Logger {
         didSet { events.adopt(logger) }
     }
@@ -88,7 +89,7 @@ public final class BalancerService {
 
     /// Binds the listening socket; returns the address actually bound (useful with port 0).
     public func start() -> EventLoopFuture<SocketAddress?> {
-        let configuration = runtime.configuration
+        let configuration = configuration
         // A backup listens on the virtual address before it is on the interface, so it
         // serves the moment it becomes master.
         let freeBindWanted = !configuration.vrrpInstances.isEmpty
@@ -164,7 +165,7 @@ public final class BalancerService {
     /// called on the event loop, where the control socket runs.
     func admitsControlConnection(from address: SocketAddress?) -> Bool {
         eventLoop.assertInEventLoop()
-        let configuration = runtime.configuration
+        let configuration = configuration
         guard configuration.accessLists.permits(ClientKey(address), list: configuration.controlACL) else {
             logger.warning("control connection refused by control_acl \(configuration.controlACL)",
                            metadata: ["client": "\(Endpoint.describe(address))"])
@@ -191,21 +192,21 @@ public final class BalancerService {
     /// running certificates stay and the log says why. Established connections are not touched.
     public func reload() -> EventLoopFuture<Void> {
         guard let path = options.configFile else {
-            return blockingPool.runIfActive(eventLoop: eventLoop) { [configuration = runtime.configuration] in
+            return blockingPool.runIfActive(eventLoop: eventLoop) { [configuration = configuration] in
                 try Prepared(lines: [], logPath: configuration.logFile)
             }.flatMap { prepared in
                 self.connectionLog.file = prepared.log
-                return self.adoptTLS(previous: self.runtime.configuration.tls, reloading: true).map(self.logProblems)
+                return self.adoptTLS(previous: self.configuration.tls, reloading: true).map(self.logProblems)
             }
         }
-        let commandLine = options.commandLine ?? runtime.configuration
+        let commandLine = options.commandLine ?? configuration
         return blockingPool.runIfActive(eventLoop: eventLoop) { () -> (Configuration, Prepared) in
             let lines = try ConfigFile.read(path)
             let target = try commandLine.applying(lines)
             if let sync = target.sync { _ = try ClientSyncKey.read(sync.keyFile) }
             return (target, try Prepared(lines: lines, hosts: Set(target.servers.map(\.host)), logPath: target.logFile))
         }.flatMapThrowing { target, prepared in
-            let before = self.runtime.configuration
+            let before = self.configuration
             let facts = self.facts()
             let changes = try self.shared.withLock { try $0.converge(to: target, facts: facts, resolved: prepared.resolved) }
             self.adoptRuntime()
@@ -243,7 +244,7 @@ public final class BalancerService {
             return try Prepared(lines: lines, hosts: lines.hostsToResolve, logPath: lines.lastLogFile,
                                 vrrp: reportsVRRP ? self.vrrpReports() : [])
         }.flatMapThrowing { prepared in
-            let before = self.runtime.configuration
+            let before = self.configuration
             let facts = self.facts(vrrp: prepared.vrrp)
             let outcome = try self.shared.withLock { try $0.execute(prepared.lines, facts: facts, resolved: prepared.resolved) }
             self.adoptRuntime()
@@ -264,7 +265,7 @@ public final class BalancerService {
     /// apply to new connections once a context with them has loaded; when it does not load,
     /// the previous settings and certificates stay and the answer says why.
     private func adoptTLS(previous: TLSSettings, reloading: Bool) -> EventLoopFuture<[String]> {
-        let settings = runtime.configuration.tls
+        let settings = configuration.tls
         guard reloading || settings != previous, let tls else { return eventLoop.makeSucceededFuture([]) }
         return blockingPool.runIfActive(eventLoop: eventLoop) { tls.replace(try TLSContext(settings: settings)) }
             .map { [] }.recover { error in
@@ -279,7 +280,7 @@ public final class BalancerService {
     /// master waits there for its handover (bounded, 2 s). When an instance cannot start (no such
     /// interface, say), the configuration returns to the instances that run, and the answer says why.
     private func adoptVRRP(previous: [VRRPInstanceConfiguration]) -> EventLoopFuture<[String]> {
-        let wanted = runtime.configuration.vrrpInstances
+        let wanted = configuration.vrrpInstances
         guard wanted != previous, let control = vrrp.withLock({ $0 }) else { return eventLoop.makeSucceededFuture([]) }
         return blockingPool.runIfActive(eventLoop: eventLoop) { () -> [String] in
             try control.apply(wanted)
@@ -327,7 +328,7 @@ public final class BalancerService {
 
     /// Settings that live outside `Runtime`: the log level and the data path's own.
     private func adoptRuntime() {
-        let configuration = runtime.configuration
+        let configuration = configuration
         logger.logLevel = Self.logLevel(debug: configuration.debugLevel)
         tcp?.adopt(limit: configuration.connectionsMax, noDelay: configuration.tcpNoDelay)
         udp?.adopt(configuration)

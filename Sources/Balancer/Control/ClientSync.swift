@@ -372,13 +372,13 @@ extension BalancerService {
     /// A changed `sync` command restarts the sync with the new settings and key (read on the
     /// thread pool; the command was refused before if it could not be read).
     func adoptSync() {
-        let wanted = runtime.configuration.sync
+        let wanted = configuration.sync
         guard wanted != clientSync?.settings else { return }
         clientSync?.stop()
         clientSync = nil
         guard let wanted else { return }
         blockingPool.runIfActive(eventLoop: eventLoop) { try ClientSyncKey.read(wanted.keyFile) }.whenComplete { result in
-            guard self.runtime.configuration.sync == wanted, self.clientSync == nil else { return }
+            guard self.configuration.sync == wanted, self.clientSync == nil else { return }
             switch result {
             case .success(let key):
                 let sync = ClientSync(settings: wanted, key: key, service: self)

@@ -59,7 +59,7 @@ final class HealthChecker {
                 }
             }
         // The source address, as for the data path's connects (the same family only).
-        if let source = service.runtime.configuration.sourceAddress(for: job.address) {
+        if let source = service.configuration.sourceAddress(for: job.address) {
             bootstrap = bootstrap.bind(to: source)
         }
         bootstrap.connect(to: job.address).assumeIsolated().whenComplete { result in

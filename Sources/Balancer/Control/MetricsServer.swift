@@ -31,7 +31,8 @@ extension BalancerService {
     /// The instances are asked on the thread pool (they read the interfaces).
     public func statusReport() -> EventLoopFuture<StatusReport> {
         blockingPool.runIfActive(eventLoop: eventLoop) { self.vrrpReports() }.map { vrrp in
-            self.runtime.statusReport(facts: self.facts(vrrp: vrrp))
+            let facts = self.facts(vrrp: vrrp)
+            return self.shared.withLock { $0.statusReport(facts: facts) }
         }
     }
 
@@ -39,7 +40,7 @@ extension BalancerService {
     func admitsScraper(from address: SocketAddress?, acl: Int?) -> Bool {
         eventLoop.assertInEventLoop()
         guard let acl else { return true }
-        guard runtime.configuration.accessLists.permits(ClientKey(address), list: acl) else {
+        guard configuration.accessLists.permits(ClientKey(address), list: acl) else {
             logger.warning("metrics scrape refused by acl \(acl)", metadata: ["client": "\(Endpoint.describe(address))"])
             return false
         }

@@ -23,10 +23,11 @@ final class Reports {
     func writeWebStats() {
         let service = self.service
         service.eventLoop.execute {
-            guard let path = service.runtime.configuration.webStatsFile else { return }
+            guard let path = service.configuration.webStatsFile else { return }
             let pool = service.blockingPool
             pool.runIfActive(eventLoop: service.eventLoop) { service.vrrpReports() }.flatMap { vrrp in
-                let page = service.runtime.webStats(facts: service.facts(vrrp: vrrp))
+                let facts = service.facts(vrrp: vrrp)
+                let page = service.shared.withLock { $0.webStats(facts: facts) }
                 return pool.runIfActive(eventLoop: service.eventLoop) { try FileAccess.replace(path, with: page) }
             }.whenFailure { error in service.logger.warning("cannot write the status report: \(error)") }
         }

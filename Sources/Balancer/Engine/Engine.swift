@@ -22,9 +22,6 @@ public final class SharedRuntime: Sendable {
     public func withLock<Result>(_ body: (inout Runtime) throws -> Result) rethrows -> Result {
         try runtime.withLock { (runtime: inout Runtime) throws -> Result in try body(&runtime) }
     }
-
-    /// A copy, for reading several values at once.
-    public var snapshot: Runtime { runtime.withLock { $0 } }
 }
 
 public enum EngineLogLevel: Sendable {

@@ -45,7 +45,7 @@ final class UDPRelay: ChannelInboundHandler {
 
     init(service: BalancerService) {
         self.service = service
-        self.flows = UDPFlows(configuration: service.runtime.configuration)
+        self.flows = UDPFlows(configuration: service.configuration)
     }
 
     /// Binds the listening socket and starts expiring idle flows.
@@ -127,9 +127,9 @@ final class UDPRelay: ChannelInboundHandler {
         let attempt = flow.attempt
         let upstream = Upstream(attempt: attempt, kept: kept)
         sockets[client] = upstream
-        let server = service.runtime.state.servers[flow.target]
+        let server = service.shared.withLock { $0.state.servers[flow.target] }
         // `source` when it is of the server's family, else any local address of that family.
-        guard let server, let local = service.runtime.configuration.sourceAddress(for: server.address)
+        guard let server, let local = service.configuration.sourceAddress(for: server.address)
                 ?? (try? SocketAddress(ipAddress: server.address.protocol == .inet6 ? "::" : "0.0.0.0", port: 0)) else {
             failed(client, attempt: attempt, reason: "no address for the server")
             return
@@ -177,7 +177,7 @@ final class UDPRelay: ChannelInboundHandler {
     /// The server is not there: blacklisted, and the flow moves on with what it kept.
     private func failed(_ client: SocketAddress, attempt: Int, reason: String) {
         let now = NIODeadline.now()
-        let server = flows.flows[client].flatMap { service.runtime.state.servers[$0.target] }
+        let server = flows.flows[client].flatMap { target in service.shared.withLock { $0.state.servers[target.target] } }
         switch service.shared.withLock({ flows.failed(client, attempt: attempt, now: now, state: &$0.state) }) {
         case .stale:
             return
@@ -218,7 +218,7 @@ final class UDPRelay: ChannelInboundHandler {
     /// Closes an ended flow's socket and logs it as TCP logs a connection.
     private func ended(_ flow: UDPFlows.Flow) {
         sockets.removeValue(forKey: flow.client)?.channel?.close(promise: nil)
-        let server = service.runtime.state.servers[flow.target]?.address
+        let server = service.shared.withLock { $0.state.servers[flow.target]?.address }
         service.connectionLog.record(client: ConnectionLog.logAddress(flow.client), server: ConnectionLog.logAddress(server),
                                      request: PenLogLine.noRequest, logger: service.logger)
     }
