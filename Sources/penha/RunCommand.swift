@@ -216,7 +216,7 @@ struct RunCommand: ParsableCommand {
         if !foreground { Daemon.start(arguments: Array(CommandLine.arguments.dropFirst())) }
         let logger = makeLogger(debugLevel: configuration.debugLevel)
         if maxServers != nil || eventMechanism > 0 {
-            logger.debug("-S, -P and -Q have no effect: the server table grows as needed and NIO uses epoll")
+            logger.debug("-S, -P and -Q have no effect: the server table grows as needed and the engine uses epoll")
         }
         let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
         let service: BalancerService

@@ -21,7 +21,14 @@ final class LifecycleIntegrationTests: XCTestCase {
         XCTAssertEqual(try Client(port: port).readLine(), "A")
         XCTAssertEqual(try runPenha(["ctl", control, "pid"]).stdout, "\(pid)\n")
 
-        let busy = try runPenha(["-C", temporaryPath("busy.sock"), "127.0.0.1:\(port)", "127.0.0.1:\(a.port)"])
+        // With its own pid file, so that a second daemon that wrongly started is stopped too.
+        let busyPidFile = temporaryPath("busy.pid")
+        defer {
+            if let text = try? String(contentsOfFile: busyPidFile, encoding: .utf8),
+               let busyPid = Int32(text.trimmingCharacters(in: .newlines)) { kill(busyPid, SIGKILL) }
+            unlink(busyPidFile)
+        }
+        let busy = try runPenha(["-C", temporaryPath("busy.sock"), "-p", busyPidFile, "127.0.0.1:\(port)", "127.0.0.1:\(a.port)"])
         XCTAssertEqual(busy.status, 1, "the port is taken: \(busy.stderr)")
         XCTAssertTrue(busy.stderr.contains("cannot listen"), busy.stderr)
         kill(pid, SIGTERM)

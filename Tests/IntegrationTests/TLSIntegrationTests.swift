@@ -200,6 +200,24 @@ final class TLSIntegrationTests: XCTestCase {
         XCTAssertEqual(backend.connections, 1, "a client is connected to a server only after its handshake")
     }
 
+    /// A client that starts a handshake and never finishes it holds its connection 30 s, no
+    /// longer: then it is closed and counted as a failed handshake.
+    func testAHandshakeNotFinishedIn30SecondsIsClosedAndCounted() throws {
+        let backend = try EchoHTTPBackend()
+        let server = try selfSigned("server.test")
+        let penha = try Penha(["-E", server.certificate, "-K", server.key], servers: ["127.0.0.1:\(backend.port)"])
+        let slow = try Client(port: penha.port, timeout: 40)
+        try slow.send([0x16, 0x03, 0x01, 0x02, 0x00, 0x01])
+        let started = Date()
+        XCTAssertEqual(try slow.readToEnd(), [], "closed without an answer")
+        let held = Date().timeIntervalSince(started)
+        XCTAssertGreaterThan(held, 28, "held for the handshake timeout")
+        XCTAssertLessThan(held, 35, "closed once the handshake timeout passed")
+        XCTAssertEqual(try tlsStatus(penha), "tls handshakes 0 failed 1")
+        XCTAssertTrue(penha.stderr.contains("no handshake within 30 seconds"), penha.stderr)
+        XCTAssertEqual(backend.connections, 0)
+    }
+
     func testSIGHUPReloadsTheCertificateAndKeepsTheOldOneWhenTheNewIsBroken() throws {
         let backend = try EchoHTTPBackend()
         let certificate = "\(directory)/server.crt", key = "\(directory)/server.key"
