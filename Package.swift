@@ -4,10 +4,6 @@ import PackageDescription
 // The folders show the layers and the targets enforce them: the pure cores (BalancerCore,
 // VRRPCore) cannot import sockets, NIOPosix or the C shims, because they do not depend on
 // them; the I/O around them is thin adapters. `.ci/check-layers` checks the imports too.
-// Swift 6 language mode everywhere but in the code still on NIO channels (the control
-// socket, UDP, health checks: the Balancer target), whose channel handlers and closures are
-// confined to their event loop by design rather than by Sendable types.
-let nioConfined: [SwiftSetting] = [.swiftLanguageMode(.v5)]
 
 let package = Package(
     name: "penha",
@@ -83,8 +79,7 @@ let package = Package(
                 .product(name: "Logging", package: "swift-log"),
             ],
             path: "Sources/Balancer",
-            exclude: ["Core", "Metrics", "Engine"],
-            swiftSettings: nioConfined
+            exclude: ["Core", "Metrics", "Engine"]
         ),
         .executableTarget(
             name: "penha",

@@ -1,7 +1,5 @@
 import ArgumentParser
-// BalancerService is safe from any thread (it hops to its event loop) but Balancer, still in
-// Swift 5 mode, does not declare it Sendable: drop @preconcurrency once it does.
-@preconcurrency import Balancer
+import Balancer
 import BalancerCore
 import Logging
 import NIOCore

@@ -16,36 +16,52 @@ import Glibc
 /// command executor that changes it on one event loop (`execute`, `reload`) after each
 /// batch's blocking part (reading files, resolving host names, gathering VRRP states) ran on
 /// a thread pool. UDP (`UDPRelay`), the health checks and the reports run on the same loop.
-public final class BalancerService {
+/// Sendable: what is shared is behind a lock, what the loop's work owns is bound to the loop
+/// (`onLoop`), and the public methods hop to it.
+public final class BalancerService: Sendable {
     public let eventLoop: EventLoop
     let shared: SharedRuntime
     /// The configuration now, copied out (the state is read and changed through `shared`:
     /// a copy of it held while an engine thread changes the original would copy its tables).
     var configuration: Configuration { shared.withLock { $0.configuration } }
+    /// Its level follows `debug N` (set on the loop); read from the engine's start and the pool too.
     var logger: Logger {
-        didSet { events.adopt(logger) }
+        get { loggerNow.withLock { $0 } }
+        set {
+            loggerNow.withLock { $0 = newValue }
+            events.adopt(newValue)
+        }
     }
+    private let loggerNow: Mutex<Logger>
     private let options: Options
     private let started = NIODeadline.now()
     let connectionLog = ConnectionLog()
     private let events: ServiceEvents
     /// Blocking work off the event loop: NIO's own threads, not libdispatch (see Signals).
     let blockingPool = NIOThreadPool(numberOfThreads: 1)
-    private var listener: Channel?
-    /// The data path: TCP's, or with `-U` the UDP relay.
-    /// Set once it listens; read from the event loop and the thread pool (counters before an answer).
+    /// The TCP data path. Set once it listens; read from the event loop and the thread pool
+    /// (counters before an answer).
     private let engine = Mutex<Engine?>(nil)
     private var tcp: Engine? { engine.withLock { $0 } }
-    private var udp: UDPRelay?
-    private var reports: Reports?
-    private var healthChecker: HealthChecker?
-    private var boundListen: String
     /// Set once VRRP runs. Its statuses ask the interfaces, so they are gathered on the thread
     /// pool and only for a report that shows the instances.
     private let vrrp = Mutex<(any VRRPControl)?>(nil)
-    private var controlAddress: Endpoint?
     let tls: TLSTermination?
-    var clientSync: ClientSync?
+    /// The key `sync` starts with, read by `init` so that a bad one stops penha before it starts.
+    private let startupSyncKey: ClientSyncKey?
+    /// What only the event loop touches.
+    let onLoop: NIOLoopBoundBox<LoopState>
+
+    struct LoopState {
+        /// With `-U`: the UDP relay and its listening socket.
+        var udp: UDPRelay?
+        var listener: Channel?
+        var healthChecker: HealthChecker?
+        var clientSync: ClientSync?
+        /// The listen address as `status` shows it (its port once bound, when 0 was asked).
+        var boundListen: String
+        var controlAddress: Endpoint?
+    }
 
     /// What the process was started with that commands need to know.
     public struct Options: Sendable {
@@ -67,14 +83,14 @@ public final class BalancerService {
     public init(configuration: Configuration, eventLoop: EventLoop, logger: Logger, options: Options = Options()) throws {
         self.eventLoop = eventLoop
         self.shared = SharedRuntime(Runtime(configuration: configuration, state: try configuration.makeState()))
-        self.logger = logger
+        self.loggerNow = Mutex(logger)
         self.events = ServiceEvents(logger: logger, connectionLog: connectionLog)
         self.options = options
-        self.boundListen = configuration.listen.description
+        self.onLoop = .makeBoxSendingValue(LoopState(boundListen: configuration.listen.description), eventLoop: eventLoop)
         self.tls = configuration.tls.isEnabled ? TLSTermination(context: try TLSContext(settings: configuration.tls)) : nil
         connectionLog.file = try LogFile.open(configuration.logFile)
         if let report = configuration.webStatsFile { try FileAccess.checkReplaceable(report) }
-        if let sync = configuration.sync { clientSync = ClientSync(settings: sync, key: try ClientSyncKey.read(sync.keyFile), service: self) }
+        startupSyncKey = try configuration.sync.map { try ClientSyncKey.read($0.keyFile) }
         blockingPool.start()
     }
 
@@ -95,30 +111,42 @@ public final class BalancerService {
         let freeBindWanted = !configuration.vrrpInstances.isEmpty
         let bound: EventLoopFuture<SocketAddress?>
         if configuration.udp {
-            let relay = UDPRelay(service: self)
-            udp = relay
-            var freeBind: ChannelOptions.Types.SocketOption?
-            if case .inet = configuration.listen, freeBindWanted {
-                // IP level: Linux applies it to IPv6 sockets too.
-                freeBind = ChannelOptions.socket(SocketOptionLevel(IPPROTO_IP), SocketOptionName(IP_FREEBIND))
-            }
-            bound = relay.bind(configuration.listen, freeBind: freeBind).map { channel in
-                self.listener = channel
-                return channel.localAddress
-            }
+            bound = eventLoop.flatSubmit { self.startUDP(configuration, freeBind: freeBindWanted) }
         } else {
             bound = eventLoop.makeCompletedFuture { try self.startEngine(configuration, freeBind: freeBindWanted) }
         }
-        let reports = Reports(service: self)
-        self.reports = reports
-        reports.start()
-        let checker = HealthChecker(service: self)
-        healthChecker = checker
-        eventLoop.execute { checker.schedule(); self.clientSync?.start() }
+        startWebStatsTimer()
+        eventLoop.execute {
+            let checker = HealthChecker(service: self)
+            var sync: ClientSync?
+            if let settings = configuration.sync, let key = self.startupSyncKey {
+                sync = ClientSync(settings: settings, key: key, service: self)
+            }
+            self.onLoop.withValue {
+                $0.healthChecker = checker
+                $0.clientSync = sync
+            }
+            checker.schedule()
+            sync?.start()
+        }
         return bound.map { address in
-            self.eventLoop.assertInEventLoop()
-            self.boundListen = configuration.listen.withPort(address?.port).description
+            self.onLoop.value.boundListen = configuration.listen.withPort(address?.port).description
             return address
+        }
+    }
+
+    /// `-U`: the UDP relay, on the event loop.
+    private func startUDP(_ configuration: Configuration, freeBind freeBindWanted: Bool) -> EventLoopFuture<SocketAddress?> {
+        let relay = UDPRelay(service: self)
+        onLoop.value.udp = relay
+        var freeBind: ChannelOptions.Types.SocketOption?
+        if case .inet = configuration.listen, freeBindWanted {
+            // IP level: Linux applies it to IPv6 sockets too.
+            freeBind = ChannelOptions.socket(SocketOptionLevel(IPPROTO_IP), SocketOptionName(IP_FREEBIND))
+        }
+        return relay.bind(configuration.listen, freeBind: freeBind).map { channel in
+            self.onLoop.value.listener = channel
+            return channel.localAddress
         }
     }
 
@@ -144,14 +172,14 @@ public final class BalancerService {
     /// Stops accepting; established connections are left to the caller (exit closes them).
     public func stop() -> EventLoopFuture<Void> {
         eventLoop.flatSubmit {
-            self.clientSync?.stop()
+            self.onLoop.value.clientSync?.stop()
             self.tcp?.stopAccepting()
-            return self.listener?.close() ?? self.eventLoop.makeSucceededVoidFuture()
+            return self.onLoop.value.listener?.close() ?? self.eventLoop.makeSucceededVoidFuture()
         }
     }
 
     /// Runs `body` on the balancer's event loop with its state, for the control socket and stats.
-    public func withState<Result: Sendable>(_ body: @escaping (inout BalancerState) -> Result) -> EventLoopFuture<Result> {
+    public func withState<Result: Sendable>(_ body: @escaping @Sendable (inout BalancerState) -> Result) -> EventLoopFuture<Result> {
         eventLoop.submit { self.shared.withLock { body(&$0.state) } }
     }
 
@@ -176,7 +204,7 @@ public final class BalancerService {
 
     /// What the `control` command answers.
     public func setControlAddress(_ address: Endpoint) {
-        eventLoop.execute { self.controlAddress = address }
+        eventLoop.execute { self.onLoop.value.controlAddress = address }
     }
 
     /// One command line from the control socket: its answer, or one `error: ...` line.
@@ -196,7 +224,7 @@ public final class BalancerService {
                 try Prepared(lines: [], logPath: configuration.logFile)
             }.flatMap { prepared in
                 self.connectionLog.file = prepared.log
-                return self.adoptTLS(previous: self.configuration.tls, reloading: true).map(self.logProblems)
+                return self.adoptTLS(previous: self.configuration.tls, reloading: true).map { self.logProblems($0) }
             }
         }
         let commandLine = options.commandLine ?? configuration
@@ -225,7 +253,7 @@ public final class BalancerService {
 
     /// SIGUSR1: the statistics as `status` shows them; the HTML report is written too.
     public func statistics() -> EventLoopFuture<[String]> {
-        reports?.writeWebStats()
+        writeWebStats()
         return execute("status").map(\.wireLines)
     }
 
@@ -318,11 +346,13 @@ public final class BalancerService {
         }
     }
 
+    /// On the event loop.
     func facts(vrrp: [StatusReport.VRRPInstance] = []) -> Runtime.Facts {
-        var facts = Runtime.Facts(now: .now(), started: started, vrrp: vrrp, listen: boundListen, control: controlAddress,
-                                  pid: Int(getpid()), exitEnabled: options.exitEnabled, configFile: options.configFile,
-                                  tlsHandshakes: tls.map { ($0.completed, $0.failed) })
-        facts.sync = clientSync?.report(now: facts.now)
+        let loop = onLoop.value
+        var facts = Runtime.Facts(now: .now(), started: started, vrrp: vrrp, listen: loop.boundListen,
+                                  control: loop.controlAddress, pid: Int(getpid()), exitEnabled: options.exitEnabled,
+                                  configFile: options.configFile, tlsHandshakes: tls.map { ($0.completed, $0.failed) })
+        facts.sync = loop.clientSync?.report(now: facts.now)
         return facts
     }
 
@@ -331,8 +361,9 @@ public final class BalancerService {
         let configuration = configuration
         logger.logLevel = Self.logLevel(debug: configuration.debugLevel)
         tcp?.adopt(limit: configuration.connectionsMax, noDelay: configuration.tcpNoDelay)
-        udp?.adopt(configuration)
-        healthChecker?.schedule()
+        let loop = onLoop.value
+        loop.udp?.adopt(configuration)
+        loop.healthChecker?.schedule()
         adoptSync()
     }
 
@@ -345,14 +376,14 @@ public final class BalancerService {
                 connectionLog.file = prepared.log
             case .closeConnection(let number):
                 tcp?.close(connection: number)
-                udp?.close(connection: number)
+                onLoop.value.udp?.close(connection: number)
             case .write(let path, let contents):
                 writes.append(blockingPool.runIfActive(eventLoop: eventLoop) { try FileAccess.replace(path, with: contents) })
             case .exit:
                 reply.exitRequested = true
             }
         }
-        return EventLoopFuture.andAllSucceed(writes, on: eventLoop).map { reply }
+        return EventLoopFuture.andAllSucceed(writes, on: eventLoop).map { [reply] in reply }
     }
 }
 

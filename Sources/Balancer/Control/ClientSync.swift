@@ -42,18 +42,20 @@ final class ClientSync {
         service.withStateOnLoop { $0.clients.isJournaling = true }
         links = settings.peers.map { PeerLink(peer: $0, sync: self) }
         for link in links { link.connect() }
-        tick = service.eventLoop.scheduleRepeatedTask(initialDelay: Self.batchInterval, delay: Self.batchInterval) { [weak self] _ in
-            self?.sendChanges()
+        let sync = WeakOnLoop(self, eventLoop: service.eventLoop)
+        tick = service.eventLoop.scheduleRepeatedTask(initialDelay: Self.batchInterval, delay: Self.batchInterval) { _ in
+            sync.object?.sendChanges()
         }
         let listen = settings.listen
+        // The peers' connections are on the balancer's loop too (the group is that one loop).
         ServerBootstrap(group: service.eventLoop)
             .serverChannelOption(ChannelOptions.socketOption(.so_reuseaddr), value: 1)
-            .childChannelInitializer { [weak self] channel in
-                guard let self else { return channel.close() }
-                return self.accept(channel)
+            .childChannelInitializer { channel in
+                guard let sync = sync.object else { return channel.close() }
+                return sync.accept(channel)
             }
             .bind(host: listen.ip.description, port: listen.port)
-            .whenComplete { [weak self] result in
+            .assumeIsolated().whenComplete { [weak self] result in
                 guard let self else { return }
                 switch result {
                 case .success(let channel):
@@ -132,12 +134,12 @@ final class ClientSync {
         let id = ObjectIdentifier(channel)
         incoming[id] = connection
         // A peer has this long to prove the key; one that does not is dropped.
-        let helloDeadline = channel.eventLoop.scheduleTask(in: Self.helloTimeout) { [weak self] in
+        let helloDeadline = channel.eventLoop.assumeIsolated().scheduleTask(in: Self.helloTimeout) { [weak self] in
             guard !connection.session.isReady else { return }
             self?.reject("peer \(Endpoint.describe(channel.remoteAddress)) dropped: no hello within \(Self.helloTimeout.nanoseconds / 1_000_000_000) s")
             channel.close(promise: nil)
         }
-        channel.closeFuture.whenComplete { [weak self] _ in
+        channel.closeFuture.assumeIsolated().whenComplete { [weak self] _ in
             helloDeadline.cancel()
             self?.incoming[id] = nil
         }
@@ -149,7 +151,7 @@ final class ClientSync {
             },
             onBytes: { [weak self] bytes in self?.receive(bytes, on: connection) },
             onWritable: {})
-        return channel.pipeline.addHandler(handler)
+        return channel.eventLoop.makeCompletedFuture { try channel.pipeline.syncOperations.addHandler(handler) }
     }
 
     private func receive(_ bytes: ByteBufferView, on connection: IncomingConnection) {
@@ -219,14 +221,17 @@ private final class PeerLink {
 
     func connect() {
         guard !stopped else { return }
+        let link = WeakOnLoop(self, eventLoop: sync.service.eventLoop)
         var bootstrap = ClientBootstrap(group: sync.service.eventLoop).connectTimeout(.seconds(2))
             .channelOption(ChannelOptions.socketOption(.tcp_nodelay), value: 1)
-            .channelInitializer { [weak self] channel in
-                guard let self else { return channel.close() }
-                return channel.pipeline.addHandler(SyncConnectionHandler(
-                    onActive: { [weak self] context in self?.active(context) },
-                    onBytes: { [weak self] bytes in self?.receive(bytes) },
-                    onWritable: { [weak self] in self?.flush() }))
+            .channelInitializer { channel in
+                guard link.object != nil else { return channel.close() }
+                return channel.eventLoop.makeCompletedFuture {
+                    try channel.pipeline.syncOperations.addHandler(SyncConnectionHandler(
+                        onActive: { context in link.object?.active(context) },
+                        onBytes: { bytes in link.object?.receive(bytes) },
+                        onWritable: { link.object?.flush() }))
+                }
             }
         // From the listen address, which is what the peer knows this node by.
         let listen = sync.settings.listen.ip
@@ -234,13 +239,13 @@ private final class PeerLink {
            let source = try? SocketAddress(ipAddress: listen.description, port: 0) {
             bootstrap = bootstrap.bind(to: source)
         }
-        bootstrap.connect(host: peer.ip.description, port: peer.port).whenComplete { [weak self] result in
+        bootstrap.connect(host: peer.ip.description, port: peer.port).assumeIsolated().whenComplete { [weak self] result in
             guard let self else { return }
             switch result {
             case .success(let channel):
                 guard !self.stopped else { return channel.close(promise: nil) }
                 self.channel = channel
-                channel.closeFuture.whenComplete { [weak self] _ in self?.closed() }
+                channel.closeFuture.assumeIsolated().whenComplete { [weak self] _ in self?.closed() }
             case .failure(let error):
                 if let note = self.connectLog.admitNote(now: .now()) {
                     self.sync.logger.info("sync: cannot connect to \(self.peer): \(SystemErrorText.describe(error))\(note)")
@@ -322,9 +327,26 @@ private final class PeerLink {
 
     private func scheduleRetry() {
         guard !stopped else { return }
-        retry = sync.service.eventLoop.scheduleTask(in: retryDelay) { [weak self] in self?.connect() }
+        retry = sync.service.eventLoop.assumeIsolated().scheduleTask(in: retryDelay) { [weak self] in self?.connect() }
         retryDelay = min(retryDelay * 2, Self.lastRetry)
     }
+}
+
+/// A weak reference read only on its event loop: how NIO's Sendable closures (timers, channel
+/// initializers) reach the loop-confined sync objects without keeping a stopped one alive.
+private struct WeakOnLoop<Object: AnyObject>: Sendable {
+    private struct Reference {
+        weak var object: Object?
+    }
+
+    private let reference: NIOLoopBound<Reference>
+
+    init(_ object: Object, eventLoop: any EventLoop) {
+        reference = NIOLoopBound(Reference(object: object), eventLoop: eventLoop)
+    }
+
+    /// On the event loop only.
+    var object: Object? { reference.value.object }
 }
 
 /// Bytes in, writability changes out, for either end of a sync connection.
@@ -373,16 +395,16 @@ extension BalancerService {
     /// thread pool; the command was refused before if it could not be read).
     func adoptSync() {
         let wanted = configuration.sync
-        guard wanted != clientSync?.settings else { return }
-        clientSync?.stop()
-        clientSync = nil
+        guard wanted != onLoop.value.clientSync?.settings else { return }
+        onLoop.value.clientSync?.stop()
+        onLoop.value.clientSync = nil
         guard let wanted else { return }
         blockingPool.runIfActive(eventLoop: eventLoop) { try ClientSyncKey.read(wanted.keyFile) }.whenComplete { result in
-            guard self.configuration.sync == wanted, self.clientSync == nil else { return }
+            guard self.configuration.sync == wanted, self.onLoop.value.clientSync == nil else { return }
             switch result {
             case .success(let key):
                 let sync = ClientSync(settings: wanted, key: key, service: self)
-                self.clientSync = sync
+                self.onLoop.value.clientSync = sync
                 sync.start()
             case .failure(let error):
                 self.logger.error("sync not started: \(error)")

@@ -21,16 +21,18 @@ public enum ControlServer {
                              onExit: @escaping @Sendable () -> Void) -> EventLoopFuture<Channel> {
         let eventLoop = service.eventLoop
         // No limit on control connections, but the data path's back-off when descriptors run out.
-        let limiter = ConnectionLimiter(limit: 0)
-        limiter.warn = { service.logger.warning("control socket: \($0)") }
+        let made = ConnectionLimiter(limit: 0)
+        made.warn = { service.logger.warning("control socket: \($0)") }
+        // The listener and its connections are all on the service's one loop.
+        let limiter = NIOLoopBoundBox.makeBoxSendingValue(made, eventLoop: eventLoop)
         let bootstrap = ServerBootstrap(group: eventLoop)
             .serverChannelOption(ChannelOptions.socketOption(.so_reuseaddr), value: 1)
             .childChannelOption(ChannelOptions.allowRemoteHalfClosure, value: true)
             .serverChannelInitializer { channel in
-                channel.eventLoop.makeCompletedFuture { try channel.pipeline.syncOperations.addHandler(limiter) }
+                channel.eventLoop.makeCompletedFuture { try channel.pipeline.syncOperations.addHandler(limiter.value) }
             }
             .childChannelInitializer { channel in
-                channel.closeFuture.assumeIsolated().whenComplete { _ in limiter.release() }
+                channel.closeFuture.assumeIsolated().whenComplete { _ in limiter.value.release() }
                 return channel.eventLoop.makeCompletedFuture {
                     try channel.pipeline.syncOperations.addHandler(ControlHandler(service: service, onExit: onExit))
                 }

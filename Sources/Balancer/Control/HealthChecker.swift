@@ -48,13 +48,14 @@ final class HealthChecker {
             }
             schedule()
         }
+        let boundAttempt = NIOLoopBound(attempt, eventLoop: service.eventLoop)
         var bootstrap = ClientBootstrap(group: service.eventLoop)
             .connectTimeout(job.settings.timeout)
             .channelOption(ChannelOptions.allowRemoteHalfClosure, value: false)
             .channelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {
                     if job.settings.request(host: job.host, port: job.address.port ?? 0) != nil {
-                        try channel.pipeline.syncOperations.addHandler(HTTPCheckHandler(attempt: attempt))
+                        try channel.pipeline.syncOperations.addHandler(HTTPCheckHandler(attempt: boundAttempt.value))
                     }
                 }
             }

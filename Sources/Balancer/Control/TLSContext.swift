@@ -9,6 +9,8 @@ import Glibc
 /// An OpenSSL server context made from `TLSSettings`, plus one per server name found in the
 /// SNI directory. Immutable once made: a reload makes a new one and swaps it in only when it
 /// loaded, and each connection holds the context it started with.
+// Unchecked: OpaquePointer is not Sendable, but the SSL_CTXs are immutable lets that OpenSSL
+// lets threads share once set up (SSL_new from several threads): a lock would guard nothing.
 final class TLSContext: TLSServerContext, @unchecked Sendable {
     let context: OpaquePointer
     /// Contexts chosen by the name the client asks for (RFC 6066 section 3), names lowercased.

@@ -9,7 +9,8 @@ import Glibc
 /// UDP mode's sockets (`-U`): the listening socket takes every client's datagrams and sends
 /// the replies back from the listening address; each flow (`UDPFlows`, which decides
 /// everything) has a socket of its own connected to its server. Runs on the balancer's event
-/// loop, with the balancer's state.
+/// loop, with the balancer's state: made there, and reached from NIO's closures through
+/// `NIOLoopBound`.
 final class UDPRelay: ChannelInboundHandler {
     typealias InboundIn = AddressedEnvelope<ByteBuffer>
     typealias OutboundOut = AddressedEnvelope<ByteBuffer>
@@ -54,19 +55,20 @@ final class UDPRelay: ChannelInboundHandler {
         guard case .inet(let host, let port) = listen else {
             return eventLoop.makeFailedFuture(ConfigurationError("UDP (-U) needs an IP address and port to listen on"))
         }
+        let relay = NIOLoopBound(self, eventLoop: eventLoop)
         var bootstrap = Self.bootstrap(eventLoop)
             .channelOption(ChannelOptions.socketOption(.so_reuseaddr), value: 1)
             .channelInitializer { channel in
-                channel.eventLoop.makeCompletedFuture { try channel.pipeline.syncOperations.addHandler(self) }
+                channel.eventLoop.makeCompletedFuture { try channel.pipeline.syncOperations.addHandler(relay.value) }
             }
         if let freeBind { bootstrap = bootstrap.channelOption(freeBind, value: 1) }
         eventLoop.scheduleRepeatedTask(initialDelay: Self.sweepInterval, delay: Self.sweepInterval) { _ in
-            self.expire()
+            relay.value.expire()
         }
-        return bootstrap.bind(host: host, port: port).map { channel in
+        return bootstrap.bind(host: host, port: port).assumeIsolated().map { channel in
             self.listener = channel
             return channel
-        }
+        }.nonisolated()
     }
 
     /// The flow limits from a changed configuration (`BalancerService` calls it after each command).
@@ -134,12 +136,15 @@ final class UDPRelay: ChannelInboundHandler {
             failed(client, attempt: attempt, reason: "no address for the server")
             return
         }
-        let handler = UpstreamHandler(
-            onRead: { self.answered(client, attempt: attempt, reply: $0) },
-            onRefused: { self.failed(client, attempt: attempt, reason: "refused (ICMP port unreachable)") })
+        let relay = NIOLoopBound(self, eventLoop: service.eventLoop)
         Self.bootstrap(service.eventLoop)
             .channelInitializer { channel in
-                channel.eventLoop.makeCompletedFuture { try channel.pipeline.syncOperations.addHandler(handler) }
+                channel.eventLoop.makeCompletedFuture {
+                    let relay = relay.value
+                    try channel.pipeline.syncOperations.addHandler(UpstreamHandler(
+                        onRead: { relay.answered(client, attempt: attempt, reply: $0) },
+                        onRefused: { relay.failed(client, attempt: attempt, reason: "refused (ICMP port unreachable)") }))
+                }
             }
             .bind(to: local)
             .flatMap { channel in channel.connect(to: server.address).map { channel } }
