@@ -10,6 +10,8 @@ import Glibc
 /// which waits on the advertisement socket with a timeout bounded by the machine's next
 /// deadline, and performs what the machine asks (adverts, addresses, announcements).
 /// The thread shares nothing with the balancer but the snapshot and the inbox below.
+// Unchecked: what other threads reach is `shared` (a Mutex) and the wake pipe; the `var`s are
+// the instance thread's alone (`thread` is set before it starts and read after it is joined).
 public final class VRRPInstance: @unchecked Sendable {
     private let interface: NetworkInterface
     private let primaryAddress: IPAddress
