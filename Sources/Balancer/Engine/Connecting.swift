@@ -80,7 +80,7 @@ extension EngineThread {
             let bound = source.withSockAddr { bind(descriptor, $0, socklen_t($1)) }
             guard bound == 0 else { return connectFailed(connection, errno) }
         }
-        let result = attempt.address.withSockAddr { Glibc.connect(descriptor, $0, socklen_t($1)) }
+        let result = attempt.address.withSockAddr { penha_connect(descriptor, $0, socklen_t($1)) }
         guard result == 0 || errno == EINPROGRESS else { return connectFailed(connection, errno) }
         guard penha_epoll_add(epoll, descriptor, Self.interest, connection.token(server: true)) == 0 else {
             return connectFailed(connection, errno)
@@ -100,7 +100,7 @@ extension EngineThread {
     /// client (another server would fail alike); any other blacklists the server and tries
     /// the next, keeping what the client sent so far.
     func connectFailed(_ connection: Connection, _ code: Int32) {
-        if connection.server.descriptor >= 0 { close(connection.server.descriptor) }
+        if connection.server.descriptor >= 0 { _ = penha_close(connection.server.descriptor) }
         connection.server = Connection.Side()
         let target = connection.target
         let cause = FailureCause(errno: code == 0 ? ECONNREFUSED : code)

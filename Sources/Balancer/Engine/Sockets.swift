@@ -81,13 +81,13 @@ enum Socket {
     static func reset(_ descriptor: Int32) {
         var option = linger(l_onoff: 1, l_linger: 0)
         _ = setsockopt(descriptor, SOL_SOCKET, SO_LINGER, &option, socklen_t(MemoryLayout<linger>.size))
-        Glibc.close(descriptor)
+        _ = penha_close(descriptor)
     }
 
     /// Closes, with RST when `reset`; nothing for -1.
     static func close(_ descriptor: Int32, reset: Bool) {
         guard descriptor >= 0 else { return }
-        if reset { Self.reset(descriptor) } else { Glibc.close(descriptor) }
+        if reset { Self.reset(descriptor) } else { _ = penha_close(descriptor) }
     }
 
     /// A pending connect's outcome: 0 or its errno.
