@@ -14,7 +14,7 @@ extension EngineThread {
     struct Attempt {
         let target: Target
         let address: SocketAddress
-        let source: SocketAddress?
+        var source: SocketAddress?
         let host: String
         let port: Int
         let noDelay: Bool
@@ -50,12 +50,14 @@ extension EngineThread {
 
     /// The placement's next target, under the lock; nil when the client must be closed.
     static func next(_ placement: inout BalancerState.Placement, _ runtime: inout Runtime) -> Attempt? {
-        guard let target = runtime.state.nextTarget(&placement, now: .now()), let server = runtime.state.servers[target] else {
-            return nil
+        guard let target = runtime.state.nextTarget(&placement, now: .now()) else { return nil }
+        let noDelay = runtime.configuration.tcpNoDelay
+        // Read in place: a copy of the Server (its strings, its address) costs retains and releases.
+        var attempt = runtime.state.servers.read(target) { server in
+            Attempt(target: target, address: server.address, source: nil, host: server.host, port: server.port, noDelay: noDelay)
         }
-        return Attempt(target: target, address: server.address, source: runtime.configuration.sourceAddress(for: server.address),
-                       host: server.host, port: server.port,
-                       noDelay: runtime.configuration.tcpNoDelay)
+        if let address = attempt?.address { attempt?.source = runtime.configuration.sourceAddress(for: address) }
+        return attempt
     }
 
     /// Bounded: each failure consumes one target of the failover plan.
@@ -122,10 +124,10 @@ extension EngineThread {
     }
 
     func connected(_ connection: Connection) {
-        let clientText = connection.peer.text
+        let peer = connection.peer.connectionPeer
         let placement = connection.placement!
         let target = connection.target
-        let number = engine.shared.withLock { $0.state.connected(placement, to: target, client: clientText, now: .now()) }
+        let number = engine.shared.withLock { $0.state.connected(placement, to: target, peer: peer, now: .now()) }
         connection.number = number
         connection.phase = .relaying
         connection.logsRequest = engine.events.logsConnections
