@@ -61,6 +61,16 @@ final class BalancerStateTests: XCTestCase {
         XCTAssertEqual(later, .server(0))
     }
 
+    /// accept reads the tracked server from the slot connect returns (one lookup): a slot
+    /// whose tracking time ran out must give no server, not the one it held.
+    func testAClientWhoseTrackingExpiredIsPlacedAfreshNotSentBack() {
+        var state = BalancerState(servers: makeServers(3), clients: ClientTable(capacity: 16, trackingTime: .seconds(10)))
+        XCTAssertEqual(place(&state, client(1), now: at(0)).1, .server(0))
+        XCTAssertEqual(place(&state, client(1), now: at(10)).1, .server(0), "tracked up to the tracking time")
+        XCTAssertEqual(place(&state, client(1), now: at(21)).1, .server(1), "expired: round robin goes on")
+        XCTAssertEqual(place(&state, client(1), now: at(22)).1, .server(1), "and the new choice is tracked")
+    }
+
     func testTrackedTooFullServerFailsOverToTheNextOne() {
         var state = makeState(makeServers(3) { _, server in server.maxConnections = 1; server.hardLimit = 1 })
         let (_, first) = place(&state, client(1), now: at(0))   // server 0 now at its soft and hard limit

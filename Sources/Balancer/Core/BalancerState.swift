@@ -23,15 +23,8 @@ public struct BalancerState: Sendable {
     public private(set) var refusedClients: UInt64 = 0
     public private(set) var totalConnections: UInt64 = 0
     /// The relayed connections, by the number `connection N` and `close N` use.
-    public private(set) var connections: [Int: ConnectionRecord] = [:]
+    public private(set) var connections = ConnectionTable()
     private var nextConnectionNumber = 0
-
-    /// A relayed connection as the control socket shows it.
-    public struct ConnectionRecord: Equatable, Sendable {
-        public let client: String
-        public let target: Target
-        public let since: NIODeadline
-    }
 
     /// One client connection on its way to a server.
     public struct Placement: Sendable {
@@ -54,8 +47,9 @@ public struct BalancerState: Sendable {
 
     /// A client `client_acl` refuses gets a plan with only the abuse server (pen's -B) in it.
     public mutating func accept(client: ClientKey, now: NIODeadline) -> Placement {
-        let tracked = selection.roundRobin ? nil : clients.trackedServer(of: client, now: now)
         let slot = clients.connect(client, now: now)
+        // connect keeps the server of a slot that is the client's own and not expired: the tracked one.
+        let tracked = selection.roundRobin ? nil : clients.server(slot: slot)
         guard accessLists.permits(client, list: clientACL) else {
             refusedClients += 1
             return Placement(client: client, clientSlot: slot, tracked: nil, plan: .refused)
@@ -75,8 +69,10 @@ public struct BalancerState: Sendable {
     public mutating func nextTarget(_ placement: inout Placement, now: NIODeadline) -> Target? {
         while let target = placement.plan.next() {
             let returning = target == placement.tracked.map(Target.server)
-            if let server = servers[target], server.isAvailable(now: now, returning: returning),
-               admits(placement.client, to: server, as: target) {
+            let takesClient = servers.read(target) { server in
+                server.isAvailable(now: now, returning: returning) && admits(placement.client, acl: server.acl, as: target)
+            }
+            if takesClient == true {
                 servers.modify(target) { $0.connections += 1 }
                 return target
             }
@@ -85,9 +81,9 @@ public struct BalancerState: Sendable {
     }
 
     /// pen's try_server checks a regular server's list; the emergency and abuse servers take anyone.
-    private func admits(_ client: ClientKey, to server: Server, as target: Target) -> Bool {
+    private func admits(_ client: ClientKey, acl: Int, as target: Target) -> Bool {
         guard case .server = target else { return true }
-        return accessLists.permits(client, list: server.acl)
+        return accessLists.permits(client, list: acl)
     }
 
     /// Servers a new client could be sent to now: what VRRP's health coupling watches.
@@ -111,9 +107,15 @@ public struct BalancerState: Sendable {
     /// The client is connected to `target`; returns the connection's number.
     @discardableResult
     public mutating func connected(_ placement: Placement, to target: Target, client: String, now: NIODeadline) -> Int {
+        connected(placement, to: target, peer: .text(client), now: now)
+    }
+
+    /// The same, with the client kept as numbers where it can be (text only when `connection N` asks).
+    @discardableResult
+    public mutating func connected(_ placement: Placement, to target: Target, peer: ConnectionPeer, now: NIODeadline) -> Int {
         let number = nextConnectionNumber
         nextConnectionNumber += 1
-        connections[number] = ConnectionRecord(client: client, target: target, since: now)
+        connections.insert(ConnectionRecord(peer: peer, target: target, since: now), number: number)
         servers.modify(target) { server in
             server.totalConnections += 1
             server.blacklistedUntil = nil
@@ -138,7 +140,7 @@ public struct BalancerState: Sendable {
     }
 
     public mutating func finished(_ placement: Placement, connection: Int, target: Target) {
-        connections[connection] = nil
+        connections.remove(connection)
         releaseConnection(on: target)
         activeConnections = max(0, activeConnections - 1)
     }

@@ -108,6 +108,11 @@ public struct ClientTable: Sendable {
         return entries[slot].server
     }
 
+    /// The server a slot's client used last (nil for a slot not there).
+    public func server(slot: Int) -> Int? {
+        entries.indices.contains(slot) ? entries[slot].server : nil
+    }
+
     /// Records a new connection from `key` and returns its slot: the client's own slot if it
     /// has one, else a fresh one, else the least recently used one. An expired or reused slot
     /// starts with empty counters and no server.
@@ -115,6 +120,7 @@ public struct ClientTable: Sendable {
     public mutating func connect(_ key: ClientKey, now: NIODeadline) -> Int {
         let slot: Int
         if let existing = slotOfKey[key] {
+            // A returning client: one hash lookup, its slot is already under its key.
             slot = existing
             if isExpired(entries[slot], now: now) {
                 entries[slot] = Entry(key: key, server: nil, lastUsed: now)
@@ -126,13 +132,14 @@ public struct ClientTable: Sendable {
             newerSlot.append(-1)
             olderSlot.append(-1)
             isChanged.append(false)
+            slotOfKey[key] = slot
         } else {
             slot = oldest
             unlink(slot)
             slotOfKey[entries[slot].key] = nil
             entries[slot] = Entry(key: key, server: nil, lastUsed: now)
+            slotOfKey[key] = slot
         }
-        slotOfKey[key] = slot
         entries[slot].lastUsed = now
         entries[slot].connections += 1
         linkAsNewest(slot)

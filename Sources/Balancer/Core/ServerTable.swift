@@ -114,6 +114,21 @@ public struct ServerTable: Sendable {
         }
     }
 
+    /// Reads the target's server in place (the subscript returns a copy, strings and all);
+    /// nil for a target not there.
+    public func read<Result>(_ target: Target, _ body: (borrowing Server) -> Result) -> Result? {
+        switch target {
+        case .server(let index) where servers.indices.contains(index): return body(servers[index])
+        case .server: return nil
+        case .emergency:
+            guard let emergency else { return nil }
+            return body(emergency)
+        case .abuse:
+            guard let abuse else { return nil }
+            return body(abuse)
+        }
+    }
+
     /// Changes the target's server in place (a get-and-set through the subscript would copy
     /// it, strings and all, on every read burst); nothing happens for a target not there.
     public mutating func modify(_ target: Target, _ change: (inout Server) -> Void) {

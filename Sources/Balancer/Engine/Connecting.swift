@@ -14,7 +14,7 @@ extension EngineThread {
     struct Attempt {
         let target: Target
         let address: SocketAddress
-        let source: SocketAddress?
+        var source: SocketAddress?
         let host: String
         let port: Int
         let noDelay: Bool
@@ -50,12 +50,14 @@ extension EngineThread {
 
     /// The placement's next target, under the lock; nil when the client must be closed.
     static func next(_ placement: inout BalancerState.Placement, _ runtime: inout Runtime) -> Attempt? {
-        guard let target = runtime.state.nextTarget(&placement, now: .now()), let server = runtime.state.servers[target] else {
-            return nil
+        guard let target = runtime.state.nextTarget(&placement, now: .now()) else { return nil }
+        let noDelay = runtime.configuration.tcpNoDelay
+        // Read in place: a copy of the Server (its strings, its address) costs retains and releases.
+        var attempt = runtime.state.servers.read(target) { server in
+            Attempt(target: target, address: server.address, source: nil, host: server.host, port: server.port, noDelay: noDelay)
         }
-        return Attempt(target: target, address: server.address, source: runtime.configuration.sourceAddress(for: server.address),
-                       host: server.host, port: server.port,
-                       noDelay: runtime.configuration.tcpNoDelay)
+        if let address = attempt?.address { attempt?.source = runtime.configuration.sourceAddress(for: address) }
+        return attempt
     }
 
     /// Bounded: each failure consumes one target of the failover plan.
@@ -80,7 +82,7 @@ extension EngineThread {
             let bound = source.withSockAddr { bind(descriptor, $0, socklen_t($1)) }
             guard bound == 0 else { return connectFailed(connection, errno) }
         }
-        let result = attempt.address.withSockAddr { Glibc.connect(descriptor, $0, socklen_t($1)) }
+        let result = attempt.address.withSockAddr { penha_connect(descriptor, $0, socklen_t($1)) }
         guard result == 0 || errno == EINPROGRESS else { return connectFailed(connection, errno) }
         guard penha_epoll_add(epoll, descriptor, Self.interest, connection.token(server: true)) == 0 else {
             return connectFailed(connection, errno)
@@ -100,7 +102,7 @@ extension EngineThread {
     /// client (another server would fail alike); any other blacklists the server and tries
     /// the next, keeping what the client sent so far.
     func connectFailed(_ connection: Connection, _ code: Int32) {
-        if connection.server.descriptor >= 0 { close(connection.server.descriptor) }
+        if connection.server.descriptor >= 0 { _ = penha_close(connection.server.descriptor) }
         connection.server = Connection.Side()
         let target = connection.target
         let cause = FailureCause(errno: code == 0 ? ECONNREFUSED : code)
@@ -122,10 +124,10 @@ extension EngineThread {
     }
 
     func connected(_ connection: Connection) {
-        let clientText = connection.peer.text
+        let peer = connection.peer.connectionPeer
         let placement = connection.placement!
         let target = connection.target
-        let number = engine.shared.withLock { $0.state.connected(placement, to: target, client: clientText, now: .now()) }
+        let number = engine.shared.withLock { $0.state.connected(placement, to: target, peer: peer, now: .now()) }
         connection.number = number
         connection.phase = .relaying
         connection.logsRequest = engine.events.logsConnections

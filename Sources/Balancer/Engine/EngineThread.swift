@@ -359,7 +359,7 @@ final class EngineThread: @unchecked Sendable {
             let spliced = pipe.inKernelPipe > 0
             let (count, wanted) = spliced
                 ? (penha_splice(pipe.kernelPipe!.read, descriptor, pipe.inKernelPipe), pipe.inKernelPipe)
-                : pipe.withPending { bytes in (send(descriptor, bytes.baseAddress, bytes.count, Int32(MSG_NOSIGNAL)), bytes.count) }
+                : pipe.withPending { bytes in (penha_send(descriptor, bytes.baseAddress, bytes.count), bytes.count) }
             if count > 0 {
                 if isServer && connection.logsRequest {
                     connection.logsRequest = false
@@ -407,7 +407,7 @@ final class EngineThread: @unchecked Sendable {
             return splice(connection, &pipe, kernelPipe, from: &side)
         }
         guard let space = pipe.readableSpace(&pool) else { return nil }
-        let count = recv(side.descriptor, space.baseAddress, space.count, 0)
+        let count = penha_recv(side.descriptor, space.baseAddress, space.count)
         if count > 0 {
             pipe.didRead(count)
             // A read that fills a whole buffer is a bulk transfer: the next ones splice.

@@ -81,13 +81,13 @@ enum Socket {
     static func reset(_ descriptor: Int32) {
         var option = linger(l_onoff: 1, l_linger: 0)
         _ = setsockopt(descriptor, SOL_SOCKET, SO_LINGER, &option, socklen_t(MemoryLayout<linger>.size))
-        Glibc.close(descriptor)
+        _ = penha_close(descriptor)
     }
 
     /// Closes, with RST when `reset`; nothing for -1.
     static func close(_ descriptor: Int32, reset: Bool) {
         guard descriptor >= 0 else { return }
-        if reset { Self.reset(descriptor) } else { Glibc.close(descriptor) }
+        if reset { Self.reset(descriptor) } else { _ = penha_close(descriptor) }
     }
 
     /// A pending connect's outcome: 0 or its errno.
@@ -129,42 +129,20 @@ struct PeerAddress {
         }
     }
 
-    /// `192.0.2.1:80`, `[2001:db8::1]:80` or `local`, as `Endpoint` writes it; made once per
-    /// connection (`BalancerState.connected` keeps it), so IPv4 is written here digit by digit:
-    /// through `SocketAddress` (inet_ntop, sprintf) and `Endpoint` it cost 5.5k instructions,
-    /// a third of a relayed connection (bench/RESULTS.md). Tests hold it to `Endpoint`'s text.
-    var text: String {
+    /// `192.0.2.1:80`, `[2001:db8::1]:80` or `local`, as `Endpoint` writes it: for log lines.
+    /// Tests hold it to `Endpoint`'s text.
+    var text: String { connectionPeer.text }
+
+    /// What `BalancerState.connected` keeps: an IPv4 client as numbers, its text written
+    /// only when `connection N` asks (through `SocketAddress`, inet_ntop and `Endpoint` the
+    /// text cost 5.5k instructions, a third of a relayed connection: bench/RESULTS.md).
+    var connectionPeer: ConnectionPeer {
         guard Int32(storage.ss_family) == AF_INET else {
-            guard let address = try? SocketAddress(storage) else { return "local" }
-            return Endpoint.describe(address)
+            guard let address = try? SocketAddress(storage) else { return .text("local") }
+            return .text(Endpoint.describe(address))
         }
         let address = withUnsafeBytes(of: storage) { $0.load(as: sockaddr_in.self) }
-        return Self.ipv4Text(UInt32(bigEndian: address.sin_addr.s_addr), port: UInt16(bigEndian: address.sin_port))
-    }
-
-    static func ipv4Text(_ address: UInt32, port: UInt16) -> String {
-        // "255.255.255.255:65535" is 21 bytes, written backwards from the end.
-        withUnsafeTemporaryAllocation(of: UInt8.self, capacity: 24) { buffer in
-            var start = buffer.count
-            func prepend(_ value: UInt32, _ separator: UInt8?) {
-                var value = value
-                repeat {
-                    start -= 1
-                    buffer[start] = UInt8(ascii: "0") &+ UInt8(truncatingIfNeeded: value % 10)
-                    value /= 10
-                } while value > 0
-                if let separator {
-                    start -= 1
-                    buffer[start] = separator
-                }
-            }
-            prepend(UInt32(port), UInt8(ascii: ":"))
-            prepend(address & 0xff, UInt8(ascii: "."))
-            prepend(address >> 8 & 0xff, UInt8(ascii: "."))
-            prepend(address >> 16 & 0xff, UInt8(ascii: "."))
-            prepend(address >> 24, nil)
-            return String(decoding: UnsafeBufferPointer(rebasing: buffer[start...]), as: UTF8.self)
-        }
+        return .ipv4(address: UInt32(bigEndian: address.sin_addr.s_addr), port: UInt16(bigEndian: address.sin_port))
     }
 }
 

@@ -1,4 +1,5 @@
 import BalancerCore
+import CEngine
 import NIOCore
 
 #if canImport(Glibc)
@@ -30,7 +31,7 @@ extension EngineThread {
             return true
         }
         guard connection.client.readable, let tls = connection.tls else { return moved }
-        let count = recv(connection.client.descriptor, scratch.baseAddress, scratch.count, 0)
+        let count = penha_recv(connection.client.descriptor, scratch.baseAddress, scratch.count)
         guard count > 0 else {
             if count == 0 || (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR) {
                 handshakeFailed(connection, "the connection closed during the handshake")
@@ -83,7 +84,7 @@ extension EngineThread {
     /// The client's bytes when something stands between its socket and `toServer`: the bytes
     /// that went into the pipe (0 at the end of input), nil when nothing came.
     func readTransformed(_ connection: Connection) -> Int? {
-        let count = recv(connection.client.descriptor, scratch.baseAddress, scratch.count, 0)
+        let count = penha_recv(connection.client.descriptor, scratch.baseAddress, scratch.count)
         guard count > 0 else {
             let result = readEnded(connection, count, &connection.toServer, &connection.client)
             if result == 0, !connection.failed, let rewriter = connection.rewriter {
@@ -146,7 +147,7 @@ extension EngineThread {
 
     /// The server's plaintext, encrypted into `toClient`.
     func readForTLS(_ connection: Connection) -> Int? {
-        let count = recv(connection.server.descriptor, scratch.baseAddress, scratch.count, 0)
+        let count = penha_recv(connection.server.descriptor, scratch.baseAddress, scratch.count)
         guard count > 0 else { return readEnded(connection, count, &connection.toClient, &connection.server) }
         if count < scratch.count && !connection.server.peerEnded { connection.server.readable = false }
         guard let tls = connection.tls else { return count }

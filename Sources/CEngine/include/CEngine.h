@@ -9,6 +9,27 @@
 #include <sys/socket.h>
 #include <sys/eventfd.h>
 
+// The relay's per-connection calls go straight to the kernel through syscall(2): glibc's
+// recv, send, accept4, connect, close and epoll_wait are pthread cancellation points, and
+// each pays ~130 instructions of cancellation bookkeeping that nothing here uses (no
+// thread is ever cancelled). Same arguments, results and errno as the glibc functions.
+#include <unistd.h>
+#include <sys/syscall.h>
+
+static inline long penha_recv(int fd, void *buffer, size_t length) {
+    return syscall(SYS_recvfrom, fd, buffer, length, 0, (void *)0, (void *)0);
+}
+
+static inline long penha_send(int fd, const void *buffer, size_t length) {
+    return syscall(SYS_sendto, fd, buffer, length, MSG_NOSIGNAL, (void *)0, 0);
+}
+
+static inline int penha_close(int fd) { return (int)syscall(SYS_close, fd); }
+
+static inline int penha_connect(int fd, const struct sockaddr *address, socklen_t length) {
+    return (int)syscall(SYS_connect, fd, address, length);
+}
+
 // Registers fd once with the interest it will ever need (edge-triggered).
 static inline int penha_epoll_add(int epoll, int fd, uint32_t events, uint64_t token) {
     struct epoll_event event = { .events = events, .data = { .u64 = token } };
@@ -25,7 +46,11 @@ static inline int penha_epoll_remove(int epoll, int fd) {
 // Waits at most timeout_ms; returns how many events were copied out (at most PENHA_EPOLL_BATCH), or -1.
 static inline int penha_epoll_wait(int epoll, uint64_t *tokens, uint32_t *events, int timeout_ms) {
     struct epoll_event ready[PENHA_EPOLL_BATCH];
-    int count = epoll_wait(epoll, ready, PENHA_EPOLL_BATCH, timeout_ms);
+#ifdef SYS_epoll_wait
+    int count = (int)syscall(SYS_epoll_wait, epoll, ready, PENHA_EPOLL_BATCH, timeout_ms);
+#else  // only epoll_pwait on aarch64: with no signal mask it is epoll_wait
+    int count = (int)syscall(SYS_epoll_pwait, epoll, ready, PENHA_EPOLL_BATCH, timeout_ms, (void *)0, 8);
+#endif
     for (int i = 0; i < count; i++) {
         tokens[i] = ready[i].data.u64;
         events[i] = ready[i].events;
@@ -42,10 +67,9 @@ static const uint32_t penha_epoll_et = EPOLLET;
 static const uint32_t penha_epoll_exclusive = EPOLLEXCLUSIVE;
 static const int penha_epoll_batch = PENHA_EPOLL_BATCH;
 
-// accept4 is a GNU extension the Glibc module does not declare.
-int accept4(int fd, struct sockaddr *address, socklen_t *length, int flags);
+// accept4 is a GNU extension the Glibc module does not declare (and a cancellation point).
 static inline int penha_accept4(int fd, struct sockaddr *address, socklen_t *length, int flags) {
-    return accept4(fd, address, length, flags);
+    return (int)syscall(SYS_accept4, fd, address, length, flags);
 }
 
 // splice(2) and pipe2 are GNU extensions too: bulk transfers move through a kernel pipe.
