@@ -94,3 +94,41 @@ final class Connection {
         failed = false
     }
 }
+
+extension Connection {
+    /// The two ways bytes go: the same steps over the other side's socket and pipe.
+    enum Direction {
+        case toServer, toClient
+    }
+
+    /// The direction's source has bytes to read and its pipe room for them.
+    func canRead(_ direction: Direction) -> Bool {
+        switch direction {
+        case .toServer: return client.readable && !toServer.sourceEnded && !toServer.isFull
+        case .toClient: return server.readable && !toClient.sourceEnded && !toClient.isFull
+        }
+    }
+
+    /// The direction's pipe holds bytes or an end to pass on.
+    func hasOutput(_ direction: Direction) -> Bool {
+        switch direction {
+        case .toServer: return toServer.pending > 0 || toServer.isEndPending
+        case .toClient: return toClient.pending > 0 || toClient.isEndPending
+        }
+    }
+
+    /// Bytes wait and the destination takes them, or only the end is left to pass on.
+    func canWrite(_ direction: Direction) -> Bool {
+        switch direction {
+        case .toServer: return toServer.pending > 0 ? server.writable : toServer.isEndPending
+        case .toClient: return toClient.pending > 0 ? client.writable : toClient.isEndPending
+        }
+    }
+
+    func addUnreported(_ count: Int, _ direction: Direction) {
+        switch direction {
+        case .toServer: unreportedToServer &+= UInt64(count)
+        case .toClient: unreportedToClient &+= UInt64(count)
+        }
+    }
+}

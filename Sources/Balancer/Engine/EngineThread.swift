@@ -269,13 +269,13 @@ final class EngineThread: @unchecked Sendable {
             case .handshaking:
                 guard handshakeStep(connection) else { return }
             case .connecting, .relaying:
-                let toServerMoves = canMoveToServer(connection), toClientMoves = canMoveToClient(connection)
+                let toServerMoves = canMove(connection, .toServer), toClientMoves = canMove(connection, .toClient)
                 guard toServerMoves || toClientMoves else {
                     finishIfDone(connection)
                     return
                 }
-                if toServerMoves { toServer(connection) }
-                if toClientMoves && connection.phase == .relaying { toClient(connection) }
+                if toServerMoves { move(connection, .toServer) }
+                if toClientMoves && connection.phase == .relaying { move(connection, .toClient) }
             }
         }
         if !connection.isQueued {
@@ -284,55 +284,52 @@ final class EngineThread: @unchecked Sendable {
         }
     }
 
-    /// Whether a read from the client or a write (or the FIN) to the server can happen now.
-    private func canMoveToServer(_ connection: Connection) -> Bool {
-        if connection.client.readable && !connection.toServer.sourceEnded && !connection.toServer.isFull { return true }
-        guard connection.phase == .relaying else { return false }
-        return connection.toServer.pending > 0 ? connection.server.writable : connection.toServer.isEndPending
-    }
-
-    private func canMoveToClient(_ connection: Connection) -> Bool {
-        guard connection.phase == .relaying else { return false }
-        if connection.server.readable && !connection.toClient.sourceEnded && !connection.toClient.isFull { return true }
-        return connection.toClient.pending > 0 ? connection.client.writable : connection.toClient.isEndPending
-    }
-
-    /// Client to server: what is queued written, the client's next bytes (decrypted, rewritten)
-    /// read into `toServer` and written on at once, once connected.
-    private func toServer(_ connection: Connection) {
+    /// Whether a read from the direction's source or a write (or the FIN) to its destination
+    /// can happen now. Until the server is connected only the client is read (its early bytes
+    /// wait in `toServer`).
+    private func canMove(_ connection: Connection, _ direction: Connection.Direction) -> Bool {
         let relaying = connection.phase == .relaying
-        if relaying && (connection.toServer.pending > 0 || connection.toServer.isEndPending) {
-            _ = write(connection, &connection.toServer, to: &connection.server, isServer: true)
+        if (relaying || direction == .toServer) && connection.canRead(direction) { return true }
+        guard relaying else { return false }
+        return connection.canWrite(direction)
+    }
+
+    /// One direction: what is queued written, the source's next bytes (from the client
+    /// decrypted and rewritten) read and written on at once, once connected.
+    private func move(_ connection: Connection, _ direction: Connection.Direction) {
+        let relaying = connection.phase == .relaying
+        if relaying && connection.hasOutput(direction) {
+            _ = write(connection, direction)
             guard !failed(connection) else { return }
         }
-        guard connection.client.readable && !connection.toServer.sourceEnded && !connection.toServer.isFull,
-              let count = readFromClient(connection) else { return }
+        guard connection.canRead(direction), let count = read(connection, direction) else { return }
         guard !failed(connection) else { return }
         if count > 0 {
-            connection.unreportedToServer &+= UInt64(count)
+            connection.addUnreported(count, direction)
             noteProgress(connection)
         }
         if relaying {
-            _ = write(connection, &connection.toServer, to: &connection.server, isServer: true)
+            _ = write(connection, direction)
             _ = failed(connection)
         }
     }
 
-    /// Server to client, the same way.
-    private func toClient(_ connection: Connection) {
-        if connection.toClient.pending > 0 || connection.toClient.isEndPending {
-            _ = write(connection, &connection.toClient, to: &connection.client, isServer: false)
-            guard !failed(connection) else { return }
+    private func write(_ connection: Connection, _ direction: Connection.Direction) -> Bool {
+        switch direction {
+        case .toServer: return write(connection, &connection.toServer, to: &connection.server, isServer: true)
+        case .toClient: return write(connection, &connection.toClient, to: &connection.client, isServer: false)
         }
-        guard connection.server.readable && !connection.toClient.sourceEnded && !connection.toClient.isFull,
-              let count = readFromServer(connection) else { return }
-        guard !failed(connection) else { return }
-        if count > 0 {
-            connection.unreportedToClient &+= UInt64(count)
-            noteProgress(connection)
+    }
+
+    private func read(_ connection: Connection, _ direction: Connection.Direction) -> Int? {
+        switch direction {
+        case .toServer:
+            if connection.tls != nil || connection.rewriter != nil { return readTransformed(connection) }
+            return readDirect(connection, &connection.toServer, from: &connection.client)
+        case .toClient:
+            if connection.tls != nil { return readForTLS(connection) }
+            return readDirect(connection, &connection.toClient, from: &connection.server)
         }
-        _ = write(connection, &connection.toClient, to: &connection.client, isServer: false)
-        _ = failed(connection)
     }
 
     /// Ends a connection a read or write marked failed; true if it has ended (either way).
@@ -467,16 +464,6 @@ final class EngineThread: @unchecked Sendable {
             connection.failed = true
             return 0
         }
-    }
-
-    private func readFromClient(_ connection: Connection) -> Int? {
-        if connection.tls != nil || connection.rewriter != nil { return readTransformed(connection) }
-        return readDirect(connection, &connection.toServer, from: &connection.client)
-    }
-
-    private func readFromServer(_ connection: Connection) -> Int? {
-        if connection.tls != nil { return readForTLS(connection) }
-        return readDirect(connection, &connection.toClient, from: &connection.server)
     }
 
     /// Both directions done: closed normally. Both inputs ended but bytes still queued: the drain bound starts.
