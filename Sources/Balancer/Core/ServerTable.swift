@@ -115,7 +115,9 @@ public struct ServerTable: Sendable {
     }
 
     /// Reads the target's server in place (the subscript returns a copy, strings and all);
-    /// nil for a target not there.
+    /// nil for a target not there. Inlinable: the engine calls it from its own module once per
+    /// connection, where an unspecialised generic call costs about 0.4k instructions.
+    @inlinable
     public func read<Result>(_ target: Target, _ body: (borrowing Server) -> Result) -> Result? {
         switch target {
         case .server(let index) where servers.indices.contains(index): return body(servers[index])
