@@ -8,12 +8,11 @@ final class ClientSyncKeyTests: XCTestCase {
     private var directory = ""
 
     override func setUpWithError() throws {
-        directory = NSTemporaryDirectory() + "penha-sync-key-\(getpid())-\(UUID().uuidString.prefix(8))"
-        XCTAssertEqual(mkdir(directory, 0o755), 0)
+        directory = makeTemporaryDirectory("sync-key")
     }
 
     override func tearDown() {
-        try? FileManager.default.removeItem(atPath: directory)
+        removeTemporaryDirectory(directory)
     }
 
     private func hex(_ bytes: [UInt8]) -> String { bytes.map { String(format: "%02x", $0) }.joined() }

@@ -9,12 +9,11 @@ final class FileAccessTests: XCTestCase {
     private var directory = ""
 
     override func setUpWithError() throws {
-        directory = NSTemporaryDirectory() + "penha-files-\(getpid())-\(UUID().uuidString.prefix(8))"
-        XCTAssertEqual(mkdir(directory, 0o755), 0)
+        directory = makeTemporaryDirectory("files")
     }
 
     override func tearDown() {
-        try? FileManager.default.removeItem(atPath: directory)
+        removeTemporaryDirectory(directory)
     }
 
     private func fifo() -> String {

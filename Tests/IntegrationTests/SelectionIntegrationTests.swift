@@ -4,13 +4,7 @@ import XCTest
 /// pen's server selection, through the real binary.
 final class SelectionIntegrationTests: XCTestCase {
     func testClientsAreTrackedToTheirServerByAddress() throws {
-        let a = try Backend("A"), b = try Backend("B")
-        let penha = try Penha([], servers: ["127.0.0.1:\(a.port)", "127.0.0.1:\(b.port)"])
-        let first = try (1...4).map { _ in try whoAnswers(penha, source: "127.0.0.2") }
-        let second = try (1...4).map { _ in try whoAnswers(penha, source: "127.0.0.3") }
-        XCTAssertEqual(Set(first).count, 1, "one client always reaches the same server: \(first)")
-        XCTAssertEqual(Set(second).count, 1, "\(second)")
-        XCTAssertNotEqual(first[0], second[0], "a new client goes round-robin to the next server")
+        try assertClientsKeepTheirServer(options: [], connections: 4)
     }
 
     func testRoundRobinWithoutTrackingAlternates() throws {
@@ -135,4 +129,17 @@ final class SelectionIntegrationTests: XCTestCase {
         XCTAssertEqual(try whoAnswers(penha), "G")
         XCTAssertLessThan(Date().timeIntervalSince(quick), 0.9, "the timed-out server is blacklisted, not tried again")
     }
+}
+
+/// Two clients (by source address), `connections` each to a penha with `options` in front of
+/// two backends: each client always reaches one server, and the second another one than the
+/// first (round-robin for a new client).
+func assertClientsKeepTheirServer(options: [String], connections: Int, file: StaticString = #filePath, line: UInt = #line) throws {
+    let a = try Backend("A"), b = try Backend("B")
+    let penha = try Penha(options, servers: ["127.0.0.1:\(a.port)", "127.0.0.1:\(b.port)"])
+    let first = try (1...connections).map { _ in try whoAnswers(penha, source: "127.0.0.2") }
+    let second = try (1...connections).map { _ in try whoAnswers(penha, source: "127.0.0.3") }
+    XCTAssertEqual(Set(first).count, 1, "one client always reaches the same server: \(first)", file: file, line: line)
+    XCTAssertEqual(Set(second).count, 1, "\(second)", file: file, line: line)
+    XCTAssertNotEqual(first[0], second[0], "a new client goes round-robin to the next server", file: file, line: line)
 }
