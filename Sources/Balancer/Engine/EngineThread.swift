@@ -11,6 +11,8 @@ import Glibc
 /// it will ever need, never modified), the shared listener, an eventfd that wakes it for orders from
 /// other threads, and its connection slots and buffers. Everything but `inbox` and
 /// `isWaitingForPlace` is touched by its own thread only.
+// Unchecked: other threads reach only `inbox` (a Mutex), `waitingForPlace` (an Atomic) and the
+// eventfd; a lock around the rest would be taken per event on the data path.
 final class EngineThread: @unchecked Sendable {
     enum Order: Sendable {
         case close(Int)
