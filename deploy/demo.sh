@@ -72,14 +72,14 @@ start_backend alpha "$alpha"
 start_backend beta "$beta"
 
 echo
-echo "==> penha -r $listen 127.0.0.1:$alpha 127.0.0.1:$beta   (round-robin, no tracking)"
-start_penha -r "$listen" "127.0.0.1:$alpha" "127.0.0.1:$beta"
+echo "==> penha -r 127.0.0.1:$listen 127.0.0.1:$alpha 127.0.0.1:$beta   (round-robin, no tracking)"
+start_penha -r "127.0.0.1:$listen" "127.0.0.1:$alpha" "127.0.0.1:$beta"
 for i in 1 2 3 4; do echo "  request $i: $(ask)"; done
 stop_penha
 
 echo
-echo "==> penha $listen 127.0.0.1:$alpha 127.0.0.1:$beta   (pen's default: clients go back to their server)"
-start_penha "$listen" "127.0.0.1:$alpha" "127.0.0.1:$beta"
+echo "==> penha 127.0.0.1:$listen 127.0.0.1:$alpha 127.0.0.1:$beta   (pen's default: clients go back to their server)"
+start_penha "127.0.0.1:$listen" "127.0.0.1:$alpha" "127.0.0.1:$beta"
 for i in 1 2 3; do echo "  client 127.0.0.2, request $i: $(ask --interface 127.0.0.2)"; done
 for i in 1 2 3; do echo "  client 127.0.0.3, request $i: $(ask --interface 127.0.0.3)"; done
 
