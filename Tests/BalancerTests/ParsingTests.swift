@@ -12,7 +12,7 @@ final class ParsingTests: XCTestCase {
     }
 
     func testBadListenAddressesNameTheArgument() {
-        for bad in ["0", "70000", "host:", "host:port", "[::1]80", "[::1", ":80", "abc"] {
+        for bad in ["0", "70000", "host:", "host:port", "[::1]80", "[::1", ":80", "abc", "l::2]:700", "[l::2]:700", "[::1]]:80"] {
             XCTAssertThrowsError(try Endpoint.listenAddress(bad), bad) { error in
                 XCTAssertTrue("\(error)".contains(bad), "\(error) should name '\(bad)'")
             }

@@ -42,6 +42,11 @@ public func parseHostPort(_ text: String, what: String) throws -> (host: String,
         portText = text[text.index(after: colon)...]
     }
     guard !host.isEmpty else { throw ConfigurationError("bad \(what) '\(text)': no host") }
+    // A host with a ':' (or a bracket) can only be an IPv6 address: anything else would be
+    // written back bracketed as text that does not parse (found by FuzzCommand).
+    if host.contains(where: { $0 == ":" || $0 == "[" || $0 == "]" }), (try? SocketAddress(ipAddress: String(host), port: 0)) == nil {
+        throw ConfigurationError("bad \(what) '\(text)': '\(host)' is not an IPv6 address")
+    }
     guard let port = Int(portText) else {
         throw ConfigurationError("bad \(what) '\(text)': port '\(portText)' is not a number")
     }
