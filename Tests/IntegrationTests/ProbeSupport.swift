@@ -28,6 +28,11 @@ final class BackgroundCommand {
         unlink(output)
     }
 
+    /// Asks the command to stop (SIGINT), as Ctrl-C would; `finish` then collects its output.
+    func interrupt() {
+        if process.isRunning { kill(process.processIdentifier, SIGINT) }
+    }
+
     /// Waits until the command ends; its output.
     func finish() throws -> String {
         while process.isRunning {

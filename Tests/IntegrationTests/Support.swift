@@ -347,6 +347,12 @@ final class Client {
 
     deinit { close(fd) }
 
+    /// Makes the close a reset (SO_LINGER 0): the peer sees RST, not FIN.
+    func resetOnClose() {
+        var abort = linger(l_onoff: 1, l_linger: 0)
+        setsockopt(fd, SOL_SOCKET, SO_LINGER, &abort, socklen_t(MemoryLayout<linger>.size))
+    }
+
     /// The sending half, for another thread to send on while this one reads; valid while
     /// the client lives.
     var sender: ClientSender { ClientSender(fd: fd) }

@@ -238,7 +238,7 @@ final class TLSIntegrationTests: XCTestCase {
         // An encrypted key is refused at once, not asked a passphrase for (that would hang the reload).
         let encrypted = "\(directory)/encrypted.key"
         _ = try selfSigned("third.test", certificate: certificate, key: key)
-        try openssl(["pkey", "-in", key, "-aes256", "-passout", "pass:secret", "-out", encrypted])
+        try TestCertificate.openssl(["pkey", "-in", key, "-aes256", "-passout", "pass:secret", "-out", encrypted])
         try FileManager.default.removeItem(atPath: key)
         try FileManager.default.copyItem(atPath: encrypted, toPath: key)
         try penha.signal(SIGHUP, thenLogs: "is encrypted: penha needs it without a passphrase")
@@ -290,34 +290,12 @@ final class TLSIntegrationTests: XCTestCase {
 
     // MARK: - Tools
 
-    private struct Certificate {
-        let certificate: String
-        let key: String
+    private func selfSigned(_ name: String, certificate: String? = nil, key: String? = nil) throws -> TestCertificate {
+        try TestCertificate.selfSigned(name, in: directory, certificate: certificate, key: key)
     }
 
-    /// A self-signed certificate (also good as a CA) with subject CN=`name`.
-    private func selfSigned(_ name: String, certificate: String? = nil, key: String? = nil) throws -> Certificate {
-        let file = name.replacingOccurrences(of: " ", with: "-")
-        let made = Certificate(certificate: certificate ?? "\(directory)/\(file).crt", key: key ?? "\(directory)/\(file).key")
-        try openssl(["req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
-                     "-keyout", made.key, "-out", made.certificate, "-days", "2", "-subj", "/CN=\(name)"])
-        return made
-    }
-
-    /// A certificate with subject CN=`name` signed by `ca`.
-    private func signed(_ name: String, by ca: Certificate) throws -> Certificate {
-        let made = Certificate(certificate: "\(directory)/\(name).crt", key: "\(directory)/\(name).key")
-        let request = "\(directory)/\(name).csr"
-        try openssl(["req", "-new", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
-                     "-keyout", made.key, "-out", request, "-subj", "/CN=\(name)"])
-        try openssl(["x509", "-req", "-in", request, "-CA", ca.certificate, "-CAkey", ca.key, "-set_serial", "7",
-                     "-out", made.certificate, "-days", "2"])
-        return made
-    }
-
-    private func openssl(_ arguments: [String]) throws {
-        let result = try runTool("openssl", arguments)
-        guard result.status == 0 else { throw TestFailure("openssl \(arguments) failed: \(result.stderr)") }
+    private func signed(_ name: String, by ca: TestCertificate) throws -> TestCertificate {
+        try TestCertificate.signed(name, by: ca, in: directory)
     }
 
     /// `curl -k` to penha, optionally by host name (sent as SNI, resolved to loopback).
@@ -339,96 +317,6 @@ final class TLSIntegrationTests: XCTestCase {
     /// The `status` line about TLS.
     private func tlsStatus(_ penha: Penha) throws -> String? {
         try penha.command("status").first { $0.hasPrefix("tls ") }
-    }
-
-    private func findTool(_ name: String) -> String? {
-        let path = ProcessInfo.processInfo.environment["PATH"] ?? "/usr/bin:/bin"
-        return path.split(separator: ":").map { "\($0)/\(name)" }.first { FileManager.default.isExecutableFile(atPath: $0) }
-    }
-
-    /// Runs a tool to completion (bounded), its output in files so that nothing blocks.
-    private func runTool(_ name: String, _ arguments: [String], input: String? = nil, timeout: Double = 20)
-        throws -> (status: Int32, stdout: String, stderr: String) {
-        guard let tool = findTool(name) else { throw TestFailure("no \(name)") }
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: tool)
-        process.arguments = arguments
-        let output = temporaryPath("out"), errors = temporaryPath("err")
-        guard FileManager.default.createFile(atPath: output, contents: nil),
-              FileManager.default.createFile(atPath: errors, contents: nil) else { throw TestFailure("cannot create \(output)") }
-        defer { unlink(output); unlink(errors) }
-        process.standardOutput = try FileHandle(forWritingTo: URL(fileURLWithPath: output))
-        process.standardError = try FileHandle(forWritingTo: URL(fileURLWithPath: errors))
-        let stdin = Pipe()
-        process.standardInput = input == nil ? FileHandle.nullDevice : stdin
-        try process.run()
-        if let input {
-            stdin.fileHandleForWriting.write(Data(input.utf8))
-            try stdin.fileHandleForWriting.close()
-        }
-        let deadline = Date() + timeout
-        while process.isRunning && Date() < deadline { usleep(10_000) }
-        if process.isRunning {
-            kill(process.processIdentifier, SIGKILL)
-            process.waitUntilExit()
-            throw TestFailure("\(name) \(arguments) did not finish")
-        }
-        let read = { (path: String) in String(decoding: FileManager.default.contents(atPath: path) ?? Data(), as: UTF8.self) }
-        return (process.terminationStatus, read(output), read(errors))
-    }
-}
-
-/// A blocking TLS client (OpenSSL on a socket with timeouts), to speak to penha byte by byte.
-private final class TLSClient {
-    private let socket: Client
-    private let context: OpaquePointer
-    private let ssl: OpaquePointer
-    private var buffered = ReceiveBuffer()
-
-    init(port: Int) throws {
-        socket = try Client(port: port, timeout: 10)
-        guard let context = SSL_CTX_new(TLS_client_method()), let ssl = SSL_new(context) else {
-            throw TestFailure("cannot make an OpenSSL client")
-        }
-        self.context = context
-        self.ssl = ssl
-        SSL_set_fd(ssl, socket.fd)
-        guard SSL_connect(ssl) == 1 else { throw TestFailure("TLS handshake failed: \(SSL_get_error(ssl, -1))") }
-    }
-
-    deinit {
-        SSL_free(ssl)
-        SSL_CTX_free(context)
-    }
-
-    func send(_ bytes: [UInt8]) throws {
-        guard bytes.withUnsafeBytes({ SSL_write(ssl, $0.baseAddress, Int32($0.count)) }) == Int32(bytes.count) else {
-            throw TestFailure("SSL_write failed")
-        }
-    }
-
-    /// Up to `limit` bytes; empty at close_notify or EOF; throws on timeout or error.
-    func receive(upTo limit: Int) throws -> [UInt8] {
-        if !buffered.isEmpty { return buffered.take(upTo: limit) }
-        return try read(upTo: limit)
-    }
-
-    func readLine() throws -> String? {
-        try buffered.readLine { try read(upTo: 4096) }
-    }
-
-    private func read(upTo limit: Int) throws -> [UInt8] {
-        var chunk = [UInt8](repeating: 0, count: limit)
-        let count = chunk.withUnsafeMutableBytes { SSL_read(ssl, $0.baseAddress, Int32($0.count)) }
-        if count > 0 { return Array(chunk.prefix(Int(count))) }
-        let error = SSL_get_error(ssl, count)
-        guard error == SSL_ERROR_ZERO_RETURN || error == SSL_ERROR_SYSCALL else { throw TestFailure("SSL_read: \(error)") }
-        return []
-    }
-
-    /// Sends close_notify: the end of this side's input for penha (RFC 8446 section 6.1).
-    func closeNotify() {
-        _ = SSL_shutdown(ssl)
     }
 }
 

@@ -120,6 +120,8 @@ extension EngineThread {
             return Self.next(&placement, &runtime)
         }
         connection.placement = placement
+        // The failed target's count is given back: an end before the next attempt gives back none.
+        connection.phase = .accepted
         connect(connection, attempt)
     }
 

@@ -7,6 +7,9 @@ import NIOCore
 final class Connection {
     enum Phase {
         case free
+        /// The client is accepted (and its handshake done): no server holds a count for it,
+        /// between attempts too.
+        case accepted
         /// TLS: the client's handshake runs; no server is chosen yet.
         case handshaking
         /// The connect to `target` is in progress.

@@ -234,6 +234,7 @@ final class EngineThread: @unchecked Sendable {
 
     private func opened(_ descriptor: Int32, _ peer: PeerAddress) {
         let connection = takeSlot()
+        connection.phase = .accepted
         connection.client.descriptor = descriptor
         connection.client.writable = true
         connection.peer = peer
@@ -266,7 +267,7 @@ final class EngineThread: @unchecked Sendable {
     func pump(_ connection: Connection) {
         for _ in 0..<Self.pumpRounds {
             switch connection.phase {
-            case .free:
+            case .free, .accepted:
                 return
             case .handshaking:
                 guard handshakeStep(connection) else { return }
@@ -483,6 +484,13 @@ final class EngineThread: @unchecked Sendable {
     /// not closed with a FIN, which would make a stream cut off by the reset look complete.
     func end(_ connection: Connection, reset: Bool) {
         let phase = connection.phase
+        // Once only: the slot is free from here on, so nothing below (or after) can end it again
+        // and put it twice in `freeSlots`, which would give two later clients the same slot.
+        guard phase != .free else {
+            assertionFailure("the connection in slot \(connection.slot) was ended twice")
+            return
+        }
+        connection.phase = .free
         Socket.close(connection.client.descriptor, reset: reset)
         Socket.close(connection.server.descriptor, reset: reset)
         let placement = connection.placement
@@ -500,10 +508,11 @@ final class EngineThread: @unchecked Sendable {
         case .connecting:
             // The client left before the server answered: the target keeps its standing.
             engine.shared.withLock { $0.state.connectFailedLocally(target) }
-        case .handshaking, .free:
+        case .handshaking:
+            if connection.tls != nil { countHandshakeFailure(connection, "the connection closed during the handshake") }
+        case .accepted, .free:
             break
         }
-        if phase == .handshaking, connection.tls != nil { handshakeFailed(connection, "the connection closed during the handshake") }
         connection.clear(&pool)
         freeSlots.append(connection.slot)
         engine.releasePlace(from: self)

@@ -48,6 +48,7 @@ extension EngineThread {
         switch step {
         case .done:
             engine.tls?.handshakeCompleted()
+            connection.phase = .accepted
             place(connection)
             guard connection.phase != .free else { return true }
             let decrypted = decrypt(connection, tls)
@@ -68,13 +69,18 @@ extension EngineThread {
         write(connection, &connection.toClient, to: &connection.client, isServer: false)
     }
 
-    /// Counts and logs (throttled) a failed handshake and closes the client.
+    /// Counts and logs a failed handshake, then closes the client.
     func handshakeFailed(_ connection: Connection, _ reason: String) {
-        connection.tls = nil
+        countHandshakeFailure(connection, reason)
+        connection.tls = nil  // counted: end() does not count it again
+        end(connection, reset: false)
+    }
+
+    /// Counts and logs (throttled) a failed handshake; ends nothing (`end` calls it).
+    func countHandshakeFailure(_ connection: Connection, _ reason: String) {
         if let note = engine.tls?.handshakeFailed(now: NIODeadline.uptimeNanoseconds(now)) {
             engine.events.log(.info, "TLS handshake failed\(note)", ["client": connection.peer.text, "error": reason])
         }
-        if connection.phase != .free { end(connection, reset: false) }
     }
 
     func tlsTimedOut(_ connection: Connection) {
