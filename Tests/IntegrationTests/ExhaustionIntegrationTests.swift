@@ -104,6 +104,35 @@ final class ResetIntegrationTests: XCTestCase {
     }
 }
 
+/// Issue 24, item 5: the buffers a burst of connections took go back to the system once the
+/// burst has closed, beyond the few each engine thread keeps for the next one.
+final class MemoryIntegrationTests: XCTestCase {
+    func testABurstsBuffersGoBackToTheSystemOnceItCloses() throws {
+        // The connects to it hang, so penha keeps what each client sent first in a buffer of its own.
+        let server = try FullListener()
+        let penha = try Penha(["-x", "1000", "-t", "30"], servers: ["127.0.0.1:\(server.port)"])
+        let before = try penha.residentBytes()
+        let chunk = [UInt8](repeating: 0x61, count: 128 << 10)
+        var clients: [Int32] = []
+        defer { clients.forEach { close($0) } }
+        for _ in 0..<400 {
+            let fd = try connectedSocket(port: penha.port)
+            clients.append(fd)
+            _ = chunk.withUnsafeBytes { send(fd, $0.baseAddress, $0.count, Int32(MSG_DONTWAIT | MSG_NOSIGNAL)) }
+        }
+        XCTAssertTrue(waitFor(timeout: 10) { (try? penha.residentBytes()) ?? 0 > before + 16 << 20 },
+                      "the burst fills a buffer per connection: \((try? penha.residentBytes()) ?? -1) bytes, \(before) before")
+        let peak = try penha.residentBytes()
+        clients.forEach(reset)
+        clients = []
+        XCTAssertTrue(waitFor(timeout: 10) { (try? activeConnections(penha)) == 0 }, "the burst's connections end")
+        XCTAssertTrue(waitFor(timeout: 10) { (try? penha.residentBytes()) ?? .max <= before + before / 10 },
+                      "resident \((try? penha.residentBytes()) ?? -1) bytes after the burst, \(before) before, \(peak) at its peak")
+        print("resident: \(before >> 10) KiB before a burst of 400 buffers, \(peak >> 10) KiB at its peak, "
+            + "\(try penha.residentBytes() >> 10) KiB after")
+    }
+}
+
 /// `status`'s "connections N ...": the relayed connections (or UDP flows) now.
 private func activeConnections(_ penha: Penha) throws -> Int? {
     try penha.command("status").first { $0.hasPrefix("connections ") }
@@ -202,6 +231,16 @@ extension Penha {
             prlimit.terminate()
             throw TestFailure("prlimit failed for penha")
         }
+    }
+
+    /// VmRSS from /proc/PID/status.
+    func residentBytes() throws -> Int {
+        let status = (try? String(contentsOfFile: "/proc/\(process.processIdentifier)/status", encoding: .utf8)) ?? ""
+        guard let line = status.split(separator: "\n").first(where: { $0.hasPrefix("VmRSS:") }),
+              let kilobytes = line.split(separator: " ").dropFirst().first.flatMap({ Int($0) }) else {
+            throw TestFailure("no VmRSS for penha")
+        }
+        return kilobytes << 10
     }
 
     /// The CPU time (user and system) penha uses in the next `seconds` seconds.

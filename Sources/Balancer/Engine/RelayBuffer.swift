@@ -6,21 +6,43 @@ import Glibc
 #endif
 
 /// One thread's I/O buffers: taken when a connection has bytes in flight, given back when
-/// they are written, so an idle connection holds none. Grows to the most ever in flight at
-/// once and keeps them: no allocation per connection in the steady state.
+/// they are written, so an idle connection holds none. No allocation per connection in the
+/// steady state: spares are kept, but those no connection took for a whole sweep interval
+/// go back to the system beyond `spareBuffers`, so a burst's memory is returned once it has
+/// passed.
 ///
 /// 64 KiB: bulk transfers ran at 0.83× pen's rate with 16 KiB and 1.07× with 64 KiB, one
 /// thread each, in the same run (bench/RESULTS.md); idle connections are not affected.
 struct BufferPool {
     static let size = 64 * 1024
+    /// Idle spares a thread keeps (512 KiB): with the default one thread a core, RSS after a
+    /// burst ends within a few MiB of where it started.
+    static let spareBuffers = 8
     private var free: [UnsafeMutableRawPointer] = []
+    /// The fewest spares since the last `trim`: that many were idle the whole interval.
+    private var fewestSpare = 0
     /// Empty kernel pipes for splice, kept for the next bulk transfer (two descriptors each, so
     /// at most `sparePipes`).
     private var pipes: [KernelPipe] = []
     static let sparePipes = 64
 
     mutating func take() -> UnsafeMutableRawPointer {
-        free.popLast() ?? UnsafeMutableRawPointer.allocate(byteCount: Self.size, alignment: 64)
+        guard let buffer = free.popLast() else { return UnsafeMutableRawPointer.allocate(byteCount: Self.size, alignment: 64) }
+        fewestSpare = min(fewestSpare, free.count)
+        return buffer
+    }
+
+    /// Each sweep: the spares idle since the last one, beyond `spareBuffers`, are freed, and
+    /// malloc hands their pages back to the kernel (64 KiB blocks freed amid a heap would
+    /// otherwise stay resident). Spares in use meanwhile are kept, so a steady load never
+    /// frees and allocates them again.
+    mutating func trim() {
+        let idle = min(fewestSpare, free.count - Self.spareBuffers)
+        if idle > 0 {
+            for _ in 0..<idle { free.removeLast().deallocate() }
+            malloc_trim(0)
+        }
+        fewestSpare = free.count
     }
 
     mutating func give(_ buffer: UnsafeMutableRawPointer) {

@@ -8,6 +8,8 @@
 #include <sys/epoll.h>
 #include <sys/socket.h>
 #include <sys/eventfd.h>
+// malloc_trim: the buffer pool returns a burst's memory to the kernel.
+#include <malloc.h>
 
 // The relay's per-connection calls go straight to the kernel through syscall(2): glibc's
 // recv, send, accept4, connect, close and epoll_wait are pthread cancellation points, and
