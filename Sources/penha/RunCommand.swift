@@ -263,7 +263,7 @@ struct RunCommand: ParsableCommand {
         Daemon.signalReady()
         let systemd = SystemdNotifier(logger: logger)
         try? systemd?.ready(service).wait()
-        let updates = systemd?.startUpdates(service)
+        let updates = systemd?.startUpdates(service, vrrp: vrrp)
         serveSignals(service, systemd: systemd, logger: logger)
         systemd?.stopping()
         updates?.cancel()

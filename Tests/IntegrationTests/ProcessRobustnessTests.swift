@@ -209,7 +209,7 @@ private final class CloseOnLine: ChannelInboundHandler {
 /// Stops one thread of a running penha (ptrace's seize and interrupt stop that thread alone)
 /// until released or 30 s have passed: a hang that no fix inside penha can undo, so the
 /// SIGTERM bound is what the tests above see. Needs root (CI runs as root).
-private final class ThreadFreezer {
+final class ThreadFreezer {
     private let process = Process()
     private let input = Pipe()
 

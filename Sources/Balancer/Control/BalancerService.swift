@@ -178,6 +178,12 @@ public final class BalancerService: Sendable {
         }
     }
 
+    /// The TCP engine's threads and their loop turns, for the watchdog (none before it starts).
+    public var engineThreadTurns: [ProgressWatch.Turns] { tcp?.threadTurns ?? [] }
+
+    /// Makes every engine thread turn once, so that an idle one shows it is alive.
+    public func nudgeEngineThreads() { tcp?.nudgeThreads() }
+
     /// Runs `body` on the balancer's event loop with its state, for the control socket and stats.
     public func withState<Result: Sendable>(_ body: @escaping @Sendable (inout BalancerState) -> Result) -> EventLoopFuture<Result> {
         eventLoop.submit { self.shared.withLock { body(&$0.state) } }

@@ -90,9 +90,9 @@ public final class Engine: Sendable {
             bound = try Listener.unix(path, backlog: backlog)
         }
         listener.store(bound.descriptor, ordering: .relaxed)
-        for thread in threads {
+        for (index, thread) in threads.enumerated() {
             thread.listener = bound.descriptor
-            try thread.start(engine: self)
+            try thread.start(engine: self, name: "penha-engine-\(index)")
         }
         return bound.address
     }
@@ -105,6 +105,16 @@ public final class Engine: Sendable {
         done.wait(upTo: wait)
         let descriptor = listener.exchange(-1, ordering: .relaxed)
         if descriptor >= 0 { Glibc.close(descriptor) }
+    }
+
+    /// Each thread's loop turns so far, by its name.
+    public var threadTurns: [ProgressWatch.Turns] {
+        threads.map { ProgressWatch.Turns(thread: $0.name, count: $0.turns) }
+    }
+
+    /// Makes every thread turn once, so that an idle one shows it is alive.
+    public func nudgeThreads() {
+        for thread in threads { thread.nudge() }
     }
 
     /// `close N`: on whichever thread relays it.
