@@ -142,6 +142,23 @@ final class HealthCheckTests: XCTestCase {
         XCTAssertEqual(state.nextTarget(&again, now: at(2.2)), .server(1 - tracked), "the tracked client moves")
     }
 
+    /// Failback: a server its checks find up again is not left blacklisted by a client's
+    /// failed connect while it was down; one blacklisted while its checks were passing stays so.
+    func testAServerBackUpByItsChecksIsNoLongerBlacklisted() throws {
+        var state = try state(servers: 2, "healthcheck tcp rise 1 fall 1")
+        var failing = true
+        _ = run(&state, from: 0, to: 2.1) { $0 == 0 && failing ? .failed("connection refused") : .passed("connected") }
+        XCTAssertTrue(state.servers.servers[0].health.isDown)
+        state.connectFailed(.server(0), now: at(2.1))
+        state.connectFailed(.server(1), now: at(2.1))
+        XCTAssertEqual(state.servers.servers[0].state(now: at(2.2)), .down)
+        failing = false
+        _ = run(&state, from: 2.2, to: 4.3) { _ in .passed("connected") }
+        XCTAssertEqual(state.servers.servers[0].state(now: at(4.3)), .up, "up by its checks: the blacklist is lifted")
+        XCTAssertEqual(state.servers.servers[1].state(now: at(4.3)), .blacklisted, "never down: its blacklist stands")
+        XCTAssertEqual(state.availableServerCount(now: at(4.3)), 1)
+    }
+
     func testAHundredServersAreSpreadOverTheIntervalWithOneCheckInFlightEach() throws {
         var state = try state(servers: 100)
         // Nothing answers: every check stays in flight.
