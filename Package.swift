@@ -60,7 +60,7 @@ let package = Package(
         // connection goes; TLS on memory BIOs. NIOCore for its value types only.
         .target(
             name: "Engine",
-            dependencies: ["BalancerCore", "CEngine", "COpenSSL", .product(name: "NIOCore", package: "swift-nio")],
+            dependencies: ["BalancerCore", "VRRPCore", "CEngine", "COpenSSL", .product(name: "NIOCore", package: "swift-nio")],
             path: "Sources/Balancer/Engine"
         ),
         // The I/O around it: the control plane (Control), UDP, wiring the engine in.

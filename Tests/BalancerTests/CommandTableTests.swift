@@ -32,7 +32,7 @@ final class CommandTableTests: XCTestCase {
     func testTheNoErrorListsEveryNoForm() {
         XCTAssertThrowsError(try Command.parse("no servers")) { error in
             XCTAssertEqual("\(error)", "'no' takes one of: roundrobin, hash, weight, prio, stubborn, tcp_nodelay, http, "
-                           + "log, web_stats, acl N, healthcheck, metrics, sync, vrrp vrid N")
+                           + "accept_proxy, log, web_stats, acl N, healthcheck, metrics, sync, vrrp vrid N")
         }
     }
 

@@ -153,7 +153,7 @@ public final class BalancerService: Sendable {
     /// The TCP data path's threads and listeners.
     private func startEngine(_ configuration: Configuration, freeBind: Bool) throws -> SocketAddress? {
         let engine = try Engine(shared: shared, events: events, tls: tls, threads: configuration.threads,
-                                limit: configuration.connectionsMax)
+                                limit: configuration.connectionsMax, acceptProxy: configuration.acceptProxy)
         let address: EngineListenAddress
         switch configuration.listen {
         case .inet(let host, let port):
@@ -366,7 +366,7 @@ public final class BalancerService: Sendable {
     private func adoptRuntime() {
         let configuration = configuration
         logger.logLevel = Self.logLevel(debug: configuration.debugLevel)
-        tcp?.adopt(limit: configuration.connectionsMax, noDelay: configuration.tcpNoDelay)
+        tcp?.adopt(limit: configuration.connectionsMax, noDelay: configuration.tcpNoDelay, acceptProxy: configuration.acceptProxy)
         let loop = onLoop.value
         loop.udp?.adopt(configuration)
         loop.healthChecker?.schedule()

@@ -20,8 +20,11 @@ extension Command {
         public static let tcpNoDelay = Flag("tcp_nodelay", \.tcpNoDelay)
         /// pen's HTTP mode (`-H`): add X-Forwarded-For to requests.
         public static let http = Flag("http", \.forwardedFor)
+        /// Each client sends a PROXY protocol header first (an upstream balancer does), whose
+        /// source address stands for the client's.
+        public static let acceptProxy = Flag("accept_proxy", \.acceptProxy)
 
-        public static let allCases = [roundRobin, hash, weight, priority, stubborn, tcpNoDelay, http]
+        public static let allCases = [roundRobin, hash, weight, priority, stubborn, tcpNoDelay, http, acceptProxy]
     }
 
     /// A number: `NAME N` sets it and answers it, `NAME` alone answers it.

@@ -89,7 +89,7 @@ struct CommandKeyword: Sendable {
             .recent(try optionalNumber($0, "recent").map { try boundedNumber($0, 0...Limits.seconds, for: "'recent'") })
         },
         CommandKeyword("server", usage: "server N [address A] [port P] [max M] [hard H] [weight W] [prio P] "
-                       + "[blacklist T] [acl L] [healthcheck on|off]") { .server(try ServerChange.parse($0)) },
+                       + "[blacklist T] [acl L] [healthcheck on|off] [proxy_protocol v1|v2|off]") { .server(try ServerChange.parse($0)) },
         CommandKeyword("source", usage: "source IP") { .source(try single($0, or: "'source' needs one IP address")) },
         CommandKeyword("ssl_ciphers", usage: "ssl_ciphers LIST") {
             .tls(.ciphers(try single($0, or: "'ssl_ciphers' needs one OpenSSL cipher list, its entries joined by ':' (no spaces)")))

@@ -38,6 +38,8 @@ public struct Configuration: Equatable, Sendable {
     public var udp = false
     /// `-H`, `http`: add X-Forwarded-For with the client's address to each HTTP request.
     public var forwardedFor = false
+    /// `accept_proxy`: clients start with a PROXY protocol header (`ProxyHeader`).
+    public var acceptProxy = false
     /// `source`: local address for connections to servers.
     public var sourceAddress: String?
     /// `-d`, repeatable.

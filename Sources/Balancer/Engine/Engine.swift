@@ -56,6 +56,8 @@ public enum EngineListenAddress: Sendable {
 public final class Engine: Sendable {
     /// How often a thread adds its connections' byte counts to the state.
     static let reportInterval: UInt64 = 250_000_000
+    /// How long an upstream balancer may take to send its PROXY protocol header (it sends it at once).
+    static let proxyHeaderTimeout: UInt64 = 5_000_000_000
     /// How long queued bytes may wait for a reader once both sides have ended (60 s, as with the NIO relay).
     static let drainBound: UInt64 = 60_000_000_000
 
@@ -67,13 +69,17 @@ public final class Engine: Sendable {
     /// `-x`: 0 for no limit; and the client connections open across all threads.
     let limit: Atomic<Int>
     let active = Atomic<Int>(0)
+    /// `accept_proxy`: new clients start with a PROXY protocol header.
+    let acceptsProxyHeader: Atomic<Bool>
 
     /// `threads` 0 means one per core.
-    public init(shared: SharedRuntime, events: any EngineEvents, tls: TLSTermination?, threads: Int, limit: Int) throws {
+    public init(shared: SharedRuntime, events: any EngineEvents, tls: TLSTermination?, threads: Int, limit: Int,
+                acceptProxy: Bool) throws {
         self.shared = shared
         self.events = events
         self.tls = tls
         self.limit = Atomic(limit)
+        acceptsProxyHeader = Atomic(acceptProxy)
         let count = threads > 0 ? threads : max(1, Int(sysconf(Int32(_SC_NPROCESSORS_ONLN))))
         self.threads = try (0..<count).map { _ in try EngineThread() }
     }
@@ -122,9 +128,10 @@ public final class Engine: Sendable {
         for thread in threads { thread.post(.close(number)) }
     }
 
-    /// A new `-x` or TCP_NODELAY, for the connections accepted from now on.
-    public func adopt(limit newLimit: Int, noDelay: Bool) {
+    /// A new `-x`, TCP_NODELAY or `accept_proxy`, for the connections accepted from now on.
+    public func adopt(limit newLimit: Int, noDelay: Bool, acceptProxy: Bool) {
         limit.store(newLimit, ordering: .relaxed)
+        acceptsProxyHeader.store(acceptProxy, ordering: .relaxed)
         let descriptor = listener.load(ordering: .relaxed)
         if descriptor >= 0 { Listener.setNoDelay(descriptor, noDelay) }
         for thread in threads { thread.post(.resumeAccepting) }

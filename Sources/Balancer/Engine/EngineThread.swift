@@ -61,6 +61,8 @@ final class EngineThread: @unchecked Sendable {
     /// Scratch for reads that a transformation (X-Forwarded-For, TLS) processes before the pipe.
     let scratch = UnsafeMutableRawBufferPointer.allocate(byteCount: BufferPool.size, alignment: 64)
     var failureLog = LogThrottle()
+    /// Refused PROXY protocol headers: at most a line a second, with the count since.
+    var proxyLog = LogThrottle()
 
     init() throws {
         epoll = epoll_create1(Int32(EPOLL_CLOEXEC))
@@ -260,6 +262,16 @@ final class EngineThread: @unchecked Sendable {
             end(connection, reset: false)
             return
         }
+        if engine.acceptsProxyHeader.load(ordering: .relaxed) {
+            connection.phase = .awaitingProxyHeader
+            connection.deadline = now + Engine.proxyHeaderTimeout
+        } else {
+            admit(connection)
+        }
+    }
+
+    /// The client as it is (its PROXY protocol header read): its handshake, or its placement.
+    func admit(_ connection: Connection) {
         if let tls = engine.tls {
             startHandshake(connection, tls)
         } else {
@@ -284,6 +296,8 @@ final class EngineThread: @unchecked Sendable {
             switch connection.phase {
             case .free, .accepted:
                 return
+            case .awaitingProxyHeader:
+                guard proxyHeaderStep(connection) else { return }
             case .handshaking:
                 guard handshakeStep(connection) else { return }
             case .connecting, .relaying:
@@ -525,7 +539,7 @@ final class EngineThread: @unchecked Sendable {
             engine.shared.withLock { $0.state.connectFailedLocally(target) }
         case .handshaking:
             if connection.tls != nil { countHandshakeFailure(connection, "the connection closed during the handshake") }
-        case .accepted, .free:
+        case .awaitingProxyHeader, .accepted, .free:
             break
         }
         connection.clear(&pool)
@@ -549,6 +563,8 @@ final class EngineThread: @unchecked Sendable {
                 connectFailed(connection, ETIMEDOUT)
             case .handshaking where now >= connection.deadline:
                 tlsTimedOut(connection)
+            case .awaitingProxyHeader where now >= connection.deadline:
+                proxyHeaderRefused(connection, "no PROXY protocol header within \(Engine.proxyHeaderTimeout / 1_000_000_000) seconds")
             case .relaying:
                 if connection.idleTimeout > 0 && now >= connection.lastActive + connection.idleTimeout {
                     end(connection, reset: false)

@@ -30,6 +30,11 @@ static inline long penha_send(int fd, const void *buffer, size_t length) {
     return syscall(SYS_sendto, fd, buffer, length, MSG_NOSIGNAL, (void *)0, 0);
 }
 
+// The first bytes without taking them (a PROXY protocol header is read only once whole).
+static inline long penha_peek(int fd, void *buffer, size_t length) {
+    return syscall(SYS_recvfrom, fd, buffer, length, MSG_PEEK, (void *)0, (void *)0);
+}
+
 static inline int penha_close(int fd) { return (int)syscall(SYS_close, fd); }
 
 static inline int penha_connect(int fd, const struct sockaddr *address, socklen_t length) {
