@@ -25,6 +25,7 @@ public enum ControlServer {
         made.warn = { service.logger.warning("control socket: \($0)") }
         // The listener and its connections are all on the service's one loop.
         let limiter = NIOLoopBoundBox.makeBoxSendingValue(made, eventLoop: eventLoop)
+        let refusals = NIOLoopBoundBox.makeBoxSendingValue(LogThrottle(), eventLoop: eventLoop)
         let bootstrap = ServerBootstrap(group: eventLoop)
             .serverChannelOption(ChannelOptions.socketOption(.so_reuseaddr), value: 1)
             .childChannelOption(ChannelOptions.allowRemoteHalfClosure, value: true)
@@ -34,7 +35,7 @@ public enum ControlServer {
             .childChannelInitializer { channel in
                 channel.closeFuture.assumeIsolated().whenComplete { _ in limiter.value.release() }
                 return channel.eventLoop.makeCompletedFuture {
-                    try channel.pipeline.syncOperations.addHandler(ControlHandler(service: service, onExit: onExit))
+                    try channel.pipeline.syncOperations.addHandler(ControlHandler(service: service, refusals: refusals, onExit: onExit))
                 }
             }
         switch address {
@@ -119,6 +120,8 @@ final class ControlHandler: ChannelInboundHandler {
     typealias OutboundOut = ByteBuffer
 
     private let service: BalancerService
+    /// The listener's, shared by its connections.
+    private let refusals: NIOLoopBoundBox<LogThrottle>
     private let onExit: @Sendable () -> Void
     private var line: [UInt8] = []
     private var answered = false
@@ -127,14 +130,15 @@ final class ControlHandler: ChannelInboundHandler {
     private var admitted = false
     private var timeout: Scheduled<Void>?
 
-    init(service: BalancerService, onExit: @escaping @Sendable () -> Void) {
+    init(service: BalancerService, refusals: NIOLoopBoundBox<LogThrottle>, onExit: @escaping @Sendable () -> Void) {
         self.service = service
+        self.refusals = refusals
         self.onExit = onExit
     }
 
     func channelActive(context: ChannelHandlerContext) {
         let channel = context.channel
-        admitted = service.admitsControlConnection(from: channel.remoteAddress)
+        admitted = service.admitsControlConnection(from: channel.remoteAddress, refusals: &refusals.value)
         timeout = context.eventLoop.scheduleTask(in: ControlServer.lineTimeout) { channel.close(promise: nil) }
         context.fireChannelActive()
     }

@@ -67,6 +67,10 @@ public final class Engine: Sendable {
     /// `-x`: 0 for no limit; and the client connections open across all threads.
     let limit: Atomic<Int>
     let active = Atomic<Int>(0)
+    /// Clients refused by `client_acl`: a client can be refused at will, so their lines are
+    /// throttled. One for all threads (a lock taken only for a refused client), so that
+    /// the log gets at most one such line a second whatever the number of threads.
+    let refusalLog = Mutex(LogThrottle())
 
     /// `threads` 0 means one per core.
     public init(shared: SharedRuntime, events: any EngineEvents, tls: TLSTermination?, threads: Int, limit: Int) throws {
