@@ -211,8 +211,11 @@ public final class BalancerService: Sendable {
     }
 
     /// One command line from the control socket: its answer, or one `error: ...` line.
-    public func execute(_ text: String) -> EventLoopFuture<Reply> {
-        run(reading: { try ConfigFile.expandIncludes([ConfigLine(try Command.parse(text))]) })
+    /// `overTCP`: it came to a TCP control port, which refuses the commands that name a file
+    /// unless `control_tcp_files` is on; checked before anything is read or opened.
+    public func execute(_ text: String, overTCP: Bool = false) -> EventLoopFuture<Reply> {
+        let allowingFiles = !overTCP || configuration.controlTCPFiles
+        return run(reading: { try ConfigFile.expandIncludes([ConfigLine(try Command.parse(text, allowingFiles: allowingFiles))]) })
             .recover { error in Reply(refusing: error) }
     }
 

@@ -20,8 +20,11 @@ extension Command {
         public static let tcpNoDelay = Flag("tcp_nodelay", \.tcpNoDelay)
         /// pen's HTTP mode (`-H`): add X-Forwarded-For to requests.
         public static let http = Flag("http", \.forwardedFor)
+        /// A TCP control port may run the commands that name a file (off by default: the port
+        /// is unauthenticated, and penha writes, reads or runs such a file as its user).
+        public static let controlTCPFiles = Flag("control_tcp_files", \.controlTCPFiles)
 
-        public static let allCases = [roundRobin, hash, weight, priority, stubborn, tcpNoDelay, http]
+        public static let allCases = [roundRobin, hash, weight, priority, stubborn, tcpNoDelay, http, controlTCPFiles]
     }
 
     /// A number: `NAME N` sets it and answers it, `NAME` alone answers it.

@@ -38,6 +38,9 @@ public struct Configuration: Equatable, Sendable {
     public var udp = false
     /// `-H`, `http`: add X-Forwarded-For with the client's address to each HTTP request.
     public var forwardedFor = false
+    /// `control_tcp_files`: a TCP control port may run the commands that name a file
+    /// (`CommandKeyword.fileUse`); off, they need the Unix control socket.
+    public var controlTCPFiles = false
     /// `source`: local address for connections to servers.
     public var sourceAddress: String?
     /// `-d`, repeatable.
