@@ -32,7 +32,7 @@ final class CommandTableTests: XCTestCase {
     func testTheNoErrorListsEveryNoForm() {
         XCTAssertThrowsError(try Command.parse("no servers")) { error in
             XCTAssertEqual("\(error)", "'no' takes one of: roundrobin, hash, weight, prio, stubborn, tcp_nodelay, http, "
-                           + "accept_proxy, log, web_stats, acl N, healthcheck, metrics, sync, vrrp vrid N")
+                           + "accept_proxy, control_tcp_files, log, web_stats, acl N, healthcheck, metrics, sync, vrrp vrid N")
         }
     }
 
@@ -62,6 +62,39 @@ final class CommandTableTests: XCTestCase {
             try configuration.apply(try Command.parse("\(file.rawValue) /tmp/\(file.rawValue)"))
             XCTAssertEqual(configuration[keyPath: file.field], "/tmp/\(file.rawValue)")
             XCTAssertTrue(configuration.commands.contains(.file(file, .set("/tmp/\(file.rawValue)"))), file.rawValue)
+        }
+    }
+
+    /// Every keyword was looked at: these are the ones whose lines have penha write, read or
+    /// run a file they name (or allow those), refused on a TCP control port.
+    func testTheKeywordsThatNameAFileAreMarked() {
+        let marked = CommandKeyword.table.filter {
+            if case .none = $0.fileUse { return false }
+            return true
+        }.map(\.name)
+        XCTAssertEqual(Set(marked), ["control_tcp_files", "log", "web_stats", "include", "ssl_sni_path", "sync", "vrrp", "write"])
+    }
+
+    func testATCPControlPortRefusesTheLinesThatNameAFileAndOnlyThose() throws {
+        let refused = ["log /etc/cron.hourly/x.sh", "log 192.0.2.1:514", "web_stats /root/.profile", "include /etc/shadow",
+                       "write", "write /etc/sudoers.d/x", "ssl_sni_path /etc/ssl/private",
+                       "sync listen 127.0.0.1:7000 peer 127.0.0.2:7000 key /etc/shadow",
+                       "vrrp interface lo vrid 7 priority 100 vip 192.0.2.9/24 notify /tmp/x.sh", "control_tcp_files"]
+        for line in refused {
+            XCTAssertNoThrow(try Command.parse(line), "elsewhere '\(line)' is taken")
+            XCTAssertThrowsError(try Command.parse(line, allowingFiles: false), line) { error in
+                XCTAssertTrue("\(error)".contains("refused on a TCP control port"), "\(line): \(error)")
+            }
+        }
+        let allowed = ["log", "no log", "web_stats", "no web_stats", "no sync", "no control_tcp_files", "pid", "status",
+                       "vrrp interface lo vrid 7 priority 100 vip 192.0.2.9/24", "no vrrp vrid 7", "server 0 address 10.0.0.1",
+                       "listen", "metrics 127.0.0.1:9100", "healthcheck http /health", "timeout 5", "acl 1 deny 10.0.0.1"]
+        for line in allowed {
+            XCTAssertEqual(try Command.parse(line, allowingFiles: false), try Command.parse(line), line)
+        }
+        XCTAssertThrowsError(try Command.parse("log /tmp/x", allowingFiles: false)) { error in
+            XCTAssertEqual("\(error)", "'log' names a file, refused on a TCP control port (anyone who reaches it may send "
+                           + "commands): use the Unix control socket, or give control_tcp_files in -F or -O")
         }
     }
 }

@@ -195,14 +195,17 @@ public final class BalancerService: Sendable {
         vrrp.withLock { $0 = control }
     }
 
-    /// Whether a control connection from `address` passes `control_acl` (a refusal is logged);
-    /// called on the event loop, where the control socket runs.
-    func admitsControlConnection(from address: SocketAddress?) -> Bool {
+    /// Whether a control connection from `address` passes `control_acl`; called on the event
+    /// loop, where the control socket runs. A refusal is logged through `refusals`: a peer
+    /// can be refused at will.
+    func admitsControlConnection(from address: SocketAddress?, refusals: inout LogThrottle) -> Bool {
         eventLoop.assertInEventLoop()
         let configuration = configuration
         guard configuration.accessLists.permits(ClientKey(address), list: configuration.controlACL) else {
-            logger.warning("control connection refused by control_acl \(configuration.controlACL)",
-                           metadata: ["client": "\(Endpoint.describe(address))"])
+            if let note = refusals.admitNote(now: .now()) {
+                logger.warning("control connection refused by control_acl \(configuration.controlACL)\(note)",
+                               metadata: ["client": "\(Endpoint.describe(address))"])
+            }
             return false
         }
         return true
@@ -214,8 +217,11 @@ public final class BalancerService: Sendable {
     }
 
     /// One command line from the control socket: its answer, or one `error: ...` line.
-    public func execute(_ text: String) -> EventLoopFuture<Reply> {
-        run(reading: { try ConfigFile.expandIncludes([ConfigLine(try Command.parse(text))]) })
+    /// `overTCP`: it came to a TCP control port, which refuses the commands that name a file
+    /// unless `control_tcp_files` is on; checked before anything is read or opened.
+    public func execute(_ text: String, overTCP: Bool = false) -> EventLoopFuture<Reply> {
+        let allowingFiles = !overTCP || configuration.controlTCPFiles
+        return run(reading: { try ConfigFile.expandIncludes([ConfigLine(try Command.parse(text, allowingFiles: allowingFiles))]) })
             .recover { error in Reply(refusing: error) }
     }
 

@@ -23,8 +23,11 @@ extension Command {
         /// Each client sends a PROXY protocol header first (an upstream balancer does), whose
         /// source address stands for the client's.
         public static let acceptProxy = Flag("accept_proxy", \.acceptProxy)
+        /// A TCP control port may run the commands that name a file (off by default: the port
+        /// is unauthenticated, and penha writes, reads or runs such a file as its user).
+        public static let controlTCPFiles = Flag("control_tcp_files", \.controlTCPFiles)
 
-        public static let allCases = [roundRobin, hash, weight, priority, stubborn, tcpNoDelay, http, acceptProxy]
+        public static let allCases = [roundRobin, hash, weight, priority, stubborn, tcpNoDelay, http, acceptProxy, controlTCPFiles]
     }
 
     /// A number: `NAME N` sets it and answers it, `NAME` alone answers it.

@@ -40,6 +40,9 @@ public struct Configuration: Equatable, Sendable {
     public var forwardedFor = false
     /// `accept_proxy`: clients start with a PROXY protocol header (`ProxyHeader`).
     public var acceptProxy = false
+    /// `control_tcp_files`: a TCP control port may run the commands that name a file
+    /// (`CommandKeyword.fileUse`); off, they need the Unix control socket.
+    public var controlTCPFiles = false
     /// `source`: local address for connections to servers.
     public var sourceAddress: String?
     /// `-d`, repeatable.

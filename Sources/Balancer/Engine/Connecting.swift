@@ -42,7 +42,9 @@ extension EngineThread {
         connection.idleTimeout = UInt64(idleTimeout) * 1_000_000_000
         if forwardedFor { connection.rewriter = ForwardedForRewriter(clientAddress: key.clientText) }
         if let (list, abuse) = refused {
-            engine.events.log(.info, "client refused by client_acl \(list)", ["client": connection.peer.text, "abuse_server": abuse])
+            if let note = engine.refusalLog.withLock({ $0.admitNote(now: now) }) {
+                engine.events.log(.info, "client refused by client_acl \(list)\(note)", ["client": connection.peer.text, "abuse_server": abuse])
+            }
         } else if engine.events.isLogged(.debug) {
             engine.events.log(.debug, "client accepted", ["client": connection.peer.text])
         }

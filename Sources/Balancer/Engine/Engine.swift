@@ -71,6 +71,12 @@ public final class Engine: Sendable {
     let active = Atomic<Int>(0)
     /// `accept_proxy`: new clients start with a PROXY protocol header.
     let acceptsProxyHeader: Atomic<Bool>
+    /// Clients refused by `client_acl`: a client can be refused at will, so their lines are
+    /// throttled. One for all threads (a lock taken only for a refused client), so that
+    /// the log gets at most one such line a second whatever the number of threads.
+    let refusalLog = Mutex(LogThrottle())
+    /// Clients refused for want of a valid PROXY protocol header (`accept_proxy`), likewise.
+    let proxyRefusalLog = Mutex(LogThrottle())
 
     /// `threads` 0 means one per core.
     public init(shared: SharedRuntime, events: any EngineEvents, tls: TLSTermination?, threads: Int, limit: Int,

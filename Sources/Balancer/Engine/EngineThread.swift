@@ -61,8 +61,6 @@ final class EngineThread: @unchecked Sendable {
     /// Scratch for reads that a transformation (X-Forwarded-For, TLS) processes before the pipe.
     let scratch = UnsafeMutableRawBufferPointer.allocate(byteCount: BufferPool.size, alignment: 64)
     var failureLog = LogThrottle()
-    /// Refused PROXY protocol headers: at most a line a second, with the count since.
-    var proxyLog = LogThrottle()
 
     init() throws {
         epoll = epoll_create1(Int32(EPOLL_CLOEXEC))

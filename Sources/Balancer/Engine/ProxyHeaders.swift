@@ -1,6 +1,7 @@
 import BalancerCore
 import CEngine
 import NIOCore
+import Synchronization
 
 #if canImport(Glibc)
 import Glibc
@@ -49,8 +50,9 @@ extension EngineThread {
     }
 
     /// A client without a valid header is closed: the spec forbids guessing (section 2).
+    /// Logged at most once a second for all threads, with the count since.
     func proxyHeaderRefused(_ connection: Connection, _ reason: String) {
-        if let note = proxyLog.admitNote(now: NIODeadline.uptimeNanoseconds(now)) {
+        if let note = engine.proxyRefusalLog.withLock({ $0.admitNote(now: NIODeadline.uptimeNanoseconds(now)) }) {
             engine.events.log(.info, "PROXY protocol header refused\(note)", ["client": connection.peer.text, "error": reason])
         }
         end(connection, reset: false)
