@@ -16,6 +16,7 @@ targets=(FuzzVRRPDecode FuzzCommand FuzzConfigFile FuzzForwardedFor)
 # inputs, still well past its smallest head limit (64 bytes), give it four times the runs.
 declare -A max_len=([FuzzForwardedFor]=1024)
 mkdir -p crashes .build/logs
+targets+=(FuzzIncludes FuzzLogLines)
 
 # gold warns about every ASan symbol it cannot export: noise, not a problem.
 for target in "${targets[@]}"; do

@@ -54,13 +54,28 @@ public enum ConfigFile {
     /// `parseAll` stops after this many errors: a mistake repeated is not worth a screenful.
     public static let maxErrors = 100
 
+    /// One load's bounds: the ones above, unless a caller (the fuzz target, so that an
+    /// input that spends them stays quick) gives smaller ones.
+    public struct Budget: Sendable {
+        public var lines: Int
+        public var bytes: Int
+        public var errors: Int
+
+        public init(lines: Int = maxLines, bytes: Int = maxLoadBytes, errors: Int = maxErrors) {
+            self.lines = lines
+            self.bytes = bytes
+            self.errors = errors
+        }
+    }
+
     /// A file's text by its name: the one I/O parsing needs, for `include`; given by the
     /// caller so that parsing stays pure.
     public typealias Reader = (String) throws -> String
 
     /// Parses the text of a file named `name`, expanding includes read with `reader`.
-    public static func parse(_ text: String, name: String, reading reader: @escaping Reader) throws -> [ConfigLine] {
-        var load = Load(reader: reader, collecting: false)
+    public static func parse(_ text: String, name: String, reading reader: @escaping Reader,
+                             budget: Budget = Budget()) throws -> [ConfigLine] {
+        var load = Load(reader: reader, collecting: false, budget: budget)
         do {
             try load.expand(text, name: name)
         } catch let stop as Load.Stop {
@@ -71,10 +86,10 @@ public enum ConfigFile {
 
     /// Parses like `parse` but goes on past a bad line or an unreadable include: the good
     /// lines' commands and every error with its file:line, for `penha check`. Past the budget
-    /// or `maxErrors` it stops there, the last error saying why.
-    public static func parseAll(_ text: String, name: String, reading reader: @escaping Reader)
-        -> (lines: [ConfigLine], errors: [ConfigurationError]) {
-        var load = Load(reader: reader, collecting: true)
+    /// (its errors too) it stops there, the last error saying why.
+    public static func parseAll(_ text: String, name: String, reading reader: @escaping Reader,
+                                budget: Budget = Budget()) -> (lines: [ConfigLine], errors: [ConfigurationError]) {
+        var load = Load(reader: reader, collecting: true, budget: budget)
         do {
             try load.expand(text, name: name)
         } catch let stop as Load.Stop {
@@ -87,8 +102,9 @@ public enum ConfigFile {
     }
 
     /// Expands `include` in lines that came from elsewhere (`-O`, the control socket).
-    public static func expandIncludes(_ lines: [ConfigLine], reading reader: @escaping Reader) throws -> [ConfigLine] {
-        var load = Load(reader: reader, collecting: false)
+    public static func expandIncludes(_ lines: [ConfigLine], reading reader: @escaping Reader,
+                                      budget: Budget = Budget()) throws -> [ConfigLine] {
+        var load = Load(reader: reader, collecting: false, budget: budget)
         do {
             for line in lines {
                 if case .include(let path) = line.command {
@@ -105,7 +121,7 @@ public enum ConfigFile {
 
     /// One load: the lines so far, the files being read (outermost first), the budget spent.
     private struct Load {
-        /// Ends the whole load (the budget is spent, or `maxErrors`): no include catches it.
+        /// Ends the whole load (the budget is spent): no include catches it.
         struct Stop: Error {
             let error: ConfigurationError
         }
@@ -113,6 +129,7 @@ public enum ConfigFile {
         let reader: Reader
         /// `penha check` collects the errors and goes on; otherwise the first one is thrown.
         let collecting: Bool
+        let budget: Budget
         var lines: [ConfigLine] = []
         var errors: [ConfigurationError] = []
         /// Each file is read once per load, however often it is included.
@@ -121,15 +138,16 @@ public enum ConfigFile {
         private var linesRead = 0
         private var bytesRead = 0
 
-        init(reader: @escaping Reader, collecting: Bool) {
+        init(reader: @escaping Reader, collecting: Bool, budget: Budget) {
             self.reader = reader
             self.collecting = collecting
+            self.budget = budget
         }
 
         mutating func expand(_ text: String, name: String) throws {
             bytesRead += text.utf8.count
-            guard bytesRead <= maxLoadBytes else {
-                throw Stop(error: ConfigurationError("\(name): the configuration with its includes is over \(maxLoadBytes) "
+            guard bytesRead <= budget.bytes else {
+                throw Stop(error: ConfigurationError("\(name): the configuration with its includes is over \(budget.bytes) "
                     + "bytes, each file counted as often as it is included"))
             }
             chain.append(name)
@@ -143,8 +161,8 @@ public enum ConfigFile {
                 if end < rest.endIndex, raw.utf8.last == UInt8(ascii: "\r") { raw = raw.dropLast() }
                 linesRead += 1
                 let origin = "\(name):\(number)"
-                guard linesRead <= maxLines else {
-                    throw Stop(error: ConfigurationError("the configuration with its includes is over \(maxLines) lines, "
+                guard linesRead <= budget.lines else {
+                    throw Stop(error: ConfigurationError("the configuration with its includes is over \(budget.lines) lines, "
                         + "each file counted as often as it is included").at(origin))
                 }
                 try parseLine(raw, origin: origin)
@@ -189,8 +207,8 @@ public enum ConfigFile {
 
         private mutating func report(_ error: ConfigurationError) throws {
             guard collecting else { throw error }
-            guard errors.count < maxErrors else {
-                throw Stop(error: ConfigurationError("over \(maxErrors) errors: the rest of the configuration is not checked"))
+            guard errors.count < budget.errors else {
+                throw Stop(error: ConfigurationError("over \(budget.errors) errors: the rest of the configuration is not checked"))
             }
             errors.append(error)
         }
