@@ -30,6 +30,12 @@ let package = Package(
             name: "FuzzProxyHeader", dependencies: [.product(name: "BalancerCore", package: "penha")],
             swiftSettings: libFuzzerTarget),
         .executableTarget(
+            name: "FuzzIncludes", dependencies: [.product(name: "BalancerCore", package: "penha")],
+            swiftSettings: libFuzzerTarget),
+        .executableTarget(
+            name: "FuzzLogLines", dependencies: [.product(name: "BalancerCore", package: "penha")],
+            swiftSettings: libFuzzerTarget),
+        .executableTarget(
             name: "FuzzForwardedFor",
             dependencies: [
                 .product(name: "BalancerCore", package: "penha"), .product(name: "NIOCore", package: "swift-nio"),

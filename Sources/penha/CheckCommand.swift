@@ -25,7 +25,7 @@ struct CheckCommand: ParsableCommand {
         var errors = ConfigurationErrors(collecting: true)
         do {
             let made = try command.makeConfiguration(reporting: &errors)
-            try errors.add(ConfigurationCheck.problems(of: made.running, lines: made.lines))
+            try errors.add(ConfigurationCheck.problems(of: made.running, lines: made.lines, pidFile: command.pidFile))
         } catch let error as ConfigurationError {
             // One that leaves nothing to check further (no listen address); the others stand.
             try errors.add(error)

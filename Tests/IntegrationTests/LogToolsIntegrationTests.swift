@@ -150,6 +150,20 @@ final class LogToolsIntegrationTests: XCTestCase {
         XCTAssertTrue(result.stderr.contains("skipped: 6 web server lines, 2 pen lines"), result.stderr)
     }
 
+    func testPenTimesNoWebServerCouldHaveAreSkippedAndCounted() throws {
+        let penLog = temporaryPath("pen.log"), webLog = temporaryPath("web.log")
+        defer { for path in [penLog, webLog] { unlink(path) } }
+        try "192.0.2.1 1796126400 127.0.0.2 GET / HTTP/1.0\n192.0.2.9 9223372036854775807 127.0.0.2 GET / HTTP/1.0\n"
+            .write(toFile: penLog, atomically: true, encoding: .utf8)
+        try "127.0.0.1 - - [01/Dec/2026:12:00:01 +0000] \"GET / HTTP/1.0\" 200 2\n".write(toFile: webLog, atomically: true, encoding: .utf8)
+        // -t -1 takes the second line past the largest Int: once a crash (SIGILL).
+        let result = try runProgram(penha, ["mergelogs", "-p", penLog, "-t", "-1", "127.0.0.2:\(webLog)"])
+        XCTAssertEqual(result.status, 0, result.stderr)
+        XCTAssertEqual(result.stdout, "192.0.2.1 - - [01/Dec/2026:12:00:01 +0000] \"GET / HTTP/1.0\" 200 2\n")
+        XCTAssertTrue(result.stderr.contains("1 lines, 1 with their client, 0 unmatched"), result.stderr)
+        XCTAssertTrue(result.stderr.contains("skipped: 0 web server lines, 1 pen lines"), result.stderr)
+    }
+
     func testDebiansMergelogsReadsPenhasLogWithTheSameResult() throws {
         try requirePenTools("mergelogs")
         let web2 = try HTTPBackend("ok", host: "127.0.0.2"), web3 = try HTTPBackend("ok", host: "127.0.0.3")

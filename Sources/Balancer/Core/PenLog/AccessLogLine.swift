@@ -79,6 +79,9 @@ public struct AccessLogLine: Equatable, Sendable {
         return nil
     }
 
+    /// Every time `parseTime` gives: from 1970 to 9999, in zones up to 14:59 either side.
+    static let timeRange = -(14 * 3600 + 59 * 60)...(daysSince1970(year: 10000, month: 1, day: 1) * 86400 + 14 * 3600 + 59 * 60)
+
     static let months = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"]
 
     /// Apache's `%t`: `09/Jan/2002:00:27:15 +0100`, as seconds since 1970 UTC. Every field is
