@@ -53,7 +53,7 @@ let package = Package(
         // third-party package.
         .target(
             name: "BalancerMetrics",
-            dependencies: ["BalancerCore", .product(name: "Prometheus", package: "swift-prometheus")],
+            dependencies: ["BalancerCore", "VRRPCore", .product(name: "Prometheus", package: "swift-prometheus")],
             path: "Sources/Balancer/Metrics"
         ),
         // The TCP data path: penha's own event loops over epoll, asking BalancerCore where each

@@ -73,7 +73,7 @@ extension StatusReport {
     }
 
     private static func describe(_ instance: VRRPInstance) -> [String] {
-        var lines = ["VRRP vrid \(instance.vrid) on \(instance.interface): \(instance.state), priority \(instance.priority)"
+        var lines = ["VRRP vrid \(instance.vrid) on \(instance.interface): \(instance.state.rawValue), priority \(instance.priority)"
             + (instance.effectivePriority != instance.priority ? " (effective \(instance.effectivePriority))" : "")
             + ", v\(instance.version), advert \(instance.advertMilliseconds) ms, master \(instance.master ?? "unknown")"]
         for address in instance.virtualAddresses {

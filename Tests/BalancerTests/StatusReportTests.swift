@@ -10,7 +10,7 @@ final class StatusReportTests: XCTestCase {
     private func report() -> StatusReport {
         let dropped = Dictionary(uniqueKeysWithValues: VRRPDropReason.allCases.enumerated().map { ("\($1)", UInt64($0)) })
         let instance = StatusReport.VRRPInstance(
-            vrid: 7, state: "MASTER", interface: "eth0", version: 3, priority: 150, effectivePriority: 140,
+            vrid: 7, state: .master, interface: "eth0", version: 3, priority: 150, effectivePriority: 140,
             advertMilliseconds: 100, master: "192.0.2.1", lastChange: 1_796_148_213,
             lastChangeReason: "master down timer expired (no advert for 0.36 s)", sent: 12, received: 3, malformed: 1,
             dropped: dropped,

@@ -54,7 +54,7 @@ public struct Runtime: Sendable {
         public var sync: StatusReport.Sync?
 
         /// The state of the first VRRP instance, or STANDALONE.
-        public var role: String { vrrp.first?.state ?? "STANDALONE" }
+        public var role: String { vrrp.first?.state.rawValue ?? "STANDALONE" }
 
         public init(now: NIODeadline, started: NIODeadline, vrrp: [StatusReport.VRRPInstance], listen: String, control: Endpoint?,
                     pid: Int, exitEnabled: Bool, configFile: String?,

@@ -63,8 +63,8 @@ public struct StatusReport: Codable, Equatable, Sendable {
 
     public struct VRRPInstance: Codable, Equatable, Sendable {
         public var vrid: Int
-        /// RFC 5798's state names: INITIALIZE, BACKUP, MASTER (and penha's FAULT).
-        public var state: String
+        /// RFC 5798's states (and penha's FAULT), by the names `status` shows: INIT, BACKUP, MASTER, FAULT.
+        public var state: VRRPState
         public var interface: String
         public var version: Int
         public var priority: Int
@@ -165,7 +165,7 @@ public struct StatusReport: Codable, Equatable, Sendable {
     /// transition (free text, so last and on a line of its own).
     private static func lines(_ instance: VRRPInstance) -> [String] {
         let vrid = instance.vrid
-        let summary = "vrrp \(vrid) state \(instance.state) interface \(instance.interface) version \(instance.version) "
+        let summary = "vrrp \(vrid) state \(instance.state.rawValue) interface \(instance.interface) version \(instance.version) "
             + "priority \(instance.priority) effective \(instance.effectivePriority) "
             + "advert_ms \(instance.advertMilliseconds) master \(instance.master ?? "-") "
             + "last_change \(instance.lastChange) sent \(instance.sent) "
@@ -270,7 +270,7 @@ extension StatusReport {
                 var dropped: [String: UInt64] = [:]
                 for name in entry.pairs.keys where name.hasPrefix("drop_") { dropped[String(name.dropFirst(5))] = try entry.count(name) }
                 vrrp.append(VRRPInstance(
-                    vrid: try entry.number(1), state: try entry.text("state"), interface: try entry.text("interface"),
+                    vrid: try entry.number(1), state: try entry.word("state"), interface: try entry.text("interface"),
                     version: try entry.int("version"), priority: try entry.int("priority"),
                     effectivePriority: try entry.int("effective"), advertMilliseconds: try entry.int("advert_ms"),
                     master: master == "-" ? nil : master, lastChange: try entry.int("last_change"), lastChangeReason: "",

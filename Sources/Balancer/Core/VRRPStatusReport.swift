@@ -4,7 +4,7 @@ extension StatusReport.VRRPInstance {
     /// A running instance as reports show it; every drop reason is listed, with 0 if none.
     public init(_ status: VRRPInstanceStatus) {
         self.init(
-            vrid: Int(status.vrid), state: status.state.rawValue, interface: status.interface, version: Int(status.version),
+            vrid: Int(status.vrid), state: status.state, interface: status.interface, version: Int(status.version),
             priority: Int(status.configuredPriority), effectivePriority: Int(status.effectivePriority),
             advertMilliseconds: Int(status.advertisementInterval) * 10, master: status.masterAddress.map { "\($0)" },
             lastChange: status.lastTransitionTime ?? 0, lastChangeReason: status.lastTransitionReason ?? "",
