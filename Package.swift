@@ -95,18 +95,21 @@ let package = Package(
                 .product(name: "Logging", package: "swift-log"),
             ]
         ),
+        // What the test targets share (a seeded generator), in one place.
+        .target(name: "TestSupport", path: "Tests/TestSupport"),
         .testTarget(
             name: "BalancerTests",
-            dependencies: ["Balancer", "BalancerCore", "BalancerMetrics", "Engine", "VRRPCore", "COpenSSL",
+            dependencies: ["Balancer", "BalancerCore", "BalancerMetrics", "Engine", "VRRPCore", "COpenSSL", "TestSupport",
                            .product(name: "NIOEmbedded", package: "swift-nio")]
         ),
-        .testTarget(name: "VRRPTests", dependencies: ["VRRP", "VRRPCore"]),
+        .testTarget(name: "VRRPTests", dependencies: ["VRRP", "VRRPCore", "TestSupport"]),
         // Runs the real penha binary; depending on it makes `swift test` build it first.
         .testTarget(
             name: "IntegrationTests",
             dependencies: [
                 "penha",
                 "COpenSSL",
+                "TestSupport",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
             ]

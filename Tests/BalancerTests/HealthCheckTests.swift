@@ -1,23 +1,12 @@
 import NIOCore
+import TestSupport
 import XCTest
 @testable import Balancer
 @testable import BalancerCore
 
-/// A seeded generator (splitmix64): the schedule's jitter, repeatable.
-private struct SeededRandom: RandomNumberGenerator {
-    var state: UInt64
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var value = state
-        value = (value ^ (value >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        value = (value ^ (value >> 27)) &* 0x94D0_49BB_1331_11EB
-        return value ^ (value >> 31)
-    }
-}
-
 /// The health checks' pure core: the commands, the schedule on a virtual clock, rise and fall.
 final class HealthCheckTests: XCTestCase {
-    private var random = SeededRandom(state: 42)
+    private var random = SplitMix64(seed: 42)
 
     private func settings(_ line: String) throws -> HealthCheckSettings {
         guard case .healthCheck(let settings?) = try Command.parse(line) else {

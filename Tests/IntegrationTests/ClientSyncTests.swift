@@ -1,4 +1,5 @@
 import Foundation
+import TestSupport
 import XCTest
 
 #if canImport(Glibc)
@@ -240,7 +241,7 @@ final class ClientSyncTests: XCTestCase {
         XCTAssertTrue(waitFor(timeout: 5) { (try? lab.ask("192.0.2.10"))?.hasPrefix("backend-") ?? false }, "the new master serves")
         // Another order than the first round's, the same in every run: round-robin alone then
         // puts a client back on its backend only by chance, one in four.
-        var generator = SplitMix(seed: 12)
+        var generator = SplitMix64(seed: 12)
         let shuffled = sources.shuffled(using: &generator)
         let after = try requests(lab, from: shuffled)
         let same = sources.filter { before[$0] != nil && before[$0] == after[$0] }.count
@@ -257,15 +258,3 @@ final class ClientSyncTests: XCTestCase {
     }
 }
 
-/// A seeded generator (SplitMix64), so that the shuffled order is the same in every run.
-private struct SplitMix: RandomNumberGenerator {
-    var state: UInt64
-    init(seed: UInt64) { state = seed }
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var value = state
-        value = (value ^ (value >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        value = (value ^ (value >> 27)) &* 0x94D0_49BB_1331_11EB
-        return value ^ (value >> 31)
-    }
-}

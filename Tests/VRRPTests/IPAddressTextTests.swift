@@ -1,21 +1,11 @@
 import Glibc
 import VRRPCore
+import TestSupport
 import XCTest
 
 /// IPAddress reads and writes addresses in Swift, as glibc's inet_pton and inet_ntop do: the
 /// same verdict and the same text for every input tried, glibc being the reference here.
 final class IPAddressTextTests: XCTestCase {
-    private struct Generator: RandomNumberGenerator {
-        var state: UInt64
-        mutating func next() -> UInt64 {
-            state &+= 0x9E37_79B9_7F4A_7C15
-            var z = state
-            z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-            z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-            return z ^ (z >> 31)
-        }
-    }
-
     private func glibcBytes(_ text: String) -> [UInt8]? {
         var buffer = [UInt8](repeating: 0, count: 16)
         if text.contains(":") {
@@ -47,7 +37,7 @@ final class IPAddressTextTests: XCTestCase {
     }
 
     func testRandomTextsReadAsGlibcReadsThem() {
-        var random = Generator(state: 7)
+        var random = SplitMix64(seed: 7)
         let alphabet = Array("0123456789abcdefABCDEF::::....x ")
         for _ in 0..<50_000 {
             let length = Int.random(in: 0...24, using: &random)
@@ -57,7 +47,7 @@ final class IPAddressTextTests: XCTestCase {
     }
 
     func testEveryAddressIsWrittenAsGlibcWritesItAndReadsBack() {
-        var random = Generator(state: 11)
+        var random = SplitMix64(seed: 11)
         for round in 0..<50_000 {
             // Mostly zero groups, so that runs of zeros and their ties are common.
             var bytes = (0..<16).map { _ in Int.random(in: 0..<4, using: &random) == 0 ? UInt8.random(in: 0...255, using: &random) : 0 }
