@@ -265,7 +265,32 @@ final class ClientSyncCoreTests: XCTestCase {
         place(&node, client(3), now: at(4))
         node.clients.isJournaling = true
         XCTAssertEqual(node.takeClientChanges(), [], "nothing is recorded without sync")
-        XCTAssertEqual(node.clientSnapshot().map(\.client), [client(2), client(1), client(3)], "oldest first")
+        XCTAssertEqual(BalancerState.clientSnapshot { node.clientChanges(slots: $0) }.map(\.client),
+                       [client(2), client(1), client(3)], "oldest first")
+    }
+
+    func testAFullCopyIsReadInBoundedPartsAndComesOutOldestFirst() {
+        let count = BalancerState.snapshotPart * 2 + 10
+        var node = state(servers: [80, 81], capacity: count)
+        for number in 0..<count {
+            // Used in an order other than the slots': the last slots first.
+            place(&node, ClientKey(ipv4: 0x0A00_0000 | UInt32(number)), now: at(Double(count - number)))
+        }
+        _ = node.takeClientChanges()
+        var parts: [Range<Int>] = []
+        let snapshot = BalancerState.clientSnapshot { slots in
+            parts.append(slots)
+            // The data path between two parts: a client of a part already read is used again.
+            if parts.count == 2 { place(&node, ClientKey(ipv4: 0x0A00_0000), now: at(Double(count + 1))) }
+            return node.clientChanges(slots: slots)
+        }
+        XCTAssertEqual(parts.count, 4, "three parts and the one that finds the end")
+        XCTAssertTrue(parts.allSatisfy { $0.count == BalancerState.snapshotPart }, "\(parts)")
+        XCTAssertEqual(snapshot.count, count)
+        XCTAssertEqual(snapshot.map(\.lastUsed), snapshot.map(\.lastUsed).sorted(), "oldest first")
+        XCTAssertEqual(snapshot.first?.client, ClientKey(ipv4: 0x0A00_0000 | UInt32(count - 1)))
+        XCTAssertEqual(node.takeClientChanges().map(\.client), [ClientKey(ipv4: 0x0A00_0000)],
+                       "what changed during the copy follows it")
     }
 
     func testRemoteEntriesFindTheirServerByAddressAndPortNotByIndex() {

@@ -108,7 +108,10 @@ final class ClientSync {
         }
     }
 
-    fileprivate func snapshot() -> [SyncChange] { service.withStateOnLoop { $0.clientSnapshot() } }
+    /// The whole table for a full copy, read a part at a time, each under the lock briefly.
+    fileprivate func snapshot() -> [SyncChange] {
+        BalancerState.clientSnapshot { slots in service.withStateOnLoop { $0.clientChanges(slots: slots) } }
+    }
 
     fileprivate var logger: Logger { service.logger }
 
