@@ -4,8 +4,8 @@ import XCTest
 @testable import BalancerCore
 import VRRPCore
 
-/// The client-table sync's pure core: the command, the outbox, the journal, the full copy and
-/// the apply rule (the codec: `SyncSessionTests`).
+/// The client-table sync's pure core: the command, the places for incoming connections, the
+/// outbox, the journal, the full copy and the apply rule (the codec: `SyncSessionTests`).
 final class ClientSyncCoreTests: XCTestCase {
     // MARK: the command
 
@@ -214,5 +214,32 @@ final class ClientSyncCoreTests: XCTestCase {
         let port80 = SyncSettings.Address(ip: IPAddress("192.0.2.5")!, port: 80)
         XCTAssertEqual(backup.applyRemote([SyncEntry(client: client(1), server: port80, ageMilliseconds: 61_000)], now: at(100)), 0)
         XCTAssertEqual(backup.applyRemote([SyncEntry(client: client(1), server: port80, ageMilliseconds: 59_000)], now: at(100)), 1)
+    }
+
+    // MARK: the places for incoming connections
+
+    func testConnectionsWithoutTheKeyNeverKeepTheRealPeerOut() {
+        let peer = IPAddress("192.0.2.2")!
+        let other = IPAddress("192.0.2.3")!
+        var places = SyncPlaces<Int>(unprovenPerPeer: 4)
+        for connection in 1...4 { XCTAssertNil(places.admit(connection, from: peer)) }
+        XCTAssertNil(places.admit(100, from: other), "each peer has its own places")
+        XCTAssertEqual(places.admit(5, from: peer), 1, "the oldest unproven connection gives its place up")
+        XCTAssertNil(places.prove(5), "the peer proves the key: its one proven place")
+        XCTAssertTrue(places.isProven(5))
+        XCTAssertNil(places.admit(6, from: peer), "the proven connection left an unproven place free")
+        for (connection, pushedOut) in [(7, 2), (8, 3), (9, 4)] {
+            XCTAssertEqual(places.admit(connection, from: peer), pushedOut, "never the proven connection")
+        }
+        XCTAssertTrue(places.isProven(5))
+        XCTAssertEqual(places.prove(9), 5, "the peer reconnected: its newer connection replaces the older")
+        XCTAssertEqual(places.count, 5, "6, 7, 8 and 9 from the peer, 100 from the other")
+        places.remove(7)
+        places.remove(9)
+        XCTAssertEqual(places.count, 3, "a closed connection frees its place at once")
+        XCTAssertFalse(places.isProven(9))
+        XCTAssertNil(places.prove(9), "a connection no longer held proves nothing")
+        XCTAssertNil(places.admit(10, from: peer))
+        XCTAssertNil(places.admit(11, from: peer), "7's place, and 9's, which it left when it proved the key")
     }
 }

@@ -170,6 +170,40 @@ final class ClientSyncTests: XCTestCase {
         XCTAssertGreaterThanOrEqual(count(a, "sync ", "rejected") ?? 0, 1, "\(syncStatus(a))")
     }
 
+    func testAConnectionThatDoesNotProveTheKeyIsDroppedAfterTheHelloBound() throws {
+        let (a, listen, impostor, _, _) = try nodeWithAnImpostorPeer()
+        // Either way: A's connection to the impostor, which never answers, and the impostor's
+        // to A, which sends back whatever A sends it.
+        let outgoing = try impostor.accept(timeout: 5)
+        let incoming = try RawSocket.connect(host: "127.0.0.1", port: listen, source: "127.0.0.2")
+        let start = Date()
+        XCTAssertTrue(relay(incoming, incoming, seconds: 8).ended, "A drops the incoming connection")
+        XCTAssertTrue(outgoing.endsWithin(seconds: max(0.1, 8 - Date().timeIntervalSince(start))), "A drops its own connection")
+        XCTAssertGreaterThan(Date().timeIntervalSince(start), 4, "after the hello bound of 5 s")
+        XCTAssertGreaterThanOrEqual(count(a, "sync ", "rejected") ?? 0, 2, "\(syncStatus(a)) \(a.stderr)")
+    }
+
+    func testConnectionsWithoutTheKeyDoNotLockTheRealPeerOut() throws {
+        let (a, listen, impostor, backend, key) = try nodeWithAnImpostorPeer()
+        // The impostor gives up the peer's port and keeps opening connections to A from its
+        // address, each sending back what A sent it, many more than a peer has places.
+        let peerPort = impostor.port
+        impostor.close()
+        var connections: [RawSocket] = []
+        for _ in 0..<8 {
+            let connection = try RawSocket.connect(host: "127.0.0.1", port: listen, source: "127.0.0.2")
+            _ = relay(connection, connection, seconds: 0.2)
+            connections.append(connection)
+        }
+        let bPort = freePort(host: "127.0.0.2")
+        let b = try Penha(["-O", syncLine(listen: "127.0.0.2:\(peerPort)", peer: "127.0.0.1:\(listen)", key: key)],
+                          listen: "127.0.0.2:\(bPort)", servers: ["127.0.0.1:\(backend.port)"])
+        XCTAssertEqual(try Client(port: bPort, host: "127.0.0.2", source: "127.0.0.21").readLine(), "one")
+        XCTAssertTrue(waitFor(timeout: 4) { (count(a, "sync_peer", "received") ?? 0) >= 1 },
+                      "A takes B's table while the impostor's connections are open: \(syncStatus(a)) \(syncStatus(b)) \(a.stderr)")
+        XCTAssertEqual(connections.count, 8)
+    }
+
     // MARK: network namespaces
 
     /// Four backends in the client's namespace, on 192.0.2.100:8001-8004, answering "backend-N".

@@ -22,6 +22,7 @@ final class ClientSync {
     private var listener: Channel?
     private var links: [PeerLink] = []
     private var incoming: [ObjectIdentifier: IncomingConnection] = [:]
+    private var places = SyncPlaces<ObjectIdentifier>()
     private var tick: RepeatedTask?
     /// Entries applied from each peer, by its address.
     private var received: [IPAddress: UInt64] = [:]
@@ -31,8 +32,7 @@ final class ClientSync {
     private var stopped = false
 
     static let batchInterval = TimeAmount.milliseconds(50)
-    /// Incoming connections a peer may hold at once (a reconnecting peer's old one may linger).
-    static let connectionsPerPeer = 4
+    /// A connection whose peer has not proven the key by then is dropped, either way.
     static let helloTimeout = TimeAmount.seconds(5)
 
     init(settings: SyncSettings, key: ClientSyncKey, service: BalancerService) {
@@ -79,6 +79,7 @@ final class ClientSync {
         for link in links { link.stop() }
         for connection in incoming.values { connection.channel.close(promise: nil) }
         incoming = [:]
+        places = SyncPlaces()
         service.withStateOnLoop { $0.clients.isJournaling = false }
     }
 
@@ -129,6 +130,15 @@ final class ClientSync {
         return (0..<count).map { _ in UInt8.random(in: .min ... .max, using: &generator) }
     }
 
+    /// Calls `expired` with the reason unless the peer on `channel` has proven the key within
+    /// the hello bound, so that a connection from (or to) a process without the key never holds on.
+    fileprivate func boundHandshake(of channel: Channel, isEstablished: @escaping () -> Bool, expired: @escaping (String) -> Void) {
+        let deadline = channel.eventLoop.assumeIsolated().scheduleTask(in: Self.helloTimeout) {
+            if !isEstablished() { expired("it did not prove the key within \(Self.helloTimeout.nanoseconds / 1_000_000_000) s") }
+        }
+        channel.closeFuture.assumeIsolated().whenComplete { _ in deadline.cancel() }
+    }
+
     // MARK: receiving
 
     private func accept(_ channel: Channel) -> EventLoopFuture<Void> {
@@ -137,23 +147,16 @@ final class ClientSync {
             reject("connection from \(Endpoint.describe(channel.remoteAddress)), which is not a sync peer")
             return channel.close()
         }
-        guard incoming.count < settings.peers.count * Self.connectionsPerPeer else {
-            reject("connection from \(Endpoint.describe(channel.remoteAddress)): already \(incoming.count) sync connections")
-            return channel.close()
-        }
         let connection = IncomingConnection(channel: channel, peer: remote, session: .responder(hello(), mac: mac))
         let id = ObjectIdentifier(channel)
         incoming[id] = connection
-        // A peer has this long to prove the key; one that does not is dropped.
-        let helloDeadline = channel.eventLoop.assumeIsolated().scheduleTask(in: Self.helloTimeout) { [weak self] in
-            guard !connection.session.isEstablished else { return }
-            self?.reject("peer \(Endpoint.describe(channel.remoteAddress)) dropped: it did not prove the key within \(Self.helloTimeout.nanoseconds / 1_000_000_000) s")
-            channel.close(promise: nil)
+        if let pushedOut = places.admit(id, from: remote) {
+            drop(pushedOut, because: "a newer connection took its place before it proved the key")
         }
-        channel.closeFuture.assumeIsolated().whenComplete { [weak self] _ in
-            helloDeadline.cancel()
-            self?.incoming[id] = nil
+        boundHandshake(of: channel, isEstablished: { connection.session.isEstablished }) { [weak self] reason in
+            self?.drop(id, because: reason)
         }
+        channel.closeFuture.assumeIsolated().whenComplete { [weak self] _ in self?.forget(id) }
         // The responder speaks only once the initiator's hello has come.
         let handler = SyncConnectionHandler(onActive: { _ in }, onBytes: { [weak self] bytes in self?.receive(bytes, on: connection) },
                                             onWritable: {})
@@ -161,15 +164,19 @@ final class ClientSync {
     }
 
     private func receive(_ bytes: ByteBufferView, on connection: IncomingConnection) {
+        let id = ObjectIdentifier(connection.channel)
         let output: SyncSession.Output
         do {
             output = try connection.session.receive(bytes)
         } catch {
-            reject("peer \(Endpoint.describe(connection.channel.remoteAddress)) dropped: \(error)")
-            connection.channel.close(promise: nil)
-            return
+            return drop(id, because: "\(error)")
         }
         if !output.reply.isEmpty { connection.channel.writeAndFlush(ByteBuffer(bytes: output.reply), promise: nil) }
+        if output.proven, let replaced = places.prove(id) {
+            // The peer's connection from before it reconnected, if it lingers.
+            incoming[replaced]?.channel.close(promise: nil)
+            forget(replaced)
+        }
         for message in output.messages {
             switch message {
             case .fullCopy(_, _, let entries), .updates(let entries):
@@ -178,6 +185,19 @@ final class ClientSync {
                 received[connection.peer, default: 0] += UInt64(applied)
             }
         }
+    }
+
+    /// An incoming connection refused: closed, counted, and its place free at once.
+    private func drop(_ id: ObjectIdentifier, because reason: String) {
+        guard let connection = incoming[id] else { return }
+        reject("peer \(Endpoint.describe(connection.channel.remoteAddress)) dropped: \(reason)")
+        connection.channel.close(promise: nil)
+        forget(id)
+    }
+
+    private func forget(_ id: ObjectIdentifier) {
+        incoming[id] = nil
+        places.remove(id)
     }
 
     fileprivate func reject(_ reason: String) {
@@ -274,6 +294,11 @@ private final class PeerLink {
         let (session, hello) = SyncSession.initiator(sync.hello(), mac: sync.mac)
         open = (channel, session)
         channel.writeAndFlush(ByteBuffer(bytes: hello), promise: nil)
+        sync.boundHandshake(of: channel, isEstablished: { [weak self] in self?.isConnected ?? true }) { [weak self] reason in
+            guard let self else { return }
+            self.sync.reject("peer \(self.peer) dropped: \(reason)")
+            channel.close(promise: nil)
+        }
     }
 
     private func receive(_ bytes: ByteBufferView) {
