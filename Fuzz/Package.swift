@@ -36,6 +36,9 @@ let package = Package(
             name: "FuzzLogLines", dependencies: [.product(name: "BalancerCore", package: "penha")],
             swiftSettings: libFuzzerTarget),
         .executableTarget(
+            name: "FuzzSyncSession", dependencies: [.product(name: "BalancerCore", package: "penha")],
+            swiftSettings: libFuzzerTarget),
+        .executableTarget(
             name: "FuzzForwardedFor",
             dependencies: [
                 .product(name: "BalancerCore", package: "penha"), .product(name: "NIOCore", package: "swift-nio"),
