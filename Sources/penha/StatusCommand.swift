@@ -79,8 +79,7 @@ extension StatusReport {
         for address in instance.virtualAddresses {
             lines.append("  vip \(address.address): \(address.onInterface ? "on \(instance.interface)" : "not on the interface")")
         }
-        if instance.lastChange > 0 {
-            let ago = max(0, Int(Date().timeIntervalSince1970) - instance.lastChange)
+        if let ago = instance.lastChangeSecondsAgo {
             lines.append("  last change \(Self.duration(ago)) ago: \(instance.lastChangeReason)")
         }
         let drops = VRRPDropReason.allCases.compactMap { reason -> String? in
