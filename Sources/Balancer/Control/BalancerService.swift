@@ -271,7 +271,8 @@ public final class BalancerService: Sendable {
 
     /// The VRRP instances as reports show them; blocking (it asks the interfaces).
     func vrrpReports() -> [StatusReport.VRRPInstance] {
-        (vrrp.withLock { $0 }?.statuses ?? []).map(StatusReport.VRRPInstance.init)
+        let now = time(nil)
+        return (vrrp.withLock { $0 }?.statuses ?? []).map { StatusReport.VRRPInstance($0, now: now) }
     }
 
     /// Reads and prepares on the thread pool, then applies on the event loop.

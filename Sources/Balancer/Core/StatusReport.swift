@@ -72,8 +72,12 @@ public struct StatusReport: Codable, Equatable, Sendable {
         public var advertMilliseconds: Int
         /// The current master's address, nil when unknown.
         public var master: String?
-        /// Seconds since 1970; 0 before the first transition.
+        /// Seconds since 1970; 0 before the first transition. It names the transition, so two
+        /// reports tell whether another happened in between.
         public var lastChange: Int
+        /// Seconds since the last transition by the reporting penha's clock, like the other
+        /// `...SecondsAgo`; nil before the first transition.
+        public var lastChangeSecondsAgo: Int?
         /// Empty before the first transition.
         public var lastChangeReason: String
         public var sent: UInt64
@@ -168,7 +172,8 @@ public struct StatusReport: Codable, Equatable, Sendable {
         let summary = "vrrp \(vrid) state \(instance.state.rawValue) interface \(instance.interface) version \(instance.version) "
             + "priority \(instance.priority) effective \(instance.effectivePriority) "
             + "advert_ms \(instance.advertMilliseconds) master \(instance.master ?? "-") "
-            + "last_change \(instance.lastChange) sent \(instance.sent) "
+            + "last_change \(instance.lastChange) last_change_ago \(instance.lastChangeSecondsAgo.map(String.init) ?? "-") "
+            + "sent \(instance.sent) "
             + "received \(instance.received) malformed \(instance.malformed)"
             + dropNames(instance.dropped).map { " drop_\($0) \(instance.dropped[$0] ?? 0)" }.joined()
         return [summary]
@@ -267,13 +272,16 @@ extension StatusReport {
                 servers[position].checkResult = words.dropFirst(2).joined(separator: " ")
             case "vrrp":
                 let master = try entry.text("master")
+                // An older penha writes no last_change_ago: its answer reads as if it were "-".
+                let ago = entry.pairs["last_change_ago", default: "-"] == "-" ? nil : try entry.int("last_change_ago")
                 var dropped: [String: UInt64] = [:]
                 for name in entry.pairs.keys where name.hasPrefix("drop_") { dropped[String(name.dropFirst(5))] = try entry.count(name) }
                 vrrp.append(VRRPInstance(
                     vrid: try entry.number(1), state: try entry.word("state"), interface: try entry.text("interface"),
                     version: try entry.int("version"), priority: try entry.int("priority"),
                     effectivePriority: try entry.int("effective"), advertMilliseconds: try entry.int("advert_ms"),
-                    master: master == "-" ? nil : master, lastChange: try entry.int("last_change"), lastChangeReason: "",
+                    master: master == "-" ? nil : master, lastChange: try entry.int("last_change"),
+                    lastChangeSecondsAgo: ago, lastChangeReason: "",
                     sent: try entry.count("sent"), received: try entry.count("received"), malformed: try entry.count("malformed"),
                     dropped: dropped, virtualAddresses: []))
             case "vip":
