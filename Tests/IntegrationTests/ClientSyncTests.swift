@@ -86,10 +86,13 @@ final class ClientSyncTests: XCTestCase {
     func testStrangersAndGarbageAreDroppedAndCounted() throws {
         let key = try keyFile("a shared secret of the pair, 0123456789\n")
         let one = try Backend("one")
-        let port = freePort()
-        let a = try Penha(["-O", syncLine(listen: "127.0.0.1:\(port)", peer: "127.0.0.2:\(freePort(host: "127.0.0.2"))", key: key)],
+        let port = freePort(), peerPort = freePort(host: "127.0.0.2")
+        let a = try Penha(["-O", syncLine(listen: "127.0.0.1:\(port)", peer: "127.0.0.2:\(peerPort)", key: key)],
                           servers: ["127.0.0.1:\(one.port)"])
         XCTAssertTrue(waitFor(timeout: 5) { a.stderr.contains("sync: listening") }, a.stderr)
+        // Nobody listens at the peer's address: the retry line says so in words, not NIO's types.
+        XCTAssertTrue(waitFor(timeout: 5) { a.stderr.contains("sync: cannot connect to 127.0.0.2:\(peerPort): connection refused") },
+                      a.stderr)
         // Not a peer's address: closed at once, before a byte is read.
         let stranger = try Client(port: port, source: "127.0.0.3")
         XCTAssertEqual(try stranger.readToEnd(), [])

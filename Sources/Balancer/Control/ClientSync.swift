@@ -238,6 +238,15 @@ private final class PeerLink {
 
     static let firstRetry = TimeAmount.milliseconds(100)
     static let lastRetry = TimeAmount.seconds(5)
+
+    /// A failed connect in words: NIO wraps the system error of each address it tried
+    /// (`Connection errors: SingleConnectionFailure(target: ...)`); the peer has one address.
+    static func describe(_ error: Error) -> String {
+        guard let error = error as? NIOConnectionError, let first = error.connectionErrors.first else {
+            return SystemErrorText.describe(error)
+        }
+        return SystemErrorText.describe(first.error)
+    }
     /// Messages written in one go before yielding the loop; NIO's writability stops it sooner.
     static let messagesPerFlush = 64
 
@@ -276,7 +285,7 @@ private final class PeerLink {
                 channel.closeFuture.assumeIsolated().whenComplete { [weak self] _ in self?.closed() }
             case .failure(let error):
                 if let note = self.connectLog.admitNote(now: .now()) {
-                    self.sync.logger.info("sync: cannot connect to \(self.peer): \(SystemErrorText.describe(error))\(note)")
+                    self.sync.logger.info("sync: cannot connect to \(self.peer): \(Self.describe(error))\(note)")
                 }
                 self.scheduleRetry()
             }
