@@ -58,6 +58,9 @@ extension StatusReport {
         if let tls = tlsHandshakes {
             lines.append("tls handshakes: \(tls.completed) completed, \(tls.failed) failed")
         }
+        if let draining {
+            lines.append("stopping: \(draining.text)")
+        }
         lines += ["", Self.row(["#", "server", "state", "conn", "total", "sent", "received"])]
         for server in servers {
             let address = Endpoint.describe(host: server.address, port: server.port)

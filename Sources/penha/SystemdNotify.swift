@@ -100,7 +100,8 @@ final class SystemdNotifier: Sendable {
 
     /// What `systemctl status` shows on its Status: line.
     static func status(_ report: StatusReport) -> String {
-        "\(report.role), \(report.connections) connections (\(report.totalConnections) total)"
+        report.draining.map { "\(report.role), \($0.text)" }
+            ?? "\(report.role), \(report.connections) connections (\(report.totalConnections) total)"
     }
 }
 

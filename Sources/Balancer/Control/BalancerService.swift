@@ -42,6 +42,8 @@ public final class BalancerService: Sendable {
     /// The TCP data path. Set once it listens; read from the event loop and the thread pool
     /// (counters before an answer).
     private let engine = Mutex<Engine?>(nil)
+    /// Set when a stopping penha drains its connections.
+    private let drain = Mutex<Drain?>(nil)
     private var tcp: Engine? { engine.withLock { $0 } }
     /// Set once VRRP runs. Its statuses ask the interfaces, so they are gathered on the thread
     /// pool and only for a report that shows the instances.
@@ -176,6 +178,24 @@ public final class BalancerService: Sendable {
             self.tcp?.stopAccepting()
             return self.onLoop.value.listener?.close() ?? self.eventLoop.makeSucceededVoidFuture()
         }
+    }
+
+    /// Starts draining: from now on `drainDecision` says when to exit (`Drain`), and the
+    /// status shows it. Call once the listener is closed.
+    public func startDraining() {
+        let seconds = configuration.drainSeconds
+        drain.withLock { $0 = Drain(seconds: seconds, now: .now()) }
+    }
+
+    /// A second SIGTERM: exit at once.
+    public func interruptDrain() {
+        drain.withLock { $0?.interrupt() }
+    }
+
+    /// Whether to relay on or exit, from the connections open now; never blocks (no event loop).
+    public func drainDecision() -> Drain.Decision {
+        let open = tcp?.openConnections ?? 0
+        return drain.withLock { $0?.decide(now: .now(), connections: open) } ?? .exit(closing: open)
     }
 
     /// The TCP engine's threads and their loop turns, for the watchdog (none before it starts).
@@ -366,6 +386,8 @@ public final class BalancerService: Sendable {
                                   control: loop.controlAddress, pid: Int(getpid()), exitEnabled: options.exitEnabled,
                                   configFile: options.configFile, tlsHandshakes: tls.map { ($0.completed, $0.failed) })
         facts.sync = loop.clientSync?.report(now: facts.now)
+        let open = tcp?.openConnections ?? 0
+        facts.draining = drain.withLock { $0?.report(now: facts.now, connections: open) }
         return facts
     }
 

@@ -68,9 +68,11 @@ extension Command {
         public static let controlACL = accessList("control_acl", \.controlACL)
         /// The TCP engine's threads; 0: one per core. Read at start.
         public static let threads = Setting("threads", 0...Limits.threads, \.threads)
+        /// Seconds a stopping penha relays its established connections before it closes them (`Drain`).
+        public static let drain = Setting("drain", 0...Drain.longestSeconds, \.drainSeconds)
 
         public static let allCases = [blacklist, clientsMax, connectionsMax, debug, timeout, tracking, idleTimeout,
-                                      clientACL, controlACL, threads]
+                                      clientACL, controlACL, threads, drain]
 
         /// `value`, if it is within `range`; `name` is how the user gave it (`-c`, `clients_max`).
         public func check(_ value: Int, as name: String? = nil) throws -> Int {

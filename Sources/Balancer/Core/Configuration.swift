@@ -31,6 +31,8 @@ public struct Configuration: Equatable, Sendable {
     public var idleTimeoutSeconds = 0
     /// `threads`: the TCP engine's event loops; 0, the default, is one per core.
     public var threads = 0
+    /// `drain`: seconds a stopping penha relays its established connections (`Drain`).
+    public var drainSeconds = Drain.defaultSeconds
     /// `-q`: listen backlog.
     public var backlog = 511
     public var tcpNoDelay = false

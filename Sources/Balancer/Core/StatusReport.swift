@@ -18,6 +18,23 @@ public struct StatusReport: Codable, Equatable, Sendable {
     public var vrrp: [VRRPInstance]
     /// nil without `sync`.
     public var sync: Sync?
+    /// Set while a stopping penha drains its connections (`drain`); nil otherwise.
+    public var draining: Draining?
+
+    public struct Draining: Codable, Equatable, Sendable {
+        /// Connections still open.
+        public var connections: Int
+        /// Seconds until what is left is closed.
+        public var secondsLeft: Int
+
+        public init(connections: Int, secondsLeft: Int) {
+            self.connections = connections
+            self.secondsLeft = secondsLeft
+        }
+
+        /// As `penha status` and systemd's STATUS= say it.
+        public var text: String { "draining \(connections) connections, \(secondsLeft) s left" }
+    }
 
     public struct TLSHandshakes: Codable, Equatable, Sendable {
         public var completed: UInt64
@@ -152,6 +169,7 @@ public struct StatusReport: Codable, Equatable, Sendable {
             + (tlsHandshakes.map { ["tls handshakes \($0.completed) failed \($0.failed)"] } ?? [])
             + vrrp.flatMap(Self.lines)
             + (sync?.lines ?? [])
+            + (draining.map { ["draining \($0.connections) seconds_left \($0.secondsLeft)"] } ?? [])
     }
 
     /// One server: name/value pairs, then its last check's result (free text, so on a line of its own).
@@ -237,6 +255,7 @@ extension StatusReport {
         var vrrp: [VRRPInstance] = []
         var tlsHandshakes: TLSHandshakes?
         var sync: Sync?
+        var draining: Draining?
         // An instance's `vip` and `vrrp_reason` lines follow its `vrrp` line.
         func instanceIndex(_ vrid: Int, for line: String) throws -> Int {
             guard let index = vrrp.lastIndex(where: { $0.vrid == vrid }) else {
@@ -297,6 +316,8 @@ extension StatusReport {
                     address: words[1], connected: try entry.text("connected") == "yes", sent: try entry.count("sent"),
                     received: try entry.count("received"), fullCopies: try entry.count("full_copies"),
                     lastFullCopySecondsAgo: last == "-" ? nil : try entry.int("last_full_copy"), dropped: try entry.count("dropped")))
+            case "draining":
+                draining = Draining(connections: try entry.number(1), secondsLeft: try entry.int("seconds_left"))
             case "vrrp_reason":
                 vrrp[try instanceIndex(try entry.number(1), for: line)].lastChangeReason = words.dropFirst(2).joined(separator: " ")
             default:
@@ -311,6 +332,7 @@ extension StatusReport {
         self.vrrp = vrrp
         self.tlsHandshakes = tlsHandshakes
         self.sync = sync
+        self.draining = draining
         role = try required("role").words[1]
         listen = try required("listen").words[1]
         uptimeSeconds = try required("uptime").number(1)

@@ -119,6 +119,9 @@ public final class Engine: Sendable {
         if descriptor >= 0 { Glibc.close(descriptor) }
     }
 
+    /// Client connections open now, on every thread (handshaking and connecting included).
+    public var openConnections: Int { active.load(ordering: .relaxed) }
+
     /// Each thread's loop turns so far, by its name.
     public var threadTurns: [ProgressWatch.Turns] {
         threads.map { ProgressWatch.Turns(thread: $0.name, count: $0.turns) }

@@ -27,6 +27,10 @@ public enum MetricsExposition {
             counter(registry, "tls_handshakes_total", "TLS handshakes completed.", tls.completed)
             counter(registry, "tls_handshake_failures_total", "TLS handshakes that failed.", tls.failed)
         }
+        if let draining = report.draining {
+            gauge(registry, "draining_connections", "While penha stops: connections it still relays (drain).", draining.connections)
+            gauge(registry, "drain_seconds_left", "While penha stops: seconds until what is left is closed.", draining.secondsLeft)
+        }
         for instance in report.vrrp {
             let labels = [("vrid", "\(instance.vrid)"), ("interface", instance.interface)]
             gauge(registry, "vrrp_master", "1 while this node is the instance's master, else 0.",
