@@ -5,11 +5,7 @@ import XCTest
 /// The drain decision: relay on while connections are open and time is left; exit when the
 /// last one ends, at the bound, or at a second SIGTERM.
 final class DrainTests: XCTestCase {
-    private let start = NIODeadline.uptimeNanoseconds(1_000_000_000_000)
-
-    private func at(_ seconds: Double) -> NIODeadline {
-        start + .nanoseconds(Int64(seconds * 1_000_000_000))
-    }
+    private let start = at(0)
 
     func testItWaitsForTheConnectionsUntilTheBound() {
         let drain = Drain(seconds: 30, now: start)

@@ -17,6 +17,8 @@ extension Command {
         public static let weight = Flag("weight", \.selection.weight)
         public static let priority = Flag("prio", \.selection.priority)
         public static let stubborn = Flag("stubborn", \.selection.stubborn)
+        /// Maglev's consistent hash of the client address: every node places a client alike.
+        public static let maglev = Flag("maglev", \.selection.maglev)
         public static let tcpNoDelay = Flag("tcp_nodelay", \.tcpNoDelay)
         /// pen's HTTP mode (`-H`): add X-Forwarded-For to requests.
         public static let http = Flag("http", \.forwardedFor)
@@ -27,7 +29,7 @@ extension Command {
         /// is unauthenticated, and penha writes, reads or runs such a file as its user).
         public static let controlTCPFiles = Flag("control_tcp_files", \.controlTCPFiles)
 
-        public static let allCases = [roundRobin, hash, weight, priority, stubborn, tcpNoDelay, http, acceptProxy, controlTCPFiles]
+        public static let allCases = [roundRobin, hash, weight, priority, stubborn, maglev, tcpNoDelay, http, acceptProxy, controlTCPFiles]
     }
 
     /// A number: `NAME N` sets it and answers it, `NAME` alone answers it.
