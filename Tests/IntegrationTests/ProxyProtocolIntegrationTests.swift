@@ -64,6 +64,20 @@ final class ProxyProtocolIntegrationTests: XCTestCase {
         XCTAssertTrue(status.contains { $0.hasPrefix("connections ") && $0.hasSuffix(" refused 1") }, "\(status)")
     }
 
+    /// HAProxy on a dual-stack listener writes TCP6 with IPv4-mapped addresses, and so it writes
+    /// a mixed pair: the client in either is taken and passed on (they were refused, the client closed).
+    func testAnHAProxyTCP6HeaderWithIPv4MappedAddressesIsTakenAndPassedOn() throws {
+        let nginx = try XCTUnwrap(nginx)
+        let penha = try Penha(["-O", "accept_proxy", "-O", "server 0 proxy_protocol v1"], servers: ["127.0.0.1:\(nginx.port)"])
+        for (header, client) in [("PROXY TCP6 ::ffff:203.0.113.7 ::ffff:198.51.100.1 5555 443\r\n", "203.0.113.7"),
+                                 ("PROXY TCP6 2001:db8::7 ::ffff:198.51.100.1 5555 443\r\n", "2001:db8::7")] {
+            let upstream = try Client(port: penha.port)
+            try upstream.send(header + "GET / HTTP/1.0\r\n\r\n")
+            let answer = String(decoding: (try? upstream.readToEnd()) ?? [], as: UTF8.self)
+            XCTAssertTrue(answer.hasSuffix("proxy \(client) 5555 remote 127.0.0.1\n"), "\(header.debugDescription): \(answer.debugDescription)")
+        }
+    }
+
     /// Without a valid header the client is closed before any server hears of it.
     func testAClientWithoutAValidHeaderIsClosed() throws {
         let nginx = try XCTUnwrap(nginx)
