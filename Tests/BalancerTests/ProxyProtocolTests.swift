@@ -74,6 +74,16 @@ final class ProxyProtocolTests: XCTestCase {
         }
     }
 
+    /// Section 2.1: 107 bytes at most, CRLF included; the 108th is not waited for.
+    func testAVersionOneLineEndsWithin107Bytes() {
+        let longest = "PROXY UNKNOWN " + String(repeating: "x", count: 91) + "\r\n"
+        XCTAssertEqual(ProxyHeader.parse(Array(longest.utf8)), .header(length: 107, source: nil, destination: nil))
+        let tooLong = Array(("PROXY UNKNOWN " + String(repeating: "x", count: 92) + "\r\n").utf8)
+        for cut in [106, 107, 108] {
+            guard case .invalid = ProxyHeader.parse(tooLong.prefix(cut)) else { return XCTFail("a 108-byte line accepted or waited for at \(cut) bytes") }
+        }
+    }
+
     func testBadHeadersAreRefusedNotGuessed() {
         let bad = [
             "GET / HTTP/1.1\r\n", "PROXY TCP4 192.0.2.7 198.51.100.1 1 2\n", "PROXY TCP5 192.0.2.7 198.51.100.1 1 2\r\n",

@@ -93,9 +93,10 @@ public enum ProxyHeader {
 
     /// Section 2.1: `PROXY TCP4|TCP6 SRC DST SPORT DPORT\r\n` or `PROXY UNKNOWN ...\r\n`.
     private static func parseV1(_ bytes: [UInt8]) -> Parsed {
-        let window = bytes.prefix(longestV1)
+        // The CR is at most the 106th byte, so that its LF is at most the 107th.
+        let window = bytes.prefix(longestV1 - 1)
         guard let cr = window.firstIndex(where: { $0 == 0x0D || $0 == 0x0A }) else {
-            return bytes.count >= longestV1 ? .invalid("a version 1 header longer than 107 bytes") : .incomplete
+            return bytes.count >= longestV1 - 1 ? .invalid("a version 1 header longer than 107 bytes") : .incomplete
         }
         guard bytes[cr] == 0x0D, cr + 1 >= bytes.count || bytes[cr + 1] == 0x0A else {
             return .invalid("a version 1 header not ended by CRLF")
