@@ -115,6 +115,20 @@ final class ProxyProtocolTests: XCTestCase {
         XCTAssertEqual(ProxyHeader.parse(withTLV), .header(length: 33, source: endpoint("192.0.2.7", 1), destination: endpoint("198.51.100.1", 2)))
     }
 
+    /// Section 2.2: a PROXY command with a family or protocol the spec does not define is
+    /// refused; it was taken as UNSPEC, keeping the connection's address. LOCAL ignores them.
+    func testVersionTwoRefusesAnUndefinedFamilyOrProtocol() {
+        let addresses: [UInt8] = [192, 0, 2, 7, 198, 51, 100, 1, 0, 1, 0, 2]
+        for family: UInt8 in [0x41, 0xF1, 0x13, 0x1F] {
+            guard case .invalid = ProxyHeader.parse(signature + [0x21, family, 0x00, 12] + addresses) else {
+                return XCTFail("accepted family and protocol \(family)")
+            }
+            XCTAssertEqual(ProxyHeader.parse(signature + [0x20, family, 0x00, 12] + addresses), .header(length: 28, source: nil, destination: nil))
+        }
+        XCTAssertEqual(ProxyHeader.parse(signature + [0x21, 0x12, 0x00, 12] + addresses), .header(length: 28, source: nil, destination: nil),
+                       "UDP over IPv4 is defined: taken as UNSPEC")
+    }
+
     func testTheCommandsParseAndWriteBack() throws {
         XCTAssertEqual(try Command.parse("server 0 proxy_protocol v2").text, "server 0 proxy_protocol v2")
         XCTAssertEqual(try Command.parse("accept_proxy"), .flag(.acceptProxy, true))

@@ -146,6 +146,9 @@ public enum ProxyHeader {
         let length = 16 + payload
         // LOCAL: the upstream's own connection (a health check): its addresses are not a client's.
         guard command == 1 else { return .header(length: length, source: nil, destination: nil) }
+        // Section 2.2: an address family above AF_UNIX or a protocol above DGRAM "must be
+        // rejected as invalid by receivers", not taken for UNSPEC.
+        guard family >> 4 <= 3, family & 0x0F <= 2 else { return .invalid("a version 2 header with an unknown address family or protocol") }
         let body = bytes[16..<length]
         switch family {
         case 0x11:
