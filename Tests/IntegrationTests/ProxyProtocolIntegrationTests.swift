@@ -93,6 +93,21 @@ final class ProxyProtocolIntegrationTests: XCTestCase {
         XCTAssertTrue(status.contains { $0.hasPrefix("connections 0 total 0 ") }, "no server was connected to: \(status)")
     }
 
+    /// A client that ends (FIN) within its header is closed at once, with its place: it was
+    /// held until the 5-second bound, though nothing more could come.
+    func testAClientThatEndsWithinItsHeaderIsClosedAtOnce() throws {
+        let nginx = try XCTUnwrap(nginx)
+        let penha = try Penha(["-O", "accept_proxy"], servers: ["127.0.0.1:\(nginx.port)"])
+        for opening in ["PROXY TCP4 203.0.113.7 198", "\r\n\r\n\u{0}\r\nQUIT\n\u{21}"] {
+            let client = try Client(port: penha.port, timeout: 10)
+            try client.send(opening)
+            client.shutdownWrite()
+            let started = Date()
+            XCTAssertTrue(endsUnanswered(client), opening.debugDescription)
+            XCTAssertLessThan(Date().timeIntervalSince(started), 2, opening.debugDescription)
+        }
+    }
+
     private func localPort(_ fd: Int32) -> Int {
         freePortOf(fd)
     }
