@@ -266,7 +266,7 @@ struct RunCommand: ParsableCommand {
         let updates = systemd?.startUpdates(service, vrrp: vrrp)
         serveSignals(service, systemd: systemd, logger: logger)
         systemd?.stopping()
-        updates?.cancel()
+        updates?.forEach { $0.cancel() }
         // What this process made and leaves: the pid file, and the Unix sockets it bound (a
         // later penha would replace them as stale, but a socket nobody serves is litter).
         // Not after -j: the paths would name files inside the jail.

@@ -21,7 +21,7 @@ final class SystemdNotifier: Sendable {
     /// The stalled threads last logged, so that a stall is logged once, not at every look.
     private let stallLogged = Mutex<[String]>([])
 
-    /// Seconds between STATUS= updates (and looks at the threads), or less when the watchdog asks for more often.
+    /// Seconds between STATUS= updates, and at most between the watchdog's looks at the threads.
     static let statusInterval = TimeAmount.seconds(5)
 
     /// nil when penha does not run under systemd's notify protocol, or the socket is unusable.
@@ -69,14 +69,19 @@ final class SystemdNotifier: Sendable {
     /// STATUS= every 5 s and at once when a VRRP instance changes state; WATCHDOG=1 at least
     /// at half of systemd's interval, from the balancer's event loop, and only while every
     /// engine and VRRP thread has turned since the last look: a wedged thread or control loop
-    /// stops the pings, which is what the watchdog is for.
-    func startUpdates(_ service: BalancerService, vrrp: VRRPNode) -> RepeatedTask {
+    /// stops the pings, which is what the watchdog is for. Two timers: a status report is
+    /// not made with every ping.
+    func startUpdates(_ service: BalancerService, vrrp: VRRPNode) -> [RepeatedTask] {
         vrrp.onStateChange { self.sendStatus(service) }
-        let interval = min(watchdog ?? Self.statusInterval, Self.statusInterval)
-        return service.eventLoop.scheduleRepeatedTask(initialDelay: .zero, delay: interval) { _ in
-            if self.watchdog != nil { self.feedWatchdog(service, vrrp: vrrp, interval: interval) }
+        let status = service.eventLoop.scheduleRepeatedTask(initialDelay: .zero, delay: Self.statusInterval) { _ in
             self.sendStatus(service)
         }
+        guard let watchdog else { return [status] }
+        let interval = min(watchdog, Self.statusInterval)
+        let looks = service.eventLoop.scheduleRepeatedTask(initialDelay: .zero, delay: interval) { _ in
+            self.feedWatchdog(service, vrrp: vrrp, interval: interval)
+        }
+        return [status, looks]
     }
 
     private func sendStatus(_ service: BalancerService) {

@@ -79,6 +79,23 @@ final class RelayBufferTests: XCTestCase {
         XCTAssertNotNil(pipe.readableSpace(&pool), "and reads go straight into a buffer again")
     }
 
+    /// What a server's socket did not take of a PROXY protocol header goes before everything
+    /// queued, buffered or spilled, in order; no socket takes so little in practice, so only
+    /// here is it seen.
+    func testPrependedBytesGoBeforeEverythingQueued() {
+        var pool = BufferPool()
+        var pipe = RelayBuffer()
+        let header = bytes(30, 9), early = bytes(BufferPool.size - 5, 1), spilled = bytes(100, 2)
+        early.withUnsafeBytes { pipe.append($0, &pool) }
+        spilled.withUnsafeBytes { pipe.append($0, &pool) }
+        pipe.prepend(header[...], &pool)
+        XCTAssertEqual(pipe.pending, header.count + early.count + spilled.count)
+        XCTAssertEqual(drain(&pipe, &pool, chunk: 1000), header + early + spilled)
+        var empty = RelayBuffer()
+        empty.prepend(header[10...], &pool)
+        XCTAssertEqual(drain(&empty, &pool), Array(header[10...]))
+    }
+
     /// Bulk: splicing starts only once the buffered bytes are out (they go first), counts what
     /// the kernel pipe holds as pending, and gives the pipe back to the pool once it is empty.
     func testABulkTransferSplicesAfterTheBufferedBytesAndGivesThePipeBack() throws {

@@ -18,8 +18,6 @@ final class ProxyProtocolTests: XCTestCase {
                        "PROXY TCP6 2001:db8::7 2001:db8::1 1 80\r\n")
         XCTAssertEqual(String(decoding: ProxyHeader.encode(.v1, source: nil, destination: endpoint("2001:db8::1", 80)), as: UTF8.self),
                        "PROXY UNKNOWN\r\n", "a Unix-socket client has no address to tell")
-        XCTAssertEqual(String(decoding: ProxyHeader.encode(.v1, source: endpoint("192.0.2.7", 1), destination: endpoint("2001:db8::1", 80)), as: UTF8.self),
-                       "PROXY UNKNOWN\r\n", "TCP4 and TCP6 cannot mix")
         XCTAssertEqual(ProxyHeader.encode(.off, source: endpoint("192.0.2.7", 1), destination: endpoint("192.0.2.1", 2)), [])
     }
 
@@ -45,6 +43,45 @@ final class ProxyProtocolTests: XCTestCase {
             }
         }
         XCTAssertEqual(ProxyHeader.parse(Array("PROXY UNKNOWN whatever\r\nGET".utf8)), .header(length: 24, source: nil, destination: nil))
+    }
+
+    /// HAProxy writes TCP6 with IPv4-mapped addresses for a client of a dual-stack listener
+    /// (`bind :::80 v4v6`) and for the IPv4 end of a mixed pair (make_proxy_line_v1): such a
+    /// header was refused, and the client closed, because the mapped address reads as IPv4.
+    func testATCP6LineWithIPv4MappedAddressesIsRead() {
+        let mapped = "PROXY TCP6 ::ffff:203.0.113.7 ::ffff:198.51.100.1 5555 443\r\n"
+        XCTAssertEqual(ProxyHeader.parse(Array((mapped + "GET").utf8)),
+                       .header(length: mapped.utf8.count, source: endpoint("203.0.113.7", 5555), destination: endpoint("198.51.100.1", 443)))
+        let mixed = "PROXY TCP6 2001:db8::7 ::ffff:198.51.100.1 5555 443\r\n"
+        XCTAssertEqual(ProxyHeader.parse(Array(mixed.utf8)),
+                       .header(length: mixed.utf8.count, source: endpoint("2001:db8::7", 5555), destination: endpoint("198.51.100.1", 443)))
+        for text in ["PROXY TCP4 ::ffff:203.0.113.7 198.51.100.1 1 2\r\n", "PROXY TCP6 203.0.113.7 ::ffff:198.51.100.1 1 2\r\n"] {
+            guard case .invalid = ProxyHeader.parse(Array(text.utf8)) else { return XCTFail("accepted: \(text.debugDescription)") }
+        }
+    }
+
+    /// A mixed pair (an accepted TCP6 header's IPv6 client behind an IPv4 address) is passed
+    /// on as TCP6 with the IPv4 end mapped, as HAProxy does, not as UNKNOWN, which would lose
+    /// the client; it reads back as it was.
+    func testAMixedPairIsSentAsIPv6WithItsIPv4EndMapped() {
+        let source = endpoint("192.0.2.7", 1), destination = endpoint("2001:db8::1", 80)
+        let v1 = ProxyHeader.encode(.v1, source: source, destination: destination)
+        XCTAssertEqual(String(decoding: v1, as: UTF8.self), "PROXY TCP6 ::ffff:192.0.2.7 2001:db8::1 1 80\r\n")
+        let v2 = ProxyHeader.encode(.v2, source: source, destination: destination)
+        XCTAssertEqual(Array(v2.prefix(32)), signature + [0x21, 0x21, 0x00, 36] + [UInt8](repeating: 0, count: 10) + [0xFF, 0xFF, 192, 0, 2, 7])
+        for header in [v1, v2] {
+            XCTAssertEqual(ProxyHeader.parse(header), .header(length: header.count, source: source, destination: destination))
+        }
+    }
+
+    /// Section 2.1: 107 bytes at most, CRLF included; the 108th is not waited for.
+    func testAVersionOneLineEndsWithin107Bytes() {
+        let longest = "PROXY UNKNOWN " + String(repeating: "x", count: 91) + "\r\n"
+        XCTAssertEqual(ProxyHeader.parse(Array(longest.utf8)), .header(length: 107, source: nil, destination: nil))
+        let tooLong = Array(("PROXY UNKNOWN " + String(repeating: "x", count: 92) + "\r\n").utf8)
+        for cut in [106, 107, 108] {
+            guard case .invalid = ProxyHeader.parse(tooLong.prefix(cut)) else { return XCTFail("a 108-byte line accepted or waited for at \(cut) bytes") }
+        }
     }
 
     func testBadHeadersAreRefusedNotGuessed() {
@@ -76,6 +113,20 @@ final class ProxyProtocolTests: XCTestCase {
         XCTAssertEqual(ProxyHeader.parse(unix), .header(length: 16 + 216, source: nil, destination: nil))
         let withTLV = signature + [0x21, 0x11, 0x00, 12 + 5] + [192, 0, 2, 7, 198, 51, 100, 1, 0, 1, 0, 2] + [0x01, 0x00, 0x02, 0x68, 0x32]
         XCTAssertEqual(ProxyHeader.parse(withTLV), .header(length: 33, source: endpoint("192.0.2.7", 1), destination: endpoint("198.51.100.1", 2)))
+    }
+
+    /// Section 2.2: a PROXY command with a family or protocol the spec does not define is
+    /// refused; it was taken as UNSPEC, keeping the connection's address. LOCAL ignores them.
+    func testVersionTwoRefusesAnUndefinedFamilyOrProtocol() {
+        let addresses: [UInt8] = [192, 0, 2, 7, 198, 51, 100, 1, 0, 1, 0, 2]
+        for family: UInt8 in [0x41, 0xF1, 0x13, 0x1F] {
+            guard case .invalid = ProxyHeader.parse(signature + [0x21, family, 0x00, 12] + addresses) else {
+                return XCTFail("accepted family and protocol \(family)")
+            }
+            XCTAssertEqual(ProxyHeader.parse(signature + [0x20, family, 0x00, 12] + addresses), .header(length: 28, source: nil, destination: nil))
+        }
+        XCTAssertEqual(ProxyHeader.parse(signature + [0x21, 0x12, 0x00, 12] + addresses), .header(length: 28, source: nil, destination: nil),
+                       "UDP over IPv4 is defined: taken as UNSPEC")
     }
 
     func testTheCommandsParseAndWriteBack() throws {

@@ -64,6 +64,20 @@ final class ProxyProtocolIntegrationTests: XCTestCase {
         XCTAssertTrue(status.contains { $0.hasPrefix("connections ") && $0.hasSuffix(" refused 1") }, "\(status)")
     }
 
+    /// HAProxy on a dual-stack listener writes TCP6 with IPv4-mapped addresses, and so it writes
+    /// a mixed pair: the client in either is taken and passed on (they were refused, the client closed).
+    func testAnHAProxyTCP6HeaderWithIPv4MappedAddressesIsTakenAndPassedOn() throws {
+        let nginx = try XCTUnwrap(nginx)
+        let penha = try Penha(["-O", "accept_proxy", "-O", "server 0 proxy_protocol v1"], servers: ["127.0.0.1:\(nginx.port)"])
+        for (header, client) in [("PROXY TCP6 ::ffff:203.0.113.7 ::ffff:198.51.100.1 5555 443\r\n", "203.0.113.7"),
+                                 ("PROXY TCP6 2001:db8::7 ::ffff:198.51.100.1 5555 443\r\n", "2001:db8::7")] {
+            let upstream = try Client(port: penha.port)
+            try upstream.send(header + "GET / HTTP/1.0\r\n\r\n")
+            let answer = String(decoding: (try? upstream.readToEnd()) ?? [], as: UTF8.self)
+            XCTAssertTrue(answer.hasSuffix("proxy \(client) 5555 remote 127.0.0.1\n"), "\(header.debugDescription): \(answer.debugDescription)")
+        }
+    }
+
     /// Without a valid header the client is closed before any server hears of it.
     func testAClientWithoutAValidHeaderIsClosed() throws {
         let nginx = try XCTUnwrap(nginx)
@@ -77,6 +91,21 @@ final class ProxyProtocolIntegrationTests: XCTestCase {
         XCTAssertEqual(penha.stderr.components(separatedBy: "PROXY protocol header refused").count - 1, 1, "one line a second at most: \(penha.stderr)")
         let status = try penha.command("status")
         XCTAssertTrue(status.contains { $0.hasPrefix("connections 0 total 0 ") }, "no server was connected to: \(status)")
+    }
+
+    /// A client that ends (FIN) within its header is closed at once, with its place: it was
+    /// held until the 5-second bound, though nothing more could come.
+    func testAClientThatEndsWithinItsHeaderIsClosedAtOnce() throws {
+        let nginx = try XCTUnwrap(nginx)
+        let penha = try Penha(["-O", "accept_proxy"], servers: ["127.0.0.1:\(nginx.port)"])
+        for opening in ["PROXY TCP4 203.0.113.7 198", "\r\n\r\n\u{0}\r\nQUIT\n\u{21}"] {
+            let client = try Client(port: penha.port, timeout: 10)
+            try client.send(opening)
+            client.shutdownWrite()
+            let started = Date()
+            XCTAssertTrue(endsUnanswered(client), opening.debugDescription)
+            XCTAssertLessThan(Date().timeIntervalSince(started), 2, opening.debugDescription)
+        }
     }
 
     private func localPort(_ fd: Int32) -> Int {

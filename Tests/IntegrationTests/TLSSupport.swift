@@ -10,12 +10,14 @@ struct TestCertificate {
     let certificate: String
     let key: String
 
-    /// A self-signed certificate (also good as a CA) with subject CN=`name`.
-    static func selfSigned(_ name: String, in directory: String, certificate: String? = nil, key: String? = nil) throws -> Self {
+    /// A self-signed certificate (also good as a CA) with subject CN=`name`; an EC P-256 key,
+    /// or RSA with `rsaBits`.
+    static func selfSigned(_ name: String, in directory: String, certificate: String? = nil, key: String? = nil,
+                           rsaBits: Int? = nil) throws -> Self {
         let file = name.replacingOccurrences(of: " ", with: "-")
         let made = Self(certificate: certificate ?? "\(directory)/\(file).crt", key: key ?? "\(directory)/\(file).key")
-        try openssl(["req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
-                     "-keyout", made.key, "-out", made.certificate, "-days", "2", "-subj", "/CN=\(name)"])
+        let newKey = rsaBits.map { ["-newkey", "rsa:\($0)"] } ?? ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1"]
+        try openssl(["req", "-x509"] + newKey + ["-nodes", "-keyout", made.key, "-out", made.certificate, "-days", "2", "-subj", "/CN=\(name)"])
         return made
     }
 
@@ -112,4 +114,22 @@ final class TLSClient {
     func closeNotify() {
         _ = SSL_shutdown(ssl)
     }
+}
+
+/// The ClientHello OpenSSL's client sends first. Sent again on other connections, each costs
+/// the server a whole handshake's work, its signature included.
+func clientHello() throws -> [UInt8] {
+    guard let context = SSL_CTX_new(TLS_client_method()), let ssl = SSL_new(context) else { throw TestFailure("cannot make an OpenSSL client") }
+    defer {
+        SSL_free(ssl)
+        SSL_CTX_free(context)
+    }
+    guard let input = BIO_new(BIO_s_mem()), let output = BIO_new(BIO_s_mem()) else { throw TestFailure("cannot make memory BIOs") }
+    SSL_set_bio(ssl, input, output)  // the SSL owns both from here
+    SSL_set_connect_state(ssl)
+    _ = SSL_do_handshake(ssl)  // wants the server's answer; the hello is written
+    var hello = [UInt8](repeating: 0, count: 16384)
+    let count = BIO_read(output, &hello, Int32(hello.count))
+    guard count > 0 else { throw TestFailure("no ClientHello") }
+    return Array(hello.prefix(Int(count)))
 }

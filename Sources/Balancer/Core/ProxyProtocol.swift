@@ -30,27 +30,28 @@ public enum ProxyHeader {
     /// The most a reader needs to look at before it knows.
     public static let longest = 16 + longestV2Payload
 
-    /// The header for a connection from `source` to `destination`. Both known and of one
-    /// family: TCP4 or TCP6; otherwise version 1's UNKNOWN, or version 2's PROXY command with
-    /// no address (section 2.2: the receiver then uses the connection's own).
+    /// The header for a connection from `source` to `destination`. Both known: TCP4 when both
+    /// are IPv4, else TCP6 with an IPv4 end in its IPv4-mapped form, as HAProxy writes a mixed
+    /// pair (its make_proxy_line); otherwise version 1's UNKNOWN, or version 2's PROXY command
+    /// with no address (section 2.2: the receiver then uses the connection's own).
     public static func encode(_ version: ProxyProtocol, source: ProxyEndpoint?, destination: ProxyEndpoint?) -> [UInt8] {
-        let pair = source.flatMap { source in
-            destination.flatMap { source.address.family == $0.address.family ? (source, $0) : nil }
-        }
+        let pair = source.flatMap { source in destination.map { (source, $0) } }
+        let isV4 = pair.map { $0.0.address.family == .v4 && $0.1.address.family == .v4 } ?? false
         switch version {
         case .off:
             return []
         case .v1:
             guard let (source, destination) = pair else { return Array("PROXY UNKNOWN\r\n".utf8) }
-            let family = source.address.family == .v4 ? "TCP4" : "TCP6"
-            return Array("PROXY \(family) \(source.address) \(destination.address) \(source.port) \(destination.port)\r\n".utf8)
+            let line = isV4
+                ? "TCP4 \(source.address) \(destination.address)"
+                : "TCP6 \(v6Text(source.address)) \(v6Text(destination.address))"
+            return Array("PROXY \(line) \(source.port) \(destination.port)\r\n".utf8)
         case .v2:
             var header = signature + [0x21]  // version 2, PROXY
             guard let (source, destination) = pair else { return header + [0x00, 0x00, 0x00] }
-            let addresses: [UInt8] = source.address.family == .v4
+            header += isV4
                 ? [0x11] + [0x00, 12] + v4Bytes(source.address) + v4Bytes(destination.address)
-                : [0x21] + [0x00, 36] + source.address.bytes + destination.address.bytes
-            header += addresses
+                : [0x21] + [0x00, 36] + v6Bytes(source.address) + v6Bytes(destination.address)
             header += [UInt8(source.port >> 8), UInt8(source.port & 0xFF), UInt8(destination.port >> 8), UInt8(destination.port & 0xFF)]
             return header
         }
@@ -59,6 +60,16 @@ public enum ProxyHeader {
     private static func v4Bytes(_ address: IPAddress) -> [UInt8] {
         let value = address.ipv4 ?? 0
         return [UInt8(value >> 24), UInt8(value >> 16 & 0xFF), UInt8(value >> 8 & 0xFF), UInt8(value & 0xFF)]
+    }
+
+    /// 16 bytes: an IPv4 address IPv4-mapped (::ffff:a.b.c.d).
+    private static func v6Bytes(_ address: IPAddress) -> [UInt8] {
+        address.family == .v4 ? [UInt8](repeating: 0, count: 10) + [0xFF, 0xFF] + address.bytes : address.bytes
+    }
+
+    /// IPv6 text: an IPv4 address IPv4-mapped, as inet_ntop writes it.
+    private static func v6Text(_ address: IPAddress) -> String {
+        address.family == .v4 ? "::ffff:\(address)" : "\(address)"
     }
 
     public enum Parsed: Equatable, Sendable {
@@ -82,9 +93,10 @@ public enum ProxyHeader {
 
     /// Section 2.1: `PROXY TCP4|TCP6 SRC DST SPORT DPORT\r\n` or `PROXY UNKNOWN ...\r\n`.
     private static func parseV1(_ bytes: [UInt8]) -> Parsed {
-        let window = bytes.prefix(longestV1)
+        // The CR is at most the 106th byte, so that its LF is at most the 107th.
+        let window = bytes.prefix(longestV1 - 1)
         guard let cr = window.firstIndex(where: { $0 == 0x0D || $0 == 0x0A }) else {
-            return bytes.count >= longestV1 ? .invalid("a version 1 header longer than 107 bytes") : .incomplete
+            return bytes.count >= longestV1 - 1 ? .invalid("a version 1 header longer than 107 bytes") : .incomplete
         }
         guard bytes[cr] == 0x0D, cr + 1 >= bytes.count || bytes[cr + 1] == 0x0A else {
             return .invalid("a version 1 header not ended by CRLF")
@@ -96,14 +108,21 @@ public enum ProxyHeader {
         guard words.count == 5, words[0] == "TCP4" || words[0] == "TCP6" else {
             return .invalid("a version 1 header that is neither TCP4, TCP6 nor UNKNOWN with four fields")
         }
-        let family: IPAddress.Family = words[0] == "TCP4" ? .v4 : .v6
-        guard let source = IPAddress(words[1]), let destination = IPAddress(words[2]),
-              source.family == family, destination.family == family,
+        let isV6 = words[0] == "TCP6"
+        guard let source = address(words[1], isV6: isV6), let destination = address(words[2], isV6: isV6),
               let sourcePort = port(words[3]), let destinationPort = port(words[4]) else {
             return .invalid("a version 1 header with a bad address or port")
         }
         return .header(length: length, source: ProxyEndpoint(address: source, port: sourcePort),
                        destination: ProxyEndpoint(address: destination, port: destinationPort))
+    }
+
+    /// An address as version 1 writes it: a dotted quad for TCP4, IPv6 text for TCP6, which
+    /// may be IPv4-mapped (HAProxy writes ::ffff:a.b.c.d for a client of a dual-stack listener,
+    /// or for the IPv4 end of a mixed pair).
+    private static func address(_ text: String, isV6: Bool) -> IPAddress? {
+        guard text.contains(":") == isV6 else { return nil }
+        return IPAddress(text)
     }
 
     /// A port as version 1 writes it: decimal, 0-65535, no leading zero.
@@ -127,6 +146,9 @@ public enum ProxyHeader {
         let length = 16 + payload
         // LOCAL: the upstream's own connection (a health check): its addresses are not a client's.
         guard command == 1 else { return .header(length: length, source: nil, destination: nil) }
+        // Section 2.2: an address family above AF_UNIX or a protocol above DGRAM "must be
+        // rejected as invalid by receivers", not taken for UNSPEC.
+        guard family >> 4 <= 3, family & 0x0F <= 2 else { return .invalid("a version 2 header with an unknown address family or protocol") }
         let body = bytes[16..<length]
         switch family {
         case 0x11:

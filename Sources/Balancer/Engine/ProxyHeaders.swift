@@ -27,6 +27,11 @@ extension EngineThread {
         }
         switch ProxyHeader.parse(UnsafeRawBufferPointer(rebasing: scratch[..<peeked])) {
         case .incomplete:
+            // After the client's FIN no rest comes: it is refused now, not at the 5 s bound.
+            guard !connection.client.peerEnded else {
+                proxyHeaderRefused(connection, "the connection ended within its PROXY protocol header")
+                return true
+            }
             // The rest wakes the thread again: each arrival is a new edge.
             connection.client.readable = false
             return false

@@ -42,6 +42,7 @@ extension EngineThread {
         }
         if count < scratch.count && !connection.client.peerEnded { connection.client.readable = false }
         tls.receive(UnsafeRawBufferPointer(rebasing: scratch[..<count]))
+        handshakeStepsLeft -= 1
         let step = tls.handshake()
         queueCiphertext(connection, tls)
         moved = true
