@@ -52,6 +52,32 @@ final class ReloadTests: XCTestCase {
         XCTAssertEqual(runtime.state.activeConnections, 0)
     }
 
+    /// A server a reload removed and a later reload added again at its number is another
+    /// server: the old one's connections, ending, leave its count (and bytes) alone. They took
+    /// from it before (found in review: `status` showed 0 while it had a client).
+    func testTheEndsOfARemovedServersConnectionsLeaveTheServerAddedAtItsNumberAlone() throws {
+        let withServer1 = "server 1 address 127.0.0.2 port 9001\n"
+        var runtime = try started(with: withServer1)
+        let resolved = try resolved("127.0.0.1", "127.0.0.2", "127.0.0.3")
+        func placeOnServer1() throws -> (BalancerState.Placement, Int)? {
+            for last in UInt8(1)...UInt8(64) {
+                var placement = runtime.state.accept(client: client(last), now: at(1))
+                let target = try XCTUnwrap(runtime.state.nextTarget(&placement, now: at(1)))
+                let number = runtime.state.connected(placement, to: target, client: "c", now: at(1))
+                if target == .server(1) { return (placement, number) }
+                runtime.state.finished(placement, connection: number, target: target)
+            }
+            return nil
+        }
+        let (old, oldNumber) = try XCTUnwrap(placeOnServer1(), "a client goes to server 1")
+        _ = try runtime.converge(to: try target(""), facts: facts, resolved: resolved)
+        _ = try runtime.converge(to: try target("server 1 address 127.0.0.3 port 9002\n"), facts: facts, resolved: resolved)
+        XCTAssertNotNil(try placeOnServer1(), "a client goes to the new server 1")
+        XCTAssertEqual(runtime.state.servers.servers[1].connections, 1)
+        runtime.state.finished(old, connection: oldNumber, target: .server(1))
+        XCTAssertEqual(runtime.state.servers.servers[1].connections, 1, "the new server 1 still has its client")
+    }
+
     func testAServerTheControlSocketMovedGoesBackToTheFilesAddress() throws {
         var runtime = try started(with: "")
         _ = try runtime.execute([ConfigLine(try Command.parse("server 0 address 127.0.0.9 port 9100"))], facts: facts,

@@ -33,6 +33,9 @@ public struct BalancerState: Sendable {
         /// The server the client used last, which may exceed its soft limit.
         public let tracked: Int?
         fileprivate var plan: FailoverPlan
+        /// The incarnation of the target `nextTarget` counted the connection against: its end
+        /// gives the count back only to that server, not to another added at its number since.
+        fileprivate var incarnation: UInt64 = 0
         /// `client_acl` refused the client: it goes to the abuse server, if there is one.
         public var isRefused: Bool { plan.isRefused }
     }
@@ -73,7 +76,10 @@ public struct BalancerState: Sendable {
                 server.isAvailable(now: now, returning: returning) && admits(placement.client, acl: server.acl, as: target)
             }
             if takesClient == true {
-                servers.modify(target) { $0.connections += 1 }
+                servers.modify(target) { server in
+                    server.connections += 1
+                    placement.incarnation = server.incarnation
+                }
                 return target
             }
         }
@@ -91,17 +97,19 @@ public struct BalancerState: Sendable {
         servers.servers.filter { $0.isAvailable(now: now) }.count
     }
 
-    /// pen blacklists a server whose connect fails, for `-b` seconds.
-    public mutating func connectFailed(_ target: Target, now: NIODeadline) {
-        releaseConnection(on: target)
+    /// pen blacklists a server whose connect fails, for `-b` seconds. `placement`: the one
+    /// `nextTarget` counted against it (nil: a failure no count was taken for).
+    public mutating func connectFailed(_ target: Target, of placement: Placement? = nil, now: NIODeadline) {
+        guard isSameServer(target, placement) else { return }
+        releaseConnection(on: target, of: placement)
         servers.blacklist(target, until: now + blacklistTime)
     }
 
     /// The connect to `target` failed for a reason of this host's (`FailureCause.isLocal`,
     /// such as no descriptor left for its socket): the server keeps its standing, only the
     /// connection `nextTarget` counted against it is taken back.
-    public mutating func connectFailedLocally(_ target: Target) {
-        releaseConnection(on: target)
+    public mutating func connectFailedLocally(_ target: Target, of placement: Placement? = nil) {
+        releaseConnection(on: target, of: placement)
     }
 
     /// The client is connected to `target`; returns the connection's number.
@@ -117,6 +125,7 @@ public struct BalancerState: Sendable {
         nextConnectionNumber += 1
         connections.insert(ConnectionRecord(peer: peer, target: target, since: now), number: number)
         servers.modify(target) { server in
+            guard server.incarnation == placement.incarnation else { return }
             server.totalConnections += 1
             server.blacklistedUntil = nil
         }
@@ -133,6 +142,7 @@ public struct BalancerState: Sendable {
     /// Bytes relayed while a connection lasts, so counters move during long transfers.
     public mutating func relayed(_ placement: Placement, target: Target, toServer: UInt64, toClient: UInt64) {
         servers.modify(target) { server in
+            guard server.incarnation == placement.incarnation else { return }
             server.sent &+= toServer
             server.received &+= toClient
         }
@@ -141,11 +151,18 @@ public struct BalancerState: Sendable {
 
     public mutating func finished(_ placement: Placement, connection: Int, target: Target) {
         connections.remove(connection)
-        releaseConnection(on: target)
+        releaseConnection(on: target, of: placement)
         activeConnections = max(0, activeConnections - 1)
     }
 
-    private mutating func releaseConnection(on target: Target) {
+    /// Whether `target` is still the server `placement` was counted against (no placement: yes).
+    private func isSameServer(_ target: Target, _ placement: Placement?) -> Bool {
+        guard let placement else { return true }
+        return servers.read(target) { $0.incarnation == placement.incarnation } ?? false
+    }
+
+    private mutating func releaseConnection(on target: Target, of placement: Placement?) {
+        guard isSameServer(target, placement) else { return }
         servers.modify(target) { $0.connections = max(0, $0.connections - 1) }
     }
 }

@@ -275,7 +275,7 @@ public struct Runtime: Sendable {
         if state.servers.servers.indices.contains(change.index) {
             state.servers.servers[change.index].adopt(spec, address: address)
         } else {
-            state.servers.servers.append(spec.server(at: address))
+            state.servers.append(spec.server(at: address))
         }
         if let seconds = change.blacklistSeconds {
             state.servers.servers[change.index].blacklistedUntil = seconds > 0 ? now + .seconds(Int64(seconds)) : nil

@@ -12,6 +12,11 @@ public struct Server: Equatable, Sendable {
     /// Its standing in the health checks, and when the next is due.
     public var health = ServerHealth()
 
+    /// Which server this is at its number: a reload that removes server N and a later one that
+    /// adds a new N make another server there, whose counts the first one's connections must
+    /// leave alone (`ServerTable.append`).
+    public internal(set) var incarnation: UInt64 = 0
+
     public var connections: Int = 0
     public var totalConnections: UInt64 = 0
     /// Bytes relayed to the server and from it.
@@ -98,10 +103,23 @@ public struct ServerTable: Sendable {
     public var emergency: Server?
     public var abuse: Server?
 
+    /// The incarnation the next server added gets.
+    private var nextIncarnation: UInt64
+
     public init(servers: [Server], emergency: Server? = nil, abuse: Server? = nil) {
         self.servers = servers
         self.emergency = emergency
         self.abuse = abuse
+        for index in self.servers.indices { self.servers[index].incarnation = UInt64(index) }
+        nextIncarnation = UInt64(servers.count)
+    }
+
+    /// A new server at the next number: a new incarnation, even where one was removed before.
+    public mutating func append(_ server: Server) {
+        var server = server
+        server.incarnation = nextIncarnation
+        nextIncarnation += 1
+        servers.append(server)
     }
 
     public var count: Int { servers.count }

@@ -121,7 +121,7 @@ extension EngineThread {
         engine.events.log(.info, "connect to server failed, blacklisting it", ["server": connection.serverText, "error": error])
         var placement = connection.placement!
         let attempt = engine.shared.withLock { runtime in
-            runtime.state.connectFailed(target, now: .now())
+            runtime.state.connectFailed(target, of: placement, now: .now())
             return Self.next(&placement, &runtime)
         }
         connection.placement = placement

@@ -547,7 +547,7 @@ final class EngineThread: @unchecked Sendable {
             }
         case .connecting:
             // The client left before the server answered: the target keeps its standing.
-            engine.shared.withLock { $0.state.connectFailedLocally(target) }
+            engine.shared.withLock { $0.state.connectFailedLocally(target, of: placement) }
         case .handshaking:
             if connection.tls != nil { countHandshakeFailure(connection, "the connection closed during the handshake") }
         case .awaitingProxyHeader, .accepted, .free:
