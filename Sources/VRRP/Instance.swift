@@ -162,8 +162,9 @@ public final class VRRPInstance: @unchecked Sendable {
         thread = nil
     }
 
-    /// Loop turns of the instance's thread so far.
-    public var turns: UInt64 { shared.withLock { $0.turns } }
+    /// Loop turns of the instance's thread so far; nil once its stop has begun (the thread
+    /// ends, and the watchdog must not take that for a stall).
+    public var turns: UInt64? { shared.withLock { $0.stopping ? nil : $0.turns } }
 
     /// Makes the thread turn once now, so that a waiting one shows it is alive.
     public func nudge() { wake() }

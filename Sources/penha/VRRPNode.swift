@@ -57,11 +57,12 @@ final class VRRPNode: VRRPControl {
 
     /// Each instance's thread and its loop turns, for the watchdog.
     var threadTurns: [ProgressWatch.Turns] {
-        instances.all.map { instance in
+        instances.all.compactMap { instance in
+            guard let turns = instance.turns else { return nil }
             let configuration = instance.configuration
             let family = configuration.family == .v4 ? "IPv4" : "IPv6"
             return ProgressWatch.Turns(thread: "VRRP vrid \(configuration.vrid) \(family) on \(configuration.interface)",
-                                       count: instance.turns)
+                                       count: turns)
         }
     }
 
