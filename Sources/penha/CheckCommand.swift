@@ -31,7 +31,7 @@ struct CheckCommand: ParsableCommand {
             try errors.add(error)
         }
         guard errors.all.isEmpty else {
-            for error in errors.all { writeToStandardError("penha: \(error)") }
+            for error in errors.all { writeToStandardError("penha: \(error)", level: .error) }
             throw ExitCode(2)
         }
         print("configuration ok")
