@@ -14,10 +14,12 @@ for tool in dpkg-deb gzip python3; do
     command -v "$tool" >/dev/null || { echo "package.sh: $tool is needed (apt-get install dpkg gzip python3)" >&2; exit 2; }
 done
 
-# Debian's hardening: full RELRO with immediate binding (bindnow); the C shims with
-# _FORTIFY_SOURCE (optimised, as fortify needs). Swift code checks its own bounds: there is no
-# fortified variant of its calls to make.
-hardening=(-Xlinker -z -Xlinker relro -Xlinker -z -Xlinker now -Xcc -O2 -Xcc -D_FORTIFY_SOURCE=2)
+# Debian's hardening: full RELRO with immediate binding (bindnow). Not _FORTIFY_SOURCE: it is
+# a C macro, and -Xcc hands it to the Swift compiler's importer too, which then refuses glibc's
+# fortified inline wrappers as "different definitions in different modules" (CNetlinkRoute,
+# COpenSSL); Swift code checks its own bounds, and the C shims' copies are of fixed sizes
+# (deploy/debian/lintian-overrides).
+hardening=(-Xlinker -z -Xlinker relro -Xlinker -z -Xlinker now)
 echo "==> release build (static Swift runtime)"
 swift build -c release -Xswiftc -enforce-exclusivity=unchecked --static-swift-stdlib "${hardening[@]}" 2>&1 | tail -n 1
 binary="$(swift build -c release --show-bin-path)/penha"
@@ -47,6 +49,7 @@ doc="$root/usr/share/doc/penha"
 install -d "$doc/examples"
 install -m 0644 deploy/examples/*.conf "$doc/examples/"
 install -m 0644 README.md deploy/debian/copyright "$doc/"
+install -D -m 0644 deploy/debian/lintian-overrides "$root/usr/share/lintian/overrides/penha"
 gzip -9n < deploy/debian/changelog > "$doc/changelog.gz"
 mkdir -p "$root/usr/share/man/man8" "$root/usr/share/bash-completion/completions" "$root/usr/share/zsh/vendor-completions"
 deploy/manual.sh | gzip -9n > "$root/usr/share/man/man8/penha.8.gz"
