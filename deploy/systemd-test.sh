@@ -272,6 +272,14 @@ check "apt-get purge penha" inside env DEBIAN_FRONTEND=noninteractive apt-get pu
 check "purged: no enable links, conffile, key or logs; the operator's tls.conf stays" purged
 check "no unit left" no_unit_files
 
+echo "==> install over a configuration put in place first"
+inside cp /etc/penha/tls.conf /etc/penha/penha.conf
+check "apt-get install keeping it (--force-confold, as configuration management does)" \
+    inside env DEBIAN_FRONTEND=noninteractive apt-get install -y -q -o Dpkg::Options::=--force-confold /root/penha.deb
+check "a configuration that passes is enabled and started" \
+    [ "$(inside systemctl is-enabled penha)/$(inside systemctl is-active penha)" = enabled/active ]
+check "apt-get purge penha" inside env DEBIAN_FRONTEND=noninteractive apt-get purge -y -q penha
+
 echo "systemd-test: $((SECONDS - started)) s"
 echo "$passed passed, $failed failed"
 [ "$failed" -eq 0 ]
