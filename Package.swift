@@ -53,14 +53,14 @@ let package = Package(
         // third-party package.
         .target(
             name: "BalancerMetrics",
-            dependencies: ["BalancerCore", .product(name: "Prometheus", package: "swift-prometheus")],
+            dependencies: ["BalancerCore", "VRRPCore", .product(name: "Prometheus", package: "swift-prometheus")],
             path: "Sources/Balancer/Metrics"
         ),
         // The TCP data path: penha's own event loops over epoll, asking BalancerCore where each
         // connection goes; TLS on memory BIOs. NIOCore for its value types only.
         .target(
             name: "Engine",
-            dependencies: ["BalancerCore", "CEngine", "COpenSSL", .product(name: "NIOCore", package: "swift-nio")],
+            dependencies: ["BalancerCore", "VRRPCore", "CEngine", "COpenSSL", .product(name: "NIOCore", package: "swift-nio")],
             path: "Sources/Balancer/Engine"
         ),
         // The I/O around it: the control plane (Control), UDP, wiring the engine in.
@@ -95,18 +95,21 @@ let package = Package(
                 .product(name: "Logging", package: "swift-log"),
             ]
         ),
+        // What the test targets share (a seeded generator), in one place.
+        .target(name: "TestSupport", path: "Tests/TestSupport"),
         .testTarget(
             name: "BalancerTests",
-            dependencies: ["Balancer", "BalancerCore", "BalancerMetrics", "Engine", "VRRPCore", "COpenSSL",
+            dependencies: ["Balancer", "BalancerCore", "BalancerMetrics", "Engine", "VRRPCore", "COpenSSL", "TestSupport",
                            .product(name: "NIOEmbedded", package: "swift-nio")]
         ),
-        .testTarget(name: "VRRPTests", dependencies: ["VRRP", "VRRPCore"]),
+        .testTarget(name: "VRRPTests", dependencies: ["VRRP", "VRRPCore", "TestSupport"]),
         // Runs the real penha binary; depending on it makes `swift test` build it first.
         .testTarget(
             name: "IntegrationTests",
             dependencies: [
                 "penha",
                 "COpenSSL",
+                "TestSupport",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
             ]

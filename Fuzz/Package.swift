@@ -27,6 +27,18 @@ let package = Package(
             name: "FuzzConfigFile", dependencies: [.product(name: "BalancerCore", package: "penha")],
             swiftSettings: libFuzzerTarget),
         .executableTarget(
+            name: "FuzzProxyHeader", dependencies: [.product(name: "BalancerCore", package: "penha")],
+            swiftSettings: libFuzzerTarget),
+        .executableTarget(
+            name: "FuzzIncludes", dependencies: [.product(name: "BalancerCore", package: "penha")],
+            swiftSettings: libFuzzerTarget),
+        .executableTarget(
+            name: "FuzzLogLines", dependencies: [.product(name: "BalancerCore", package: "penha")],
+            swiftSettings: libFuzzerTarget),
+        .executableTarget(
+            name: "FuzzSyncSession", dependencies: [.product(name: "BalancerCore", package: "penha")],
+            swiftSettings: libFuzzerTarget),
+        .executableTarget(
             name: "FuzzForwardedFor",
             dependencies: [
                 .product(name: "BalancerCore", package: "penha"), .product(name: "NIOCore", package: "swift-nio"),

@@ -18,6 +18,7 @@ public final class VRRPInstance: @unchecked Sendable {
     private let socket: AdvertisementSocket
     private let addresses: VirtualAddresses
     private let log: @Sendable (String) -> Void
+    private let stateChanged: @Sendable () -> Void
     private let shared: Mutex<Shared>
     private let wakeRead: Int32
     private let wakeWrite: Int32
@@ -44,6 +45,8 @@ public final class VRRPInstance: @unchecked Sendable {
         var status: VRRPInstanceStatus
         var availableServers: Int?
         var stopping = false
+        /// Loop turns so far, for the watchdog: a thread that stops turning is wedged.
+        var turns: UInt64 = 0
     }
 
     /// The `vrrp` command the instance runs.
@@ -61,8 +64,12 @@ public final class VRRPInstance: @unchecked Sendable {
     /// this bounds the thread's wait for it whatever happens.
     static let longestResignation: UInt64 = 3_000_000_000
 
-    public init(configuration: VRRPInstanceConfiguration, log: @escaping @Sendable (String) -> Void) throws {
+    /// `stateChanged`: called on the instance's thread after each change of state, once the
+    /// status shows the new one.
+    public init(configuration: VRRPInstanceConfiguration, log: @escaping @Sendable (String) -> Void,
+                stateChanged: @escaping @Sendable () -> Void) throws {
         self.log = log
+        self.stateChanged = stateChanged
         interface = try NetworkInterface(name: configuration.interface)
         let vips = configuration.virtualAddresses.map(\.address)
         guard let primary = interface.primaryAddress(configuration.family, excluding: vips) else {
@@ -155,6 +162,12 @@ public final class VRRPInstance: @unchecked Sendable {
         thread = nil
     }
 
+    /// Loop turns of the instance's thread so far.
+    public var turns: UInt64 { shared.withLock { $0.turns } }
+
+    /// Makes the thread turn once now, so that a waiting one shows it is alive.
+    public func nudge() { wake() }
+
     private func wake() {
         var byte: UInt8 = 1
         _ = write(wakeWrite, &byte, 1)
@@ -178,7 +191,10 @@ public final class VRRPInstance: @unchecked Sendable {
         var drain = [UInt8](repeating: 0, count: 8192)
         while true {
             let (stopping, availableServers, changed) = shared.withLock { shared in
-                defer { shared.pendingConfiguration = nil }
+                defer {
+                    shared.pendingConfiguration = nil
+                    shared.turns &+= 1
+                }
                 return (shared.stopping, shared.availableServers, shared.pendingConfiguration)
             }
             if let changed {
@@ -321,12 +337,14 @@ public final class VRRPInstance: @unchecked Sendable {
             // Field by field: a tuple's == is generic, slow in a debug build, and this runs per advert.
             if let published, published.state == current.state, published.priority == current.priority,
                published.master == current.master { return }
+            let stateChanged = published?.state != current.state
             published = current
             instance.shared.withLock { shared in
                 shared.status.state = current.state
                 shared.status.effectivePriority = current.priority
                 shared.status.masterAddress = current.master
             }
+            if stateChanged { instance.stateChanged() }
         }
 
         private mutating func perform(_ action: VRRPAction) {

@@ -27,7 +27,7 @@ struct CheckCommand: ParsableCommand {
         var warnings: [String] = []
         do {
             let made = try command.makeConfiguration(reporting: &errors)
-            try errors.add(ConfigurationCheck.problems(of: made.running, lines: made.lines))
+            try errors.add(ConfigurationCheck.problems(of: made.running, lines: made.lines, pidFile: command.pidFile))
             // As root: what root may use and the packaged unit's user may not.
             if geteuid() == 0 {
                 warnings = ServiceUserCheck.warnings(configuration: made.running, lines: made.lines, configFile: command.configFile)

@@ -263,7 +263,7 @@ struct RunCommand: ParsableCommand {
         Daemon.signalReady()
         let systemd = SystemdNotifier(logger: logger)
         try? systemd?.ready(service).wait()
-        let updates = systemd?.startUpdates(service)
+        let updates = systemd?.startUpdates(service, vrrp: vrrp)
         serveSignals(service, systemd: systemd, logger: logger)
         systemd?.stopping()
         updates?.cancel()
@@ -273,15 +273,44 @@ struct RunCommand: ParsableCommand {
         let bound = [configuration.listen.socketPath, controlChannel == nil ? nil : (try? controlAddress)?.socketPath]
         let sockets = chroot == nil ? bound.compactMap { $0 } : []
         let removeFiles: @Sendable () -> Void = { [pidFile] in (sockets + [pidFile].compactMap { $0 }).forEach { _ = unlink($0) } }
-        ShutdownDeadline.arm(logger: logger, beforeExit: removeFiles)
+        let deadline = ShutdownDeadline(logger: logger, beforeExit: removeFiles)
         // VRRP first: the master resigns (priority 0) and removes its VIPs, so the backup
         // takes over at once, even if a later step is what the deadline cuts short.
         vrrp.stop()
         _ = try? service.stop().wait()
+        drain(service, deadline: deadline, systemd: systemd, logger: logger)
         _ = try? controlChannel?.close().wait()
         _ = try? metricsChannel?.close().wait()
         removeFiles()
         Glibc.exit(0)
+    }
+
+    /// The listener is closed (new clients are refused at once): the established connections
+    /// are relayed on until they end, `drain`'s bound passes or a second SIGTERM comes
+    /// (`Drain`); the main thread takes the signals meanwhile, and STATUS= says how it goes.
+    private func drain(_ service: BalancerService, deadline: ShutdownDeadline, systemd: SystemdNotifier?, logger: Logger) {
+        service.startDraining()
+        var started = false
+        var reported = ContinuousClock.now
+        while case .wait = service.drainDecision() {
+            if !started || ContinuousClock.now - reported >= .seconds(1) {
+                // The loop is alive: the deadline waits for it, a second at a time.
+                deadline.extend(by: 1)
+                reported = .now
+                if let report = try? service.statusReport().wait(), let draining = report.draining {
+                    if !started { logger.notice("\(draining.text) (drain \(draining.secondsLeft))") }
+                    systemd?.send(["STATUS=\(SystemdNotifier.status(report))"])
+                }
+                started = true
+            }
+            if let number = Signals.next(within: 100), number == SIGTERM || number == SIGINT {
+                logger.notice("stopped by signal \(number) again: closing the connections still open")
+                service.interruptDrain()
+            }
+        }
+        if case .exit(let closing) = service.drainDecision(), closing > 0 {
+            logger.notice("drain: closing \(closing) connections still open")
+        }
     }
 
     /// `-C`, or the default socket.

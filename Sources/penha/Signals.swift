@@ -1,6 +1,7 @@
 import Logging
 import NIOCore
 import NIOPosix
+import Synchronization
 
 #if canImport(Glibc)
 import Glibc
@@ -25,6 +26,14 @@ enum Signals {
     static func block() {
         var set = handledSet
         pthread_sigmask(SIG_BLOCK, &set, nil)
+    }
+
+    /// The next handled signal if one comes within `milliseconds`, else nil.
+    static func next(within milliseconds: Int) -> Int32? {
+        var set = handledSet
+        var timeout = timespec(tv_sec: milliseconds / 1000, tv_nsec: (milliseconds % 1000) * 1_000_000)
+        let number = sigtimedwait(&set, nil, &timeout)
+        return number > 0 ? number : nil
     }
 
     /// Waits on the calling thread for the next handled signal.
@@ -80,20 +89,32 @@ final class CoalescedWork: Sendable {
 
 /// SIGTERM ends penha within `seconds` whatever is stuck (a thread blocked on a file, an
 /// event loop that does not answer): armed when the orderly shutdown starts, it logs one
-/// line and leaves with `_exit` if that shutdown has not exited by then. NIO's thread
-/// pool, not libdispatch, so the signal mask stays as `Signals.block` set it.
-enum ShutdownDeadline {
-    static let seconds: UInt32 = 5
+/// line and leaves with `_exit` if that shutdown has not exited by then. The drain, whose
+/// own bound the main thread keeps, adds its time (`extend`). NIO's thread pool, not
+/// libdispatch, so the signal mask stays as `Signals.block` set it.
+final class ShutdownDeadline: Sendable {
+    static let seconds = 5
+    /// Seconds of the shutdown still allowed, counted down by the watching thread.
+    private let left = Atomic<Int>(ShutdownDeadline.seconds)
 
-    static func arm(logger: Logger, beforeExit: @escaping @Sendable () -> Void) {
+    init(logger: Logger, beforeExit: @escaping @Sendable () -> Void) {
         let pool = NIOThreadPool(numberOfThreads: 1)
         pool.start()
-        pool.submit { state in
+        pool.submit { [self] state in
             guard state == .active else { return }
-            sleep(seconds)
-            logger.error("orderly shutdown not done after \(seconds) s; exiting now")
+            var waited = 0
+            while left.wrappingSubtract(1, ordering: .relaxed).newValue >= 0 {
+                sleep(1)
+                waited += 1
+            }
+            logger.error("orderly shutdown not done after \(waited) s; exiting now")
             beforeExit()
             _exit(1)
         }
+    }
+
+    /// Allows `seconds` more: the drain, while its loop runs, so that the steps around it keep their own 5.
+    func extend(by seconds: Int) {
+        left.wrappingAdd(seconds, ordering: .relaxed)
     }
 }

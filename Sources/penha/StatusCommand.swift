@@ -1,7 +1,10 @@
 import ArgumentParser
 import Balancer
 import BalancerCore
-import Foundation
+// Not Foundation: its ICU data alone was 37 MB of the binary. JSONEncoder is FoundationEssentials',
+// which swift-argument-parser links anyway.
+import FoundationEssentials
+import Glibc
 import VRRP
 import VRRPCore
 
@@ -55,6 +58,9 @@ extension StatusReport {
         if let tls = tlsHandshakes {
             lines.append("tls handshakes: \(tls.completed) completed, \(tls.failed) failed")
         }
+        if let draining {
+            lines.append("stopping: \(draining.text)")
+        }
         lines += ["", Self.row(["#", "server", "state", "conn", "total", "sent", "received"])]
         for server in servers {
             let address = Endpoint.describe(host: server.address, port: server.port)
@@ -73,14 +79,13 @@ extension StatusReport {
     }
 
     private static func describe(_ instance: VRRPInstance) -> [String] {
-        var lines = ["VRRP vrid \(instance.vrid) on \(instance.interface): \(instance.state), priority \(instance.priority)"
+        var lines = ["VRRP vrid \(instance.vrid) on \(instance.interface): \(instance.state.rawValue), priority \(instance.priority)"
             + (instance.effectivePriority != instance.priority ? " (effective \(instance.effectivePriority))" : "")
             + ", v\(instance.version), advert \(instance.advertMilliseconds) ms, master \(instance.master ?? "unknown")"]
         for address in instance.virtualAddresses {
             lines.append("  vip \(address.address): \(address.onInterface ? "on \(instance.interface)" : "not on the interface")")
         }
-        if instance.lastChange > 0 {
-            let ago = max(0, Int(Date().timeIntervalSince1970) - instance.lastChange)
+        if let ago = instance.lastChangeSecondsAgo {
             lines.append("  last change \(Self.duration(ago)) ago: \(instance.lastChangeReason)")
         }
         let drops = VRRPDropReason.allCases.compactMap { reason -> String? in
@@ -121,12 +126,27 @@ extension StatusReport {
             value /= 1024
             unit += 1
         }
-        return unit == 0 ? "\(count)B" : String(format: "%.1f", value) + units[unit]
+        return unit == 0 ? "\(count)B" : oneDecimal(value) + units[unit]
     }
 
-    private static func duration(_ seconds: Int) -> String {
+    /// printf's `%.1f`, which is what Foundation's `String(format:)` wrote: same digits, same rounding.
+    static func oneDecimal(_ value: Double) -> String {
+        // At most 16384.0 (2⁶⁴ B in P): a few characters.
+        var text = [CChar](repeating: 0, count: 32)
+        let length = withVaList([value]) { vsnprintf(&text, text.count, "%.1f", $0) }
+        return String(decoding: text.prefix(max(0, Int(length))).map { UInt8(bitPattern: $0) }, as: UTF8.self)
+    }
+
+    /// `01h02m03s`, `4d 01h02m03s`.
+    static func duration(_ seconds: Int) -> String {
         let (days, hours, minutes) = (seconds / 86400, seconds / 3600 % 24, seconds / 60 % 60)
-        let clock = String(format: "%02dh%02dm%02ds", hours, minutes, seconds % 60)
+        let clock = "\(twoDigits(hours))h\(twoDigits(minutes))m\(twoDigits(seconds % 60))s"
         return days > 0 ? "\(days)d \(clock)" : clock
+    }
+
+    /// printf's `%02d`.
+    private static func twoDigits(_ number: Int) -> String {
+        let digits = String(number)
+        return digits.count < 2 ? "0" + digits : digits
     }
 }

@@ -77,6 +77,49 @@ struct SystemLogHandler: LogHandler {
     }
 }
 
+/// Every log line's message and metadata, escaped (`LogText`) before the handlers write
+/// them: the one place where text from the wire (a peer's words, a path or name a command
+/// gave) is made harmless for a terminal or a log reader, whatever the line.
+struct EscapingLogHandler: LogHandler {
+    var handler: any LogHandler
+
+    var logLevel: Logger.Level {
+        get { handler.logLevel }
+        set { handler.logLevel = newValue }
+    }
+
+    var metadata: Logger.Metadata {
+        get { handler.metadata }
+        set { handler.metadata = newValue }
+    }
+
+    var metadataProvider: Logger.MetadataProvider? {
+        get { handler.metadataProvider }
+        set { handler.metadataProvider = newValue }
+    }
+
+    subscript(metadataKey key: String) -> Logger.Metadata.Value? {
+        get { handler[metadataKey: key] }
+        set { handler[metadataKey: key] = newValue }
+    }
+
+    func log(event: LogEvent) {
+        var event = event
+        event.message = "\(LogText.escaped(event.message.description))"
+        event.metadata = event.metadata?.mapValues(Self.escaped)
+        handler.log(event: event)
+    }
+
+    private static func escaped(_ value: Logger.MetadataValue) -> Logger.MetadataValue {
+        switch value {
+        case .string(let text): return .string(LogText.escaped(text))
+        case .stringConvertible(let text): return .string(LogText.escaped(text.description))
+        case .array(let values): return .array(values.map(escaped))
+        case .dictionary(let values): return .dictionary(values.mapValues(escaped))
+        }
+    }
+}
+
 /// The logger: stderr in the foreground (with priorities under the journal); in a detached
 /// penha syslog too, where the lines go once its stderr is closed.
 func makeLogger(debugLevel: Int) -> Logger {
@@ -87,8 +130,8 @@ func makeLogger(debugLevel: Int) -> Logger {
     let journal = SystemLogHandler.stderrIsJournal(environment)
     LoggingSystem.bootstrap { label in
         let standardError: LogHandler = journal ? SystemLogHandler(output: .journal) : StreamLogHandler.standardError(label: label)
-        guard let syslog else { return standardError }
-        return MultiplexLogHandler([standardError, SystemLogHandler(output: .syslog(syslog))])
+        guard let syslog else { return EscapingLogHandler(handler: standardError) }
+        return EscapingLogHandler(handler: MultiplexLogHandler([standardError, SystemLogHandler(output: .syslog(syslog))]))
     }
     var logger = Logger(label: "penha")
     logger.logLevel = BalancerService.logLevel(debug: debugLevel)

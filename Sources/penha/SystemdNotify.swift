@@ -2,6 +2,7 @@ import Balancer
 import BalancerCore
 import Logging
 import NIOCore
+import Synchronization
 
 #if canImport(Glibc)
 import Glibc
@@ -13,10 +14,14 @@ import Glibc
 /// unset, so penha behaves the same outside systemd.
 final class SystemdNotifier: Sendable {
     private let socket: UnixDatagramSender
+    private let logger: Logger
     /// `$WATCHDOG_USEC` when it is meant for this process: ping at half of it.
     let watchdog: TimeAmount?
+    private let progress = Mutex(ProgressWatch())
+    /// The stalled threads last logged, so that a stall is logged once, not at every look.
+    private let stallLogged = Mutex<[String]>([])
 
-    /// Seconds between STATUS= updates when no watchdog asks for more often.
+    /// Seconds between STATUS= updates (and looks at the threads), or less when the watchdog asks for more often.
     static let statusInterval = TimeAmount.seconds(5)
 
     /// nil when penha does not run under systemd's notify protocol, or the socket is unusable.
@@ -29,6 +34,7 @@ final class SystemdNotifier: Sendable {
             return nil
         }
         watchdog = Self.watchdogInterval(environment: environment, pid: Int(getpid()))
+        self.logger = logger
     }
 
     /// Half of `$WATCHDOG_USEC` when it is set for this process (`$WATCHDOG_PID` absent or
@@ -60,18 +66,42 @@ final class SystemdNotifier: Sendable {
 
     func stopping() { send(["STOPPING=1"]) }
 
-    /// STATUS= every few seconds (and WATCHDOG=1 at half of systemd's interval), from the
-    /// balancer's event loop: a loop that hangs stops the pings, which is what the watchdog is for.
-    func startUpdates(_ service: BalancerService) -> RepeatedTask {
-        service.eventLoop.scheduleRepeatedTask(initialDelay: .zero, delay: watchdog ?? Self.statusInterval) { _ in
-            if self.watchdog != nil { self.send(["WATCHDOG=1"]) }
-            service.statusReport().whenSuccess { self.send(["STATUS=\(Self.status($0))"]) }
+    /// STATUS= every 5 s and at once when a VRRP instance changes state; WATCHDOG=1 at least
+    /// at half of systemd's interval, from the balancer's event loop, and only while every
+    /// engine and VRRP thread has turned since the last look: a wedged thread or control loop
+    /// stops the pings, which is what the watchdog is for.
+    func startUpdates(_ service: BalancerService, vrrp: VRRPNode) -> RepeatedTask {
+        vrrp.onStateChange { self.sendStatus(service) }
+        let interval = min(watchdog ?? Self.statusInterval, Self.statusInterval)
+        return service.eventLoop.scheduleRepeatedTask(initialDelay: .zero, delay: interval) { _ in
+            if self.watchdog != nil { self.feedWatchdog(service, vrrp: vrrp, interval: interval) }
+            self.sendStatus(service)
         }
+    }
+
+    private func sendStatus(_ service: BalancerService) {
+        service.statusReport().whenSuccess { self.send(["STATUS=\(Self.status($0))"]) }
+    }
+
+    private func feedWatchdog(_ service: BalancerService, vrrp: VRRPNode, interval: TimeAmount) {
+        let stalled = progress.withLock { $0.stalled(service.engineThreadTurns + vrrp.threadTurns) }
+        if stalled.isEmpty { send(["WATCHDOG=1"]) }
+        let newStall = stallLogged.withLock { logged in
+            defer { logged = stalled }
+            return stalled != logged ? stalled : nil
+        }
+        if let newStall, !newStall.isEmpty {
+            logger.error("not feeding systemd's watchdog: no progress in \(interval.nanoseconds / 1_000_000) ms on \(newStall.joined(separator: ", "))")
+        }
+        // Each thread turns before the next look, even when it has nothing to do.
+        service.nudgeEngineThreads()
+        vrrp.nudgeThreads()
     }
 
     /// What `systemctl status` shows on its Status: line.
     static func status(_ report: StatusReport) -> String {
-        "\(report.role), \(report.connections) connections (\(report.totalConnections) total)"
+        report.draining.map { "\(report.role), \($0.text)" }
+            ?? "\(report.role), \(report.connections) connections (\(report.totalConnections) total)"
     }
 }
 

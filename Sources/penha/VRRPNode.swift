@@ -19,16 +19,24 @@ final class VRRPNode: VRRPControl {
         func set(_ new: [VRRPInstance]) { list.withLock { $0 = new } }
     }
 
+    /// Who hears of an instance's change of state (systemd's STATUS=), set once it exists.
+    private final class StateListener: Sendable {
+        let body = Mutex<(@Sendable () -> Void)?>(nil)
+        func call() { body.withLock { $0 }?() }
+    }
+
     private let instances: Instances
-    private let log: @Sendable (String) -> Void
+    private let listener = StateListener()
+    private let make: @Sendable (VRRPInstanceConfiguration) throws -> VRRPInstance
     private let healthCheck: RepeatedTask
 
     /// Starts nothing when the configuration has no `vrrp` command: penha runs standalone
     /// (until a `vrrp` command adds an instance).
     init(configuration: Configuration, service: BalancerService, logger: Logger) throws {
         let log: @Sendable (String) -> Void = { logger.notice("\($0)") }
-        self.log = log
-        let started = try configuration.vrrpInstances.map { try VRRPInstance(configuration: $0, log: log) }
+        let listener = self.listener
+        make = { try VRRPInstance(configuration: $0, log: log, stateChanged: listener.call) }
+        let started = try configuration.vrrpInstances.map(make)
         let instances = Instances(started)
         self.instances = instances
         let report: @Sendable () -> Void = {
@@ -40,6 +48,26 @@ final class VRRPNode: VRRPControl {
         report()
         healthCheck = service.eventLoop.scheduleRepeatedTask(initialDelay: .seconds(1), delay: .seconds(1)) { _ in report() }
         for instance in started { try instance.start() }
+    }
+
+    /// `body` runs (on the instance's thread) after any instance changes state.
+    func onStateChange(_ body: @escaping @Sendable () -> Void) {
+        listener.body.withLock { $0 = body }
+    }
+
+    /// Each instance's thread and its loop turns, for the watchdog.
+    var threadTurns: [ProgressWatch.Turns] {
+        instances.all.map { instance in
+            let configuration = instance.configuration
+            let family = configuration.family == .v4 ? "IPv4" : "IPv6"
+            return ProgressWatch.Turns(thread: "VRRP vrid \(configuration.vrid) \(family) on \(configuration.interface)",
+                                       count: instance.turns)
+        }
+    }
+
+    /// Makes every instance's thread turn once, so that a waiting one shows it is alive.
+    func nudgeThreads() {
+        for instance in instances.all { instance.nudge() }
     }
 
     /// What `penha status` shows of each instance.
@@ -58,7 +86,7 @@ final class VRRPNode: VRRPControl {
         let current = instances.all
         let made = try wanted.filter { next in
             !current.contains { $0.configuration.changesInPlace(to: next) }
-        }.map { try VRRPInstance(configuration: $0, log: log) }
+        }.map(make)
         var result: [VRRPInstance] = []
         var leaving: [VRRPInstance] = []
         for instance in current {

@@ -41,6 +41,15 @@ final class AccessLogLineTests: XCTestCase {
         XCTAssertEqual(text(line.rest), " 400 0")
     }
 
+    /// A datagram from anyone reaches logd: what no web server writes raw is written escaped,
+    /// and a web server's own escapes pass unchanged.
+    func testControlCharactersAreWrittenEscaped() throws {
+        let forged = bytes("1.2.3.4 - \u{1b}]0;x\u{07} [01/Jan/2020:00:00:00 +0000] \"GET /\u{1b}[2J\\x1b HTTP/1.0\" 200 0 \"\u{9b}6n\"")
+        let line = try XCTUnwrap(AccessLogLine(forged))
+        XCTAssertEqual(text(line.line(client: bytes("192.0.2.1"))),
+                       #"192.0.2.1 - \x1b]0;x\x07 [01/Jan/2020:00:00:00 +0000] "GET /\x1b[2J\x1b HTTP/1.0" 200 0 "\xc2\x9b6n""# + "\n")
+    }
+
     func testTimesAreReadAndWrittenInUTC() {
         XCTAssertEqual(AccessLogLine.parseTime(bytes("01/Jan/1970:00:00:00 +0000")), 0)
         XCTAssertEqual(AccessLogLine.parseTime(bytes("29/Feb/2024:12:00:00 -0130")), 1709213400)

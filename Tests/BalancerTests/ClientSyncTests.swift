@@ -4,8 +4,8 @@ import XCTest
 @testable import BalancerCore
 import VRRPCore
 
-/// The client-table sync's pure core: the command, the authenticated codec, the outbox, the
-/// journal and the apply rule.
+/// The client-table sync's pure core: the command, the places for incoming connections, the
+/// outbox, the journal, the full copy and the apply rule (the codec: `SyncSessionTests`).
 final class ClientSyncCoreTests: XCTestCase {
     // MARK: the command
 
@@ -47,137 +47,6 @@ final class ClientSyncCoreTests: XCTestCase {
         try configuration.apply(.sync(nil))
         XCTAssertNil(configuration.sync)
         XCTAssertFalse(configuration.commands.contains { $0.text.hasPrefix("sync") })
-    }
-
-    // MARK: the codec
-
-    /// A stand-in MAC: SHA-256 is not needed to test the framing, only a keyed function that
-    /// differs per key and covers every byte.
-    private func mac(key: UInt8) -> SyncSession.MAC {
-        { bytes in
-            var state: UInt64 = 0xcbf2_9ce4_8422_2325 ^ UInt64(key)
-            var out: [UInt8] = []
-            for round in 0..<4 {
-                for byte in bytes { state = (state ^ UInt64(byte)) &* 0x100_0000_01b3 }
-                state ^= UInt64(round)
-                out += withUnsafeBytes(of: state.bigEndian, Array.init)
-            }
-            return out
-        }
-    }
-
-    private func nonce(_ value: UInt8) -> [UInt8] { [UInt8](repeating: value, count: SyncMessage.nonceSize) }
-
-    /// Two sessions that have exchanged hellos.
-    private func pair() throws -> (sender: SyncSession, receiver: SyncSession) {
-        var sender = SyncSession(nonce: nonce(0xA), mac: mac(key: 1))
-        var receiver = SyncSession(nonce: nonce(0xB), mac: mac(key: 1))
-        XCTAssertEqual(try sender.receive(receiver.hello()), [])
-        XCTAssertEqual(try receiver.receive(sender.hello()), [])
-        XCTAssertTrue(sender.isReady && receiver.isReady)
-        return (sender, receiver)
-    }
-
-    private func entry(_ client: UInt8, server: Int = 8080, age: UInt32 = 1500) -> SyncEntry {
-        SyncEntry(client: ClientKey(ipv4: 0xCB00_7100 | UInt32(client)),
-                  server: SyncSettings.Address(ip: IPAddress("2001:db8::5")!, port: server), ageMilliseconds: age)
-    }
-
-    func testMessagesRoundTripSplitAtEveryByte() throws {
-        let messages: [SyncMessage] = [
-            .fullCopy(first: true, last: false, entries: (0..<3).map { entry($0) }),
-            .fullCopy(first: false, last: true, entries: []),
-            .updates([entry(9, server: 1, age: .max), SyncEntry(client: IPAddress("2001:db8::77")!, server: entry(1).server, ageMilliseconds: 0)]),
-        ]
-        var (sender, _) = try pair()
-        let bytes = messages.flatMap { sender.seal($0) }
-        for split in 0...bytes.count {
-            var (_, receiver) = try pair()
-            let received = try receiver.receive(bytes[..<split]) + receiver.receive(bytes[split...])
-            XCTAssertEqual(received, messages, "split at \(split)")
-        }
-    }
-
-    func testAWrongKeyIsRejectedAtTheHelloAndAfterIt() throws {
-        var honest = SyncSession(nonce: nonce(1), mac: mac(key: 1))
-        let hostile = SyncSession(nonce: nonce(2), mac: mac(key: 2))
-        XCTAssertThrowsError(try honest.receive(hostile.hello())) { XCTAssertEqual($0 as? SyncProtocolError, .authenticationFailed) }
-        // A hostile peer that replays an honest hello still cannot seal what follows.
-        var (_, receiver) = try pair()
-        var forger = SyncSession(nonce: nonce(0xA), mac: mac(key: 2))
-        _ = try forger.receive(SyncSession(nonce: nonce(0xB), mac: mac(key: 2)).hello())
-        XCTAssertThrowsError(try receiver.receive(forger.seal(.updates([entry(1)])))) {
-            XCTAssertEqual($0 as? SyncProtocolError, .authenticationFailed)
-        }
-    }
-
-    func testEveryFlippedBitIsRejected() throws {
-        var (sender, _) = try pair()
-        let frame = sender.seal(.updates([entry(1)]))
-        for index in 4..<frame.count {
-            var changed = frame
-            changed[index] ^= 0x01
-            var (_, receiver) = try pair()
-            XCTAssertThrowsError(try receiver.receive(changed), "bit flipped in byte \(index)")
-        }
-    }
-
-    func testAReplayedOrReorderedMessageIsRejected() throws {
-        var (sender, receiver) = try pair()
-        let first = sender.seal(.updates([entry(1)]))
-        let second = sender.seal(.updates([entry(2)]))
-        XCTAssertEqual(try receiver.receive(first), [.updates([entry(1)])])
-        XCTAssertThrowsError(try receiver.receive(first)) {
-            XCTAssertEqual($0 as? SyncProtocolError, .badSequence(expected: 2, got: 1))
-        }
-        var (_, fresh) = try pair()
-        XCTAssertThrowsError(try fresh.receive(second)) { XCTAssertEqual($0 as? SyncProtocolError, .badSequence(expected: 1, got: 2)) }
-        // A message recorded on another connection (other nonces) does not verify on this one.
-        var other = SyncSession(nonce: nonce(0xC), mac: mac(key: 1))
-        var otherSender = SyncSession(nonce: nonce(0xA), mac: mac(key: 1))
-        _ = try otherSender.receive(other.hello())
-        _ = try other.receive(otherSender.hello())
-        XCTAssertThrowsError(try other.receive(first)) { XCTAssertEqual($0 as? SyncProtocolError, .authenticationFailed) }
-    }
-
-    func testBadFramesAreRefusedWithoutBuffering() throws {
-        var (_, receiver) = try pair()
-        let huge = UInt32(SyncMessage.maxFrameSize)
-        XCTAssertThrowsError(try receiver.receive(withUnsafeBytes(of: huge.bigEndian, Array.init))) {
-            XCTAssertEqual($0 as? SyncProtocolError, .tooLarge(SyncMessage.maxFrameSize + 4))
-        }
-        var (_, short) = try pair()
-        XCTAssertThrowsError(try short.receive([0, 0, 0, 5, 1, 2, 3, 4, 5])) { XCTAssertTrue("\($0)".contains("malformed"), "\($0)") }
-        var early = SyncSession(nonce: nonce(1), mac: mac(key: 1))
-        var (sender, _) = try pair()
-        XCTAssertThrowsError(try early.receive(sender.seal(.updates([])))) { XCTAssertEqual($0 as? SyncProtocolError, .unexpected("message before the hello")) }
-        var (_, twice) = try pair()
-        XCTAssertThrowsError(try twice.receive(SyncSession(nonce: nonce(3), mac: mac(key: 1)).hello())) {
-            XCTAssertEqual($0 as? SyncProtocolError, .unexpected("second hello"))
-        }
-    }
-
-    func testBodiesThatLieAboutTheirEntriesAreRefused() throws {
-        // A correctly sealed frame whose body is malformed: the MAC is right, the decoder still refuses.
-        let key = mac(key: 1)
-        func sealed(type: UInt8, body: [UInt8]) throws -> [UInt8] {
-            var (_, receiver) = try pair()
-            var frame: [UInt8] = []
-            appendBigEndian(UInt32(1 + 8 + body.count + 32), to: &frame)
-            frame.append(type)
-            appendBigEndian(UInt64(1), to: &frame)
-            frame += body
-            frame += key(nonce(0xB) + nonce(0xA) + frame)
-            return try receiver.receive(frame).isEmpty ? [] : [1]
-        }
-        XCTAssertEqual(try sealed(type: 3, body: [0, 0]), [1], "the stand-in sealing is right")
-        XCTAssertThrowsError(try sealed(type: 3, body: [0, 2] + [UInt8](repeating: 0, count: 38))) { XCTAssertTrue("\($0)".contains("2 entries in 38 bytes")) }
-        XCTAssertThrowsError(try sealed(type: 3, body: [0x03, 0xE9])) { XCTAssertTrue("\($0)".contains("1001 entries")) }
-        XCTAssertThrowsError(try sealed(type: 2, body: [4, 0, 0])) { XCTAssertTrue("\($0)".contains("flags")) }
-        XCTAssertThrowsError(try sealed(type: 9, body: [])) { XCTAssertTrue("\($0)".contains("unknown message type 9")) }
-        XCTAssertThrowsError(try sealed(type: 3, body: [0, 1] + [UInt8](repeating: 0, count: 32) + [0, 0, 0, 0, 0, 0])) {
-            XCTAssertTrue("\($0)".contains("port 0"))
-        }
     }
 
     // MARK: the outbox
@@ -265,7 +134,32 @@ final class ClientSyncCoreTests: XCTestCase {
         place(&node, client(3), now: at(4))
         node.clients.isJournaling = true
         XCTAssertEqual(node.takeClientChanges(), [], "nothing is recorded without sync")
-        XCTAssertEqual(node.clientSnapshot().map(\.client), [client(2), client(1), client(3)], "oldest first")
+        XCTAssertEqual(BalancerState.clientSnapshot { node.clientChanges(slots: $0) }.map(\.client),
+                       [client(2), client(1), client(3)], "oldest first")
+    }
+
+    func testAFullCopyIsReadInBoundedPartsAndComesOutOldestFirst() {
+        let count = BalancerState.snapshotPart * 2 + 10
+        var node = state(servers: [80, 81], capacity: count)
+        for number in 0..<count {
+            // Used in an order other than the slots': the last slots first.
+            place(&node, ClientKey(ipv4: 0x0A00_0000 | UInt32(number)), now: at(Double(count - number)))
+        }
+        _ = node.takeClientChanges()
+        var parts: [Range<Int>] = []
+        let snapshot = BalancerState.clientSnapshot { slots in
+            parts.append(slots)
+            // The data path between two parts: a client of a part already read is used again.
+            if parts.count == 2 { place(&node, ClientKey(ipv4: 0x0A00_0000), now: at(Double(count + 1))) }
+            return node.clientChanges(slots: slots)
+        }
+        XCTAssertEqual(parts.count, 4, "three parts and the one that finds the end")
+        XCTAssertTrue(parts.allSatisfy { $0.count == BalancerState.snapshotPart }, "\(parts)")
+        XCTAssertEqual(snapshot.count, count)
+        XCTAssertEqual(snapshot.map(\.lastUsed), snapshot.map(\.lastUsed).sorted(), "oldest first")
+        XCTAssertEqual(snapshot.first?.client, ClientKey(ipv4: 0x0A00_0000 | UInt32(count - 1)))
+        XCTAssertEqual(node.takeClientChanges().map(\.client), [ClientKey(ipv4: 0x0A00_0000)],
+                       "what changed during the copy follows it")
     }
 
     func testRemoteEntriesFindTheirServerByAddressAndPortNotByIndex() {
@@ -284,7 +178,7 @@ final class ClientSyncCoreTests: XCTestCase {
             guard case .server(let index)? = place(&backup, key, now: at(11)) else { return XCTFail("client \(number) not placed") }
             XCTAssertEqual(backup.servers.servers[index].port, before, "client \(number) goes back to its server on the backup")
         }
-        XCTAssertEqual(backup.applyRemote([entry(1, server: 9999)], now: now), 0, "a server this node lacks is skipped")
+        XCTAssertEqual(backup.applyRemote([syncEntry(1, server: 9999)], now: now), 0, "a server this node lacks is skipped")
         XCTAssertEqual(backup.takeClientChanges().count, 6, "the backup's own placements are journaled, the applied ones were not")
     }
 
@@ -320,5 +214,32 @@ final class ClientSyncCoreTests: XCTestCase {
         let port80 = SyncSettings.Address(ip: IPAddress("192.0.2.5")!, port: 80)
         XCTAssertEqual(backup.applyRemote([SyncEntry(client: client(1), server: port80, ageMilliseconds: 61_000)], now: at(100)), 0)
         XCTAssertEqual(backup.applyRemote([SyncEntry(client: client(1), server: port80, ageMilliseconds: 59_000)], now: at(100)), 1)
+    }
+
+    // MARK: the places for incoming connections
+
+    func testConnectionsWithoutTheKeyNeverKeepTheRealPeerOut() {
+        let peer = IPAddress("192.0.2.2")!
+        let other = IPAddress("192.0.2.3")!
+        var places = SyncPlaces<Int>(unprovenPerPeer: 4)
+        for connection in 1...4 { XCTAssertNil(places.admit(connection, from: peer)) }
+        XCTAssertNil(places.admit(100, from: other), "each peer has its own places")
+        XCTAssertEqual(places.admit(5, from: peer), 1, "the oldest unproven connection gives its place up")
+        XCTAssertNil(places.prove(5), "the peer proves the key: its one proven place")
+        XCTAssertTrue(places.isProven(5))
+        XCTAssertNil(places.admit(6, from: peer), "the proven connection left an unproven place free")
+        for (connection, pushedOut) in [(7, 2), (8, 3), (9, 4)] {
+            XCTAssertEqual(places.admit(connection, from: peer), pushedOut, "never the proven connection")
+        }
+        XCTAssertTrue(places.isProven(5))
+        XCTAssertEqual(places.prove(9), 5, "the peer reconnected: its newer connection replaces the older")
+        XCTAssertEqual(places.count, 5, "6, 7, 8 and 9 from the peer, 100 from the other")
+        places.remove(7)
+        places.remove(9)
+        XCTAssertEqual(places.count, 3, "a closed connection frees its place at once")
+        XCTAssertFalse(places.isProven(9))
+        XCTAssertNil(places.prove(9), "a connection no longer held proves nothing")
+        XCTAssertNil(places.admit(10, from: peer))
+        XCTAssertNil(places.admit(11, from: peer), "7's place, and 9's, which it left when it proved the key")
     }
 }

@@ -2,24 +2,39 @@ import NIOCore
 import XCTest
 @testable import BalancerCore
 @testable import Engine
+import VRRPCore
 
 #if canImport(Glibc)
 import Glibc
 #endif
 
 final class PeerAddressTests: XCTestCase {
-    /// The engine writes an IPv4 client's text itself (per connection, without inet_ntop):
-    /// it must be exactly what `Endpoint` writes for the same address.
+    /// The engine writes an IPv4 client's text itself (per connection, without inet_ntop), and
+    /// an IPv6 client's through `Endpoint`: each as the logs and `connection N` show it.
     func testTheClientTextIsEndpointsText() throws {
-        for (host, port) in [("0.0.0.0", 0), ("255.255.255.255", 65535), ("192.0.2.10", 8080), ("127.0.0.1", 80),
-                             ("10.200.3.4", 1), ("2001:db8::7", 443), ("::ffff:192.0.2.1", 9)] {
+        for (host, port, text) in [("0.0.0.0", 0, "0.0.0.0:0"), ("255.255.255.255", 65535, "255.255.255.255:65535"),
+                                   ("192.0.2.10", 8080, "192.0.2.10:8080"), ("127.0.0.1", 80, "127.0.0.1:80"),
+                                   ("10.200.3.4", 1, "10.200.3.4:1"), ("2001:db8::7", 443, "[2001:db8::7]:443"),
+                                   ("2001:db8:0:0:1::", 1, "[2001:db8:0:0:1::]:1"), ("::1", 80, "[::1]:80")] {
             let address = try SocketAddress(ipAddress: host, port: port)
             var peer = PeerAddress()
             address.withSockAddr { pointer, length in
                 withUnsafeMutableBytes(of: &peer.storage) { $0.copyMemory(from: UnsafeRawBufferPointer(start: pointer, count: length)) }
             }
+            XCTAssertEqual(peer.text, text, host)
             XCTAssertEqual(peer.text, Endpoint.describe(address), host)
             XCTAssertEqual(peer.clientKey, ClientKey(address), host)
+        }
+    }
+
+    /// A PROXY protocol header's client becomes the peer, its key and its text, and reads back.
+    func testAProxyHeadersClientIsThePeer() throws {
+        for (address, port, text) in [("192.0.2.7", UInt16(56324), "192.0.2.7:56324"), ("2001:db8::7", 443, "[2001:db8::7]:443")] {
+            let endpoint = ProxyEndpoint(address: try XCTUnwrap(IPAddress(address)), port: port)
+            let peer = PeerAddress(endpoint)
+            XCTAssertEqual(peer.text, text)
+            XCTAssertEqual(peer.proxyEndpoint, endpoint)
+            XCTAssertEqual(peer.clientKey, ClientKey(try SocketAddress(ipAddress: address, port: Int(port))))
         }
     }
 }

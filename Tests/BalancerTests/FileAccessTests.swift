@@ -22,6 +22,16 @@ final class FileAccessTests: XCTestCase {
         return path
     }
 
+    /// "ok", or the error as an operator reads it.
+    private func outcome(_ body: () throws -> Void) -> String {
+        do {
+            try body()
+            return "ok"
+        } catch {
+            return "\(error)"
+        }
+    }
+
     func testReadingAFIFOIsRefusedAtOnce() {
         let path = fifo()
         XCTAssertThrowsError(try FileAccess.read(path, maxBytes: 10)) { error in
@@ -47,6 +57,19 @@ final class FileAccessTests: XCTestCase {
             XCTAssertEqual("\(error)", "cannot open log \(path): not a regular file")
         }
         XCTAssertThrowsError(try FileAccess.openForAppending("/dev/full", action: "open log"))
+    }
+
+    func testCheckingForAppendingAgreesWithOpeningAndCreatesNothing() throws {
+        let existing = directory + "/existing.log", readOnly = directory + "/read-only.log"
+        for path in [existing, readOnly] { try "line\n".write(toFile: path, atomically: false, encoding: .utf8) }
+        XCTAssertEqual(chmod(readOnly, 0o444), 0)
+        let missing = directory + "/new.log"
+        for path in [fifo(), "/dev/full", directory, directory + "/missing/x.log", existing + "/x.log", readOnly, existing, missing] {
+            let checked = outcome { try FileAccess.checkAppendable(path, action: "open log") }
+            XCTAssertFalse(FileManager.default.fileExists(atPath: missing), "checking \(path) created nothing")
+            XCTAssertEqual(checked, outcome { close(try FileAccess.openForAppending(path, action: "open log")) }, path)
+        }
+        XCTAssertTrue(FileManager.default.fileExists(atPath: missing), "opening it created it")
     }
 
     func testReplacingADeviceIsRefusedAndLeavesIt() {

@@ -1,4 +1,5 @@
 import NIOCore
+import TestSupport
 import XCTest
 @testable import Balancer
 @testable import BalancerCore
@@ -94,7 +95,7 @@ final class ForwardedForTests: XCTestCase {
         }
         XCTAssertEqual(rewrite(stream.map { [$0] }), whole, "byte by byte")
 
-        var random = SeededRandom(seed: 5)
+        var random = SplitMix64(seed: 5)
         for round in 0..<200 {
             var pieces: [[UInt8]] = []
             var start = 0
@@ -180,19 +181,3 @@ final class ForwardedForTests: XCTestCase {
     }
 }
 
-/// Reproducible random chunk sizes (SplitMix64).
-private struct SeededRandom: RandomNumberGenerator {
-    var state: UInt64
-
-    init(seed: UInt64) {
-        state = seed
-    }
-
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE5_E4B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
-}

@@ -1,23 +1,12 @@
 import NIOCore
+import TestSupport
 import XCTest
 @testable import Balancer
 @testable import BalancerCore
 
-/// A seeded generator (splitmix64): the schedule's jitter, repeatable.
-private struct SeededRandom: RandomNumberGenerator {
-    var state: UInt64
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var value = state
-        value = (value ^ (value >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        value = (value ^ (value >> 27)) &* 0x94D0_49BB_1331_11EB
-        return value ^ (value >> 31)
-    }
-}
-
 /// The health checks' pure core: the commands, the schedule on a virtual clock, rise and fall.
 final class HealthCheckTests: XCTestCase {
-    private var random = SeededRandom(state: 42)
+    private var random = SplitMix64(seed: 42)
 
     private func settings(_ line: String) throws -> HealthCheckSettings {
         guard case .healthCheck(let settings?) = try Command.parse(line) else {
@@ -140,6 +129,23 @@ final class HealthCheckTests: XCTestCase {
         var again = state.accept(client: client(1), now: at(2.2))
         XCTAssertEqual(again.tracked, tracked)
         XCTAssertEqual(state.nextTarget(&again, now: at(2.2)), .server(1 - tracked), "the tracked client moves")
+    }
+
+    /// Failback: a server its checks find up again is not left blacklisted by a client's
+    /// failed connect while it was down; one blacklisted while its checks were passing stays so.
+    func testAServerBackUpByItsChecksIsNoLongerBlacklisted() throws {
+        var state = try state(servers: 2, "healthcheck tcp rise 1 fall 1")
+        var failing = true
+        _ = run(&state, from: 0, to: 2.1) { $0 == 0 && failing ? .failed("connection refused") : .passed("connected") }
+        XCTAssertTrue(state.servers.servers[0].health.isDown)
+        state.connectFailed(.server(0), now: at(2.1))
+        state.connectFailed(.server(1), now: at(2.1))
+        XCTAssertEqual(state.servers.servers[0].state(now: at(2.2)), .down)
+        failing = false
+        _ = run(&state, from: 2.2, to: 4.3) { _ in .passed("connected") }
+        XCTAssertEqual(state.servers.servers[0].state(now: at(4.3)), .up, "up by its checks: the blacklist is lifted")
+        XCTAssertEqual(state.servers.servers[1].state(now: at(4.3)), .blacklisted, "never down: its blacklist stands")
+        XCTAssertEqual(state.availableServerCount(now: at(4.3)), 1)
     }
 
     func testAHundredServersAreSpreadOverTheIntervalWithOneCheckInFlightEach() throws {

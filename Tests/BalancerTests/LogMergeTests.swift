@@ -105,6 +105,37 @@ final class LogMergeTests: XCTestCase {
         XCTAssertEqual(counts, LogMerge.Counts(matched: 1, skippedServerLines: 6, skippedPenLines: 5))
     }
 
+    func testPenTimesBeyondAnyWebServersAreSkippedInsteadOfOverflowing() {
+        let servers = ["10.0.0.2": [web("x", noon, "GET / HTTP/1.0")]]
+        let far = { (time: Int) in "192.0.2.9 \(time) 10.0.0.2 GET / HTTP/1.0" }
+        let valid = { (offset: Int) in "192.0.2.1 \(self.noon + offset) 10.0.0.2 GET / HTTP/1.0" }
+        let upper = LogMerge.offsetRange.upperBound
+        for (pen, offset) in [([valid(-1), far(Int.max)], -1), ([far(Int.min), valid(1)], 1),
+                              ([far(Int.min + upper - 1), valid(upper)], upper)] {
+            let (lines, counts) = merge(pen: pen, servers: servers, offset: offset)
+            XCTAssertEqual(clients(lines), ["192.0.2.1"], "\(pen) -t \(offset)")
+            XCTAssertEqual(counts, LogMerge.Counts(matched: 1, skippedPenLines: 1), "\(pen) -t \(offset)")
+        }
+        // The earliest web server time there is, and a pen line with the same request far
+        // ahead of it: their distance would not fit an Int.
+        let earliest = "10.0.0.1 - - [01/Jan/1970:00:00:00 +1459] \"GET / HTTP/1.0\" 200 2"
+        let (lines, counts) = merge(pen: ["192.0.2.9 \(Int.max) 10.0.0.2 GET / HTTP/1.0"], servers: ["10.0.0.2": [earliest]])
+        XCTAssertEqual(clients(lines), ["10.0.0.2"])
+        XCTAssertEqual(counts, LogMerge.Counts(unmatched: 1, skippedPenLines: 1))
+    }
+
+    func testPenTimesAtTheEdgesOfTheWebServersRangeStillMatch() {
+        let latest = "10.0.0.1 - - [31/Dec/9999:23:59:60 -1459] \"GET / HTTP/1.0\" 200 2"
+        let earliest = "10.0.0.1 - - [01/Jan/1970:00:00:00 +1459] \"GET / HTTP/1.0\" 200 2"
+        let (upper, lower) = (AccessLogLine.timeRange.upperBound, AccessLogLine.timeRange.lowerBound)
+        XCTAssertEqual(AccessLogLine(Array(latest.utf8))?.time, upper)
+        XCTAssertEqual(AccessLogLine(Array(earliest.utf8))?.time, lower)
+        XCTAssertEqual(clients(merge(pen: ["192.0.2.1 \(upper + 10) 10.0.0.2 GET / HTTP/1.0"],
+                                     servers: ["10.0.0.2": [latest]], jitter: 10).0), ["192.0.2.1"])
+        XCTAssertEqual(clients(merge(pen: ["192.0.2.1 \(lower - 10) 10.0.0.2 GET / HTTP/1.0"],
+                                     servers: ["10.0.0.2": [earliest]], jitter: 10).0), ["192.0.2.1"])
+    }
+
     func testEmptyLogsMergeToNothing() {
         let (lines, counts) = merge(pen: [], servers: ["10.0.0.2": [], "10.0.0.3": ["junk"]])
         XCTAssertEqual(lines, [])

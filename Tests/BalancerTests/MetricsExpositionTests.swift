@@ -1,11 +1,12 @@
 @testable import BalancerCore
 import BalancerMetrics
 import XCTest
+import VRRPCore
 
 /// The VRRP and TLS series of a scrape, which the integration test (standalone, no TLS)
 /// does not reach: rendered from a status model made here.
 final class MetricsExpositionTests: XCTestCase {
-    private func instance(vrid: Int, state: String) -> StatusReport.VRRPInstance {
+    private func instance(vrid: Int, state: VRRPState) -> StatusReport.VRRPInstance {
         StatusReport.VRRPInstance(
             vrid: vrid, state: state, interface: "eth0", version: 3, priority: 150, effectivePriority: 140,
             advertMilliseconds: 100, master: nil, lastChange: 0, lastChangeReason: "", sent: 12, received: 3, malformed: 1,
@@ -19,7 +20,7 @@ final class MetricsExpositionTests: XCTestCase {
     }
 
     func testVRRPInstancesShowTheirStateCountersAndDropsByReason() {
-        let text = lines([instance(vrid: 51, state: "MASTER"), instance(vrid: 52, state: "BACKUP")])
+        let text = lines([instance(vrid: 51, state: .master), instance(vrid: 52, state: .backup)])
         let expected = [
             #"penha_vrrp_master{vrid="51",interface="eth0"} 1.0"#,
             #"penha_vrrp_master{vrid="52",interface="eth0"} 0.0"#,
@@ -36,5 +37,16 @@ final class MetricsExpositionTests: XCTestCase {
             "penha_tls_handshake_failures_total 2",
         ]
         for line in expected { XCTAssertTrue(text.contains(line), "no '\(line)' in\n\(text.sorted().joined(separator: "\n"))") }
+    }
+
+    /// Each state, INIT included, is the one series at 1, under the name `status` gives it;
+    /// every other state's series is 0 and no other name appears.
+    func testEveryVRRPStateIsExportedByItsStatusName() {
+        for state in VRRPState.allCases {
+            let series = lines([instance(vrid: 51, state: state)]).filter { $0.hasPrefix("penha_vrrp_state{") }
+            XCTAssertEqual(series, Set(VRRPState.allCases.map {
+                #"penha_vrrp_state{vrid="51",interface="eth0",state="\#($0.rawValue)"} \#($0 == state ? "1.0" : "0.0")"#
+            }), "\(state)")
+        }
     }
 }

@@ -21,8 +21,19 @@ final class PenLogLineTests: XCTestCase {
                        "pen keeps 100 bytes")
     }
 
-    func testBytesThatAreNotPrintableBecomeDots() {
-        XCTAssertEqual(PenLogLine.requestStart([0x68, 0x01, 0xFF, 0x1B, 0x09, 0x69]), bytes("h....i"))
+    func testBytesThatAreNotPrintableAreEscapedAsApacheEscapesThem() {
+        XCTAssertEqual(PenLogLine.requestStart([0x68, 0x01, 0xFF, 0x1B, 0x09, 0x7F, 0x5C, 0x69]), bytes(#"h\x01\xff\x1b\t\x7f\i"#))
+        let line = PenLogLine(client: "192.0.2.7", time: 1, server: "198.51.100.2", request: PenLogLine.requestStart(bytes("GET /\u{1b}[2J")))
+        XCTAssertEqual(line.fileLine.filter { $0 < 0x20 }, [0x0A], "no control character but the line's end")
+        XCTAssertEqual(PenLogLine(fileLine: line.fileLine), line, "the line reads back")
+    }
+
+    /// The field is the escaped request's first 100 bytes, an escape cut at the end too: what
+    /// the log tools compare of a web server's (escaped) line.
+    func testTheLimitCountsEscapedBytes() {
+        let request = bytes("GET /" + String(repeating: "a", count: 93)) + [0x1B, 0x1B, 0x41]
+        XCTAssertEqual(PenLogLine.requestStart(request), bytes("GET /" + String(repeating: "a", count: 93) + #"\x"#))
+        XCTAssertEqual(PenLogLine.requestStart(Array(repeating: 0x01, count: 100)).count, PenLogLine.requestLimit)
     }
 
     func testNothingSentIsLoggedAsADash() {

@@ -25,6 +25,31 @@ final class SelectionTests: XCTestCase {
         XCTAssertEqual(selection.initialServer(for: client(1), tracked: nil, servers: servers, now: at(0)), 1)
     }
 
+    /// `maglev`: two nodes that share nothing send each of 1,000 clients to the same server; a
+    /// blacklisted server's clients move and almost no others; all come back when it returns.
+    func testMaglevPlacesAClientAlikeOnEveryNodeAndMovesOnlyAFailedServersClients() {
+        var nodeA = Selection(), nodeB = Selection()
+        nodeA.maglev = true
+        nodeB.maglev = true
+        nodeB.weight = true  // maglev wins over weight (prio over both)
+        var servers = makeServers(5)
+        let clients = (0..<1000).map { ClientKey(ipv4: 0xC633_6400 + UInt32($0)) }
+        let place = { (selection: inout Selection, now: Double) in
+            clients.map { selection.initialServer(for: $0, tracked: nil, servers: servers, now: at(now)) }
+        }
+        let before = place(&nodeA, 0)
+        XCTAssertEqual(before, place(&nodeB, 0), "nodes that share nothing agree")
+        XCTAssertEqual(Set(before.compactMap { $0 }), [0, 1, 2, 3, 4])
+        servers.blacklist(.server(2), until: at(30))
+        let during = place(&nodeA, 1)
+        XCTAssertFalse(during.contains(2))
+        let others = zip(before, during).filter { $0.0 != 2 && $0.0 != $0.1 }.count
+        XCTAssertLessThanOrEqual(others, 10, "clients of the other servers that moved: \(others) of 1,000")
+        XCTAssertEqual(place(&nodeA, 31), before, "server 2 back: its clients come back")
+        nodeA.priority = true
+        XCTAssertEqual(Set(place(&nodeA, 31)), [0], "prio wins over maglev")
+    }
+
     func testNothingAvailableGivesNoServer() {
         var selection = Selection()
         var servers = makeServers(2)

@@ -10,8 +10,8 @@ final class StatusReportTests: XCTestCase {
     private func report() -> StatusReport {
         let dropped = Dictionary(uniqueKeysWithValues: VRRPDropReason.allCases.enumerated().map { ("\($1)", UInt64($0)) })
         let instance = StatusReport.VRRPInstance(
-            vrid: 7, state: "MASTER", interface: "eth0", version: 3, priority: 150, effectivePriority: 140,
-            advertMilliseconds: 100, master: "192.0.2.1", lastChange: 1_796_148_213,
+            vrid: 7, state: .master, interface: "eth0", version: 3, priority: 150, effectivePriority: 140,
+            advertMilliseconds: 100, master: "192.0.2.1", lastChange: 1_796_148_213, lastChangeSecondsAgo: 42,
             lastChangeReason: "master down timer expired (no advert for 0.36 s)", sent: 12, received: 3, malformed: 1,
             dropped: dropped,
             virtualAddresses: [.init(address: "192.0.2.100/24", onInterface: true), .init(address: "2001:db8::100/64", onInterface: false)])
@@ -19,6 +19,7 @@ final class StatusReportTests: XCTestCase {
         other.vrid = 8
         other.master = nil
         other.lastChange = 0
+        other.lastChangeSecondsAgo = nil
         other.lastChangeReason = ""
         other.virtualAddresses = []
         return StatusReport(
@@ -84,6 +85,7 @@ final class StatusReportTests: XCTestCase {
         XCTAssertTrue(lines.contains("tls handshakes 10 failed 1"))
         XCTAssertTrue(lines.contains("vip 7 address 192.0.2.100/24 on_interface yes"))
         XCTAssertTrue(lines.contains("vrrp_reason 7 master down timer expired (no advert for 0.36 s)"))
+        XCTAssertTrue(lines.contains { $0.hasPrefix("vrrp 7 ") && $0.contains(" last_change 1796148213 last_change_ago 42 sent 12 ") })
         XCTAssertTrue(lines.contains { $0.hasPrefix("vrrp 8 state MASTER interface eth0 version 3 priority 150 effective 140 advert_ms 100 master - last_change 0 ") })
     }
 
@@ -130,8 +132,30 @@ final class StatusReportTests: XCTestCase {
         XCTAssertEqual(server["state"] as? String, "up")
         let instance = try XCTUnwrap((object["vrrp"] as? [[String: Any]])?.first)
         XCTAssertEqual(Set(instance.keys), ["vrid", "state", "interface", "version", "priority", "effectivePriority",
-                                            "advertMilliseconds", "master", "lastChange", "lastChangeReason", "sent", "received",
+                                            "advertMilliseconds", "master", "lastChange", "lastChangeSecondsAgo", "lastChangeReason",
+                                            "sent", "received",
                                             "malformed", "dropped", "virtualAddresses"])
+    }
+
+    func testTheLastChangeIsCountedByTheReportingClock() throws {
+        var status = VRRPInstanceStatus(state: .master, interface: "eth0", vrid: 7, version: 3, configuredPriority: 150,
+                                        effectivePriority: 150, advertisementInterval: 100)
+        XCTAssertNil(StatusReport.VRRPInstance(status, now: 1_000).lastChangeSecondsAgo, "no transition yet")
+        XCTAssertEqual(StatusReport.VRRPInstance(status, now: 1_000).lastChange, 0)
+        status.lastTransitionTime = 958
+        XCTAssertEqual(StatusReport.VRRPInstance(status, now: 1_000).lastChangeSecondsAgo, 42)
+        XCTAssertEqual(StatusReport.VRRPInstance(status, now: 1_000).lastChange, 958, "the epoch time stays beside it")
+        XCTAssertEqual(StatusReport.VRRPInstance(status, now: 900).lastChangeSecondsAgo, 0, "a clock set back since")
+    }
+
+    func testAnOlderPenhasVRRPLineWithoutLastChangeAgoStillReads() throws {
+        let lines = report().lines.map { $0.replacingOccurrences(of: " last_change_ago 42", with: "") }
+        XCTAssertNotEqual(lines, report().lines)
+        var expected = report()
+        expected.vrrp[0].lastChangeSecondsAgo = nil
+        XCTAssertEqual(try StatusReport(lines: lines), expected)
+        let unreadable = report().lines.map { $0.replacingOccurrences(of: " last_change_ago 42", with: " last_change_ago x") }
+        XCTAssertThrowsError(try StatusReport(lines: unreadable)) { XCTAssertTrue("\($0)".contains("last_change_ago"), "\($0)") }
     }
 
     func testAKnownLineWithoutItsFieldsIsAnErrorAndUnknownLinesAreSkipped() throws {

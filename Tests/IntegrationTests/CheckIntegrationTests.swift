@@ -48,6 +48,40 @@ final class CheckIntegrationTests: XCTestCase {
         XCTAssertEqual(lines.count, 5, result.stderr)
     }
 
+    func testTheLogAndPidFilesRunRefusesAreRefusedAndNothingIsCreated() throws {
+        let directory = temporaryPath("files")
+        XCTAssertEqual(mkdir(directory, 0o755), 0)
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        let fifo = "\(directory)/fifo"
+        XCTAssertEqual(mkfifo(fifo, 0o600), 0)
+        let missing = "\(directory)/missing/x"
+        let cases: [([String], String)] = [
+            (["-l", fifo], "cannot open log \(fifo): not a regular file"),
+            (["-l", "/dev/full"], "cannot open log /dev/full: not a regular file"),
+            (["-l", missing], "cannot open log \(missing): no such file or directory"),
+            (["-p", fifo], "cannot write \(fifo): not a regular file"),
+            (["-p", missing], "cannot write \(missing): no such file or directory"),
+        ]
+        let servers = ["127.0.0.1:\(freePort())", "127.0.0.1:9"]
+        for (options, message) in cases {
+            let control = ["-C", temporaryPath("c.sock")]
+            let checked = try runPenha(["check"] + control + options + servers)
+            XCTAssertEqual(checked.status, 2, "\(options): \(checked.stderr)")
+            XCTAssertEqual(checked.stderr, "penha: \(message)\n", "\(options)")
+            let ran = try runPenha(["-f"] + control + options + servers)
+            XCTAssertNotEqual(ran.status, 0, "\(options): run refuses it too")
+            XCTAssertTrue(ran.stderr.contains(message), "\(options): \(ran.stderr)")
+        }
+        let file = try configFile("log \(fifo)\n")
+        defer { unlink(file) }
+        let fromFile = try runPenha(["check", "-C", temporaryPath("c.sock"), "-F", file] + servers)
+        XCTAssertEqual(fromFile.stderr, "penha: \(file):1: cannot open log \(fifo): not a regular file\n")
+        let (log, pid) = ("\(directory)/penha.log", "\(directory)/penha.pid")
+        let good = try runPenha(["check", "-C", temporaryPath("c.sock"), "-l", log, "-p", pid] + servers)
+        XCTAssertEqual(good.status, 0, good.stderr)
+        XCTAssertEqual(try FileManager.default.contentsOfDirectory(atPath: directory), ["fifo"], "check creates neither file")
+    }
+
     func testAMalformedListenAddressIsOneLineAndExit2() throws {
         let result = try runPenha(["check", "127.0.0.1:notaport", "127.0.0.1:80"])
         XCTAssertEqual(result.status, 2)

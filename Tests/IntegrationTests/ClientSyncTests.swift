@@ -1,4 +1,6 @@
 import Foundation
+import NIOCore
+import TestSupport
 import XCTest
 
 #if canImport(Glibc)
@@ -84,17 +86,21 @@ final class ClientSyncTests: XCTestCase {
     func testStrangersAndGarbageAreDroppedAndCounted() throws {
         let key = try keyFile("a shared secret of the pair, 0123456789\n")
         let one = try Backend("one")
-        let port = freePort()
-        let a = try Penha(["-O", syncLine(listen: "127.0.0.1:\(port)", peer: "127.0.0.2:\(freePort(host: "127.0.0.2"))", key: key)],
+        let port = freePort(), peerPort = freePort(host: "127.0.0.2")
+        let a = try Penha(["-O", syncLine(listen: "127.0.0.1:\(port)", peer: "127.0.0.2:\(peerPort)", key: key)],
                           servers: ["127.0.0.1:\(one.port)"])
         XCTAssertTrue(waitFor(timeout: 5) { a.stderr.contains("sync: listening") }, a.stderr)
+        // Nobody listens at the peer's address: the retry line says so in words, not NIO's types.
+        XCTAssertTrue(waitFor(timeout: 5) { a.stderr.contains("sync: cannot connect to 127.0.0.2:\(peerPort): connection refused") },
+                      a.stderr)
         // Not a peer's address: closed at once, before a byte is read.
         let stranger = try Client(port: port, source: "127.0.0.3")
         XCTAssertEqual(try stranger.readToEnd(), [])
-        // A peer's address with bytes that are no frame: its hello arrives, then the connection ends.
+        // A peer's address with bytes that are no frame: the connection ends, and the node,
+        // which speaks only after a valid hello, has said nothing.
         let garbage = try Client(port: port, source: "127.0.0.2")
         try garbage.send(Array(repeating: 0xFF, count: 64))
-        XCTAssertEqual(try garbage.readToEnd().count, 4 + 1 + 8 + 16 + 32, "only the node's hello")
+        XCTAssertEqual(try garbage.readToEnd(), [])
         XCTAssertTrue(waitFor(timeout: 5) { count(a, "sync ", "rejected") == 2 }, "\(syncStatus(a)) \(a.stderr)")
         XCTAssertTrue(a.stderr.contains("not a sync peer"), "the first rejection is logged, the next held back: \(a.stderr)")
     }
@@ -129,6 +135,77 @@ final class ClientSyncTests: XCTestCase {
         try "blacklist 31\n".write(toFile: file, atomically: true, encoding: .utf8)
         try a.signal(SIGHUP, thenLogs: "reload: blacklist 31")
         XCTAssertEqual(syncStatus(a), [], "a file without the line stops the sync")
+    }
+
+    // MARK: a process on the peer's address without the key
+
+    /// A node A (127.0.0.1) whose peer is 127.0.0.2, with three clients in its table; the
+    /// impostor listens where the peer would.
+    private func nodeWithAnImpostorPeer() throws -> (a: Penha, listen: Int, impostor: RawSocket, backend: Backend, key: String) {
+        let key = try keyFile("a shared secret of the pair, 0123456789\n")
+        let backend = try Backend("one")
+        let listen = freePort()
+        let peerPort = freePort(host: "127.0.0.2")
+        let impostor = try RawSocket.listen(host: "127.0.0.2", port: peerPort)
+        let a = try Penha(["-O", syncLine(listen: "127.0.0.1:\(listen)", peer: "127.0.0.2:\(peerPort)", key: key)],
+                          servers: ["127.0.0.1:\(backend.port)"])
+        for source in ["127.0.0.11", "127.0.0.12", "127.0.0.13"] { XCTAssertEqual(try whoAnswers(a, source: source), "one") }
+        XCTAssertTrue(waitFor(timeout: 5) { a.stderr.contains("sync: listening") }, a.stderr)
+        return (a, listen, impostor, backend, key)
+    }
+
+    func testANodeRefusesItsOwnHelloReflectedAndSendsNoTable() throws {
+        let (a, _, impostor, _, _) = try nodeWithAnImpostorPeer()
+        let link = try impostor.accept(timeout: 5)
+        let (fromA, _, ended) = relay(link, link, seconds: 3)
+        XCTAssertTrue(ended, "A drops the connection")
+        XCTAssertEqual(fromA.count, 4 + fromA.prefix(4).reduce(0) { $0 << 8 | Int($1) }, "A sends its hello and nothing else: no table")
+        XCTAssertGreaterThanOrEqual(count(a, "sync ", "rejected") ?? 0, 1, "\(syncStatus(a)) \(a.stderr)")
+        XCTAssertTrue(syncStatus(a).contains { $0.contains("connected no") }, "\(syncStatus(a))")
+    }
+
+    func testTheNodesOwnFramesRelayedIntoItsIncomingSideAreNotApplied() throws {
+        let (a, listen, impostor, _, _) = try nodeWithAnImpostorPeer()
+        let outgoing = try impostor.accept(timeout: 5)
+        let incoming = try RawSocket.connect(host: "127.0.0.1", port: listen, source: "127.0.0.2")
+        let (_, _, ended) = relay(outgoing, incoming, seconds: 3)
+        XCTAssertTrue(ended, "A drops the relayed connection")
+        XCTAssertEqual(count(a, "sync_peer", "received"), 0, "nothing A sent itself is applied: \(syncStatus(a)) \(a.stderr)")
+        XCTAssertGreaterThanOrEqual(count(a, "sync ", "rejected") ?? 0, 1, "\(syncStatus(a))")
+    }
+
+    func testAConnectionThatDoesNotProveTheKeyIsDroppedAfterTheHelloBound() throws {
+        let (a, listen, impostor, _, _) = try nodeWithAnImpostorPeer()
+        // Either way: A's connection to the impostor, which never answers, and the impostor's
+        // to A, which sends back whatever A sends it.
+        let outgoing = try impostor.accept(timeout: 5)
+        let incoming = try RawSocket.connect(host: "127.0.0.1", port: listen, source: "127.0.0.2")
+        let start = Date()
+        XCTAssertTrue(relay(incoming, incoming, seconds: 8).ended, "A drops the incoming connection")
+        XCTAssertTrue(outgoing.endsWithin(seconds: max(0.1, 8 - Date().timeIntervalSince(start))), "A drops its own connection")
+        XCTAssertGreaterThan(Date().timeIntervalSince(start), 4, "after the hello bound of 5 s")
+        XCTAssertGreaterThanOrEqual(count(a, "sync ", "rejected") ?? 0, 2, "\(syncStatus(a)) \(a.stderr)")
+    }
+
+    func testConnectionsWithoutTheKeyDoNotLockTheRealPeerOut() throws {
+        let (a, listen, impostor, backend, key) = try nodeWithAnImpostorPeer()
+        // The impostor gives up the peer's port and keeps opening connections to A from its
+        // address, each sending back what A sent it, many more than a peer has places.
+        let peerPort = impostor.port
+        impostor.close()
+        var connections: [RawSocket] = []
+        for _ in 0..<8 {
+            let connection = try RawSocket.connect(host: "127.0.0.1", port: listen, source: "127.0.0.2")
+            _ = relay(connection, connection, seconds: 0.2)
+            connections.append(connection)
+        }
+        let bPort = freePort(host: "127.0.0.2")
+        let b = try Penha(["-O", syncLine(listen: "127.0.0.2:\(peerPort)", peer: "127.0.0.1:\(listen)", key: key)],
+                          listen: "127.0.0.2:\(bPort)", servers: ["127.0.0.1:\(backend.port)"])
+        XCTAssertEqual(try Client(port: bPort, host: "127.0.0.2", source: "127.0.0.21").readLine(), "one")
+        XCTAssertTrue(waitFor(timeout: 4) { (count(a, "sync_peer", "received") ?? 0) >= 1 },
+                      "A takes B's table while the impostor's connections are open: \(syncStatus(a)) \(syncStatus(b)) \(a.stderr)")
+        XCTAssertEqual(connections.count, 8)
     }
 
     // MARK: network namespaces
@@ -240,7 +317,7 @@ final class ClientSyncTests: XCTestCase {
         XCTAssertTrue(waitFor(timeout: 5) { (try? lab.ask("192.0.2.10"))?.hasPrefix("backend-") ?? false }, "the new master serves")
         // Another order than the first round's, the same in every run: round-robin alone then
         // puts a client back on its backend only by chance, one in four.
-        var generator = SplitMix(seed: 12)
+        var generator = SplitMix64(seed: 12)
         let shuffled = sources.shuffled(using: &generator)
         let after = try requests(lab, from: shuffled)
         let same = sources.filter { before[$0] != nil && before[$0] == after[$0] }.count
@@ -257,15 +334,88 @@ final class ClientSyncTests: XCTestCase {
     }
 }
 
-/// A seeded generator (SplitMix64), so that the shuffled order is the same in every run.
-private struct SplitMix: RandomNumberGenerator {
-    var state: UInt64
-    init(seed: UInt64) { state = seed }
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var value = state
-        value = (value ^ (value >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        value = (value ^ (value >> 27)) &* 0x94D0_49BB_1331_11EB
-        return value ^ (value >> 31)
+/// A socket of a process on the peer's address that does not hold the key. Every wait is bounded.
+private final class RawSocket {
+    let fd: Int32
+    private(set) var port = 0
+    private var isOpen = true
+
+    private init(fd: Int32) { self.fd = fd }
+
+    deinit { close() }
+
+    func close() {
+        if isOpen { Glibc.close(fd) }
+        isOpen = false
     }
+
+    static func listen(host: String, port: Int) throws -> RawSocket {
+        let socket = RawSocket(fd: Glibc.socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0))
+        var one: Int32 = 1
+        setsockopt(socket.fd, SOL_SOCKET, SO_REUSEADDR, &one, socklen_t(MemoryLayout<Int32>.size))
+        let address = try SocketAddress(ipAddress: host, port: port)
+        guard address.withSockAddr({ bind(socket.fd, $0, socklen_t($1)) }) == 0, Glibc.listen(socket.fd, 16) == 0 else {
+            throw TestFailure("cannot listen on \(host):\(port): errno \(errno)")
+        }
+        socket.port = port
+        return socket
+    }
+
+    static func connect(host: String, port: Int, source: String) throws -> RawSocket {
+        let client = try Client(port: port, host: host, source: source)
+        // The Client gives its descriptor up: this socket closes it.
+        return RawSocket(fd: dup(client.fd))
+    }
+
+    func accept(timeout: Double) throws -> RawSocket {
+        guard wait(timeout: timeout) else { throw TestFailure("no connection within \(timeout) s") }
+        let accepted = Glibc.accept(fd, nil, nil)
+        guard accepted >= 0 else { throw TestFailure("accept failed: errno \(errno)") }
+        return RawSocket(fd: accepted)
+    }
+
+    /// Whether there is something to read (or the end) within `timeout` seconds.
+    func wait(timeout: Double) -> Bool {
+        var entry = pollfd(fd: fd, events: Int16(POLLIN), revents: 0)
+        return poll(&entry, 1, Int32(timeout * 1000)) > 0
+    }
+
+    /// What has arrived: nil at the end (or a reset).
+    func receive() -> [UInt8]? {
+        var chunk = [UInt8](repeating: 0, count: 65536)
+        let count = chunk.withUnsafeMutableBytes { recv(fd, $0.baseAddress, $0.count, Int32(MSG_DONTWAIT)) }
+        if count < 0 && errno == EAGAIN { return [] }
+        return count > 0 ? Array(chunk.prefix(count)) : nil
+    }
+
+    func send(_ bytes: [UInt8]) {
+        _ = bytes.withUnsafeBytes { Glibc.send(fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
+    }
+
+    /// Whether the other end closes within `seconds`; what it sends meanwhile is read and dropped.
+    func endsWithin(seconds: Double) -> Bool {
+        let deadline = Date() + seconds
+        while Date() < deadline {
+            if wait(timeout: 0.05), receive() == nil { return true }
+        }
+        return false
+    }
+}
+
+/// Passes what each socket receives to the other (a socket paired with itself gets its own
+/// bytes back) until one ends or `seconds` pass: the bytes that came from each, and whether one ended.
+private func relay(_ a: RawSocket, _ b: RawSocket, seconds: Double) -> (fromA: [UInt8], fromB: [UInt8], ended: Bool) {
+    var fromA: [UInt8] = []
+    var fromB: [UInt8] = []
+    let deadline = Date() + seconds
+    while Date() < deadline {
+        var entries = [pollfd(fd: a.fd, events: Int16(POLLIN), revents: 0), pollfd(fd: b.fd, events: Int16(POLLIN), revents: 0)]
+        guard poll(&entries, a === b ? 1 : 2, 50) > 0 else { continue }
+        for (source, target) in a === b ? [(a, a)] : [(a, b), (b, a)] {
+            guard let bytes = source.receive() else { return (fromA, fromB, true) }
+            if source === a { fromA += bytes } else { fromB += bytes }
+            target.send(bytes)
+        }
+    }
+    return (fromA, fromB, false)
 }

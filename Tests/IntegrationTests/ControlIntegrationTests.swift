@@ -92,6 +92,21 @@ final class ControlIntegrationTests: XCTestCase {
         XCTAssertEqual(try established.readLine(), "ping", "a reload drops no connection")
     }
 
+    /// Every log line is escaped in one place: a path with a terminal's escape sequence in
+    /// it (here from the file, as it could come from a command) is logged harmless.
+    func testLogLinesEscapeControlCharacters() throws {
+        let a = try Backend("A")
+        let config = try file("server 0 address 127.0.0.1 port \(a.port)\n")
+        let penha = try Penha(["-F", config], servers: [])
+        let log = temporaryPath("x\u{1b}]0;owned\u{07}\u{1b}[2J.log")
+        paths.append(log)
+        try "server 0 address 127.0.0.1 port \(a.port)\nlog \(log)\n".write(toFile: config, atomically: true, encoding: .utf8)
+        try penha.signal(SIGHUP, thenLogs: "reloaded")
+        let logged = try XCTUnwrap(penha.stderr.split(separator: "\n").first { $0.contains("reload: log ") }, penha.stderr)
+        XCTAssertTrue(logged.hasSuffix(#"x\x1b]0;owned\x07\x1b[2J.log"#), String(logged))
+        XCTAssertFalse(penha.stderr.unicodeScalars.contains { $0.value < 0x20 && $0 != "\n" }, penha.stderr)
+    }
+
     func testABrokenFileOnReloadLeavesTheRunningConfiguration() throws {
         let a = try Backend("A")
         let b = try Backend("B")

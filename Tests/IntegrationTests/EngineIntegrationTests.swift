@@ -8,6 +8,22 @@ final class EngineIntegrationTests: XCTestCase {
         try assertClientsKeepTheirServer(options: ["-O", "threads 4"], connections: 16)
     }
 
+    /// The same, made certain: with one engine thread frozen the other must accept, so the
+    /// client is accepted by each thread in turn (EPOLLEXCLUSIVE wakes an idle thread first,
+    /// so sequential clients alone would all meet the same one), and keeps its server.
+    func testAClientAcceptedByEachThreadInTurnKeepsItsServer() throws {
+        let a = try Backend("A"), b = try Backend("B")
+        let penha = try Penha(["-O", "threads 2"], servers: ["127.0.0.1:\(a.port)", "127.0.0.1:\(b.port)"])
+        var answers: [String?] = []
+        for round in 0..<4 {
+            let freezer = try ThreadFreezer(penha, thread: "penha-engine-\(round % 2)")
+            defer { freezer.release() }
+            answers.append(try whoAnswers(penha, source: "127.0.0.2"))
+            XCTAssertNotNil(try whoAnswers(penha, source: "127.0.0.3"), "another client meanwhile")
+        }
+        XCTAssertEqual(Set(answers).count, 1, "accepted by penha-engine-1, then 0, 1, 0: always the same server: \(answers)")
+    }
+
     func testTheThreadsSettingIsAnswered() throws {
         let a = try Backend("A")
         let penha = try Penha(["-O", "threads 4"], servers: ["127.0.0.1:\(a.port)"])

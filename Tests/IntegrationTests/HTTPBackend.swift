@@ -10,7 +10,8 @@ import Glibc
 /// An HTTP backend on loopback: answers each request with `status` and its name as the body,
 /// then closes. Keeps the head of every request (to see what a health check sends) and an
 /// access log in Apache's common format, written here by the test (not by penha's code):
-/// `PEER - - [dd/Mon/yyyy:HH:MM:SS +0000] "REQUEST LINE" STATUS LENGTH`.
+/// `PEER - - [dd/Mon/yyyy:HH:MM:SS +0000] "REQUEST LINE" STATUS LENGTH`, the request line
+/// escaped as Apache escapes it.
 final class HTTPBackend {
     let name: String
     let host: String
@@ -80,6 +81,25 @@ final class HTTPBackend {
     func stop() { try? channel.close().wait() }
     deinit { stop() }
 
+    /// Apache's escaping of a logged field (`ap_escape_logitem`, server/util.c): `"` and `\`
+    /// after a backslash, `\b \t \n \v \r`, any other byte outside printable ASCII as `\xhh`.
+    static func apacheEscaped(_ bytes: some Sequence<UInt8>) -> String {
+        var text = ""
+        for byte in bytes {
+            switch byte {
+            case UInt8(ascii: "\""), UInt8(ascii: "\\"): text += "\\" + String(UnicodeScalar(byte))
+            case 0x08: text += "\\b"
+            case 0x09: text += "\\t"
+            case 0x0A: text += "\\n"
+            case 0x0B: text += "\\v"
+            case 0x0D: text += "\\r"
+            case 0x20...0x7E: text.append(Character(UnicodeScalar(byte)))
+            default: text += "\\x" + (byte < 0x10 ? "0" : "") + String(byte, radix: 16)
+            }
+        }
+        return text
+    }
+
     /// Apache's `%t` for now, in UTC.
     static func apacheTime(_ time: time_t = time(nil)) -> String {
         var seconds = time
@@ -108,7 +128,7 @@ private final class HTTPBackendHandler: ChannelInboundHandler {
         // A head that never ends is answered once it is long enough: a bound, not HTTP.
         guard let end = head.firstRange(of: Array("\r\n\r\n".utf8)) ?? (head.count > 16384 ? head.indices : nil) else { return }
         let text = String(decoding: head[..<end.upperBound], as: UTF8.self)
-        let requestLine = String(decoding: head[..<end.lowerBound].prefix { $0 != UInt8(ascii: "\r") }, as: UTF8.self)
+        let requestLine = HTTPBackend.apacheEscaped(head[..<end.lowerBound].prefix { $0 != UInt8(ascii: "\r") })
         let peer = context.channel.remoteAddress?.ipAddress ?? "?"
         let status = shared.status
         shared.record(head: text, logLine: "\(peer) - - [\(HTTPBackend.apacheTime())] \"\(requestLine)\" \(status) \(body.utf8.count)")

@@ -106,13 +106,38 @@ final class LogToolsIntegrationTests: XCTestCase {
         XCTAssertTrue(waitFor(timeout: 5) { fileLines(penLog).count == 2 }, "\(fileLines(penLog))")
         let lines = fileLines(penLog).map { $0.split(separator: " ", maxSplits: 3).map(String.init) }
         XCTAssertEqual(lines.map { [$0[0], $0[2], $0[3]] }, [["127.0.0.11", "127.0.0.2", "GET /some/path?q=1 HTTP/1.0"],
-                                                            ["127.0.0.12", "127.0.0.2", "hi.."]],
+                                                            ["127.0.0.12", "127.0.0.2", #"hi\x01\xff"#]],
                        "CLIENT UNIXTIME SERVER REQUEST-START, addresses without ports, cut at the line end")
         let after = time(nil)
         for line in lines {
             let logged = try XCTUnwrap(Int(line[1]))
             XCTAssertTrue((Int(before)...Int(after)).contains(logged), "the request's time: \(line)")
         }
+    }
+
+    /// What a client sends reaches the log escaped (no control character a terminal or a
+    /// shell would act on), and the line stays pen's: both mergelogs read it, and it matches
+    /// the web server's line for the request, which Apache escapes alike.
+    func testARequestWithControlCharactersIsLoggedEscapedAndStillMatched() throws {
+        try requirePenTools("mergelogs")
+        let web = try HTTPBackend("ok", host: "127.0.0.2")
+        let penLog = temporaryPath("penha.log"), webLog = temporaryPath("web.log")
+        defer { for path in [penLog, webLog] { unlink(path) } }
+        let balancer = try Penha(["-l", penLog], servers: [web.address])
+        let client = try Client(port: balancer.port, source: "127.0.0.11")
+        try client.send(Array("GET /;id>/tmp/x #\u{1b}]0;owned\u{07}\u{1b}[2J".utf8) + [0xFF, 0x09] + Array("end HTTP/1.0\r\n\r\n".utf8))
+        XCTAssertEqual(String(decoding: try client.readToEnd(), as: UTF8.self).prefix(12), "HTTP/1.1 200")
+        XCTAssertTrue(waitFor(timeout: 5) { fileLines(penLog).count == 1 }, "\(fileLines(penLog))")
+        let logged = try XCTUnwrap(FileManager.default.contents(atPath: penLog))
+        XCTAssertEqual(logged.filter { $0 < 0x20 || $0 > 0x7E }, Data([0x0A]), "only the line's end is not printable")
+        XCTAssertEqual(fileLines(penLog).first?.split(separator: " ", maxSplits: 3).last,
+                       #"GET /;id>/tmp/x #\x1b]0;owned\x07\x1b[2J\xff\tend HTTP/1.0"#)
+        try web.writeLog(to: webLog)
+        let ours = try runProgram(penha, ["mergelogs", "-p", penLog, "127.0.0.2:\(webLog)"])
+        XCTAssertTrue(ours.stderr.contains("1 lines, 1 with their client"), ours.stderr)
+        XCTAssertTrue(ours.stdout.hasPrefix("127.0.0.11 "), ours.stdout)
+        let pens = try runProgram("/usr/bin/mergelogs", ["-c", "-p", penLog, "127.0.0.2:\(webLog)"], environment: ["TZ": "UTC"])
+        XCTAssertTrue(pens.stdout.hasPrefix("127.0.0.11 "), "pen's mergelogs: \(pens.stdout) \(pens.stderr)")
     }
 
     func testPenhaMergelogsGivesTheRealClients() throws {
@@ -123,6 +148,20 @@ final class LogToolsIntegrationTests: XCTestCase {
         assertClients(result.stdout.split(separator: "\n").map(String.init), scenario.expected, count: 9)
         XCTAssertTrue(result.stderr.contains("9 lines, 8 with their client, 1 unmatched"), result.stderr)
         XCTAssertTrue(result.stderr.contains("skipped: 6 web server lines, 2 pen lines"), result.stderr)
+    }
+
+    func testPenTimesNoWebServerCouldHaveAreSkippedAndCounted() throws {
+        let penLog = temporaryPath("pen.log"), webLog = temporaryPath("web.log")
+        defer { for path in [penLog, webLog] { unlink(path) } }
+        try "192.0.2.1 1796126400 127.0.0.2 GET / HTTP/1.0\n192.0.2.9 9223372036854775807 127.0.0.2 GET / HTTP/1.0\n"
+            .write(toFile: penLog, atomically: true, encoding: .utf8)
+        try "127.0.0.1 - - [01/Dec/2026:12:00:01 +0000] \"GET / HTTP/1.0\" 200 2\n".write(toFile: webLog, atomically: true, encoding: .utf8)
+        // -t -1 takes the second line past the largest Int: once a crash (SIGILL).
+        let result = try runProgram(penha, ["mergelogs", "-p", penLog, "-t", "-1", "127.0.0.2:\(webLog)"])
+        XCTAssertEqual(result.status, 0, result.stderr)
+        XCTAssertEqual(result.stdout, "192.0.2.1 - - [01/Dec/2026:12:00:01 +0000] \"GET / HTTP/1.0\" 200 2\n")
+        XCTAssertTrue(result.stderr.contains("1 lines, 1 with their client, 0 unmatched"), result.stderr)
+        XCTAssertTrue(result.stderr.contains("skipped: 0 web server lines, 1 pen lines"), result.stderr)
     }
 
     func testDebiansMergelogsReadsPenhasLogWithTheSameResult() throws {

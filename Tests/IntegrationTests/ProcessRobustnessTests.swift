@@ -209,7 +209,7 @@ private final class CloseOnLine: ChannelInboundHandler {
 /// Stops one thread of a running penha (ptrace's seize and interrupt stop that thread alone)
 /// until released or 30 s have passed: a hang that no fix inside penha can undo, so the
 /// SIGTERM bound is what the tests above see. Needs root (CI runs as root).
-private final class ThreadFreezer {
+final class ThreadFreezer {
     private let process = Process()
     private let input = Pipe()
 
@@ -223,6 +223,9 @@ private final class ThreadFreezer {
         PTRACE_SEIZE, PTRACE_INTERRUPT = 0x4206, 0x4207
         if libc.ptrace(PTRACE_SEIZE, tid, 0, 0) != 0 or libc.ptrace(PTRACE_INTERRUPT, tid, 0, 0) != 0:
             sys.exit(f"ptrace: {os.strerror(ctypes.get_errno())}")
+        # The interrupt only asks: the thread is frozen once waitpid reports its stop
+        # (__WALL: a thread). Before, it could still take one more event.
+        os.waitpid(tid, 0x40000000)
         print("frozen", flush=True)
         # Reaps the thread when penha exits (a traced thread is its tracer's to reap, and
         # until then penha cannot be waited for); ends on release or after 30 s.

@@ -3,6 +3,19 @@ import XCTest
 
 /// pen's server selection, through the real binary.
 final class SelectionIntegrationTests: XCTestCase {
+    /// `maglev`: two penhas that share nothing (no sync, separate client tables), meeting the
+    /// clients in opposite orders, send each of 40 clients to the same server, and spread them
+    /// over all three (round-robin would agree on about a third).
+    func testTwoNodesWithMaglevSendEachClientToTheSameServer() throws {
+        let backends = try ["A", "B", "C"].map { try Backend($0) }
+        let servers = backends.map { "127.0.0.1:\($0.port)" }
+        let one = try Penha(["-O", "maglev"], servers: servers), two = try Penha(["-O", "maglev"], servers: servers)
+        let sources = (2..<42).map { "127.0.0.\($0)" }
+        let first = try sources.map { try whoAnswers(one, source: $0) }
+        XCTAssertEqual(try sources.reversed().map { try whoAnswers(two, source: $0) }.reversed(), first)
+        XCTAssertEqual(Set(first.compactMap { $0 }), ["A", "B", "C"], "\(first)")
+    }
+
     func testClientsAreTrackedToTheirServerByAddress() throws {
         try assertClientsKeepTheirServer(options: [], connections: 4)
     }

@@ -51,6 +51,41 @@ final class SystemdNotifyIntegrationTests: XCTestCase {
         XCTAssertFalse(received.contains("WATCHDOG=1"), "\(received)")
     }
 
+    /// A wedged engine thread (frozen with ptrace) stops the watchdog's pings, so systemd
+    /// restarts penha; they come back once the thread turns again. Before, the pings came from
+    /// the control event loop alone and went on.
+    func testAFrozenEngineThreadStopsTheWatchdogPings() throws {
+        let socket = try UnixDatagramListener()
+        let backend = try Backend("a")
+        defer { backend.stop() }
+        let penha = try Penha(["-O", "threads 2"], servers: ["127.0.0.1:\(backend.port)"],
+                              environment: ["NOTIFY_SOCKET": socket.path, "WATCHDOG_USEC": "400000"])
+        defer { penha.stop() }
+        _ = try socket.next { $0.contains("READY=1") }
+        _ = try socket.next { $0 == "WATCHDOG=1" }
+        let freezer = try ThreadFreezer(penha, thread: "penha-engine-1")
+        XCTAssertTrue(waitFor(timeout: 5) { penha.stderr.contains("not feeding systemd's watchdog") }, penha.stderr)
+        XCTAssertTrue(penha.stderr.contains("on penha-engine-1"), "the log names the thread: \(penha.stderr)")
+        _ = socket.all(for: 0.1)  // what was sent before the look that found it
+        XCTAssertFalse(socket.all(for: 1).contains("WATCHDOG=1"), "no ping while an engine thread is frozen")
+        freezer.release()
+        _ = try socket.next(timeout: 5) { $0 == "WATCHDOG=1" }
+    }
+
+    /// STATUS= says MASTER as soon as the node becomes master, not at the next 5-second update.
+    func testTheStatusChangesAtOnceWhenTheRoleChanges() throws {
+        let lab = try NetworkLab()
+        let socket = try UnixDatagramListener()
+        let penha = try Penha(["-O", "vrrp interface eth0 vrid 51 priority 200 vip 192.0.2.10/24 advert 100ms"],
+                              listen: "192.0.2.10:80", servers: ["127.0.0.1:8080"], namespace: lab.namespace("a"),
+                              environment: ["NOTIFY_SOCKET": socket.path])
+        defer { penha.stop() }
+        let ready = try socket.next { $0.contains("READY=1") }
+        XCTAssertFalse(ready.contains("STATUS=MASTER"), "alone, it becomes master after the master-down interval: \(ready)")
+        XCTAssertTrue(waitFor(timeout: 5) { penha.stderr.contains("-> MASTER") }, penha.stderr)
+        _ = try socket.next(timeout: 1) { $0.hasPrefix("STATUS=MASTER") }
+    }
+
     private func monotonicMicroseconds() -> Int64 {
         var now = timespec()
         clock_gettime(CLOCK_MONOTONIC, &now)

@@ -141,6 +141,9 @@ final class VRRPIntegrationTests: XCTestCase {
         XCTAssertEqual(master.instance["master"] as? String, "192.0.2.1")
         XCTAssertGreaterThan(master.instance["sent"] as? Int ?? 0, 0)
         XCTAssertEqual(master.instance["lastChangeReason"] as? String, "master down timer expired")
+        // It became master since the pair started: seconds ago by penha's clock, beside the epoch time.
+        XCTAssertTrue((0...30).contains(master.instance["lastChangeSecondsAgo"] as? Int ?? -1), "\(master.instance)")
+        XCTAssertGreaterThan(master.instance["lastChange"] as? Int ?? 0, 0)
         let masterVIPs = master.instance["virtualAddresses"] as? [[String: Any]]
         XCTAssertEqual(masterVIPs?.first?["address"] as? String, "192.0.2.10/24")
         XCTAssertEqual(masterVIPs?.first?["onInterface"] as? Bool, true)

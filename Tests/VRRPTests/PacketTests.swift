@@ -1,3 +1,4 @@
+import TestSupport
 import XCTest
 
 @testable import VRRP
@@ -449,18 +450,6 @@ final class PacketTests: XCTestCase {
 
     // MARK: Garbage
 
-    /// SplitMix64: deterministic, so a failure reproduces.
-    private struct SeededGenerator: RandomNumberGenerator {
-        var state: UInt64
-        mutating func next() -> UInt64 {
-            state &+= 0x9E37_79B9_7F4A_7C15
-            var z = state
-            z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-            z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-            return z ^ (z >> 31)
-        }
-    }
-
     func testTruncatedAdvertsAreDropped() throws {
         for advert in [v3Advert(addresses: ["192.168.1.100", "192.168.1.101"]), v2Advert(), v3Advert().withIPv6()] {
             let bytes = try encode(advert)
@@ -472,7 +461,7 @@ final class PacketTests: XCTestCase {
     }
 
     func testRandomGarbageOfEveryLengthIsDropped() {
-        var generator = SeededGenerator(state: 0x5EED)
+        var generator = SplitMix64(seed: 0x5EED)
         for length in 0...60 {
             for round in 0..<300 {
                 var bytes = (0..<length).map { _ in UInt8.random(in: 0...255, using: &generator) }
@@ -557,7 +546,7 @@ final class PacketTests: XCTestCase {
     }
 
     func testIPv4GarbageOfEveryLengthNeverCrashes() {
-        var generator = SeededGenerator(state: 0xBAD)
+        var generator = SplitMix64(seed: 0xBAD)
         let valid = ipv4Packet(payload: [1, 2, 3, 4])
         for length in 0...60 {
             XCTAssertEqual(IPv4Header.parse(valid.prefix(length)) != nil, length >= valid.count)

@@ -1,3 +1,4 @@
+import TestSupport
 import XCTest
 @testable import VRRP
 @testable import VRRPCore
@@ -673,19 +674,19 @@ final class StateMachineTests: XCTestCase {
     /// that nextDeadline is the only (earliest) timer, that ticking before it is a no-op and at it is
     /// not, and that address bookkeeping and transitions stay consistent.
     func testInvariantsHoldUnderRandomInputs() throws {
-        var random = SplitMix(seed: 0x5EED)
+        var random = SplitMix64(seed: 0x5EED)
         let senders = [lowerPeer, ours, higherPeer]
         var visited: Set<VRRPState> = []
         for run in 0..<40 {
             var machine = try makeMachine(
                 version: run % 2 == 0 ? .v3 : .v2, priority: [1, 100, 200, 254, 255][run % 5],
-                interval: run % 2 == 0 ? UInt16(1 + random.next(4095)) : 100,
+                interval: run % 2 == 0 ? UInt16(1 + random.next() % 4095) : 100,
                 preempt: run % 3 != 0, preemptDelay: run % 4 == 0 ? 5 : nil)
             var now = t0
             var addressesHeld = false
             for step in 0..<400 {
                 // An event loop: a timer due before the next external event fires first.
-                let eventTime = now.advanced(by: random.next(seconds(2)))
+                let eventTime = now.advanced(by: random.next() % seconds(2))
                 let before = machine.state
                 let actions: [VRRPAction]
                 if let deadline = machine.nextDeadline, deadline <= eventTime {
@@ -693,25 +694,25 @@ final class StateMachineTests: XCTestCase {
                     actions = machine.tick(now: now)
                 } else {
                     now = eventTime
-                    switch random.next(8) {
+                    switch random.next() % 8 {
                     case 0: actions = machine.start(now: now)
                     case 1: actions = machine.shutdown(now: now)
                     case 2: actions = machine.interfaceDown(now: now)
                     case 3: actions = machine.interfaceUp(now: now)
                     case 4:
-                        machine.setEffectivePriority(UInt8(random.next(256)))
+                        machine.setEffectivePriority(UInt8(random.next() % 256))
                         actions = []
                     case 5:
                         actions = machine.tick(now: now)
                     case 6:
                         try? machine.reconfigure(
-                            priority: UInt8(random.next(256)), advertisementInterval: UInt16(1 + random.next(4095)),
-                            preempt: random.next(2) == 0, preemptDelay: nil)
+                            priority: UInt8(random.next() % 256), advertisementInterval: UInt16(1 + random.next() % 4095),
+                            preempt: random.next() % 2 == 0, preemptDelay: nil)
                         actions = []
                     default:
                         actions = machine.advertisementReceived(
-                            priority: UInt8(random.next(256)), maxAdvertInterval: UInt16(1 + random.next(4095)),
-                            sender: senders[Int(random.next(3))], now: now)
+                            priority: UInt8(random.next() % 256), maxAdvertInterval: UInt16(1 + random.next() % 4095),
+                            sender: senders[Int(random.next() % 3)], now: now)
                     }
                 }
                 let context = "run \(run) step \(step)"
@@ -817,16 +818,3 @@ private struct Network {
     }
 }
 
-/// Deterministic pseudo-random numbers for the invariant test.
-private struct SplitMix {
-    var state: UInt64
-    init(seed: UInt64) { state = seed }
-
-    mutating func next(_ bound: UInt64) -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return (z ^ (z >> 31)) % bound
-    }
-}

@@ -42,6 +42,8 @@ public final class BalancerService: Sendable {
     /// The TCP data path. Set once it listens; read from the event loop and the thread pool
     /// (counters before an answer).
     private let engine = Mutex<Engine?>(nil)
+    /// Set when a stopping penha drains its connections.
+    private let drain = Mutex<Drain?>(nil)
     private var tcp: Engine? { engine.withLock { $0 } }
     /// Set once VRRP runs. Its statuses ask the interfaces, so they are gathered on the thread
     /// pool and only for a report that shows the instances.
@@ -153,7 +155,7 @@ public final class BalancerService: Sendable {
     /// The TCP data path's threads and listeners.
     private func startEngine(_ configuration: Configuration, freeBind: Bool) throws -> SocketAddress? {
         let engine = try Engine(shared: shared, events: events, tls: tls, threads: configuration.threads,
-                                limit: configuration.connectionsMax)
+                                limit: configuration.connectionsMax, acceptProxy: configuration.acceptProxy)
         let address: EngineListenAddress
         switch configuration.listen {
         case .inet(let host, let port):
@@ -178,6 +180,30 @@ public final class BalancerService: Sendable {
         }
     }
 
+    /// Starts draining: from now on `drainDecision` says when to exit (`Drain`), and the
+    /// status shows it. Call once the listener is closed.
+    public func startDraining() {
+        let seconds = configuration.drainSeconds
+        drain.withLock { $0 = Drain(seconds: seconds, now: .now()) }
+    }
+
+    /// A second SIGTERM: exit at once.
+    public func interruptDrain() {
+        drain.withLock { $0?.interrupt() }
+    }
+
+    /// Whether to relay on or exit, from the connections open now; never blocks (no event loop).
+    public func drainDecision() -> Drain.Decision {
+        let open = tcp?.openConnections ?? 0
+        return drain.withLock { $0?.decide(now: .now(), connections: open) } ?? .exit(closing: open)
+    }
+
+    /// The TCP engine's threads and their loop turns, for the watchdog (none before it starts).
+    public var engineThreadTurns: [ProgressWatch.Turns] { tcp?.threadTurns ?? [] }
+
+    /// Makes every engine thread turn once, so that an idle one shows it is alive.
+    public func nudgeEngineThreads() { tcp?.nudgeThreads() }
+
     /// Runs `body` on the balancer's event loop with its state, for the control socket and stats.
     public func withState<Result: Sendable>(_ body: @escaping @Sendable (inout BalancerState) -> Result) -> EventLoopFuture<Result> {
         eventLoop.submit { self.shared.withLock { body(&$0.state) } }
@@ -189,14 +215,17 @@ public final class BalancerService: Sendable {
         vrrp.withLock { $0 = control }
     }
 
-    /// Whether a control connection from `address` passes `control_acl` (a refusal is logged);
-    /// called on the event loop, where the control socket runs.
-    func admitsControlConnection(from address: SocketAddress?) -> Bool {
+    /// Whether a control connection from `address` passes `control_acl`; called on the event
+    /// loop, where the control socket runs. A refusal is logged through `refusals`: a peer
+    /// can be refused at will.
+    func admitsControlConnection(from address: SocketAddress?, refusals: inout LogThrottle) -> Bool {
         eventLoop.assertInEventLoop()
         let configuration = configuration
         guard configuration.accessLists.permits(ClientKey(address), list: configuration.controlACL) else {
-            logger.warning("control connection refused by control_acl \(configuration.controlACL)",
-                           metadata: ["client": "\(Endpoint.describe(address))"])
+            if let note = refusals.admitNote(now: .now()) {
+                logger.warning("control connection refused by control_acl \(configuration.controlACL)\(note)",
+                               metadata: ["client": "\(Endpoint.describe(address))"])
+            }
             return false
         }
         return true
@@ -208,8 +237,11 @@ public final class BalancerService: Sendable {
     }
 
     /// One command line from the control socket: its answer, or one `error: ...` line.
-    public func execute(_ text: String) -> EventLoopFuture<Reply> {
-        run(reading: { try ConfigFile.expandIncludes([ConfigLine(try Command.parse(text))]) })
+    /// `overTCP`: it came to a TCP control port, which refuses the commands that name a file
+    /// unless `control_tcp_files` is on; checked before anything is read or opened.
+    public func execute(_ text: String, overTCP: Bool = false) -> EventLoopFuture<Reply> {
+        let allowingFiles = !overTCP || configuration.controlTCPFiles
+        return run(reading: { try ConfigFile.expandIncludes([ConfigLine(try Command.parse(text, allowingFiles: allowingFiles))]) })
             .recover { error in Reply(refusing: error) }
     }
 
@@ -274,7 +306,8 @@ public final class BalancerService: Sendable {
 
     /// The VRRP instances as reports show them; blocking (it asks the interfaces).
     func vrrpReports() -> [StatusReport.VRRPInstance] {
-        (vrrp.withLock { $0 }?.statuses ?? []).map(StatusReport.VRRPInstance.init)
+        let now = time(nil)
+        return (vrrp.withLock { $0 }?.statuses ?? []).map { StatusReport.VRRPInstance($0, now: now) }
     }
 
     /// Reads and prepares on the thread pool, then applies on the event loop.
@@ -368,6 +401,8 @@ public final class BalancerService: Sendable {
                                   control: loop.controlAddress, pid: Int(getpid()), exitEnabled: options.exitEnabled,
                                   configFile: options.configFile, tlsHandshakes: tls.map { ($0.completed, $0.failed) })
         facts.sync = loop.clientSync?.report(now: facts.now)
+        let open = tcp?.openConnections ?? 0
+        facts.draining = drain.withLock { $0?.report(now: facts.now, connections: open) }
         return facts
     }
 
@@ -375,7 +410,7 @@ public final class BalancerService: Sendable {
     private func adoptRuntime() {
         let configuration = configuration
         logger.logLevel = Self.logLevel(debug: configuration.debugLevel)
-        tcp?.adopt(limit: configuration.connectionsMax, noDelay: configuration.tcpNoDelay)
+        tcp?.adopt(limit: configuration.connectionsMax, noDelay: configuration.tcpNoDelay, acceptProxy: configuration.acceptProxy)
         let loop = onLoop.value
         loop.udp?.adopt(configuration)
         loop.healthChecker?.schedule()

@@ -9,15 +9,20 @@ import VRRPCore
 /// ~50 ms the changes since, coalesced; each node listens for its peers and applies what they
 /// send (`BalancerState.applyRemote`: last writer wins). Everything runs on the balancer's
 /// event loop; the data path only marks changed slots (`ClientTable.isJournaling`), so a
-/// dead, slow or hostile peer costs it nothing: what a peer cannot take waits in its bounded
-/// `SyncOutbox`, which drops the oldest and resyncs.
+/// dead, slow or hostile peer costs it nothing: nothing is read from the table for a peer
+/// before it has proven the key (`SyncSession`), a full copy holds the lock the data path
+/// takes for one part of the table at a time, and what a peer cannot take waits in its
+/// bounded `SyncOutbox`, which drops the oldest and resyncs.
 final class ClientSync {
     let settings: SyncSettings
     private let key: ClientSyncKey
     fileprivate unowned let service: BalancerService
+    /// This run's node in its hellos: a hello that names it is the node's own, come back.
+    private let node = ClientSync.randomBytes(SyncHello.nodeSize)
     private var listener: Channel?
     private var links: [PeerLink] = []
     private var incoming: [ObjectIdentifier: IncomingConnection] = [:]
+    private var places = SyncPlaces<ObjectIdentifier>()
     private var tick: RepeatedTask?
     /// Entries applied from each peer, by its address.
     private var received: [IPAddress: UInt64] = [:]
@@ -27,8 +32,7 @@ final class ClientSync {
     private var stopped = false
 
     static let batchInterval = TimeAmount.milliseconds(50)
-    /// Incoming connections a peer may hold at once (a reconnecting peer's old one may linger).
-    static let connectionsPerPeer = 4
+    /// A connection whose peer has not proven the key by then is dropped, either way.
     static let helloTimeout = TimeAmount.seconds(5)
 
     init(settings: SyncSettings, key: ClientSyncKey, service: BalancerService) {
@@ -75,6 +79,7 @@ final class ClientSync {
         for link in links { link.stop() }
         for connection in incoming.values { connection.channel.close(promise: nil) }
         incoming = [:]
+        places = SyncPlaces()
         service.withStateOnLoop { $0.clients.isJournaling = false }
     }
 
@@ -108,14 +113,30 @@ final class ClientSync {
         }
     }
 
-    fileprivate func snapshot() -> [SyncChange] { service.withStateOnLoop { $0.clientSnapshot() } }
+    /// The whole table for a full copy, read a part at a time, each under the lock briefly.
+    fileprivate func snapshot() -> [SyncChange] {
+        BalancerState.clientSnapshot { slots in service.withStateOnLoop { $0.clientChanges(slots: slots) } }
+    }
 
     fileprivate var logger: Logger { service.logger }
 
-    fileprivate func session() -> SyncSession {
+    /// This side's hello for a new connection: the node and a fresh nonce.
+    fileprivate func hello() -> SyncHello { SyncHello(node: node, nonce: Self.randomBytes(SyncMessage.nonceSize)) }
+
+    fileprivate var mac: SyncSession.MAC { { [key] in key.mac($0) } }
+
+    private static func randomBytes(_ count: Int) -> [UInt8] {
         var generator = SystemRandomNumberGenerator()
-        let nonce = (0..<SyncMessage.nonceSize).map { _ in UInt8.random(in: .min ... .max, using: &generator) }
-        return SyncSession(nonce: nonce, mac: { [key] in key.mac($0) })
+        return (0..<count).map { _ in UInt8.random(in: .min ... .max, using: &generator) }
+    }
+
+    /// Calls `expired` with the reason unless the peer on `channel` has proven the key within
+    /// the hello bound, so that a connection from (or to) a process without the key never holds on.
+    fileprivate func boundHandshake(of channel: Channel, isEstablished: @escaping () -> Bool, expired: @escaping (String) -> Void) {
+        let deadline = channel.eventLoop.assumeIsolated().scheduleTask(in: Self.helloTimeout) {
+            if !isEstablished() { expired("it did not prove the key within \(Self.helloTimeout.nanoseconds / 1_000_000_000) s") }
+        }
+        channel.closeFuture.assumeIsolated().whenComplete { _ in deadline.cancel() }
     }
 
     // MARK: receiving
@@ -126,50 +147,57 @@ final class ClientSync {
             reject("connection from \(Endpoint.describe(channel.remoteAddress)), which is not a sync peer")
             return channel.close()
         }
-        guard incoming.count < settings.peers.count * Self.connectionsPerPeer else {
-            reject("connection from \(Endpoint.describe(channel.remoteAddress)): already \(incoming.count) sync connections")
-            return channel.close()
-        }
-        let connection = IncomingConnection(channel: channel, peer: remote, session: session())
+        let connection = IncomingConnection(channel: channel, peer: remote, session: .responder(hello(), mac: mac))
         let id = ObjectIdentifier(channel)
         incoming[id] = connection
-        // A peer has this long to prove the key; one that does not is dropped.
-        let helloDeadline = channel.eventLoop.assumeIsolated().scheduleTask(in: Self.helloTimeout) { [weak self] in
-            guard !connection.session.isReady else { return }
-            self?.reject("peer \(Endpoint.describe(channel.remoteAddress)) dropped: no hello within \(Self.helloTimeout.nanoseconds / 1_000_000_000) s")
-            channel.close(promise: nil)
+        if let pushedOut = places.admit(id, from: remote) {
+            drop(pushedOut, because: "a newer connection took its place before it proved the key")
         }
-        channel.closeFuture.assumeIsolated().whenComplete { [weak self] _ in
-            helloDeadline.cancel()
-            self?.incoming[id] = nil
+        boundHandshake(of: channel, isEstablished: { connection.session.isEstablished }) { [weak self] reason in
+            self?.drop(id, because: reason)
         }
-        let handler = SyncConnectionHandler(
-            onActive: { context in
-                var buffer = context.channel.allocator.buffer(capacity: 64)
-                buffer.writeBytes(connection.session.hello())
-                context.writeAndFlush(NIOAny(buffer), promise: nil)
-            },
-            onBytes: { [weak self] bytes in self?.receive(bytes, on: connection) },
-            onWritable: {})
+        channel.closeFuture.assumeIsolated().whenComplete { [weak self] _ in self?.forget(id) }
+        // The responder speaks only once the initiator's hello has come.
+        let handler = SyncConnectionHandler(onActive: { _ in }, onBytes: { [weak self] bytes in self?.receive(bytes, on: connection) },
+                                            onWritable: {})
         return channel.eventLoop.makeCompletedFuture { try channel.pipeline.syncOperations.addHandler(handler) }
     }
 
     private func receive(_ bytes: ByteBufferView, on connection: IncomingConnection) {
+        let id = ObjectIdentifier(connection.channel)
+        let output: SyncSession.Output
         do {
-            for message in try connection.session.receive(bytes) {
-                switch message {
-                case .fullCopy(_, _, let entries), .updates(let entries):
-                    let now = NIODeadline.now()
-                    let applied = service.withStateOnLoop { $0.applyRemote(entries, now: now) }
-                    received[connection.peer, default: 0] += UInt64(applied)
-                case .hello:
-                    break
-                }
-            }
+            output = try connection.session.receive(bytes)
         } catch {
-            reject("peer \(Endpoint.describe(connection.channel.remoteAddress)) dropped: \(error)")
-            connection.channel.close(promise: nil)
+            return drop(id, because: "\(error)")
         }
+        if !output.reply.isEmpty { connection.channel.writeAndFlush(ByteBuffer(bytes: output.reply), promise: nil) }
+        if output.proven, let replaced = places.prove(id) {
+            // The peer's connection from before it reconnected, if it lingers.
+            incoming[replaced]?.channel.close(promise: nil)
+            forget(replaced)
+        }
+        for message in output.messages {
+            switch message {
+            case .fullCopy(_, _, let entries), .updates(let entries):
+                let now = NIODeadline.now()
+                let applied = service.withStateOnLoop { $0.applyRemote(entries, now: now) }
+                received[connection.peer, default: 0] += UInt64(applied)
+            }
+        }
+    }
+
+    /// An incoming connection refused: closed, counted, and its place free at once.
+    private func drop(_ id: ObjectIdentifier, because reason: String) {
+        guard let connection = incoming[id] else { return }
+        reject("peer \(Endpoint.describe(connection.channel.remoteAddress)) dropped: \(reason)")
+        connection.channel.close(promise: nil)
+        forget(id)
+    }
+
+    private func forget(_ id: ObjectIdentifier) {
+        incoming[id] = nil
+        places.remove(id)
     }
 
     fileprivate func reject(_ reason: String) {
@@ -197,8 +225,9 @@ private final class PeerLink {
     let peer: SyncSettings.Address
     unowned let sync: ClientSync
     var outbox = SyncOutbox()
-    private var channel: Channel?
-    private var session: SyncSession?
+    /// The connection to the peer while there is one. Its session is changed in place
+    /// (`open?.session...`): a write may close the channel, and `closed()` clear this, at once.
+    private var open: (channel: Channel, session: SyncSession)?
     private var retryDelay = PeerLink.firstRetry
     private var retry: Scheduled<Void>?
     private var stopped = false
@@ -209,6 +238,15 @@ private final class PeerLink {
 
     static let firstRetry = TimeAmount.milliseconds(100)
     static let lastRetry = TimeAmount.seconds(5)
+
+    /// A failed connect in words: NIO wraps the system error of each address it tried
+    /// (`Connection errors: SingleConnectionFailure(target: ...)`); the peer has one address.
+    static func describe(_ error: Error) -> String {
+        guard let error = error as? NIOConnectionError, let first = error.connectionErrors.first else {
+            return SystemErrorText.describe(error)
+        }
+        return SystemErrorText.describe(first.error)
+    }
     /// Messages written in one go before yielding the loop; NIO's writability stops it sooner.
     static let messagesPerFlush = 64
 
@@ -217,7 +255,7 @@ private final class PeerLink {
         self.sync = sync
     }
 
-    var isConnected: Bool { session?.isReady ?? false }
+    var isConnected: Bool { open?.session.isEstablished ?? false }
 
     func connect() {
         guard !stopped else { return }
@@ -244,11 +282,10 @@ private final class PeerLink {
             switch result {
             case .success(let channel):
                 guard !self.stopped else { return channel.close(promise: nil) }
-                self.channel = channel
                 channel.closeFuture.assumeIsolated().whenComplete { [weak self] _ in self?.closed() }
             case .failure(let error):
                 if let note = self.connectLog.admitNote(now: .now()) {
-                    self.sync.logger.info("sync: cannot connect to \(self.peer): \(SystemErrorText.describe(error))\(note)")
+                    self.sync.logger.info("sync: cannot connect to \(self.peer): \(Self.describe(error))\(note)")
                 }
                 self.scheduleRetry()
             }
@@ -258,30 +295,34 @@ private final class PeerLink {
     func stop() {
         stopped = true
         retry?.cancel()
-        channel?.close(promise: nil)
+        open?.channel.close(promise: nil)
     }
 
     private func active(_ context: ChannelHandlerContext) {
-        let session = sync.session()
-        self.session = session
-        var buffer = context.channel.allocator.buffer(capacity: 64)
-        buffer.writeBytes(session.hello())
-        context.writeAndFlush(NIOAny(buffer), promise: nil)
+        let channel = context.channel
+        let (session, hello) = SyncSession.initiator(sync.hello(), mac: sync.mac)
+        open = (channel, session)
+        channel.writeAndFlush(ByteBuffer(bytes: hello), promise: nil)
+        sync.boundHandshake(of: channel, isEstablished: { [weak self] in self?.isConnected ?? true }) { [weak self] reason in
+            guard let self else { return }
+            self.sync.reject("peer \(self.peer) dropped: \(reason)")
+            channel.close(promise: nil)
+        }
     }
 
     private func receive(_ bytes: ByteBufferView) {
-        guard var session else { return }
-        let wasReady = session.isReady
+        let output: SyncSession.Output?
         do {
             // The peer sends nothing after its hello; whatever it sends is checked all the same.
-            _ = try session.receive(bytes)
+            output = try open?.session.receive(bytes)
         } catch {
             sync.reject("peer \(peer) dropped: \(error)")
-            channel?.close(promise: nil)
+            open?.channel.close(promise: nil)
             return
         }
-        self.session = session
-        if !wasReady && session.isReady {
+        guard let output, let channel = open?.channel else { return }
+        if !output.reply.isEmpty { channel.writeAndFlush(ByteBuffer(bytes: output.reply), promise: nil) }
+        if output.proven {
             retryDelay = Self.firstRetry
             outbox.requestFullCopy()
             sync.logger.notice("sync: connected to \(peer)")
@@ -291,12 +332,12 @@ private final class PeerLink {
 
     /// Writes what the peer is owed while the connection takes it.
     func flush() {
-        guard let channel, var session, session.isReady, sync.service.holdsVirtualAddresses else { return }
+        guard let channel = open?.channel, open?.session.isEstablished == true, sync.service.holdsVirtualAddresses else { return }
         var written = 0
         while channel.isWritable, written < Self.messagesPerFlush {
             let now = NIODeadline.now()
             if outbox.needsFullCopy && !outbox.isSendingFullCopy { outbox.startFullCopy(sync.snapshot()) }
-            guard let message = outbox.nextMessage(now: now) else { break }
+            guard let message = outbox.nextMessage(now: now), let frame = open?.session.seal(message) else { break }
             switch message {
             case .fullCopy(_, let last, let entries):
                 sent += UInt64(entries.count)
@@ -306,21 +347,15 @@ private final class PeerLink {
                 }
             case .updates(let entries):
                 sent += UInt64(entries.count)
-            case .hello:
-                break
             }
-            var buffer = channel.allocator.buffer(capacity: 0)
-            buffer.writeBytes(session.seal(message))
-            channel.write(buffer, promise: nil)
+            channel.write(ByteBuffer(bytes: frame), promise: nil)
             written += 1
         }
-        self.session = session
         if written > 0 { channel.flush() }
     }
 
     private func closed() {
-        channel = nil
-        session = nil
+        open = nil
         if !stopped { sync.logger.notice("sync: connection to \(peer) closed") }
         scheduleRetry()
     }

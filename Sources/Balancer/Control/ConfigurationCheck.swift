@@ -2,12 +2,13 @@ import BalancerCore
 import VRRP
 
 /// What `penha check` finds beyond parsing: the parts of a configuration that only the
-/// system can judge (host names, TLS files, interfaces), each looked at without binding,
-/// writing or changing anything.
+/// system can judge (host names, TLS files, interfaces, the files penha writes), each looked
+/// at with the code `run` uses, without binding, writing or changing anything.
 public enum ConfigurationCheck {
-    /// Every problem of `configuration`; `lines` are the commands it was made from, so that
-    /// a problem with a line's server or vrrp instance names that line's file:line.
-    public static func problems(of configuration: Configuration, lines: [ConfigLine]) -> [ConfigurationError] {
+    /// Every problem of `configuration` and of the pid file `run` would write; `lines` are
+    /// the commands it was made from, so that a problem with a line's server, vrrp instance
+    /// or log names that line's file:line.
+    public static func problems(of configuration: Configuration, lines: [ConfigLine], pidFile: String?) -> [ConfigurationError] {
         var problems: [ConfigurationError] = []
         let named: [(String, ServerSpec?)] = configuration.servers.enumerated().map { ("server \($0.offset)", $0.element) }
             + [("-e", configuration.emergency), ("-B", configuration.abuse)]
@@ -41,9 +42,16 @@ public enum ConfigurationCheck {
                 problems.append(ConfigurationError("\(error)").at(lines.last { $0.command == .sync(sync) }?.origin))
             }
         }
-        if let report = configuration.webStatsFile {
+        if let log = configuration.logFile {
             do {
-                try FileAccess.checkReplaceable(report)
+                try LogFile.check(log)
+            } catch {
+                problems.append(ConfigurationError("\(error)").at(lines.last { $0.command == .file(.log, .set(log)) }?.origin))
+            }
+        }
+        for replaced in [configuration.webStatsFile, pidFile].compactMap({ $0 }) {
+            do {
+                try FileAccess.checkReplaceable(replaced)
             } catch {
                 problems.append(ConfigurationError("\(error)"))
             }

@@ -89,13 +89,27 @@ final class LogFile: Sendable {
     /// `path` is a file, or pen's `HOST:PORT` of a log daemon: a value with a `:` and no `/`
     /// (pen takes any value with a `:` that does not start with `/`; penha keeps `./a:b` a file).
     init(path: String) throws {
-        if path.contains(":"), !path.contains("/") {
+        if Self.namesDaemon(path) {
             let (host, port) = try parseHostPort(path, what: "log address")
             destination = .daemon(try DatagramSender(host: host, port: port))
         } else {
-            destination = .file(try FileAccess.openForAppending(path, action: "open log"))
+            destination = .file(try FileAccess.openForAppending(path, action: Self.fileAction))
         }
     }
+
+    /// Whether `init` would succeed now, creating no file: for `penha check`. A daemon's
+    /// host is resolved and its socket made and closed; nothing is sent.
+    static func check(_ path: String) throws {
+        if Self.namesDaemon(path) {
+            _ = try LogFile(path: path)
+        } else {
+            try FileAccess.checkAppendable(path, action: fileAction)
+        }
+    }
+
+    private static let fileAction = "open log"
+
+    private static func namesDaemon(_ path: String) -> Bool { path.contains(":") && !path.contains("/") }
 
     /// The file for `path`; nil for none.
     static func open(_ path: String?) throws -> LogFile? {

@@ -16,7 +16,9 @@ public enum ControlServer {
     static let lineTimeout = TimeAmount.seconds(10)
 
     /// Binds the control socket. A Unix socket's directory is created if missing and the
-    /// socket is made mode 0600: the socket is the only authentication there is.
+    /// socket is made mode 0600: the socket is the only authentication there is. A TCP port
+    /// has none (pen's has none either), so it refuses the commands that name a file unless
+    /// `control_tcp_files` is on (`BalancerService.execute`).
     public static func start(_ address: Endpoint, service: BalancerService,
                              onExit: @escaping @Sendable () -> Void) -> EventLoopFuture<Channel> {
         let eventLoop = service.eventLoop
@@ -25,6 +27,9 @@ public enum ControlServer {
         made.warn = { service.logger.warning("control socket: \($0)") }
         // The listener and its connections are all on the service's one loop.
         let limiter = NIOLoopBoundBox.makeBoxSendingValue(made, eventLoop: eventLoop)
+        let refusals = NIOLoopBoundBox.makeBoxSendingValue(LogThrottle(), eventLoop: eventLoop)
+        // Not a Unix socket: a TCP port, without the file permissions that guard the socket.
+        let overTCP = address.socketPath == nil
         let bootstrap = ServerBootstrap(group: eventLoop)
             .serverChannelOption(ChannelOptions.socketOption(.so_reuseaddr), value: 1)
             .childChannelOption(ChannelOptions.allowRemoteHalfClosure, value: true)
@@ -34,7 +39,8 @@ public enum ControlServer {
             .childChannelInitializer { channel in
                 channel.closeFuture.assumeIsolated().whenComplete { _ in limiter.value.release() }
                 return channel.eventLoop.makeCompletedFuture {
-                    try channel.pipeline.syncOperations.addHandler(ControlHandler(service: service, onExit: onExit))
+                    try channel.pipeline.syncOperations.addHandler(
+                        ControlHandler(service: service, overTCP: overTCP, refusals: refusals, onExit: onExit))
                 }
             }
         switch address {
@@ -119,6 +125,9 @@ final class ControlHandler: ChannelInboundHandler {
     typealias OutboundOut = ByteBuffer
 
     private let service: BalancerService
+    private let overTCP: Bool
+    /// The listener's, shared by its connections.
+    private let refusals: NIOLoopBoundBox<LogThrottle>
     private let onExit: @Sendable () -> Void
     private var line: [UInt8] = []
     private var answered = false
@@ -127,14 +136,17 @@ final class ControlHandler: ChannelInboundHandler {
     private var admitted = false
     private var timeout: Scheduled<Void>?
 
-    init(service: BalancerService, onExit: @escaping @Sendable () -> Void) {
+    init(service: BalancerService, overTCP: Bool, refusals: NIOLoopBoundBox<LogThrottle>,
+         onExit: @escaping @Sendable () -> Void) {
         self.service = service
+        self.overTCP = overTCP
+        self.refusals = refusals
         self.onExit = onExit
     }
 
     func channelActive(context: ChannelHandlerContext) {
         let channel = context.channel
-        admitted = service.admitsControlConnection(from: channel.remoteAddress)
+        admitted = service.admitsControlConnection(from: channel.remoteAddress, refusals: &refusals.value)
         timeout = context.eventLoop.scheduleTask(in: ControlServer.lineTimeout) { channel.close(promise: nil) }
         context.fireChannelActive()
     }
@@ -181,7 +193,7 @@ final class ControlHandler: ChannelInboundHandler {
             return
         }
         let text = String(decoding: line, as: UTF8.self)
-        service.execute(text).assumeIsolated().whenSuccess { reply in
+        service.execute(text, overTCP: overTCP).assumeIsolated().whenSuccess { reply in
             self.reply(context, reply)
         }
     }

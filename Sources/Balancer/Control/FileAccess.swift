@@ -46,15 +46,15 @@ public enum FileAccess {
     /// A regular file opened for appending, created 0644 if missing; the caller owns the descriptor.
     public static func openForAppending(_ path: String, action: String) throws -> Int32 {
         try requireRegularIfPresent(path, action)
-        let descriptor = open(path, O_WRONLY | O_APPEND | O_CREAT | O_NONBLOCK | O_CLOEXEC, 0o644)
-        guard descriptor >= 0 else { throw FileError(action, path) }
-        do {
-            try requireRegular(descriptor, path, action)
-        } catch {
-            close(descriptor)
-            throw error
-        }
-        return descriptor
+        return try openRegular(path, O_WRONLY | O_APPEND | O_CREAT | O_NONBLOCK | O_CLOEXEC, action)
+    }
+
+    /// Whether `openForAppending` would succeed now, creating nothing (for `penha check`): a
+    /// file that is there is opened for appending and closed, for a missing one its directory
+    /// must be writable.
+    public static func checkAppendable(_ path: String, action: String) throws {
+        guard try requireRegularIfPresent(path, action) else { return try checkWritableDirectory(of: path, action) }
+        close(try openRegular(path, O_WRONLY | O_APPEND | O_NONBLOCK | O_CLOEXEC, action))
     }
 
     /// Refuses a path that names something other than a regular file, before a library
@@ -70,6 +70,10 @@ public enum FileAccess {
     /// not when its first report is due.
     public static func checkReplaceable(_ path: String, action: String = "write") throws {
         try requireRegularIfPresent(path, action)
+        try checkWritableDirectory(of: path, action)
+    }
+
+    private static func checkWritableDirectory(of path: String, _ action: String) throws {
         let directory = directoryName(of: path)
         var status = stat()
         guard stat(directory, &status) == 0 else { throw FileError(action, path, errno: errno) }
@@ -134,13 +138,29 @@ public enum FileAccess {
         return slash == path.startIndex ? "/" : String(path[..<slash])
     }
 
-    private static func requireRegularIfPresent(_ path: String, _ action: String) throws {
+    /// Whether `path` is there (a regular file); throws if it is something else.
+    @discardableResult
+    private static func requireRegularIfPresent(_ path: String, _ action: String) throws -> Bool {
         var status = stat()
         if stat(path, &status) != 0 {
             guard errno == ENOENT else { throw FileError(action, path) }
-            return
+            return false
         }
         guard isRegular(status) else { throw FileError(action, path, "not a regular file") }
+        return true
+    }
+
+    /// `open` without blocking, of a regular file only; the caller owns the descriptor.
+    private static func openRegular(_ path: String, _ flags: Int32, _ action: String) throws -> Int32 {
+        let descriptor = open(path, flags, 0o644)
+        guard descriptor >= 0 else { throw FileError(action, path) }
+        do {
+            try requireRegular(descriptor, path, action)
+        } catch {
+            close(descriptor)
+            throw error
+        }
+        return descriptor
     }
 
     private static func requireRegular(_ descriptor: Int32, _ path: String, _ action: String) throws {

@@ -13,13 +13,15 @@ public enum MetricsServer {
     static let requestTimeout = TimeAmount.seconds(10)
 
     public static func start(_ endpoint: MetricsEndpoint, service: BalancerService) -> EventLoopFuture<Channel> {
-        ServerBootstrap(group: service.eventLoop)
+        // The listener and its connections are all on the service's one loop.
+        let refusals = NIOLoopBoundBox.makeBoxSendingValue(LogThrottle(), eventLoop: service.eventLoop)
+        return ServerBootstrap(group: service.eventLoop)
             .serverChannelOption(ChannelOptions.socketOption(.so_reuseaddr), value: 1)
             .childChannelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {
                     let pipeline = channel.pipeline.syncOperations
                     try pipeline.configureHTTPServerPipeline(withPipeliningAssistance: false, withErrorHandling: true)
-                    try pipeline.addHandler(MetricsHandler(service: service, acl: endpoint.acl))
+                    try pipeline.addHandler(MetricsHandler(service: service, acl: endpoint.acl, refusals: refusals))
                 }
             }
             .bind(host: endpoint.host, port: endpoint.port)
@@ -36,12 +38,15 @@ extension BalancerService {
         }
     }
 
-    /// Whether the access list `acl` (as the configuration has it now) lets a scraper in.
-    func admitsScraper(from address: SocketAddress?, acl: Int?) -> Bool {
+    /// Whether the access list `acl` (as the configuration has it now) lets a scraper in. A
+    /// refusal is logged through `refusals`: a scraper can be refused at will.
+    func admitsScraper(from address: SocketAddress?, acl: Int?, refusals: inout LogThrottle) -> Bool {
         eventLoop.assertInEventLoop()
         guard let acl else { return true }
         guard configuration.accessLists.permits(ClientKey(address), list: acl) else {
-            logger.warning("metrics scrape refused by acl \(acl)", metadata: ["client": "\(Endpoint.describe(address))"])
+            if let note = refusals.admitNote(now: .now()) {
+                logger.warning("metrics scrape refused by acl \(acl)\(note)", metadata: ["client": "\(Endpoint.describe(address))"])
+            }
             return false
         }
         return true
@@ -55,12 +60,15 @@ final class MetricsHandler: ChannelInboundHandler {
 
     private let service: BalancerService
     private let acl: Int?
+    /// The listener's, shared by its scrapes.
+    private let refusals: NIOLoopBoundBox<LogThrottle>
     private var timeout: Scheduled<Void>?
     private var answered = false
 
-    init(service: BalancerService, acl: Int?) {
+    init(service: BalancerService, acl: Int?, refusals: NIOLoopBoundBox<LogThrottle>) {
         self.service = service
         self.acl = acl
+        self.refusals = refusals
     }
 
     func channelActive(context: ChannelHandlerContext) {
@@ -77,7 +85,7 @@ final class MetricsHandler: ChannelInboundHandler {
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         guard case .head(let head) = unwrapInboundIn(data), !answered else { return }
         answered = true
-        guard service.admitsScraper(from: context.channel.remoteAddress, acl: acl) else {
+        guard service.admitsScraper(from: context.channel.remoteAddress, acl: acl, refusals: &refusals.value) else {
             return respond(context, .forbidden, "access denied\n")
         }
         let path = head.uri.split(separator: "?", maxSplits: 1).first.map(String.init) ?? head.uri

@@ -94,9 +94,13 @@ final class TLSContext: TLSServerContext, @unchecked Sendable {
     }
 
     /// Whether a PEM file holds an encrypted key (PKCS#8 or the traditional Proc-Type header).
+    /// By line prefixes: String.contains(String) alone would link Swift's regex libraries
+    /// (1.2 MB of the binary).
     private static func isEncrypted(_ path: String) -> Bool {
         guard let text = try? ConfigFile.contents(of: path) else { return false }
-        return text.contains("BEGIN ENCRYPTED PRIVATE KEY") || text.contains("Proc-Type: 4,ENCRYPTED")
+        return text.split(whereSeparator: \.isNewline).contains {
+            $0.hasPrefix("-----BEGIN ENCRYPTED PRIVATE KEY-----") || $0.hasPrefix("Proc-Type: 4,ENCRYPTED")
+        }
     }
 
     private static func configure(_ context: OpaquePointer, _ settings: TLSSettings, certificate: String, key: String,

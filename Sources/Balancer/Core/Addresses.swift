@@ -78,6 +78,8 @@ public struct ServerSpec: Equatable, Sendable {
     public var acl = 0
     /// `server N healthcheck off|on`: whether `healthcheck` checks this server.
     public var healthCheck = true
+    /// `server N proxy_protocol v1|v2|off`: the PROXY protocol header sent to it first.
+    public var proxyProtocol = ProxyProtocol.off
 
     public init(host: String, port: Int, maxConnections: Int = 0, hardLimit: Int = 0,
                 weight: Int = 1, priority: Int = 0) {

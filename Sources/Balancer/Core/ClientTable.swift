@@ -125,7 +125,7 @@ public struct ClientTable: Sendable {
             if isExpired(entries[slot], now: now) {
                 entries[slot] = Entry(key: key, server: nil, lastUsed: now)
             }
-            unlink(slot)
+            removeFromAgeOrder(slot)
         } else if entries.count < capacity {
             slot = entries.count
             entries.append(Entry(key: key, server: nil, lastUsed: now))
@@ -135,7 +135,7 @@ public struct ClientTable: Sendable {
             slotOfKey[key] = slot
         } else {
             slot = oldest
-            unlink(slot)
+            removeFromAgeOrder(slot)
             slotOfKey[entries[slot].key] = nil
             entries[slot] = Entry(key: key, server: nil, lastUsed: now)
             slotOfKey[key] = slot
@@ -186,7 +186,7 @@ public struct ClientTable: Sendable {
             slot = existing
             entries[slot].server = server
             entries[slot].lastUsed = lastUsed
-            unlink(slot)
+            removeFromAgeOrder(slot)
         } else if entries.count < capacity {
             slot = entries.count
             entries.append(remote)
@@ -196,7 +196,7 @@ public struct ClientTable: Sendable {
         } else {
             guard entries[oldest].lastUsed < lastUsed else { return false }
             slot = oldest
-            unlink(slot)
+            removeFromAgeOrder(slot)
             slotOfKey[entries[slot].key] = nil
             entries[slot] = remote
         }
@@ -216,7 +216,7 @@ public struct ClientTable: Sendable {
         return entry.lastUsed + trackingTime < now
     }
 
-    private mutating func unlink(_ slot: Int) {
+    private mutating func removeFromAgeOrder(_ slot: Int) {
         let newer = newerSlot[slot]
         let older = olderSlot[slot]
         if newer >= 0 { olderSlot[newer] = older } else { newest = older }

@@ -63,7 +63,9 @@ public enum Command: Equatable, Sendable {
         case servers, status, mode, listen, pid, control
     }
 
-    public static func parse(_ line: String) throws -> Command {
+    /// `allowingFiles` false (a TCP control port without `control_tcp_files`): a line that
+    /// names a file (`CommandKeyword.FileUse`) is refused, with the reason.
+    public static func parse(_ line: String, allowingFiles: Bool = true) throws -> Command {
         // Split on scalars, not Characters: after a tab a combining mark starts a Character of
         // its own, while after the space that `text` joins with it would join the space's.
         var words = line.unicodeScalars.split(whereSeparator: { $0 == " " || $0 == "\t" || $0 == "\r" })
@@ -76,6 +78,7 @@ public enum Command: Equatable, Sendable {
         words.removeFirst()
         guard first == "no" else {
             guard let keyword = CommandKeyword.named[first] else { throw ConfigurationError("unknown command '\(first)'") }
+            guard allowingFiles || !keyword.fileUse.isNamed(by: words) else { throw keyword.fileUse.refusal(of: first) }
             return try keyword.parse(words)
         }
         let negated = words.first.flatMap { CommandKeyword.named[$0]?.negation }

@@ -17,11 +17,19 @@ extension Command {
         public static let weight = Flag("weight", \.selection.weight)
         public static let priority = Flag("prio", \.selection.priority)
         public static let stubborn = Flag("stubborn", \.selection.stubborn)
+        /// Maglev's consistent hash of the client address: every node places a client alike.
+        public static let maglev = Flag("maglev", \.selection.maglev)
         public static let tcpNoDelay = Flag("tcp_nodelay", \.tcpNoDelay)
         /// pen's HTTP mode (`-H`): add X-Forwarded-For to requests.
         public static let http = Flag("http", \.forwardedFor)
+        /// Each client sends a PROXY protocol header first (an upstream balancer does), whose
+        /// source address stands for the client's.
+        public static let acceptProxy = Flag("accept_proxy", \.acceptProxy)
+        /// A TCP control port may run the commands that name a file (off by default: the port
+        /// is unauthenticated, and penha writes, reads or runs such a file as its user).
+        public static let controlTCPFiles = Flag("control_tcp_files", \.controlTCPFiles)
 
-        public static let allCases = [roundRobin, hash, weight, priority, stubborn, tcpNoDelay, http]
+        public static let allCases = [roundRobin, hash, weight, priority, stubborn, maglev, tcpNoDelay, http, acceptProxy, controlTCPFiles]
     }
 
     /// A number: `NAME N` sets it and answers it, `NAME` alone answers it.
@@ -62,9 +70,11 @@ extension Command {
         public static let controlACL = accessList("control_acl", \.controlACL)
         /// The TCP engine's threads; 0: one per core. Read at start.
         public static let threads = Setting("threads", 0...Limits.threads, \.threads)
+        /// Seconds a stopping penha relays its established connections before it closes them (`Drain`).
+        public static let drain = Setting("drain", 0...Drain.longestSeconds, \.drainSeconds)
 
         public static let allCases = [blacklist, clientsMax, connectionsMax, debug, timeout, tracking, idleTimeout,
-                                      clientACL, controlACL, threads]
+                                      clientACL, controlACL, threads, drain]
 
         /// `value`, if it is within `range`; `name` is how the user gave it (`-c`, `clients_max`).
         public func check(_ value: Int, as name: String? = nil) throws -> Int {

@@ -12,6 +12,8 @@ struct CommandKeyword: Sendable {
     let parse: @Sendable ([String]) throws -> Command
     /// `no KEYWORD ...`, for the keywords that have it.
     let negation: Negation?
+    /// Which of its lines a TCP control port refuses without `control_tcp_files`.
+    let fileUse: FileUse
 
     struct Negation: Sendable {
         /// How the `no` form is listed when a `no` line fits none (`acl N`).
@@ -20,11 +22,47 @@ struct CommandKeyword: Sendable {
         let parse: @Sendable ([String]) throws -> Command?
     }
 
-    init(_ name: String, usage: String?, negation: Negation? = nil, parse: @escaping @Sendable ([String]) throws -> Command) {
+    /// The lines that have penha write, read or run a file they name. Over a TCP control port
+    /// (unauthenticated, like pen's) anyone who reaches it would choose that path, and penha
+    /// (root, often) would create or append to any file, read any file or run any program;
+    /// so the port refuses these unless `control_tcp_files` was given (`-F`, `-O`, the Unix
+    /// socket). `no` forms name no file.
+    enum FileUse: Sendable {
+        case none
+        /// With an argument (`log FILE`); the keyword alone answers.
+        case withArgument
+        /// Every line (`write` alone writes the `-F` file).
+        case always
+        /// The lines holding this word (`vrrp ... notify PATH`: a program run on each transition).
+        case withWord(String)
+        /// `control_tcp_files` itself: a TCP client would otherwise turn it on.
+        case switchesFiles
+
+        func isNamed(by words: [String]) -> Bool {
+            switch self {
+            case .none: return false
+            case .withArgument: return !words.isEmpty
+            case .always, .switchesFiles: return true
+            case .withWord(let word): return words.contains(word)
+            }
+        }
+
+        func refusal(of name: String) -> ConfigurationError {
+            guard case .switchesFiles = self else {
+                return ConfigurationError("'\(name)' names a file, refused on a TCP control port (anyone who reaches it may send "
+                                          + "commands): use the Unix control socket, or give control_tcp_files in -F or -O")
+            }
+            return ConfigurationError("'\(name)' is refused on a TCP control port: give it in -F or -O, or on the Unix control socket")
+        }
+    }
+
+    init(_ name: String, usage: String?, negation: Negation? = nil, fileUse: FileUse = .none,
+         parse: @escaping @Sendable ([String]) throws -> Command) {
         self.name = name
         self.usage = usage
         self.parse = parse
         self.negation = negation
+        self.fileUse = fileUse
     }
 
     /// A `no` form that takes no words.
@@ -35,7 +73,8 @@ struct CommandKeyword: Sendable {
     /// Every keyword. The order is that of the `no` error's list; the lists of flags, settings
     /// and files come from their types, whose `allCases` is also the order `write` saves them in.
     static let table: [CommandKeyword] = Command.Flag.allCases.map { flag in
-        CommandKeyword(flag.rawValue, usage: flag.rawValue, negation: bareNegation(flag.rawValue, .flag(flag, false))) {
+        CommandKeyword(flag.rawValue, usage: flag.rawValue, negation: bareNegation(flag.rawValue, .flag(flag, false)),
+                       fileUse: flag == .controlTCPFiles ? .switchesFiles : .none) {
             try expect($0, atMost: 0, flag.rawValue)
             return .flag(flag, true)
         }
@@ -44,7 +83,8 @@ struct CommandKeyword: Sendable {
             .setting(setting, try optionalNumber($0, setting.rawValue).map { try setting.check($0) })
         }
     } + Command.FileSetting.allCases.map { file in
-        CommandKeyword(file.rawValue, usage: "\(file.rawValue) [FILE]", negation: bareNegation(file.rawValue, .file(file, .off))) {
+        CommandKeyword(file.rawValue, usage: "\(file.rawValue) [FILE]", negation: bareNegation(file.rawValue, .file(file, .off)),
+                       fileUse: .withArgument) {
             try expect($0, atMost: 1, file.rawValue)
             return .file(file, $0.first.map(Command.FileChange.set) ?? .show)
         }
@@ -73,7 +113,7 @@ struct CommandKeyword: Sendable {
                            guard $0.isEmpty else { throw ConfigurationError("'no healthcheck' takes no argument") }
                            return .healthCheck(nil)
                        }) { .healthCheck(try HealthCheckSettings.parse($0)) },
-        CommandKeyword("include", usage: "include FILE") { .include(try single($0, or: "'include' needs one file name")) },
+        CommandKeyword("include", usage: "include FILE", fileUse: .always) { .include(try single($0, or: "'include' needs one file name")) },
         // `listen` alone asks; with an address it is the `-F` file's listen address.
         CommandKeyword("listen", usage: "listen ADDR") {
             guard $0.count == 1 else {
@@ -93,7 +133,7 @@ struct CommandKeyword: Sendable {
             return .reload
         },
         CommandKeyword("server", usage: "server N [address A] [port P] [max M] [hard H] [weight W] [prio P] "
-                       + "[blacklist T] [acl L] [healthcheck on|off]") { .server(try ServerChange.parse($0)) },
+                       + "[blacklist T] [acl L] [healthcheck on|off] [proxy_protocol v1|v2|off]") { .server(try ServerChange.parse($0)) },
         CommandKeyword("source", usage: "source IP") { .source(try single($0, or: "'source' needs one IP address")) },
         CommandKeyword("ssl_ciphers", usage: "ssl_ciphers LIST") {
             .tls(.ciphers(try single($0, or: "'ssl_ciphers' needs one OpenSSL cipher list, its entries joined by ':' (no spaces)")))
@@ -107,20 +147,20 @@ struct CommandKeyword: Sendable {
             }
             return .tls(.option(option))
         },
-        CommandKeyword("ssl_sni_path", usage: "ssl_sni_path DIR") {
+        CommandKeyword("ssl_sni_path", usage: "ssl_sni_path DIR", fileUse: .always) {
             .tls(.sniDirectory(try single($0, or: "'ssl_sni_path' needs a directory")))
         },
         CommandKeyword("sync", usage: "sync listen ADDR:PORT peer ADDR:PORT [peer ...] key FILE",
-                       negation: bareNegation("sync", .sync(nil))) { .sync(try SyncSettings.parse($0)) },
+                       negation: bareNegation("sync", .sync(nil)), fileUse: .always) { .sync(try SyncSettings.parse($0)) },
         CommandKeyword("vrrp", usage: "vrrp interface IF vrid N ...",
-                       negation: Negation(usage: "vrrp vrid N", parse: parseRemoveVRRP)) {
+                       negation: Negation(usage: "vrrp vrid N", parse: parseRemoveVRRP), fileUse: .withWord("notify")) {
             do {
                 return .vrrp(try VRRPInstanceConfiguration.parse($0))
             } catch {
                 throw ConfigurationError("vrrp: \(error)")
             }
         },
-        CommandKeyword("write", usage: "write [FILE]") {
+        CommandKeyword("write", usage: "write [FILE]", fileUse: .always) {
             try expect($0, atMost: 1, "write")
             return .write($0.first)
         },

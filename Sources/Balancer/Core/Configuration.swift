@@ -31,6 +31,8 @@ public struct Configuration: Equatable, Sendable {
     public var idleTimeoutSeconds = 0
     /// `threads`: the TCP engine's event loops; 0, the default, is one per core.
     public var threads = 0
+    /// `drain`: seconds a stopping penha relays its established connections (`Drain`).
+    public var drainSeconds = Drain.defaultSeconds
     /// `-q`: listen backlog.
     public var backlog = 511
     public var tcpNoDelay = false
@@ -38,6 +40,11 @@ public struct Configuration: Equatable, Sendable {
     public var udp = false
     /// `-H`, `http`: add X-Forwarded-For with the client's address to each HTTP request.
     public var forwardedFor = false
+    /// `accept_proxy`: clients start with a PROXY protocol header (`ProxyHeader`).
+    public var acceptProxy = false
+    /// `control_tcp_files`: a TCP control port may run the commands that name a file
+    /// (`CommandKeyword.fileUse`); off, they need the Unix control socket.
+    public var controlTCPFiles = false
     /// `source`: local address for connections to servers.
     public var sourceAddress: String?
     /// `-d`, repeatable.

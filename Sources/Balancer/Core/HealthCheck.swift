@@ -299,6 +299,9 @@ extension BalancerState {
         let changed = health.record(result, rise: settings.rise, fall: settings.fall, now: now)
         servers.servers[job.index].health = health
         guard changed else { return nil }
+        // Back up by its checks: a blacklisting from a client's failed connect while it was
+        // down (`-b`) is lifted too, or failback would wait for it (and track_servers with it).
+        if !health.isDown { servers.servers[job.index].blacklistedUntil = nil }
         return HealthTransition(index: job.index, server: Endpoint.describe(job.address), isDown: health.isDown,
                                 result: result.words, count: health.isDown ? health.failures : health.successes)
     }

@@ -54,9 +54,11 @@ public struct Runtime: Sendable {
         public var tlsHandshakes: (completed: UInt64, failed: UInt64)?
         /// The client-table sync's state; nil without `sync`.
         public var sync: StatusReport.Sync?
+        /// While a stopping penha drains its connections.
+        public var draining: StatusReport.Draining?
 
         /// The state of the first VRRP instance, or STANDALONE.
-        public var role: String { vrrp.first?.state ?? "STANDALONE" }
+        public var role: String { vrrp.first?.state.rawValue ?? "STANDALONE" }
 
         public init(now: NIODeadline, started: NIODeadline, vrrp: [StatusReport.VRRPInstance], listen: String, control: Endpoint?,
                     pid: Int, exitEnabled: Bool, configFile: String?,
@@ -234,7 +236,7 @@ public struct Runtime: Sendable {
                                     checkSuccesses: server.health.successes, checkFailures: server.health.failures,
                                     checkChangedSecondsAgo: server.health.lastChange.map { Int(Self.seconds(facts.now - $0)) })
             },
-            vrrp: facts.vrrp, sync: facts.sync)
+            vrrp: facts.vrrp, sync: facts.sync, draining: facts.draining)
     }
 
     private func checkState(of server: Server) -> StatusReport.CheckState {

@@ -1,9 +1,15 @@
 import NIOCore
 
 /// pen's server selection: which server a connection tries first, and in which order it
-/// fails over. The flags combine as pen's do; `prio` wins over `weight`, which wins over
-/// `hash`, which wins over round-robin.
+/// fails over. The flags combine as pen's do; `prio` wins over `maglev`, which wins over
+/// `weight`, which wins over `hash`, which wins over round-robin.
 public struct Selection: Equatable, Sendable {
+    /// The settings and where round-robin is; not the Maglev table, which is a cache of them.
+    public static func == (lhs: Selection, rhs: Selection) -> Bool {
+        lhs.roundRobin == rhs.roundRobin && lhs.hash == rhs.hash && lhs.weight == rhs.weight && lhs.priority == rhs.priority
+            && lhs.stubborn == rhs.stubborn && lhs.maglev == rhs.maglev && lhs.lastRoundRobin == rhs.lastRoundRobin
+    }
+
     /// `-r`: skip the client table and go straight to the algorithm.
     public var roundRobin = false
     /// `-h`: hash of the client address.
@@ -14,6 +20,11 @@ public struct Selection: Equatable, Sendable {
     public var priority = false
     /// `-s`: close the client when its first choice fails instead of failing over.
     public var stubborn = false
+    /// `maglev`: Maglev's consistent hash of the client address over the available servers,
+    /// so that every node with the same servers sends a new client to the same one.
+    public var maglev = false
+    /// The table for the servers available when it was built, and their fingerprint.
+    private var maglevTable: (fingerprint: UInt64, table: MaglevTable)?
     /// The server round-robin chose last; the next choice starts after it.
     public private(set) var lastRoundRobin = -1
 
@@ -26,6 +37,7 @@ public struct Selection: Equatable, Sendable {
         weight = other.weight
         priority = other.priority
         stubborn = other.stubborn
+        maglev = other.maglev
     }
 
     /// The first server to try for a client, nil when no regular server can be chosen.
@@ -37,6 +49,7 @@ public struct Selection: Equatable, Sendable {
         if !roundRobin, let tracked, tracked < servers.count { return tracked }
         let usable = { (server: Server) in server.isAvailable(now: now) && admits(server) }
         if priority { return byPriority(servers, usable) }
+        if maglev { return byMaglev(client, servers, now: now) }
         if weight { return byWeight(servers, usable) }
         if hash { return Self.hashIndex(of: client, count: servers.count) }
         return byRoundRobin(servers, usable)
@@ -44,12 +57,34 @@ public struct Selection: Equatable, Sendable {
 
     /// Stable across restarts and equal for IPv4 and IPv4-mapped clients.
     static func hashIndex(of client: ClientKey, count: Int) -> Int {
-        // splitmix64 finaliser: spreads neighbouring addresses across servers.
-        var value = client.high ^ client.low
-        value = (value ^ (value >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        value = (value ^ (value >> 27)) &* 0x94D0_49BB_1331_11EB
-        value ^= value >> 31
-        return Int(value % UInt64(count))
+        Int(clientHash(client) % UInt64(count))
+    }
+
+    /// The client address through SplitMix64's finaliser, which spreads neighbouring addresses.
+    static func clientHash(_ client: ClientKey) -> UInt64 {
+        MaglevTable.mix(client.high ^ client.low)
+    }
+
+    /// The table's server for the client. The table covers the servers available now (up, not
+    /// blacklisted, weight above 0) and is built again only when that set, or a server's name or
+    /// weight, changes: a few milliseconds for 65,537 slots, not per connection. A server's
+    /// `acl` is the failover plan's to apply, as for a tracked server.
+    private mutating func byMaglev(_ client: ClientKey, _ servers: ServerTable, now: NIODeadline) -> Int? {
+        var fingerprint: UInt64 = 0xCBF2_9CE4_8422_2325
+        for (index, server) in servers.servers.enumerated() where server.weight > 0 && server.isAvailable(now: now) {
+            for value in [UInt64(index), UInt64(server.weight), UInt64(server.port), MaglevTable.fnv1a(server.host, seed: 2)] {
+                fingerprint = MaglevTable.mix(fingerprint ^ value)
+            }
+        }
+        if maglevTable?.fingerprint != fingerprint {
+            let members = servers.servers.enumerated().compactMap { index, server in
+                server.weight > 0 && server.isAvailable(now: now)
+                    ? MaglevTable.Member(index: index, name: Endpoint.describe(host: server.host, port: server.port), weight: server.weight)
+                    : nil
+            }
+            maglevTable = (fingerprint, MaglevTable(members: members))
+        }
+        return maglevTable?.table.server(for: Self.clientHash(client))
     }
 
     private mutating func byRoundRobin(_ servers: ServerTable, _ usable: (Server) -> Bool) -> Int? {

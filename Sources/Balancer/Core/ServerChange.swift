@@ -1,5 +1,5 @@
 /// `server N [acl A] [address A] [port P] [max M] [hard H] [weight W] [prio P] [blacklist T]
-/// [healthcheck on|off]`: what
+/// [healthcheck on|off] [proxy_protocol v1|v2|off]`: what
 /// the command changes in server N; fields it does not name stay as they are.
 public struct ServerChange: Equatable, Sendable {
     public var index: Int
@@ -17,10 +17,12 @@ public struct ServerChange: Equatable, Sendable {
     public var acl: Int?
     /// `healthcheck on|off`: whether the health checks check this server.
     public var healthCheck: Bool?
+    /// `proxy_protocol v1|v2|off`: the PROXY protocol header sent to this server first.
+    public var proxyProtocol: ProxyProtocol?
 
     public init(index: Int, address: String? = nil, port: Int? = nil, maxConnections: Int? = nil,
                 hardLimit: Int? = nil, weight: Int? = nil, priority: Int? = nil, blacklistSeconds: Int? = nil,
-                acl: Int? = nil, healthCheck: Bool? = nil) {
+                acl: Int? = nil, healthCheck: Bool? = nil, proxyProtocol: ProxyProtocol? = nil) {
         self.index = index
         self.address = address
         self.port = port
@@ -31,6 +33,7 @@ public struct ServerChange: Equatable, Sendable {
         self.blacklistSeconds = blacklistSeconds
         self.acl = acl
         self.healthCheck = healthCheck
+        self.proxyProtocol = proxyProtocol
     }
 
     /// Each field's bounds; the port's are validPort's, checked after (its message names the range).
@@ -44,7 +47,7 @@ public struct ServerChange: Equatable, Sendable {
     /// The words after `server`.
     static func parse(_ words: [String]) throws -> ServerChange {
         let usage = "'server' needs a number and pairs of: address A, port P, max M, hard H, weight W, prio P, "
-            + "blacklist T, acl L, healthcheck on|off"
+            + "blacklist T, acl L, healthcheck on|off, proxy_protocol v1|v2|off"
         guard let first = words.first, words.count >= 3, words.count % 2 == 1 else { throw ConfigurationError(usage) }
         var change = ServerChange(index: try nonNegativeNumber(first, for: "'server'"))
         var seen: Set<String> = []
@@ -64,6 +67,11 @@ public struct ServerChange: Equatable, Sendable {
                     throw ConfigurationError("server: 'healthcheck' takes on or off, not '\(value)'")
                 }
                 change.healthCheck = value == "on"
+            } else if name == "proxy_protocol" {
+                guard let version = ProxyProtocol(rawValue: value) else {
+                    throw ConfigurationError("server: 'proxy_protocol' takes v1, v2 or off, not '\(value)'")
+                }
+                change.proxyProtocol = version
             } else {
                 throw ConfigurationError("server: unknown field '\(name)'; \(usage)")
             }
@@ -81,6 +89,7 @@ public struct ServerChange: Equatable, Sendable {
         }
         if let acl { words += ["acl", "\(acl)"] }
         if let healthCheck { words += ["healthcheck", healthCheck ? "on" : "off"] }
+        if let proxyProtocol { words += ["proxy_protocol", proxyProtocol.rawValue] }
         return words
     }
 
@@ -88,7 +97,7 @@ public struct ServerChange: Equatable, Sendable {
     init(index: Int, recreating spec: ServerSpec) {
         self.init(index: index, address: spec.host, port: spec.port, maxConnections: spec.maxConnections,
                   hardLimit: spec.hardLimit, weight: spec.weight, priority: spec.priority, acl: spec.acl,
-                  healthCheck: spec.healthCheck)
+                  healthCheck: spec.healthCheck, proxyProtocol: spec.proxyProtocol == .off ? nil : spec.proxyProtocol)
     }
 
     /// The change applied to a server's configuration (all but the blacklist, which is state).
@@ -101,5 +110,6 @@ public struct ServerChange: Equatable, Sendable {
         if let priority { spec.priority = priority }
         if let acl { spec.acl = acl }
         if let healthCheck { spec.healthCheck = healthCheck }
+        if let proxyProtocol { spec.proxyProtocol = proxyProtocol }
     }
 }

@@ -18,6 +18,23 @@ public struct StatusReport: Codable, Equatable, Sendable {
     public var vrrp: [VRRPInstance]
     /// nil without `sync`.
     public var sync: Sync?
+    /// Set while a stopping penha drains its connections (`drain`); nil otherwise.
+    public var draining: Draining?
+
+    public struct Draining: Codable, Equatable, Sendable {
+        /// Connections still open.
+        public var connections: Int
+        /// Seconds until what is left is closed.
+        public var secondsLeft: Int
+
+        public init(connections: Int, secondsLeft: Int) {
+            self.connections = connections
+            self.secondsLeft = secondsLeft
+        }
+
+        /// As `penha status` and systemd's STATUS= say it.
+        public var text: String { "draining \(connections) connections, \(secondsLeft) s left" }
+    }
 
     public struct TLSHandshakes: Codable, Equatable, Sendable {
         public var completed: UInt64
@@ -63,8 +80,8 @@ public struct StatusReport: Codable, Equatable, Sendable {
 
     public struct VRRPInstance: Codable, Equatable, Sendable {
         public var vrid: Int
-        /// RFC 5798's state names: INITIALIZE, BACKUP, MASTER (and penha's FAULT).
-        public var state: String
+        /// RFC 5798's states (and penha's FAULT), by the names `status` shows: INIT, BACKUP, MASTER, FAULT.
+        public var state: VRRPState
         public var interface: String
         public var version: Int
         public var priority: Int
@@ -72,8 +89,12 @@ public struct StatusReport: Codable, Equatable, Sendable {
         public var advertMilliseconds: Int
         /// The current master's address, nil when unknown.
         public var master: String?
-        /// Seconds since 1970; 0 before the first transition.
+        /// Seconds since 1970; 0 before the first transition. It names the transition, so two
+        /// reports tell whether another happened in between.
         public var lastChange: Int
+        /// Seconds since the last transition by the reporting penha's clock, like the other
+        /// `...SecondsAgo`; nil before the first transition.
+        public var lastChangeSecondsAgo: Int?
         /// Empty before the first transition.
         public var lastChangeReason: String
         public var sent: UInt64
@@ -148,6 +169,7 @@ public struct StatusReport: Codable, Equatable, Sendable {
             + (tlsHandshakes.map { ["tls handshakes \($0.completed) failed \($0.failed)"] } ?? [])
             + vrrp.flatMap(Self.lines)
             + (sync?.lines ?? [])
+            + (draining.map { ["draining \($0.connections) seconds_left \($0.secondsLeft)"] } ?? [])
     }
 
     /// One server: name/value pairs, then its last check's result (free text, so on a line of its own).
@@ -165,10 +187,11 @@ public struct StatusReport: Codable, Equatable, Sendable {
     /// transition (free text, so last and on a line of its own).
     private static func lines(_ instance: VRRPInstance) -> [String] {
         let vrid = instance.vrid
-        let summary = "vrrp \(vrid) state \(instance.state) interface \(instance.interface) version \(instance.version) "
+        let summary = "vrrp \(vrid) state \(instance.state.rawValue) interface \(instance.interface) version \(instance.version) "
             + "priority \(instance.priority) effective \(instance.effectivePriority) "
             + "advert_ms \(instance.advertMilliseconds) master \(instance.master ?? "-") "
-            + "last_change \(instance.lastChange) sent \(instance.sent) "
+            + "last_change \(instance.lastChange) last_change_ago \(instance.lastChangeSecondsAgo.map(String.init) ?? "-") "
+            + "sent \(instance.sent) "
             + "received \(instance.received) malformed \(instance.malformed)"
             + dropNames(instance.dropped).map { " drop_\($0) \(instance.dropped[$0] ?? 0)" }.joined()
         return [summary]
@@ -232,6 +255,7 @@ extension StatusReport {
         var vrrp: [VRRPInstance] = []
         var tlsHandshakes: TLSHandshakes?
         var sync: Sync?
+        var draining: Draining?
         // An instance's `vip` and `vrrp_reason` lines follow its `vrrp` line.
         func instanceIndex(_ vrid: Int, for line: String) throws -> Int {
             guard let index = vrrp.lastIndex(where: { $0.vrid == vrid }) else {
@@ -267,13 +291,16 @@ extension StatusReport {
                 servers[position].checkResult = words.dropFirst(2).joined(separator: " ")
             case "vrrp":
                 let master = try entry.text("master")
+                // An older penha writes no last_change_ago: its answer reads as if it were "-".
+                let ago = entry.pairs["last_change_ago", default: "-"] == "-" ? nil : try entry.int("last_change_ago")
                 var dropped: [String: UInt64] = [:]
                 for name in entry.pairs.keys where name.hasPrefix("drop_") { dropped[String(name.dropFirst(5))] = try entry.count(name) }
                 vrrp.append(VRRPInstance(
-                    vrid: try entry.number(1), state: try entry.text("state"), interface: try entry.text("interface"),
+                    vrid: try entry.number(1), state: try entry.word("state"), interface: try entry.text("interface"),
                     version: try entry.int("version"), priority: try entry.int("priority"),
                     effectivePriority: try entry.int("effective"), advertMilliseconds: try entry.int("advert_ms"),
-                    master: master == "-" ? nil : master, lastChange: try entry.int("last_change"), lastChangeReason: "",
+                    master: master == "-" ? nil : master, lastChange: try entry.int("last_change"),
+                    lastChangeSecondsAgo: ago, lastChangeReason: "",
                     sent: try entry.count("sent"), received: try entry.count("received"), malformed: try entry.count("malformed"),
                     dropped: dropped, virtualAddresses: []))
             case "vip":
@@ -289,6 +316,8 @@ extension StatusReport {
                     address: words[1], connected: try entry.text("connected") == "yes", sent: try entry.count("sent"),
                     received: try entry.count("received"), fullCopies: try entry.count("full_copies"),
                     lastFullCopySecondsAgo: last == "-" ? nil : try entry.int("last_full_copy"), dropped: try entry.count("dropped")))
+            case "draining":
+                draining = Draining(connections: try entry.number(1), secondsLeft: try entry.int("seconds_left"))
             case "vrrp_reason":
                 vrrp[try instanceIndex(try entry.number(1), for: line)].lastChangeReason = words.dropFirst(2).joined(separator: " ")
             default:
@@ -303,6 +332,7 @@ extension StatusReport {
         self.vrrp = vrrp
         self.tlsHandshakes = tlsHandshakes
         self.sync = sync
+        self.draining = draining
         role = try required("role").words[1]
         listen = try required("listen").words[1]
         uptimeSeconds = try required("uptime").number(1)

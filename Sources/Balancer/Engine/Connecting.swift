@@ -18,6 +18,7 @@ extension EngineThread {
         let host: String
         let port: Int
         let noDelay: Bool
+        let proxyProtocol: ProxyProtocol
     }
 
     /// Asks `BalancerState` where the client goes (its client table, selection and failover
@@ -41,7 +42,9 @@ extension EngineThread {
         connection.idleTimeout = UInt64(idleTimeout) * 1_000_000_000
         if forwardedFor { connection.rewriter = ForwardedForRewriter(clientAddress: key.clientText) }
         if let (list, abuse) = refused {
-            engine.events.log(.info, "client refused by client_acl \(list)", ["client": connection.peer.text, "abuse_server": abuse])
+            if let note = engine.refusalLog.withLock({ $0.admitNote(now: now) }) {
+                engine.events.log(.info, "client refused by client_acl \(list)\(note)", ["client": connection.peer.text, "abuse_server": abuse])
+            }
         } else if engine.events.isLogged(.debug) {
             engine.events.log(.debug, "client accepted", ["client": connection.peer.text])
         }
@@ -54,7 +57,8 @@ extension EngineThread {
         let noDelay = runtime.configuration.tcpNoDelay
         // Read in place: a copy of the Server (its strings, its address) costs retains and releases.
         var attempt = runtime.state.servers.read(target) { server in
-            Attempt(target: target, address: server.address, source: nil, host: server.host, port: server.port, noDelay: noDelay)
+            Attempt(target: target, address: server.address, source: nil, host: server.host, port: server.port, noDelay: noDelay,
+                    proxyProtocol: server.proxyProtocol)
         }
         if let address = attempt?.address { attempt?.source = runtime.configuration.sourceAddress(for: address) }
         return attempt
@@ -71,6 +75,7 @@ extension EngineThread {
         connection.serverHost = attempt.host
         connection.serverPort = attempt.port
         connection.serverAddress = attempt.address
+        connection.proxyProtocol = attempt.proxyProtocol
         connection.phase = .connecting
         connection.deadline = now + connection.connectTimeout
         let family = attempt.address.protocol == .inet6 ? AF_INET6 : attempt.address.protocol == .unix ? AF_UNIX : AF_INET
@@ -133,6 +138,7 @@ extension EngineThread {
         connection.number = number
         connection.phase = .relaying
         connection.logsRequest = engine.events.logsConnections
+        if connection.proxyProtocol != .off { sendProxyHeader(connection) }
         pump(connection)
     }
 }

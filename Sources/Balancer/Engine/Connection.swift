@@ -7,6 +7,8 @@ import NIOCore
 final class Connection {
     enum Phase {
         case free
+        /// `accept_proxy`: the client's PROXY protocol header is awaited.
+        case awaitingProxyHeader
         /// The client is accepted (and its handshake done): no server holds a count for it,
         /// between attempts too.
         case accepted
@@ -60,6 +62,10 @@ final class Connection {
     var logsRequest = false
     var rewriter: ForwardedForRewriter?
     var tls: TLSConnection?
+    /// The PROXY protocol header the server gets first (`server N proxy_protocol`).
+    var proxyProtocol = ProxyProtocol.off
+    /// The destination an accepted PROXY protocol header named, passed on in ours.
+    var proxyDestination: ProxyEndpoint?
     /// TLS: close_notify is queued for the client, before its FIN.
     var closeNotifyQueued = false
     /// A read or write failed (a reset, any error): both sides are to be reset.
@@ -92,6 +98,8 @@ final class Connection {
         logsRequest = false
         rewriter = nil
         tls = nil
+        proxyProtocol = .off
+        proxyDestination = nil
         closeNotifyQueued = false
         isQueued = false
         failed = false

@@ -56,6 +56,8 @@ public enum EngineListenAddress: Sendable {
 public final class Engine: Sendable {
     /// How often a thread adds its connections' byte counts to the state.
     static let reportInterval: UInt64 = 250_000_000
+    /// How long an upstream balancer may take to send its PROXY protocol header (it sends it at once).
+    static let proxyHeaderTimeout: UInt64 = 5_000_000_000
     /// How long queued bytes may wait for a reader once both sides have ended (60 s, as with the NIO relay).
     static let drainBound: UInt64 = 60_000_000_000
 
@@ -67,13 +69,23 @@ public final class Engine: Sendable {
     /// `-x`: 0 for no limit; and the client connections open across all threads.
     let limit: Atomic<Int>
     let active = Atomic<Int>(0)
+    /// `accept_proxy`: new clients start with a PROXY protocol header.
+    let acceptsProxyHeader: Atomic<Bool>
+    /// Clients refused by `client_acl`: a client can be refused at will, so their lines are
+    /// throttled. One for all threads (a lock taken only for a refused client), so that
+    /// the log gets at most one such line a second whatever the number of threads.
+    let refusalLog = Mutex(LogThrottle())
+    /// Clients refused for want of a valid PROXY protocol header (`accept_proxy`), likewise.
+    let proxyRefusalLog = Mutex(LogThrottle())
 
     /// `threads` 0 means one per core.
-    public init(shared: SharedRuntime, events: any EngineEvents, tls: TLSTermination?, threads: Int, limit: Int) throws {
+    public init(shared: SharedRuntime, events: any EngineEvents, tls: TLSTermination?, threads: Int, limit: Int,
+                acceptProxy: Bool) throws {
         self.shared = shared
         self.events = events
         self.tls = tls
         self.limit = Atomic(limit)
+        acceptsProxyHeader = Atomic(acceptProxy)
         let count = threads > 0 ? threads : max(1, Int(sysconf(Int32(_SC_NPROCESSORS_ONLN))))
         self.threads = try (0..<count).map { _ in try EngineThread() }
     }
@@ -90,9 +102,9 @@ public final class Engine: Sendable {
             bound = try Listener.unix(path, backlog: backlog)
         }
         listener.store(bound.descriptor, ordering: .relaxed)
-        for thread in threads {
+        for (index, thread) in threads.enumerated() {
             thread.listener = bound.descriptor
-            try thread.start(engine: self)
+            try thread.start(engine: self, name: "penha-engine-\(index)")
         }
         return bound.address
     }
@@ -107,14 +119,28 @@ public final class Engine: Sendable {
         if descriptor >= 0 { Glibc.close(descriptor) }
     }
 
+    /// Client connections open now, on every thread (handshaking and connecting included).
+    public var openConnections: Int { active.load(ordering: .relaxed) }
+
+    /// Each thread's loop turns so far, by its name.
+    public var threadTurns: [ProgressWatch.Turns] {
+        threads.map { ProgressWatch.Turns(thread: $0.name, count: $0.turns) }
+    }
+
+    /// Makes every thread turn once, so that an idle one shows it is alive.
+    public func nudgeThreads() {
+        for thread in threads { thread.nudge() }
+    }
+
     /// `close N`: on whichever thread relays it.
     public func close(connection number: Int) {
         for thread in threads { thread.post(.close(number)) }
     }
 
-    /// A new `-x` or TCP_NODELAY, for the connections accepted from now on.
-    public func adopt(limit newLimit: Int, noDelay: Bool) {
+    /// A new `-x`, TCP_NODELAY or `accept_proxy`, for the connections accepted from now on.
+    public func adopt(limit newLimit: Int, noDelay: Bool, acceptProxy: Bool) {
         limit.store(newLimit, ordering: .relaxed)
+        acceptsProxyHeader.store(acceptProxy, ordering: .relaxed)
         let descriptor = listener.load(ordering: .relaxed)
         if descriptor >= 0 { Listener.setNoDelay(descriptor, noDelay) }
         for thread in threads { thread.post(.resumeAccepting) }

@@ -35,6 +35,12 @@ final class EngineThread: @unchecked Sendable {
     private let inbox = Mutex<[Order]>([])
     private let waitingForPlace = Atomic<Bool>(false)
     var isWaitingForPlace: Bool { waitingForPlace.load(ordering: .relaxed) }
+    /// Loop turns so far, read by the watchdog (`ProgressWatch`): a thread that stops turning is wedged.
+    private let turnCount = Atomic<UInt64>(0)
+    var turns: UInt64 { turnCount.load(ordering: .relaxed) }
+
+    /// Set before the thread starts, read-only after.
+    private(set) var name = ""
 
     // Confined to the thread from here on.
     private(set) unowned(unsafe) var engine: Engine!
@@ -65,7 +71,8 @@ final class EngineThread: @unchecked Sendable {
         }
     }
 
-    func start(engine: Engine) throws {
+    /// `name`: the thread's, as `top -H` and the watchdog's log line show it.
+    func start(engine: Engine, name: String) throws {
         self.engine = engine
         if listener >= 0 {
             // Shared by the threads: a new client wakes one of them, not all.
@@ -75,11 +82,12 @@ final class EngineThread: @unchecked Sendable {
             }
             listenerReady = true
         }
+        self.name = name
         let box = Unmanaged.passRetained(self)
         var thread = pthread_t()
         let result = pthread_create(&thread, nil, { argument in
             let loop = Unmanaged<EngineThread>.fromOpaque(argument!).takeRetainedValue()
-            loop.run()
+            loop.run(name: loop.name)
             return nil
         }, box.toOpaque())
         guard result == 0 else {
@@ -92,11 +100,17 @@ final class EngineThread: @unchecked Sendable {
     /// From any thread.
     func post(_ order: Order) {
         inbox.withLock { $0.append(order) }
+        nudge()
+    }
+
+    /// From any thread: one loop turn now, even with nothing to do.
+    func nudge() {
         var one: UInt64 = 1
         _ = Glibc.write(wake, &one, 8)
     }
 
-    private func run() {
+    private func run(name: String) {
+        penha_name_thread(name)
         let tokens = UnsafeMutablePointer<UInt64>.allocate(capacity: Int(penha_epoll_batch))
         let events = UnsafeMutablePointer<UInt32>.allocate(capacity: Int(penha_epoll_batch))
         while true {
@@ -116,6 +130,7 @@ final class EngineThread: @unchecked Sendable {
                 pumping.removeAll(keepingCapacity: true)
             }
             if now >= nextSweep { sweep() }
+            turnCount.wrappingAdd(1, ordering: .relaxed)
         }
     }
 
@@ -245,6 +260,16 @@ final class EngineThread: @unchecked Sendable {
             end(connection, reset: false)
             return
         }
+        if engine.acceptsProxyHeader.load(ordering: .relaxed) {
+            connection.phase = .awaitingProxyHeader
+            connection.deadline = now + Engine.proxyHeaderTimeout
+        } else {
+            admit(connection)
+        }
+    }
+
+    /// The client as it is (its PROXY protocol header read): its handshake, or its placement.
+    func admit(_ connection: Connection) {
         if let tls = engine.tls {
             startHandshake(connection, tls)
         } else {
@@ -269,6 +294,8 @@ final class EngineThread: @unchecked Sendable {
             switch connection.phase {
             case .free, .accepted:
                 return
+            case .awaitingProxyHeader:
+                guard proxyHeaderStep(connection) else { return }
             case .handshaking:
                 guard handshakeStep(connection) else { return }
             case .connecting, .relaying:
@@ -510,7 +537,7 @@ final class EngineThread: @unchecked Sendable {
             engine.shared.withLock { $0.state.connectFailedLocally(target) }
         case .handshaking:
             if connection.tls != nil { countHandshakeFailure(connection, "the connection closed during the handshake") }
-        case .accepted, .free:
+        case .awaitingProxyHeader, .accepted, .free:
             break
         }
         connection.clear(&pool)
@@ -534,6 +561,8 @@ final class EngineThread: @unchecked Sendable {
                 connectFailed(connection, ETIMEDOUT)
             case .handshaking where now >= connection.deadline:
                 tlsTimedOut(connection)
+            case .awaitingProxyHeader where now >= connection.deadline:
+                proxyHeaderRefused(connection, "no PROXY protocol header within \(Engine.proxyHeaderTimeout / 1_000_000_000) seconds")
             case .relaying:
                 if connection.idleTimeout > 0 && now >= connection.lastActive + connection.idleTimeout {
                     end(connection, reset: false)

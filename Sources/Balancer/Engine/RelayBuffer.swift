@@ -165,6 +165,20 @@ struct RelayBuffer {
         }
     }
 
+    /// Bytes that go before everything queued (what a server's socket did not take of a PROXY
+    /// protocol header): rare and small, so what is queued is copied behind them. Nothing is
+    /// spliced before a server is connected, so nothing is in the kernel pipe.
+    mutating func prepend(_ bytes: ArraySlice<UInt8>, _ pool: inout BufferPool) {
+        assert(inKernelPipe == 0, "bytes in the kernel pipe would go before the prepended ones")
+        var queued = ByteBuffer(bytes: bytes)
+        if end > start, let buffer { queued.writeBytes(UnsafeRawBufferPointer(start: buffer + start, count: end - start)) }
+        if var spilled = spill { queued.writeBuffer(&spilled) }
+        start = end
+        spill = nil
+        release(&pool)
+        queued.withUnsafeReadableBytes { append($0, &pool) }
+    }
+
     /// The next bytes to write, and how many were written to be told with `didWrite`.
     func withPending<Result>(_ body: (UnsafeRawBufferPointer) -> Result) -> Result {
         if end > start, let buffer {

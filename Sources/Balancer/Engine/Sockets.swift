@@ -1,6 +1,7 @@
 import BalancerCore
 import CEngine
 import NIOCore
+import VRRPCore
 
 #if canImport(Glibc)
 import Glibc
@@ -143,6 +144,54 @@ struct PeerAddress {
         }
         let address = withUnsafeBytes(of: storage) { $0.load(as: sockaddr_in.self) }
         return .ipv4(address: UInt32(bigEndian: address.sin_addr.s_addr), port: UInt16(bigEndian: address.sin_port))
+    }
+}
+
+extension PeerAddress {
+    /// The local end of `descriptor` (getsockname), for a PROXY protocol header.
+    static func local(of descriptor: Int32) -> PeerAddress {
+        var address = PeerAddress()
+        var length = socklen_t(MemoryLayout<sockaddr_storage>.size)
+        let result = withUnsafeMutablePointer(to: &address.storage) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(descriptor, $0, &length) }
+        }
+        if result != 0 { address.storage.ss_family = sa_family_t(AF_UNSPEC) }
+        return address
+    }
+
+    /// The address a PROXY protocol header carries for it; nil for a Unix socket.
+    var proxyEndpoint: ProxyEndpoint? {
+        withUnsafeBytes(of: storage) { raw in
+            switch Int32(storage.ss_family) {
+            case AF_INET:
+                let address = raw.load(as: sockaddr_in.self)
+                return ProxyEndpoint(address: IPAddress(ipv4: UInt32(bigEndian: address.sin_addr.s_addr)),
+                                     port: UInt16(bigEndian: address.sin_port))
+            case AF_INET6:
+                let offset = MemoryLayout<sockaddr_in6>.offset(of: \.sin6_addr)!
+                let port = raw.load(fromByteOffset: MemoryLayout<sockaddr_in6>.offset(of: \.sin6_port)!, as: UInt16.self)
+                return IPAddress(bytes: Array(raw[offset..<offset + 16])).map { ProxyEndpoint(address: $0, port: UInt16(bigEndian: port)) }
+            default:
+                return nil
+            }
+        }
+    }
+
+    /// The client a PROXY protocol header names, in place of the upstream balancer's address.
+    init(_ endpoint: ProxyEndpoint) {
+        if let ipv4 = endpoint.address.ipv4 {
+            var address = sockaddr_in()
+            address.sin_family = sa_family_t(AF_INET)
+            address.sin_port = endpoint.port.bigEndian
+            address.sin_addr.s_addr = ipv4.bigEndian
+            withUnsafeMutableBytes(of: &storage) { $0.storeBytes(of: address, as: sockaddr_in.self) }
+        } else {
+            var address = sockaddr_in6()
+            address.sin6_family = sa_family_t(AF_INET6)
+            address.sin6_port = endpoint.port.bigEndian
+            withUnsafeMutableBytes(of: &address.sin6_addr) { $0.copyBytes(from: endpoint.address.bytes) }
+            withUnsafeMutableBytes(of: &storage) { $0.storeBytes(of: address, as: sockaddr_in6.self) }
+        }
     }
 }
 

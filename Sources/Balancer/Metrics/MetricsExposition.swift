@@ -1,5 +1,6 @@
 import BalancerCore
 import Prometheus
+import VRRPCore
 
 /// The status model in Prometheus' text exposition format, rendered by swift-prometheus
 /// into a registry made for the one scrape: nothing is counted on the data path, the numbers
@@ -26,13 +27,18 @@ public enum MetricsExposition {
             counter(registry, "tls_handshakes_total", "TLS handshakes completed.", tls.completed)
             counter(registry, "tls_handshake_failures_total", "TLS handshakes that failed.", tls.failed)
         }
+        if let draining = report.draining {
+            gauge(registry, "draining_connections", "While penha stops: connections it still relays (drain).", draining.connections)
+            gauge(registry, "drain_seconds_left", "While penha stops: seconds until what is left is closed.", draining.secondsLeft)
+        }
         for instance in report.vrrp {
             let labels = [("vrid", "\(instance.vrid)"), ("interface", instance.interface)]
             gauge(registry, "vrrp_master", "1 while this node is the instance's master, else 0.",
-                  instance.state == "MASTER" ? 1 : 0, labels)
-            for state in vrrpStates + (vrrpStates.contains(instance.state) ? [] : [instance.state]) {
+                  instance.state == .master ? 1 : 0, labels)
+            // Every state has a series, named as `status` names it, so that a change shows as 0 -> 1.
+            for state in VRRPState.allCases {
                 gauge(registry, "vrrp_state", "1 for the instance's current state, 0 for the others.",
-                      instance.state == state ? 1 : 0, labels + [("state", state)])
+                      instance.state == state ? 1 : 0, labels + [("state", state.rawValue)])
             }
             gauge(registry, "vrrp_priority", "The priority adverts carry now (tracking included).",
                   instance.effectivePriority, labels)
@@ -50,8 +56,6 @@ public enum MetricsExposition {
         return body
     }
 
-    /// RFC 5798's states and penha's FAULT, each with a series so that a change shows as 0 -> 1.
-    static let vrrpStates = ["INITIALIZE", "BACKUP", "MASTER", "FAULT"]
 
     private static func endpoint(_ address: String, _ port: Int) -> String {
         Endpoint.describe(host: address, port: port)

@@ -10,6 +10,10 @@
 #include <sys/eventfd.h>
 // malloc_trim: the buffer pool returns a burst's memory to the kernel.
 #include <malloc.h>
+#include <sys/prctl.h>
+
+// Names the calling thread (top -H, /proc/PID/task/TID/comm); 15 bytes at most are kept.
+static inline void penha_name_thread(const char *name) { prctl(PR_SET_NAME, name, 0, 0, 0); }
 
 // The relay's per-connection calls go straight to the kernel through syscall(2): glibc's
 // recv, send, accept4, connect, close and epoll_wait are pthread cancellation points, and
@@ -24,6 +28,11 @@ static inline long penha_recv(int fd, void *buffer, size_t length) {
 
 static inline long penha_send(int fd, const void *buffer, size_t length) {
     return syscall(SYS_sendto, fd, buffer, length, MSG_NOSIGNAL, (void *)0, 0);
+}
+
+// The first bytes without taking them (a PROXY protocol header is read only once whole).
+static inline long penha_peek(int fd, void *buffer, size_t length) {
+    return syscall(SYS_recvfrom, fd, buffer, length, MSG_PEEK, (void *)0, (void *)0);
 }
 
 static inline int penha_close(int fd) { return (int)syscall(SYS_close, fd); }

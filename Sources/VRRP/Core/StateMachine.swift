@@ -30,7 +30,7 @@ public struct VRRPInstant: Comparable, Hashable, Sendable {
 }
 
 /// The states of RFC 5798 section 6.4, plus Fault (link down) as keepalived names it.
-public enum VRRPState: String, Sendable {
+public enum VRRPState: String, CaseIterable, Codable, Sendable {
     case initialize = "INIT"
     case backup = "BACKUP"
     case master = "MASTER"

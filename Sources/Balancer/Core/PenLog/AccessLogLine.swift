@@ -2,7 +2,9 @@
 /// `CLIENT IDENT USER [TIME] "REQUEST" STATUS BYTES ["REFERER" "AGENT"]`, cut where pen's
 /// mergelogs cuts it: the client, the text before the time, the time, the text between the
 /// time and the request, the request, and the rest. Everything but the client and the time
-/// is kept byte for byte, so a rewritten line differs from the original only there. Pure.
+/// is kept as the web server wrote it, so a rewritten line differs from the original only
+/// there; only a byte no web server writes raw (outside printable ASCII) is escaped
+/// (`LogText`), since a datagram from anyone can reach the log daemon and its log. Pure.
 public struct AccessLogLine: Equatable, Sendable {
     public var client: [UInt8]
     /// From after the client's space up to `[` (` - - ` minus the first space: `- - `).
@@ -31,12 +33,12 @@ public struct AccessLogLine: Equatable, Sendable {
               let quote = line[close...].firstIndex(of: UInt8(ascii: "\"")),
               let endQuote = Self.closingQuote(in: line, after: quote) else { return nil }
         client = Array(line[..<space])
-        beforeTime = Array(line[(space + 1)..<open])
+        beforeTime = LogText.escaped(line[(space + 1)..<open])
         timeText = Array(line[(open + 1)..<close])
         self.time = time
-        beforeRequest = Array(line[(close + 1)..<quote])
-        request = Array(line[(quote + 1)..<endQuote])
-        rest = Array(line[(endQuote + 1)...])
+        beforeRequest = LogText.escaped(line[(close + 1)..<quote])
+        request = LogText.escaped(line[(quote + 1)..<endQuote])
+        rest = LogText.escaped(line[(endQuote + 1)...])
         guard !client.contains(where: { !(0x21...0x7E).contains($0) }) else { return nil }
     }
 
@@ -76,6 +78,9 @@ public struct AccessLogLine: Equatable, Sendable {
         }
         return nil
     }
+
+    /// Every time `parseTime` gives: from 1970 to 9999, in zones up to 14:59 either side.
+    static let timeRange = -(14 * 3600 + 59 * 60)...(daysSince1970(year: 10000, month: 1, day: 1) * 86400 + 14 * 3600 + 59 * 60)
 
     static let months = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"]
 

@@ -7,7 +7,9 @@
 /// - a time within `jitter` seconds of the web server's, the closest one (the first of
 ///   equally close ones).
 /// A line without a match keeps the server's name as its client (pen's fallback) and is
-/// counted. Lines in neither format are skipped and counted.
+/// counted. Lines in neither format are skipped and counted, and so are pen lines whose time
+/// (less the offset) is beyond what any web server's line within the jitter could have: they
+/// could never match, and far enough out their arithmetic would overflow.
 ///
 /// Both logs are read as pen reads them: forward, once, in time order. Only the pen lines
 /// within the jitter of the current time are held (at most `windowLimit`), so memory does not
@@ -18,8 +20,9 @@ public struct LogMerge {
     public struct Counts: Equatable, Sendable {
         public var matched = 0
         public var unmatched = 0
-        /// Web-server lines (and pen lines) that are not in their format, or too long.
+        /// Web-server lines that are not in their format, or too long.
         public var skippedServerLines = 0
+        /// Pen lines likewise, and those with a time out of range.
         public var skippedPenLines = 0
         /// Pen lines dropped because more than `windowLimit` fell within the jitter.
         public var droppedPenLines = 0
@@ -37,6 +40,8 @@ public struct LogMerge {
     private let servers: [String]
     private let jitter: Int
     private let offset: Int
+    /// The pen times (less the offset) that a web server's line could be within the jitter of.
+    private let penTimes: ClosedRange<Int>
     private let penLog: Source
     private let serverLogs: [Source]
     private var heads: [AccessLogLine?]
@@ -49,11 +54,13 @@ public struct LogMerge {
     public init(servers: [String], serverLogs: [Source], penLog: @escaping Source,
                 jitter: Int = defaultJitter, offset: Int = 0) {
         precondition(servers.count == serverLogs.count)
+        precondition(Self.jitterRange.contains(jitter) && Self.offsetRange.contains(offset))
         self.servers = servers
         self.serverLogs = serverLogs
         self.penLog = penLog
         self.jitter = jitter
         self.offset = offset
+        penTimes = (AccessLogLine.timeRange.lowerBound - jitter)...(AccessLogLine.timeRange.upperBound + jitter)
         heads = Array(repeating: nil, count: servers.count)
         for index in servers.indices { heads[index] = readServerLine(index) }
     }
@@ -102,11 +109,12 @@ public struct LogMerge {
                 penLogEnded = true
                 break
             }
-            guard case .line(let bytes) = next, var entry = PenLogLine(fileLine: bytes) else {
+            guard case .line(let bytes) = next, var entry = PenLogLine(fileLine: bytes),
+                  case (let shifted, false) = entry.time.subtractingReportingOverflow(offset), penTimes.contains(shifted) else {
                 counts.skippedPenLines += 1
                 continue
             }
-            entry.time -= offset
+            entry.time = shifted
             // Too old for this line, so for every later one (they come in time order).
             if entry.time < time - jitter { continue }
             window.append(entry)

@@ -4,8 +4,8 @@
 ///   (the `+` tells it from a web server's line; the log daemon stamps no time).
 ///
 /// CLIENT and SERVER are addresses without ports (pen's `pen_ntoa`); REQUEST is the start of
-/// what the client sent: at most `requestLimit` bytes, up to the first CR or LF. Pure: the
-/// time comes in as an argument.
+/// what the client sent, up to the first CR or LF, escaped (`LogText`): at most
+/// `requestLimit` bytes. Pure: the time comes in as an argument.
 public struct PenLogLine: Equatable, Sendable {
     public var client: String
     public var time: Int
@@ -31,17 +31,20 @@ public struct PenLogLine: Equatable, Sendable {
         self.request = request.isEmpty ? Self.noRequest : request
     }
 
-    /// The REQUEST field for the first bytes a client sent, cut as pen cuts it (at
-    /// `requestLimit` bytes or the first CR or LF). pen replaces only bytes above 127 with
-    /// `.`; penha replaces every byte that is not printable ASCII, so that no control
-    /// character reaches a log or a terminal. Apache escapes those in its own log, so such a
-    /// request never matched anyway.
+    /// The REQUEST field for the first bytes a client sent: up to the first CR or LF, escaped
+    /// (`LogText`: no control character reaches the log or a terminal), then cut at
+    /// `requestLimit` bytes as pen cuts it. pen writes bytes above 127 as `.` and control
+    /// characters as they came; penha escapes both as Apache escapes its own log, so the
+    /// first `requestLimit` bytes are those of the web server's line for the same request,
+    /// which is what the log tools compare.
     public static func requestStart(_ bytes: some Sequence<UInt8>) -> [UInt8] {
         var request: [UInt8] = []
         for byte in bytes {
-            if byte == UInt8(ascii: "\r") || byte == UInt8(ascii: "\n") || request.count == requestLimit { break }
-            request.append((0x20...0x7E).contains(byte) ? byte : UInt8(ascii: "."))
+            if byte == UInt8(ascii: "\r") || byte == UInt8(ascii: "\n") || request.count >= requestLimit { break }
+            LogText.append(byte, to: &request)
         }
+        // An escape may end past the limit: cut as the tools cut the web server's line.
+        if request.count > requestLimit { request.removeLast(request.count - requestLimit) }
         return request.isEmpty ? noRequest : request
     }
 

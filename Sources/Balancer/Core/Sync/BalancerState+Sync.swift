@@ -12,10 +12,39 @@ extension BalancerState {
         return changes
     }
 
-    /// The whole client table, oldest first: a full copy for a peer.
-    public func clientSnapshot() -> [SyncChange] {
+    /// Slots read in one part of a full copy: at most ~0.2 ms under the lock, where the whole
+    /// table of a million clients held it ~170 ms (release build; sorting the million, outside
+    /// the lock, takes ~70 ms).
+    public static let snapshotPart = 4096
+
+    /// The whole client table for a full copy, oldest first (so the receiver's use order ends
+    /// as the sender's), read a part at a time by `part`, which returns the changes in a
+    /// range of slots, nil past the table (`clientChanges(slots:)`, run under the lock the data
+    /// path takes, so that the lock is held for one part at a time). The data path may change
+    /// the table between parts; what it changes is journaled and sent after the copy, and a
+    /// client that moved to another slot meanwhile may come twice, which the receiver's last
+    /// writer wins rule settles. Slots keep their numbers between parts as long as the table is
+    /// not resized, which only a command does, on the event loop that reads the parts.
+    public static func clientSnapshot(reading part: (Range<Int>) -> [SyncChange]?) -> [SyncChange] {
+        var changes: [SyncChange] = []
+        var start = 0
+        // Bounded: each turn moves on by a part, and the table has at most `Limits.clients` slots.
+        while let changesInPart = part(start..<start + snapshotPart) {
+            changes += changesInPart
+            start += snapshotPart
+        }
+        changes.sort { $0.lastUsed < $1.lastUsed }
+        return changes
+    }
+
+    /// The client table's entries in `slots` that name a server, as changes; nil when the
+    /// range starts past the table.
+    public func clientChanges(slots: Range<Int>) -> [SyncChange]? {
+        guard slots.lowerBound < clients.count else { return nil }
         let servers = servers.servers
-        return clients.byRecentUse.reversed().compactMap { Self.change($0.entry, servers: servers) }
+        return slots.clamped(to: 0..<clients.count).compactMap { slot in
+            clients.entry(slot: slot).flatMap { Self.change($0, servers: servers) }
+        }
     }
 
     /// A peer's entries applied to the client table (`ClientTable.adoptRemote`: last writer

@@ -18,16 +18,19 @@ public struct SyncEntry: Equatable, Hashable, Sendable {
     static let encodedSize = 38
 }
 
-/// The messages of the sync channel. Frames are `length(4) type(1) sequence(8) body MAC(32)`,
-/// big-endian, the length counting what follows it.
+/// The messages of the sync channel, what the sending node sends after the handshake
+/// (`SyncSession`). Frames are `length(4) type(1) sequence(8) body MAC(32)`, big-endian, the
+/// length counting what follows it.
 public enum SyncMessage: Equatable, Sendable {
-    /// The first message each side sends: its fresh nonce, which the other side's MACs then cover.
-    case hello(nonce: [UInt8])
     /// Part of a full copy of the table; the first part starts it, the last ends it.
     case fullCopy(first: Bool, last: Bool, entries: [SyncEntry])
     /// Changes since the last batch, coalesced per client.
     case updates([SyncEntry])
 
+    /// The version of the handshake and frames: 2 binds both nonces and the direction into
+    /// every MAC. Version 1 (a hello of a bare nonce, sealed with no context) is refused:
+    /// both nodes run the same version.
+    public static let protocolVersion: UInt8 = 2
     public static let nonceSize = 16
     public static let macSize = 32
     /// Entries in one message: a frame stays under 40 KB.
@@ -36,26 +39,14 @@ public enum SyncMessage: Equatable, Sendable {
     /// The largest frame `SyncSession` accepts; a longer length is refused before anything is buffered.
     public static let maxFrameSize = headerSize + 3 + maxEntries * SyncEntry.encodedSize + macSize
 
-    var type: UInt8 {
+    fileprivate func append(to bytes: inout [UInt8]) {
         switch self {
-        case .hello: return 1
-        case .fullCopy: return 2
-        case .updates: return 3
-        }
-    }
-
-    var body: [UInt8] {
-        var bytes: [UInt8] = []
-        switch self {
-        case .hello(let nonce):
-            bytes = nonce
         case .fullCopy(let first, let last, let entries):
             bytes.append((first ? 1 : 0) | (last ? 2 : 0))
             Self.append(entries, to: &bytes)
         case .updates(let entries):
             Self.append(entries, to: &bytes)
         }
-        return bytes
     }
 
     private static func append(_ entries: [SyncEntry], to bytes: inout [UInt8]) {
@@ -75,25 +66,93 @@ public enum SyncMessage: Equatable, Sendable {
         appendBigEndian(address.high, to: &bytes)
         appendBigEndian(address.low, to: &bytes)
     }
+}
 
-    static func decode(type: UInt8, body: ArraySlice<UInt8>) throws -> SyncMessage {
+/// The first frame each way: which node sends it (a random identity per sync run, so that a
+/// node knows its own hello when it comes back) and a fresh nonce.
+public struct SyncHello: Equatable, Sendable {
+    public var node: [UInt8]
+    public var nonce: [UInt8]
+
+    public init(node: [UInt8], nonce: [UInt8]) {
+        precondition(node.count == Self.nodeSize && nonce.count == SyncMessage.nonceSize, "a sync hello has a 16-byte node and nonce")
+        self.node = node
+        self.nonce = nonce
+    }
+
+    public static let nodeSize = 16
+    /// The protocol version, the node, the nonce.
+    static let encodedSize = 1 + nodeSize + SyncMessage.nonceSize
+    /// Version 1's hello was its nonce alone.
+    static let version1Size = SyncMessage.nonceSize
+}
+
+/// Everything a frame can carry: the handshake's two frames, then messages.
+enum SyncFrame: Equatable {
+    case hello(SyncHello)
+    /// The initiator's answer to the responder's hello: no body, its MAC over both nonces is
+    /// the proof that it holds the key.
+    case proof
+    case message(SyncMessage)
+
+    var type: UInt8 {
+        switch self {
+        case .hello: return 1
+        case .message(.fullCopy): return 2
+        case .message(.updates): return 3
+        case .proof: return 4
+        }
+    }
+
+    /// For error messages.
+    var name: String {
+        switch self {
+        case .hello: return "a hello"
+        case .proof: return "a proof"
+        case .message: return "a message"
+        }
+    }
+
+    var body: [UInt8] {
+        var bytes: [UInt8] = []
+        switch self {
+        case .hello(let hello):
+            bytes.append(SyncMessage.protocolVersion)
+            bytes += hello.node
+            bytes += hello.nonce
+        case .proof:
+            break
+        case .message(let message):
+            message.append(to: &bytes)
+        }
+        return bytes
+    }
+
+    static func decode(type: UInt8, body: ArraySlice<UInt8>) throws(SyncProtocolError) -> SyncFrame {
         var reader = Reader(bytes: body)
-        let message: SyncMessage
+        let frame: SyncFrame
         switch type {
         case 1:
-            guard body.count == nonceSize else { throw SyncProtocolError.malformed("a hello of \(body.count) bytes") }
-            message = .hello(nonce: Array(try reader.take(nonceSize)))
+            // The version first, so that a node of another version is told so, not that its MAC fails.
+            guard body.count != SyncHello.version1Size else { throw SyncProtocolError.version(1) }
+            let version = try reader.byte()
+            guard version == SyncMessage.protocolVersion else { throw SyncProtocolError.version(version) }
+            guard body.count == SyncHello.encodedSize else { throw SyncProtocolError.malformed("a hello of \(body.count) bytes") }
+            frame = .hello(SyncHello(node: Array(try reader.take(SyncHello.nodeSize)),
+                                     nonce: Array(try reader.take(SyncMessage.nonceSize))))
         case 2:
             let flags = try reader.byte()
             guard flags & ~3 == 0 else { throw SyncProtocolError.malformed("unknown full-copy flags \(flags)") }
-            message = .fullCopy(first: flags & 1 != 0, last: flags & 2 != 0, entries: try reader.entries())
+            frame = .message(.fullCopy(first: flags & 1 != 0, last: flags & 2 != 0, entries: try reader.entries()))
         case 3:
-            message = .updates(try reader.entries())
+            frame = .message(.updates(try reader.entries()))
+        case 4:
+            frame = .proof
         default:
             throw SyncProtocolError.malformed("unknown message type \(type)")
         }
         guard reader.isAtEnd else { throw SyncProtocolError.malformed("\(reader.remaining) bytes after the message") }
-        return message
+        return frame
     }
 
     private struct Reader {
@@ -101,23 +160,26 @@ public enum SyncMessage: Equatable, Sendable {
         var isAtEnd: Bool { bytes.isEmpty }
         var remaining: Int { bytes.count }
 
-        mutating func take(_ count: Int) throws -> ArraySlice<UInt8> {
+        mutating func take(_ count: Int) throws(SyncProtocolError) -> ArraySlice<UInt8> {
             guard bytes.count >= count else { throw SyncProtocolError.malformed("a message cut short") }
             defer { bytes = bytes.dropFirst(count) }
             return bytes.prefix(count)
         }
 
-        mutating func byte() throws -> UInt8 { try take(1).first! }
+        mutating func byte() throws(SyncProtocolError) -> UInt8 {
+            guard let byte = bytes.popFirst() else { throw SyncProtocolError.malformed("a message cut short") }
+            return byte
+        }
 
-        mutating func number<Number: FixedWidthInteger>(_: Number.Type) throws -> Number {
+        mutating func number<Number: FixedWidthInteger>(_: Number.Type) throws(SyncProtocolError) -> Number {
             try take(MemoryLayout<Number>.size).reduce(0) { $0 << 8 | Number($1) }
         }
 
-        mutating func address() throws -> IPAddress {
+        mutating func address() throws(SyncProtocolError) -> IPAddress {
             IPAddress(high: try number(UInt64.self), low: try number(UInt64.self))
         }
 
-        mutating func entries() throws -> [SyncEntry] {
+        mutating func entries() throws(SyncProtocolError) -> [SyncEntry] {
             let count = Int(try number(UInt16.self))
             guard count <= SyncMessage.maxEntries else { throw SyncProtocolError.malformed("\(count) entries in one message") }
             guard bytes.count == count * SyncEntry.encodedSize else {
@@ -152,8 +214,12 @@ public enum SyncProtocolError: Error, Equatable, CustomStringConvertible {
     /// A sequence number out of order: a replayed, dropped or reordered message.
     case badSequence(expected: UInt64, got: UInt64)
     case tooLarge(Int)
-    /// A message other than hello before the hello, or a second hello.
+    /// A frame out of the handshake's order: a message before the proof, a second hello.
     case unexpected(String)
+    /// The node's own hello came back: reflected or relayed, not from the peer.
+    case ownHello
+    /// The peer speaks another version of the protocol.
+    case version(UInt8)
 
     public var description: String {
         switch self {
@@ -162,6 +228,9 @@ public enum SyncProtocolError: Error, Equatable, CustomStringConvertible {
         case .badSequence(let expected, let got): return "message \(got) where \(expected) was due (replayed or reordered)"
         case .tooLarge(let length): return "a frame of \(length) bytes, more than \(SyncMessage.maxFrameSize)"
         case .unexpected(let what): return "unexpected \(what)"
+        case .ownHello: return "the node's own hello came back (reflected or relayed: not the peer)"
+        case .version(let version):
+            return "the peer speaks sync protocol version \(version), this node \(SyncMessage.protocolVersion): upgrade both nodes"
         }
     }
 }

@@ -4,6 +4,9 @@ import NIOCore
 import Glibc
 #endif
 
+// The one file of the balancer's core that reaches Glibc, for values only: errno numbers and
+// their strerror text. No system call (.ci/check-layers allows Glibc here and nowhere else).
+
 /// Whose fault a failed socket call (accept, socket, bind, connect) is. Only the server's
 /// failures blacklist it: when this host ran out of descriptors or memory, every server
 /// would fail alike, and blacklisting them all would turn a passing shortage into an outage
@@ -48,4 +51,23 @@ public enum FailureCause: Equatable, Sendable {
     }
 
     public var isLocal: Bool { self != .server }
+}
+
+/// System errors as people read them, `address already in use`: the lowercased strerror
+/// text, without NIO's function names (`bind(descriptor:ptr:bytes:)`) or errno numbers.
+/// The one place that renders them; whatever reaches a message goes through here.
+public enum SystemErrorText {
+    public static func describe(errno code: Int32) -> String {
+        String(cString: strerror(code)).lowercased()
+    }
+
+    /// NIO's system call failures by their errno, its socket address errors in words; any
+    /// other error (penha's own, which already read well) as it describes itself.
+    public static func describe(_ error: Error) -> String {
+        switch error {
+        case let error as IOError: return describe(errno: error.errnoCode)
+        case SocketAddressError.unixDomainSocketPathTooLong: return "the path is too long for a Unix socket"
+        default: return "\(error)"
+        }
+    }
 }
