@@ -204,6 +204,7 @@ wait_for "VRRP master: the VIP is on v0" holds_vip
 wait_for "systemctl status shows the role" status_shows_master
 check "the VIP serves" serves 192.0.2.10 80
 wait_for "the connection log is written under /var/log/penha" inside test -s /var/log/penha/penha.log
+check "the directory the package made became the unit's (/var/log/private/penha)" inside test -L /var/log/penha
 check "the watchdog is armed (WatchdogSec=30s)" watchdog_armed
 pid=$(property penha MainPID)
 
