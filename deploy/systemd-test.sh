@@ -37,7 +37,8 @@ mirror=$({ grep -hs '^URIs:' /etc/apt/sources.list.d/*.sources || true; grep -hs
     | awk '$2 !~ /security/ { print $2; exit }')
 mirror=${mirror:-http://deb.debian.org/debian}
 cache=/var/cache/penha-ci
-key=$(echo "$suite minbase $packages" | sha256sum | cut -c1-16)
+# The key names what the image holds: the list and the two changes made to it below.
+key=$(echo "$suite minbase $packages no-sources no-getty" | sha256sum | cut -c1-16)
 image="$cache/$suite-$key"
 if [ ! -d "$image" ]; then
     echo "==> debootstrap --variant=minbase $suite from $mirror (cached as $image)"
