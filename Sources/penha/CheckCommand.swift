@@ -8,7 +8,8 @@ import Glibc
 
 /// `penha check ARGS...`: `run`'s arguments, checked as `run` would take them (every file
 /// read, servers resolved, TLS files loaded, vrrp interfaces looked up) without binding or
-/// changing anything. pen's `-t` is the connect timeout, hence a subcommand.
+/// changing anything. pen's `-t` is the connect timeout, hence a subcommand. Run as root, it
+/// also warns of the files the packaged systemd unit's user could not use (ServiceUserCheck).
 struct CheckCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "check",
@@ -23,17 +24,24 @@ struct CheckCommand: ParsableCommand {
         // A malformed option or address is thrown: one line, exit 2, as for run.
         let command = try RunCommand.parse(arguments)
         var errors = ConfigurationErrors(collecting: true)
+        var warnings: [String] = []
         do {
             let made = try command.makeConfiguration(reporting: &errors)
             try errors.add(ConfigurationCheck.problems(of: made.running, lines: made.lines, pidFile: command.pidFile))
+            // As root: what root may use and the packaged unit's user may not.
+            if geteuid() == 0 {
+                warnings = ServiceUserCheck.warnings(configuration: made.running, lines: made.lines, configFile: command.configFile)
+            }
         } catch let error as ConfigurationError {
             // One that leaves nothing to check further (no listen address); the others stand.
             try errors.add(error)
         }
         guard errors.all.isEmpty else {
-            for error in errors.all { writeToStandardError("penha: \(error)") }
+            for error in errors.all { writeToStandardError("penha: \(error)", level: .error) }
             throw ExitCode(2)
         }
+        // Once it is correct: what passes here may still fail under the unit.
+        for warning in warnings { writeToStandardError("penha: warning: \(warning)", level: .warning) }
         print("configuration ok")
     }
 }

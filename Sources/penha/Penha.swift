@@ -28,7 +28,7 @@ struct Penha {
         }
         let message = (error as? ConfigurationError)?.message ?? PenhaCommand.message(for: error)
         let line = message.split(separator: "\n").first.map(String.init) ?? "\(error)"
-        writeToStandardError("penha: \(line)")
+        writeToStandardError("penha: \(line)", level: .error)
         // 1: a runtime failure (a file that cannot be written, a port in use); 2: bad usage or configuration.
         Glibc.exit(error is RuntimeFailure || error is FileError ? 1 : 2)
     }

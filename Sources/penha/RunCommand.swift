@@ -17,25 +17,25 @@ struct RunCommand: ParsableCommand {
         helpNames: [.long]
     )
 
-    @Option(name: .customShort("b"), help: "Blacklist a failed server for this many seconds.")
+    @Option(name: .customShort("b"), help: ArgumentHelp("Blacklist a failed server for this many seconds.", valueName: "seconds"))
     var blacklist: Int = 30
-    @Option(name: .customShort("c"), help: "Client table size.")
+    @Option(name: .customShort("c"), help: ArgumentHelp("Client table size.", valueName: "slots"))
     var clients: Int = 2048
-    @Option(name: .customShort("e"), help: "Emergency server host:port, used when all servers fail.")
+    @Option(name: .customShort("e"), help: ArgumentHelp("Emergency server host:port, used when all servers fail.", valueName: "host:port"))
     var emergency: String?
-    @Option(name: .customShort("B"), help: "Abuse server host:port: where clients refused by client_acl go.")
+    @Option(name: .customShort("B"), help: ArgumentHelp("Abuse server host:port: where clients refused by client_acl go.", valueName: "host:port"))
     var abuseServer: String?
-    @Option(name: .customShort("t"), help: "Connect timeout in seconds.")
+    @Option(name: .customShort("t"), help: ArgumentHelp("Connect timeout in seconds.", valueName: "seconds"))
     var timeout: Int = 3
-    @Option(name: .customShort("x"), help: "Maximum simultaneous connections (0: no limit).")
+    @Option(name: .customShort("x"), help: ArgumentHelp("Maximum simultaneous connections (0: no limit).", valueName: "connections"))
     var connections: Int = 500
-    @Option(name: .customShort("T"), help: "Track clients for this many seconds (0: forever).")
+    @Option(name: .customShort("T"), help: ArgumentHelp("Track clients for this many seconds (0: forever).", valueName: "seconds"))
     var tracking: Int = 0
-    @Option(name: .customShort("q"), help: "Listen backlog.")
+    @Option(name: .customShort("q"), help: ArgumentHelp("Listen backlog.", valueName: "backlog"))
     var backlog: Int = 511
-    @Option(name: .customShort("S"), help: "pen's maximum number of servers; penha's table grows as needed.")
+    @Option(name: .customShort("S"), help: ArgumentHelp("pen's maximum number of servers; penha's table grows as needed.", valueName: "servers"))
     var maxServers: Int?
-    @Option(name: [.customShort("O"), .customShort("o")], help: "A penctl command, applied after the options.")
+    @Option(name: [.customShort("O"), .customShort("o")], help: ArgumentHelp("A penctl command, applied after the options.", valueName: "command"))
     var commands: [String] = []
     @Flag(name: .customShort("r"), help: "Round-robin without client tracking.")
     var roundRobin = false
@@ -58,32 +58,32 @@ struct RunCommand: ParsableCommand {
     @Flag(name: [.customShort("P"), .customShort("Q")], help: "pen's poll/kqueue choice; penha always uses epoll.")
     var eventMechanism: Int
 
-    @Option(name: .customShort("C"), help: "Control socket: digits are a port (on loopback), a ':' makes host:port (off loopback only with control_acl), anything else is a Unix socket path (relative: from the working directory).")
+    @Option(name: .customShort("C"), help: ArgumentHelp("Control socket: digits are a port (on loopback), a ':' makes host:port (off loopback only with control_acl), anything else is a Unix socket path (relative: from the working directory).", valueName: "socket"))
     var control: String?
-    @Option(name: .customShort("F"), help: "Config file of penctl commands, read after the command line and on SIGHUP.")
+    @Option(name: .customShort("F"), help: ArgumentHelp("Config file of penctl commands, read after the command line and on SIGHUP.", valueName: "file"))
     var configFile: String?
-    @Option(name: .customShort("l"), help: "pen's log, a line per connection: a file, or host:port of a log daemon (penha logd).")
+    @Option(name: .customShort("l"), help: ArgumentHelp("pen's log, a line per connection: a file, or host:port of a log daemon (penha logd).", valueName: "file|host:port"))
     var logFile: String?
-    @Option(name: .customShort("p"), help: "Write the process id to this file.")
+    @Option(name: .customShort("p"), help: ArgumentHelp("Write the process id to this file.", valueName: "file"))
     var pidFile: String?
     @Flag(name: .customShort("X"), help: "Allow the exit command on the control socket.")
     var exitCommand = false
-    @Option(name: .customShort("w"), help: "HTML status report, written on SIGUSR1 and every 30 seconds.")
+    @Option(name: .customShort("w"), help: ArgumentHelp("HTML status report, written on SIGUSR1 and every 30 seconds.", valueName: "file"))
     var webStats: String?
-    @Option(name: .customShort("j"), help: "chroot into this directory after binding.")
+    @Option(name: .customShort("j"), help: ArgumentHelp("chroot into this directory after binding.", valueName: "directory"))
     var chroot: String?
-    @Option(name: .customShort("u"), help: "Run as this user after binding (with vrrp keeping CAP_NET_RAW and CAP_NET_ADMIN).")
+    @Option(name: .customShort("u"), help: ArgumentHelp("Run as this user after binding (with vrrp keeping CAP_NET_RAW and CAP_NET_ADMIN).", valueName: "user"))
     var user: String?
 
-    @Option(name: .customShort("E"), help: "TLS: serve clients with this certificate (PEM, chain after it).")
+    @Option(name: .customShort("E"), help: ArgumentHelp("TLS: serve clients with this certificate (PEM, chain after it).", valueName: "file"))
     var certificate: String?
-    @Option(name: .customShort("K"), help: "TLS: the private key (PEM), if not in the -E file.")
+    @Option(name: .customShort("K"), help: ArgumentHelp("TLS: the private key (PEM), if not in the -E file.", valueName: "file"))
     var key: String?
-    @Option(name: .customShort("G"), help: "TLS: CA certificates that client certificates are checked against.")
+    @Option(name: .customShort("G"), help: ArgumentHelp("TLS: CA certificates that client certificates are checked against.", valueName: "file"))
     var caFile: String?
-    @Option(name: .customShort("A"), help: "TLS: a directory of hashed CA certificates, the same use.")
+    @Option(name: .customShort("A"), help: ArgumentHelp("TLS: a directory of hashed CA certificates, the same use.", valueName: "directory"))
     var caDirectory: String?
-    @Option(name: .customShort("L"), help: "TLS: the oldest version accepted, tls1.2 (default) or tls1.3.")
+    @Option(name: .customShort("L"), help: ArgumentHelp("TLS: the oldest version accepted, tls1.2 (default) or tls1.3.", valueName: "version"))
     var sslProtocol: String?
     @Flag(name: .customShort("R"), help: "TLS: refuse clients without a certificate from the -G/-A CAs.")
     var requireCertificate = false
@@ -348,13 +348,10 @@ struct RunCommand: ParsableCommand {
     /// Serves SIGHUP (reload) and SIGUSR1 (statistics) until SIGTERM or SIGINT, never waiting
     /// for them here: a reload stuck on a file must not keep SIGTERM from being taken.
     private func serveSignals(_ service: BalancerService, systemd: SystemdNotifier?, logger: Logger) {
-        let reload = CoalescedWork(on: service.eventLoop) { [configFile] in
+        let reload = CoalescedWork(on: service.eventLoop) {
             systemd?.reloading()
-            return service.reload().map {
-                logger.notice("reloaded\(configFile.map { " \($0)" } ?? ""), log reopened")
-            }.recover { error in
-                logger.error("reload failed, configuration unchanged: \(SystemErrorText.describe(error))")
-            }.flatMap {
+            // The service logs the outcome; a refused reload leaves penha running as it was.
+            return service.reload().map { _ in }.recover { _ in }.flatMap {
                 systemd?.ready(service) ?? service.eventLoop.makeSucceededVoidFuture()
             }
         }

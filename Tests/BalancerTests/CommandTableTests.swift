@@ -27,7 +27,7 @@ final class CommandTableTests: XCTestCase {
         "acl": "acl 1 deny 192.0.2.0 255.255.255.0", "close": "close 3", "connection": "connection 3", "exit": "exit",
         "healthcheck": "healthcheck http /health host www.example status 200-299 interval 3s timeout 1s rise 2 fall 3",
         "include": "include /etc/penha/extra.conf", "listen": "listen 127.0.0.1:8080", "metrics": "metrics 127.0.0.1:9100 acl 2",
-        "recent": "recent 60", "source": "source 192.0.2.1",
+        "recent": "recent 60", "reload": "reload", "source": "source 192.0.2.1",
         "server": "server 1 address 192.0.2.8 port 8080 max 10 hard 20 weight 2 prio 1 blacklist 5 acl 3 healthcheck off proxy_protocol v2",
         "ssl_ciphers": "ssl_ciphers ECDHE+AESGCM:CHACHA20", "ssl_option": "ssl_option no_tlsv1.1", "ssl_sni_path": "ssl_sni_path /etc/penha/sni",
         "sync": "sync listen 192.0.2.1:7000 peer 192.0.2.2:7000 key /etc/penha/sync.key",

@@ -58,4 +58,24 @@ final class ExampleConfigTests: XCTestCase {
         XCTAssertEqual(preferred.sorted(), ["a", "b"], "each host is the preferred master of one VIP")
         XCTAssertEqual(linesA.hostsToResolve, linesB.hostsToResolve, "both balance across the same servers")
     }
+
+    /// Two services on one VIP (penha@web, penha@tls): one instance runs VRRP for the address it
+    /// listens on; the other has no vrrp line and listens on every address, on another port.
+    func testTheTwoServiceExamplesShareOneVIP() throws {
+        let (web, webLines) = try instance(in: "web.conf")
+        let (none, tlsLines) = try Self.instances(in: "tls.conf")
+        XCTAssertEqual(none, [], "one instance moves the VIP")
+        let listen = { (lines: [ConfigLine]) -> Endpoint? in
+            lines.compactMap { line -> Endpoint? in
+                if case .listen(let address) = line.command { return address }
+                return nil
+            }.last
+        }
+        guard case .inet(let webHost, let webPort) = listen(webLines), case .inet(let tlsHost, let tlsPort) = listen(tlsLines) else {
+            return XCTFail("both files carry their listen address")
+        }
+        XCTAssertTrue(web.virtualAddresses.map { "\($0)" }.contains { $0.hasPrefix(webHost + "/") }, "web listens on its VIP")
+        XCTAssertEqual(tlsHost, "0.0.0.0", "tls serves whichever address the host holds")
+        XCTAssertNotEqual(webPort, tlsPort)
+    }
 }

@@ -115,6 +115,14 @@ final class RuntimeTests: XCTestCase {
         XCTAssertEqual(try run(&runtime, "exit", facts: facts(exitEnabled: true)).effects, [.exit])
     }
 
+    func testReloadIsAnActionForTheControlSocketNotALineOfTheFile() throws {
+        var runtime = try makeRuntime()
+        XCTAssertEqual(try run(&runtime, "reload").effects, [.reload])
+        XCTAssertThrowsError(try ConfigFile.parse("reload\n", name: "f").map { try runtime.configuration.apply($0.command) }) {
+            XCTAssertEqual("\($0)", "'reload' is a question or an action for the control socket, not a setting")
+        }
+    }
+
     func testWriteProducesAFileThatRecreatesTheConfiguration() throws {
         var runtime = try makeRuntime()
         try run(&runtime, "hash", "blacklist 9", "server 1 weight 4 prio 2", "source 127.0.0.2", "log /tmp/l", "idle_timeout 3",

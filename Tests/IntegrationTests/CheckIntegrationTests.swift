@@ -88,6 +88,42 @@ final class CheckIntegrationTests: XCTestCase {
         XCTAssertTrue(result.stderr.hasPrefix("penha: bad listen address"), result.stderr)
     }
 
+    /// Root reads a 0600 file that the packaged unit's dynamic user cannot, and writes where
+    /// the unit's ProtectSystem=strict does not let it: warnings, and the check still passes.
+    func testAsRootFilesTheUnitsUserCannotUseAreWarnedOf() throws {
+        guard geteuid() == 0 else {
+            if ProcessInfo.processInfo.environment["PENHA_REQUIRE_NETNS"] == "1" {
+                throw TestFailure("PENHA_REQUIRE_NETNS=1 but not running as root: the service user's view cannot be checked")
+            }
+            throw XCTSkip("needs root: the warnings are for files root can read; CI runs it as root")
+        }
+        let secret = try configFile(String(repeating: "k", count: 32))
+        let open = try configFile(String(repeating: "k", count: 32))
+        defer { unlink(secret); unlink(open) }
+        chmod(secret, 0o600)
+        chmod(open, 0o644)
+        for (key, warned) in [(secret, true), (open, false)] {
+            let file = try configFile("""
+                server 0 address 127.0.0.1 port 9
+                sync listen 127.0.0.1:7000 peer 127.0.0.2:7000 key \(key)
+                log /var/log/penha-check-test.log
+                """)
+            chmod(file, 0o644)
+            defer { unlink(file) }
+            let result = try runPenha(["check", "-F", file, "127.0.0.1:1"])
+            XCTAssertEqual(result.status, 0, result.stderr)
+            XCTAssertEqual(result.stdout, "configuration ok\n")
+            let lines = result.stderr.split(separator: "\n").map(String.init)
+            XCTAssertEqual(lines.contains("penha: warning: the sync key \(key): penha's systemd unit runs as a dynamic user, which "
+                                          + "cannot read it (mode 0600, owner root); put it in /etc/penha/sync.key, which the unit "
+                                          + "passes as a credential"), warned, result.stderr)
+            XCTAssertTrue(lines.contains { $0.hasPrefix("penha: warning: log /var/log/penha-check-test.log: penha's systemd unit "
+                                                        + "can write only under /var/log/penha/") }, result.stderr)
+            XCTAssertEqual(lines.count, warned ? 2 : 1, result.stderr)
+        }
+        XCTAssertFalse(FileManager.default.fileExists(atPath: "/var/log/penha-check-test.log"), "check opens no log")
+    }
+
     private func configFile(_ text: String) throws -> String {
         let path = temporaryPath("check.conf")
         guard FileManager.default.createFile(atPath: path, contents: Data(text.utf8)) else {

@@ -122,6 +122,28 @@ final class ControlIntegrationTests: XCTestCase {
         XCTAssertEqual(try whoAnswers(penha), "A")
     }
 
+    /// `penha ctl reload` is the unit's ExecReload: its exit status is what `systemctl reload` reports.
+    func testCtlReloadAnswersWhenDoneAndExitsNonZeroWhenTheFileIsRefused() throws {
+        let a = try Backend("A")
+        let b = try Backend("B")
+        let config = try file("server 0 address 127.0.0.1 port \(a.port)\nblacklist 5\n")
+        let penha = try Penha(["-F", config], servers: [])
+        try "server 0 address 127.0.0.1 port \(b.port)\nblacklist 6\n".write(toFile: config, atomically: true, encoding: .utf8)
+        let good = try runPenha(["ctl", penha.control, "reload"])
+        XCTAssertEqual(good.status, 0, good.stdout + good.stderr)
+        XCTAssertEqual(good.stdout, "reloaded \(config), log reopened\n")
+        XCTAssertEqual(try whoAnswers(penha), "B")
+        XCTAssertEqual(try penha.command("blacklist"), ["6"])
+        try "blacklist 11\nserver 0 port \(a.port)\nfrobnicate\n".write(toFile: config, atomically: true, encoding: .utf8)
+        let refused = try runPenha(["ctl", penha.control, "reload"])
+        XCTAssertEqual(refused.status, 1, refused.stdout + refused.stderr)
+        XCTAssertEqual(refused.stdout, "error: reload failed, configuration unchanged: \(config):3: unknown command 'frobnicate'\n")
+        XCTAssertEqual(try whoAnswers(penha), "B")
+        XCTAssertEqual(try penha.command("blacklist"), ["6"], "no line of the refused file applied")
+        XCTAssertTrue(penha.stderr.contains("reload failed, configuration unchanged: \(config):3"), penha.stderr)
+        XCTAssertEqual(try penha.command("reload now"), ["error: 'reload' takes no argument"])
+    }
+
     func testGarbageOnTheControlSocketGetsAnErrorAndPenhaKeepsServing() throws {
         let a = try Backend("A")
         let penha = try Penha([], servers: ["127.0.0.1:\(a.port)"])

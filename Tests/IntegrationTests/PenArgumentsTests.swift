@@ -44,4 +44,19 @@ final class PenArgumentsTests: XCTestCase {
         XCTAssertEqual(values, PenArguments.valueLetters)
         XCTAssertEqual(flags, PenArguments.flagLetters)
     }
+
+    /// The help and the man page name what an option takes (`-e <host:port>`), not its letter
+    /// again (`-e <e>`, which the man page rendered as "-e e").
+    func testEveryValueOptionNamesWhatItTakes() {
+        var checked = 0
+        for line in RunCommand.helpMessage().split(separator: "\n") {
+            let words = line.split(separator: " ")
+            guard let first = words.first, first.hasPrefix("-"), !first.hasPrefix("--"),
+                  let value = words.first(where: { $0.hasPrefix("<") }) else { continue }
+            checked += 1
+            let letters = words.prefix { $0.hasPrefix("-") }.map { $0.trimmingCharacters(in: ["-", ","]) }
+            XCTAssertFalse(letters.contains(String(value.dropFirst().dropLast())), String(line))
+        }
+        XCTAssertGreaterThan(checked, 20)
+    }
 }

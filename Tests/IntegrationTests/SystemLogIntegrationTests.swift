@@ -46,26 +46,67 @@ final class SystemLogIntegrationTests: XCTestCase {
     func testUnderTheJournalStderrLinesCarryTheirPriority() throws {
         let backend = try Backend("a")
         defer { backend.stop() }
-        let errors = temporaryPath("journal.stderr")
-        guard FileManager.default.createFile(atPath: errors, contents: nil) else { throw TestFailure("cannot create \(errors)") }
-        defer { unlink(errors) }
-        let handle = try FileHandle(forWritingTo: URL(fileURLWithPath: errors))
-        var status = stat()
-        fstat(handle.fileDescriptor, &status)
-        let process = Process()
-        process.executableURL = penhaBinary
+        let journal = try JournalStream()
+        defer { journal.remove() }
         let control = temporaryPath("journal.sock")
         defer { unlink(control) }
-        process.arguments = ["-f", "-C", control, "127.0.0.1:\(freePort())", "127.0.0.1:\(backend.port)"]
-        process.environment = ProcessInfo.processInfo.environment.merging(["JOURNAL_STREAM": "\(status.st_dev):\(status.st_ino)"]) { $1 }
-        process.standardError = handle
+        let process = journal.penha(["-f", "-C", control, "127.0.0.1:\(freePort())", "127.0.0.1:\(backend.port)"])
         try process.run()
         defer { kill(process.processIdentifier, SIGKILL); process.waitUntilExit() }
-        let lines = { String(decoding: FileManager.default.contents(atPath: errors) ?? Data(), as: UTF8.self) }
+        let lines = journal.text
         XCTAssertTrue(waitFor(timeout: 10) { lines().contains("listening") || !process.isRunning }, lines())
         // The notice and the info line before it, each with its own priority.
         let printed = lines().split(separator: "\n")
         XCTAssertEqual(printed.first { $0.contains("listening") }.map { String($0.prefix(3)) }, "<5>", lines())
         XCTAssertEqual(printed.first { $0.contains("control socket on") }.map { String($0.prefix(3)) }, "<6>", lines())
     }
+
+    /// `penha check`'s errors and a refused start's are errors to the journal, not info: what
+    /// `journalctl -p err` and `systemctl status` show of a unit that did not start.
+    func testUnderTheJournalCheckAndStartErrorsArePriorityErr() throws {
+        let file = temporaryPath("journal.conf")
+        defer { unlink(file) }
+        try "server 0 address 127.0.0.1 port 9\nfrobnicate\nblacklist -1\n".write(toFile: file, atomically: true, encoding: .utf8)
+        for arguments in [["check", "-F", file, "127.0.0.1:1"], ["-f", "-C", temporaryPath("journal.sock"), "-F", file, "127.0.0.1:1"]] {
+            let journal = try JournalStream()
+            defer { journal.remove() }
+            let process = journal.penha(arguments)
+            try process.run()
+            process.waitUntilExit()
+            XCTAssertEqual(process.terminationStatus, 2, journal.text())
+            let lines = journal.text().split(separator: "\n")
+            XCTAssertFalse(lines.isEmpty)
+            XCTAssertTrue(lines.allSatisfy { $0.hasPrefix("<3>penha: \(file):") }, journal.text())
+        }
+    }
+}
+
+/// A file standing in for the journal's stream: `$JOURNAL_STREAM` names its device and inode,
+/// as systemd does for a unit's stderr.
+private struct JournalStream {
+    let path = temporaryPath("journal.stderr")
+    let handle: FileHandle
+    let variable: String
+
+    init() throws {
+        guard FileManager.default.createFile(atPath: path, contents: nil) else { throw TestFailure("cannot create \(path)") }
+        handle = try FileHandle(forWritingTo: URL(fileURLWithPath: path))
+        var status = stat()
+        fstat(handle.fileDescriptor, &status)
+        variable = "\(status.st_dev):\(status.st_ino)"
+    }
+
+    /// penha with `arguments`, its stderr this stream.
+    func penha(_ arguments: [String]) -> Process {
+        let process = Process()
+        process.executableURL = penhaBinary
+        process.arguments = arguments
+        process.environment = ProcessInfo.processInfo.environment.merging(["JOURNAL_STREAM": variable]) { $1 }
+        process.standardError = handle
+        return process
+    }
+
+    func text() -> String { String(decoding: FileManager.default.contents(atPath: path) ?? Data(), as: UTF8.self) }
+
+    func remove() { unlink(path) }
 }

@@ -245,18 +245,38 @@ public final class BalancerService: Sendable {
             .recover { error in Reply(refusing: error) }
     }
 
-    /// SIGHUP. With `-F`: the file is read again and applied to the command line's
+    /// SIGHUP and `reload`. With `-F`: the file is read again and applied to the command line's
     /// configuration as one transaction (`Runtime.converge`), so the running configuration is
-    /// what the command line and the file say; a file with an error changes nothing. The log
-    /// is reopened (rotation) and the TLS files are read again: if they do not load, the
-    /// running certificates stay and the log says why. Established connections are not touched.
-    public func reload() -> EventLoopFuture<Void> {
+    /// what the command line and the file say; a file with an error changes nothing and fails
+    /// the future. The log is reopened (rotation) and the TLS files are read again: if they do
+    /// not load, the running certificates stay, and that problem is what the future returns.
+    /// Established connections are not touched. The outcome is logged here, for both callers.
+    public func reload() -> EventLoopFuture<[String]> {
+        reloadFile().map { problems in
+            self.logger.notice("\(self.reloaded)")
+            for line in problems { self.logger.warning("\(line)") }
+            return problems
+        }.flatMapErrorThrowing { error in
+            self.logger.error("\(Self.reloadRefused(error))")
+            throw error
+        }
+    }
+
+    /// What a reload that applied says, in the log and in the `reload` command's answer.
+    private var reloaded: String { "reloaded\(options.configFile.map { " \($0)" } ?? ""), log reopened" }
+
+    /// What a refused reload says, in the log and in the `reload` command's answer.
+    static func reloadRefused(_ error: Error) -> String {
+        "reload failed, configuration unchanged: \(SystemErrorText.describe(error))"
+    }
+
+    private func reloadFile() -> EventLoopFuture<[String]> {
         guard let path = options.configFile else {
             return blockingPool.runIfActive(eventLoop: eventLoop) { [configuration = configuration] in
                 try Prepared(lines: [], logPath: configuration.logFile)
             }.flatMap { prepared in
                 self.connectionLog.file = prepared.log
-                return self.adoptTLS(previous: self.configuration.tls, reloading: true).map { self.logProblems($0) }
+                return self.adoptTLS(previous: self.configuration.tls, reloading: true)
             }
         }
         let commandLine = options.commandLine ?? configuration
@@ -274,13 +294,8 @@ public final class BalancerService: Sendable {
             for change in changes { self.logger.notice("reload: \(change)") }
             return before
         }.flatMap { before in
-            self.adoptTLS(previous: before.tls, reloading: true).and(self.adoptVRRP(previous: before.vrrpInstances))
-                .map { self.logProblems($0 + $1) }
+            self.adoptTLS(previous: before.tls, reloading: true).and(self.adoptVRRP(previous: before.vrrpInstances)).map { $0 + $1 }
         }
-    }
-
-    private func logProblems(_ lines: [String]) {
-        for line in lines { logger.warning("\(line)") }
     }
 
     /// SIGUSR1: the statistics as `status` shows them; the HTML report is written too.
@@ -405,6 +420,7 @@ public final class BalancerService: Sendable {
     private func perform(_ outcome: Runtime.Outcome, _ prepared: Prepared) -> EventLoopFuture<Reply> {
         var reply = Reply(lines: outcome.lines)
         var writes: [EventLoopFuture<Void>] = []
+        var reloads = false
         for effect in outcome.effects {
             switch effect {
             case .reopenLog:
@@ -416,9 +432,20 @@ public final class BalancerService: Sendable {
                 writes.append(blockingPool.runIfActive(eventLoop: eventLoop) { try FileAccess.replace(path, with: contents) })
             case .exit:
                 reply.exitRequested = true
+            case .reload:
+                reloads = true
             }
         }
-        return EventLoopFuture.andAllSucceed(writes, on: eventLoop).map { [reply] in reply }
+        let written = EventLoopFuture.andAllSucceed(writes, on: eventLoop).map { [reply] in reply }
+        guard reloads else { return written }
+        // Answered once the reload is done: `penha ctl reload` (systemd's ExecReload) exits 1 when refused.
+        return written.flatMap { reply in
+            self.reload().map { problems in
+                Reply(lines: reply.lines + [self.reloaded], errors: reply.errors + problems, exitRequested: reply.exitRequested)
+            }.recover { error in
+                Reply(lines: reply.lines, errors: reply.errors + [Self.reloadRefused(error)], exitRequested: reply.exitRequested)
+            }
+        }
     }
 }
 

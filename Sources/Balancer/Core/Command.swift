@@ -29,6 +29,8 @@ public enum Command: Equatable, Sendable {
     case write(String?)
     /// `exit`: stops penha; only with `-X`.
     case exit
+    /// `reload`: what SIGHUP does, answered with its outcome (`systemctl reload` runs it).
+    case reload
     /// `vrrp interface IF vrid N ...`: one VRRP instance; at runtime the same vrid on the same
     /// interface changes that instance.
     case vrrp(VRRPInstanceConfiguration)
@@ -103,6 +105,7 @@ public enum Command: Equatable, Sendable {
         case .include(let path): return "include \(path)"
         case .write(let path): return Self.line("write", path)
         case .exit: return "exit"
+        case .reload: return "reload"
         case .vrrp(let instance): return (["vrrp"] + instance.words).joined(separator: " ")
         case .removeVRRP(let vrid, let interface): return "no vrrp vrid \(vrid)" + (interface.map { " interface \($0)" } ?? "")
         case .accessRule(let list, let rule): return (["acl", "\(list)"] + rule.words).joined(separator: " ")

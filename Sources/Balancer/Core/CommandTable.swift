@@ -128,6 +128,10 @@ struct CommandKeyword: Sendable {
         CommandKeyword("recent", usage: "recent [N]") {
             .recent(try optionalNumber($0, "recent").map { try boundedNumber($0, 0...Limits.seconds, for: "'recent'") })
         },
+        CommandKeyword("reload", usage: "reload") {
+            try expect($0, atMost: 0, "reload")
+            return .reload
+        },
         CommandKeyword("server", usage: "server N [address A] [port P] [max M] [hard H] [weight W] [prio P] "
                        + "[blacklist T] [acl L] [healthcheck on|off] [proxy_protocol v1|v2|off]") { .server(try ServerChange.parse($0)) },
         CommandKeyword("source", usage: "source IP") { .source(try single($0, or: "'source' needs one IP address")) },

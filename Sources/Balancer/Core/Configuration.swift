@@ -122,7 +122,7 @@ public struct Configuration: Equatable, Sendable {
             case .set(let name): self[keyPath: file.field] = name
             case .off: self[keyPath: file.field] = nil
             }
-        case .query, .recent, .connection, .close, .include, .write, .exit:
+        case .query, .recent, .connection, .close, .include, .write, .exit, .reload:
             throw ConfigurationError("'\(command.text)' is a question or an action for the control socket, not a setting")
         }
     }

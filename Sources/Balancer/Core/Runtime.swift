@@ -20,6 +20,8 @@ public struct Runtime: Sendable {
         case closeConnection(Int)
         case write(path: String, contents: String)
         case exit
+        /// Read the `-F` file again and converge to it, as SIGHUP does.
+        case reload
     }
 
     /// What a batch of commands answers and what it leaves to do.
@@ -139,6 +141,8 @@ public struct Runtime: Sendable {
         case .exit:
             guard facts.exitEnabled else { throw CommandError("exit is not enabled; start penha with -X") }
             return Outcome(lines: ["exiting"], effects: [.exit])
+        case .reload:
+            return Outcome(effects: [.reload])
         case .metrics(let endpoint):
             // Like vrrp: bound at start, so a line can only restate it.
             guard configuration.metrics == endpoint else { throw Self.metricsAreSetAtStart }
