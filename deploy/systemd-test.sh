@@ -242,7 +242,8 @@ wait_for "master again" holds_vip
 # --- two services on one VIP -----------------------------------------------------------------
 echo "==> penha@tls beside penha"
 conf tls <<'CONF'
-listen 0.0.0.0:8443
+listen 192.0.2.10:8443
+freebind
 server 0 address 127.0.0.1 port 9101
 CONF
 check "systemctl enable --now penha@tls" inside systemctl enable --now penha@tls

@@ -61,7 +61,7 @@ final class CommandTableTests: XCTestCase {
     func testTheNoErrorListsEveryNoForm() {
         XCTAssertThrowsError(try Command.parse("no servers")) { error in
             XCTAssertEqual("\(error)", "'no' takes one of: roundrobin, hash, weight, prio, stubborn, maglev, tcp_nodelay, http, "
-                           + "accept_proxy, control_tcp_files, log, web_stats, acl N, healthcheck, metrics, sync, vrrp vrid N")
+                           + "accept_proxy, control_tcp_files, freebind, log, web_stats, acl N, healthcheck, metrics, sync, vrrp vrid N")
         }
     }
 

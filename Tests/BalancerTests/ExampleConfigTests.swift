@@ -60,7 +60,7 @@ final class ExampleConfigTests: XCTestCase {
     }
 
     /// Two services on one VIP (penha@web, penha@tls): one instance runs VRRP for the address it
-    /// listens on; the other has no vrrp line and listens on every address, on another port.
+    /// listens on; the other has no vrrp line and listens on that VIP with freebind, on another port.
     func testTheTwoServiceExamplesShareOneVIP() throws {
         let (web, webLines) = try instance(in: "web.conf")
         let (none, tlsLines) = try Self.instances(in: "tls.conf")
@@ -75,7 +75,8 @@ final class ExampleConfigTests: XCTestCase {
             return XCTFail("both files carry their listen address")
         }
         XCTAssertTrue(web.virtualAddresses.map { "\($0)" }.contains { $0.hasPrefix(webHost + "/") }, "web listens on its VIP")
-        XCTAssertEqual(tlsHost, "0.0.0.0", "tls serves whichever address the host holds")
+        XCTAssertEqual(tlsHost, webHost, "tls listens on the same VIP")
+        XCTAssertTrue(tlsLines.contains { $0.command == .flag(.freeBind, true) }, "bound before this host holds the VIP")
         XCTAssertNotEqual(webPort, tlsPort)
     }
 }

@@ -145,6 +145,18 @@ final class ProcessRobustnessTests: XCTestCase {
         XCTAssertEqual(result.stderr, "penha: cannot listen on 127.0.0.1:\(port): address already in use\n")
     }
 
+    /// An address this host does not have (a VIP another penha's VRRP holds elsewhere) is
+    /// refused in words, unless `freebind` asks to listen on it before the host has it.
+    func testFreebindListensOnAnAddressTheHostDoesNotHaveYet() throws {
+        let port = freePort()
+        let refused = try runPenha(["-f", "-C", path("r.sock"), "192.0.2.77:\(port)", "127.0.0.1:9"])
+        XCTAssertEqual(refused.status, 1, refused.stderr)
+        XCTAssertEqual(refused.stderr, "penha: cannot listen on 192.0.2.77:\(port): cannot assign requested address\n")
+        let penha = try Penha(["-O", "freebind"], listen: "192.0.2.77:\(port)", servers: ["127.0.0.1:9"])
+        XCTAssertTrue(penha.process.isRunning)
+        XCTAssertEqual(try penha.command("listen"), ["192.0.2.77:\(port)"])
+    }
+
     /// The blocking-pool thread frozen (as if stuck on a slow disk): a command and SIGUSR1's
     /// statistics wait for it forever. Before, the signal loop waited for the statistics and
     /// never took SIGTERM.

@@ -109,8 +109,9 @@ public final class BalancerService: Sendable {
     public func start() -> EventLoopFuture<SocketAddress?> {
         let configuration = configuration
         // A backup listens on the virtual address before it is on the interface, so it
-        // serves the moment it becomes master.
-        let freeBindWanted = !configuration.vrrpInstances.isEmpty
+        // serves the moment it becomes master; `freebind` does the same for a penha beside the
+        // one that runs VRRP (another port of the same VIP).
+        let freeBindWanted = !configuration.vrrpInstances.isEmpty || configuration.freeBind
         let bound: EventLoopFuture<SocketAddress?>
         if configuration.udp {
             bound = eventLoop.flatSubmit { self.startUDP(configuration, freeBind: freeBindWanted) }

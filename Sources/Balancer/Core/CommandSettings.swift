@@ -28,8 +28,11 @@ extension Command {
         /// A TCP control port may run the commands that name a file (off by default: the port
         /// is unauthenticated, and penha writes, reads or runs such a file as its user).
         public static let controlTCPFiles = Flag("control_tcp_files", \.controlTCPFiles)
+        /// Listen on an address this host may not have yet (IP_FREEBIND): a VIP that another
+        /// penha's VRRP moves. Read at start. Implied by `vrrp`.
+        public static let freeBind = Flag("freebind", \.freeBind)
 
-        public static let allCases = [roundRobin, hash, weight, priority, stubborn, maglev, tcpNoDelay, http, acceptProxy, controlTCPFiles]
+        public static let allCases = [roundRobin, hash, weight, priority, stubborn, maglev, tcpNoDelay, http, acceptProxy, controlTCPFiles, freeBind]
     }
 
     /// A number: `NAME N` sets it and answers it, `NAME` alone answers it.

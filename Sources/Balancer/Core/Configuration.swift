@@ -42,6 +42,8 @@ public struct Configuration: Equatable, Sendable {
     public var forwardedFor = false
     /// `accept_proxy`: clients start with a PROXY protocol header (`ProxyHeader`).
     public var acceptProxy = false
+    /// `freebind`: listen on the address even while this host does not have it (IP_FREEBIND).
+    public var freeBind = false
     /// `control_tcp_files`: a TCP control port may run the commands that name a file
     /// (`CommandKeyword.fileUse`); off, they need the Unix control socket.
     public var controlTCPFiles = false
