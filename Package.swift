@@ -14,6 +14,8 @@ let package = Package(
         // The pure cores alone: what Fuzz/ builds with sanitizers, without NIOPosix or the C shims.
         .library(name: "BalancerCore", targets: ["BalancerCore"]),
         .library(name: "VRRPCore", targets: ["VRRPCore"]),
+        // What the tests and the fuzz targets share (a seeded generator, files in memory).
+        .library(name: "TestSupport", targets: ["TestSupport"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-nio.git", from: "2.101.2"),
@@ -95,8 +97,8 @@ let package = Package(
                 .product(name: "Logging", package: "swift-log"),
             ]
         ),
-        // What the test targets share (a seeded generator), in one place.
-        .target(name: "TestSupport", path: "Tests/TestSupport"),
+        // What the test targets and Fuzz/ share, in one place.
+        .target(name: "TestSupport", dependencies: ["BalancerCore"], path: "Tests/TestSupport"),
         .testTarget(
             name: "BalancerTests",
             dependencies: ["Balancer", "BalancerCore", "BalancerMetrics", "Engine", "VRRPCore", "COpenSSL", "TestSupport",

@@ -30,7 +30,8 @@ let package = Package(
             name: "FuzzProxyHeader", dependencies: [.product(name: "BalancerCore", package: "penha")],
             swiftSettings: libFuzzerTarget),
         .executableTarget(
-            name: "FuzzIncludes", dependencies: [.product(name: "BalancerCore", package: "penha")],
+            name: "FuzzIncludes",
+            dependencies: [.product(name: "BalancerCore", package: "penha"), .product(name: "TestSupport", package: "penha")],
             swiftSettings: libFuzzerTarget),
         .executableTarget(
             name: "FuzzLogLines", dependencies: [.product(name: "BalancerCore", package: "penha")],

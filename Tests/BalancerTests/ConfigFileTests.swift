@@ -1,32 +1,17 @@
+import TestSupport
 import XCTest
 @testable import BalancerCore
 
 /// `include` expansion against files in memory: each file read once per load, loops named
 /// once per include, and one load's work and errors bounded whatever the includes do.
 final class ConfigFileTests: XCTestCase {
-    /// Files in memory, and how often each was read.
-    private final class Files {
-        let texts: [String: String]
-        var reads: [String: Int] = [:]
-
-        init(_ texts: [String: String]) {
-            self.texts = texts
-        }
-
-        func read(_ path: String) throws -> String {
-            reads[path, default: 0] += 1
-            guard let text = texts[path] else { throw ConfigurationError("cannot read \(path): no such file or directory") }
-            return text
-        }
-    }
-
     /// f0 includes f1 `copies` times, f1 includes f2 as often, and so on; the last holds `hash`.
-    private func multiplying(files count: Int, copies: Int) -> Files {
+    private func multiplying(files count: Int, copies: Int) -> InMemoryFiles {
         var texts = ["f\(count - 1)": "hash\n"]
         for index in 0..<(count - 1) {
             texts["f\(index)"] = String(repeating: "include f\(index + 1)\n", count: copies)
         }
-        return Files(texts)
+        return InMemoryFiles(texts)
     }
 
     func testIncludesThatMultiplyStopAtTheLineBudgetWithOneError() {
@@ -51,7 +36,7 @@ final class ConfigFileTests: XCTestCase {
     }
 
     func testAFileIncludingItselfIsOneErrorAtEachOfItsIncludes() {
-        let files = Files(["loop": String(repeating: "include loop\n", count: 5) + "hash\n"])
+        let files = InMemoryFiles(["loop": String(repeating: "include loop\n", count: 5) + "hash\n"])
         let (lines, errors) = ConfigFile.parseAll("include loop\n", name: "main", reading: files.read)
         XCTAssertEqual(errors.map(\.description), (1...5).map { "loop:\($0): loop includes itself: main -> loop -> loop" })
         XCTAssertEqual(lines.map(\.command), [.flag(.hash, true)])
@@ -61,7 +46,7 @@ final class ConfigFileTests: XCTestCase {
     }
 
     func testALoopThroughOtherFilesIsNamedWithItsPath() {
-        let files = Files(["a": "include b\n", "b": "roundrobin\ninclude a\n"])
+        let files = InMemoryFiles(["a": "include b\n", "b": "roundrobin\ninclude a\n"])
         XCTAssertThrowsError(try ConfigFile.parse("include a", name: "main", reading: files.read)) {
             XCTAssertEqual("\($0)", "b:2: a includes itself: main -> a -> b -> a")
         }
@@ -70,7 +55,7 @@ final class ConfigFileTests: XCTestCase {
     func testAChainDeeperThanTheLimitEnds() {
         var texts: [String: String] = [:]
         for index in 0..<20 { texts["f\(index)"] = "include f\(index + 1)\n" }
-        let files = Files(texts)
+        let files = InMemoryFiles(texts)
         XCTAssertThrowsError(try ConfigFile.parse("include f0", name: "main", reading: files.read)) {
             XCTAssertEqual("\($0)", "f\(ConfigFile.maxDepth - 1): includes nested more than \(ConfigFile.maxDepth) deep")
         }
@@ -78,7 +63,7 @@ final class ConfigFileTests: XCTestCase {
 
     func testIncludedCopiesCountAgainstTheByteBudget() {
         // One long comment: no lines to speak of, but every copy is scanned.
-        let files = Files(["big": "#" + String(repeating: "x", count: ConfigFile.maxBytes - 1024)])
+        let files = InMemoryFiles(["big": "#" + String(repeating: "x", count: ConfigFile.maxBytes - 1024)])
         let copies = ConfigFile.maxLoadBytes / ConfigFile.maxBytes + 1
         let text = String(repeating: "include big\n", count: copies)
         XCTAssertThrowsError(try ConfigFile.parse(text, name: "main", reading: files.read)) { error in
@@ -91,15 +76,15 @@ final class ConfigFileTests: XCTestCase {
 
     func testCheckStopsAfterMaxErrorsWithALastLineSayingSo() {
         let text = String(repeating: "frobnicate\n", count: 3 * ConfigFile.maxErrors)
-        let (_, errors) = ConfigFile.parseAll(text, name: "main", reading: Files([:]).read)
+        let (_, errors) = ConfigFile.parseAll(text, name: "main", reading: InMemoryFiles([:]).read)
         XCTAssertEqual(errors.count, ConfigFile.maxErrors + 1)
         XCTAssertEqual(errors.first?.description, "main:1: unknown command 'frobnicate'")
         XCTAssertEqual(errors.last?.description, "over \(ConfigFile.maxErrors) errors: the rest of the configuration is not checked")
     }
 
     func testLineNumbersCountEveryLineWhateverItsEnding() throws {
-        let lines = try ConfigFile.parse("\n\r\nhash\r\n\n# x\nstubborn", name: "f", reading: Files([:]).read)
+        let lines = try ConfigFile.parse("\n\r\nhash\r\n\n# x\nstubborn", name: "f", reading: InMemoryFiles([:]).read)
         XCTAssertEqual(lines, [ConfigLine(.flag(.hash, true), origin: "f:3"), ConfigLine(.flag(.stubborn, true), origin: "f:6")])
-        XCTAssertEqual(try ConfigFile.parse("", name: "f", reading: Files([:]).read), [])
+        XCTAssertEqual(try ConfigFile.parse("", name: "f", reading: InMemoryFiles([:]).read), [])
     }
 }

@@ -3,26 +3,11 @@
 // missing). However the files include each other, a load reads each file once, stays within
 // its budget and its error bound, and `parse` stops at the first error `parseAll` reports.
 import BalancerCore
+import TestSupport
 
 /// Small enough that an input spending it (copies that multiply) stays quick under ASan:
 /// the standard budget's 100,000 lines take seconds there.
 private let budget = ConfigFile.Budget(lines: 2000, bytes: 1 << 16, errors: 20)
-
-/// The files, and how often each was read.
-private final class Files {
-    let texts: [String: String]
-    var reads: [String: Int] = [:]
-
-    init(_ texts: [String: String]) {
-        self.texts = texts
-    }
-
-    func read(_ path: String) throws -> String {
-        reads[path, default: 0] += 1
-        guard let text = texts[path] else { throw ConfigurationError("cannot read \(path): no such file or directory") }
-        return text
-    }
-}
 
 @_cdecl("LLVMFuzzerTestOneInput")
 public func fuzzIncludes(_ data: UnsafePointer<UInt8>?, _ size: Int) -> CInt {
@@ -31,7 +16,7 @@ public func fuzzIncludes(_ data: UnsafePointer<UInt8>?, _ size: Int) -> CInt {
     var texts: [String: String] = [:]
     for (index, text) in parts.dropFirst().enumerated() { texts[String(UnicodeScalar(UInt8(ascii: "a") + UInt8(index)))] = text }
 
-    let collected = Files(texts)
+    let collected = InMemoryFiles(texts)
     let (lines, errors) = ConfigFile.parseAll(parts[0], name: "main", reading: collected.read, budget: budget)
     precondition(errors.count <= budget.errors + 1, "\(errors.count) errors")
     precondition(lines.count <= budget.lines, "\(lines.count) lines")
@@ -39,7 +24,7 @@ public func fuzzIncludes(_ data: UnsafePointer<UInt8>?, _ size: Int) -> CInt {
         precondition(count == 1, "\(path) read \(count) times")
     }
 
-    let stopping = Files(texts)
+    let stopping = InMemoryFiles(texts)
     do {
         let parsed = try ConfigFile.parse(parts[0], name: "main", reading: stopping.read, budget: budget)
         precondition(errors.isEmpty && parsed == lines, "parse took what parseAll refused: \(errors.first.map { "\($0)" } ?? "")")
@@ -47,6 +32,6 @@ public func fuzzIncludes(_ data: UnsafePointer<UInt8>?, _ size: Int) -> CInt {
         precondition("\(error)" == errors.first.map { "\($0)" }, "parse stopped at '\(error)', parseAll at \(errors.first.map { "'\($0)'" } ?? "none")")
     }
     // Lines from elsewhere (-O, the control socket) expand under the same bounds.
-    _ = try? ConfigFile.expandIncludes([ConfigLine(.include("a"), origin: "-O")], reading: Files(texts).read, budget: budget)
+    _ = try? ConfigFile.expandIncludes([ConfigLine(.include("a"), origin: "-O")], reading: InMemoryFiles(texts).read, budget: budget)
     return 0
 }
