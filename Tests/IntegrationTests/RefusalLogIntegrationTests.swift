@@ -22,10 +22,12 @@ final class RefusalLogIntegrationTests: XCTestCase {
         var lines: [Substring] = []
         let heldBack = /\(and (\d+) more since the last one logged\)/
         for _ in 0..<50 {
+            // The line a refusal made reaches the test's pipe a moment after the refusal:
+            // look after the pause, not at once, or that line is counted one refusal late.
+            usleep(100_000)
             lines = penha.stderr.split(separator: "\n").filter { $0.contains(message) }
             let accounted = lines.map { 1 + (($0.firstMatch(of: heldBack)?.1).flatMap { Int($0) } ?? 0) }.reduce(0, +)
             if accounted == refused { break }
-            usleep(100_000)
             try refuseOne()
             refused += 1
         }

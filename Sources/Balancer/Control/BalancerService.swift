@@ -184,7 +184,11 @@ public final class BalancerService: Sendable {
     /// Starts draining: from now on `drainDecision` says when to exit (`Drain`), and the
     /// status shows it. Call once the listener is closed.
     public func startDraining() {
-        let seconds = configuration.drainSeconds
+        let configuration = configuration
+        // With VRRP the VIP has moved by now: the packets of its connections reach the new
+        // master, which resets them (until the second chance between nodes exists), so a
+        // wait would only delay the exit.
+        let seconds = configuration.vrrpInstances.isEmpty ? configuration.drainSeconds : 0
         drain.withLock { $0 = Drain(seconds: seconds, now: .now()) }
     }
 
