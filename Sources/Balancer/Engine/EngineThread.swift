@@ -566,7 +566,7 @@ final class EngineThread: @unchecked Sendable {
     private func sweep() {
         nextSweep = now + Engine.reportInterval
         reportCounters()
-        pool.trim()
+        pool.trim(hasConnections: slots.count > freeSlots.count)
         if isWaitingForPlace && accepting && listener >= 0 { listenerReady = true }
         for connection in slots where connection.phase != .free {
             switch connection.phase {

@@ -15,8 +15,8 @@ import Glibc
 /// thread each, in the same run (bench/RESULTS.md); idle connections are not affected.
 struct BufferPool {
     static let size = 64 * 1024
-    /// Idle spares a thread keeps (512 KiB): with the default one thread a core, RSS after a
-    /// burst ends within a few MiB of where it started.
+    /// Idle spares a thread with connections keeps (512 KiB); a thread without any keeps none,
+    /// so RSS after a burst comes back to within about a MiB of where it started.
     static let spareBuffers = 8
     private var free: [UnsafeMutableRawPointer] = []
     /// The fewest spares since the last `trim`: that many were idle the whole interval.
@@ -32,12 +32,12 @@ struct BufferPool {
         return buffer
     }
 
-    /// Each sweep: the spares idle since the last one, beyond `spareBuffers`, are freed, and
-    /// malloc hands their pages back to the kernel (64 KiB blocks freed amid a heap would
-    /// otherwise stay resident). Spares in use meanwhile are kept, so a steady load never
-    /// frees and allocates them again.
-    mutating func trim() {
-        let idle = min(fewestSpare, free.count - Self.spareBuffers)
+    /// Each sweep: the spares idle since the last one, beyond `spareBuffers` (none when the
+    /// thread has no connection left), are freed, and malloc hands their pages back to the
+    /// kernel (64 KiB blocks freed amid a heap would otherwise stay resident). Spares in use
+    /// meanwhile are kept, so a steady load never frees and allocates them again.
+    mutating func trim(hasConnections: Bool) {
+        let idle = min(fewestSpare, free.count - (hasConnections ? Self.spareBuffers : 0))
         if idle > 0 {
             for _ in 0..<idle { free.removeLast().deallocate() }
             malloc_trim(0)
