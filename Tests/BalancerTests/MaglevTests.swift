@@ -30,6 +30,33 @@ final class MaglevTests: XCTestCase {
         XCTAssertNil(table.shares[3], "weight 0 takes no client")
     }
 
+    /// Weights are relative: servers of equal weight share alike however large it is (the
+    /// configuration allows 1,000,000). Fails while a member takes `weight` turns in a row:
+    /// a weight of M/N or more lets the first members fill the whole table.
+    func testEqualLargeWeightsShareAlike() {
+        for weight in [10_000, 1_000_000] {
+            let table = MaglevTable(members: members(4) { _ in weight })
+            for index in 0..<4 {
+                XCTAssertEqual(Double(table.shares[index] ?? 0) / Double(table.size), 0.25, accuracy: 0.01,
+                               "weight \(weight) each: server \(index) has \(table.shares[index] ?? 0) of \(table.size)")
+            }
+        }
+        let scaled = MaglevTable(members: members(2) { [100_000, 200_000][$0] })
+        XCTAssertEqual(Double(scaled.shares[0] ?? 0) / Double(scaled.size), 1.0 / 3, accuracy: 0.01)
+    }
+
+    /// Nodes whose files list the same servers in another order must still agree (the README:
+    /// "the same host:port as written, the same weights"). Fails while the turn order is the
+    /// configuration order: a slot two members contend for goes to the one listed first.
+    func testServerOrderDoesNotChangeThePlacement() {
+        let listed = members(20)
+        let forwards = MaglevTable(members: listed)
+        let backwards = MaglevTable(members: listed.reversed())
+        let name = { (table: MaglevTable, hash: UInt64) in table.members.first { $0.index == table.server(for: hash) }?.name }
+        let differing = (0..<UInt64(forwards.size)).filter { name(forwards, $0) != name(backwards, $0) }.count
+        XCTAssertEqual(differing, 0, "\(differing) of \(forwards.size) slots name another server")
+    }
+
     /// A server that leaves gives up its own slots and takes almost none from the others
     /// (the paper's Figure 12 shows a few percent at most; measured here: under 1%).
     func testRemovingOneServerMovesItsClientsAndAlmostNoOthers() {
