@@ -32,7 +32,8 @@ public struct MaglevTable: Equatable, Sendable {
 
     /// `size`: nil picks from `sizes`; a given one must be prime (tests use small ones).
     public init(members: [Member], size: Int? = nil) {
-        let weighted = members.filter { $0.weight > 0 }
+        // By name, not as listed: nodes whose files list the same servers in another order agree.
+        let weighted = members.filter { $0.weight > 0 }.sorted { ($0.name, $0.index) < ($1.name, $1.index) }
         self.members = weighted
         self.size = size ?? Self.sizes.first { $0 >= 100 * weighted.count } ?? Self.sizes[Self.sizes.count - 1]
         entries = Self.populate(weighted, size: self.size)
@@ -62,7 +63,7 @@ public struct MaglevTable: Equatable, Sendable {
     }
 
     /// Pseudocode 1 of the paper: each member's permutation is offset + j × skip (mod M),
-    /// from two hashes of its name; members take turns (w of them a round for weight w), each
+    /// from two hashes of its name; members take turns (`turnsPerRound` a round), each
     /// taking the next slot of its permutation that is still free, until all M are taken.
     /// Bounded: every turn fills a slot, and a permutation visits every slot (M is prime).
     private static func populate(_ members: [Member], size: Int) -> [Int32] {
@@ -70,12 +71,13 @@ public struct MaglevTable: Equatable, Sendable {
         let modulus = UInt64(size)
         let offsets = members.map { fnv1a($0.name, seed: 0) % modulus }
         let skips = members.map { fnv1a($0.name, seed: 1) % (modulus - 1) + 1 }
+        let turns = turnsPerRound(members.map(\.weight), size: size)
         var next = [UInt64](repeating: 0, count: members.count)
         var entries = [Int32](repeating: -1, count: size)
         var filled = 0
         while true {
             for member in members.indices {
-                for _ in 0..<members[member].weight {
+                for _ in 0..<turns[member] {
                     var slot = Int((offsets[member] &+ next[member] &* skips[member]) % modulus)
                     while entries[slot] >= 0 {
                         next[member] += 1
@@ -88,6 +90,18 @@ public struct MaglevTable: Equatable, Sendable {
                 }
             }
         }
+    }
+
+    /// Each member's turns a round, in proportion to its weight: the weights divided by their
+    /// greatest common divisor, and scaled down (at least 1 each) when a round would not fit
+    /// the table 16 times; a weight of 1,000,000 must not fill the table in its first turns.
+    static func turnsPerRound(_ weights: [Int], size: Int) -> [Int] {
+        func gcd(_ a: Int, _ b: Int) -> Int { b == 0 ? a : gcd(b, a % b) }
+        let divisor = max(1, weights.reduce(0, gcd))
+        let turns = weights.map { $0 / divisor }
+        let total = turns.reduce(0, +), most = max(1, size / 16)
+        guard total > most else { return turns }
+        return turns.map { max(1, Int(Double($0) * Double(most) / Double(total))) }
     }
 
     /// FNV-1a over the name, the seed first, through SplitMix64's finaliser: two independent
