@@ -18,4 +18,13 @@ final class FuzzFindingsTests: XCTestCase {
     func testAHashInACommandIsRefusedSinceItWouldNotReadBack() {
         XCTAssertThrowsError(try Command.parse("log /tmp/a#b")) { XCTAssertTrue("\($0)".contains("'#'"), "\($0)") }
     }
+
+    /// FuzzCommand: `listen ::\0]:80` took `::\0]` as the address `::` (C stops at the NUL), and
+    /// its text `listen [::\0]]:80` did not parse. No command holds a control character.
+    func testAControlCharacterIsRefusedSinceCReadsTheTextOtherwise() {
+        for line in ["listen ::\0]:80", "source 192.0.2.1\0", "log /tmp/a\u{1B}b", "server 0 address 192.0.2.1\n"] {
+            XCTAssertThrowsError(try Command.parse(line), line.debugDescription) { XCTAssertTrue("\($0)".contains("control character"), "\($0)") }
+        }
+        XCTAssertNoThrow(try Command.parse("source\t192.0.2.1\r"), "tab and CR separate words")
+    }
 }
