@@ -294,20 +294,27 @@ struct RunCommand: ParsableCommand {
         var reported = ContinuousClock.now
         while case .wait = service.drainDecision() {
             if !started || ContinuousClock.now - reported >= .seconds(1) {
-                // The loop is alive: the deadline waits for it, a second at a time.
-                deadline.extend(by: 1)
                 reported = .now
                 if let report = try? service.statusReport().wait(), let draining = report.draining {
                     if !started { logger.notice("\(draining.text) (drain \(draining.secondsLeft))") }
+                    // The bound, as `drain N` may have moved it, and the margin after it.
+                    deadline.allow(draining.secondsLeft + ShutdownDeadline.seconds)
                     systemd?.send(["STATUS=\(SystemdNotifier.status(report))"])
                 }
                 started = true
             }
-            if let number = Signals.next(within: 100), number == SIGTERM || number == SIGINT {
-                logger.notice("stopped by signal \(number) again: closing the connections still open")
+            switch Signals.next(within: 100) {
+            case let number? where number == SIGTERM || number == SIGINT:
+                logger.notice("stopped by \(Signals.name(number)) again: closing the connections still open")
                 service.interruptDrain()
+            case let number?:
+                logger.notice("\(Signals.name(number)) ignored: penha is stopping (draining)")
+            case nil:
+                break
             }
         }
+        // What is left after the drain (closing, the control socket) gets the margin again.
+        deadline.allow(ShutdownDeadline.seconds)
         if case .exit(let closing) = service.drainDecision(), closing > 0 {
             logger.notice("drain: closing \(closing) connections still open")
         }
@@ -368,7 +375,7 @@ struct RunCommand: ParsableCommand {
             case SIGUSR1:
                 statistics.request()
             default:
-                logger.notice("stopped by signal \(number)")
+                logger.notice("stopped by \(Signals.name(number))")
                 return
             }
         }

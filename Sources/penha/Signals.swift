@@ -22,6 +22,17 @@ enum Signals {
         return set
     }
 
+    /// A handled signal's name, for log lines.
+    static func name(_ number: Int32) -> String {
+        switch number {
+        case SIGTERM: return "SIGTERM"
+        case SIGINT: return "SIGINT"
+        case SIGHUP: return "SIGHUP"
+        case SIGUSR1: return "SIGUSR1"
+        default: return "signal \(number)"
+        }
+    }
+
     /// Call first thing in main, before any thread exists.
     static func block() {
         var set = handledSet
@@ -89,32 +100,35 @@ final class CoalescedWork: Sendable {
 
 /// SIGTERM ends penha within `seconds` whatever is stuck (a thread blocked on a file, an
 /// event loop that does not answer): armed when the orderly shutdown starts, it logs one
-/// line and leaves with `_exit` if that shutdown has not exited by then. The drain, whose
-/// own bound the main thread keeps, adds its time (`extend`). NIO's thread pool, not
-/// libdispatch, so the signal mask stays as `Signals.block` set it.
+/// line and leaves with `_exit` if that shutdown has not exited by then. The drain moves the
+/// end to its own bound plus the same margin (`allow`). The end is a time on the monotonic
+/// clock, not a count of sleeps, so a long drain is not cut short by the sleeps' drift. NIO's
+/// thread pool, not libdispatch, so the signal mask stays as `Signals.block` set it.
 final class ShutdownDeadline: Sendable {
     static let seconds = 5
-    /// Seconds of the shutdown still allowed, counted down by the watching thread.
-    private let left = Atomic<Int>(ShutdownDeadline.seconds)
+    /// When the shutdown must be over, in nanoseconds of the monotonic clock.
+    private let end: Atomic<UInt64>
 
     init(logger: Logger, beforeExit: @escaping @Sendable () -> Void) {
+        let started = NIODeadline.now().uptimeNanoseconds
+        end = Atomic(started + UInt64(Self.seconds) * 1_000_000_000)
         let pool = NIOThreadPool(numberOfThreads: 1)
         pool.start()
         pool.submit { [self] state in
             guard state == .active else { return }
-            var waited = 0
-            while left.wrappingSubtract(1, ordering: .relaxed).newValue >= 0 {
-                sleep(1)
-                waited += 1
+            while case let now = NIODeadline.now().uptimeNanoseconds, now < end.load(ordering: .relaxed) {
+                // At most a second, so that an end moved earlier is seen within one.
+                usleep(UInt32(min(end.load(ordering: .relaxed) - now, 1_000_000_000) / 1000))
             }
+            let waited = (NIODeadline.now().uptimeNanoseconds - started) / 1_000_000_000
             logger.error("orderly shutdown not done after \(waited) s; exiting now")
             beforeExit()
             _exit(1)
         }
     }
 
-    /// Allows `seconds` more: the drain, while its loop runs, so that the steps around it keep their own 5.
-    func extend(by seconds: Int) {
-        left.wrappingAdd(seconds, ordering: .relaxed)
+    /// The shutdown may go on for `seconds` from now: the drain's time left plus the margin.
+    func allow(_ seconds: Int) {
+        end.store(NIODeadline.now().uptimeNanoseconds + UInt64(max(0, seconds)) * 1_000_000_000, ordering: .relaxed)
     }
 }

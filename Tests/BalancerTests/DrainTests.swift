@@ -22,6 +22,17 @@ final class DrainTests: XCTestCase {
         XCTAssertEqual(Drain(seconds: 0, now: start).decide(now: start, connections: 4), .exit(closing: 4))
     }
 
+    func testDrainGivenWhileItRunsCountsFromItsStart() {
+        var drain = Drain(seconds: 30, now: start)
+        drain.bound(seconds: 0)
+        XCTAssertEqual(drain.decide(now: at(2), connections: 4), .exit(closing: 4), "drain 0 ends it at once")
+        drain.bound(seconds: 600)
+        XCTAssertEqual(drain.decide(now: at(100), connections: 1), .wait, "a longer bound lets it run on")
+        XCTAssertEqual(drain.report(now: at(100), connections: 1).secondsLeft, 500)
+        drain.bound(seconds: 60)
+        XCTAssertEqual(drain.decide(now: at(100), connections: 1), .exit(closing: 1), "a bound already passed ends it")
+    }
+
     func testTheReportCountsTheConnectionsAndTheSecondsLeftRoundedUp() {
         let drain = Drain(seconds: 30, now: start)
         XCTAssertEqual(drain.report(now: at(0), connections: 5), StatusReport.Draining(connections: 5, secondsLeft: 30))

@@ -58,4 +58,19 @@ final class DrainIntegrationTests: XCTestCase {
             XCTAssertTrue(penha.stderr.contains("closing 1 connections still open"), penha.stderr)
         }
     }
+
+    func testDrainZeroOverTheControlSocketEndsARunningDrainAndSIGHUPIsIgnoredWithALine() throws {
+        let a = try Backend("A")
+        let penha = try Penha(["-O", "drain 600"], servers: ["127.0.0.1:\(a.port)"])
+        let client = try Client(port: penha.port)
+        XCTAssertEqual(try client.readLine(), "A")
+        kill(penha.process.processIdentifier, SIGTERM)
+        XCTAssertTrue(waitFor(timeout: 5) { penha.stderr.contains("draining 1 connections, 600 s left") }, penha.stderr)
+        kill(penha.process.processIdentifier, SIGHUP)
+        XCTAssertTrue(waitFor(timeout: 5) { penha.stderr.contains("SIGHUP ignored: penha is stopping") }, penha.stderr)
+        XCTAssertTrue(penha.process.isRunning, "SIGHUP does not end the drain")
+        _ = try penha.command("drain 0")
+        XCTAssertEqual(penha.waitForExit(timeout: 3), 0, "drain 0 ends it at once: \(penha.stderr)")
+        XCTAssertTrue(penha.stderr.contains("closing 1 connections still open"), penha.stderr)
+    }
 }

@@ -39,7 +39,7 @@ final class SystemLogIntegrationTests: XCTestCase {
         XCTAssertNotNil(listening.range(of: pattern, options: .regularExpression), listening)
         // After start-up stderr is /dev/null: a later line must still arrive.
         kill(pid, SIGTERM)
-        let stopped = try syslog.next { $0.contains("stopped by signal") }
+        let stopped = try syslog.next { $0.contains("stopped by SIGTERM") }
         XCTAssertTrue(stopped.hasPrefix("<29>"), stopped)
     }
 

@@ -184,12 +184,17 @@ public final class BalancerService: Sendable {
     /// Starts draining: from now on `drainDecision` says when to exit (`Drain`), and the
     /// status shows it. Call once the listener is closed.
     public func startDraining() {
+        let seconds = drainSeconds
+        drain.withLock { $0 = Drain(seconds: seconds, now: .now()) }
+    }
+
+    /// How long a drain may last, as configured now.
+    private var drainSeconds: Int {
         let configuration = configuration
         // With VRRP the VIP has moved by now: the packets of its connections reach the new
         // master, which resets them (until the second chance between nodes exists), so a
         // wait would only delay the exit.
-        let seconds = configuration.vrrpInstances.isEmpty ? configuration.drainSeconds : 0
-        drain.withLock { $0 = Drain(seconds: seconds, now: .now()) }
+        return configuration.vrrpInstances.isEmpty ? configuration.drainSeconds : 0
     }
 
     /// A second SIGTERM: exit at once.
@@ -200,7 +205,12 @@ public final class BalancerService: Sendable {
     /// Whether to relay on or exit, from the connections open now; never blocks (no event loop).
     public func drainDecision() -> Drain.Decision {
         let open = tcp?.openConnections ?? 0
-        return drain.withLock { $0?.decide(now: .now(), connections: open) } ?? .exit(closing: open)
+        let seconds = drainSeconds
+        return drain.withLock { drain in
+            // `drain N` over the control socket while it runs applies at once.
+            drain?.bound(seconds: seconds)
+            return drain?.decide(now: .now(), connections: open)
+        } ?? .exit(closing: open)
     }
 
     /// The TCP engine's threads and their loop turns, for the watchdog (none before it starts).

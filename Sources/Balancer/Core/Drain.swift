@@ -20,12 +20,21 @@ public struct Drain: Equatable, Sendable {
         case exit(closing: Int)
     }
 
-    private let deadline: NIODeadline
+    private let started: NIODeadline
+    private var deadline: NIODeadline
     private var interrupted = false
 
     /// Draining starts at `now`, for at most `seconds`.
     public init(seconds: Int, now: NIODeadline) {
-        deadline = now + .seconds(Int64(max(0, min(seconds, Self.longestSeconds))))
+        started = now
+        deadline = now
+        bound(seconds: seconds)
+    }
+
+    /// `drain N` given while it runs: the bound counts from the start, so `drain 0` (or any
+    /// bound already passed) ends it at once and a longer one lets it run on.
+    public mutating func bound(seconds: Int) {
+        deadline = started + .seconds(Int64(max(0, min(seconds, Self.longestSeconds))))
     }
 
     /// A second SIGTERM (or SIGINT): the operator wants it over.
