@@ -50,6 +50,26 @@ final class SelectionTests: XCTestCase {
         XCTAssertEqual(Set(place(&nodeA, 31)), [0], "prio wins over maglev")
     }
 
+    /// The table is kept while the servers stay as they are, and built again when one's
+    /// address changes (its name places it): a node that has run all along places clients as
+    /// a node that starts now.
+    func testMaglevBuildsItsTableAgainWhenAServersAddressChanges() {
+        var running = Selection()
+        running.maglev = true
+        var servers = makeServers(5)
+        let clients = (0..<500).map { ClientKey(ipv4: 0xCB00_7100 + UInt32($0)) }
+        let place = { (selection: inout Selection) in
+            clients.map { selection.initialServer(for: $0, tracked: nil, servers: servers, now: at(0)) }
+        }
+        let before = place(&running)
+        servers.servers[3].host = "127.0.0.9"
+        var fresh = Selection()
+        fresh.maglev = true
+        let after = place(&fresh)
+        XCTAssertNotEqual(before, after, "the new name takes other slots")
+        XCTAssertEqual(zip(place(&running), after).filter { $0.0 != $0.1 }.count, 0, "clients placed unlike a node starting now")
+    }
+
     func testNothingAvailableGivesNoServer() {
         var selection = Selection()
         var servers = makeServers(2)

@@ -72,9 +72,10 @@ public struct Selection: Equatable, Sendable {
     private mutating func byMaglev(_ client: ClientKey, _ servers: ServerTable, now: NIODeadline) -> Int? {
         var fingerprint: UInt64 = 0xCBF2_9CE4_8422_2325
         for (index, server) in servers.servers.enumerated() where server.weight > 0 && server.isAvailable(now: now) {
-            for value in [UInt64(index), UInt64(server.weight), UInt64(server.port), MaglevTable.fnv1a(server.host, seed: 2)] {
-                fingerprint = MaglevTable.mix(fingerprint ^ value)
-            }
+            fingerprint = MaglevTable.mix(fingerprint ^ UInt64(index))
+            fingerprint = MaglevTable.mix(fingerprint ^ UInt64(server.weight))
+            fingerprint = MaglevTable.mix(fingerprint ^ UInt64(server.port))
+            fingerprint = MaglevTable.mix(fingerprint ^ server.hostHash)
         }
         if maglevTable?.fingerprint != fingerprint {
             let members = servers.servers.enumerated().compactMap { index, server in

@@ -5,7 +5,11 @@ import NIOCore
 @dynamicMemberLookup
 public struct Server: Equatable, Sendable {
     /// What the configuration says of this server.
-    public var spec: ServerSpec
+    public var spec: ServerSpec {
+        didSet { if spec.host != oldValue.host { hostHash = MaglevTable.fnv1a(spec.host, seed: 2) } }
+    }
+    /// The host's hash, kept with it: `maglev` looks at every server's for each new client.
+    public private(set) var hostHash: UInt64
     /// The resolved address connections go to.
     public var address: SocketAddress
     public var blacklistedUntil: NIODeadline?
@@ -25,6 +29,7 @@ public struct Server: Equatable, Sendable {
 
     public init(spec: ServerSpec, address: SocketAddress) {
         self.spec = spec
+        hostHash = MaglevTable.fnv1a(spec.host, seed: 2)
         self.address = address
     }
 
