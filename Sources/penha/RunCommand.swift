@@ -167,6 +167,7 @@ struct RunCommand: ParsableCommand {
                 try errors.add(error)
             }
         }
+        try errors.add(configuration.conflicts)
         if configuration.servers.isEmpty {
             try errors.add(ConfigurationError("no servers: give them after the listen address or as 'server' lines in \(configFile ?? "-F")"))
         }

@@ -37,6 +37,23 @@ final class RuntimeTests: XCTestCase {
         XCTAssertTrue(runtime.configuration.tcpNoDelay)
     }
 
+    /// What is read only when the listener is bound, or cannot work with -U, is refused at
+    /// run time with the reason, not answered as if it had applied.
+    func testChangesThatCannotApplyWhileRunningAreRefusedAndChangeNothing() throws {
+        var runtime = try makeRuntime()
+        XCTAssertThrowsError(try run(&runtime, "freebind")) { XCTAssertTrue("\($0)".contains("freebind is set when the listener is bound"), "\($0)") }
+        XCTAssertThrowsError(try run(&runtime, "listen 127.0.0.1:81")) { XCTAssertTrue("\($0)".contains("the listen address is set at start"), "\($0)") }
+        runtime.configuration.listenOnCommandLine = true
+        XCTAssertThrowsError(try run(&runtime, "listen 127.0.0.1:81"), "given on the command line too")
+        XCTAssertNoThrow(try run(&runtime, "listen 127.0.0.1:80"), "restating it is fine")
+        runtime.configuration.udp = true
+        XCTAssertThrowsError(try run(&runtime, "blacklist 7", "accept_proxy")) { XCTAssertTrue("\($0)".contains("with -U"), "\($0)") }
+        XCTAssertThrowsError(try run(&runtime, "server 1 proxy_protocol v1")) { XCTAssertTrue("\($0)".contains("server 1 proxy_protocol"), "\($0)") }
+        XCTAssertFalse(runtime.configuration.freeBind || runtime.configuration.acceptProxy)
+        XCTAssertEqual(runtime.configuration.blacklistSeconds, 30, "the batch changed nothing")
+        XCTAssertEqual(runtime.configuration.servers[1].proxyProtocol, .off)
+    }
+
     func testServersInPensFormatAndChangesKeepCounters() throws {
         var runtime = try makeRuntime()
         runtime.state.servers.servers[0].sent = 11

@@ -25,6 +25,19 @@ final class CheckIntegrationTests: XCTestCase {
         XCTAssertFalse(FileManager.default.fileExists(atPath: control))
     }
 
+    /// Settings that each parse but cannot work together: penha would have ignored them.
+    func testSettingsThatCannotWorkTogetherAreEachAnError() throws {
+        let udp = try runPenha(["check", "-U", "-C", temporaryPath("c.sock"), "-O", "accept_proxy",
+                                "-O", "server 0 proxy_protocol v2", "127.0.0.1:1", "127.0.0.1:9"])
+        XCTAssertEqual(udp.status, 2, udp.stderr)
+        XCTAssertTrue(udp.stderr.contains("penha: accept_proxy reads a PROXY protocol header from TCP clients; with -U"), udp.stderr)
+        XCTAssertTrue(udp.stderr.contains("penha: server 0 proxy_protocol sends a header on TCP connections; with -U"), udp.stderr)
+        let path = temporaryPath("listen.sock")
+        let unix = try runPenha(["check", "-C", temporaryPath("c.sock"), "-O", "freebind", path, "127.0.0.1:9"])
+        XCTAssertEqual(unix.status, 2, unix.stderr)
+        XCTAssertTrue(unix.stderr.contains("penha: freebind is for an IP listen address, not the Unix socket \(path)"), unix.stderr)
+    }
+
     func testEveryErrorIsPrintedWithItsFileAndLineAndExits2() throws {
         let included = try configFile("timeout 0\n")
         defer { unlink(included) }

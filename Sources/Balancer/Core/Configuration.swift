@@ -129,6 +129,30 @@ public struct Configuration: Equatable, Sendable {
         }
     }
 
+    /// What no single line can see: settings that cannot work together, an error each.
+    public var conflicts: [ConfigurationError] {
+        var found: [ConfigurationError] = []
+        if udp && acceptProxy {
+            found.append(ConfigurationError("accept_proxy reads a PROXY protocol header from TCP clients; with -U penha balances datagrams"))
+        }
+        for (index, server) in servers.enumerated() where udp && server.proxyProtocol != .off {
+            found.append(ConfigurationError("server \(index) proxy_protocol sends a header on TCP connections; with -U penha balances datagrams"))
+        }
+        if freeBind, let path = listen.socketPath {
+            found.append(ConfigurationError("freebind is for an IP listen address, not the Unix socket \(path)"))
+        }
+        return found
+    }
+
+    /// A change made while penha runs (a control line, a reload): refused where it conflicts,
+    /// or where it changes a setting read only when the listener is bound.
+    public func checkChange(from running: Configuration) throws {
+        if let conflict = conflicts.first { throw conflict }
+        guard freeBind == running.freeBind else {
+            throw ConfigurationError("freebind is set when the listener is bound; restart penha to change it")
+        }
+    }
+
     /// `source`, for a connection to `server`: nil when none is set or it is of the other
     /// family (that connection then takes any local address of its own family).
     public func sourceAddress(for server: SocketAddress) -> SocketAddress? {

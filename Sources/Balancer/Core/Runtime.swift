@@ -90,6 +90,7 @@ public struct Runtime: Sendable {
                 throw error.at(line.origin)
             }
         }
+        try changed.configuration.checkChange(from: configuration)
         // A change may not open an off-loopback control port to everyone (an emptied list).
         try facts.control?.checkProtected(by: changed.configuration)
         try changed.configuration.metrics?.checkProtected(by: changed.configuration.accessLists)
@@ -148,7 +149,9 @@ public struct Runtime: Sendable {
             guard configuration.metrics == endpoint else { throw Self.metricsAreSetAtStart }
             return Outcome()
         case .listen(let address):
-            guard configuration.listen == address || configuration.listenOnCommandLine else { throw Self.listenIsSetAtStart }
+            // Also when the command line gave it (a file's line is then ignored): an answer
+            // of success would say the address had changed.
+            guard configuration.listen == address else { throw Self.listenIsSetAtStart }
             return Outcome()
         case .vrrp(let instance):
             // The same router changes in place (the executor adopts it); another is added.
@@ -169,6 +172,7 @@ public struct Runtime: Sendable {
     public mutating func converge(to target: Configuration, facts: Facts, resolved: [String: SocketAddress]) throws -> [String] {
         guard target.metrics == configuration.metrics else { throw Self.metricsAreSetAtStart }
         guard target.listen == configuration.listen else { throw Self.listenIsSetAtStart }
+        try target.checkChange(from: configuration)
         try facts.control?.checkProtected(by: target)
         try target.metrics?.checkProtected(by: target.accessLists)
         var changed = self
