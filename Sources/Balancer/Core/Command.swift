@@ -75,10 +75,10 @@ public enum Command: Equatable, Sendable {
         guard !line.contains("#") else {
             throw ConfigurationError("'#' cannot be part of a command: in a config file it starts a comment")
         }
-        // A NUL ends the text where C reads it (an address check passed "::\0]" as "::"), and no
-        // command word holds a control character: refused, so a line means one thing everywhere.
-        if let control = line.unicodeScalars.first(where: { $0.properties.generalCategory == .control && $0 != "\t" && $0 != "\r" }) {
-            throw ConfigurationError("control character U+\(String(control.value, radix: 16, uppercase: true)) cannot be part of a command")
+        // C reads text up to a NUL: an address check passed "::\0]" as "::", and a file name
+        // would name another file. No command holds one.
+        guard !line.unicodeScalars.contains("\0") else {
+            throw ConfigurationError("a NUL character cannot be part of a command")
         }
         words.removeFirst()
         guard first == "no" else {
