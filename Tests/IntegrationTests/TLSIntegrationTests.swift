@@ -150,6 +150,20 @@ final class TLSIntegrationTests: XCTestCase {
         XCTAssertEqual(lines, ["ssl_option no_tlsv1.2", "ssl_sni_path \(names)"], "the refused cipher list is not kept")
     }
 
+    /// A batch is all or nothing, TLS included: the lines before a cipher list that does not
+    /// load do not apply either.
+    func testABatchWhoseLastLineDoesNotLoadChangesNothing() throws {
+        let backend = try EchoHTTPBackend()
+        let server = try selfSigned("server.test")
+        let penha = try Penha(["-E", server.certificate, "-K", server.key], servers: ["127.0.0.1:\(backend.port)"])
+        let batch = "\(directory)/batch.conf"
+        try "blacklist 9\nssl_option no_tlsv1.2\nssl_ciphers NO-SUCH-CIPHER\n".write(toFile: batch, atomically: true, encoding: .utf8)
+        let refused = try penha.command("include \(batch)")
+        XCTAssertTrue(refused.first?.hasPrefix("error: TLS not reloaded, keeping the previous certificates: ") == true, "\(refused)")
+        XCTAssertEqual(try penha.command("blacklist"), ["30"], "the line before it did not apply")
+        XCTAssertEqual(try curl(penha, path: "/", options: ["--tls-max", "1.2"]).status, 0, "TLS 1.2 still served")
+    }
+
     func testXForwardedForArrivesBehindTLS() throws {
         let backend = try EchoHTTPBackend()
         let server = try selfSigned("server.test")
@@ -288,9 +302,10 @@ final class TLSIntegrationTests: XCTestCase {
         try "ssl_option no_tlsv1.2\n".write(toFile: config, atomically: true, encoding: .utf8)
         let penha = try Penha(["-E", server.certificate, "-K", server.key, "-F", config], servers: ["127.0.0.1:\(backend.port)"])
         XCTAssertNotEqual(try curl(penha, path: "/", options: ["--tls-max", "1.2"]).status, 0, "TLS 1.3 only")
-        try "ssl_option no_tlsv1.2\nssl_ciphers NO-SUCH-CIPHER\n".write(toFile: config, atomically: true, encoding: .utf8)
+        try "ssl_option no_tlsv1.2\nblacklist 9\nssl_ciphers NO-SUCH-CIPHER\n".write(toFile: config, atomically: true, encoding: .utf8)
         try penha.signal(SIGHUP, thenLogs: "keeping the previous certificates")
-        XCTAssertTrue(penha.stderr.contains("NO-SUCH-CIPHER"), penha.stderr)
+        XCTAssertTrue(penha.stderr.contains("reload failed, configuration unchanged") && penha.stderr.contains("NO-SUCH-CIPHER"), penha.stderr)
+        XCTAssertEqual(try penha.command("blacklist"), ["30"], "nothing of the refused file applied")
         XCTAssertEqual(try curl(penha, path: "/still").status, 0)
         XCTAssertNotEqual(try curl(penha, path: "/", options: ["--tls-max", "1.2"]).status, 0, "still TLS 1.3 only")
         let saved = "\(directory)/saved.conf"

@@ -56,5 +56,11 @@ final class VRRPCommandIntegrationTests: XCTestCase {
         XCTAssertEqual(try penha.command("no vrrp vrid 9"), ["error: no vrrp instance with vrid 9"])
         XCTAssertEqual(try penha.command("status").first, "role STANDALONE")
         XCTAssertEqual(try whoAnswers(penha), "A", "still relaying")
+        // In a batch, the lines before it do not apply either.
+        let batch = temporaryPath("batch.conf")
+        defer { unlink(batch) }
+        try "blacklist 9\nvrrp interface penha-none0 vrid 9 priority 100 vip 192.0.2.1/24\n".write(toFile: batch, atomically: true, encoding: .utf8)
+        XCTAssertTrue(try penha.command("include \(batch)").first?.hasPrefix("error: vrrp not changed: ") == true)
+        XCTAssertEqual(try penha.command("blacklist"), ["30"])
     }
 }

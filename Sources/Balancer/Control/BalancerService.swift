@@ -63,6 +63,8 @@ public final class BalancerService: Sendable {
         /// The listen address as `status` shows it (its port once bound, when 0 was asked).
         var boundListen: String
         var controlAddress: Endpoint?
+        /// The last batch's commit: the next waits for it (`transaction`).
+        var lastBatch: EventLoopFuture<Void>?
     }
 
     /// What the process was started with that commands need to know.
@@ -262,15 +264,13 @@ public final class BalancerService: Sendable {
 
     /// SIGHUP and `reload`. With `-F`: the file is read again and applied to the command line's
     /// configuration as one transaction (`Runtime.converge`), so the running configuration is
-    /// what the command line and the file say; a file with an error changes nothing and fails
-    /// the future. The log is reopened (rotation) and the TLS files are read again: if they do
-    /// not load, the running certificates stay, and that problem is what the future returns.
-    /// Established connections are not touched. The outcome is logged here, for both callers.
-    public func reload() -> EventLoopFuture<[String]> {
-        reloadFile().map { problems in
+    /// what the command line and the file say. The log is reopened (rotation) and the TLS files
+    /// are read again. A file with an error, or TLS files that do not load, change nothing and
+    /// fail the future. Established connections are not touched. The outcome is logged here,
+    /// for both callers.
+    public func reload() -> EventLoopFuture<Void> {
+        reloadFile().map {
             self.logger.notice("\(self.reloaded)")
-            for line in problems { self.logger.warning("\(line)") }
-            return problems
         }.flatMapErrorThrowing { error in
             self.logger.error("\(Self.reloadRefused(error))")
             throw error
@@ -285,13 +285,14 @@ public final class BalancerService: Sendable {
         "reload failed, configuration unchanged: \(SystemErrorText.describe(error))"
     }
 
-    private func reloadFile() -> EventLoopFuture<[String]> {
+    private func reloadFile() -> EventLoopFuture<Void> {
         guard let path = options.configFile else {
             return blockingPool.runIfActive(eventLoop: eventLoop) { [configuration = configuration] in
                 try Prepared(lines: [], logPath: configuration.logFile)
             }.flatMap { prepared in
+                // Rotation: the log is reopened even when the certificates are refused.
                 self.connectionLog.file = prepared.log
-                return self.adoptTLS(previous: self.configuration.tls, reloading: true)
+                return self.transaction(reloadingTLS: true) { _ in }
             }
         }
         let commandLine = options.commandLine ?? configuration
@@ -300,16 +301,14 @@ public final class BalancerService: Sendable {
             let target = try commandLine.applying(lines)
             if let sync = target.sync { _ = try ClientSyncKey.read(sync.keyFile) }
             return (target, try Prepared(lines: lines, hosts: Set(target.servers.map(\.host)), logPath: target.logFile))
-        }.flatMapThrowing { target, prepared in
-            let before = self.configuration
+        }.flatMap { target, prepared in
             let facts = self.facts()
-            let changes = try self.shared.withLock { try $0.converge(to: target, facts: facts, resolved: prepared.resolved) }
-            self.adoptRuntime()
-            self.connectionLog.file = prepared.log
-            for change in changes { self.logger.notice("reload: \(change)") }
-            return before
-        }.flatMap { before in
-            self.adoptTLS(previous: before.tls, reloading: true).and(self.adoptVRRP(previous: before.vrrpInstances)).map { $0 + $1 }
+            return self.transaction(reloadingTLS: true) { runtime in
+                try runtime.converge(to: target, facts: facts, resolved: prepared.resolved)
+            }.map { changes in
+                self.connectionLog.file = prepared.log
+                for change in changes { self.logger.notice("reload: \(change)") }
+            }
         }
     }
 
@@ -334,51 +333,80 @@ public final class BalancerService: Sendable {
             let reportsVRRP = lines.contains { $0.command == .query(.status) }
             return try Prepared(lines: lines, hosts: lines.hostsToResolve, logPath: lines.lastLogFile,
                                 vrrp: reportsVRRP ? self.vrrpReports() : [])
-        }.flatMapThrowing { prepared in
-            let before = self.configuration
+        }.flatMap { prepared in
             let facts = self.facts(vrrp: prepared.vrrp)
-            let outcome = try self.shared.withLock { try $0.execute(prepared.lines, facts: facts, resolved: prepared.resolved) }
-            self.adoptRuntime()
-            return (outcome, prepared, before)
-        }.flatMap { outcome, prepared, before in
-            self.adoptTLS(previous: before.tls, reloading: false).and(self.adoptVRRP(previous: before.vrrpInstances))
-                .map { $0 + $1 }.flatMap { problems in
-                self.perform(outcome, prepared).map { reply in
-                    var reply = reply
-                    reply.errors += problems
-                    return reply
-                }
-            }
+            return self.transaction(reloadingTLS: false) { runtime in
+                try runtime.execute(prepared.lines, facts: facts, resolved: prepared.resolved)
+            }.flatMap { outcome in self.perform(outcome, prepared) }
         }
     }
 
-    /// Changed ssl_* settings (or, `reloading`, the same ones with the files read again)
-    /// apply to new connections once a context with them has loaded; when it does not load,
-    /// the previous settings and certificates stay and the answer says why.
-    private func adoptTLS(previous: TLSSettings, reloading: Bool) -> EventLoopFuture<[String]> {
-        let settings = configuration.tls
-        guard reloading || settings != previous, let tls else { return eventLoop.makeSucceededFuture([]) }
-        return blockingPool.runIfActive(eventLoop: eventLoop) { tls.replace(try TLSContext(settings: settings)) }
-            .map { [] }.recover { error in
-                // Unless a later change has replaced these settings meanwhile (loads run in order
-                // on the one pool thread, so that one's context is the one that counts).
-                self.shared.withLock { if $0.configuration.tls == settings { $0.configuration.tls = previous } }
-                return ["TLS not reloaded, keeping the previous certificates: \(error)"]
+    /// One batch, all or nothing, TLS and VRRP included: `change` runs first on a copy of the
+    /// runtime; what the result needs that can fail outside it (a TLS context from its files,
+    /// its VRRP instances started) is made on the thread pool; only when all of that succeeded
+    /// does `change` run on the runtime itself, and the context is put in place. A VRRP change
+    /// made for a batch that then fails is undone. Batches commit one at a time, so the
+    /// configuration a context was made for is the one committed.
+    private func transaction<Result: Sendable>(reloadingTLS: Bool,
+                                               _ change: @escaping @Sendable (inout Runtime) throws -> Result) -> EventLoopFuture<Result> {
+        eventLoop.assertInEventLoop()
+        let previous = onLoop.value.lastBatch ?? eventLoop.makeSucceededVoidFuture()
+        let committed = previous.flatMap { () -> EventLoopFuture<Result> in
+            let before = self.configuration
+            var trial = self.shared.withLock { $0 }
+            do {
+                _ = try change(&trial)
+            } catch {
+                return self.eventLoop.makeFailedFuture(error)
             }
+            let target = trial.configuration
+            return self.stage(from: before, to: target, reloadingTLS: reloadingTLS).flatMapThrowing { context in
+                let result: Result
+                do {
+                    result = try self.shared.withLock { try change(&$0) }
+                } catch {
+                    self.undoVRRP(from: target, to: before)
+                    throw error
+                }
+                if let context { self.tls?.replace(context) }
+                self.adoptRuntime()
+                return result
+            }
+        }
+        onLoop.value.lastBatch = committed.map { _ in }.recover { _ in }
+        return committed
     }
 
-    /// Changed `vrrp` commands apply to the running instances, on the thread pool: a resigning
-    /// master waits there for its handover (bounded, 2 s). When an instance cannot start (no such
-    /// interface, say), the configuration returns to the instances that run, and the answer says why.
-    private func adoptVRRP(previous: [VRRPInstanceConfiguration]) -> EventLoopFuture<[String]> {
-        let wanted = configuration.vrrpInstances
-        guard wanted != previous, let control = vrrp.withLock({ $0 }) else { return eventLoop.makeSucceededFuture([]) }
-        return blockingPool.runIfActive(eventLoop: eventLoop) { () -> [String] in
-            try control.apply(wanted)
-            return []
-        }.recover { error in
-            self.shared.withLock { if $0.configuration.vrrpInstances == wanted { $0.configuration.vrrpInstances = control.running } }
-            return ["vrrp not changed: \(error)"]
+    /// On the thread pool, for a batch that would make `before` into `target`: its TLS context
+    /// (nil when the settings stay and the files are not read again) and its VRRP instances.
+    /// A failure of either fails the batch with nothing changed.
+    private func stage(from before: Configuration, to target: Configuration, reloadingTLS: Bool) -> EventLoopFuture<(any TLSServerContext)?> {
+        let loadsTLS = tls != nil && (reloadingTLS || target.tls != before.tls)
+        let control = target.vrrpInstances == before.vrrpInstances ? nil : vrrp.withLock { $0 }
+        guard loadsTLS || control != nil else { return eventLoop.makeSucceededFuture(nil) }
+        return blockingPool.runIfActive(eventLoop: eventLoop) { () -> (any TLSServerContext)? in
+            let context: (any TLSServerContext)?
+            do {
+                context = loadsTLS ? try TLSContext(settings: target.tls) : nil
+            } catch {
+                throw ConfigurationError("TLS not reloaded, keeping the previous certificates: \(SystemErrorText.describe(error))")
+            }
+            do {
+                // A resigning master waits here for its handover (bounded, 2 s).
+                try control?.apply(target.vrrpInstances)
+            } catch {
+                throw ConfigurationError("vrrp not changed: \(SystemErrorText.describe(error))")
+            }
+            return context
+        }
+    }
+
+    /// A batch whose VRRP instances had started failed after all: the instances go back.
+    private func undoVRRP(from target: Configuration, to before: Configuration) {
+        guard target.vrrpInstances != before.vrrpInstances, let control = vrrp.withLock({ $0 }) else { return }
+        let logger = logger
+        _ = blockingPool.runIfActive(eventLoop: eventLoop) { try control.apply(before.vrrpInstances) }.recover { error in
+            logger.error("vrrp: the instances of a refused batch could not be undone: \(error)")
         }
     }
 
@@ -455,8 +483,8 @@ public final class BalancerService: Sendable {
         guard reloads else { return written }
         // Answered once the reload is done: `penha ctl reload` (systemd's ExecReload) exits 1 when refused.
         return written.flatMap { reply in
-            self.reload().map { problems in
-                Reply(lines: reply.lines + [self.reloaded], errors: reply.errors + problems, exitRequested: reply.exitRequested)
+            self.reload().map {
+                Reply(lines: reply.lines + [self.reloaded], errors: reply.errors, exitRequested: reply.exitRequested)
             }.recover { error in
                 Reply(lines: reply.lines, errors: reply.errors + [Self.reloadRefused(error)], exitRequested: reply.exitRequested)
             }
