@@ -83,6 +83,38 @@ final class ClientSyncTests: XCTestCase {
         }
     }
 
+    /// More than two active nodes (issue 21): three standalone nodes each send their own
+    /// clients to both others, so a client the routers move to any node keeps its server.
+    func testThreeActiveNodesEachSendTheirClientsToEveryPeer() throws {
+        let key = try keyFile("a shared secret of the three, 0123456789\n")
+        let backends = try ["one", "two", "three"].map { try Backend($0) }
+        let hosts = ["127.0.0.1", "127.0.0.2", "127.0.0.3"]
+        let syncAddresses = hosts.map { "\($0):\(freePort(host: $0))" }
+        let ports = hosts.map { freePort(host: $0) }
+        let nodes = try hosts.indices.map { index in
+            let peers = syncAddresses.indices.filter { $0 != index }.map { "peer \(syncAddresses[$0])" }.joined(separator: " ")
+            return try Penha(["-O", "sync listen \(syncAddresses[index]) \(peers) key \(key)"], listen: "\(hosts[index]):\(ports[index])",
+                             servers: backends.map { "127.0.0.1:\($0.port)" })
+        }
+        var placed: [String: String] = [:]
+        for index in nodes.indices {
+            for last in 0..<3 {
+                let source = "127.0.0.\(20 + 3 * index + last)"
+                placed[source] = try Client(port: ports[index], host: hosts[index], source: source).readLine()
+            }
+        }
+        for (index, node) in nodes.enumerated() {
+            XCTAssertTrue(waitFor(timeout: 15) { ((try? node.command("recent")) ?? []).count == placed.count },
+                          "node \(index) knows every node's clients: \((try? node.command("recent")) ?? []) \(node.stderr)")
+        }
+        for (source, server) in placed {
+            for index in nodes.indices {
+                XCTAssertEqual(try Client(port: ports[index], host: hosts[index], source: source).readLine(), server,
+                               "\(source) keeps its server through node \(index)")
+            }
+        }
+    }
+
     func testStrangersAndGarbageAreDroppedAndCounted() throws {
         let key = try keyFile("a shared secret of the pair, 0123456789\n")
         let one = try Backend("one")

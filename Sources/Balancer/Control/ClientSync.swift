@@ -5,7 +5,8 @@ import NIOPosix
 import VRRPCore
 
 /// `sync`: the client table follows the VIP. The node that holds it (VRRP master, or
-/// standalone) connects to each peer and sends it a full copy of the table, then every
+/// standalone: every node of an active group behind routers, so all of them send and each
+/// learns every other's clients) connects to each peer and sends it a full copy of the table, then every
 /// ~50 ms the changes since, coalesced; each node listens for its peers and applies what they
 /// send (`BalancerState.applyRemote`: last writer wins). Everything runs on the balancer's
 /// event loop; the data path only marks changed slots (`ClientTable.isJournaling`), so a
