@@ -56,7 +56,7 @@ final class SecondChanceTraffic: @unchecked Sendable {
     var nextDeadline: VRRPInstant? { state.withLock { $0.plan.nextDeadline } }
 
     func becameMaster(now: VRRPInstant) { state.withLock { perform($0.plan.becameMaster(now: now), peer: $0.peer) } }
-    func leftMaster(now: VRRPInstant) { state.withLock { perform($0.plan.leftMaster(now: now)) } }
+    func leftMaster(now: VRRPInstant) { state.withLock { perform($0.plan.leftMaster(now: now), peer: $0.peer) } }
     func tick(now: VRRPInstant) { state.withLock { perform($0.plan.tick(now: now)) } }
     func instanceStopped() { state.withLock { perform($0.plan.instanceStopped()) } }
     func drainEnded() { state.withLock { perform($0.plan.drainEnded()) } }
@@ -80,7 +80,8 @@ final class SecondChanceTraffic: @unchecked Sendable {
         }
     }
 
-    /// Under `state`'s lock, with the peer's hardware address as known then.
+    /// Under `state`'s lock, with the peer's hardware address as known then (for the actions
+    /// that pass strays on to it).
     private func perform(_ actions: [SecondChancePlan.Action], peer: HardwareAddress? = nil) {
         for action in actions {
             do {
@@ -112,7 +113,12 @@ final class SecondChanceTraffic: @unchecked Sendable {
             }
         case .startAcceptingLocally:
             for address in virtualAddresses { try addresses.add(Self.host(address), to: loopback) }
-            try attach(.arpSilence(virtualAddresses: virtualAddresses.map(\.address)))
+            let vips = virtualAddresses.map(\.address)
+            if let peer, let own = HardwareAddress(bytes: try interface.hardwareAddress()) {
+                try attach(.redirect(virtualAddresses: vips, peer: peer, own: own, interfaceIndex: interface.index, silencingARP: true))
+            } else {
+                try attach(.arpSilence(virtualAddresses: vips))
+            }
             log("VRRP second chance on \(interface.name): accepting \(vipList) on lo, not answering ARP for it")
         }
     }
@@ -154,6 +160,7 @@ public enum SecondChanceSupport {
         guard let stand = HardwareAddress(bytes: [2, 0, 0, 0, 0, 1]) else { return }
         let vip = [IPAddress(ipv4: 0xC000_020A)]
         for program in [SecondChanceProgram.redirect(virtualAddresses: vip, peer: stand, own: stand, interfaceIndex: 1),
+                        .redirect(virtualAddresses: vip, peer: stand, own: stand, interfaceIndex: 1, silencingARP: true),
                         .arpSilence(virtualAddresses: vip)] {
             close(try SecondChanceTraffic.load(program))
         }

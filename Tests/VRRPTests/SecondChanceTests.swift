@@ -134,4 +134,15 @@ final class SecondChanceTests: XCTestCase {
         XCTAssertTrue(program.instructions.contains(BPFInstruction(0xB7, .r0, immediate: 2)), "TC_ACT_SHOT")
         XCTAssertEqual(program.instructions.filter { $0.code == 0x16 }.count, 2)
     }
+
+    /// The old master's: ARP silence first, then the redirect of what is not its own.
+    func testTheDrainProgramSilencesARPAndPassesStraysOn() {
+        let program = SecondChanceProgram.redirect(virtualAddresses: vips, peer: peer, own: own, interfaceIndex: 7, silencingARP: true)
+        assertWellFormed(program)
+        XCTAssertEqual(program.name, "penha_drain")
+        XCTAssertTrue(program.instructions.contains(BPFInstruction(0x61, .r4, .r2, offset: 38)), "the target protocol address")
+        XCTAssertTrue(program.instructions.contains(BPFInstruction(0xB7, .r0, immediate: 2)), "TC_ACT_SHOT")
+        XCTAssertEqual(program.instructions.filter { $0.code == 0x16 }.count, 5, "the VIPs as ARP targets and as destinations, and the peer as source")
+        XCTAssertEqual(program.instructions.filter { $0.code == 0x85 }.map(\.immediate), [99, 86, 23])
+    }
 }

@@ -17,11 +17,14 @@ public struct SecondChanceProgram: Equatable, Sendable {
     /// (a switch must not learn the client's address on this port), out of the interface it
     /// came in by. A segment that comes from the peer is never passed back: one hop at most,
     /// so the two nodes cannot bounce a segment between them. IPv4 without options, not
-    /// fragmented; anything else goes up the stack as before.
+    /// fragmented; anything else goes up the stack as before. `silencingARP`: the old
+    /// master's, which also drops ARP requests for the VIPs (`arpSilence`) and passes on what
+    /// is not its own, should it still receive it (a client that has not heard of the move).
     public static func redirect(virtualAddresses: [IPAddress], peer: HardwareAddress, own: HardwareAddress,
-                                interfaceIndex: Int32) -> SecondChanceProgram {
+                                interfaceIndex: Int32, silencingARP: Bool = false) -> SecondChanceProgram {
         var program = Assembler()
         program.add(.move(.r6, from: .r1))
+        if silencingARP { program.silenceARP(virtualAddresses) }
         program.loadPacketBounds(context: .r6)
         program.passUnless(.r2, holds: Offset.tcpFlags + 1, within: .r3)
         program.add(.load(.r4, .half, from: .r2, offset: Offset.etherType))
@@ -33,7 +36,7 @@ public struct SecondChanceProgram: Equatable, Sendable {
         // More fragments, or a fragment offset: only a first, whole datagram has the TCP header.
         program.add(.load(.r4, .half, from: .r2, offset: Offset.ipFragment))
         program.jump(.anyBitOf, .r4, BPFInstruction.networkOrder(half: 0x3FFF), to: .pass)
-        program.passUnlessVirtual(.r2, offset: Offset.ipDestination, virtualAddresses)
+        program.passUnlessVirtual(offset: Offset.ipDestination, virtualAddresses, then: .virtualDestination)
         program.add(.load(.r4, .word, from: .r2, offset: Offset.ethernetSource))
         program.jump(.notEqual, .r4, peer.firstWord, to: .fromElsewhere)
         program.add(.load(.r4, .half, from: .r2, offset: Offset.ethernetSource + 4))
@@ -70,7 +73,7 @@ public struct SecondChanceProgram: Equatable, Sendable {
         program.add(.call(.redirect))  // TC_ACT_REDIRECT, or TC_ACT_SHOT for a bad interface
         program.add(.exit)
         program.passLabel()
-        return SecondChanceProgram(name: "penha_redirect", instructions: program.assembled)
+        return SecondChanceProgram(name: silencingARP ? "penha_drain" : "penha_redirect", instructions: program.assembled)
     }
 
     /// The old master's while it drains: ARP requests for a VIP are dropped, so this node
@@ -78,15 +81,8 @@ public struct SecondChanceProgram: Equatable, Sendable {
     /// clients stay with the new master.
     public static func arpSilence(virtualAddresses: [IPAddress]) -> SecondChanceProgram {
         var program = Assembler()
-        program.loadPacketBounds(context: .r1)
-        program.passUnless(.r2, holds: Offset.arpTarget + 4, within: .r3)
-        program.add(.load(.r4, .half, from: .r2, offset: Offset.etherType))
-        program.jump(.notEqual, .r4, BPFInstruction.networkOrder(half: 0x0806), to: .pass)
-        program.add(.load(.r4, .half, from: .r2, offset: Offset.arpOperation))
-        program.jump(.notEqual, .r4, BPFInstruction.networkOrder(half: 1), to: .pass)
-        program.passUnlessVirtual(.r2, offset: Offset.arpTarget, virtualAddresses)
-        program.add(.move(.r0, 2))  // TC_ACT_SHOT
-        program.add(.exit)
+        program.add(.move(.r6, from: .r1))
+        program.silenceARP(virtualAddresses)
         program.passLabel()
         return SecondChanceProgram(name: "penha_arp_quiet", instructions: program.assembled)
     }
@@ -114,7 +110,7 @@ public struct SecondChanceProgram: Equatable, Sendable {
 
 /// Instructions with jumps to labels, resolved once all are in.
 private struct Assembler {
-    enum Label: Hashable { case pass, fromElsewhere, redirect, virtual }
+    enum Label: Hashable { case pass, notARP, virtualTarget, fromElsewhere, virtualDestination, redirect }
 
     private enum Item {
         case instruction(BPFInstruction)
@@ -143,14 +139,32 @@ private struct Assembler {
         jump(.aboveRegister(end), .r4, 0, to: .pass)
     }
 
-    /// Goes on when the 4 bytes at `offset` are one of the VIPs, else passes.
-    mutating func passUnlessVirtual(_ packet: BPFInstruction.Register, offset: Int16, _ addresses: [IPAddress]) {
-        add(.load(.r4, .word, from: packet, offset: offset))
+    /// Goes on (at `then`) when the 4 bytes at `offset` of the packet (r2) are one of the
+    /// VIPs, else passes.
+    mutating func passUnlessVirtual(offset: Int16, _ addresses: [IPAddress], then: Label) {
+        add(.load(.r4, .word, from: .r2, offset: offset))
         for address in addresses {
-            jump(.equal, .r4, BPFInstruction.networkOrder(word: address.ipv4 ?? 0), to: .virtual)
+            jump(.equal, .r4, BPFInstruction.networkOrder(word: address.ipv4 ?? 0), to: then)
         }
         jump(.always, .r4, 0, to: .pass)
-        label(.virtual)
+        label(then)
+    }
+
+    /// Drops an ARP request for a VIP (TC_ACT_SHOT), passes any other ARP and goes on at
+    /// `notARP` with the rest. The context is in r6.
+    mutating func silenceARP(_ addresses: [IPAddress]) {
+        loadPacketBounds(context: .r6)
+        add(.move(.r4, from: .r2))
+        add(.add(.r4, Int32(SecondChanceProgram.Offset.arpTarget + 4)))
+        jump(.aboveRegister(.r3), .r4, 0, to: .notARP)
+        add(.load(.r4, .half, from: .r2, offset: SecondChanceProgram.Offset.etherType))
+        jump(.notEqual, .r4, BPFInstruction.networkOrder(half: 0x0806), to: .notARP)
+        add(.load(.r4, .half, from: .r2, offset: SecondChanceProgram.Offset.arpOperation))
+        jump(.notEqual, .r4, BPFInstruction.networkOrder(half: 1), to: .pass)
+        passUnlessVirtual(offset: SecondChanceProgram.Offset.arpTarget, addresses, then: .virtualTarget)
+        add(.move(.r0, 2))  // TC_ACT_SHOT
+        add(.exit)
+        label(.notARP)
     }
 
     /// `return TC_ACT_OK`: the packet goes on as if there were no program.
