@@ -36,6 +36,8 @@ final class SecondChanceTraffic: @unchecked Sendable {
 
     init(_ secondChance: SecondChance, configuration: VRRPInstanceConfiguration, interface: NetworkInterface,
          window seconds: Int, log: @escaping @Sendable (String) -> Void) throws {
+        // At start, not at the first takeover: a kernel that cannot is a clear error now.
+        try SecondChanceSupport.check()
         self.secondChance = secondChance
         self.interface = interface
         loopback = try NetworkInterface(name: "lo")
