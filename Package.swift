@@ -30,6 +30,8 @@ let package = Package(
             pkgConfig: "libnl-route-3.0",
             providers: [.apt(["libnl-3-dev", "libnl-route-3-dev"])]
         ),
+        // libbpf loads the second chance's eBPF programs and attaches them at tc ingress.
+        .systemLibrary(name: "CBPF", pkgConfig: "libbpf", providers: [.apt(["libbpf-dev"])]),
         // OpenSSL: TLS termination (-E, -K, ...).
         .systemLibrary(name: "COpenSSL", pkgConfig: "openssl", providers: [.apt(["libssl-dev"])]),
         // recvmsg ancillary data and packet sockets, which Swift's Glibc module does not reach.
@@ -40,8 +42,9 @@ let package = Package(
         .target(name: "CCapabilities"),
         // VRRP's pure core: the advert codec and checksum, the state machine, the instance's configuration.
         .target(name: "VRRPCore", path: "Sources/VRRP/Core"),
-        // VRRP's effects: sockets, the interface, netlink addresses, ARP / NA, the instance thread.
-        .target(name: "VRRP", dependencies: ["VRRPCore", "CNetlinkRoute", "CVRRPSockets"], path: "Sources/VRRP",
+        // VRRP's effects: sockets, the interface, netlink addresses, ARP / NA, the instance thread,
+        // the second chance's programs.
+        .target(name: "VRRP", dependencies: ["VRRPCore", "CNetlinkRoute", "CVRRPSockets", "CBPF"], path: "Sources/VRRP",
                 exclude: ["Core"]),
         // The balancer's pure core: servers, clients, selection and failover, access lists,
         // commands and configuration, the status model, the HTTP rewriter. NIOCore for its

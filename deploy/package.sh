@@ -67,7 +67,7 @@ Package: penha
 Version: $version
 Architecture: $architecture
 Maintainer: $maintainer
-Depends: libc6 (>= 2.36), libssl3 (>= 3.0), libnl-3-200, libnl-route-3-200, libstdc++6, libgcc-s1
+Depends: libc6 (>= 2.36), libssl3 (>= 3.0), libnl-3-200, libnl-route-3-200, libbpf1, libstdc++6, libgcc-s1
 Section: net
 Priority: optional
 Installed-Size: $(du -sk --exclude=DEBIAN "$root" | cut -f1)

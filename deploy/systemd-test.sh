@@ -32,7 +32,7 @@ started=$SECONDS
 
 # --- the root, cached ---------------------------------------------------------------------
 suite=bookworm
-packages="systemd,systemd-sysv,dbus,iproute2,libssl3,libnl-3-200,libnl-route-3-200"
+packages="systemd,systemd-sysv,dbus,iproute2,libssl3,libnl-3-200,libnl-route-3-200,libbpf1"
 mirror=$({ grep -hs '^URIs:' /etc/apt/sources.list.d/*.sources || true; grep -hs '^deb ' /etc/apt/sources.list || true; } \
     | awk '$2 !~ /security/ { print $2; exit }')
 mirror=${mirror:-http://deb.debian.org/debian}

@@ -17,6 +17,8 @@ public final class VRRPInstance: @unchecked Sendable {
     private let primaryAddress: IPAddress
     private let socket: AdvertisementSocket
     private let addresses: VirtualAddresses
+    /// With `second_chance`: nil without.
+    private let secondChance: SecondChanceTraffic?
     private let log: @Sendable (String) -> Void
     private let stateChanged: @Sendable () -> Void
     private let shared: Mutex<Shared>
@@ -65,8 +67,9 @@ public final class VRRPInstance: @unchecked Sendable {
     static let longestResignation: UInt64 = 3_000_000_000
 
     /// `stateChanged`: called on the instance's thread after each change of state, once the
-    /// status shows the new one.
-    public init(configuration: VRRPInstanceConfiguration, log: @escaping @Sendable (String) -> Void,
+    /// status shows the new one. `drainSeconds`: the balancer's `drain` bound, the second
+    /// chance's window.
+    public init(configuration: VRRPInstanceConfiguration, drainSeconds: Int = 0, log: @escaping @Sendable (String) -> Void,
                 stateChanged: @escaping @Sendable () -> Void) throws {
         self.log = log
         self.stateChanged = stateChanged
@@ -78,6 +81,10 @@ public final class VRRPInstance: @unchecked Sendable {
         primaryAddress = primary
         socket = try AdvertisementSocket(family: configuration.family, interface: interface, source: primary)
         addresses = try VirtualAddresses()
+        let interface = interface
+        secondChance = try configuration.secondChance.map {
+            try SecondChanceTraffic($0, configuration: configuration, interface: interface, window: drainSeconds, log: log)
+        }
         var pipeEnds: [Int32] = [0, 0]
         guard pipe(&pipeEnds) == 0 else { throw VRRPSystemError("pipe", errno: errno) }
         for end in pipeEnds {
@@ -162,6 +169,11 @@ public final class VRRPInstance: @unchecked Sendable {
         thread = nil
     }
 
+    /// The process's drain is over: a second chance's VIPs on `lo` and its filter go.
+    public func drainEnded() {
+        secondChance?.drainEnded()
+    }
+
     /// Loop turns of the instance's thread so far; nil once its stop has begun (the thread
     /// ends, and the watchdog must not take that for a stall).
     public var turns: UInt64? { shared.withLock { $0.stopping ? nil : $0.turns } }
@@ -181,6 +193,7 @@ public final class VRRPInstance: @unchecked Sendable {
         var driver = Driver(instance: self)
         var linkUp = interface.isUp
         var linkReadAt = VRRPInstant.now
+        secondChance?.removeLeftovers()
         driver.perform(machine.start(now: .now), machine: machine)
         if !linkUp { driver.perform(machine.interfaceDown(now: .now), machine: machine) }
         var resignedAt: VRRPInstant?
@@ -213,7 +226,8 @@ public final class VRRPInstance: @unchecked Sendable {
                 appliedServers = availableServers
                 machine.setEffectivePriority(configuration.effectivePriority(availableServers: availableServers))
             }
-            waitForWork(&descriptors, until: .earliest(machine.nextDeadline, driver.nextAnnouncement))
+            let deadline = VRRPInstant.earliest(machine.nextDeadline, driver.nextAnnouncement)
+            waitForWork(&descriptors, until: .earliest(deadline, secondChance?.nextDeadline))
             let now = VRRPInstant.now
             // One datagram a turn: the wait returns at once while more are pending, and the
             // timers below run between any two.
@@ -232,10 +246,13 @@ public final class VRRPInstance: @unchecked Sendable {
             }
             driver.perform(machine.tick(now: now), machine: machine)
             driver.announceIfDue(now: now)
+            secondChance?.tick(now: now)
+            if machine.state != .master { secondChance?.refreshPeer(now: now) }
         }
         driver.perform(machine.shutdown(now: .now), machine: machine)
         // Whatever happened before, leave no virtual address behind.
         driver.perform([.removeVirtualAddresses], machine: machine)
+        secondChance?.instanceStopped()
     }
 
     private func adopt(_ changed: VRRPInstanceConfiguration, into machine: inout VRRPStateMachine) {
@@ -358,6 +375,7 @@ public final class VRRPInstance: @unchecked Sendable {
             case .sendAdvertisement:
                 break
             case .addVirtualAddresses:
+                instance.secondChance?.becameMaster(now: .now)
                 for address in configuration.virtualAddresses {
                     do { try instance.addresses.add(address, to: instance.interface) } catch { instance.log("VRRP: \(error)") }
                 }
@@ -365,6 +383,7 @@ public final class VRRPInstance: @unchecked Sendable {
                 for address in configuration.virtualAddresses {
                     do { try instance.addresses.remove(address, from: instance.interface) } catch { instance.log("VRRP: \(error)") }
                 }
+                instance.secondChance?.leftMaster(now: .now)
                 announcementsLeft = 0
                 nextAnnouncement = nil
             case .announce:

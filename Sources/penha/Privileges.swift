@@ -11,9 +11,11 @@ import Glibc
 /// `write`, `-w`) are then inside the directory. glibc applies the id changes to every
 /// thread, NIO's included. With `keepNetworkCapabilities` (vrrp), the calling thread keeps
 /// CAP_NET_RAW (adverts, ARP) and CAP_NET_ADMIN (the VIPs) and nothing else; the VRRP
-/// threads started from it later inherit them, the others have none.
+/// threads started from it later inherit them, the others have none. With `keepBPF`
+/// (`second_chance`) it keeps CAP_BPF too, to load the second chance's programs.
 enum Privileges {
-    static func confine(chroot directory: String?, user: String?, keepNetworkCapabilities: Bool = false) throws {
+    static func confine(chroot directory: String?, user: String?, keepNetworkCapabilities: Bool = false,
+                        keepBPF: Bool = false) throws {
         // The user is looked up before chroot, while /etc/passwd is still reachable.
         let account = try user.map { name -> (uid: uid_t, gid: gid_t) in
             guard let entry = getpwnam(name) else { throw RuntimeFailure(description: "-u: no user '\(name)'") }
@@ -37,8 +39,8 @@ enum Privileges {
                 throw RuntimeFailure(description: "-u \(user): cannot take the user's id: \(SystemErrorText.describe(errno: errno))")
             }
             if keep {
-                guard penha_limit_to_network_capabilities() == 0 else {
-                    throw RuntimeFailure(description: "-u \(user): cannot keep CAP_NET_RAW and CAP_NET_ADMIN for vrrp: "
+                guard penha_limit_to_network_capabilities(keepBPF ? 1 : 0) == 0 else {
+                    throw RuntimeFailure(description: "-u \(user): cannot keep CAP_NET_RAW and CAP_NET_ADMIN\(keepBPF ? " and CAP_BPF" : "") for vrrp: "
                                          + SystemErrorText.describe(errno: errno))
                 }
                 _ = penha_keep_capabilities(0)

@@ -251,7 +251,8 @@ struct RunCommand: ParsableCommand {
                 throw RuntimeFailure(description: "\(error)")
             }
         }
-        try Privileges.confine(chroot: chroot, user: user, keepNetworkCapabilities: !configuration.vrrpInstances.isEmpty)
+        try Privileges.confine(chroot: chroot, user: user, keepNetworkCapabilities: !configuration.vrrpInstances.isEmpty,
+                               keepBPF: configuration.vrrpInstances.contains { $0.secondChance != nil })
         logger.notice("listening on \(configuration.listen.withPort(address?.port))",
                       metadata: ["servers": "\(configuration.servers.count)"])
         let vrrp: VRRPNode
@@ -280,6 +281,7 @@ struct RunCommand: ParsableCommand {
         vrrp.stop()
         _ = try? service.stop().wait()
         drain(service, deadline: deadline, systemd: systemd, logger: logger)
+        vrrp.drainEnded()
         _ = try? controlChannel?.close().wait()
         _ = try? metricsChannel?.close().wait()
         removeFiles()

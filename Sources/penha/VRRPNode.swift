@@ -35,7 +35,8 @@ final class VRRPNode: VRRPControl {
     init(configuration: Configuration, service: BalancerService, logger: Logger) throws {
         let log: @Sendable (String) -> Void = { logger.notice("\($0)") }
         let listener = self.listener
-        make = { try VRRPInstance(configuration: $0, log: log, stateChanged: listener.call) }
+        let drainSeconds = configuration.drainSeconds
+        make = { try VRRPInstance(configuration: $0, drainSeconds: drainSeconds, log: log, stateChanged: listener.call) }
         let started = try configuration.vrrpInstances.map(make)
         let instances = Instances(started)
         self.instances = instances
@@ -106,6 +107,11 @@ final class VRRPNode: VRRPControl {
             try instance.start()
             result.append(instance)
         }
+    }
+
+    /// After the process's drain: what a second chance kept for it (the VIPs on `lo`) goes.
+    func drainEnded() {
+        for instance in instances.all { instance.drainEnded() }
     }
 
     func stop() {

@@ -65,12 +65,14 @@ final class NetworkLab {
             }
     }
 
-    /// Sends one VRRPv3 advertisement (RFC 5798 section 5) from the client `c` (192.0.2.100) to
-    /// 224.0.0.18 on the lab's link, with any interval, 0 included: the forger a node must resist.
-    func forgeAdvertisement(vrid: Int, priority: Int, intervalCentiseconds: Int, virtualAddress: String) throws {
+    /// Sends one VRRPv3 advertisement (RFC 5798 section 5) from the client `c` (192.0.2.100), or
+    /// from `namespace` with `source`, to 224.0.0.18 on the lab's link, with any interval, 0
+    /// included: the forger a node must resist.
+    func forgeAdvertisement(vrid: Int, priority: Int, intervalCentiseconds: Int, virtualAddress: String,
+                            from namespace: String? = nil, source: String = "192.0.2.100") throws {
         let program = """
             import socket, struct, sys
-            source, group = "192.0.2.100", "224.0.0.18"
+            source, group = sys.argv[5], "224.0.0.18"
             vrid, priority, interval = (int(word) for word in sys.argv[1:4])
             message = struct.pack("!BBBBHH", 0x31, vrid, priority, 1, interval, 0) + socket.inet_aton(sys.argv[4])
             # RFC 5798 section 5.2.8: the checksum covers the IPv4 pseudo-header.
@@ -85,8 +87,8 @@ final class NetworkLab {
             sender.setsockopt(socket.IPPROTO_IP, socket.IP_MULTICAST_IF, socket.inet_aton(source))
             sender.sendto(message, (group, 0))
             """
-        try Self.command(["ip", "netns", "exec", namespace("c"), "python3", "-c", program,
-                          "\(vrid)", "\(priority)", "\(intervalCentiseconds)", virtualAddress])
+        try Self.command(["ip", "netns", "exec", namespace ?? self.namespace("c"), "python3", "-c", program,
+                          "\(vrid)", "\(priority)", "\(intervalCentiseconds)", virtualAddress, source])
     }
 
     /// Adds an address to a node's eth0 by hand, as a penha killed with SIGKILL leaves its VIP.

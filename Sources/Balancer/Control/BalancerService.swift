@@ -194,9 +194,10 @@ public final class BalancerService: Sendable {
     private var drainSeconds: Int {
         let configuration = configuration
         // With VRRP the VIP has moved by now: the packets of its connections reach the new
-        // master, which resets them (until the second chance between nodes exists), so a
-        // wait would only delay the exit.
-        return configuration.vrrpInstances.isEmpty ? configuration.drainSeconds : 0
+        // master, which resets them unless every instance has a second chance (the new master
+        // passes them back here), so without one a wait would only delay the exit.
+        let secondChance = configuration.vrrpInstances.allSatisfy { $0.secondChance != nil }
+        return secondChance ? configuration.drainSeconds : 0
     }
 
     /// A second SIGTERM: exit at once.

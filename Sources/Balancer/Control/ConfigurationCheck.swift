@@ -1,6 +1,10 @@
 import BalancerCore
 import VRRP
 
+#if canImport(Glibc)
+import Glibc
+#endif
+
 /// What `penha check` finds beyond parsing: the parts of a configuration that only the
 /// system can judge (host names, TLS files, interfaces, the files penha writes), each looked
 /// at with the code `run` uses, without binding, writing or changing anything.
@@ -33,6 +37,14 @@ public enum ConfigurationCheck {
             } catch {
                 let origin = lines.last { $0.command == .vrrp(instance) }?.origin
                 problems.append(ConfigurationError("vrrp vrid \(instance.vrid): \(error)").at(origin))
+            }
+            // Loading a program needs CAP_BPF: a check run by another user cannot tell.
+            guard instance.secondChance != nil, geteuid() == 0 else { continue }
+            do {
+                try SecondChanceSupport.check()
+            } catch {
+                let origin = lines.last { $0.command == .vrrp(instance) }?.origin
+                problems.append(ConfigurationError("vrrp vrid \(instance.vrid): second_chance: this kernel cannot: \(error)").at(origin))
             }
         }
         if let sync = configuration.sync {

@@ -5,8 +5,8 @@
 /// user ids all become non-zero (prctl is variadic, which Swift cannot call). 0 or -1 (errno).
 int penha_keep_capabilities(int keep);
 
-/// Makes CAP_NET_RAW and CAP_NET_ADMIN this thread's only permitted and effective
-/// capabilities (capset(2), which glibc does not declare). 0 or -1 (errno).
-int penha_limit_to_network_capabilities(void);
+/// Makes CAP_NET_RAW and CAP_NET_ADMIN (and CAP_BPF with `with_bpf`) this thread's only
+/// permitted and effective capabilities (capset(2), which glibc does not declare). 0 or -1 (errno).
+int penha_limit_to_network_capabilities(int with_bpf);
 
 #endif

@@ -1,7 +1,7 @@
 /// One `vrrp` command of pen's command language:
 /// `vrrp interface IF vrid N priority P vip ADDR/LEN [vip ADDR/LEN ...] [advert 1s|100ms]
 ///  [version 3|2] [preempt on|off] [preempt_delay SEC] [peer IP ...] [auth PASS]
-///  [track_servers MIN [weight W]] [notify PATH]`
+///  [track_servers MIN [weight W]] [notify PATH] [second_chance PEER]`
 public struct VRRPInstanceConfiguration: Equatable, Sendable {
     /// Health coupling: while fewer than `minimum` servers are available, advertise
     /// `weight` less than the configured priority.
@@ -27,6 +27,8 @@ public struct VRRPInstanceConfiguration: Equatable, Sendable {
     public var serverTracking: ServerTracking?
     /// Run on every transition with the new state as its argument.
     public var notify: String?
+    /// Established connections survive a switchover with PEER (`SecondChance`).
+    public var secondChance: SecondChance?
 
     public var family: IPAddress.Family { virtualAddresses.first?.address.family ?? .v4 }
 
@@ -74,6 +76,7 @@ public struct VRRPInstanceConfiguration: Equatable, Sendable {
                 }
                 configuration.serverTracking = ServerTracking(minimum: minimum, weight: weight)
             case "notify": configuration.notify = try reader.value(for: keyword)
+            case "second_chance": configuration.secondChance = try SecondChance.parse(try reader.value(for: keyword))
             default:
                 throw VRRPCommandError("unknown vrrp keyword '\(keyword)'")
             }
@@ -103,6 +106,9 @@ public struct VRRPInstanceConfiguration: Equatable, Sendable {
             if let password, password.utf8.count > 8 { throw VRRPCommandError("auth is at most 8 bytes") }
         } else if password != nil {
             throw VRRPCommandError("auth exists only in VRRP version 2 (RFC 5798 removed it)")
+        }
+        if secondChance != nil, family != .v4 {
+            throw VRRPCommandError("second_chance works with IPv4 vips only, for now")
         }
         if let advertisement { advertisementInterval = try Self.interval(advertisement, version: version) }
     }
@@ -138,13 +144,16 @@ public struct VRRPInstanceConfiguration: Equatable, Sendable {
         if let password { words += ["auth", password] }
         if let serverTracking { words += ["track_servers", "\(serverTracking.minimum)", "weight", "\(serverTracking.weight)"] }
         if let notify { words += ["notify", notify] }
+        if let secondChance { words += ["second_chance", "\(secondChance)"] }
         return words
     }
 
     /// Whether a running instance can take `other` without starting again: the same router
-    /// (interface, VRID), speaking the same version for the same addresses.
+    /// (interface, VRID), speaking the same version for the same addresses, with the same
+    /// second chance (whose programs and addresses are the instance's while it runs).
     public func changesInPlace(to other: VRRPInstanceConfiguration) -> Bool {
         isSameRouter(as: other) && version == other.version && virtualAddresses == other.virtualAddresses
+            && secondChance == other.secondChance
     }
 
     /// One virtual router per VRID on an interface (RFC 5798 section 1): the key of an instance.

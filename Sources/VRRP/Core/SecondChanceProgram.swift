@@ -1,0 +1,199 @@
+/// The second chance's two eBPF programs for tc ingress (`SecondChance`), assembled here
+/// from a few dozen instructions with the instance's constants (VIPs, hardware addresses,
+/// interface) in them: no compiler, no object file and no map to ship, and the bytes are a
+/// pure function of the configuration, tested like any other. The I/O side loads them with
+/// bpf(2) and attaches them with tc (`tc filter show dev IF ingress` shows them).
+public struct SecondChanceProgram: Equatable, Sendable {
+    /// The name the kernel shows (`bpftool prog`), at most 15 characters.
+    public let name: String
+    public let instructions: [BPFInstruction]
+
+    /// What the kernel takes: 8 bytes per instruction (`struct bpf_insn`).
+    public var bytes: [UInt8] { instructions.flatMap(\.bytes) }
+
+    /// The new master's: a TCP segment for a VIP that is not a SYN and matches no local socket
+    /// but a listener (`bpf_skc_lookup_tcp`; a listener would answer it with a reset) goes on
+    /// to the peer, its destination hardware address the peer's and its source this node's
+    /// (a switch must not learn the client's address on this port), out of the interface it
+    /// came in by. A segment that comes from the peer is never passed back: one hop at most,
+    /// so the two nodes cannot bounce a segment between them. IPv4 without options, not
+    /// fragmented; anything else goes up the stack as before. `silencingARP`: the old
+    /// master's, which also drops ARP requests for the VIPs (`arpSilence`) and passes on what
+    /// is not its own, should it still receive it (a client that has not heard of the move).
+    public static func redirect(virtualAddresses: [IPAddress], peer: HardwareAddress, own: HardwareAddress,
+                                interfaceIndex: Int32, silencingARP: Bool = false) -> SecondChanceProgram {
+        var program = Assembler()
+        program.add(.move(.r6, from: .r1))
+        if silencingARP { program.silenceARP(virtualAddresses) }
+        program.loadPacketBounds(context: .r6)
+        program.passUnless(.r2, holds: Offset.tcpFlags + 1, within: .r3)
+        program.add(.load(.r4, .half, from: .r2, offset: Offset.etherType))
+        program.jump(.notEqual, .r4, BPFInstruction.networkOrder(half: 0x0800), to: .pass)
+        program.add(.load(.r4, .byte, from: .r2, offset: Offset.ipVersionAndLength))
+        program.jump(.notEqual, .r4, 0x45, to: .pass)
+        program.add(.load(.r4, .byte, from: .r2, offset: Offset.ipProtocol))
+        program.jump(.notEqual, .r4, 6, to: .pass)
+        // More fragments, or a fragment offset: only a first, whole datagram has the TCP header.
+        program.add(.load(.r4, .half, from: .r2, offset: Offset.ipFragment))
+        program.jump(.anyBitOf, .r4, BPFInstruction.networkOrder(half: 0x3FFF), to: .pass)
+        program.passUnlessVirtual(offset: Offset.ipDestination, virtualAddresses, then: .virtualDestination)
+        program.add(.load(.r4, .word, from: .r2, offset: Offset.ethernetSource))
+        program.jump(.notEqual, .r4, peer.firstWord, to: .fromElsewhere)
+        program.add(.load(.r4, .half, from: .r2, offset: Offset.ethernetSource + 4))
+        program.jump(.equal, .r4, peer.lastHalf, to: .pass)
+        program.label(.fromElsewhere)
+        program.add(.load(.r4, .byte, from: .r2, offset: Offset.tcpFlags))
+        program.jump(.anyBitOf, .r4, 0x02, to: .pass)
+        // struct bpf_sock_tuple's ipv4 part on the stack: source, destination, ports.
+        for (index, offset) in [Offset.ipSource, Offset.ipDestination, Offset.tcpPorts].enumerated() {
+            program.add(.load(.r4, .word, from: .r2, offset: offset))
+            program.add(.store(.r10, offset: Int16(-16 + 4 * index), from: .r4))
+        }
+        program.add(.move(.r1, from: .r6))
+        program.add(.move(.r2, from: .r10))
+        program.add(.add(.r2, -16))
+        program.add(.move(.r3, 12))
+        program.add(.move(.r4, -1))  // BPF_F_CURRENT_NETNS
+        program.add(.move(.r5, 0))
+        program.add(.call(.skcLookupTCP))
+        program.jump(.equal64, .r0, 0, to: .redirect)
+        program.add(.load(.r7, .word, from: .r0, offset: Offset.socketState))
+        program.add(.move(.r1, from: .r0))
+        program.add(.call(.skRelease))
+        program.jump(.notEqual, .r7, 10, to: .pass)  // TCP_LISTEN
+        program.label(.redirect)
+        program.loadPacketBounds(context: .r6)
+        program.passUnless(.r2, holds: 12, within: .r3)
+        program.add(.storeImmediate(.word, to: .r2, offset: Offset.ethernetDestination, peer.firstWord))
+        program.add(.storeImmediate(.half, to: .r2, offset: Offset.ethernetDestination + 4, peer.lastHalf))
+        program.add(.storeImmediate(.word, to: .r2, offset: Offset.ethernetSource, own.firstWord))
+        program.add(.storeImmediate(.half, to: .r2, offset: Offset.ethernetSource + 4, own.lastHalf))
+        program.add(.move(.r1, Int32(interfaceIndex)))
+        program.add(.move(.r2, 0))
+        program.add(.call(.redirect))  // TC_ACT_REDIRECT, or TC_ACT_SHOT for a bad interface
+        program.add(.exit)
+        program.passLabel()
+        return SecondChanceProgram(name: silencingARP ? "penha_drain" : "penha_redirect", instructions: program.assembled)
+    }
+
+    /// The old master's while it drains: ARP requests for a VIP are dropped, so this node
+    /// (which still accepts the VIP's packets, the VIP being on `lo`) never answers them and
+    /// clients stay with the new master.
+    public static func arpSilence(virtualAddresses: [IPAddress]) -> SecondChanceProgram {
+        var program = Assembler()
+        program.add(.move(.r6, from: .r1))
+        program.silenceARP(virtualAddresses)
+        program.passLabel()
+        return SecondChanceProgram(name: "penha_arp_quiet", instructions: program.assembled)
+    }
+
+    /// Byte offsets in an Ethernet frame with an IPv4 header of 20 bytes, and in `struct
+    /// __sk_buff` and `struct bpf_sock` (the kernel's stable UAPI).
+    enum Offset {
+        static let ethernetDestination: Int16 = 0
+        static let ethernetSource: Int16 = 6
+        static let etherType: Int16 = 12
+        static let ipVersionAndLength: Int16 = 14
+        static let ipFragment: Int16 = 20
+        static let ipProtocol: Int16 = 23
+        static let ipSource: Int16 = 26
+        static let ipDestination: Int16 = 30
+        static let tcpPorts: Int16 = 34
+        static let tcpFlags: Int16 = 47
+        static let arpOperation: Int16 = 20
+        static let arpTarget: Int16 = 38
+        static let contextData: Int16 = 76
+        static let contextDataEnd: Int16 = 80
+        static let socketState: Int16 = 72
+    }
+}
+
+/// Instructions with jumps to labels, resolved once all are in.
+private struct Assembler {
+    enum Label: Hashable { case pass, notARP, virtualTarget, fromElsewhere, virtualDestination, redirect }
+
+    private enum Item {
+        case instruction(BPFInstruction)
+        case jump(BPFInstruction.Condition, BPFInstruction.Register, Int32, Label)
+        case label(Label)
+    }
+
+    private var items: [Item] = []
+
+    mutating func add(_ instruction: BPFInstruction) { items.append(.instruction(instruction)) }
+    mutating func jump(_ condition: BPFInstruction.Condition, _ register: BPFInstruction.Register, _ value: Int32, to label: Label) {
+        items.append(.jump(condition, register, value, label))
+    }
+    mutating func label(_ label: Label) { items.append(.label(label)) }
+
+    /// r2 = skb->data, r3 = skb->data_end.
+    mutating func loadPacketBounds(context: BPFInstruction.Register) {
+        add(.load(.r2, .word, from: context, offset: SecondChanceProgram.Offset.contextData))
+        add(.load(.r3, .word, from: context, offset: SecondChanceProgram.Offset.contextDataEnd))
+    }
+
+    /// The verifier's bounds check: the packet holds `length` bytes from `start`, or pass.
+    mutating func passUnless(_ start: BPFInstruction.Register, holds length: Int16, within end: BPFInstruction.Register) {
+        add(.move(.r4, from: start))
+        add(.add(.r4, Int32(length)))
+        jump(.aboveRegister(end), .r4, 0, to: .pass)
+    }
+
+    /// Goes on (at `then`) when the 4 bytes at `offset` of the packet (r2) are one of the
+    /// VIPs, else passes.
+    mutating func passUnlessVirtual(offset: Int16, _ addresses: [IPAddress], then: Label) {
+        add(.load(.r4, .word, from: .r2, offset: offset))
+        for address in addresses {
+            jump(.equal, .r4, BPFInstruction.networkOrder(word: address.ipv4 ?? 0), to: then)
+        }
+        jump(.always, .r4, 0, to: .pass)
+        label(then)
+    }
+
+    /// Drops an ARP request for a VIP (TC_ACT_SHOT), passes any other ARP and goes on at
+    /// `notARP` with the rest. The context is in r6.
+    mutating func silenceARP(_ addresses: [IPAddress]) {
+        loadPacketBounds(context: .r6)
+        add(.move(.r4, from: .r2))
+        add(.add(.r4, Int32(SecondChanceProgram.Offset.arpTarget + 4)))
+        jump(.aboveRegister(.r3), .r4, 0, to: .notARP)
+        add(.load(.r4, .half, from: .r2, offset: SecondChanceProgram.Offset.etherType))
+        jump(.notEqual, .r4, BPFInstruction.networkOrder(half: 0x0806), to: .notARP)
+        add(.load(.r4, .half, from: .r2, offset: SecondChanceProgram.Offset.arpOperation))
+        jump(.notEqual, .r4, BPFInstruction.networkOrder(half: 1), to: .pass)
+        passUnlessVirtual(offset: SecondChanceProgram.Offset.arpTarget, addresses, then: .virtualTarget)
+        add(.move(.r0, 2))  // TC_ACT_SHOT
+        add(.exit)
+        label(.notARP)
+    }
+
+    /// `return TC_ACT_OK`: the packet goes on as if there were no program.
+    mutating func passLabel() {
+        label(.pass)
+        add(.move(.r0, 0))
+        add(.exit)
+    }
+
+    var assembled: [BPFInstruction] {
+        var positions: [Label: Int] = [:]
+        var count = 0
+        for item in items {
+            if case .label(let label) = item { positions[label] = count } else { count += 1 }
+        }
+        var result: [BPFInstruction] = []
+        for item in items {
+            switch item {
+            case .instruction(let instruction):
+                result.append(instruction)
+            case .jump(let condition, let register, let value, let label):
+                // Every label used is placed above: a missing one is a bug in this file, caught
+                // by the tests (a jump to itself would never pass the verifier).
+                let target = positions[label] ?? result.count
+                result.append(.conditional(condition, register, value, offset: Int16(target - result.count - 1)))
+            case .label:
+                break
+            }
+        }
+        return result
+    }
+}

@@ -1,0 +1,211 @@
+import CBPF
+import CVRRPSockets
+import Synchronization
+import VRRPCore
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// The second chance of one instance (`SecondChance`), as I/O: it carries out what
+/// `SecondChancePlan` decides. Its tc filter sits at ingress on the instance's interface with
+/// the preference `filterPriority` (49152 + VRID), handle 1: `tc filter show dev IF ingress`
+/// shows it, `tc filter del dev IF ingress pref N` undoes it; penha removes it, and the VIPs it
+/// put on `lo`, when the window ends, on exit, and at start after a crash.
+// Unchecked: the netlink socket of `addresses` is used only under `state`'s lock (every
+// action is carried out there), the rest is immutable.
+final class SecondChanceTraffic: @unchecked Sendable {
+    private let secondChance: SecondChance
+    private let interface: NetworkInterface
+    private let loopback: NetworkInterface
+    private let virtualAddresses: [VirtualAddress]
+    private let addresses: VirtualAddresses
+    private let log: @Sendable (String) -> Void
+    private let filterPriority: UInt32
+    private let state: Mutex<State>
+
+    private struct State {
+        var plan: SecondChancePlan
+        /// The peer's hardware address as last read from the neighbour table.
+        var peer: HardwareAddress?
+        var peerReadAt: VRRPInstant?
+    }
+
+    /// The neighbour table is read at most this often, while the node is not master.
+    static let peerReadInterval: UInt64 = 1_000_000_000
+
+    init(_ secondChance: SecondChance, configuration: VRRPInstanceConfiguration, interface: NetworkInterface,
+         window seconds: Int, log: @escaping @Sendable (String) -> Void) throws {
+        // At start, not at the first takeover: a kernel that cannot is a clear error now.
+        try SecondChanceSupport.check()
+        self.secondChance = secondChance
+        self.interface = interface
+        loopback = try NetworkInterface(name: "lo")
+        virtualAddresses = configuration.virtualAddresses
+        addresses = try VirtualAddresses()
+        self.log = log
+        filterPriority = 49152 + UInt32(configuration.vrid)
+        var peer: HardwareAddress?
+        if case .hardware(let hardware) = secondChance.peer { peer = hardware }
+        state = Mutex(State(plan: SecondChancePlan(seconds: seconds), peer: peer))
+    }
+
+    /// What a penha that died without cleaning up left (a filter, the VIPs on `lo`).
+    func removeLeftovers() {
+        state.withLock { _ in perform([.stopRedirecting, .stopAcceptingLocally]) }
+    }
+
+    var nextDeadline: VRRPInstant? { state.withLock { $0.plan.nextDeadline } }
+
+    func becameMaster(now: VRRPInstant) { state.withLock { perform($0.plan.becameMaster(now: now), peer: $0.peer) } }
+    func leftMaster(now: VRRPInstant) { state.withLock { perform($0.plan.leftMaster(now: now), peer: $0.peer) } }
+    func tick(now: VRRPInstant) { state.withLock { perform($0.plan.tick(now: now)) } }
+    func instanceStopped() { state.withLock { perform($0.plan.instanceStopped()) } }
+    func drainEnded() { state.withLock { perform($0.plan.drainEnded()) } }
+
+    /// Keeps the peer's hardware address current while this node is not master, so that it is
+    /// known the moment this node takes over: read from the neighbour table for the configured
+    /// address, and asked for (a datagram to the discard port makes the kernel ARP) when the
+    /// table has none. Never from a packet or an advert.
+    func refreshPeer(now: VRRPInstant) {
+        guard case .address(let address) = secondChance.peer else { return }
+        let due = state.withLock { state in
+            guard state.peerReadAt.map({ now >= $0.advanced(by: Self.peerReadInterval) }) ?? true else { return false }
+            state.peerReadAt = now
+            return true
+        }
+        guard due else { return }
+        if let hardware = NeighbourTable.hardwareAddress(of: address, on: interface.name) {
+            state.withLock { $0.peer = hardware }
+        } else {
+            NeighbourTable.solicit(address)
+        }
+    }
+
+    /// Under `state`'s lock, with the peer's hardware address as known then (for the actions
+    /// that pass strays on to it).
+    private func perform(_ actions: [SecondChancePlan.Action], peer: HardwareAddress? = nil) {
+        for action in actions {
+            do {
+                try perform(action, peer: peer)
+            } catch {
+                log("VRRP second chance on \(interface.name): \(error)")
+            }
+        }
+    }
+
+    private func perform(_ action: SecondChancePlan.Action, peer: HardwareAddress?) throws {
+        switch action {
+        case .startRedirecting:
+            guard let peer else {
+                throw VRRPSystemError("no hardware address for peer \(secondChance) in the neighbour table yet: "
+                                      + "segments of connections that are not this node's are not passed on")
+            }
+            guard let own = HardwareAddress(bytes: try interface.hardwareAddress()) else {
+                throw VRRPSystemError("\(interface.name) has no Ethernet address")
+            }
+            try attach(.redirect(virtualAddresses: virtualAddresses.map(\.address), peer: peer, own: own,
+                                 interfaceIndex: interface.index))
+            log("VRRP second chance on \(interface.name): passing strays for \(vipList) on to \(peer)")
+        case .stopRedirecting, .stopAcceptingLocally:
+            let result = penha_tc_detach_ingress(interface.index, filterPriority)
+            guard result == 0 else { throw VRRPSystemError("removing the tc filter", errno: -result) }
+            if action == .stopAcceptingLocally {
+                for address in virtualAddresses { try addresses.remove(Self.host(address), from: loopback) }
+            }
+        case .startAcceptingLocally:
+            for address in virtualAddresses { try addresses.add(Self.host(address), to: loopback) }
+            let vips = virtualAddresses.map(\.address)
+            if let peer, let own = HardwareAddress(bytes: try interface.hardwareAddress()) {
+                try attach(.redirect(virtualAddresses: vips, peer: peer, own: own, interfaceIndex: interface.index, silencingARP: true))
+            } else {
+                try attach(.arpSilence(virtualAddresses: vips))
+            }
+            log("VRRP second chance on \(interface.name): accepting \(vipList) on lo, not answering ARP for it")
+        }
+    }
+
+    private var vipList: String { virtualAddresses.map { "\($0.address)" }.joined(separator: " ") }
+
+    /// The VIP alone: on `lo` it must not bring a route for its subnet with it.
+    private static func host(_ address: VirtualAddress) -> VirtualAddress {
+        VirtualAddress(address: address.address, prefixLength: 32)
+    }
+
+    private func attach(_ program: SecondChanceProgram) throws {
+        let descriptor = try SecondChanceTraffic.load(program)
+        defer { close(descriptor) }
+        let result = penha_tc_attach_ingress(interface.index, filterPriority, descriptor)
+        guard result == 0 else { throw VRRPSystemError("attaching \(program.name) at tc ingress", errno: -result) }
+    }
+
+    /// Loads a program and returns its descriptor; the kernel's refusal comes with the
+    /// verifier's last words. Also what `penha check` asks: whether this kernel can.
+    static func load(_ program: SecondChanceProgram) throws -> Int32 {
+        let bytes = program.bytes
+        let count = program.instructions.count
+        let descriptor = bytes.withUnsafeBytes { penha_bpf_load_classifier($0.baseAddress, count, program.name, nil, 0) }
+        guard descriptor < 0 else { return descriptor }
+        var log = [CChar](repeating: 0, count: 65536)
+        _ = bytes.withUnsafeBytes { penha_bpf_load_classifier($0.baseAddress, count, program.name, &log, UInt32(log.count)) }
+        let reason = String(decoding: log.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
+            .split(separator: "\n").suffix(2).joined(separator: "; ")
+        throw VRRPSystemError("loading the eBPF program \(program.name): \(String(cString: strerror(-descriptor)))"
+                              + (reason.isEmpty ? "" : " (\(reason))"))
+    }
+}
+
+/// Whether this kernel takes the second chance's programs, for `penha check` and the start:
+/// loads each once (with stand-in addresses) and unloads it.
+public enum SecondChanceSupport {
+    public static func check() throws {
+        guard let stand = HardwareAddress(bytes: [2, 0, 0, 0, 0, 1]) else { return }
+        let vip = [IPAddress(ipv4: 0xC000_020A)]
+        for program in [SecondChanceProgram.redirect(virtualAddresses: vip, peer: stand, own: stand, interfaceIndex: 1),
+                        .redirect(virtualAddresses: vip, peer: stand, own: stand, interfaceIndex: 1, silencingARP: true),
+                        .arpSilence(virtualAddresses: vip)] {
+            close(try SecondChanceTraffic.load(program))
+        }
+    }
+}
+
+/// The kernel's IPv4 neighbour table (ARP), as `ip -4 neigh` shows it.
+enum NeighbourTable {
+    /// A complete entry's hardware address, from /proc/net/arp (of this network namespace).
+    static func hardwareAddress(of address: IPAddress, on interface: String) -> HardwareAddress? {
+        let fd = open("/proc/net/arp", O_RDONLY | O_CLOEXEC)
+        guard fd >= 0 else { return nil }
+        defer { close(fd) }
+        // Bounded: 256 KB is some 3000 entries; a bigger table is read that far.
+        var text: [UInt8] = []
+        var buffer = [UInt8](repeating: 0, count: 16384)
+        while text.count < 262_144 {
+            let count = read(fd, &buffer, buffer.count)
+            guard count > 0 else { break }
+            text += buffer[0..<count]
+        }
+        let wanted = "\(address)"
+        for line in String(decoding: text, as: UTF8.self).split(separator: "\n").dropFirst() {
+            // IP address, HW type, Flags (0x2: complete), HW address, Mask, Device.
+            let fields = line.split(separator: " ", omittingEmptySubsequences: true)
+            guard fields.count >= 6, fields[0] == wanted, fields[5] == interface,
+                  let flags = Int(fields[2].dropFirst(2), radix: 16), flags & 0x2 != 0 else { continue }
+            return HardwareAddress(String(fields[3]))
+        }
+        return nil
+    }
+
+    /// An empty datagram to the discard port: the kernel resolves the address to send it.
+    static func solicit(_ address: IPAddress) {
+        let fd = socket(AF_INET, Int32(SOCK_DGRAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
+        guard fd >= 0 else { return }
+        defer { close(fd) }
+        var target = sockaddr_in()
+        target.sin_family = sa_family_t(AF_INET)
+        target.sin_port = UInt16(9).bigEndian
+        target.sin_addr.s_addr = (address.ipv4 ?? 0).bigEndian
+        _ = withUnsafePointer(to: &target) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { sendto(fd, nil, 0, Int32(MSG_DONTWAIT), $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+        }
+    }
+}
