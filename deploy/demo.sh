@@ -9,7 +9,7 @@ cd "$(dirname "$0")/.."
 # The demo's, then what `swift test` needs too (TLS certificates, network namespaces,
 # keepalived and pen's log tools to interoperate with, Prometheus' parser, strace to count
 # system calls), as .ci/run installs them.
-packages=(libssl-dev libnl-3-dev libnl-route-3-dev libbpf-dev python3 curl openssl iproute2 keepalived pen python3-prometheus-client strace nginx-light)
+packages=(libssl-dev libnl-3-dev libnl-route-3-dev libbpf-dev python3 curl openssl iproute2 keepalived pen python3-prometheus-client strace nginx-light bird2)
 missing=()
 for package in "${packages[@]}"; do
     dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "ok installed" || missing+=("$package")

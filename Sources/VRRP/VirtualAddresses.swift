@@ -11,13 +11,7 @@ public final class VirtualAddresses {
     private let socket: OpaquePointer
 
     public init() throws {
-        guard let socket = nl_socket_alloc() else { throw VRRPSystemError("netlink: cannot allocate a socket") }
-        let result = nl_connect(socket, NETLINK_ROUTE)
-        guard result == 0 else {
-            nl_socket_free(socket)
-            throw VRRPSystemError("netlink: \(String(cString: nl_geterror(result)))")
-        }
-        self.socket = socket
+        socket = try NetlinkRoute.connectedSocket()
     }
 
     deinit {
@@ -46,20 +40,15 @@ public final class VirtualAddresses {
                         _ operation: (OpaquePointer, OpaquePointer) -> Int32) throws {
         guard let request = rtnl_addr_alloc() else { throw VRRPSystemError("netlink: out of memory") }
         defer { rtnl_addr_put(request) }
-        let family = address.address.family == .v4 ? AF_INET : AF_INET6
-        let local = address.address.bytes.withUnsafeBytes { bytes in
-            nl_addr_build(family, bytes.baseAddress, bytes.count)
-        }
-        guard let local else { throw VRRPSystemError("netlink: out of memory") }
+        let local = try NetlinkRoute.address(address)
         defer { nl_addr_put(local) }
-        nl_addr_set_prefixlen(local, Int32(address.prefixLength))
         rtnl_addr_set_ifindex(request, interface.index)
-        rtnl_addr_set_family(request, family)
+        rtnl_addr_set_family(request, NetlinkRoute.family(address))
         rtnl_addr_set_prefixlen(request, Int32(address.prefixLength))
         guard rtnl_addr_set_local(request, local) == 0 else { throw VRRPSystemError("netlink: bad address \(address)") }
         let result = operation(socket, request)
         guard result == 0 else {
-            throw VRRPSystemError("netlink: \(address) on \(interface.name): \(String(cString: nl_geterror(result)))")
+            throw VRRPSystemError("netlink: \(address) on \(interface.name): \(NetlinkRoute.errorText(result))")
         }
     }
 }

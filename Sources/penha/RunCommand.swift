@@ -251,7 +251,9 @@ struct RunCommand: ParsableCommand {
                 throw RuntimeFailure(description: "\(error)")
             }
         }
-        try Privileges.confine(chroot: chroot, user: user, keepNetworkCapabilities: !configuration.vrrpInstances.isEmpty,
+        // bgp adds and deletes its routes through netlink: CAP_NET_ADMIN, as vrrp's addresses.
+        try Privileges.confine(chroot: chroot, user: user,
+                               keepNetworkCapabilities: !configuration.vrrpInstances.isEmpty || configuration.bgp != nil,
                                keepBPF: configuration.vrrpInstances.contains { $0.secondChance != nil })
         logger.notice("listening on \(configuration.listen.withPort(address?.port))",
                       metadata: ["servers": "\(configuration.servers.count)"])

@@ -75,6 +75,7 @@ extension StatusReport {
         }
         for instance in vrrp { lines += [""] + Self.describe(instance) }
         if let sync { lines += [""] + Self.describe(sync) }
+        if let bgp { lines += ["", bgp.text] + (bgp.error.map { ["  last route change failed: \($0)"] } ?? []) }
         return lines.joined(separator: "\n")
     }
 

@@ -24,7 +24,7 @@ final class CommandTableTests: XCTestCase {
 
     /// A line of each keyword's usage with its placeholders filled in, every optional part given.
     private static let examples = [
-        "acl": "acl 1 deny 192.0.2.0 255.255.255.0", "close": "close 3", "connection": "connection 3", "exit": "exit",
+        "acl": "acl 1 deny 192.0.2.0 255.255.255.0", "bgp": "bgp table 201 vip 192.0.2.10/32 vip 2001:db8::/64 track_servers 2", "close": "close 3", "connection": "connection 3", "exit": "exit",
         "healthcheck": "healthcheck http /health host www.example status 200-299 interval 3s timeout 1s rise 2 fall 3",
         "include": "include /etc/penha/extra.conf", "listen": "listen 127.0.0.1:8080", "metrics": "metrics 127.0.0.1:9100 acl 2",
         "recent": "recent 60", "reload": "reload", "source": "source 192.0.2.1",
@@ -61,7 +61,7 @@ final class CommandTableTests: XCTestCase {
     func testTheNoErrorListsEveryNoForm() {
         XCTAssertThrowsError(try Command.parse("no servers")) { error in
             XCTAssertEqual("\(error)", "'no' takes one of: roundrobin, hash, weight, prio, stubborn, maglev, tcp_nodelay, http, "
-                           + "accept_proxy, control_tcp_files, freebind, log, web_stats, acl N, healthcheck, metrics, sync, vrrp vrid N")
+                           + "accept_proxy, control_tcp_files, freebind, log, web_stats, acl N, bgp, healthcheck, metrics, sync, vrrp vrid N")
         }
     }
 

@@ -49,4 +49,22 @@ final class MetricsExpositionTests: XCTestCase {
             }), "\(state)")
         }
     }
+
+    /// `bgp`: whether the routes are announced, and a series per reason so that a change shows as 0 -> 1.
+    func testTheBGPAnnouncementAndItsReason() {
+        var report = StatusReport(role: "STANDALONE", listen: "203.0.113.10:80", uptimeSeconds: 5, connections: 0,
+                                  totalConnections: 0, refusedClients: 0, tlsHandshakes: nil, servers: [], vrrp: [])
+        report.bgp = StatusReport.BGP(table: 201, announced: false, reason: .serversDown, availableServers: 0, minimumServers: 2,
+                                      routes: [], error: "netlink: add route 203.0.113.10/32 table 201: Operation not permitted")
+        let text = Set(String(decoding: MetricsExposition.render(report), as: UTF8.self).split(separator: "\n").map(String.init))
+        let expected = [
+            #"penha_bgp_announced{table="201"} 0.0"#,
+            #"penha_bgp_reason{table="201",reason="servers_down"} 1.0"#,
+            #"penha_bgp_reason{table="201",reason="serving"} 0.0"#,
+            #"penha_bgp_reason{table="201",reason="operator"} 0.0"#,
+            #"penha_bgp_routes{table="201"} 0.0"#,
+            #"penha_bgp_route_error{table="201"} 1.0"#,
+        ]
+        for line in expected { XCTAssertTrue(text.contains(line), "no '\(line)' in\n\(text.sorted().joined(separator: "\n"))") }
+    }
 }

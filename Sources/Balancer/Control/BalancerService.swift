@@ -60,6 +60,10 @@ public final class BalancerService: Sendable {
         var listener: Channel?
         var healthChecker: HealthChecker?
         var clientSync: ClientSync?
+        /// With `bgp` (from the first configuration that has it on).
+        var bgp: BGPAnnouncer?
+        /// The listener is bound.
+        var listening = false
         /// The listen address as `status` shows it (its port once bound, when 0 was asked).
         var boundListen: String
         var controlAddress: Endpoint?
@@ -133,9 +137,12 @@ public final class BalancerService: Sendable {
             }
             checker.schedule()
             sync?.start()
+            self.adoptBGP()
         }
         return bound.map { address in
             self.onLoop.value.boundListen = configuration.listen.withPort(address?.port).description
+            self.onLoop.value.listening = true
+            self.onLoop.value.bgp?.listen()
             return address
         }
     }
@@ -175,8 +182,12 @@ public final class BalancerService: Sendable {
     }
 
     /// Stops accepting; established connections are left to the caller (exit closes them).
+    /// The BGP routes are withdrawn first, so that the routers send new clients to other
+    /// nodes before this one refuses them.
     public func stop() -> EventLoopFuture<Void> {
         eventLoop.flatSubmit {
+            self.onLoop.value.bgp?.stop() ?? self.eventLoop.makeSucceededVoidFuture()
+        }.flatMap {
             self.onLoop.value.clientSync?.stop()
             self.tcp?.stopAccepting()
             return self.onLoop.value.listener?.close() ?? self.eventLoop.makeSucceededVoidFuture()
@@ -445,6 +456,7 @@ public final class BalancerService: Sendable {
                                   control: loop.controlAddress, pid: Int(getpid()), exitEnabled: options.exitEnabled,
                                   configFile: options.configFile, tlsHandshakes: tls.map { ($0.completed, $0.failed) })
         facts.sync = loop.clientSync?.report(now: facts.now)
+        facts.bgp = loop.bgp?.report
         let open = tcp?.openConnections ?? 0
         facts.draining = drain.withLock { $0?.report(now: facts.now, connections: open) }
         return facts
@@ -459,6 +471,21 @@ public final class BalancerService: Sendable {
         loop.udp?.adopt(configuration)
         loop.healthChecker?.schedule()
         adoptSync()
+        adoptBGP()
+    }
+
+    /// Starts the announcer once a configuration has `bgp` (it then stays, to withdraw after
+    /// `no bgp`), or has it follow a change at once. On the event loop.
+    private func adoptBGP() {
+        let configuration = configuration
+        if let announcer = onLoop.value.bgp {
+            announcer.update()
+            return
+        }
+        guard configuration.bgp != nil else { return }
+        let announcer = BGPAnnouncer(service: self, settings: configuration.bgp, listening: onLoop.value.listening)
+        onLoop.value.bgp = announcer
+        announcer.start()
     }
 
     private func perform(_ outcome: Runtime.Outcome, _ prepared: Prepared) -> EventLoopFuture<Reply> {
@@ -478,6 +505,8 @@ public final class BalancerService: Sendable {
                 reply.exitRequested = true
             case .reload:
                 reloads = true
+            case .updateBGP:
+                writes.append(onLoop.value.bgp?.update() ?? eventLoop.makeSucceededVoidFuture())
             }
         }
         let written = EventLoopFuture.andAllSucceed(writes, on: eventLoop).map { [reply] in reply }

@@ -43,6 +43,8 @@ final class HealthChecker {
         attempt.finished.assumeIsolated().whenSuccess { [self] result in
             if let transition = service.shared.withLock({ $0.state.recordCheck(job, result, now: .now()) }) {
                 service.logger.notice("healthcheck: \(transition)")
+                // bgp follows at once rather than at its next tick (a blacklisting waits for the tick).
+                service.onLoop.value.bgp?.update()
             } else {
                 service.logger.debug("healthcheck: server \(job.index) \(Endpoint.describe(job.address)): \(result.words)")
             }

@@ -24,6 +24,8 @@ public struct BalancerState: Sendable {
     public private(set) var totalConnections: UInt64 = 0
     /// The relayed connections, by the number `connection N` and `close N` use.
     public private(set) var connections = ConnectionTable()
+    /// `bgp withdraw` until `bgp announce`: kept across reloads and `bgp` changes, not saved by `write`.
+    public var bgpWithdrawnByOperator = false
     private var nextConnectionNumber = 0
 
     /// One client connection on its way to a server.

@@ -50,6 +50,10 @@ public enum Command: Equatable, Sendable {
     case listen(Endpoint)
     /// `sync listen ADDR:PORT peer ADDR:PORT ... key FILE`: replicate the client table; `no sync` (nil): do not.
     case sync(SyncSettings?)
+    /// `bgp table N vip ADDR ...`: announce the VIPs through the host's BGP daemon; `no bgp` (nil): do not.
+    case bgp(BGPSettings?)
+    /// `bgp withdraw`, `bgp announce`: the operator's hold on the announcement (not saved by `write`).
+    case bgpOperator(BGPOperatorAction)
 
     public enum FileChange: Equatable, Sendable {
         /// Without an argument: which file, if any.
@@ -121,6 +125,8 @@ public enum Command: Equatable, Sendable {
         case .metrics(let endpoint): return endpoint.map { (["metrics"] + $0.words).joined(separator: " ") } ?? "no metrics"
         case .listen(let address): return "listen \(address)"
         case .sync(let settings): return settings.map { (["sync"] + $0.words).joined(separator: " ") } ?? "no sync"
+        case .bgp(let settings): return settings.map { (["bgp"] + $0.words).joined(separator: " ") } ?? "no bgp"
+        case .bgpOperator(let action): return "bgp \(action.rawValue)"
         }
     }
 

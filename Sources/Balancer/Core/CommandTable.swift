@@ -102,6 +102,11 @@ struct CommandKeyword: Sendable {
             let (list, rule) = try AccessRule.parse(words: $0)
             return .accessRule(list: list, rule)
         },
+        CommandKeyword("bgp", usage: "bgp table N vip ADDR[/LEN] [vip ...] [track_servers MIN]",
+                       negation: bareNegation("bgp", .bgp(nil))) { words in
+            if words.count == 1, let action = BGPOperatorAction(rawValue: words[0]) { return .bgpOperator(action) }
+            return .bgp(try BGPSettings.parse(words))
+        },
         CommandKeyword("close", usage: "close N") { .close(try connectionNumber($0, "close")) },
         CommandKeyword("connection", usage: "connection N") { .connection(try connectionNumber($0, "connection")) },
         CommandKeyword("exit", usage: "exit") {

@@ -65,6 +65,8 @@ public struct Configuration: Equatable, Sendable {
     public var metrics: MetricsEndpoint?
     /// `sync ...`: the client table is replicated to these peers; nil: it is not.
     public var sync: SyncSettings?
+    /// `bgp ...`: the VIPs penha announces through the host's BGP daemon; nil: none.
+    public var bgp: BGPSettings?
     /// The command line named the listen address: a `listen` line then changes nothing, so
     /// that `penha -F FILE ADDRESS` recreates a written FILE on another address.
     public var listenOnCommandLine = false
@@ -116,6 +118,8 @@ public struct Configuration: Equatable, Sendable {
             metrics = endpoint
         case .sync(let settings):
             sync = settings
+        case .bgp(let settings):
+            bgp = settings
         case .listen(let address):
             if !listenOnCommandLine { listen = address }
         case .file(let file, let change):
@@ -124,7 +128,7 @@ public struct Configuration: Equatable, Sendable {
             case .set(let name): self[keyPath: file.field] = name
             case .off: self[keyPath: file.field] = nil
             }
-        case .query, .recent, .connection, .close, .include, .write, .exit, .reload:
+        case .query, .recent, .connection, .close, .include, .write, .exit, .reload, .bgpOperator:
             throw ConfigurationError("'\(command.text)' is a question or an action for the control socket, not a setting")
         }
     }
@@ -225,6 +229,6 @@ public struct Configuration: Equatable, Sendable {
         }
         commands += [.healthCheck(healthCheck)] + accessLists.commands + vrrpInstances.map(Command.vrrp)
         commands += tls.commands.map(Command.tls) + (metrics.map { [.metrics($0)] } ?? [])
-        return commands + (sync.map { [.sync($0)] } ?? [])
+        return commands + (sync.map { [.sync($0)] } ?? []) + (bgp.map { [.bgp($0)] } ?? [])
     }
 }

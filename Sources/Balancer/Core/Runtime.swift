@@ -22,6 +22,9 @@ public struct Runtime: Sendable {
         case exit
         /// Read the `-F` file again and converge to it, as SIGHUP does.
         case reload
+        /// The BGP announcement's settings or the operator's hold changed: the routes follow
+        /// before the answer, so that `bgp withdraw` answers once the route is gone.
+        case updateBGP
     }
 
     /// What a batch of commands answers and what it leaves to do.
@@ -56,6 +59,8 @@ public struct Runtime: Sendable {
         public var sync: StatusReport.Sync?
         /// While a stopping penha drains its connections.
         public var draining: StatusReport.Draining?
+        /// The BGP announcement; nil without `bgp`.
+        public var bgp: StatusReport.BGP?
 
         /// The state of the first VRRP instance, or STANDALONE.
         public var role: String { vrrp.first?.state.rawValue ?? "STANDALONE" }
@@ -153,6 +158,17 @@ public struct Runtime: Sendable {
             // of success would say the address had changed.
             guard configuration.listen == address else { throw Self.listenIsSetAtStart }
             return Outcome()
+        case .bgp:
+            try configuration.apply(command)
+            return Outcome(effects: [.updateBGP])
+        case .bgpOperator(let action):
+            guard configuration.bgp != nil else {
+                throw CommandError("'bgp \(action.rawValue)' needs a 'bgp table N vip ADDR' line first: nothing is announced")
+            }
+            state.bgpWithdrawnByOperator = action == .withdraw
+            return Outcome(lines: [action == .withdraw ? "bgp withdrawn by the operator until 'bgp announce'"
+                                                       : "bgp announced again when ready and healthy"],
+                           effects: [.updateBGP])
         case .vrrp(let instance):
             // The same router changes in place (the executor adopts it); another is added.
             if let index = configuration.vrrpInstances.firstIndex(where: { $0.isSameRouter(as: instance) }) {
@@ -240,7 +256,7 @@ public struct Runtime: Sendable {
                                     checkSuccesses: server.health.successes, checkFailures: server.health.failures,
                                     checkChangedSecondsAgo: server.health.lastChange.map { Int(Self.seconds(facts.now - $0)) })
             },
-            vrrp: facts.vrrp, sync: facts.sync, draining: facts.draining)
+            vrrp: facts.vrrp, sync: facts.sync, draining: facts.draining, bgp: facts.bgp)
     }
 
     private func checkState(of server: Server) -> StatusReport.CheckState {

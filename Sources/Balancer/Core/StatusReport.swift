@@ -20,6 +20,47 @@ public struct StatusReport: Codable, Equatable, Sendable {
     public var sync: Sync?
     /// Set while a stopping penha drains its connections (`drain`); nil otherwise.
     public var draining: Draining?
+    /// nil without `bgp`.
+    public var bgp: BGP?
+
+    /// `bgp`: what penha has in the kernel table the BGP daemon announces from, and why.
+    public struct BGP: Codable, Equatable, Sendable {
+        public var table: Int
+        /// The routes are in the table: the daemon announces them.
+        public var announced: Bool
+        /// Why they are there or not (`BGPDecision.Reason`, as `status` spells it).
+        public var reason: BGPDecision.Reason
+        public var availableServers: Int
+        public var minimumServers: Int
+        /// The routes in the kernel now (`PREFIX table N`), the announced prefixes.
+        public var routes: [String]
+        /// The last route change that failed, in words; nil when the last ones succeeded.
+        public var error: String?
+
+        public init(table: Int, announced: Bool, reason: BGPDecision.Reason, availableServers: Int, minimumServers: Int,
+                    routes: [String], error: String?) {
+            self.table = table
+            self.announced = announced
+            self.reason = reason
+            self.availableServers = availableServers
+            self.minimumServers = minimumServers
+            self.routes = routes
+            self.error = error
+        }
+
+        /// As `penha status` and the log say it.
+        public var text: String {
+            let state = announced ? "announced" : "withdrawn"
+            let servers = "\(availableServers) servers available, track_servers \(minimumServers)"
+            return "bgp \(state) (\(reason.rawValue); \(servers))" + (routes.isEmpty ? "" : ": " + routes.joined(separator: ", "))
+        }
+
+        var lines: [String] {
+            ["bgp \(table) announced \(announced ? "yes" : "no") reason \(reason.rawValue) "
+                + "available \(availableServers) track_servers \(minimumServers)"]
+                + routes.map { "bgp_route \($0)" } + (error.map { ["bgp_error \($0)"] } ?? [])
+        }
+    }
 
     public struct Draining: Codable, Equatable, Sendable {
         /// Connections still open.
@@ -170,6 +211,7 @@ public struct StatusReport: Codable, Equatable, Sendable {
             + vrrp.flatMap(Self.lines)
             + (sync?.lines ?? [])
             + (draining.map { ["draining \($0.connections) seconds_left \($0.secondsLeft)"] } ?? [])
+            + (bgp?.lines ?? [])
     }
 
     /// One server: name/value pairs, then its last check's result (free text, so on a line of its own).
@@ -256,6 +298,7 @@ extension StatusReport {
         var tlsHandshakes: TLSHandshakes?
         var sync: Sync?
         var draining: Draining?
+        var bgp: BGP?
         // An instance's `vip` and `vrrp_reason` lines follow its `vrrp` line.
         func instanceIndex(_ vrid: Int, for line: String) throws -> Int {
             guard let index = vrrp.lastIndex(where: { $0.vrid == vrid }) else {
@@ -318,6 +361,14 @@ extension StatusReport {
                     lastFullCopySecondsAgo: last == "-" ? nil : try entry.int("last_full_copy"), dropped: try entry.count("dropped")))
             case "draining":
                 draining = Draining(connections: try entry.number(1), secondsLeft: try entry.int("seconds_left"))
+            case "bgp":
+                bgp = BGP(table: try entry.number(1), announced: try entry.text("announced") == "yes", reason: try entry.word("reason"),
+                          availableServers: try entry.int("available"), minimumServers: try entry.int("track_servers"),
+                          routes: [], error: nil)
+            case "bgp_route", "bgp_error":
+                guard bgp != nil else { throw FormatError(description: "'\(line)' comes before its bgp line") }
+                let text = words.dropFirst().joined(separator: " ")
+                if kind == "bgp_route" { bgp?.routes.append(text) } else { bgp?.error = text }
             case "vrrp_reason":
                 vrrp[try instanceIndex(try entry.number(1), for: line)].lastChangeReason = words.dropFirst(2).joined(separator: " ")
             default:
@@ -333,6 +384,7 @@ extension StatusReport {
         self.tlsHandshakes = tlsHandshakes
         self.sync = sync
         self.draining = draining
+        self.bgp = bgp
         role = try required("role").words[1]
         listen = try required("listen").words[1]
         uptimeSeconds = try required("uptime").number(1)

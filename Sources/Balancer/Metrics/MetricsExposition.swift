@@ -51,11 +51,26 @@ public enum MetricsExposition {
             counter(registry, "vrrp_drops_total", "Received adverts dropped, by reason (RFC 5798 7.1).",
                     instance.malformed, labels + [("reason", "malformed")])
         }
+        if let bgp = report.bgp { self.bgp(bgp, registry) }
         var body: [UInt8] = []
         registry.emit(into: &body)
         return body
     }
 
+
+    /// `bgp`: whether the routes are in the daemon's table, and why, a series per reason as
+    /// for vrrp's states.
+    private static func bgp(_ bgp: StatusReport.BGP, _ registry: PrometheusCollectorRegistry) {
+        let labels = [("table", "\(bgp.table)")]
+        gauge(registry, "bgp_announced", "1 while the VIP routes are in the table the BGP daemon announces from, else 0.",
+              bgp.announced ? 1 : 0, labels)
+        for reason in BGPDecision.Reason.allCases {
+            gauge(registry, "bgp_reason", "1 for why the VIPs are announced or withdrawn now, 0 for the other reasons.",
+                  bgp.reason == reason ? 1 : 0, labels + [("reason", reason.rawValue)])
+        }
+        gauge(registry, "bgp_routes", "VIP routes in the table now.", bgp.routes.count, labels)
+        gauge(registry, "bgp_route_error", "1 if the last route change failed (see status), else 0.", bgp.error == nil ? 0 : 1, labels)
+    }
 
     private static func endpoint(_ address: String, _ port: Int) -> String {
         Endpoint.describe(host: address, port: port)

@@ -1,0 +1,119 @@
+import BalancerCore
+import NIOCore
+import NIOPosix
+import Synchronization
+import VRRP
+
+/// `bgp`: keeps penha's routes in the kernel table the host's BGP daemon announces from, as
+/// `BGPDecision` says: once a second (the pace of vrrp's health coupling), after a command
+/// that changes `bgp` or the operator's hold, and when penha stops. Every step runs on one
+/// thread of its own, in order, so the routes are planned from what the previous step did
+/// (`BGPRouteTable`) and a netlink call never waits on the event loop or behind a slow
+/// host-name lookup on the service's pool.
+final class BGPAnnouncer: Sendable {
+    private unowned let service: BalancerService
+    private let thread = NIOThreadPool(numberOfThreads: 1)
+    private let work: Mutex<Work>
+    /// What `status` shows, read from the event loop while a step may run.
+    private let reported = Mutex<StatusReport.BGP?>(nil)
+    private let tick = Mutex<RepeatedTask?>(nil)
+
+    private struct Work {
+        /// Made on the first step, and again after one that could not be made.
+        var routes: KernelRoutes?
+        var table: BGPRouteTable
+        var listening: Bool
+        var stopping = false
+        /// The last step's outcome, to log a change once.
+        var last: (installed: Set<BGPRoute>, reason: BGPDecision.Reason?, error: String?) = ([], nil, nil)
+    }
+
+    /// `settings`' routes may be left from a penha that died: the first step deletes them
+    /// unless it announces.
+    init(service: BalancerService, settings: BGPSettings?, listening: Bool) {
+        self.service = service
+        work = Mutex(Work(table: BGPRouteTable(unknown: settings?.routes ?? []), listening: listening))
+        thread.start()
+    }
+
+    deinit {
+        thread.shutdownGracefully { _ in }
+    }
+
+    /// Steps once a second from now on.
+    func start() {
+        let task = service.eventLoop.scheduleRepeatedTask(initialDelay: .zero, delay: .seconds(1)) { [weak self] _ in
+            _ = self?.update()
+        }
+        tick.withLock { $0 = task }
+    }
+
+    var report: StatusReport.BGP? { reported.withLock { $0 } }
+
+    /// The listener is bound: the node can serve.
+    func listen() {
+        work.withLock { $0.listening = true }
+        update()
+    }
+
+    /// Withdraws for good: penha is stopping. The future ends once the routes are deleted.
+    func stop() -> EventLoopFuture<Void> {
+        tick.withLock { $0?.cancel() }
+        work.withLock { $0.stopping = true }
+        return update()
+    }
+
+    /// One step, on the announcer's thread: decide, then bring the kernel's routes to it.
+    @discardableResult
+    func update() -> EventLoopFuture<Void> {
+        thread.runIfActive(eventLoop: service.eventLoop) { self.step() }
+    }
+
+    private func step() {
+        let (settings, withdrawn, available) = service.shared.withLock {
+            ($0.configuration.bgp, $0.state.bgpWithdrawnByOperator, $0.state.availableServerCount(now: .now()))
+        }
+        work.withLock { work in
+            let decision = BGPDecision.decide(stopping: work.stopping, listening: work.listening, withdrawnByOperator: withdrawn,
+                                              availableServers: available, minimumServers: settings?.minimumServers ?? 1)
+            var failure: String?
+            do {
+                let routes = try work.routes ?? KernelRoutes()
+                work.routes = routes
+                for change in work.table.changes(toward: decision.announces ? settings?.routes ?? [] : []) {
+                    do {
+                        switch change {
+                        case .add(let route): try routes.add(route.prefix, table: route.table)
+                        case .remove(let route): try routes.remove(route.prefix, table: route.table)
+                        }
+                        work.table.record(change)
+                    } catch {
+                        failure = "\(error)"
+                    }
+                }
+            } catch {
+                failure = "\(error)"
+            }
+            let report = settings.map { settings in
+                StatusReport.BGP(table: settings.table, announced: !work.table.installed.isEmpty, reason: decision.reason,
+                                 availableServers: available, minimumServers: settings.minimumServers,
+                                 routes: work.table.installed.sorted(by: BGPRouteTable.order).map(\.description), error: failure)
+            }
+            reported.withLock { $0 = report }
+            log(report, installed: work.table.installed, work: &work.last)
+        }
+    }
+
+    /// A line when the routes, the reason or the error change; not one a second.
+    private func log(_ report: StatusReport.BGP?, installed: Set<BGPRoute>,
+                     work last: inout (installed: Set<BGPRoute>, reason: BGPDecision.Reason?, error: String?)) {
+        let logger = service.logger
+        if let report, installed != last.installed || report.reason != last.reason {
+            logger.notice("\(report.text)")
+        }
+        if let error = report?.error, error != last.error {
+            logger.error("bgp: \(error)")
+        }
+        last = (installed, report?.reason, report?.error)
+    }
+}
