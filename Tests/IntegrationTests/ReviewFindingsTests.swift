@@ -171,4 +171,81 @@ final class ReviewFindingsTests: XCTestCase {
         XCTAssertNotNil(a.waitForExit(timeout: 10), a.stderr)
         XCTAssertFalse(try lab.addresses(on: "a").contains("192.0.2.11/24"), "no VIP left on eth0 after the exit")
     }
+
+    // MARK: - Drain: the SIGTERM deadline
+
+    /// A name server on 127.0.0.53 in a node that reads every query and never answers, for
+    /// `ip netns exec`'s /etc/netns/NS/resolv.conf: a host-name lookup that takes its full timeout.
+    static let silentNameServer = """
+        import socket
+        server = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        server.bind(("127.0.0.53", 53))
+        while True:
+            server.recv(512)
+        """
+
+    /// DEFECT (high): the SIGTERM deadline starts at 5 s and is moved to the drain's bound
+    /// only from the drain loop, after `service.statusReport().wait()`, which runs on the
+    /// service's one-thread blocking pool. When that thread is busy (here a control command
+    /// whose server host name takes 12 s to resolve, as with a name server that does not
+    /// answer) the main thread waits there and the deadline fires 5 s after SIGTERM:
+    /// "orderly shutdown not done after 5 s", exit 1, the drained connection cut although
+    /// `drain 30` allowed it 30 s and it ended after 8. Expected: the drain runs until its
+    /// connection ends and penha exits 0 (the deadline must cover the drain's bound from the
+    /// start, or not depend on the pool).
+    func testTheShutdownDeadlineCutsALegitimateDrainWhileTheBlockingPoolIsBusy() throws {
+        let lab = try NetworkLab()
+        let etc = "/etc/netns/\(lab.namespace("a"))"
+        try FileManager.default.createDirectory(atPath: etc, withIntermediateDirectories: true)
+        defer {
+            try? FileManager.default.removeItem(atPath: etc)
+            rmdir("/etc/netns")  // only if empty: it was made for this test when nothing else uses it
+        }
+        try "nameserver 127.0.0.53\noptions timeout:12 attempts:1\n".write(toFile: "\(etc)/resolv.conf", atomically: true, encoding: .utf8)
+        let nameServer = try BackgroundCommand(["ip", "netns", "exec", lab.namespace("a"), "python3", "-c", Self.silentNameServer],
+                                               seconds: 60)
+        defer { nameServer.interrupt() }
+        let backend = try BackgroundCommand(["ip", "netns", "exec", lab.namespace("a"), "python3", "-c", Self.holdingBackend],
+                                            seconds: 60)
+        defer { backend.interrupt() }
+        XCTAssertTrue(waitFor(timeout: 5) {
+            (try? NetworkLab.command(["ip", "netns", "exec", lab.namespace("a"), "python3", "-c",
+                                      "import socket; socket.create_connection(('127.0.0.1', 8081), 1)"])) != nil
+        })
+        let a = try Penha(["-O", "drain 30"], listen: "192.0.2.1:80", servers: ["127.0.0.1:8081"], namespace: lab.namespace("a"))
+        let client = try BackgroundCommand(["ip", "netns", "exec", lab.namespace("c"), "python3", "-c", Self.holdingClient,
+                                            "192.0.2.1", "80", "8"], seconds: 8)
+        usleep(1_000_000)
+        let control = a.control
+        let lookup = Thread { _ = try? runPenha(["ctl", control, "server 0 address slow.example.com port 8081"], timeout: 30) }
+        lookup.start()
+        usleep(300_000)
+        kill(a.process.processIdentifier, SIGTERM)
+        let status = a.waitForExit(timeout: 40)
+        XCTAssertEqual(try client.finish(), "held\n", "the client was served")
+        XCTAssertFalse(a.stderr.contains("orderly shutdown not done"), a.stderr)
+        XCTAssertEqual(status, 0, "penha drains its connection and exits 0: \(a.stderr)")
+    }
+
+    // MARK: - bgp: a start that fails
+
+    /// DEFECT (high): the BGP announcer starts with the listener (BalancerService.start), before
+    /// the rest of the start (control socket, metrics, pid file, privileges, VRRP). When a later
+    /// step fails, run() throws and the process exits 1 without stopping the service, so the
+    /// route just added to table 201 stays: the host's BGP daemon announces a node on which
+    /// nothing listens, and with Restart=on-abnormal nothing restarts it to clean up (here a
+    /// vrrp interface that does not exist). Expected: a start that fails leaves no route in
+    /// penha's table.
+    func testAStartThatFailsAfterTheListenerLeavesItsBGPRouteAnnounced() throws {
+        let lab = try NetworkLab()
+        let result = try runProgram("/usr/bin/env", ["ip", "netns", "exec", lab.namespace("a"), penhaBinary.path, "-f",
+                                                    "-C", temporaryPath("control.sock"),
+                                                    "-O", "bgp table 201 vip 203.0.113.10",
+                                                    "-O", "vrrp interface penha-none0 vrid 9 priority 100 vip 192.0.2.50/24",
+                                                    "192.0.2.1:80", "127.0.0.1:8080"])
+        XCTAssertNotEqual(result.status, 0, "the start fails: \(result.stderr)")
+        XCTAssertTrue(result.stderr.contains("cannot start VRRP"), result.stderr)
+        let table = try NetworkLab.command(["ip", "-n", lab.namespace("a"), "route", "show", "table", "201"])
+        XCTAssertFalse(table.contains("203.0.113.10"), "no route left announced by a penha that did not start: \(table)")
+    }
 }
