@@ -111,6 +111,25 @@ final class ReviewFindingsTests: XCTestCase {
         XCTAssertFalse(try tcFilters(lab, "a").contains("penha"), "no filter left after the exit")
     }
 
+    /// DEFECT (medium): the second chance's window is the `drain` bound as it was when penha
+    /// started (VRRPNode captures configuration.drainSeconds once; SecondChancePlan fixes it),
+    /// so `drain N` over the control socket or in a reloaded file never reaches it, not even
+    /// for instances made later. After `drain 0` (which turns the drain off, and "0 turns it
+    /// all off" says SecondChancePlan) the new master goes on passing strays to the peer for
+    /// the old 30 s, where, the old master no longer draining, they are lost: clients time out
+    /// instead of being reset. Expected: `drain 0` ends the redirect, as the window it bounds.
+    func testDrainZeroAtRuntimeDoesNotEndTheSecondChanceWindow() throws {
+        let lab = try NetworkLab()
+        let peer = try hardwareAddress(lab, "b")
+        let a = try Penha(["-O", "drain 30", "-O", "\(Self.vrrp) second_chance \(peer)"], listen: "192.0.2.10:80",
+                          servers: ["127.0.0.1:8080"], namespace: lab.namespace("a"))
+        XCTAssertTrue(waitFor(timeout: 5) { a.stderr.contains("passing strays for 192.0.2.10") }, a.stderr)
+        XCTAssertTrue(try tcFilters(lab, "a").contains("penha_redirect"))
+        XCTAssertEqual(try a.command("drain 0"), ["0"])
+        let ended = waitFor(timeout: 3) { (try? self.tcFilters(lab, "a"))?.contains("penha") == false }
+        XCTAssertTrue(ended, "drain 0 ends the second chance's window: \((try? tcFilters(lab, "a")) ?? "")")
+    }
+
     // MARK: - Second chance: new connections during the window
 
     /// DEFECT (medium): the new master's program passes on to the peer every non-SYN segment
