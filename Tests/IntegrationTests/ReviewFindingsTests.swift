@@ -130,6 +130,63 @@ final class ReviewFindingsTests: XCTestCase {
         XCTAssertTrue(ended, "drain 0 ends the second chance's window: \((try? tcFilters(lab, "a")) ?? "")")
     }
 
+    /// From a host on the link: ARP replies "IP is-at this host" to TARGET_MAC every 200 ms
+    /// for SECONDS, as any host on the link can send (the kernel takes them for a known neighbour).
+    static let arpSpoofer = """
+        import socket, sys, time
+        sender = socket.socket(socket.AF_PACKET, socket.SOCK_RAW)
+        sender.bind(("eth0", 0))
+        own = bytes.fromhex(open("/sys/class/net/eth0/address").read().strip().replace(":", ""))
+        target = bytes.fromhex(sys.argv[2].replace(":", ""))
+        reply = b"\\x00\\x01\\x08\\x00\\x06\\x04\\x00\\x02" + own + socket.inet_aton(sys.argv[1]) + target + socket.inet_aton(sys.argv[3])
+        end = time.monotonic() + float(sys.argv[4])
+        while time.monotonic() < end:
+            sender.send(target + own + b"\\x08\\x06" + reply)
+            time.sleep(0.2)
+        """
+
+    /// DEFECT (medium): with `second_chance 192.0.2.1` (the peer by address) the new master
+    /// takes the peer's hardware address from its neighbour table, which any host on the link
+    /// writes with an unsolicited ARP reply; here a fourth host (192.0.2.200) claims 192.0.2.1
+    /// just before the switchover and b passes the VIP's strays on to it ("passing strays ...
+    /// on to" the forger). The README and SecondChance's comment say the peer's address comes
+    /// "never from a packet". Expected: strays go only to the real peer (or the README says
+    /// that only a hardware address in the configuration guarantees it).
+    func testAnARPReplyFromAnyHostMakesTheNewMasterPassStraysToIt() throws {
+        let lab = try NetworkLab()
+        let forger = lab.namespace("f")
+        let (inner, outer) = ("vr\(getpid() % 100000)", "vr\(getpid() % 100000)x")
+        defer { _ = try? NetworkLab.command(["ip", "netns", "del", forger]) }
+        for command in [["ip", "netns", "add", forger],
+                        ["ip", "link", "add", inner, "type", "veth", "peer", "name", outer],
+                        ["ip", "link", "set", inner, "netns", forger],
+                        ["ip", "link", "set", outer, "netns", lab.namespace("c")],
+                        ["ip", "-n", forger, "link", "set", inner, "name", "eth0"],
+                        ["ip", "-n", forger, "addr", "add", "192.0.2.200/24", "dev", "eth0"],
+                        ["ip", "-n", forger, "link", "set", "eth0", "up"],
+                        ["ip", "-n", lab.namespace("c"), "link", "set", outer, "master", "br0"],
+                        ["ip", "-n", lab.namespace("c"), "link", "set", outer, "up"]] {
+            try NetworkLab.command(command)
+        }
+        let forgerAddress = try NetworkLab.command(["ip", "netns", "exec", forger, "cat", "/sys/class/net/eth0/address"])
+            .trimmingCharacters(in: .whitespacesAndNewlines)
+        let vrrp = "vrrp interface eth0 vrid 51 vip 192.0.2.10/24 advert 100ms"
+        let a = try Penha(["-O", "drain 20", "-O", "\(vrrp) priority 200 second_chance 192.0.2.2"], listen: "192.0.2.10:80",
+                          servers: ["127.0.0.1:8080"], namespace: lab.namespace("a"))
+        let b = try Penha(["-O", "drain 20", "-O", "\(vrrp) priority 100 second_chance 192.0.2.1"], listen: "192.0.2.10:80",
+                          servers: ["127.0.0.1:8080"], namespace: lab.namespace("b"))
+        XCTAssertTrue(waitFor(timeout: 5) { a.stderr.contains("-> MASTER") && b.stderr.contains("-> BACKUP") }, a.stderr + b.stderr)
+        usleep(1_500_000)  // b has read a's hardware address
+        let spoofer = try BackgroundCommand(["ip", "netns", "exec", forger, "python3", "-c", Self.arpSpoofer,
+                                             "192.0.2.1", try hardwareAddress(lab, "b"), "192.0.2.2", "3"], seconds: 3)
+        usleep(2_000_000)
+        kill(a.process.processIdentifier, SIGTERM)
+        XCTAssertTrue(waitFor(timeout: 3) { b.stderr.contains("passing strays for 192.0.2.10 on to") }, b.stderr)
+        _ = try spoofer.finish()
+        XCTAssertFalse(b.stderr.contains("on to \(forgerAddress)"), "the new master passes strays to the forger: \(b.stderr)")
+        XCTAssertTrue(b.stderr.contains("on to \(try hardwareAddress(lab, "a"))"), b.stderr)
+    }
+
     // MARK: - Second chance: new connections during the window
 
     /// DEFECT (medium): the new master's program passes on to the peer every non-SYN segment
