@@ -324,4 +324,23 @@ final class ReviewFindingsTests: XCTestCase {
         let table = try NetworkLab.command(["ip", "-n", lab.namespace("a"), "route", "show", "table", "201"])
         XCTAssertFalse(table.contains("203.0.113.10"), "no route left announced by a penha that did not start: \(table)")
     }
+
+    /// DEFECT (low): KernelRoutes.add uses NLM_F_CREATE | NLM_F_REPLACE, so a route for the
+    /// same prefix that the operator (or another daemon) has in the table penha is given is
+    /// silently replaced by penha's `dev lo proto static` one, and deleted with it on
+    /// withdraw: after penha stops, the operator's `203.0.113.10 via 192.0.2.2 table 201` is
+    /// gone. Expected: penha never replaces nor deletes a route it did not add (NLM_F_EXCL
+    /// and an error naming the conflict, or a delete that matches its own route only).
+    func testBGPReplacesAndThenDeletesARouteItDidNotAdd() throws {
+        let lab = try NetworkLab()
+        try NetworkLab.command(["ip", "-n", lab.namespace("a"), "route", "add", "203.0.113.10/32", "via", "192.0.2.2",
+                                "table", "201", "proto", "boot"])
+        let a = try Penha(["-O", "bgp table 201 vip 203.0.113.10"], listen: "192.0.2.1:80", servers: ["127.0.0.1:8080"],
+                          namespace: lab.namespace("a"))
+        usleep(1_500_000)
+        kill(a.process.processIdentifier, SIGTERM)
+        XCTAssertEqual(a.waitForExit(timeout: 10), 0, a.stderr)
+        let table = try NetworkLab.command(["ip", "-n", lab.namespace("a"), "route", "show", "table", "201"])
+        XCTAssertTrue(table.contains("203.0.113.10 via 192.0.2.2"), "the operator's route is still there: '\(table)'")
+    }
 }
