@@ -187,6 +187,44 @@ final class ReviewFindingsTests: XCTestCase {
         XCTAssertTrue(b.stderr.contains("on to \(try hardwareAddress(lab, "a"))"), b.stderr)
     }
 
+    /// DEFECT (high): the programs end with `return TC_ACT_OK` for what is not theirs
+    /// ("the packet goes on as if there were no program"), but for a direct-action tc filter
+    /// TC_ACT_OK accepts the packet and ends the classification: no filter with a higher pref
+    /// runs. With two instances with `second_chance` on one interface, vrid 51's program (pref
+    /// 49203) passes an ARP request for vrid 52's VIP with TC_ACT_OK and vrid 52's (49204)
+    /// never sees it: the old master, its VIPs on lo, answers ARP for 192.0.2.11 while it logs
+    /// "not answering ARP for it" (clients go back to a node that has closed its listener),
+    /// and vrid 52's redirect never runs either; an operator's own filter after penha's is
+    /// skipped the same way. Expected: TC_ACT_UNSPEC (-1) to pass on, so that 192.0.2.11 is
+    /// as silent as 192.0.2.10.
+    func testASecondInstanceOnTheInterfaceGetsNoSecondChanceBecauseTheFirstProgramEndsTheChain() throws {
+        let lab = try NetworkLab()
+        let peer = try hardwareAddress(lab, "b")
+        let a = try Penha(["-O", "drain 30",
+                           "-O", "vrrp interface eth0 vrid 51 priority 200 vip 192.0.2.10/24 second_chance \(peer)",
+                           "-O", "vrrp interface eth0 vrid 52 priority 200 vip 192.0.2.11/24 second_chance \(peer)"],
+                          listen: "192.0.2.10:80", servers: ["127.0.0.1:8080"], namespace: lab.namespace("a"))
+        XCTAssertTrue(waitFor(timeout: 8) { self.masterCount(a) == 2 }, a.stderr)
+        // Adverts of priority 254 for both (advert 1 s): a lets both VIPs go and keeps them on lo.
+        let quiet = waitFor(timeout: 5) {
+            for (vrid, vip) in [(51, "192.0.2.10"), (52, "192.0.2.11")] {
+                _ = try? lab.forgeAdvertisement(vrid: vrid, priority: 254, intervalCentiseconds: 100, virtualAddress: vip)
+            }
+            return a.stderr.contains("accepting 192.0.2.10 on lo") && a.stderr.contains("accepting 192.0.2.11 on lo")
+        }
+        XCTAssertTrue(quiet, a.stderr)
+        try clientForgetsNeighbours(lab)
+        for vip in ["192.0.2.10", "192.0.2.11"] {
+            _ = try? NetworkLab.command(["ip", "netns", "exec", lab.namespace("c"), "python3", "-c",
+                                         "import socket\ntry: socket.create_connection(('\(vip)', 80), 0.5)\nexcept OSError: pass"])
+        }
+        let neighbours = try NetworkLab.command(["ip", "-n", lab.namespace("c"), "neigh", "show"])
+        let ownAddress = try hardwareAddress(lab, "a")
+        let answered = neighbours.split(separator: "\n").filter { $0.contains(ownAddress) }.map { String($0.split(separator: " ")[0]) }
+        XCTAssertFalse(answered.contains("192.0.2.10"), neighbours)
+        XCTAssertFalse(answered.contains("192.0.2.11"), "a answers no ARP for the VIPs it keeps on lo: \(neighbours)")
+    }
+
     // MARK: - Second chance: new connections during the window
 
     /// DEFECT (medium): the new master's program passes on to the peer every non-SYN segment
