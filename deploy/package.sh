@@ -52,7 +52,7 @@ install -m 0644 README.md deploy/debian/copyright "$doc/"
 install -D -m 0644 deploy/debian/lintian-overrides "$root/usr/share/lintian/overrides/penha"
 gzip -9n < deploy/debian/changelog > "$doc/changelog.gz"
 mkdir -p "$root/usr/share/man/man8" "$root/usr/share/bash-completion/completions" "$root/usr/share/zsh/vendor-completions"
-deploy/manual.sh | gzip -9n > "$root/usr/share/man/man8/penha.8.gz"
+deploy/manual.sh "$binary" | gzip -9n > "$root/usr/share/man/man8/penha.8.gz"
 # bash-completion sources the file: a #! line would say it is a program.
 "$binary" --generate-completion-script bash | sed '1{/^#!/d}' > "$root/usr/share/bash-completion/completions/penha"
 "$binary" --generate-completion-script zsh > "$root/usr/share/zsh/vendor-completions/_penha"
