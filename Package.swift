@@ -19,7 +19,6 @@ let package = Package(
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-nio.git", from: "2.101.2"),
-        .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.8.2"),
         .package(url: "https://github.com/apple/swift-log.git", from: "1.16.2"),
         .package(url: "https://github.com/swift-server/swift-prometheus.git", from: "2.4.1"),
     ],
@@ -80,12 +79,13 @@ let package = Package(
                 "COpenSSL",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
-                .product(name: "NIOHTTP1", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),
             ],
             path: "Sources/Balancer",
             exclude: ["Core", "Metrics", "Engine"]
         ),
+        // The command line's table and parser: plain values, tested apart from the program.
+        .target(name: "PenhaCommandLine", path: "Sources/penha/CommandLine"),
         .executableTarget(
             name: "penha",
             dependencies: [
@@ -96,9 +96,10 @@ let package = Package(
                 "VRRPCore",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
-                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                "PenhaCommandLine",
                 .product(name: "Logging", package: "swift-log"),
-            ]
+            ],
+            exclude: ["CommandLine"]
         ),
         // What the test targets and Fuzz/ share, in one place.
         .target(name: "TestSupport", dependencies: ["BalancerCore"], path: "Tests/TestSupport"),
@@ -108,11 +109,13 @@ let package = Package(
                            .product(name: "NIOEmbedded", package: "swift-nio")]
         ),
         .testTarget(name: "VRRPTests", dependencies: ["VRRP", "VRRPCore", "TestSupport"]),
+        .testTarget(name: "PenhaCommandLineTests", dependencies: ["PenhaCommandLine"]),
         // Runs the real penha binary; depending on it makes `swift test` build it first.
         .testTarget(
             name: "IntegrationTests",
             dependencies: [
                 "penha",
+                "PenhaCommandLine",
                 "COpenSSL",
                 "TestSupport",
                 .product(name: "NIOCore", package: "swift-nio"),

@@ -1,11 +1,10 @@
 #!/usr/bin/env bash
-# Prints the man page penha(8): the options and subcommands from swift-argument-parser's
-# generate-manual plugin (on the debug build, which `swift build` has made already and whose
-# help is the release build's); then README's sections on the command language, VRRP,
-# signals and systemd (deploy/readme-to-mdoc.py: README's command table is tested against
-# the code's, so every command is in the page); then the hand-written rest (deploy/penha.8.in:
-# environment, files, exit status, examples).
-#   ./deploy/manual.sh > penha.8
+# Prints the man page penha(8): the options and subcommands from penha's own command-line
+# table (`penha --generate-manual`, the table that its parser and --help read); then README's
+# sections on the command language, VRRP, signals and systemd (deploy/readme-to-mdoc.py:
+# README's command table is tested against the code's, so every command is in the page);
+# then the hand-written rest (deploy/penha.8.in: environment, files, exit status, examples).
+#   ./deploy/manual.sh [PENHA] > penha.8  (PENHA: the binary; default: the debug build, built if needed)
 #   ./deploy/manual.sh --readme-part      (README's part alone, without building: the tests read it)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -19,12 +18,12 @@ if [ "${1:-}" = --readme-part ]; then
     readme_part
     exit
 fi
-generated=$(mktemp -d)
-trap 'rm -rf "$generated"' EXIT
-swift package --allow-writing-to-directory "$generated" generate-manual --configuration debug \
-    --date "$(git log -1 --format=%cs 2>/dev/null || date +%F)" --output-directory "$generated" >&2
-# Section 8: /usr/sbin. The plugin's EXIT STATUS section is generic; ours, in penha.8.in,
-# says what penha's mean.
-sed -e 's/^\.Dt PENHA 1$/.Dt PENHA 8/' -e '/^\.Sh "EXIT STATUS"/,$d' "$generated/penha.1"
+penha=${1:-}
+if [ -z "$penha" ]; then
+    swift build --product penha >&2
+    penha="$(swift build --show-bin-path)/penha"
+fi
+printf '.Dd %s\n.Dt PENHA 8\n.Os\n' "$(git log -1 --format=%cs 2>/dev/null || date +%F)"
+"$penha" --generate-manual
 readme_part
 cat deploy/penha.8.in

@@ -20,8 +20,16 @@ done
 # COpenSSL); Swift code checks its own bounds, and the C shims' copies are of fixed sizes
 # (deploy/debian/lintian-overrides).
 hardening=(-Xlinker -z -Xlinker relro -Xlinker -z -Xlinker now)
+# The size (issue 23: at most 12 MB, .ci/run checks it). swiftc exports every symbol for
+# dladdr (-export-dynamic): 1.3 MB of dynamic symbols, and code the linker could not drop; a
+# crash is read from its addresses and the unstripped build instead (README, "Crashes"). The
+# Swift toolchain's lld (Debian 12's lld 14 predates it) packs the relative relocations
+# (DT_RELR, glibc 2.36: 1 MB less) and folds identical functions (--icf=all).
+lld="$(dirname "$(readlink -f "$(command -v swift)")")/ld.lld"
+[ -x "$lld" ] || { echo "package.sh: $lld is missing: the Swift toolchain's lld links the package" >&2; exit 2; }
+size=(-Xswiftc -use-ld=lld -Xlinker --no-export-dynamic -Xlinker -z -Xlinker pack-relative-relocs -Xlinker --icf=all)
 echo "==> release build (static Swift runtime)"
-swift build -c release -Xswiftc -enforce-exclusivity=unchecked --static-swift-stdlib "${hardening[@]}" 2>&1 | tail -n 1
+swift build -c release -Xswiftc -enforce-exclusivity=unchecked --static-swift-stdlib "${hardening[@]}" "${size[@]}" 2>&1 | tail -n 1
 binary="$(swift build -c release --show-bin-path)/penha"
 version=$("$binary" --version)
 architecture=$(dpkg --print-architecture)
@@ -52,7 +60,7 @@ install -m 0644 README.md deploy/debian/copyright "$doc/"
 install -D -m 0644 deploy/debian/lintian-overrides "$root/usr/share/lintian/overrides/penha"
 gzip -9n < deploy/debian/changelog > "$doc/changelog.gz"
 mkdir -p "$root/usr/share/man/man8" "$root/usr/share/bash-completion/completions" "$root/usr/share/zsh/vendor-completions"
-deploy/manual.sh | gzip -9n > "$root/usr/share/man/man8/penha.8.gz"
+deploy/manual.sh "$binary" | gzip -9n > "$root/usr/share/man/man8/penha.8.gz"
 # bash-completion sources the file: a #! line would say it is a program.
 "$binary" --generate-completion-script bash | sed '1{/^#!/d}' > "$root/usr/share/bash-completion/completions/penha"
 "$binary" --generate-completion-script zsh > "$root/usr/share/zsh/vendor-completions/_penha"

@@ -1,6 +1,6 @@
-import ArgumentParser
 import Balancer
 import BalancerCore
+import PenhaCommandLine
 
 #if canImport(Glibc)
 import Glibc
@@ -10,15 +10,16 @@ import Glibc
 /// read, servers resolved, TLS files loaded, vrrp interfaces looked up) without binding or
 /// changing anything. pen's `-t` is the connect timeout, hence a subcommand. Run as root, it
 /// also warns of the files the packaged systemd unit's user could not use (ServiceUserCheck).
-struct CheckCommand: ParsableCommand {
-    static let configuration = CommandConfiguration(
-        commandName: "check",
-        abstract: "Check a configuration without starting it: run's arguments; prints every error, exits 2 if any.",
-        helpNames: [.long]
-    )
-
-    @Argument(parsing: .captureForPassthrough, help: "The arguments penha run would be given.")
+struct CheckCommand: Subcommand {
     var arguments: [String] = []
+
+    static var spec: CommandSpec<Self> {
+        CommandSpec(
+            name: "check",
+            abstract: "Check a configuration without starting it: run's arguments; prints every error, exits 2 if any.",
+            defaults: Self(),
+            operands: [.passthrough("arguments", help: "The arguments penha run would be given.", \.arguments)])
+    }
 
     func run() throws {
         // A malformed option or address is thrown: one line, exit 2, as for run.
@@ -38,7 +39,7 @@ struct CheckCommand: ParsableCommand {
         }
         guard errors.all.isEmpty else {
             for error in errors.all { writeToStandardError("penha: \(error)", level: .error) }
-            throw ExitCode(2)
+            throw ExitStatus(code: 2)
         }
         // Once it is correct: what passes here may still fail under the unit.
         for warning in warnings { writeToStandardError("penha: warning: \(warning)", level: .warning) }

@@ -1,6 +1,6 @@
-import ArgumentParser
 import Balancer
 import BalancerCore
+import PenhaCommandLine
 import Logging
 import NIOCore
 import NIOPosix
@@ -14,23 +14,25 @@ import Glibc
 /// `penha logpipe` or pen's penlog) on a UDP port and writes each web server's line with
 /// the real client (`LogDaemon` has the rules) to FILE, or stdout. SIGHUP reopens FILE
 /// (rotation), SIGUSR1 logs the counts, SIGTERM and SIGINT end it with status 0.
-struct LogdCommand: ParsableCommand {
-    static let configuration = CommandConfiguration(
-        commandName: "logd",
-        abstract: "Write web servers' access logs with the real clients from penha's -l datagrams (pen's penlogd).",
-        helpNames: [.long]
-    )
-
-    @Flag(name: .customShort("f"), help: "Stay in the foreground.")
+struct LogdCommand: Subcommand {
     var foreground = false
-    @Option(name: .customShort("l"), help: ArgumentHelp("The combined log (default stdout); reopened on SIGHUP.", valueName: "file"))
     var logFile: String?
-    @Option(name: .customShort("n"), help: ArgumentHelp("pen lines held for matching.", valueName: "n"))
-    var capacity: Int = LogdCache.defaultCapacity
-    @Option(name: .customShort("p"), help: ArgumentHelp("Write the process id to this file.", valueName: "pidfile"))
+    var capacity = LogdCache.defaultCapacity
     var pidFile: String?
-    @Argument(help: ArgumentHelp("The UDP port (on all IPv4 addresses, as penlogd), or host:port.", valueName: "[host:]port"))
-    var listen: String
+    var listen = ""
+
+    static var spec: CommandSpec<Self> {
+        CommandSpec(
+            name: "logd",
+            abstract: "Write web servers' access logs with the real clients from penha's -l datagrams (pen's penlogd).",
+            defaults: Self(),
+            options: [.flag("-f", help: "Stay in the foreground.", \.foreground),
+                      .value("-l", valueName: "file", help: "The combined log (default stdout); reopened on SIGHUP.", \.logFile),
+                      .value("-n", valueName: "lines", help: "pen lines held for matching.", \.capacity),
+                      .value("-p", valueName: "pidfile", help: "Write the process id to this file.", \.pidFile)],
+            operands: [.required("[host:]port", help: "The UDP port (on all IPv4 addresses, as penlogd), or host:port.",
+                                 \.listen)])
+    }
 
     func validate() throws {
         _ = try boundedNumber(capacity, LogdCache.capacityRange, for: "-n")

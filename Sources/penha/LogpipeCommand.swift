@@ -1,6 +1,6 @@
-import ArgumentParser
 import Balancer
 import BalancerCore
+import PenhaCommandLine
 
 #if canImport(Glibc)
 import Glibc
@@ -13,19 +13,20 @@ import Glibc
 /// over `PenLogLine.maxLineBytes` are skipped and counted; a datagram the daemon's host
 /// refuses is counted too, and the next line is still sent: the web server's logging never
 /// stops because the log host is away.
-struct LogpipeCommand: ParsableCommand {
-    static let configuration = CommandConfiguration(
-        commandName: "logpipe",
-        abstract: "Send access-log lines from stdin to penha logd or penlogd (pen's penlog).",
-        helpNames: [.long]
-    )
-
-    @Argument(help: "The log daemon's host.")
-    var host: String
-    @Argument(help: "The log daemon's UDP port.")
-    var port: Int
-    @Argument(help: ArgumentHelp("The local address to send from: the web server's address as penha knows it.", valueName: "my_ip"))
+struct LogpipeCommand: Subcommand {
+    var host = ""
+    var port = 0
     var localAddress: String?
+
+    static var spec: CommandSpec<Self> {
+        CommandSpec(
+            name: "logpipe", abstract: "Send access-log lines from stdin to penha logd or penlogd (pen's penlog).",
+            defaults: Self(),
+            operands: [.required("host", help: "The log daemon's host.", \.host),
+                       .required("port", help: "The log daemon's UDP port.", \.port),
+                       .optional("my_ip", help: "The local address to send from: the web server's address as penha knows it.",
+                                 \.localAddress)])
+    }
 
     func validate() throws {
         _ = try boundedNumber(port, 1...65535, for: "PORT")

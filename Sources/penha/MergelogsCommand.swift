@@ -1,6 +1,6 @@
-import ArgumentParser
 import Balancer
 import BalancerCore
+import PenhaCommandLine
 
 #if canImport(Glibc)
 import Glibc
@@ -11,24 +11,24 @@ import Glibc
 /// `-l` log, writing each web server's lines to stdout with the real client in place of
 /// the balancer's address (`LogMerge` has the rules). What could not be matched or read is
 /// counted on stderr.
-struct MergelogsCommand: ParsableCommand {
-    static let configuration = CommandConfiguration(
-        commandName: "mergelogs",
-        abstract: "Merge web server access logs with penha's -l log (pen's mergelogs).",
-        helpNames: [.long]
-    )
+struct MergelogsCommand: Subcommand {
+    var penLog = ""
+    var jitter = LogMerge.defaultJitter
+    var offset = 0
+    var serverLogs: [String] = []
 
-    @Option(name: .customShort("p"), help: ArgumentHelp("The -l log of penha or pen.", valueName: "penlog"))
-    var penLog: String
-    @Option(name: .customShort("j"), help: ArgumentHelp("Largest time difference, in seconds, of a line and its pen line.", valueName: "jitter"))
-    var jitter: Int = LogMerge.defaultJitter
-    @Option(name: .customShort("t"), parsing: .unconditional,
-            help: ArgumentHelp("Seconds by which pen's clock is ahead of the web servers' (subtracted from its times).",
-                               valueName: "offset"))
-    var offset: Int = 0
-    @Argument(help: ArgumentHelp("A web server as pen's log names it (its address), a colon, its access log; [v6]:file for IPv6.",
-                                 valueName: "server:logfile"))
-    var serverLogs: [String]
+    static var spec: CommandSpec<Self> {
+        CommandSpec(
+            name: "mergelogs", abstract: "Merge web server access logs with penha's -l log (pen's mergelogs).", defaults: Self(),
+            options: [.value("-p", valueName: "penlog", help: "The -l log of penha or pen.", \.penLog),
+                      .value("-j", valueName: "jitter", help: "Largest time difference, in seconds, of a line and its pen line.",
+                             \.jitter),
+                      .value("-t", valueName: "offset",
+                             help: "Seconds by which pen's clock is ahead of the web servers' (subtracted from its times).",
+                             \.offset)],
+            operands: [.list("server:logfile", help: "A web server as pen's log names it (its address), a colon, its access "
+                                 + "log; [v6]:file for IPv6.", atLeastOne: true, \.serverLogs)])
+    }
 
     func validate() throws {
         guard !serverLogs.isEmpty else { throw ConfigurationError("no SERVER:LOGFILE given") }

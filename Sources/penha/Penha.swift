@@ -1,6 +1,6 @@
-import ArgumentParser
 import Balancer
 import BalancerCore
+import PenhaCommandLine
 
 #if canImport(Glibc)
 import Glibc
@@ -11,43 +11,97 @@ struct Penha {
     static func main() {
         Signals.block()
         do {
-            var command = try PenhaCommand.parseAsRoot(PenArguments.split(Array(CommandLine.arguments.dropFirst())))
-            try command.run()
+            try start(Array(CommandLine.arguments.dropFirst()))
         } catch {
             exit(reporting: error)
         }
     }
 
+    /// The subcommands; the first runs when none is named (pen's command line).
+    static var subcommands: [any Subcommand.Type] { [RunCommand.self, CheckCommand.self, CtlCommand.self, StatusCommand.self,
+                                                     LogdCommand.self, LogpipeCommand.self, MergelogsCommand.self] }
+
+    static let program = Program(name: "penha", abstract: "pen, the load balancer, rebuilt in Swift with VRRP built in.",
+                                 version: PenhaVersion.current, commands: subcommands.map { $0.outline })
+
+    private static func start(_ words: [String]) throws {
+        switch try program.request(words) {
+        case .help:
+            print(program.help)
+        case .version:
+            print(program.version)
+        case .completionScript(let shell):
+            print(program.completionScript(shell), terminator: "")
+        case .manual:
+            print(program.manual, terminator: "")
+        case .command(let name, let arguments):
+            for subcommand in subcommands where subcommand.outline.name == name {
+                try subcommand.run(arguments)
+            }
+        }
+    }
+
     /// pen's convention: a bad argument exits 2 with one line naming it; help exits 0.
     static func exit(reporting error: Error) -> Never {
-        // A subcommand that has said what it had to say and only sets the status.
-        if let code = error as? ExitCode { Glibc.exit(code.rawValue) }
-        if PenhaCommand.exitCode(for: error) == .success {
-            print(PenhaCommand.fullMessage(for: error))
+        switch error {
+        case let status as ExitStatus:
+            // A subcommand that has said what it had to say and only sets the status.
+            Glibc.exit(status.code)
+        case let help as HelpRequest:
+            print(help.text)
             Glibc.exit(0)
+        default:
+            let message = (error as? ConfigurationError)?.message ?? "\(error)"
+            let line = message.split(separator: "\n").first.map(String.init) ?? "\(error)"
+            writeToStandardError("penha: \(line)", level: .error)
+            // 1: a runtime failure (a file that cannot be written, a port in use); 2: bad usage or configuration.
+            Glibc.exit(error is RuntimeFailure || error is FileError ? 1 : 2)
         }
-        let message = (error as? ConfigurationError)?.message ?? PenhaCommand.message(for: error)
-        let line = message.split(separator: "\n").first.map(String.init) ?? "\(error)"
-        writeToStandardError("penha: \(line)", level: .error)
-        // 1: a runtime failure (a file that cannot be written, a port in use); 2: bad usage or configuration.
-        Glibc.exit(error is RuntimeFailure || error is FileError ? 1 : 2)
     }
+}
+
+/// A subcommand: its command line (`spec`), checked (`validate`), then run.
+protocol Subcommand {
+    static var spec: CommandSpec<Self> { get }
+    /// What the parser cannot check alone: bounds, combinations; a `ConfigurationError` exits 2.
+    func validate() throws
+    func run() throws
+}
+
+extension Subcommand {
+    func validate() throws {}
+
+    static var outline: CommandOutline { spec.outline }
+
+    /// Parses, validates and runs.
+    static func run(_ words: [String]) throws {
+        try parse(words).run()
+    }
+
+    /// The words after the subcommand's name, parsed and validated; `--help` is thrown as a
+    /// `HelpRequest`.
+    static func parse(_ words: [String]) throws -> Self {
+        switch try spec.parse(words) {
+        case .values(let command):
+            try command.validate()
+            return command
+        case .help:
+            throw HelpRequest(text: Penha.program.help(for: spec.outline))
+        }
+    }
+}
+
+/// `--help`: the text goes to stdout, exit status 0.
+struct HelpRequest: Error {
+    let text: String
+}
+
+/// Exit with this status, the subcommand having said why (`check` its errors, `ctl` the answer).
+struct ExitStatus: Error {
+    let code: Int32
 }
 
 /// A failure after the arguments were accepted (a port in use, say): exit status 1.
 struct RuntimeFailure: Error, CustomStringConvertible {
     let description: String
-}
-
-struct PenhaCommand: ParsableCommand {
-    static let configuration = CommandConfiguration(
-        commandName: "penha",
-        abstract: "pen, the load balancer, rebuilt in Swift with VRRP built in.",
-        version: PenhaVersion.current,
-        subcommands: [RunCommand.self, CheckCommand.self, CtlCommand.self, StatusCommand.self, LogdCommand.self,
-                      LogpipeCommand.self, MergelogsCommand.self],
-        defaultSubcommand: RunCommand.self,
-        // pen's -h means hash; help is --help only.
-        helpNames: [.long]
-    )
 }

@@ -1,104 +1,119 @@
-import ArgumentParser
 import Balancer
 import BalancerCore
 import Logging
 import NIOCore
 import NIOPosix
+import PenhaCommandLine
 
 #if canImport(Glibc)
 import Glibc
 #endif
 
 /// `penha [run] [pen's options] [host:]port|/path server...`: pen's command line, unchanged.
-struct RunCommand: ParsableCommand {
-    static let configuration = CommandConfiguration(
-        commandName: "run",
-        abstract: "Balance connections on a listen address across servers, as pen does.",
-        helpNames: [.long]
-    )
-
-    @Option(name: .customShort("b"), help: ArgumentHelp("Blacklist a failed server for this many seconds.", valueName: "seconds"))
-    var blacklist: Int = 30
-    @Option(name: .customShort("c"), help: ArgumentHelp("Client table size.", valueName: "slots"))
-    var clients: Int = 2048
-    @Option(name: .customShort("e"), help: ArgumentHelp("Emergency server host:port, used when all servers fail.", valueName: "host:port"))
+struct RunCommand: Subcommand {
+    var blacklist = 30
+    var clients = 2048
     var emergency: String?
-    @Option(name: .customShort("B"), help: ArgumentHelp("Abuse server host:port: where clients refused by client_acl go.", valueName: "host:port"))
     var abuseServer: String?
-    @Option(name: .customShort("t"), help: ArgumentHelp("Connect timeout in seconds.", valueName: "seconds"))
-    var timeout: Int = 3
-    @Option(name: .customShort("x"), help: ArgumentHelp("Maximum simultaneous connections (0: no limit).", valueName: "connections"))
-    var connections: Int = 500
-    @Option(name: .customShort("T"), help: ArgumentHelp("Track clients for this many seconds (0: forever).", valueName: "seconds"))
-    var tracking: Int = 0
-    @Option(name: .customShort("q"), help: ArgumentHelp("Listen backlog.", valueName: "backlog"))
-    var backlog: Int = 511
-    @Option(name: .customShort("S"), help: ArgumentHelp("pen's maximum number of servers; penha's table grows as needed.", valueName: "servers"))
+    var timeout = 3
+    var connections = 500
+    var tracking = 0
+    var backlog = 511
     var maxServers: Int?
-    @Option(name: [.customShort("O"), .customShort("o")], help: ArgumentHelp("A penctl command, applied after the options.", valueName: "command"))
     var commands: [String] = []
-    @Flag(name: .customShort("r"), help: "Round-robin without client tracking.")
     var roundRobin = false
-    @Flag(name: .customShort("h"), help: "Choose a new client's server by a hash of its address.")
     var hash = false
-    @Flag(name: .customShort("N"), help: "Hash of the client address, without client tracking (-h -r).")
     var hashWithoutTracking = false
-    @Flag(name: .customShort("W"), help: "Choose the server with the fewest connections per weight.")
     var weight = false
-    @Flag(name: .customShort("H"), help: "HTTP mode: add X-Forwarded-For with the client's address to each request.")
     var forwardedFor = false
-    @Flag(name: .customShort("U"), help: "UDP: balance datagrams, a flow per client address and port.")
     var udp = false
-    @Flag(name: .customShort("s"), help: "Stubborn: close the client if its first server fails.")
     var stubborn = false
-    @Flag(name: .customShort("f"), help: "Stay in the foreground.")
     var foreground = false
-    @Flag(name: .customShort("d"), help: "Debug logging; repeat for more.")
-    var debug: Int
-    @Flag(name: [.customShort("P"), .customShort("Q")], help: "pen's poll/kqueue choice; penha always uses epoll.")
-    var eventMechanism: Int
-
-    @Option(name: .customShort("C"), help: ArgumentHelp("Control socket: digits are a port (on loopback), a ':' makes host:port (off loopback only with control_acl), anything else is a Unix socket path (relative: from the working directory).", valueName: "socket"))
+    var debug = 0
+    var eventMechanism = 0
     var control: String?
-    @Option(name: .customShort("F"), help: ArgumentHelp("Config file of penctl commands, read after the command line and on SIGHUP.", valueName: "file"))
     var configFile: String?
-    @Option(name: .customShort("l"), help: ArgumentHelp("pen's log, a line per connection: a file, or host:port of a log daemon (penha logd).", valueName: "file|host:port"))
     var logFile: String?
-    @Option(name: .customShort("p"), help: ArgumentHelp("Write the process id to this file.", valueName: "file"))
     var pidFile: String?
-    @Flag(name: .customShort("X"), help: "Allow the exit command on the control socket.")
     var exitCommand = false
-    @Option(name: .customShort("w"), help: ArgumentHelp("HTML status report, written on SIGUSR1 and every 30 seconds.", valueName: "file"))
     var webStats: String?
-    @Option(name: .customShort("j"), help: ArgumentHelp("chroot into this directory after binding.", valueName: "directory"))
     var chroot: String?
-    @Option(name: .customShort("u"), help: ArgumentHelp("Run as this user after binding (with vrrp keeping CAP_NET_RAW and CAP_NET_ADMIN).", valueName: "user"))
     var user: String?
-
-    @Option(name: .customShort("E"), help: ArgumentHelp("TLS: serve clients with this certificate (PEM, chain after it).", valueName: "file"))
     var certificate: String?
-    @Option(name: .customShort("K"), help: ArgumentHelp("TLS: the private key (PEM), if not in the -E file.", valueName: "file"))
     var key: String?
-    @Option(name: .customShort("G"), help: ArgumentHelp("TLS: CA certificates that client certificates are checked against.", valueName: "file"))
     var caFile: String?
-    @Option(name: .customShort("A"), help: ArgumentHelp("TLS: a directory of hashed CA certificates, the same use.", valueName: "directory"))
     var caDirectory: String?
-    @Option(name: .customShort("L"), help: ArgumentHelp("TLS: the oldest version accepted, tls1.2 (default) or tls1.3.", valueName: "version"))
     var sslProtocol: String?
-    @Flag(name: .customShort("R"), help: "TLS: refuse clients without a certificate from the -G/-A CAs.")
     var requireCertificate = false
-    @Flag(name: .customShort("Z"), help: .hidden) var sslCompatibility = false
-
+    var sslCompatibility = false
     // pen options whose parts of penha are not built yet: accepted by the parser only so
     // that they are refused by name, never silently ignored.
-    @Option(name: .customShort("m"), help: .hidden) var multiAccept: String?
-    @Option(name: .customShort("i"), help: .hidden) var windowsService: String?
-    @Flag(name: .customShort("a"), help: .hidden) var asciiDump = false
-
-    @Argument(help: "Listen on [host:]port, [v6]:port, :::port or a Unix socket path (or a 'listen' line in the -F file).")
+    var multiAccept: String?
+    var windowsService: String?
+    var asciiDump = false
     var listen: String?
-    @Argument(help: "Servers: host[:port[:maxc[:hard[:weight[:prio]]]]], IPv6 in brackets.")
     var servers: [String] = []
+
+    static var spec: CommandSpec<Self> {
+        CommandSpec(
+            name: "run", abstract: "Balance connections on a listen address across servers, as pen does.", defaults: Self(),
+            options: [
+                .value("-b", valueName: "seconds", help: "Blacklist a failed server for this many seconds.", \.blacklist),
+                .value("-c", valueName: "slots", help: "Client table size.", \.clients),
+                .value("-e", valueName: "host:port", help: "Emergency server host:port, used when all servers fail.", \.emergency),
+                .value("-B", valueName: "host:port", help: "Abuse server host:port: where clients refused by client_acl go.",
+                       \.abuseServer),
+                .value("-t", valueName: "seconds", help: "Connect timeout in seconds.", \.timeout),
+                .value("-x", valueName: "connections", help: "Maximum simultaneous connections (0: no limit).", \.connections),
+                .value("-T", valueName: "seconds", help: "Track clients for this many seconds (0: forever).", \.tracking),
+                .value("-q", valueName: "backlog", help: "Listen backlog.", \.backlog),
+                .value("-S", valueName: "servers", help: "pen's maximum number of servers; penha's table grows as needed.",
+                       \.maxServers),
+                .value("-O", "-o", valueName: "command", help: "A penctl command, applied after the options.", \.commands),
+                .flag("-r", help: "Round-robin without client tracking.", \.roundRobin),
+                .flag("-h", help: "Choose a new client's server by a hash of its address.", \.hash),
+                .flag("-N", help: "Hash of the client address, without client tracking (-h -r).", \.hashWithoutTracking),
+                .flag("-W", help: "Choose the server with the fewest connections per weight.", \.weight),
+                .flag("-H", help: "HTTP mode: add X-Forwarded-For with the client's address to each request.", \.forwardedFor),
+                .flag("-U", help: "UDP: balance datagrams, a flow per client address and port.", \.udp),
+                .flag("-s", help: "Stubborn: close the client if its first server fails.", \.stubborn),
+                .flag("-f", help: "Stay in the foreground.", \.foreground),
+                .count("-d", help: "Debug logging; repeat for more.", \.debug),
+                .count("-P", "-Q", help: "pen's poll/kqueue choice; penha always uses epoll.", \.eventMechanism),
+                .value("-C", valueName: "socket", help: "Control socket: digits are a port (on loopback), a ':' makes host:port "
+                           + "(off loopback only with control_acl), anything else is a Unix socket path (relative: from the "
+                           + "working directory).", \.control),
+                .value("-F", valueName: "file", help: "Config file of penctl commands, read after the command line and on SIGHUP.",
+                       \.configFile),
+                .value("-l", valueName: "file|host:port",
+                       help: "pen's log, a line per connection: a file, or host:port of a log daemon (penha logd).", \.logFile),
+                .value("-p", valueName: "file", help: "Write the process id to this file.", \.pidFile),
+                .flag("-X", help: "Allow the exit command on the control socket.", \.exitCommand),
+                .value("-w", valueName: "file", help: "HTML status report, written on SIGUSR1 and every 30 seconds.", \.webStats),
+                .value("-j", valueName: "directory", help: "chroot into this directory after binding.", \.chroot),
+                .value("-u", valueName: "user",
+                       help: "Run as this user after binding (with vrrp keeping CAP_NET_RAW and CAP_NET_ADMIN).", \.user),
+                .value("-E", valueName: "file", help: "TLS: serve clients with this certificate (PEM, chain after it).",
+                       \.certificate),
+                .value("-K", valueName: "file", help: "TLS: the private key (PEM), if not in the -E file.", \.key),
+                .value("-G", valueName: "file", help: "TLS: CA certificates that client certificates are checked against.",
+                       \.caFile),
+                .value("-A", valueName: "directory", help: "TLS: a directory of hashed CA certificates, the same use.",
+                       \.caDirectory),
+                .value("-L", valueName: "version", help: "TLS: the oldest version accepted, tls1.2 (default) or tls1.3.",
+                       \.sslProtocol),
+                .flag("-R", help: "TLS: refuse clients without a certificate from the -G/-A CAs.", \.requireCertificate),
+                .flag("-Z", help: nil, \.sslCompatibility),
+                .value("-m", valueName: "count", help: nil, \.multiAccept),
+                .value("-i", valueName: "name", help: nil, \.windowsService),
+                .flag("-a", help: nil, \.asciiDump),
+            ],
+            operands: [
+                .optional("listen", help: "Listen on [host:]port, [v6]:port, :::port or a Unix socket path (or a 'listen' "
+                              + "line in the -F file).", \.listen),
+                .list("servers", help: "Servers: host[:port[:maxc[:hard[:weight[:prio]]]]], IPv6 in brackets.", \.servers),
+            ])
+    }
 
     func validate() throws {
         let refused: [(given: Bool, option: String, what: String)] = [

@@ -1,26 +1,23 @@
-import ArgumentParser
 import Balancer
 import BalancerCore
-// Not Foundation: its ICU data alone was 37 MB of the binary. JSONEncoder is FoundationEssentials',
-// which swift-argument-parser links anyway.
-import FoundationEssentials
+import PenhaCommandLine
 import Glibc
 import VRRP
 import VRRPCore
 
 /// `penha status [-C SOCKET] [--json]`: what a running penha is doing, for a person or, with
 /// `--json`, for scripts. Exits 0 when penha answered, 1 when it did not.
-struct StatusCommand: ParsableCommand {
-    static let configuration = CommandConfiguration(
-        commandName: "status",
-        abstract: "Show a running penha's role, connections and servers.",
-        helpNames: [.long]
-    )
-
-    @Option(name: .customShort("C"), help: "Control socket or host:port (default \(Endpoint.defaultControlPath)).")
+struct StatusCommand: Subcommand {
     var control: String?
-    @Flag(help: "Print one JSON object.")
     var json = false
+
+    static var spec: CommandSpec<Self> {
+        CommandSpec(
+            name: "status", abstract: "Show a running penha's role, connections and servers.", defaults: Self(),
+            options: [.value("-C", valueName: "socket", help: "Control socket or host:port (default \(Endpoint.defaultControlPath)).",
+                             \.control),
+                      .flag("--json", help: "Print one JSON object.", \.json)])
+    }
 
     func run() throws {
         let reply: Reply
@@ -39,9 +36,7 @@ struct StatusCommand: ParsableCommand {
             throw RuntimeFailure(description: "penha's status answer cannot be read: \(error)")
         }
         if json {
-            let encoder = JSONEncoder()
-            encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
-            print(String(decoding: try encoder.encode(status), as: UTF8.self))
+            print(try JSONText.encode(status))
         } else {
             print(status.summary)
         }

@@ -211,6 +211,14 @@ final class ControlIntegrationTests: XCTestCase {
         XCTAssertTrue(nowhere.stderr.contains("cannot connect"), nowhere.stderr)
         let empty = try runPenha(["ctl", penha.control])
         XCTAssertEqual(empty.status, 2, empty.stderr)
+        // -C names the socket as status's does (it was taken as the command's first word),
+        // and what follows is the command, options or not.
+        let named = try runPenha(["ctl", "-C", penha.control, "servers"])
+        XCTAssertEqual(named.status, 0, named.stderr)
+        XCTAssertEqual(named.stdout, servers.stdout)
+        let attached = try runPenha(["ctl", "-C\(penha.control)", "timeout", "-1"])
+        XCTAssertEqual(attached.status, 1, attached.stderr)
+        XCTAssertTrue(attached.stdout.contains("error: "), attached.stdout)
     }
 
     func testTCPControlPortOnLoopbackWorks() throws {

@@ -76,14 +76,36 @@ final class MetricsIntegrationTests: XCTestCase {
         XCTAssertTrue(try httpGet(port: metricsPort, path: "/metrics").status.hasPrefix("HTTP/1.1 403"))
     }
 
+    /// HEAD announces the length without the body, other methods get 405, what is not HTTP 400.
+    func testHeadOtherMethodsAndWhatIsNotHTTP() throws {
+        let a = try Backend("A")
+        defer { a.stop() }
+        let metricsPort = freePort()
+        let penha = try Penha(["-O", "metrics 127.0.0.1:\(metricsPort)"], servers: ["127.0.0.1:\(a.port)"])
+        defer { penha.stop() }
+        let head = try httpRequest(port: metricsPort, "HEAD /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
+        XCTAssertTrue(head.status.hasPrefix("HTTP/1.1 200"), head.status)
+        XCTAssertEqual(head.body, "")
+        let length = try XCTUnwrap(head.head.split(separator: "\r\n").first { $0.hasPrefix("Content-Length: ") })
+        XCTAssertGreaterThan(Int(length.dropFirst("Content-Length: ".count)) ?? 0, 100, head.head)
+        XCTAssertTrue(try httpRequest(port: metricsPort, "DELETE /metrics HTTP/1.1\r\n\r\n").status.hasPrefix("HTTP/1.1 405"))
+        XCTAssertTrue(try httpRequest(port: metricsPort, "hello\r\n\r\n").status.hasPrefix("HTTP/1.1 400"))
+    }
+
     /// One HTTP/1.1 request; the status line and the body.
     private func httpGet(port: Int, path: String) throws -> (status: String, body: String) {
+        let response = try httpRequest(port: port, "GET \(path) HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+        return (response.status, response.body)
+    }
+
+    /// `request` sent as it is; the response's status line, head and body.
+    private func httpRequest(port: Int, _ request: String) throws -> (status: String, head: String, body: String) {
         let client = try Client(port: port)
-        try client.send("GET \(path) HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+        try client.send(request)
         let response = String(decoding: try client.readToEnd(), as: UTF8.self)
         guard let split = response.range(of: "\r\n\r\n") else { throw TestFailure("no HTTP response: \(response)") }
-        let status = String(response[..<split.lowerBound].prefix { $0 != "\r" })
-        return (status, String(response[split.upperBound...]))
+        let head = String(response[..<split.lowerBound])
+        return (String(head.prefix { $0 != "\r" }), head, String(response[split.upperBound...]))
     }
 }
 

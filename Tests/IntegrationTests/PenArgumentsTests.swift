@@ -1,62 +1,93 @@
+import Foundation
+import PenhaCommandLine
 import XCTest
 
 @testable import penha
 
-/// The pass that gives swift-argument-parser pen's getopt forms: `-x500`, `-fd`, `-fx500`.
+/// pen's getopt forms on `run`'s own table: `-x500`, `-fd`, `-fx500`, and the subcommands'
+/// help naming what each option takes.
 final class PenArgumentsTests: XCTestCase {
-    func testAttachedValuesAndBundledFlagsAreSplitAsGetoptReadsThem() {
-        let cases: [([String], [String])] = [
-            (["-x500", "-c4096", "80", "h"], ["-x", "500", "-c", "4096", "80", "h"]),
-            (["-fdx500", "80", "h"], ["-f", "-d", "-x", "500", "80", "h"]),
-            (["-dd", "80", "h"], ["-d", "-d", "80", "h"]),
-            (["-C/tmp/p.sock", "80", "h"], ["-C", "/tmp/p.sock", "80", "h"]),
-            (["run", "-Ovrrp vrid 1", "80", "h"], ["run", "-O", "vrrp vrid 1", "80", "h"]),
-            // The value after a separate value option is a value: `-1` and `-fd` stay as they are.
-            (["-x", "-1", "-O", "-fd", "80", "h"], ["-x", "-1", "-O", "-fd", "80", "h"]),
-            // What is not an option cluster is left to the parser, which names it.
-            (["-Y5", "--help", "-", "-1"], ["-Y5", "--help", "-", "-1"]),
-            (["-fY"], ["-fY"]),
-            (["80", "--", "-x500"], ["80", "--", "-x500"]),
-            // penctl commands are not options.
-            (["ctl", "server", "-x500"], ["ctl", "server", "-x500"]),
-            (["status", "-C/tmp/p.sock"], ["status", "-C/tmp/p.sock"]),
-        ]
-        for (given, expected) in cases {
-            XCTAssertEqual(PenArguments.split(given), expected, "\(given)")
-        }
+    private func parse(_ words: [String]) throws -> RunCommand {
+        guard case .values(let command) = try RunCommand.spec.parse(words) else { throw TestFailure("help for \(words)") }
+        return command
     }
 
-    /// The letter sets against `run`'s declarations, read from its help: a new option is
-    /// split right or this fails.
-    func testLetterSetsAreRunsOptionsWithAndWithoutValues() throws {
-        var values = Set<Character>()
-        var flags = Set<Character>()
-        for line in RunCommand.helpMessage(includeHidden: true).split(separator: "\n") {
-            guard line.hasPrefix("  -"), !line.hasPrefix("  --") else { continue }
-            // "  -O, -o <O>   A penctl command..." or "  -r   Round-robin..."
-            let words = line.split(separator: " ")
-            let names = words.prefix { $0.hasPrefix("-") }.map { $0.trimmingCharacters(in: [","]) }
-            let takesValue = words.dropFirst(names.count).first?.hasPrefix("<") ?? false
-            for name in names where name.count == 2 {
-                if takesValue { values.insert(name.last!) } else { flags.insert(name.last!) }
+    func testAttachedValuesAndBundledFlagsAreReadAsGetoptReadsThem() throws {
+        let attached = try parse(["-x500", "-c4096", "80", "h"])
+        XCTAssertEqual([attached.connections, attached.clients], [500, 4096])
+        XCTAssertEqual([attached.listen, attached.servers.first], ["80", "h"])
+        let bundled = try parse(["-fdx500", "80", "h"])
+        XCTAssertEqual([bundled.foreground, bundled.debug == 1, bundled.connections == 500], [true, true, true])
+        XCTAssertEqual(try parse(["-dd", "80", "h"]).debug, 2)
+        XCTAssertEqual(try parse(["-C/tmp/p.sock", "80", "h"]).control, "/tmp/p.sock")
+        XCTAssertEqual(try parse(["-Ovrrp vrid 1", "-o", "server 0", "80", "h"]).commands, ["vrrp vrid 1", "server 0"])
+        // The value after a separate value option is a value: `-1` and `-fd` stay as they are.
+        let values = try parse(["-x", "-1", "-O", "-fd", "80", "h"])
+        XCTAssertEqual(values.connections, -1)
+        XCTAssertEqual(values.commands, ["-fd"])
+        XCTAssertFalse(values.foreground)
+        // Options between the operands, and none after `--`.
+        let mixed = try parse(["80", "-f", "h", "--", "-x500"])
+        XCTAssertEqual(mixed.servers, ["h", "-x500"])
+        XCTAssertTrue(mixed.foreground)
+        XCTAssertEqual(mixed.connections, 500, "the default: -x500 is a server after --")
+    }
+
+    func testWhatIsNotAnOptionOfRunIsNamed() {
+        for (words, message) in [(["-Y5", "80"], "Unknown option '-Y'"), (["-fY"], "Unknown option '-Y'"),
+                                 (["--json", "80"], "Unknown option '--json'"), (["-x"], "Missing value for '-x <connections>'"),
+                                 (["-xabc", "80", "h"], "The value 'abc' is invalid for '-x <connections>'")] {
+            XCTAssertThrowsError(try RunCommand.spec.parse(words), "\(words)") { error in
+                XCTAssertEqual(error as? UsageError, UsageError(message), "\(words)")
             }
         }
-        XCTAssertEqual(values, PenArguments.valueLetters)
-        XCTAssertEqual(flags, PenArguments.flagLetters)
     }
 
     /// The help and the man page name what an option takes (`-e <host:port>`), not its letter
-    /// again (`-e <e>`, which the man page rendered as "-e e").
+    /// again (`-e <e>`, which the man page rendered as "-e e"; `status -C <C>`).
     func testEveryValueOptionNamesWhatItTakes() {
         var checked = 0
-        for line in RunCommand.helpMessage().split(separator: "\n") {
-            let words = line.split(separator: " ")
-            guard let first = words.first, first.hasPrefix("-"), !first.hasPrefix("--"),
-                  let value = words.first(where: { $0.hasPrefix("<") }) else { continue }
-            checked += 1
-            let letters = words.prefix { $0.hasPrefix("-") }.map { $0.trimmingCharacters(in: ["-", ","]) }
-            XCTAssertFalse(letters.contains(String(value.dropFirst().dropLast())), String(line))
+        for command in penha.Penha.program.commands {
+            for option in command.options {
+                guard let value = option.valueName else { continue }
+                checked += 1
+                XCTAssertFalse(option.names.contains { $0.dropFirst() == value }, "\(command.name) \(option.label)")
+                XCTAssertTrue(penha.Penha.program.help(for: command).contains("  \(option.label)"), option.label)
+            }
         }
-        XCTAssertGreaterThan(checked, 20)
+        XCTAssertGreaterThanOrEqual(checked, 30)
+    }
+
+    /// `ctl -C SOCKET` takes the socket; the command after it is not options.
+    func testCtlTakesItsSocketOptionBeforeTheCommand() throws {
+        guard case .values(let ctl) = try CtlCommand.spec.parse(["-C", "/run/p.sock", "server", "0", "-x500"]) else {
+            throw TestFailure("help")
+        }
+        XCTAssertEqual(ctl.control, "/run/p.sock")
+        XCTAssertEqual(ctl.words, ["server", "0", "-x500"])
+        guard case .values(let positional) = try CtlCommand.spec.parse(["/run/p.sock", "servers"]) else { throw TestFailure("help") }
+        XCTAssertNil(positional.control)
+        XCTAssertEqual(positional.words, ["/run/p.sock", "servers"])
+    }
+
+    /// The bash completion package.sh installs, run by bash: subcommands first, then the
+    /// options of the subcommand named (run's without one).
+    func testBashCompletesSubcommandsAndTheirOptions() throws {
+        let script = try runPenha(["--generate-completion-script", "bash"])
+        XCTAssertEqual(script.status, 0, script.stderr)
+        let path = temporaryPath("penha.bash")
+        try script.stdout.write(toFile: path, atomically: true, encoding: .utf8)
+        let complete = { (words: [String]) throws -> String in
+            let line = words.map { "'\($0)'" }.joined(separator: " ")
+            let result = try runProgram("/bin/bash", ["-c", "source \(path); COMP_WORDS=(\(line)); COMP_CWORD=\(words.count - 1); "
+                                                          + "_penha; echo \"${COMPREPLY[*]}\""])
+            XCTAssertEqual(result.status, 0, result.stderr)
+            return result.stdout
+        }
+        XCTAssertEqual(try complete(["penha", "st"]), "status\n")
+        XCTAssertEqual(try complete(["penha", "status", "-"]), "-C --json --help\n")
+        XCTAssertEqual(try complete(["penha", "ctl", "-"]), "-C --help\n")
+        XCTAssertTrue(try complete(["penha", "-"]).hasPrefix("-b -c -e -B -t -x"))
+        XCTAssertTrue(try complete(["penha", "-f", "-F", path]).contains(path), "a value option's value is a file")
     }
 }

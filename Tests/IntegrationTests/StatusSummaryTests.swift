@@ -52,4 +52,31 @@ final class StatusSummaryTests: XCTestCase {
         report.vrrp[0].lastChangeSecondsAgo = nil
         XCTAssertFalse(report.summary.contains("last change"), "before the first transition")
     }
+
+    /// `--json` without Foundation: the bytes Foundation's JSONEncoder wrote (sorted keys, `/`
+    /// as is, absent optionals left out), for a report with every part and awkward text.
+    func testJSONIsWhatFoundationsEncoderWrote() throws {
+        let server = StatusReport.Server(
+            index: 0, address: "2001:db8::1", port: 80, state: .blacklisted, blacklistSecondsLeft: 3, connections: 1,
+            totalConnections: UInt64.max, maxConnections: 0, sent: 5, received: 6, check: .down,
+            checkResult: "HTTP 503 \"down\" \\ /health\n\t\u{01}\u{7F} é", checkSuccesses: 0, checkFailures: 2,
+            checkChangedSecondsAgo: nil)
+        let instance = StatusReport.VRRPInstance(
+            vrid: 51, state: .backup, interface: "eth0", version: 3, priority: 100, effectivePriority: 90,
+            advertMilliseconds: 1000, master: nil, lastChange: 0, lastChangeSecondsAgo: nil, lastChangeReason: "",
+            sent: 0, received: 1, malformed: 2, dropped: ["ttl": 3, "auth": 4], virtualAddresses: [.init(address: "192.0.2.10/24", onInterface: false)])
+        var report = StatusReport(role: "BACKUP", listen: "/run/penha/a.sock", uptimeSeconds: 1, connections: -1,
+                                  totalConnections: 0, refusedClients: 7, tlsHandshakes: .init(completed: 1, failed: 2),
+                                  servers: [server, server], vrrp: [instance])
+        report.sync = .init(listen: "[::]:7000", sending: true, rejected: 1, peers: [
+            .init(address: "192.0.2.2", connected: false, sent: 1, received: 2, fullCopies: 3, lastFullCopySecondsAgo: 4, dropped: 5),
+        ])
+        report.draining = .init(connections: 2, secondsLeft: 9)
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
+        for sample in [report, StatusReport(role: "STANDALONE", listen: "", uptimeSeconds: 0, connections: 0, totalConnections: 0,
+                                            refusedClients: 0, tlsHandshakes: nil, servers: [], vrrp: [])] {
+            XCTAssertEqual(try JSONText.encode(sample), String(decoding: try encoder.encode(sample), as: UTF8.self))
+        }
+    }
 }

@@ -2,11 +2,10 @@ import BalancerCore
 import BalancerMetrics
 import Logging
 import NIOCore
-import NIOHTTP1
 import NIOPosix
 
 /// `metrics ADDRESS:PORT`: Prometheus' `GET /metrics` over HTTP/1.1, one answer per
-/// connection. The body is rendered at scrape time from the status model, so the data path
+/// connection (`ScrapeRequestReader` reads the head). The body is rendered at scrape time from the status model, so the data path
 /// counts nothing for it. A scraper that `acl N` refuses gets 403.
 public enum MetricsServer {
     /// A scraper that has not sent its request by then is closed.
@@ -19,9 +18,8 @@ public enum MetricsServer {
             .serverChannelOption(ChannelOptions.socketOption(.so_reuseaddr), value: 1)
             .childChannelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {
-                    let pipeline = channel.pipeline.syncOperations
-                    try pipeline.configureHTTPServerPipeline(withPipeliningAssistance: false, withErrorHandling: true)
-                    try pipeline.addHandler(MetricsHandler(service: service, acl: endpoint.acl, refusals: refusals))
+                    try channel.pipeline.syncOperations.addHandler(MetricsHandler(service: service, acl: endpoint.acl,
+                                                                                  refusals: refusals))
                 }
             }
             .bind(host: endpoint.host, port: endpoint.port)
@@ -55,14 +53,15 @@ extension BalancerService {
 
 /// One scrape: the request head decides, the body (if any) is ignored, the answer closes.
 final class MetricsHandler: ChannelInboundHandler {
-    typealias InboundIn = HTTPServerRequestPart
-    typealias OutboundOut = HTTPServerResponsePart
+    typealias InboundIn = ByteBuffer
+    typealias OutboundOut = ByteBuffer
 
     private let service: BalancerService
     private let acl: Int?
     /// The listener's, shared by its scrapes.
     private let refusals: NIOLoopBoundBox<LogThrottle>
     private var timeout: Scheduled<Void>?
+    private var reader = ScrapeRequestReader()
     private var answered = false
 
     init(service: BalancerService, acl: Int?, refusals: NIOLoopBoundBox<LogThrottle>) {
@@ -83,25 +82,35 @@ final class MetricsHandler: ChannelInboundHandler {
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
-        guard case .head(let head) = unwrapInboundIn(data), !answered else { return }
+        guard !answered else { return }
+        let method: String
+        let path: String
+        switch reader.read(unwrapInboundIn(data)) {
+        case .incomplete:
+            return
+        case .malformed:
+            answered = true
+            return respond(context, 400, "Bad Request", "not an HTTP/1 request\n")
+        case .request(let requestMethod, let requestPath):
+            (method, path) = (requestMethod, requestPath)
+        }
         answered = true
         guard service.admitsScraper(from: context.channel.remoteAddress, acl: acl, refusals: &refusals.value) else {
-            return respond(context, .forbidden, "access denied\n")
+            return respond(context, 403, "Forbidden", "access denied\n")
         }
-        let path = head.uri.split(separator: "?", maxSplits: 1).first.map(String.init) ?? head.uri
-        guard path == "/metrics" else { return respond(context, .notFound, "only /metrics is here\n") }
-        guard head.method == .GET || head.method == .HEAD else {
-            return respond(context, .methodNotAllowed, "GET /metrics\n")
+        guard path == "/metrics" else { return respond(context, 404, "Not Found", "only /metrics is here\n") }
+        guard method == "GET" || method == "HEAD" else {
+            return respond(context, 405, "Method Not Allowed", "GET /metrics\n")
         }
-        let bodyWanted = head.method == .GET
+        let bodyWanted = method == "GET"
         service.statusReport().assumeIsolated().whenComplete { result in
             switch result {
             case .success(let report):
                 let body = MetricsExposition.render(report)
-                self.respond(context, .ok, bodyWanted ? body : [], length: body.count,
+                self.respond(context, 200, "OK", bodyWanted ? body : [], length: body.count,
                              contentType: "text/plain; version=0.0.4; charset=utf-8")
             case .failure:
-                self.respond(context, .serviceUnavailable, "status unavailable\n")
+                self.respond(context, 503, "Service Unavailable", "status unavailable\n")
             }
         }
     }
@@ -110,16 +119,14 @@ final class MetricsHandler: ChannelInboundHandler {
         context.close(promise: nil)
     }
 
-    private func respond(_ context: ChannelHandlerContext, _ status: HTTPResponseStatus, _ text: String) {
-        respond(context, status, Array(text.utf8), length: text.utf8.count, contentType: "text/plain; charset=utf-8")
+    private func respond(_ context: ChannelHandlerContext, _ status: Int, _ reason: String, _ text: String) {
+        respond(context, status, reason, Array(text.utf8), length: text.utf8.count, contentType: "text/plain; charset=utf-8")
     }
 
-    private func respond(_ context: ChannelHandlerContext, _ status: HTTPResponseStatus, _ body: [UInt8], length: Int,
+    private func respond(_ context: ChannelHandlerContext, _ status: Int, _ reason: String, _ body: [UInt8], length: Int,
                          contentType: String) {
-        let headers = HTTPHeaders([("Content-Type", contentType), ("Content-Length", "\(length)"), ("Connection", "close")])
-        context.write(wrapOutboundOut(.head(HTTPResponseHead(version: .http1_1, status: status, headers: headers))), promise: nil)
-        if !body.isEmpty { context.write(wrapOutboundOut(.body(.byteBuffer(ByteBuffer(bytes: body)))), promise: nil) }
-        context.writeAndFlush(wrapOutboundOut(.end(nil))).assumeIsolated().whenComplete { _ in
+        let bytes = ScrapeRequestReader.response(status: status, reason: reason, contentType: contentType, body: body, length: length)
+        context.writeAndFlush(wrapOutboundOut(ByteBuffer(bytes: bytes))).assumeIsolated().whenComplete { _ in
             context.close(promise: nil)
         }
     }

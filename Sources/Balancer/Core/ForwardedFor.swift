@@ -26,7 +26,7 @@ public struct ForwardedForRewriter {
     public static let defaultMaxHeadLength = 64 * 1024
 
     /// What the next bytes are.
-    fileprivate enum State {
+    enum State {
         case head
         case fixedLength(remaining: Int)
         case chunked(ChunkedBody)
@@ -117,15 +117,16 @@ public struct ForwardedForRewriter {
 }
 
 /// Where a head takes the client address (offsets into the head's bytes).
-private enum AddressPlace {
+enum AddressPlace {
     /// After the value of the last `X-Forwarded-For` field, as one more list element.
     case endOfValue(Int, valueIsEmpty: Bool)
     /// A new field, in front of the blank line that ends the head.
     case beforeBlankLine(Int)
 }
 
-/// One request head as it arrives: its bytes so far and what its lines have said.
-private struct HeadParser {
+/// One request head as it arrives: its bytes so far and what its lines have said. The
+/// metrics server reads its scrapes' heads with it too (`ScrapeRequestReader`).
+struct HeadParser {
     enum Outcome {
         case incomplete
         /// The head ended; what follows it, and where the address goes.
@@ -276,7 +277,7 @@ private enum RequestLine {
 }
 
 /// Where a chunked body (RFC 9112 §7.1) has got.
-private enum ChunkedBody {
+enum ChunkedBody {
     case data(remaining: Int)
     /// The lines around chunk-data, read byte by byte.
     case line(ChunkLine)
@@ -287,7 +288,7 @@ private enum ChunkedBody {
         case inBody, ended, invalid
     }
 
-    fileprivate enum Step {
+    enum Step {
         case next(ChunkedBody), ended, invalid
     }
 
@@ -317,7 +318,7 @@ private enum ChunkedBody {
 }
 
 /// The parts of a chunked body that are lines.
-private enum ChunkLine {
+enum ChunkLine {
     /// chunk-size: the hex digits so far.
     case size(Int, digits: Int)
     /// The rest of the chunk-size line: chunk extensions (§7.1.1), not interpreted.
