@@ -315,11 +315,13 @@ struct RunCommand: Subcommand {
         while case .wait = service.drainDecision() {
             if !started || ContinuousClock.now - reported >= .seconds(1) {
                 reported = .now
-                if let report = try? service.statusReport().wait(), let draining = report.draining {
+                // Read without the event loop or the thread pool: a batch stuck there (a host
+                // name that does not resolve) must not make the deadline cut the drain short.
+                if let draining = service.drainReport() {
                     if !started { logger.notice("\(draining.text) (drain \(draining.secondsLeft))") }
                     // The bound, as `drain N` may have moved it, and the margin after it.
                     deadline.allow(draining.secondsLeft + ShutdownDeadline.seconds)
-                    systemd?.send(["STATUS=\(SystemdNotifier.status(report))"])
+                    systemd?.send(["STATUS=\(SystemdNotifier.stoppingStatus(draining))"])
                 }
                 started = true
             }

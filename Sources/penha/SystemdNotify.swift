@@ -103,10 +103,14 @@ final class SystemdNotifier: Sendable {
         vrrp.nudgeThreads()
     }
 
+    /// The Status: line while a stopping penha drains (its VRRP instances have stopped).
+    static func stoppingStatus(_ draining: StatusReport.Draining) -> String {
+        "stopping, \(draining.text)"
+    }
+
     /// What `systemctl status` shows on its Status: line.
     static func status(_ report: StatusReport) -> String {
-        report.draining.map { "\(report.role), \($0.text)" }
-            ?? "\(report.role), \(report.connections) connections (\(report.totalConnections) total)"
+        "\(report.role), \(report.connections) connections (\(report.totalConnections) total)"
     }
 }
 

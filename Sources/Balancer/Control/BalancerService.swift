@@ -211,6 +211,17 @@ public final class BalancerService: Sendable {
         return secondChance ? configuration.drainSeconds : 0
     }
 
+    /// The drain as `status` shows it, nil before it starts; never blocks (no event loop, no
+    /// thread pool), so the stopping main thread can always read it.
+    public func drainReport() -> StatusReport.Draining? {
+        let open = tcp?.openConnections ?? 0
+        let seconds = drainSeconds
+        return drain.withLock { drain in
+            drain?.bound(seconds: seconds)
+            return drain?.report(now: .now(), connections: open)
+        }
+    }
+
     /// A second SIGTERM: exit at once.
     public func interruptDrain() {
         drain.withLock { $0?.interrupt() }
