@@ -12,12 +12,38 @@ import VRRPCore
 /// master resigns and no virtual address stays behind.
 final class VRRPNode: VRRPControl {
     /// A class of its own so that the health report can hold it before `self` exists.
+    /// Once stopped it takes no new list: a batch that started instances while penha stopped
+    /// (a `vrrp` command during the drain) must not leave them running past the exit.
     private final class Instances: Sendable {
-        let list: Mutex<[VRRPInstance]>
-        init(_ list: [VRRPInstance]) { self.list = Mutex(list) }
-        var all: [VRRPInstance] { list.withLock { $0 } }
-        func set(_ new: [VRRPInstance]) { list.withLock { $0 = new } }
+        private struct State {
+            var list: [VRRPInstance]
+            var stopped = false
+        }
+
+        private let state: Mutex<State>
+        init(_ list: [VRRPInstance]) { state = Mutex(State(list: list)) }
+        var all: [VRRPInstance] { state.withLock { $0.list } }
+        var isStopped: Bool { state.withLock { $0.stopped } }
+
+        /// False when penha is stopping: the list is not taken.
+        func set(_ new: [VRRPInstance]) -> Bool {
+            state.withLock { state in
+                guard !state.stopped else { return false }
+                state.list = new
+                return true
+            }
+        }
+
+        /// Takes no list from now on; returns what runs, to be stopped.
+        func stopAll() -> [VRRPInstance] {
+            state.withLock { state in
+                state.stopped = true
+                return state.list
+            }
+        }
     }
+
+    static let stopping = ConfigurationError("penha is stopping")
 
     /// Who hears of an instance's change of state (systemd's STATUS=), set once it exists.
     private final class StateListener: Sendable {
@@ -85,6 +111,7 @@ final class VRRPNode: VRRPControl {
     /// longer wanted and starts new ones. Every new instance is made before anything changes,
     /// so one that cannot be made changes nothing.
     func apply(_ wanted: [VRRPInstanceConfiguration]) throws {
+        guard !instances.isStopped else { throw Self.stopping }
         let current = instances.all
         let made = try wanted.filter { next in
             !current.contains { $0.configuration.changesInPlace(to: next) }
@@ -102,11 +129,24 @@ final class VRRPNode: VRRPControl {
         // Together, and before a replacement starts, so that it never meets its predecessor.
         for instance in leaving { instance.beginStopping() }
         for instance in leaving { instance.finishStopping() }
-        defer { instances.set(result) }
+        var failure: Error?
         for instance in made {
-            try instance.start()
-            result.append(instance)
+            do {
+                try instance.start()
+                result.append(instance)
+            } catch {
+                failure = error
+                break
+            }
         }
+        guard instances.set(result) else {
+            // penha stopped meanwhile: what this call started stops too.
+            let started = made.filter { new in result.contains { $0 === new } }
+            for instance in started { instance.beginStopping() }
+            for instance in started { instance.finishStopping() }
+            throw Self.stopping
+        }
+        if let failure { throw failure }
     }
 
     /// After the process's drain: what a second chance kept for it (the VIPs on `lo`) goes.
@@ -116,7 +156,7 @@ final class VRRPNode: VRRPControl {
 
     func stop() {
         healthCheck.cancel()
-        let all = instances.all
+        let all = instances.stopAll()
         for instance in all { instance.beginStopping() }
         for instance in all { instance.finishStopping() }
     }
