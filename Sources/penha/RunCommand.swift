@@ -249,6 +249,46 @@ struct RunCommand: Subcommand {
         } catch {
             throw RuntimeFailure(description: "cannot listen on \(configuration.listen): \(SystemErrorText.describe(error))")
         }
+        let controlChannel: Channel?, metricsChannel: Channel?, vrrp: VRRPNode
+        do {
+            (controlChannel, metricsChannel, vrrp) = try startAfterListening(service, configuration: configuration,
+                                                                             address: address, logger: logger)
+        } catch {
+            // A start that fails after the listener leaves nothing announced: the BGP routes go.
+            _ = try? service.stop().wait()
+            throw error
+        }
+        service.attachVRRP(vrrp)
+        Daemon.signalReady()
+        let systemd = SystemdNotifier(logger: logger)
+        try? systemd?.ready(service).wait()
+        let updates = systemd?.startUpdates(service, vrrp: vrrp)
+        serveSignals(service, systemd: systemd, logger: logger)
+        systemd?.stopping()
+        updates?.forEach { $0.cancel() }
+        // What this process made and leaves: the pid file, and the Unix sockets it bound (a
+        // later penha would replace them as stale, but a socket nobody serves is litter).
+        // Not after -j: the paths would name files inside the jail.
+        let bound = [configuration.listen.socketPath, controlChannel == nil ? nil : (try? controlAddress)?.socketPath]
+        let sockets = chroot == nil ? bound.compactMap { $0 } : []
+        let removeFiles: @Sendable () -> Void = { [pidFile] in (sockets + [pidFile].compactMap { $0 }).forEach { _ = unlink($0) } }
+        let deadline = ShutdownDeadline(logger: logger, beforeExit: removeFiles)
+        // VRRP first: the master resigns (priority 0) and removes its VIPs, so the backup
+        // takes over at once, even if a later step is what the deadline cuts short.
+        vrrp.stop()
+        _ = try? service.stop().wait()
+        drain(service, deadline: deadline, systemd: systemd, logger: logger)
+        vrrp.drainEnded()
+        _ = try? controlChannel?.close().wait()
+        _ = try? metricsChannel?.close().wait()
+        removeFiles()
+        Glibc.exit(0)
+    }
+
+    /// What starts once the listener is bound: the control socket, the metrics, the pid file,
+    /// the privileges given up, and VRRP.
+    private func startAfterListening(_ service: BalancerService, configuration: Configuration, address: SocketAddress?,
+                                     logger: Logger) throws -> (control: Channel?, metrics: Channel?, vrrp: VRRPNode) {
         let controlChannel = try startControl(service, logger: logger)
         let metricsChannel = try configuration.metrics.map { endpoint in
             do {
@@ -278,31 +318,7 @@ struct RunCommand: Subcommand {
         } catch {
             throw RuntimeFailure(description: "cannot start VRRP: \(error)")
         }
-        service.attachVRRP(vrrp)
-        Daemon.signalReady()
-        let systemd = SystemdNotifier(logger: logger)
-        try? systemd?.ready(service).wait()
-        let updates = systemd?.startUpdates(service, vrrp: vrrp)
-        serveSignals(service, systemd: systemd, logger: logger)
-        systemd?.stopping()
-        updates?.forEach { $0.cancel() }
-        // What this process made and leaves: the pid file, and the Unix sockets it bound (a
-        // later penha would replace them as stale, but a socket nobody serves is litter).
-        // Not after -j: the paths would name files inside the jail.
-        let bound = [configuration.listen.socketPath, controlChannel == nil ? nil : (try? controlAddress)?.socketPath]
-        let sockets = chroot == nil ? bound.compactMap { $0 } : []
-        let removeFiles: @Sendable () -> Void = { [pidFile] in (sockets + [pidFile].compactMap { $0 }).forEach { _ = unlink($0) } }
-        let deadline = ShutdownDeadline(logger: logger, beforeExit: removeFiles)
-        // VRRP first: the master resigns (priority 0) and removes its VIPs, so the backup
-        // takes over at once, even if a later step is what the deadline cuts short.
-        vrrp.stop()
-        _ = try? service.stop().wait()
-        drain(service, deadline: deadline, systemd: systemd, logger: logger)
-        vrrp.drainEnded()
-        _ = try? controlChannel?.close().wait()
-        _ = try? metricsChannel?.close().wait()
-        removeFiles()
-        Glibc.exit(0)
+        return (controlChannel, metricsChannel, vrrp)
     }
 
     /// The listener is closed (new clients are refused at once): the established connections
