@@ -6,9 +6,10 @@ import Glibc
 #endif
 
 /// Adds and deletes host routes in a routing table of penha's own through rtnetlink
-/// (libnl-route-3), as `ip route add PREFIX dev lo table N proto static` and `ip route del`
+/// (libnl-route-3), as `ip route add PREFIX dev lo table N proto 200` and `ip route del`
 /// would: the routes the host's BGP daemon imports from that table and announces (`bgp`).
-/// Nothing routes with the table; the route is only a record the daemon reads.
+/// Nothing routes with the table; the route is only a record the daemon reads. penha's routes
+/// carry a protocol of their own, so it never replaces nor deletes a route it did not add.
 public final class KernelRoutes {
     private let socket: OpaquePointer
     /// The loopback's index: the routes need an interface, and lo is in every namespace.
@@ -25,21 +26,38 @@ public final class KernelRoutes {
         nl_socket_free(socket)
     }
 
-    /// Adding a route that is already there succeeds (it is replaced).
+    /// The routes' protocol (`proto 200` in `ip route`): no routing daemon's, so BIRD's `learn`
+    /// and FRR's import take them, and a delete by it touches no one else's route.
+    public static let protocolNumber: UInt8 = 200
+
+    /// Adding a route penha added before succeeds; a route of someone else's for the same
+    /// prefix in the table is an error, and stays as it is.
     public func add(_ prefix: VirtualAddress, table: Int) throws {
-        try change(prefix, table: table, "add") { rtnl_route_add($0, $1, NLM_F_CREATE | NLM_F_REPLACE) }
+        let added = try change(prefix, table: table) { rtnl_route_add($0, $1, NLM_F_CREATE | NLM_F_EXCL) }
+        guard added == -NLE_EXIST else { return try check(added, "add", prefix, table) }
+        // Already there: penha's own (a delete by its protocol finds it) is added afresh.
+        let removed = try change(prefix, table: table) { rtnl_route_delete($0, $1, 0) }
+        guard removed == 0 else {
+            throw VRRPSystemError("netlink: table \(table) has a route for \(prefix) that penha did not add; it is left alone")
+        }
+        try check(try change(prefix, table: table) { rtnl_route_add($0, $1, NLM_F_CREATE | NLM_F_EXCL) }, "add", prefix, table)
     }
 
-    /// Deleting a route that is not there succeeds.
+    /// Deleting a route that is not there, or is not penha's, succeeds and changes nothing.
     public func remove(_ prefix: VirtualAddress, table: Int) throws {
-        try change(prefix, table: table, "delete") { socket, request in
-            let result = rtnl_route_delete(socket, request, 0)
-            return result == -NLE_OBJ_NOTFOUND ? 0 : result
+        let result = try change(prefix, table: table) { rtnl_route_delete($0, $1, 0) }
+        try check(result == -NLE_OBJ_NOTFOUND ? 0 : result, "delete", prefix, table)
+    }
+
+    private func check(_ result: Int32, _ verb: String, _ prefix: VirtualAddress, _ table: Int) throws {
+        guard result == 0 else {
+            throw VRRPSystemError("netlink: \(verb) route \(prefix) table \(table): \(NetlinkRoute.errorText(result))")
         }
     }
 
-    private func change(_ prefix: VirtualAddress, table: Int, _ verb: String,
-                        _ operation: (OpaquePointer, OpaquePointer) -> Int32) throws {
+    /// The request for penha's route to `prefix` in `table`, given to `operation`; its result.
+    private func change(_ prefix: VirtualAddress, table: Int,
+                        _ operation: (OpaquePointer, OpaquePointer) -> Int32) throws -> Int32 {
         guard let table = UInt32(exactly: table) else { throw VRRPSystemError("netlink: no routing table \(table)") }
         guard let request = rtnl_route_alloc() else { throw VRRPSystemError("netlink: out of memory") }
         defer { rtnl_route_put(request) }
@@ -53,12 +71,8 @@ public final class KernelRoutes {
         rtnl_route_set_table(request, table)
         _ = rtnl_route_set_type(request, UInt8(RTN_UNICAST))
         rtnl_route_set_scope(request, UInt8(RT_SCOPE_LINK.rawValue))
-        // Not "kernel" nor "bird": routing daemons learn routes of other protocols (BIRD's `learn`).
-        rtnl_route_set_protocol(request, UInt8(RTPROT_STATIC))
+        rtnl_route_set_protocol(request, Self.protocolNumber)
         guard rtnl_route_set_dst(request, destination) == 0 else { throw VRRPSystemError("netlink: bad prefix \(prefix)") }
-        let result = operation(socket, request)
-        guard result == 0 else {
-            throw VRRPSystemError("netlink: \(verb) route \(prefix) table \(table): \(NetlinkRoute.errorText(result))")
-        }
+        return operation(socket, request)
     }
 }
