@@ -20,12 +20,17 @@ struct StatusCommand: Subcommand {
     }
 
     func run() throws {
-        let reply: Reply
-        do {
-            reply = try ControlClient.send("status", to: try ControlClient.address(control))
-        } catch let failure as ControlClient.Failure {
-            throw RuntimeFailure(description: failure.description)
+        let address = try ControlClient.address(control)
+        // penha answers `status json` from its own model; a penha from before that command
+        // (met during an upgrade) refuses it, and its `status` lines are encoded here instead.
+        if json {
+            let reply = try ask("status json", address)
+            if reply.errors.isEmpty, let line = reply.lines.first {
+                print(line)
+                return
+            }
         }
+        let reply = try ask("status", address)
         if let error = reply.errors.first {
             throw RuntimeFailure(description: "penha answered: error: \(error)")
         }
@@ -35,10 +40,14 @@ struct StatusCommand: Subcommand {
         } catch let error as StatusReport.FormatError {
             throw RuntimeFailure(description: "penha's status answer cannot be read: \(error)")
         }
-        if json {
-            print(try JSONText.encode(status))
-        } else {
-            print(status.summary)
+        print(json ? try JSONText.encode(status) : status.summary)
+    }
+
+    private func ask(_ command: String, _ address: Endpoint) throws -> Reply {
+        do {
+            return try ControlClient.send(command, to: address)
+        } catch let failure as ControlClient.Failure {
+            throw RuntimeFailure(description: failure.description)
         }
     }
 }

@@ -55,7 +55,7 @@ final class CommandTests: XCTestCase {
         let cases: [(String, String)] = [
             ("", "empty command"), ("  ", "empty command"), ("frobnicate", "unknown command 'frobnicate'"),
             ("no", "'no' takes"), ("no servers", "'no' takes"), ("no log x", "'no' takes"),
-            ("servers 1", "takes no argument"), ("status x", "takes no argument"), ("exit now", "takes no argument"),
+            ("servers 1", "takes no argument"), ("status x", "takes nothing or 'json'"), ("exit now", "takes no argument"),
             ("server", "'server' needs"), ("server 0", "'server' needs"), ("server x address a", "non-negative"),
             ("server -1 address a", "non-negative"), ("server 0 address", "'server' needs"),
             ("server 0 port 0", "1-65535"), ("server 0 port 70000", "1-65535"), ("server 0 max -1", "non-negative"),

@@ -188,6 +188,13 @@ final class ControlIntegrationTests: XCTestCase {
         XCTAssertEqual(servers[0]["state"] as? String, "up")
         XCTAssertEqual(servers[1]["state"] as? String, "blacklisted")
         for key in ["connections", "sent", "received"] { XCTAssertNotNil(servers[0][key], key) }
+        // What it printed is penha's own answer to `status json`: one line, the same model.
+        let answered = try penha.command("status json")
+        XCTAssertEqual(answered.count, 1, "\(answered)")
+        let fromSocket = try XCTUnwrap(try JSONSerialization.jsonObject(with: Data(answered[0].utf8)) as? [String: Any])
+        XCTAssertEqual(fromSocket["role"] as? String, "STANDALONE")
+        XCTAssertEqual((fromSocket["servers"] as? [[String: Any]])?.map { $0["state"] as? String }, ["up", "blacklisted"])
+        XCTAssertEqual(try penha.command("status xml"), ["error: 'status' takes nothing or 'json'"])
 
         penha.stop()
         let gone = try runPenha(["status", "-C", penha.control])

@@ -353,7 +353,7 @@ public final class BalancerService: Sendable {
             let lines = try reading()
             // What the connections have relayed so far shows in the answer (counters while a connection lasts).
             self.tcp?.reportCounters()
-            let reportsVRRP = lines.contains { $0.command == .query(.status) }
+            let reportsVRRP = lines.contains { $0.command == .query(.status) || $0.command == .query(.statusJSON) }
             return try Prepared(lines: lines, hosts: lines.hostsToResolve, logPath: lines.lastLogFile,
                                 vrrp: reportsVRRP ? self.vrrpReports() : [])
         }.flatMap { prepared in

@@ -65,6 +65,8 @@ public enum Command: Equatable, Sendable {
 
     public enum Query: String, CaseIterable, Sendable {
         case servers, status, mode, listen, pid, control
+        /// `status json`: the status model as one line of JSON, what `penha status --json` prints.
+        case statusJSON = "status json"
     }
 
     /// `allowingFiles` false (a TCP control port without `control_tcp_files`): a line that

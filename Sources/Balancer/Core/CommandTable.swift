@@ -88,12 +88,19 @@ struct CommandKeyword: Sendable {
             try expect($0, atMost: 1, file.rawValue)
             return .file(file, $0.first.map(Command.FileChange.set) ?? .show)
         }
-    } + Command.Query.allCases.filter { $0 != .listen }.map { query in
+    } + Command.Query.allCases.filter { ![.listen, .status, .statusJSON].contains($0) }.map { query in
         CommandKeyword(query.rawValue, usage: query.rawValue) {
             try expect($0, atMost: 0, query.rawValue)
             return .query(query)
         }
     } + [
+        CommandKeyword("status", usage: "status [json]") {
+            guard $0.isEmpty else {
+                guard $0 == ["json"] else { throw ConfigurationError("'status' takes nothing or 'json'") }
+                return .query(.statusJSON)
+            }
+            return .query(.status)
+        },
         CommandKeyword("acl", usage: "acl N permit|deny ADDR [MASK]",
                        negation: Negation(usage: "acl N") {
                            guard $0.count == 1 else { throw ConfigurationError("'no acl' needs one list number, 0-9") }

@@ -125,7 +125,7 @@ public struct Runtime: Sendable {
             try configuration.apply(command)
             return Outcome(effects: file == .log ? [.reopenLog] : [])
         case .query(let query):
-            return Outcome(lines: answer(query, facts: facts))
+            return Outcome(lines: try answer(query, facts: facts))
         case .recent(let seconds):
             let since = facts.now - .seconds(Int64(seconds ?? 300))
             return Outcome(lines: state.clients.byRecentUse.filter { $0.entry.lastUsed >= since }.map { _, entry in
@@ -219,7 +219,7 @@ public struct Runtime: Sendable {
 
     /// pen's formats for `servers` and `mode`; `status` is penha's: one line per fact, words in
     /// name/value pairs, so that `penha status` can read it and a person too.
-    private func answer(_ query: Command.Query, facts: Facts) -> [String] {
+    private func answer(_ query: Command.Query, facts: Facts) throws -> [String] {
         let servers = state.servers.servers
         switch query {
         case .servers:
@@ -237,6 +237,8 @@ public struct Runtime: Sendable {
         case .pid: return ["\(facts.pid)"]
         case .status:
             return statusReport(facts: facts).lines
+        case .statusJSON:
+            return [try JSONText.encode(statusReport(facts: facts))]
         }
     }
 
