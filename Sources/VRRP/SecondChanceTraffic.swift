@@ -1,4 +1,3 @@
-import CBPF
 import CVRRPSockets
 import Synchronization
 import VRRPCore
@@ -8,10 +7,10 @@ import Glibc
 #endif
 
 /// The second chance of one instance (`SecondChance`), as I/O: it carries out what
-/// `SecondChancePlan` decides. Its tc filter sits at ingress on the instance's interface with
-/// the preference `filterPriority` (49152 + VRID), handle 1: `tc filter show dev IF ingress`
-/// shows it, `tc filter del dev IF ingress pref N` undoes it; penha removes it, and the VIPs it
-/// put on `lo`, when the window ends, on exit, and at start after a crash.
+/// `SecondChancePlan` decides. Its tc filter (`TCIngressFilter`) sits at ingress on the
+/// instance's interface with the preference 49152 + VRID, handle 1: `tc filter show dev IF
+/// ingress` shows it, `tc filter del dev IF ingress pref N` undoes it; penha removes it, and the
+/// VIPs it put on `lo`, when the window ends, on exit, and at start after a crash.
 // Unchecked: the netlink socket of `addresses` is used only under `state`'s lock (every
 // action is carried out there), the rest is immutable.
 final class SecondChanceTraffic: @unchecked Sendable {
@@ -21,7 +20,7 @@ final class SecondChanceTraffic: @unchecked Sendable {
     private let virtualAddresses: [VirtualAddress]
     private let addresses: VirtualAddresses
     private let log: @Sendable (String) -> Void
-    private let filterPriority: UInt32
+    private let filter: TCIngressFilter
     private let state: Mutex<State>
 
     private struct State {
@@ -44,7 +43,7 @@ final class SecondChanceTraffic: @unchecked Sendable {
         virtualAddresses = configuration.virtualAddresses
         addresses = try VirtualAddresses()
         self.log = log
-        filterPriority = 49152 + UInt32(configuration.vrid)
+        filter = TCIngressFilter(interfaceIndex: interface.index, priority: 49152 + UInt32(configuration.vrid))
         var peer: HardwareAddress?
         if case .hardware(let hardware) = secondChance.peer { peer = hardware }
         state = Mutex(State(plan: SecondChancePlan(seconds: seconds), peer: peer))
@@ -104,12 +103,11 @@ final class SecondChanceTraffic: @unchecked Sendable {
             guard let own = HardwareAddress(bytes: try interface.hardwareAddress()) else {
                 throw VRRPSystemError("\(interface.name) has no Ethernet address")
             }
-            try attach(.redirect(virtualAddresses: virtualAddresses.map(\.address), peer: peer, own: own,
-                                 interfaceIndex: interface.index))
+            try filter.attach(.redirect(virtualAddresses: virtualAddresses.map(\.address), peer: peer, own: own,
+                                        interfaceIndex: interface.index))
             log("VRRP second chance on \(interface.name): passing strays for \(vipList) on to \(peer)")
         case .stopRedirecting, .stopAcceptingLocally:
-            let result = penha_tc_detach_ingress(interface.index, filterPriority)
-            guard result == 0 else { throw VRRPSystemError("removing the tc filter", errno: -result) }
+            try filter.detach()
             if action == .stopAcceptingLocally {
                 for address in virtualAddresses { try addresses.remove(Self.host(address), from: loopback) }
             }
@@ -117,9 +115,9 @@ final class SecondChanceTraffic: @unchecked Sendable {
             for address in virtualAddresses { try addresses.add(Self.host(address), to: loopback) }
             let vips = virtualAddresses.map(\.address)
             if let peer, let own = HardwareAddress(bytes: try interface.hardwareAddress()) {
-                try attach(.redirect(virtualAddresses: vips, peer: peer, own: own, interfaceIndex: interface.index, silencingARP: true))
+                try filter.attach(.redirect(virtualAddresses: vips, peer: peer, own: own, interfaceIndex: interface.index, silencingARP: true))
             } else {
-                try attach(.arpSilence(virtualAddresses: vips))
+                try filter.attach(.arpSilence(virtualAddresses: vips))
             }
             log("VRRP second chance on \(interface.name): accepting \(vipList) on lo, not answering ARP for it")
         }
@@ -132,39 +130,20 @@ final class SecondChanceTraffic: @unchecked Sendable {
         VirtualAddress(address: address.address, prefixLength: 32)
     }
 
-    private func attach(_ program: SecondChanceProgram) throws {
-        let descriptor = try SecondChanceTraffic.load(program)
-        defer { close(descriptor) }
-        let result = penha_tc_attach_ingress(interface.index, filterPriority, descriptor)
-        guard result == 0 else { throw VRRPSystemError("attaching \(program.name) at tc ingress", errno: -result) }
-    }
-
-    /// Loads a program and returns its descriptor; the kernel's refusal comes with the
-    /// verifier's last words. Also what `penha check` asks: whether this kernel can.
-    static func load(_ program: SecondChanceProgram) throws -> Int32 {
-        let bytes = program.bytes
-        let count = program.instructions.count
-        let descriptor = bytes.withUnsafeBytes { penha_bpf_load_classifier($0.baseAddress, count, program.name, nil, 0) }
-        guard descriptor < 0 else { return descriptor }
-        var log = [CChar](repeating: 0, count: 65536)
-        _ = bytes.withUnsafeBytes { penha_bpf_load_classifier($0.baseAddress, count, program.name, &log, UInt32(log.count)) }
-        let reason = String(decoding: log.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
-            .split(separator: "\n").suffix(2).joined(separator: "; ")
-        throw VRRPSystemError("loading the eBPF program \(program.name): \(String(cString: strerror(-descriptor)))"
-                              + (reason.isEmpty ? "" : " (\(reason))"))
-    }
 }
 
-/// Whether this kernel takes the second chance's programs, for `penha check` and the start:
-/// loads each once (with stand-in addresses) and unloads it.
+/// Whether this kernel takes the second chance's programs (VRRP's and ECMP's), for `penha
+/// check` and the start: loads each once (with stand-in addresses) and unloads it.
 public enum SecondChanceSupport {
     public static func check() throws {
         guard let stand = HardwareAddress(bytes: [2, 0, 0, 0, 0, 1]) else { return }
         let vip = [IPAddress(ipv4: 0xC000_020A)]
         for program in [SecondChanceProgram.redirect(virtualAddresses: vip, peer: stand, own: stand, interfaceIndex: 1),
                         .redirect(virtualAddresses: vip, peer: stand, own: stand, interfaceIndex: 1, silencingARP: true),
-                        .arpSilence(virtualAddresses: vip)] {
-            close(try SecondChanceTraffic.load(program))
+                        .arpSilence(virtualAddresses: vip),
+                        .spread(prefixes: [VirtualAddress(address: vip[0], prefixLength: 32)], peers: [stand], own: stand,
+                                interfaceIndex: 1)] {
+            close(try TCIngressFilter.load(program))
         }
     }
 }

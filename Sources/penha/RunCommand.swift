@@ -279,6 +279,7 @@ struct RunCommand: Subcommand {
         _ = try? service.stop().wait()
         drain(service, deadline: deadline, systemd: systemd, logger: logger)
         vrrp.drainEnded()
+        _ = try? service.drainEnded().wait()
         _ = try? controlChannel?.close().wait()
         _ = try? metricsChannel?.close().wait()
         removeFiles()
@@ -309,7 +310,7 @@ struct RunCommand: Subcommand {
         // bgp adds and deletes its routes through netlink: CAP_NET_ADMIN, as vrrp's addresses.
         try Privileges.confine(chroot: chroot, user: user,
                                keepNetworkCapabilities: !configuration.vrrpInstances.isEmpty || configuration.bgp != nil,
-                               keepBPF: configuration.vrrpInstances.contains { $0.secondChance != nil })
+                               keepBPF: configuration.vrrpInstances.contains { $0.secondChance != nil } || configuration.bgp?.secondChance != nil)
         logger.notice("listening on \(configuration.listen.withPort(address?.port))",
                       metadata: ["servers": "\(configuration.servers.count)"])
         let vrrp: VRRPNode

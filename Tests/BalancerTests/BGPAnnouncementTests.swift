@@ -49,6 +49,38 @@ final class BGPAnnouncementTests: XCTestCase {
         }
     }
 
+    /// `interface IF second_chance PEER ...`: the peers run to the next keyword, `write`
+    /// gives the line back, and what cannot work is refused with the reason.
+    func testTheSecondChanceTakesItsPeersUpToTheNextWordAndWritesThemBack() throws {
+        let line = "bgp table 201 vip 203.0.113.10 second_chance 192.0.2.1 192.0.2.2 02:00:00:00:00:03 interface eth0 track_servers 2"
+        let command = try Command.parse(line)
+        guard case .bgp(let settings?) = command, let secondChance = settings.secondChance else { return XCTFail("\(command)") }
+        XCTAssertEqual(secondChance.interface, "eth0")
+        XCTAssertEqual(secondChance.peers, [.address(try XCTUnwrap(IPAddress("192.0.2.1"))), .address(try XCTUnwrap(IPAddress("192.0.2.2"))),
+                                            .hardware(try XCTUnwrap(HardwareAddress("02:00:00:00:00:03")))])
+        XCTAssertEqual(settings.minimumServers, 2)
+        XCTAssertEqual(command.text, "bgp table 201 vip 203.0.113.10/32 track_servers 2 interface eth0 second_chance 192.0.2.1 192.0.2.2 02:00:00:00:00:03")
+        XCTAssertEqual(try Command.parse(command.text), command)
+        XCTAssertNil(try BGPSettings.parse(["table", "201", "vip", "203.0.113.10"]).secondChance, "off unless given")
+        let refused = [
+            ("bgp table 201 vip 203.0.113.10 second_chance 192.0.2.1", "needs 'interface IF'"),
+            ("bgp table 201 vip 203.0.113.10 interface eth0", "only for 'second_chance"),
+            ("bgp table 201 vip 203.0.113.10 interface eth0 second_chance", "needs a value"),
+            ("bgp table 201 vip 203.0.113.10 interface eth0 second_chance vip 203.0.113.11", "at least one PEER"),
+            ("bgp table 201 vip 203.0.113.10 interface eth0 second_chance node-b", "not the peer's IPv4 address"),
+            ("bgp table 201 vip 203.0.113.10 interface eth0 second_chance ff:ff:ff:ff:ff:ff", "group address"),
+            ("bgp table 201 vip 203.0.113.10 interface eth0 second_chance 192.0.2.1 192.0.2.1", "given twice"),
+            ("bgp table 201 vip 203.0.113.10 interface eth0 second_chance 192.0.2.1 second_chance 192.0.2.2", "given twice"),
+            ("bgp table 201 vip 203.0.113.10 interface eth0 interface eth1 second_chance 192.0.2.1", "given twice"),
+            ("bgp table 201 vip 2001:db8::10 interface eth0 second_chance 192.0.2.1", "IPv4 vips only"),
+            ("bgp table 201 vip 203.0.113.10 interface eth0/1 second_chance 192.0.2.1", "not an interface name"),
+            ("bgp table 201 vip 203.0.113.10 interface eth0 second_chance" + (1...17).map { " 192.0.2.\($0)" }.joined(), "at most 16"),
+        ]
+        for (line, reason) in refused {
+            XCTAssertThrowsError(try Command.parse(line), line) { XCTAssertTrue("\($0)".contains(reason), "\(line): \($0)") }
+        }
+    }
+
     /// Every combination of what decides: announced exactly when listening, not stopping, not
     /// held by the operator and with enough servers; the reason is the strongest that holds.
     func testTheDecisionOverEveryInput() {

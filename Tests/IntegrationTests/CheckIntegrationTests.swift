@@ -48,6 +48,7 @@ final class CheckIntegrationTests: XCTestCase {
             server 0 address no-such-host.invalid port 80
             include \(included)
             vrrp interface penha-none0 vrid 7 priority 100 vip 192.0.2.10/24 advert 100ms
+            bgp table 201 vip 203.0.113.10 interface penha-none0 second_chance 192.0.2.2 192.0.2.3
             """)
         defer { unlink(file) }
         let result = try runPenha(["check", "-F", file, "-C", temporaryPath("c.sock"), "-O", "conn_max -1", "127.0.0.1:1"])
@@ -55,10 +56,11 @@ final class CheckIntegrationTests: XCTestCase {
         XCTAssertEqual(result.stdout, "")
         let lines = result.stderr.split(separator: "\n").map(String.init)
         for expected in ["-O 'conn_max -1': ", "\(file):3: unknown command 'frobnicate'", "\(included):1: timeout",
-                         "\(file):4: server 0: cannot resolve host 'no-such-host.invalid'", "\(file):6: vrrp vrid 7: "] {
+                         "\(file):4: server 0: cannot resolve host 'no-such-host.invalid'", "\(file):6: vrrp vrid 7: ",
+                         "\(file):7: bgp second_chance: "] {
             XCTAssertTrue(lines.contains { $0.hasPrefix("penha: \(expected)") }, "no '\(expected)' in:\n\(result.stderr)")
         }
-        XCTAssertEqual(lines.count, 5, result.stderr)
+        XCTAssertEqual(lines.count, 6, result.stderr)
     }
 
     func testTheLogAndPidFilesRunRefusesAreRefusedAndNothingIsCreated() throws {

@@ -18,12 +18,7 @@ final class NetworkLab {
 
     /// Skips (or, with PENHA_REQUIRE_NETNS=1, fails) when not root.
     init() throws {
-        guard geteuid() == 0 else {
-            if ProcessInfo.processInfo.environment["PENHA_REQUIRE_NETNS"] == "1" {
-                throw TestFailure("PENHA_REQUIRE_NETNS=1 but not running as root: network namespace tests cannot run")
-            }
-            throw XCTSkip("needs root for network namespaces; CI runs it with PENHA_REQUIRE_NETNS=1")
-        }
+        try Self.requireRoot()
         name = "penha-\(getpid())-\(UInt16.random(in: 0...UInt16.max))"
         do {
             try Self.run(["up", name])
@@ -35,6 +30,16 @@ final class NetworkLab {
 
     deinit {
         _ = try? Self.run(["down", name])
+    }
+
+    /// Skips (or, with PENHA_REQUIRE_NETNS=1, fails) a namespace test when not root.
+    static func requireRoot() throws {
+        guard geteuid() == 0 else {
+            if ProcessInfo.processInfo.environment["PENHA_REQUIRE_NETNS"] == "1" {
+                throw TestFailure("PENHA_REQUIRE_NETNS=1 but not running as root: network namespace tests cannot run")
+            }
+            throw XCTSkip("needs root for network namespaces; CI runs it with PENHA_REQUIRE_NETNS=1")
+        }
     }
 
     func namespace(_ node: String) -> String { "\(name)-\(node)" }

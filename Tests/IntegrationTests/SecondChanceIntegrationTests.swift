@@ -35,11 +35,17 @@ final class SecondChanceIntegrationTests: XCTestCase {
 
     /// From the client: COUNT connections to the VIP, each sending a line (a counter and a
     /// digest of it) every 100 ms for SECONDS and reading it back byte for byte. Prints
-    /// "alive N bytes B" and one line per broken connection, with why.
+    /// "alive N bytes B" and one line per broken connection, with why and when. With a fifth
+    /// argument A.B.C.D, connection I comes from A.B.C.(D+I).
     static let streamProgram = """
         import hashlib, socket, sys, time
         address, port, count, seconds = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), float(sys.argv[4])
-        connections = [socket.create_connection((address, port), 2) for _ in range(count)]
+        def source(index):
+            if len(sys.argv) < 6:
+                return None
+            first = sys.argv[5].split(".")
+            return (".".join(first[:3] + [str(int(first[3]) + index)]), 0)
+        connections = [socket.create_connection((address, port), 2, source(index)) for index in range(count)]
         for connection in connections:
             connection.settimeout(3)
         print("connected", flush=True)
@@ -118,12 +124,6 @@ final class SecondChanceIntegrationTests: XCTestCase {
         deinit { _ = try? NetworkLab.command(["ip", "netns", "del", namespace]) }
     }
 
-    private struct Outcome {
-        let alive: Int
-        let bytes: Int
-        let broken: [String]
-        var resets: Int { broken.filter { $0.contains("reset") }.count }
-    }
 
     private func node(_ lab: NetworkLab, _ node: String, priority: Int, secondChanceTo peer: String?) throws -> Penha {
         let word = peer.map { " second_chance \($0)" } ?? ""
@@ -147,7 +147,7 @@ final class SecondChanceIntegrationTests: XCTestCase {
 
     /// Node a master, node b backup, the streams running through a; SIGTERM on a, while
     /// `during` runs; the streams' outcome once they end.
-    private func switchOver(_ lab: NetworkLab, secondChance: Bool, during: (_ a: Penha, _ b: Penha) throws -> Void = { _, _ in }) throws -> (Outcome, Penha, Penha) {
+    private func switchOver(_ lab: NetworkLab, secondChance: Bool, during: (_ a: Penha, _ b: Penha) throws -> Void = { _, _ in }) throws -> (StreamOutcome, Penha, Penha) {
         let servers = try echoServers(lab)
         defer { servers.forEach { $0.interrupt() } }
         let a = try node(lab, "a", priority: 200, secondChanceTo: secondChance ? "192.0.2.2" : nil)
@@ -162,12 +162,7 @@ final class SecondChanceIntegrationTests: XCTestCase {
         kill(a.process.processIdentifier, SIGTERM)
         XCTAssertTrue(waitFor(timeout: 3) { b.stderr.contains("BACKUP -> MASTER") }, b.stderr)
         try during(a, b)
-        let lines = try streams.finish().split(separator: "\n").map(String.init)
-        guard lines.first == "connected", let summary = lines.first(where: { $0.hasPrefix("alive ") }) else {
-            throw TestFailure("the streams did not run: \(lines)")
-        }
-        let words = summary.split(separator: " ")
-        let outcome = Outcome(alive: Int(words[1]) ?? -1, bytes: Int(words[3]) ?? -1, broken: lines.filter { $0.hasPrefix("broken") })
+        let outcome = try StreamOutcome(try streams.finish())
         print("second chance \(secondChance ? "on" : "off"): \(outcome.alive) of \(Self.streams) connections alive, "
               + "\(outcome.bytes) bytes checked, \(outcome.resets) reset; \(outcome.broken.prefix(3))")
         return (outcome, a, b)
@@ -243,5 +238,31 @@ final class SecondChanceIntegrationTests: XCTestCase {
     private func hardwareAddress(_ namespace: String, _ interface: String) throws -> String {
         try NetworkLab.command(["ip", "netns", "exec", namespace, "cat", "/sys/class/net/\(interface)/address"])
             .trimmingCharacters(in: .whitespacesAndNewlines)
+    }
+}
+
+/// What `SecondChanceIntegrationTests.streamProgram` printed.
+struct StreamOutcome {
+    let alive: Int
+    let bytes: Int
+    /// "broken I after S s: WHY", one per connection that broke.
+    let broken: [String]
+    var resets: Int { broken.filter { $0.contains("reset") }.count }
+
+    init(_ output: String) throws {
+        let lines = output.split(separator: "\n").map(String.init)
+        guard lines.first == "connected", let summary = lines.first(where: { $0.hasPrefix("alive ") }) else {
+            throw TestFailure("the streams did not run: \(lines)")
+        }
+        let words = summary.split(separator: " ")
+        alive = Int(words[1]) ?? -1
+        bytes = Int(words[3]) ?? -1
+        broken = lines.filter { $0.hasPrefix("broken") }
+    }
+
+    /// The resets within `seconds` of the streams' start, and after.
+    func resets(splitAt seconds: Double) -> (before: Int, after: Int) {
+        let times = broken.filter { $0.contains("reset") }.compactMap { Double($0.split(separator: " ")[3]) }
+        return (times.filter { $0 < seconds }.count, times.filter { $0 >= seconds }.count)
     }
 }

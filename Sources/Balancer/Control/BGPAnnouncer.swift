@@ -9,7 +9,10 @@ import VRRP
 /// that changes `bgp` or the operator's hold, and when penha stops. Every step runs on one
 /// thread of its own, in order, so the routes are planned from what the previous step did
 /// (`BGPRouteTable`) and a netlink call never waits on the event loop or behind a slow
-/// host-name lookup on the service's pool.
+/// host-name lookup on the service's pool. With `second_chance`, each step also keeps the tc
+/// filter that passes strays on to the peers (`ECMPSecondChanceTraffic`), from the start until
+/// the drain ends: under ECMP a stray can come at any time, and while the node drains its
+/// connections' segments come back to it from the peers.
 final class BGPAnnouncer: Sendable {
     private unowned let service: BalancerService
     private let thread = NIOThreadPool(numberOfThreads: 1)
@@ -24,6 +27,9 @@ final class BGPAnnouncer: Sendable {
         var table: BGPRouteTable
         var listening: Bool
         var stopping = false
+        /// The drain is over: the second chance's filter goes.
+        var drained = false
+        let secondChance: ECMPSecondChanceTraffic
         /// The last step's outcome, to log a change once.
         var last: (installed: Set<BGPRoute>, reason: BGPDecision.Reason?, error: String?) = ([], nil, nil)
     }
@@ -32,7 +38,10 @@ final class BGPAnnouncer: Sendable {
     /// unless it announces.
     init(service: BalancerService, settings: BGPSettings?, listening: Bool) {
         self.service = service
-        work = Mutex(Work(table: BGPRouteTable(unknown: settings?.routes ?? []), listening: listening))
+        let secondChance = ECMPSecondChanceTraffic { [weak service] line, failed in
+            if failed { service?.logger.error("\(line)") } else { service?.logger.notice("\(line)") }
+        }
+        work = Mutex(Work(table: BGPRouteTable(unknown: settings?.routes ?? []), listening: listening, secondChance: secondChance))
         thread.start()
     }
 
@@ -60,6 +69,12 @@ final class BGPAnnouncer: Sendable {
     func stop() -> EventLoopFuture<Void> {
         tick.withLock { $0?.cancel() }
         work.withLock { $0.stopping = true }
+        return update()
+    }
+
+    /// penha's drain is over: the second chance's filter goes. The future ends once it has.
+    func drainEnded() -> EventLoopFuture<Void> {
+        work.withLock { $0.drained = true }
         return update()
     }
 
@@ -101,6 +116,7 @@ final class BGPAnnouncer: Sendable {
             }
             reported.withLock { $0 = report }
             log(report, installed: work.table.installed, work: &work.last)
+            work.secondChance.update(work.drained ? nil : settings?.secondChance, prefixes: settings?.prefixes ?? [])
         }
     }
 

@@ -194,6 +194,12 @@ public final class BalancerService: Sendable {
         }
     }
 
+    /// The drain is over (or there was none): what stays only for it goes (the ECMP second
+    /// chance's filter). The future ends once it has.
+    public func drainEnded() -> EventLoopFuture<Void> {
+        eventLoop.flatSubmit { self.onLoop.value.bgp?.drainEnded() ?? self.eventLoop.makeSucceededVoidFuture() }
+    }
+
     /// Starts draining: from now on `drainDecision` says when to exit (`Drain`), and the
     /// status shows it. Call once the listener is closed.
     public func startDraining() {

@@ -47,6 +47,16 @@ public enum ConfigurationCheck {
                 problems.append(ConfigurationError("vrrp vrid \(instance.vrid): second_chance: this kernel cannot: \(error)").at(origin))
             }
         }
+        if let bgp = configuration.bgp, let secondChance = bgp.secondChance {
+            let origin = lines.last { $0.command == .bgp(bgp) }?.origin
+            do {
+                _ = try NetworkInterface(name: secondChance.interface)
+                // Loading a program needs CAP_BPF: a check run by another user cannot tell.
+                if geteuid() == 0 { try SecondChanceSupport.check() }
+            } catch {
+                problems.append(ConfigurationError("bgp second_chance: \(error)").at(origin))
+            }
+        }
         if let sync = configuration.sync {
             do {
                 _ = try ClientSyncKey.read(sync.keyFile)

@@ -1,6 +1,6 @@
 import VRRPCore
 
-/// `bgp table N vip ADDR[/LEN] [vip ...] [track_servers MIN]`: penha announces its VIPs by BGP
+/// `bgp table N vip ADDR[/LEN] [vip ...] [track_servers MIN] [interface IF second_chance PEER ...]`: penha announces its VIPs by BGP
 /// through the routing daemon the host already runs (BIRD, FRR), never speaking BGP itself.
 /// While it serves, each prefix is a route in the kernel routing table N, which the daemon
 /// imports and exports to its peers (the anycast-healthchecker pattern); to withdraw, penha
@@ -20,24 +20,42 @@ public struct BGPSettings: Equatable, Sendable {
     public var prefixes: [VirtualAddress]
     /// Announce only while at least this many servers are available (as vrrp's `track_servers` counts them).
     public var minimumServers: Int
+    /// Established connections survive when the routers move their flows to another node.
+    public var secondChance: ECMPSecondChance?
 
-    public init(table: Int, prefixes: [VirtualAddress], minimumServers: Int = 1) {
+    public init(table: Int, prefixes: [VirtualAddress], minimumServers: Int = 1, secondChance: ECMPSecondChance? = nil) {
         self.table = table
         self.prefixes = prefixes
         self.minimumServers = minimumServers
+        self.secondChance = secondChance
     }
 
     /// The words after `bgp`, when they are not `announce` or `withdraw`.
     public static func parse(_ words: [String]) throws -> BGPSettings {
-        let usage = "'bgp' needs 'table N vip ADDR[/LEN] [vip ...] [track_servers MIN]', or is 'bgp withdraw' or 'bgp announce'"
+        let usage = "'bgp' needs 'table N vip ADDR[/LEN] [vip ...] [track_servers MIN] [interface IF second_chance PEER ...]', "
+            + "or is 'bgp withdraw' or 'bgp announce'"
         var table: Int?
         var prefixes: [VirtualAddress] = []
         var minimumServers: Int?
+        var interface: String?
+        var peers: [SecondChance.Peer]?
         var index = 0
         while index < words.count {
             guard index + 1 < words.count else { throw ConfigurationError("bgp: '\(words[index])' needs a value; \(usage)") }
             let value = words[index + 1]
             switch words[index] {
+            case "interface":
+                guard interface == nil else { throw ConfigurationError("bgp: 'interface' is given twice") }
+                interface = value
+            case "second_chance":
+                guard peers == nil else { throw ConfigurationError("bgp: 'second_chance' is given twice") }
+                // Every word up to the next keyword is a peer.
+                let end = words[(index + 1)...].firstIndex { keywords.contains($0) } ?? words.count
+                peers = try words[(index + 1)..<end].map { word in
+                    do { return try SecondChance.parse(word).peer } catch { throw ConfigurationError("bgp: \(error)") }
+                }
+                index = end
+                continue
             case "table":
                 guard table == nil else { throw ConfigurationError("bgp: 'table' is given twice") }
                 table = try tableNumber(value)
@@ -56,12 +74,30 @@ public struct BGPSettings: Equatable, Sendable {
             index += 2
         }
         guard let table, !prefixes.isEmpty else { throw ConfigurationError(usage) }
-        return BGPSettings(table: table, prefixes: prefixes, minimumServers: minimumServers ?? 1)
+        return BGPSettings(table: table, prefixes: prefixes, minimumServers: minimumServers ?? 1,
+                           secondChance: try secondChance(interface: interface, peers: peers, prefixes: prefixes))
+    }
+
+    private static let keywords: Set<String> = ["table", "vip", "track_servers", "interface", "second_chance"]
+
+    /// The two words come together: the peers are found on the interface.
+    private static func secondChance(interface: String?, peers: [SecondChance.Peer]?, prefixes: [VirtualAddress]) throws -> ECMPSecondChance? {
+        switch (interface, peers) {
+        case (nil, nil): return nil
+        case (nil, _?): throw ConfigurationError("bgp: 'second_chance' needs 'interface IF': where the routers deliver the vips' traffic")
+        case (_?, nil): throw ConfigurationError("bgp: 'interface' is only for 'second_chance PEER ...'")
+        case (let interface?, let peers?):
+            guard prefixes.allSatisfy({ $0.address.family == .v4 }) else {
+                throw ConfigurationError("bgp: second_chance works with IPv4 vips only, for now")
+            }
+            do { return try ECMPSecondChance(interface: interface, peers: peers) } catch { throw ConfigurationError("bgp: \(error)") }
+        }
     }
 
     /// The words of the command that recreates these settings (for `write`).
     public var words: [String] {
         ["table", "\(table)"] + prefixes.flatMap { ["vip", "\($0)"] } + ["track_servers", "\(minimumServers)"]
+            + (secondChance?.words ?? [])
     }
 
     /// The routes penha keeps in the table while it announces.

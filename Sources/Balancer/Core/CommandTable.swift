@@ -109,7 +109,7 @@ struct CommandKeyword: Sendable {
             let (list, rule) = try AccessRule.parse(words: $0)
             return .accessRule(list: list, rule)
         },
-        CommandKeyword("bgp", usage: "bgp table N vip ADDR[/LEN] [vip ...] [track_servers MIN]",
+        CommandKeyword("bgp", usage: "bgp table N vip ADDR[/LEN] [vip ...] [track_servers MIN] [interface IF second_chance PEER ...]",
                        negation: bareNegation("bgp", .bgp(nil))) { words in
             if words.count == 1, let action = BGPOperatorAction(rawValue: words[0]) { return .bgpOperator(action) }
             return .bgp(try BGPSettings.parse(words))

@@ -9,6 +9,7 @@ public struct BPFInstruction: Equatable, Sendable {
 
     /// Kernel helpers by number (include/uapi/linux/bpf.h's `__BPF_FUNC_MAPPER`).
     public enum Helper: Int32, Sendable {
+        case cloneRedirect = 13
         case redirect = 23
         case skRelease = 86
         case skcLookupTCP = 99
@@ -47,6 +48,8 @@ public struct BPFInstruction: Equatable, Sendable {
     static func move(_ destination: Register, from source: Register) -> BPFInstruction { BPFInstruction(0xBF, destination, source) }
     static func move(_ destination: Register, _ value: Int32) -> BPFInstruction { BPFInstruction(0xB7, destination, immediate: value) }
     static func add(_ destination: Register, _ value: Int32) -> BPFInstruction { BPFInstruction(0x07, destination, immediate: value) }
+    /// 32 bits (ALU), as the comparisons that follow it.
+    static func and32(_ destination: Register, _ value: Int32) -> BPFInstruction { BPFInstruction(0x54, destination, immediate: value) }
 
     static func load(_ destination: Register, _ size: Size, from source: Register, offset: Int16) -> BPFInstruction {
         BPFInstruction(0x61 | size.rawValue, destination, source, offset: offset)

@@ -25,18 +25,7 @@ public struct SecondChanceProgram: Equatable, Sendable {
         var program = Assembler()
         program.add(.move(.r6, from: .r1))
         if silencingARP { program.silenceARP(virtualAddresses) }
-        program.loadPacketBounds(context: .r6)
-        program.passUnless(.r2, holds: Offset.tcpFlags + 1, within: .r3)
-        program.add(.load(.r4, .half, from: .r2, offset: Offset.etherType))
-        program.jump(.notEqual, .r4, BPFInstruction.networkOrder(half: 0x0800), to: .pass)
-        program.add(.load(.r4, .byte, from: .r2, offset: Offset.ipVersionAndLength))
-        program.jump(.notEqual, .r4, 0x45, to: .pass)
-        program.add(.load(.r4, .byte, from: .r2, offset: Offset.ipProtocol))
-        program.jump(.notEqual, .r4, 6, to: .pass)
-        // More fragments, or a fragment offset: only a first, whole datagram has the TCP header.
-        program.add(.load(.r4, .half, from: .r2, offset: Offset.ipFragment))
-        program.jump(.anyBitOf, .r4, BPFInstruction.networkOrder(half: 0x3FFF), to: .pass)
-        program.passUnlessVirtual(offset: Offset.ipDestination, virtualAddresses, then: .virtualDestination)
+        program.passUnlessTCPOverIPv4(to: virtualAddresses.map(VirtualAddress.host))
         program.add(.load(.r4, .word, from: .r2, offset: Offset.ethernetSource))
         program.jump(.notEqual, .r4, peer.firstWord, to: .fromElsewhere)
         program.add(.load(.r4, .half, from: .r2, offset: Offset.ethernetSource + 4))
@@ -44,36 +33,57 @@ public struct SecondChanceProgram: Equatable, Sendable {
         program.label(.fromElsewhere)
         program.add(.load(.r4, .byte, from: .r2, offset: Offset.tcpFlags))
         program.jump(.anyBitOf, .r4, 0x02, to: .pass)
-        // struct bpf_sock_tuple's ipv4 part on the stack: source, destination, ports.
-        for (index, offset) in [Offset.ipSource, Offset.ipDestination, Offset.tcpPorts].enumerated() {
-            program.add(.load(.r4, .word, from: .r2, offset: offset))
-            program.add(.store(.r10, offset: Int16(-16 + 4 * index), from: .r4))
-        }
-        program.add(.move(.r1, from: .r6))
-        program.add(.move(.r2, from: .r10))
-        program.add(.add(.r2, -16))
-        program.add(.move(.r3, 12))
-        program.add(.move(.r4, -1))  // BPF_F_CURRENT_NETNS
-        program.add(.move(.r5, 0))
-        program.add(.call(.skcLookupTCP))
-        program.jump(.equal64, .r0, 0, to: .redirect)
-        program.add(.load(.r7, .word, from: .r0, offset: Offset.socketState))
-        program.add(.move(.r1, from: .r0))
-        program.add(.call(.skRelease))
-        program.jump(.notEqual, .r7, 10, to: .pass)  // TCP_LISTEN
+        program.passIfConnection(else: .redirect)
         program.label(.redirect)
-        program.loadPacketBounds(context: .r6)
-        program.passUnless(.r2, holds: 12, within: .r3)
-        program.add(.storeImmediate(.word, to: .r2, offset: Offset.ethernetDestination, peer.firstWord))
-        program.add(.storeImmediate(.half, to: .r2, offset: Offset.ethernetDestination + 4, peer.lastHalf))
-        program.add(.storeImmediate(.word, to: .r2, offset: Offset.ethernetSource, own.firstWord))
-        program.add(.storeImmediate(.half, to: .r2, offset: Offset.ethernetSource + 4, own.lastHalf))
+        program.addressTo(peer, from: own)
         program.add(.move(.r1, Int32(interfaceIndex)))
         program.add(.move(.r2, 0))
         program.add(.call(.redirect))  // TC_ACT_REDIRECT, or TC_ACT_SHOT for a bad interface
         program.add(.exit)
         program.passLabel()
         return SecondChanceProgram(name: silencingARP ? "penha_drain" : "penha_redirect", instructions: program.assembled)
+    }
+
+    /// For N active nodes behind ECMP routers (`ECMPSecondChance`): a TCP segment for one of
+    /// `prefixes` that is not a SYN and matches no local socket but a listener is a stray.
+    /// One that came from anywhere but a peer (from the router: the routers moved its flow
+    /// here) is copied to every peer, destination hardware address the peer's and source
+    /// this node's (`bpf_clone_redirect` out of the interface it came in by), and dropped
+    /// here; the peer that has the connection accepts its copy. One that came from a peer is
+    /// another node's copy of a segment this node does not own: dropped, never passed up (the
+    /// stack would answer with a reset) and never copied on, so a segment makes one hop at
+    /// most. A segment of this node's own connections, from anywhere, goes up as before.
+    public static func spread(prefixes: [VirtualAddress], peers: [HardwareAddress], own: HardwareAddress,
+                              interfaceIndex: Int32) -> SecondChanceProgram {
+        var program = Assembler()
+        program.add(.move(.r6, from: .r1))
+        program.passUnlessTCPOverIPv4(to: prefixes)
+        program.add(.load(.r4, .byte, from: .r2, offset: Offset.tcpFlags))
+        program.jump(.anyBitOf, .r4, 0x02, to: .pass)
+        program.passIfConnection(else: .stray)
+        program.label(.stray)
+        program.loadPacketBounds(context: .r6)
+        program.passUnless(.r2, holds: 12, within: .r3)
+        program.add(.load(.r4, .word, from: .r2, offset: Offset.ethernetSource))
+        program.add(.load(.r5, .half, from: .r2, offset: Offset.ethernetSource + 4))
+        for peer in peers {
+            // Not this peer's first four bytes: skip the test of its last two.
+            program.add(.conditional(.notEqual, .r4, peer.firstWord, offset: 1))
+            program.jump(.equal, .r5, peer.lastHalf, to: .drop)
+        }
+        for peer in peers {
+            // The copy before made the packet's pointers stale: the verifier wants them again.
+            program.addressTo(peer, from: own)
+            program.add(.move(.r1, from: .r6))
+            program.add(.move(.r2, Int32(interfaceIndex)))
+            program.add(.move(.r3, 0))  // out of the interface (egress)
+            program.add(.call(.cloneRedirect))
+        }
+        program.label(.drop)
+        program.add(.move(.r0, 2))  // TC_ACT_SHOT
+        program.add(.exit)
+        program.passLabel()
+        return SecondChanceProgram(name: "penha_ecmp", instructions: program.assembled)
     }
 
     /// The old master's while it drains: ARP requests for a VIP are dropped, so this node
@@ -110,7 +120,7 @@ public struct SecondChanceProgram: Equatable, Sendable {
 
 /// Instructions with jumps to labels, resolved once all are in.
 private struct Assembler {
-    enum Label: Hashable { case pass, notARP, virtualTarget, fromElsewhere, virtualDestination, redirect }
+    enum Label: Hashable { case pass, notARP, virtualTarget, fromElsewhere, virtualDestination, redirect, stray, drop }
 
     private enum Item {
         case instruction(BPFInstruction)
@@ -139,15 +149,78 @@ private struct Assembler {
         jump(.aboveRegister(end), .r4, 0, to: .pass)
     }
 
-    /// Goes on (at `then`) when the 4 bytes at `offset` of the packet (r2) are one of the
-    /// VIPs, else passes.
-    mutating func passUnlessVirtual(offset: Int16, _ addresses: [IPAddress], then: Label) {
+    /// Goes on (at `then`) when the 4 bytes at `offset` of the packet (r2) are within one of
+    /// the IPv4 prefixes, else passes. A host prefix is one comparison; a shorter one masks a
+    /// copy (r5) first.
+    mutating func passUnlessVirtual(offset: Int16, _ prefixes: [VirtualAddress], then: Label) {
         add(.load(.r4, .word, from: .r2, offset: offset))
-        for address in addresses {
-            jump(.equal, .r4, BPFInstruction.networkOrder(word: address.ipv4 ?? 0), to: then)
+        for prefix in prefixes {
+            let address = prefix.address.ipv4 ?? 0
+            guard prefix.prefixLength < 32 else {
+                jump(.equal, .r4, BPFInstruction.networkOrder(word: address), to: then)
+                continue
+            }
+            let mask = UInt32.max << (32 - UInt32(max(prefix.prefixLength, 0)))
+            add(.move(.r5, from: .r4))
+            add(.and32(.r5, BPFInstruction.networkOrder(word: mask)))
+            jump(.equal, .r5, BPFInstruction.networkOrder(word: address & mask), to: then)
         }
         jump(.always, .r4, 0, to: .pass)
         label(then)
+    }
+
+    /// Passes unless the packet is a first (or whole) IPv4 datagram without options carrying
+    /// TCP to one of `destinations`, whose header up to the flags it holds; r2 and r3 then
+    /// hold its bounds. The context is in r6.
+    mutating func passUnlessTCPOverIPv4(to destinations: [VirtualAddress]) {
+        loadPacketBounds(context: .r6)
+        passUnless(.r2, holds: SecondChanceProgram.Offset.tcpFlags + 1, within: .r3)
+        add(.load(.r4, .half, from: .r2, offset: SecondChanceProgram.Offset.etherType))
+        jump(.notEqual, .r4, BPFInstruction.networkOrder(half: 0x0800), to: .pass)
+        add(.load(.r4, .byte, from: .r2, offset: SecondChanceProgram.Offset.ipVersionAndLength))
+        jump(.notEqual, .r4, 0x45, to: .pass)
+        add(.load(.r4, .byte, from: .r2, offset: SecondChanceProgram.Offset.ipProtocol))
+        jump(.notEqual, .r4, 6, to: .pass)
+        // More fragments, or a fragment offset: only a first, whole datagram has the TCP header.
+        add(.load(.r4, .half, from: .r2, offset: SecondChanceProgram.Offset.ipFragment))
+        jump(.anyBitOf, .r4, BPFInstruction.networkOrder(half: 0x3FFF), to: .pass)
+        passUnlessVirtual(offset: SecondChanceProgram.Offset.ipDestination, destinations, then: .virtualDestination)
+    }
+
+    /// Passes a segment of one of this node's connections (`bpf_skc_lookup_tcp` finds a
+    /// socket that is not a listener: a listener would answer it with a reset) and jumps to
+    /// `stray` with any other. The packet's bounds are in r2 and r3, the context in r6.
+    mutating func passIfConnection(else stray: Label) {
+        // struct bpf_sock_tuple's ipv4 part on the stack: source, destination, ports.
+        for (index, offset) in [SecondChanceProgram.Offset.ipSource, SecondChanceProgram.Offset.ipDestination,
+                                SecondChanceProgram.Offset.tcpPorts].enumerated() {
+            add(.load(.r4, .word, from: .r2, offset: offset))
+            add(.store(.r10, offset: Int16(-16 + 4 * index), from: .r4))
+        }
+        add(.move(.r1, from: .r6))
+        add(.move(.r2, from: .r10))
+        add(.add(.r2, -16))
+        add(.move(.r3, 12))
+        add(.move(.r4, -1))  // BPF_F_CURRENT_NETNS
+        add(.move(.r5, 0))
+        add(.call(.skcLookupTCP))
+        jump(.equal64, .r0, 0, to: stray)
+        add(.load(.r7, .word, from: .r0, offset: SecondChanceProgram.Offset.socketState))
+        add(.move(.r1, from: .r0))
+        add(.call(.skRelease))
+        jump(.notEqual, .r7, 10, to: .pass)  // TCP_LISTEN
+    }
+
+    /// Rewrites the packet's hardware addresses: destination `destination`, source `source`
+    /// (a switch must not learn the client's address on this port). Passes a packet too
+    /// short, which the checks before have ruled out, for the verifier. The context is in r6.
+    mutating func addressTo(_ destination: HardwareAddress, from source: HardwareAddress) {
+        loadPacketBounds(context: .r6)
+        passUnless(.r2, holds: 12, within: .r3)
+        add(.storeImmediate(.word, to: .r2, offset: SecondChanceProgram.Offset.ethernetDestination, destination.firstWord))
+        add(.storeImmediate(.half, to: .r2, offset: SecondChanceProgram.Offset.ethernetDestination + 4, destination.lastHalf))
+        add(.storeImmediate(.word, to: .r2, offset: SecondChanceProgram.Offset.ethernetSource, source.firstWord))
+        add(.storeImmediate(.half, to: .r2, offset: SecondChanceProgram.Offset.ethernetSource + 4, source.lastHalf))
     }
 
     /// Drops an ARP request for a VIP (TC_ACT_SHOT), passes any other ARP and goes on at
@@ -161,7 +234,7 @@ private struct Assembler {
         jump(.notEqual, .r4, BPFInstruction.networkOrder(half: 0x0806), to: .notARP)
         add(.load(.r4, .half, from: .r2, offset: SecondChanceProgram.Offset.arpOperation))
         jump(.notEqual, .r4, BPFInstruction.networkOrder(half: 1), to: .pass)
-        passUnlessVirtual(offset: SecondChanceProgram.Offset.arpTarget, addresses, then: .virtualTarget)
+        passUnlessVirtual(offset: SecondChanceProgram.Offset.arpTarget, addresses.map(VirtualAddress.host), then: .virtualTarget)
         add(.move(.r0, 2))  // TC_ACT_SHOT
         add(.exit)
         label(.notARP)

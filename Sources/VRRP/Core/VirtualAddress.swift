@@ -17,5 +17,10 @@ public struct VirtualAddress: Hashable, Sendable, CustomStringConvertible {
         self.init(address: address, prefixLength: length)
     }
 
+    /// The address alone: /32 or /128.
+    static func host(_ address: IPAddress) -> VirtualAddress {
+        VirtualAddress(address: address, prefixLength: address.family == .v4 ? 32 : 128)
+    }
+
     public var description: String { "\(address)/\(prefixLength)" }
 }
