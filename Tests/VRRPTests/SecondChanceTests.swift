@@ -109,6 +109,9 @@ final class SecondChanceTests: XCTestCase {
             XCTAssertTrue(target > index && target < program.instructions.count, "jump at \(index) to \(target)", file: file, line: line)
         }
         XCTAssertEqual(program.instructions.last, .exit, file: file, line: line)
+        // TC_ACT_UNSPEC: on to the next filter; TC_ACT_OK would end the chain for other instances' programs.
+        XCTAssertEqual(program.instructions.suffix(2).first, BPFInstruction(0xB7, .r0, immediate: -1), file: file, line: line)
+        XCTAssertFalse(program.instructions.contains(BPFInstruction(0xB7, .r0, immediate: 0)), "no TC_ACT_OK", file: file, line: line)
         XCTAssertEqual(program.bytes.count, program.instructions.count * 8, file: file, line: line)
     }
 
@@ -123,7 +126,7 @@ final class SecondChanceTests: XCTestCase {
         XCTAssertEqual(stores.map(\.offset), [0, 4, 6, 10], "destination, then source hardware address")
         XCTAssertEqual(stores.map(\.immediate), [Int32(bitPattern: 0x005E_0002), 0x0201, Int32(bitPattern: 0x005E_0002), 0x0101])
         XCTAssertTrue(program.instructions.contains(BPFInstruction(0xB7, .r1, immediate: 7)), "out of the interface it came in by")
-        XCTAssertEqual(program.instructions.filter { $0.code == 0x85 }.map(\.immediate), [99, 86, 23])
+        XCTAssertEqual(program.instructions.filter { $0.code == 0x85 }.map(\.immediate), [99, 100, 86, 23], "lookup, SYN cookie check, release, redirect")
         XCTAssertEqual(Array(program.bytes.prefix(8)), [0xBF, 0x16, 0, 0, 0, 0, 0, 0], "mov r6, r1")
     }
 
@@ -142,7 +145,8 @@ final class SecondChanceTests: XCTestCase {
         XCTAssertEqual(program.name, "penha_drain")
         XCTAssertTrue(program.instructions.contains(BPFInstruction(0x61, .r4, .r2, offset: 38)), "the target protocol address")
         XCTAssertTrue(program.instructions.contains(BPFInstruction(0xB7, .r0, immediate: 2)), "TC_ACT_SHOT")
-        XCTAssertEqual(program.instructions.filter { $0.code == 0x16 }.count, 5, "the VIPs as ARP targets and as destinations, and the peer as source")
-        XCTAssertEqual(program.instructions.filter { $0.code == 0x85 }.map(\.immediate), [99, 86, 23])
+        XCTAssertEqual(program.instructions.filter { $0.code == 0x16 }.count, 6,
+                       "the VIPs as ARP targets and as destinations, the peer as source, the SYN cookie's verdict")
+        XCTAssertEqual(program.instructions.filter { $0.code == 0x85 }.map(\.immediate), [99, 100, 86, 23], "lookup, SYN cookie check, release, redirect")
     }
 }
