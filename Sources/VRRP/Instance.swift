@@ -169,8 +169,9 @@ public final class VRRPInstance: @unchecked Sendable {
         thread = nil
     }
 
-    /// The process's drain is over: a second chance's VIPs on `lo` and its filter go.
-    public func drainEnded() {
+    /// The process's drain is over, or the instance was removed at runtime: a stopped
+    /// instance's second chance (its VIPs on `lo` and its filter) goes.
+    public func endSecondChance() {
         secondChance?.drainEnded()
     }
 

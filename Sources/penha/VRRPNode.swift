@@ -102,6 +102,10 @@ final class VRRPNode: VRRPControl {
         // Together, and before a replacement starts, so that it never meets its predecessor.
         for instance in leaving { instance.beginStopping() }
         for instance in leaving { instance.finishStopping() }
+        // At once, not after its window: nothing would tick a stopped instance's window (the
+        // process does not drain), a replacement shares its tc filter's pref (49152 + VRID)
+        // and may be master here again in a moment, behind its predecessor's ARP silence.
+        for instance in leaving { instance.endSecondChance() }
         defer { instances.set(result) }
         for instance in made {
             try instance.start()
@@ -111,7 +115,7 @@ final class VRRPNode: VRRPControl {
 
     /// After the process's drain: what a second chance kept for it (the VIPs on `lo`) goes.
     func drainEnded() {
-        for instance in instances.all { instance.drainEnded() }
+        for instance in instances.all { instance.endSecondChance() }
     }
 
     func stop() {
