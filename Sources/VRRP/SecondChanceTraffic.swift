@@ -21,6 +21,7 @@ final class SecondChanceTraffic: @unchecked Sendable {
     private let virtualAddresses: [VirtualAddress]
     private let addresses: VirtualAddresses
     private let log: @Sendable (String) -> Void
+    private let logError: @Sendable (String) -> Void
     private let filterPriority: UInt32
     private let state: Mutex<State>
 
@@ -35,7 +36,7 @@ final class SecondChanceTraffic: @unchecked Sendable {
     static let peerReadInterval: UInt64 = 1_000_000_000
 
     init(_ secondChance: SecondChance, configuration: VRRPInstanceConfiguration, interface: NetworkInterface,
-         window seconds: Int, log: @escaping @Sendable (String) -> Void) throws {
+         window seconds: Int, log: @escaping @Sendable (String) -> Void, logError: @escaping @Sendable (String) -> Void) throws {
         // At start, not at the first takeover: a kernel that cannot is a clear error now.
         try SecondChanceSupport.check()
         self.secondChance = secondChance
@@ -44,6 +45,7 @@ final class SecondChanceTraffic: @unchecked Sendable {
         virtualAddresses = configuration.virtualAddresses
         addresses = try VirtualAddresses()
         self.log = log
+        self.logError = logError
         filterPriority = 49152 + UInt32(configuration.vrid)
         var peer: HardwareAddress?
         if case .hardware(let hardware) = secondChance.peer { peer = hardware }
@@ -62,6 +64,7 @@ final class SecondChanceTraffic: @unchecked Sendable {
     func tick(now: VRRPInstant) { state.withLock { perform($0.plan.tick(now: now)) } }
     func instanceStopped() { state.withLock { perform($0.plan.instanceStopped()) } }
     func drainEnded() { state.withLock { perform($0.plan.drainEnded()) } }
+    func windowChanged(seconds: Int, now: VRRPInstant) { state.withLock { perform($0.plan.windowChanged(seconds: seconds, now: now)) } }
 
     /// Keeps the peer's hardware address current while this node is not master, so that it is
     /// known the moment this node takes over: read from the neighbour table for the configured
@@ -114,13 +117,20 @@ final class SecondChanceTraffic: @unchecked Sendable {
                 for address in virtualAddresses { try addresses.remove(Self.host(address), from: loopback) }
             }
         case .startAcceptingLocally:
-            for address in virtualAddresses { try addresses.add(Self.host(address), to: loopback) }
+            // The silence first: without it a VIP on lo would be answered for beside the new
+            // master's, so a failed attach lets the VIPs go as if there were no second chance.
             let vips = virtualAddresses.map(\.address)
-            if let peer, let own = HardwareAddress(bytes: try interface.hardwareAddress()) {
-                try attach(.redirect(virtualAddresses: vips, peer: peer, own: own, interfaceIndex: interface.index, silencingARP: true))
-            } else {
-                try attach(.arpSilence(virtualAddresses: vips))
+            do {
+                if let peer, let own = HardwareAddress(bytes: try interface.hardwareAddress()) {
+                    try attach(.redirect(virtualAddresses: vips, peer: peer, own: own, interfaceIndex: interface.index, silencingARP: true))
+                } else {
+                    try attach(.arpSilence(virtualAddresses: vips))
+                }
+            } catch {
+                return logError("VRRP second chance on \(interface.name): \(error): \(vipList) not kept on lo, "
+                                + "established connections through it are not carried over")
             }
+            for address in virtualAddresses { try addresses.add(Self.host(address), to: loopback) }
             log("VRRP second chance on \(interface.name): accepting \(vipList) on lo, not answering ARP for it")
         }
     }

@@ -34,16 +34,24 @@ final class VRRPNode: VRRPControl {
     /// (until a `vrrp` command adds an instance).
     init(configuration: Configuration, service: BalancerService, logger: Logger) throws {
         let log: @Sendable (String) -> Void = { logger.notice("\($0)") }
+        let logError: @Sendable (String) -> Void = { logger.error("\($0)") }
         let listener = self.listener
-        let drainSeconds = configuration.drainSeconds
-        make = { try VRRPInstance(configuration: $0, drainSeconds: drainSeconds, log: log, stateChanged: listener.call) }
+        make = {
+            try VRRPInstance(configuration: $0, drainSeconds: service.drainBound, log: log, logError: logError,
+                             stateChanged: listener.call)
+        }
         let started = try configuration.vrrpInstances.map(make)
         let instances = Instances(started)
         self.instances = instances
+        // `drain N` too: it bounds the second chance's window, and a command or a reload changes it.
         let report: @Sendable () -> Void = {
             guard !instances.all.isEmpty else { return }
             service.withState { $0.availableServerCount(now: .now()) }.whenSuccess { count in
-                for instance in instances.all { instance.setAvailableServers(count) }
+                let drainSeconds = service.drainBound
+                for instance in instances.all {
+                    instance.setAvailableServers(count)
+                    instance.setDrainSeconds(drainSeconds)
+                }
             }
         }
         report()

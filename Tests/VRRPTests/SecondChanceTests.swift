@@ -59,6 +59,25 @@ final class SecondChanceTests: XCTestCase {
         XCTAssertEqual(plan.leftMaster(now: at(40)), [.startAcceptingLocally], "a master past its window still has connections to keep")
     }
 
+    /// `drain N` at runtime: a running window is counted from its start with the new bound,
+    /// and `drain 0` ends it (and starts none).
+    func testTheWindowFollowsTheDrainBoundAndZeroEndsIt() {
+        var plan = SecondChancePlan(seconds: 30)
+        _ = plan.becameMaster(now: at(0))
+        XCTAssertEqual(plan.windowChanged(seconds: 60, now: at(10)), [])
+        XCTAssertEqual(plan.nextDeadline, at(60), "counted from the takeover")
+        XCTAssertEqual(plan.windowChanged(seconds: 5, now: at(10)), [.stopRedirecting], "a bound already past ends it")
+
+        var leaving = SecondChancePlan(seconds: 30)
+        _ = leaving.becameMaster(now: at(0))
+        _ = leaving.leftMaster(now: at(1))
+        XCTAssertEqual(leaving.windowChanged(seconds: 0, now: at(2)), [.stopAcceptingLocally])
+        XCTAssertEqual(leaving.becameMaster(now: at(3)), [], "drain 0: no window")
+        XCTAssertEqual(leaving.leftMaster(now: at(4)), [])
+        XCTAssertEqual(leaving.windowChanged(seconds: 30, now: at(5)), [])
+        XCTAssertEqual(leaving.becameMaster(now: at(6)), [.startRedirecting])
+    }
+
     func testTheOldMasterAcceptsLocallyForTheBoundOrUntilItsDrainEnds() {
         var plan = SecondChancePlan(seconds: 20)
         _ = plan.becameMaster(now: at(0))
