@@ -48,7 +48,13 @@ final class SecondChanceTraffic: @unchecked Sendable {
         self.logError = logError
         filterPriority = 49152 + UInt32(configuration.vrid)
         var peer: HardwareAddress?
-        if case .hardware(let hardware) = secondChance.peer { peer = hardware }
+        switch secondChance.peer {
+        case .hardware(let hardware):
+            peer = hardware
+        case .address(let address):
+            peer = NeighbourTable.permanentHardwareAddress(of: address, on: interface.name)
+            if peer == nil { logError("VRRP second chance on \(interface.name): \(Self.noPermanentEntry(secondChance, interface.name))") }
+        }
         state = Mutex(State(plan: SecondChancePlan(seconds: seconds), peer: peer))
     }
 
@@ -67,9 +73,9 @@ final class SecondChanceTraffic: @unchecked Sendable {
     func windowChanged(seconds: Int, now: VRRPInstant) { state.withLock { perform($0.plan.windowChanged(seconds: seconds, now: now)) } }
 
     /// Keeps the peer's hardware address current while this node is not master, so that it is
-    /// known the moment this node takes over: read from the neighbour table for the configured
-    /// address, and asked for (a datagram to the discard port makes the kernel ARP) when the
-    /// table has none. Never from a packet or an advert.
+    /// known the moment this node takes over: the operator's permanent neighbour entry for the
+    /// configured address. Never from a packet or an advert, nor from an entry ARP filled in:
+    /// any host on the link can answer ARP for the peer's address.
     func refreshPeer(now: VRRPInstant) {
         guard case .address(let address) = secondChance.peer else { return }
         let due = state.withLock { state in
@@ -78,11 +84,15 @@ final class SecondChanceTraffic: @unchecked Sendable {
             return true
         }
         guard due else { return }
-        if let hardware = NeighbourTable.hardwareAddress(of: address, on: interface.name) {
-            state.withLock { $0.peer = hardware }
-        } else {
-            NeighbourTable.solicit(address)
-        }
+        let hardware = NeighbourTable.permanentHardwareAddress(of: address, on: interface.name)
+        state.withLock { $0.peer = hardware }
+    }
+
+    /// Why an address alone gives no peer, and what to do.
+    private static func noPermanentEntry(_ address: SecondChance, _ interface: String) -> String {
+        "no permanent neighbour entry for peer \(address) on \(interface) (one learnt by ARP could come from any host): "
+            + "add one (ip neigh replace \(address) lladdr MAC nud permanent dev \(interface)) or write second_chance MAC; "
+            + "until then segments of connections that are not this node's are not passed on"
     }
 
     /// Under `state`'s lock, with the peer's hardware address as known then (for the actions
@@ -100,10 +110,7 @@ final class SecondChanceTraffic: @unchecked Sendable {
     private func perform(_ action: SecondChancePlan.Action, peer: HardwareAddress?) throws {
         switch action {
         case .startRedirecting:
-            guard let peer else {
-                throw VRRPSystemError("no hardware address for peer \(secondChance) in the neighbour table yet: "
-                                      + "segments of connections that are not this node's are not passed on")
-            }
+            guard let peer else { throw VRRPSystemError(Self.noPermanentEntry(secondChance, interface.name)) }
             guard let own = HardwareAddress(bytes: try interface.hardwareAddress()) else {
                 throw VRRPSystemError("\(interface.name) has no Ethernet address")
             }
@@ -181,8 +188,9 @@ public enum SecondChanceSupport {
 
 /// The kernel's IPv4 neighbour table (ARP), as `ip -4 neigh` shows it.
 enum NeighbourTable {
-    /// A complete entry's hardware address, from /proc/net/arp (of this network namespace).
-    static func hardwareAddress(of address: IPAddress, on interface: String) -> HardwareAddress? {
+    /// A permanent entry's hardware address (`nud permanent`: set by the operator, never by a
+    /// packet), from /proc/net/arp (of this network namespace).
+    static func permanentHardwareAddress(of address: IPAddress, on interface: String) -> HardwareAddress? {
         let fd = open("/proc/net/arp", O_RDONLY | O_CLOEXEC)
         guard fd >= 0 else { return nil }
         defer { close(fd) }
@@ -196,26 +204,12 @@ enum NeighbourTable {
         }
         let wanted = "\(address)"
         for line in String(decoding: text, as: UTF8.self).split(separator: "\n").dropFirst() {
-            // IP address, HW type, Flags (0x2: complete), HW address, Mask, Device.
+            // IP address, HW type, Flags (ATF_COM 0x2: complete, ATF_PERM 0x4), HW address, Mask, Device.
             let fields = line.split(separator: " ", omittingEmptySubsequences: true)
             guard fields.count >= 6, fields[0] == wanted, fields[5] == interface,
-                  let flags = Int(fields[2].dropFirst(2), radix: 16), flags & 0x2 != 0 else { continue }
+                  let flags = Int(fields[2].dropFirst(2), radix: 16), flags & 0x6 == 0x6 else { continue }
             return HardwareAddress(String(fields[3]))
         }
         return nil
-    }
-
-    /// An empty datagram to the discard port: the kernel resolves the address to send it.
-    static func solicit(_ address: IPAddress) {
-        let fd = socket(AF_INET, Int32(SOCK_DGRAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
-        guard fd >= 0 else { return }
-        defer { close(fd) }
-        var target = sockaddr_in()
-        target.sin_family = sa_family_t(AF_INET)
-        target.sin_port = UInt16(9).bigEndian
-        target.sin_addr.s_addr = (address.ipv4 ?? 0).bigEndian
-        _ = withUnsafePointer(to: &target) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { sendto(fd, nil, 0, Int32(MSG_DONTWAIT), $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
-        }
     }
 }

@@ -23,8 +23,8 @@ final class SecondChanceTests: XCTestCase {
     func testBadSecondChancesSayWhatIsWrong() {
         let cases: [(String, String)] = [
             ("\(base) second_chance", "'second_chance' needs a value"),
-            ("\(base) second_chance peer-b", "is not the peer's IPv4 address or its hardware address"),
-            ("\(base) second_chance 2001:db8::2", "is not the peer's IPv4 address"),
+            ("\(base) second_chance peer-b", "is not the peer's hardware address (like 02:00:5e:00:01:02) or its IPv4 address"),
+            ("\(base) second_chance 2001:db8::2", "is not the peer's hardware address"),
             ("\(base) second_chance 01:00:5e:00:00:12", "is a group address"),
             ("\(base) second_chance ff:ff:ff:ff:ff:ff", "is a group address"),
             ("\(base) second_chance 02:00:5e:00:01", "is not the peer's"),
