@@ -11,7 +11,7 @@ import Glibc
 /// `SecondChancePlan` decides. Its tc filter sits at ingress on the instance's interface with
 /// the preference `filterPriority` (49152 + VRID), handle 1: `tc filter show dev IF ingress`
 /// shows it, `tc filter del dev IF ingress pref N` undoes it; penha removes it, and the VIPs it
-/// put on `lo`, when the window ends, on exit, and at start after a crash.
+/// put on `lo` (labelled `loopbackLabel`), when the window ends, on exit, and at start after a crash.
 // Unchecked: the netlink socket of `addresses` is used only under `state`'s lock (every
 // action is carried out there), the rest is immutable.
 final class SecondChanceTraffic: @unchecked Sendable {
@@ -121,7 +121,7 @@ final class SecondChanceTraffic: @unchecked Sendable {
             let result = penha_tc_detach_ingress(interface.index, filterPriority)
             guard result == 0 else { throw VRRPSystemError("removing the tc filter", errno: -result) }
             if action == .stopAcceptingLocally {
-                for address in virtualAddresses { try addresses.remove(Self.host(address), from: loopback) }
+                for address in virtualAddresses { try addresses.remove(Self.host(address), from: loopback, label: Self.loopbackLabel) }
             }
         case .startAcceptingLocally:
             // The silence first: without it a VIP on lo would be answered for beside the new
@@ -137,12 +137,16 @@ final class SecondChanceTraffic: @unchecked Sendable {
                 return logError("VRRP second chance on \(interface.name): \(error): \(vipList) not kept on lo, "
                                 + "established connections through it are not carried over")
             }
-            for address in virtualAddresses { try addresses.add(Self.host(address), to: loopback) }
+            for address in virtualAddresses { try addresses.add(Self.host(address), to: loopback, label: Self.loopbackLabel) }
             log("VRRP second chance on \(interface.name): accepting \(vipList) on lo, not answering ARP for it")
         }
     }
 
     private var vipList: String { virtualAddresses.map { "\($0.address)" }.joined(separator: " ") }
+
+    /// What marks the VIPs penha puts on `lo` (`ip addr show dev lo` shows it): the removal
+    /// names it, so an operator's own copy of a VIP on `lo` is never taken away.
+    static let loopbackLabel = "lo:penha"
 
     /// The VIP alone: on `lo` it must not bring a route for its subnet with it.
     private static func host(_ address: VirtualAddress) -> VirtualAddress {

@@ -257,6 +257,29 @@ final class ReviewFindingsTests: XCTestCase {
         XCTAssertFalse(neighbours.contains(ownAddress), "the node that let the VIP go does not answer ARP for it: \(neighbours); \(loopback)")
     }
 
+    /// FIXED (low): the start's cleanup after a crash (and the end of a window) took any /32
+    /// copy of the VIPs off `lo`, an operator's own too. penha labels those it adds `lo:penha`
+    /// and removes only addresses with that label: a killed penha's leftover goes at the start,
+    /// the operator's copy of another VIP stays, through the start and the exit.
+    func testOnlyTheVIPsPenhaPutOnLoAreTakenOffIt() throws {
+        let lab = try NetworkLab()
+        let peer = try hardwareAddress(lab, "b")
+        for (address, label) in [("192.0.2.10/32", "lo:penha"), ("192.0.2.11/32", "lo")] {
+            try NetworkLab.command(["ip", "-n", lab.namespace("a"), "addr", "add", address, "dev", "lo", "label", label])
+        }
+        let vrrp = "vrrp interface eth0 vrid 51 priority 200 vip 192.0.2.10/24 vip 192.0.2.11/24 advert 100ms"
+        let a = try Penha(["-O", "drain 2", "-O", "\(vrrp) second_chance \(peer)"], listen: "192.0.2.10:80",
+                          servers: ["127.0.0.1:8080"], namespace: lab.namespace("a"))
+        XCTAssertTrue(waitFor(timeout: 5) { self.masterCount(a) == 1 }, a.stderr)
+        let started = try loopbackAddresses(lab, "a")
+        XCTAssertFalse(started.contains("192.0.2.10/32"), "a killed penha's leftover goes: \(started)")
+        XCTAssertTrue(started.contains("192.0.2.11/32"), "the operator's own stays: \(started)")
+        kill(a.process.processIdentifier, SIGTERM)
+        XCTAssertEqual(a.waitForExit(timeout: 10), 0, a.stderr)
+        XCTAssertTrue(a.stderr.contains("accepting 192.0.2.10 192.0.2.11 on lo"), a.stderr)
+        XCTAssertTrue(try loopbackAddresses(lab, "a").contains("192.0.2.11/32"), "the operator's own stays after the exit")
+    }
+
     // MARK: - Second chance: new connections during the window
 
     /// DEFECT (medium): the new master's program passes on to the peer every non-SYN segment
