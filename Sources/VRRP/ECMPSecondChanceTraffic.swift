@@ -52,12 +52,9 @@ public final class ECMPSecondChanceTraffic {
             throw VRRPSystemError("\(interface.name) has no Ethernet address")
         }
         let local = Set(interface.addresses(.v4))
+        // Only the operator's permanent entries: any host on the link can answer ARP for a peer.
         for address in secondChance.addressedPeers where !local.contains(address) {
-            if let hardware = NeighbourTable.hardwareAddress(of: address, on: interface.name) {
-                known[address] = hardware
-            } else {
-                NeighbourTable.solicit(address)
-            }
+            known[address] = NeighbourTable.permanentHardwareAddress(of: address, on: interface.name)
         }
         let peers = secondChance.destinations(known: known, own: own)
         guard !peers.isEmpty else { return try remove() }

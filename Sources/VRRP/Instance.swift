@@ -45,6 +45,8 @@ public final class VRRPInstance: @unchecked Sendable {
         var configuration: VRRPInstanceConfiguration
         var pendingConfiguration: VRRPInstanceConfiguration?
         var status: VRRPInstanceStatus
+        /// `drain N` as set now: the second chance's window.
+        var drainSeconds: Int
         var availableServers: Int?
         var stopping = false
         /// Loop turns so far, for the watchdog: a thread that stops turning is wedged.
@@ -68,9 +70,10 @@ public final class VRRPInstance: @unchecked Sendable {
 
     /// `stateChanged`: called on the instance's thread after each change of state, once the
     /// status shows the new one. `drainSeconds`: the balancer's `drain` bound, the second
-    /// chance's window.
+    /// chance's window (`setDrainSeconds` follows it). `logError`: what fails and leaves a
+    /// promise unkept (a second chance that cannot be installed).
     public init(configuration: VRRPInstanceConfiguration, drainSeconds: Int = 0, log: @escaping @Sendable (String) -> Void,
-                stateChanged: @escaping @Sendable () -> Void) throws {
+                logError: @escaping @Sendable (String) -> Void, stateChanged: @escaping @Sendable () -> Void) throws {
         self.log = log
         self.stateChanged = stateChanged
         interface = try NetworkInterface(name: configuration.interface)
@@ -83,7 +86,8 @@ public final class VRRPInstance: @unchecked Sendable {
         addresses = try VirtualAddresses()
         let interface = interface
         secondChance = try configuration.secondChance.map {
-            try SecondChanceTraffic($0, configuration: configuration, interface: interface, window: drainSeconds, log: log)
+            try SecondChanceTraffic($0, configuration: configuration, interface: interface, window: drainSeconds, log: log,
+                                    logError: logError)
         }
         var pipeEnds: [Int32] = [0, 0]
         guard pipe(&pipeEnds) == 0 else { throw VRRPSystemError("pipe", errno: errno) }
@@ -103,7 +107,8 @@ public final class VRRPInstance: @unchecked Sendable {
         shared = Mutex(Shared(configuration: configuration, status: VRRPInstanceStatus(
             state: .initialize, interface: configuration.interface, vrid: configuration.vrid,
             version: configuration.version.rawValue, configuredPriority: configuration.priority,
-            effectivePriority: configuration.priority, advertisementInterval: configuration.advertisementInterval)))
+            effectivePriority: configuration.priority, advertisementInterval: configuration.advertisementInterval),
+            drainSeconds: drainSeconds))
     }
 
     deinit {
@@ -130,6 +135,16 @@ public final class VRRPInstance: @unchecked Sendable {
         let changed = shared.withLock { shared in
             defer { shared.availableServers = count }
             return shared.availableServers != count
+        }
+        if changed { wake() }
+    }
+
+    /// `drain N` as set now (told every second, like the server count): a second chance's
+    /// running window ends at the new bound.
+    public func setDrainSeconds(_ seconds: Int) {
+        let changed = shared.withLock { shared in
+            defer { shared.drainSeconds = seconds }
+            return shared.drainSeconds != seconds
         }
         if changed { wake() }
     }
@@ -169,8 +184,9 @@ public final class VRRPInstance: @unchecked Sendable {
         thread = nil
     }
 
-    /// The process's drain is over: a second chance's VIPs on `lo` and its filter go.
-    public func drainEnded() {
+    /// The process's drain is over, or the instance was removed at runtime: a stopped
+    /// instance's second chance (its VIPs on `lo` and its filter) goes.
+    public func endSecondChance() {
         secondChance?.drainEnded()
     }
 
@@ -198,18 +214,19 @@ public final class VRRPInstance: @unchecked Sendable {
         if !linkUp { driver.perform(machine.interfaceDown(now: .now), machine: machine) }
         var resignedAt: VRRPInstant?
         var appliedServers: Int?
+        var appliedDrainSeconds: Int?
         // Made once: this loop runs for every advert.
         var descriptors = [pollfd(fd: socket.receiveDescriptor, events: Int16(POLLIN), revents: 0),
                            pollfd(fd: wakeRead, events: Int16(POLLIN), revents: 0),
                            pollfd(fd: linkMonitor, events: Int16(POLLIN), revents: 0)]
         var drain = [UInt8](repeating: 0, count: 8192)
         while true {
-            let (stopping, availableServers, changed) = shared.withLock { shared in
+            let (stopping, availableServers, drainSeconds, changed) = shared.withLock { shared in
                 defer {
                     shared.pendingConfiguration = nil
                     shared.turns &+= 1
                 }
-                return (shared.stopping, shared.availableServers, shared.pendingConfiguration)
+                return (shared.stopping, shared.availableServers, shared.drainSeconds, shared.pendingConfiguration)
             }
             if let changed {
                 adopt(changed, into: &machine)
@@ -221,6 +238,10 @@ public final class VRRPInstance: @unchecked Sendable {
             }
             if let resignedAt, machine.state != .master || VRRPInstant.now >= resignedAt.advanced(by: Self.longestResignation) {
                 break
+            }
+            if drainSeconds != appliedDrainSeconds {
+                appliedDrainSeconds = drainSeconds
+                secondChance?.windowChanged(seconds: drainSeconds, now: .now)
             }
             if let availableServers, availableServers != appliedServers {
                 appliedServers = availableServers

@@ -10,7 +10,7 @@ import Glibc
 /// `SecondChancePlan` decides. Its tc filter (`TCIngressFilter`) sits at ingress on the
 /// instance's interface with the preference 49152 + VRID, handle 1: `tc filter show dev IF
 /// ingress` shows it, `tc filter del dev IF ingress pref N` undoes it; penha removes it, and the
-/// VIPs it put on `lo`, when the window ends, on exit, and at start after a crash.
+/// VIPs it put on `lo` (labelled `loopbackLabel`), when the window ends, on exit, and at start after a crash.
 // Unchecked: the netlink socket of `addresses` is used only under `state`'s lock (every
 // action is carried out there), the rest is immutable.
 final class SecondChanceTraffic: @unchecked Sendable {
@@ -20,6 +20,7 @@ final class SecondChanceTraffic: @unchecked Sendable {
     private let virtualAddresses: [VirtualAddress]
     private let addresses: VirtualAddresses
     private let log: @Sendable (String) -> Void
+    private let logError: @Sendable (String) -> Void
     private let filter: TCIngressFilter
     private let state: Mutex<State>
 
@@ -34,7 +35,7 @@ final class SecondChanceTraffic: @unchecked Sendable {
     static let peerReadInterval: UInt64 = 1_000_000_000
 
     init(_ secondChance: SecondChance, configuration: VRRPInstanceConfiguration, interface: NetworkInterface,
-         window seconds: Int, log: @escaping @Sendable (String) -> Void) throws {
+         window seconds: Int, log: @escaping @Sendable (String) -> Void, logError: @escaping @Sendable (String) -> Void) throws {
         // At start, not at the first takeover: a kernel that cannot is a clear error now.
         try SecondChanceSupport.check()
         self.secondChance = secondChance
@@ -43,9 +44,16 @@ final class SecondChanceTraffic: @unchecked Sendable {
         virtualAddresses = configuration.virtualAddresses
         addresses = try VirtualAddresses()
         self.log = log
+        self.logError = logError
         filter = TCIngressFilter(interfaceIndex: interface.index, priority: 49152 + UInt32(configuration.vrid))
         var peer: HardwareAddress?
-        if case .hardware(let hardware) = secondChance.peer { peer = hardware }
+        switch secondChance.peer {
+        case .hardware(let hardware):
+            peer = hardware
+        case .address(let address):
+            peer = NeighbourTable.permanentHardwareAddress(of: address, on: interface.name)
+            if peer == nil { logError("VRRP second chance on \(interface.name): \(Self.noPermanentEntry(secondChance, interface.name))") }
+        }
         state = Mutex(State(plan: SecondChancePlan(seconds: seconds), peer: peer))
     }
 
@@ -61,11 +69,12 @@ final class SecondChanceTraffic: @unchecked Sendable {
     func tick(now: VRRPInstant) { state.withLock { perform($0.plan.tick(now: now)) } }
     func instanceStopped() { state.withLock { perform($0.plan.instanceStopped()) } }
     func drainEnded() { state.withLock { perform($0.plan.drainEnded()) } }
+    func windowChanged(seconds: Int, now: VRRPInstant) { state.withLock { perform($0.plan.windowChanged(seconds: seconds, now: now)) } }
 
     /// Keeps the peer's hardware address current while this node is not master, so that it is
-    /// known the moment this node takes over: read from the neighbour table for the configured
-    /// address, and asked for (a datagram to the discard port makes the kernel ARP) when the
-    /// table has none. Never from a packet or an advert.
+    /// known the moment this node takes over: the operator's permanent neighbour entry for the
+    /// configured address. Never from a packet or an advert, nor from an entry ARP filled in:
+    /// any host on the link can answer ARP for the peer's address.
     func refreshPeer(now: VRRPInstant) {
         guard case .address(let address) = secondChance.peer else { return }
         let due = state.withLock { state in
@@ -74,11 +83,15 @@ final class SecondChanceTraffic: @unchecked Sendable {
             return true
         }
         guard due else { return }
-        if let hardware = NeighbourTable.hardwareAddress(of: address, on: interface.name) {
-            state.withLock { $0.peer = hardware }
-        } else {
-            NeighbourTable.solicit(address)
-        }
+        let hardware = NeighbourTable.permanentHardwareAddress(of: address, on: interface.name)
+        state.withLock { $0.peer = hardware }
+    }
+
+    /// Why an address alone gives no peer, and what to do.
+    private static func noPermanentEntry(_ address: SecondChance, _ interface: String) -> String {
+        "no permanent neighbour entry for peer \(address) on \(interface) (one learnt by ARP could come from any host): "
+            + "add one (ip neigh replace \(address) lladdr MAC nud permanent dev \(interface)) or write second_chance MAC; "
+            + "until then segments of connections that are not this node's are not passed on"
     }
 
     /// Under `state`'s lock, with the peer's hardware address as known then (for the actions
@@ -96,40 +109,47 @@ final class SecondChanceTraffic: @unchecked Sendable {
     private func perform(_ action: SecondChancePlan.Action, peer: HardwareAddress?) throws {
         switch action {
         case .startRedirecting:
-            guard let peer else {
-                throw VRRPSystemError("no hardware address for peer \(secondChance) in the neighbour table yet: "
-                                      + "segments of connections that are not this node's are not passed on")
-            }
+            guard let peer else { throw VRRPSystemError(Self.noPermanentEntry(secondChance, interface.name)) }
             guard let own = HardwareAddress(bytes: try interface.hardwareAddress()) else {
                 throw VRRPSystemError("\(interface.name) has no Ethernet address")
             }
             try filter.attach(.redirect(virtualAddresses: virtualAddresses.map(\.address), peer: peer, own: own,
-                                        interfaceIndex: interface.index))
+                                 interfaceIndex: interface.index))
             log("VRRP second chance on \(interface.name): passing strays for \(vipList) on to \(peer)")
         case .stopRedirecting, .stopAcceptingLocally:
             try filter.detach()
             if action == .stopAcceptingLocally {
-                for address in virtualAddresses { try addresses.remove(Self.host(address), from: loopback) }
+                for address in virtualAddresses { try addresses.remove(Self.host(address), from: loopback, label: Self.loopbackLabel) }
             }
         case .startAcceptingLocally:
-            for address in virtualAddresses { try addresses.add(Self.host(address), to: loopback) }
+            // The silence first: without it a VIP on lo would be answered for beside the new
+            // master's, so a failed attach lets the VIPs go as if there were no second chance.
             let vips = virtualAddresses.map(\.address)
-            if let peer, let own = HardwareAddress(bytes: try interface.hardwareAddress()) {
-                try filter.attach(.redirect(virtualAddresses: vips, peer: peer, own: own, interfaceIndex: interface.index, silencingARP: true))
-            } else {
-                try filter.attach(.arpSilence(virtualAddresses: vips))
+            do {
+                if let peer, let own = HardwareAddress(bytes: try interface.hardwareAddress()) {
+                    try filter.attach(.redirect(virtualAddresses: vips, peer: peer, own: own, interfaceIndex: interface.index, silencingARP: true))
+                } else {
+                    try filter.attach(.arpSilence(virtualAddresses: vips))
+                }
+            } catch {
+                return logError("VRRP second chance on \(interface.name): \(error): \(vipList) not kept on lo, "
+                                + "established connections through it are not carried over")
             }
+            for address in virtualAddresses { try addresses.add(Self.host(address), to: loopback, label: Self.loopbackLabel) }
             log("VRRP second chance on \(interface.name): accepting \(vipList) on lo, not answering ARP for it")
         }
     }
 
     private var vipList: String { virtualAddresses.map { "\($0.address)" }.joined(separator: " ") }
 
+    /// What marks the VIPs penha puts on `lo` (`ip addr show dev lo` shows it): the removal
+    /// names it, so an operator's own copy of a VIP on `lo` is never taken away.
+    static let loopbackLabel = "lo:penha"
+
     /// The VIP alone: on `lo` it must not bring a route for its subnet with it.
     private static func host(_ address: VirtualAddress) -> VirtualAddress {
         VirtualAddress(address: address.address, prefixLength: 32)
     }
-
 }
 
 /// Whether this kernel takes the second chance's programs (VRRP's and ECMP's), for `penha
@@ -150,8 +170,9 @@ public enum SecondChanceSupport {
 
 /// The kernel's IPv4 neighbour table (ARP), as `ip -4 neigh` shows it.
 enum NeighbourTable {
-    /// A complete entry's hardware address, from /proc/net/arp (of this network namespace).
-    static func hardwareAddress(of address: IPAddress, on interface: String) -> HardwareAddress? {
+    /// A permanent entry's hardware address (`nud permanent`: set by the operator, never by a
+    /// packet), from /proc/net/arp (of this network namespace).
+    static func permanentHardwareAddress(of address: IPAddress, on interface: String) -> HardwareAddress? {
         let fd = open("/proc/net/arp", O_RDONLY | O_CLOEXEC)
         guard fd >= 0 else { return nil }
         defer { close(fd) }
@@ -165,26 +186,12 @@ enum NeighbourTable {
         }
         let wanted = "\(address)"
         for line in String(decoding: text, as: UTF8.self).split(separator: "\n").dropFirst() {
-            // IP address, HW type, Flags (0x2: complete), HW address, Mask, Device.
+            // IP address, HW type, Flags (ATF_COM 0x2: complete, ATF_PERM 0x4), HW address, Mask, Device.
             let fields = line.split(separator: " ", omittingEmptySubsequences: true)
             guard fields.count >= 6, fields[0] == wanted, fields[5] == interface,
-                  let flags = Int(fields[2].dropFirst(2), radix: 16), flags & 0x2 != 0 else { continue }
+                  let flags = Int(fields[2].dropFirst(2), radix: 16), flags & 0x6 == 0x6 else { continue }
             return HardwareAddress(String(fields[3]))
         }
         return nil
-    }
-
-    /// An empty datagram to the discard port: the kernel resolves the address to send it.
-    static func solicit(_ address: IPAddress) {
-        let fd = socket(AF_INET, Int32(SOCK_DGRAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
-        guard fd >= 0 else { return }
-        defer { close(fd) }
-        var target = sockaddr_in()
-        target.sin_family = sa_family_t(AF_INET)
-        target.sin_port = UInt16(9).bigEndian
-        target.sin_addr.s_addr = (address.ipv4 ?? 0).bigEndian
-        _ = withUnsafePointer(to: &target) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { sendto(fd, nil, 0, Int32(MSG_DONTWAIT), $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
-        }
     }
 }

@@ -60,16 +60,24 @@ final class VRRPNode: VRRPControl {
     /// (until a `vrrp` command adds an instance).
     init(configuration: Configuration, service: BalancerService, logger: Logger) throws {
         let log: @Sendable (String) -> Void = { logger.notice("\($0)") }
+        let logError: @Sendable (String) -> Void = { logger.error("\($0)") }
         let listener = self.listener
-        let drainSeconds = configuration.drainSeconds
-        make = { try VRRPInstance(configuration: $0, drainSeconds: drainSeconds, log: log, stateChanged: listener.call) }
+        make = {
+            try VRRPInstance(configuration: $0, drainSeconds: service.drainBound, log: log, logError: logError,
+                             stateChanged: listener.call)
+        }
         let started = try configuration.vrrpInstances.map(make)
         let instances = Instances(started)
         self.instances = instances
+        // `drain N` too: it bounds the second chance's window, and a command or a reload changes it.
         let report: @Sendable () -> Void = {
             guard !instances.all.isEmpty else { return }
             service.withState { $0.availableServerCount(now: .now()) }.whenSuccess { count in
-                for instance in instances.all { instance.setAvailableServers(count) }
+                let drainSeconds = service.drainBound
+                for instance in instances.all {
+                    instance.setAvailableServers(count)
+                    instance.setDrainSeconds(drainSeconds)
+                }
             }
         }
         report()
@@ -129,6 +137,10 @@ final class VRRPNode: VRRPControl {
         // Together, and before a replacement starts, so that it never meets its predecessor.
         for instance in leaving { instance.beginStopping() }
         for instance in leaving { instance.finishStopping() }
+        // At once, not after its window: nothing would tick a stopped instance's window (the
+        // process does not drain), a replacement shares its tc filter's pref (49152 + VRID)
+        // and may be master here again in a moment, behind its predecessor's ARP silence.
+        for instance in leaving { instance.endSecondChance() }
         var failure: Error?
         for instance in made {
             do {
@@ -151,7 +163,7 @@ final class VRRPNode: VRRPControl {
 
     /// After the process's drain: what a second chance kept for it (the VIPs on `lo`) goes.
     func drainEnded() {
-        for instance in instances.all { instance.drainEnded() }
+        for instance in instances.all { instance.endSecondChance() }
     }
 
     func stop() {

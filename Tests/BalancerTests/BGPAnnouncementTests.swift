@@ -67,7 +67,7 @@ final class BGPAnnouncementTests: XCTestCase {
             ("bgp table 201 vip 203.0.113.10 interface eth0", "only for 'second_chance"),
             ("bgp table 201 vip 203.0.113.10 interface eth0 second_chance", "needs a value"),
             ("bgp table 201 vip 203.0.113.10 interface eth0 second_chance vip 203.0.113.11", "at least one PEER"),
-            ("bgp table 201 vip 203.0.113.10 interface eth0 second_chance node-b", "not the peer's IPv4 address"),
+            ("bgp table 201 vip 203.0.113.10 interface eth0 second_chance node-b", "not the peer's hardware address"),
             ("bgp table 201 vip 203.0.113.10 interface eth0 second_chance ff:ff:ff:ff:ff:ff", "group address"),
             ("bgp table 201 vip 203.0.113.10 interface eth0 second_chance 192.0.2.1 192.0.2.1", "given twice"),
             ("bgp table 201 vip 203.0.113.10 interface eth0 second_chance 192.0.2.1 second_chance 192.0.2.2", "given twice"),

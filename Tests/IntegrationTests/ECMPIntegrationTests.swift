@@ -102,6 +102,19 @@ final class ECMPLab {
     }
 
     /// The connections to the VIP a node holds.
+    /// Each node's permanent neighbour entries for the other nodes, as an operator sets them:
+    /// the second chance takes a peer's hardware address from nothing else.
+    func pinPeers() throws {
+        for number in 1...4 {
+            let hardware = try NetworkLab.command(["ip", "netns", "exec", node(number), "cat", "/sys/class/net/eth0/address"])
+                .trimmingCharacters(in: .whitespacesAndNewlines)
+            for other in 1...4 where other != number {
+                try NetworkLab.command(["ip", "-n", node(other), "neigh", "replace", "192.0.2.\(number)", "lladdr", hardware,
+                                        "nud", "permanent", "dev", "eth0"])
+            }
+        }
+    }
+
     func connections(on number: Int) -> Int {
         let listing = (try? NetworkLab.command(["ip", "netns", "exec", node(number), "ss", "-Htn", "state", "established",
                                                 "( sport = :80 )"])) ?? ""
@@ -158,13 +171,14 @@ final class ECMPIntegrationTests: XCTestCase {
             }
             XCTAssertTrue(ready, "the echo server on node \(number) listens")
         }
+        if secondChance { try lab.pinPeers() }
         let bgp = "bgp table 201 vip \(ECMPLab.vip)" + (secondChance ? " \(Self.peers)" : "")
         let nodes = try (1...4).map { number in
             try Penha(["-O", "drain 20", "-O", bgp], listen: "\(ECMPLab.vip):80", servers: ["127.0.0.1:9000"],
                       namespace: lab.node(number))
         }
         if secondChance {
-            // Each node knows its three peers' hardware addresses (it asks once a second).
+            // Each node knows its three peers' hardware addresses (it reads them once a second).
             let ready = waitFor(timeout: 10) { nodes.allSatisfy { $0.stderr.contains("go on to 3 peers") } }
             XCTAssertTrue(ready, nodes.map(\.stderr).joined(separator: "\n---\n"))
         }

@@ -60,6 +60,15 @@ final class NetworkLab {
         return nil
     }
 
+    /// What an operator does for `second_chance ADDRESS`: a permanent neighbour entry on
+    /// `node`'s eth0 for `address`, the hardware address of `peer`'s eth0.
+    func pinNeighbour(on node: String, _ address: String, to peer: String) throws {
+        let hardware = try Self.command(["ip", "netns", "exec", namespace(peer), "cat", "/sys/class/net/eth0/address"])
+            .trimmingCharacters(in: .whitespacesAndNewlines)
+        try Self.command(["ip", "-n", namespace(node), "neigh", "replace", address, "lladdr", hardware,
+                          "nud", "permanent", "dev", "eth0"])
+    }
+
     /// The addresses on a node's eth0, as `ip` prints them (e.g. "192.0.2.10/24").
     func addresses(on node: String) throws -> [String] {
         try Self.command(["ip", "-n", namespace(node), "-o", "addr", "show", "dev", "eth0"])

@@ -150,11 +150,13 @@ final class SecondChanceIntegrationTests: XCTestCase {
     private func switchOver(_ lab: NetworkLab, secondChance: Bool, during: (_ a: Penha, _ b: Penha) throws -> Void = { _, _ in }) throws -> (StreamOutcome, Penha, Penha) {
         let servers = try echoServers(lab)
         defer { servers.forEach { $0.interrupt() } }
+        if secondChance {
+            try lab.pinNeighbour(on: "a", "192.0.2.2", to: "b")
+            try lab.pinNeighbour(on: "b", "192.0.2.1", to: "a")
+        }
         let a = try node(lab, "a", priority: 200, secondChanceTo: secondChance ? "192.0.2.2" : nil)
         let b = try node(lab, "b", priority: 100, secondChanceTo: secondChance ? "192.0.2.1" : nil)
         XCTAssertTrue(waitFor(timeout: 5) { a.stderr.contains("-> MASTER") && b.stderr.contains("-> BACKUP") }, a.stderr + b.stderr)
-        // b knows a's hardware address before it takes over (it asks for it once a second).
-        usleep(1_500_000)
         let streams = try BackgroundCommand(["ip", "netns", "exec", lab.namespace("c"), "python3", "-c", Self.streamProgram,
                                              "192.0.2.10", "80", "\(Self.streams)", "\(Self.streamSeconds)"],
                                             seconds: Self.streamSeconds + 10)
@@ -179,12 +181,13 @@ final class SecondChanceIntegrationTests: XCTestCase {
     func testEveryConnectionSurvivesTheSwitchoverByteForByteAndTheOldMasterCleansUpWhenItsDrainEnds() throws {
         let lab = try NetworkLab()
         let (outcome, a, b) = try switchOver(lab, secondChance: true) { a, _ in
-            // While the old master drains: the VIP on its lo, its ARP filter at tc ingress; the
+            // While the old master drains: the VIP on its lo, its ARP silence at tc ingress
+            // (with the redirect: it knows the peer from its permanent neighbour entry); the
             // new master's redirect at tc ingress.
             let draining = waitFor(timeout: 2) { (try? self.loopbackAddresses(lab, "a"))?.contains("192.0.2.10/32") == true }
             XCTAssertTrue(draining, a.stderr)
             let (filtersA, filtersB) = (try self.tcFilters(lab, "a"), try self.tcFilters(lab, "b"))
-            XCTAssertTrue(filtersA.contains("penha_arp_quiet"), filtersA)
+            XCTAssertTrue(filtersA.contains("penha_drain"), filtersA)
             XCTAssertTrue(filtersB.contains("penha_redirect"), filtersB)
             XCTAssertFalse(try lab.addresses(on: "a").contains("192.0.2.10/24"), "the VIP has left a's eth0")
         }

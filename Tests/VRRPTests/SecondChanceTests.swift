@@ -23,8 +23,8 @@ final class SecondChanceTests: XCTestCase {
     func testBadSecondChancesSayWhatIsWrong() {
         let cases: [(String, String)] = [
             ("\(base) second_chance", "'second_chance' needs a value"),
-            ("\(base) second_chance peer-b", "is not the peer's IPv4 address or its hardware address"),
-            ("\(base) second_chance 2001:db8::2", "is not the peer's IPv4 address"),
+            ("\(base) second_chance peer-b", "is not the peer's hardware address (like 02:00:5e:00:01:02) or its IPv4 address"),
+            ("\(base) second_chance 2001:db8::2", "is not the peer's hardware address"),
             ("\(base) second_chance 01:00:5e:00:00:12", "is a group address"),
             ("\(base) second_chance ff:ff:ff:ff:ff:ff", "is a group address"),
             ("\(base) second_chance 02:00:5e:00:01", "is not the peer's"),
@@ -57,6 +57,25 @@ final class SecondChanceTests: XCTestCase {
         XCTAssertEqual(plan.tick(now: at(30)), [.stopRedirecting])
         XCTAssertNil(plan.nextDeadline)
         XCTAssertEqual(plan.leftMaster(now: at(40)), [.startAcceptingLocally], "a master past its window still has connections to keep")
+    }
+
+    /// `drain N` at runtime: a running window is counted from its start with the new bound,
+    /// and `drain 0` ends it (and starts none).
+    func testTheWindowFollowsTheDrainBoundAndZeroEndsIt() {
+        var plan = SecondChancePlan(seconds: 30)
+        _ = plan.becameMaster(now: at(0))
+        XCTAssertEqual(plan.windowChanged(seconds: 60, now: at(10)), [])
+        XCTAssertEqual(plan.nextDeadline, at(60), "counted from the takeover")
+        XCTAssertEqual(plan.windowChanged(seconds: 5, now: at(10)), [.stopRedirecting], "a bound already past ends it")
+
+        var leaving = SecondChancePlan(seconds: 30)
+        _ = leaving.becameMaster(now: at(0))
+        _ = leaving.leftMaster(now: at(1))
+        XCTAssertEqual(leaving.windowChanged(seconds: 0, now: at(2)), [.stopAcceptingLocally])
+        XCTAssertEqual(leaving.becameMaster(now: at(3)), [], "drain 0: no window")
+        XCTAssertEqual(leaving.leftMaster(now: at(4)), [])
+        XCTAssertEqual(leaving.windowChanged(seconds: 30, now: at(5)), [])
+        XCTAssertEqual(leaving.becameMaster(now: at(6)), [.startRedirecting])
     }
 
     func testTheOldMasterAcceptsLocallyForTheBoundOrUntilItsDrainEnds() {
@@ -109,6 +128,9 @@ final class SecondChanceTests: XCTestCase {
             XCTAssertTrue(target > index && target < program.instructions.count, "jump at \(index) to \(target)", file: file, line: line)
         }
         XCTAssertEqual(program.instructions.last, .exit, file: file, line: line)
+        // TC_ACT_UNSPEC: on to the next filter; TC_ACT_OK would end the chain for other instances' programs.
+        XCTAssertEqual(program.instructions.suffix(2).first, BPFInstruction(0xB7, .r0, immediate: -1), file: file, line: line)
+        XCTAssertFalse(program.instructions.contains(BPFInstruction(0xB7, .r0, immediate: 0)), "no TC_ACT_OK", file: file, line: line)
         XCTAssertEqual(program.bytes.count, program.instructions.count * 8, file: file, line: line)
     }
 
@@ -123,7 +145,7 @@ final class SecondChanceTests: XCTestCase {
         XCTAssertEqual(stores.map(\.offset), [0, 4, 6, 10], "destination, then source hardware address")
         XCTAssertEqual(stores.map(\.immediate), [Int32(bitPattern: 0x005E_0002), 0x0201, Int32(bitPattern: 0x005E_0002), 0x0101])
         XCTAssertTrue(program.instructions.contains(BPFInstruction(0xB7, .r1, immediate: 7)), "out of the interface it came in by")
-        XCTAssertEqual(program.instructions.filter { $0.code == 0x85 }.map(\.immediate), [99, 86, 23])
+        XCTAssertEqual(program.instructions.filter { $0.code == 0x85 }.map(\.immediate), [99, 100, 86, 23], "lookup, SYN cookie check, release, redirect")
         XCTAssertEqual(Array(program.bytes.prefix(8)), [0xBF, 0x16, 0, 0, 0, 0, 0, 0], "mov r6, r1")
     }
 
@@ -142,7 +164,8 @@ final class SecondChanceTests: XCTestCase {
         XCTAssertEqual(program.name, "penha_drain")
         XCTAssertTrue(program.instructions.contains(BPFInstruction(0x61, .r4, .r2, offset: 38)), "the target protocol address")
         XCTAssertTrue(program.instructions.contains(BPFInstruction(0xB7, .r0, immediate: 2)), "TC_ACT_SHOT")
-        XCTAssertEqual(program.instructions.filter { $0.code == 0x16 }.count, 5, "the VIPs as ARP targets and as destinations, and the peer as source")
-        XCTAssertEqual(program.instructions.filter { $0.code == 0x85 }.map(\.immediate), [99, 86, 23])
+        XCTAssertEqual(program.instructions.filter { $0.code == 0x16 }.count, 6,
+                       "the VIPs as ARP targets and as destinations, the peer as source, the SYN cookie's verdict")
+        XCTAssertEqual(program.instructions.filter { $0.code == 0x85 }.map(\.immediate), [99, 100, 86, 23], "lookup, SYN cookie check, release, redirect")
     }
 }

@@ -228,6 +228,10 @@ public final class BalancerService: Sendable {
         }
     }
 
+    /// `drain N` as set now, by the command line, a command or a reload: the VRRP second
+    /// chance's window (VRRP reads it every second).
+    public var drainBound: Int { shared.withLock { $0.configuration.drainSeconds } }
+
     /// A second SIGTERM: exit at once.
     public func interruptDrain() {
         drain.withLock { $0?.interrupt() }

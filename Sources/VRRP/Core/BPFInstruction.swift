@@ -13,6 +13,7 @@ public struct BPFInstruction: Equatable, Sendable {
         case redirect = 23
         case skRelease = 86
         case skcLookupTCP = 99
+        case tcpCheckSYNCookie = 100
     }
 
     /// Compares with an immediate: 32 bits (JMP32) so that a value with the top bit set is

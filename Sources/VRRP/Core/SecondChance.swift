@@ -3,12 +3,13 @@
 /// VIP that belongs to none of its connections on to PEER (an eBPF program at tc ingress:
 /// `SecondChanceProgram.redirect`), and the old master goes on accepting the VIP's packets
 /// (the VIP on `lo`) without answering ARP for it (`SecondChanceProgram.arpSilence`), both
-/// for the balancer's `drain` bound. PEER is the other node's address on the interface
-/// (its hardware address is read from the neighbour table) or its hardware address itself:
-/// never an address from a packet or an advert, so no forged advert can send traffic elsewhere.
+/// for the balancer's `drain` bound. PEER is the other node's hardware address, or its address
+/// on the interface whose neighbour entry the operator has made permanent (one learnt by ARP
+/// would come from whoever answers): never an address from a packet or an advert, so no
+/// forged advert or ARP reply can send traffic elsewhere.
 public struct SecondChance: Equatable, Sendable, CustomStringConvertible {
     public enum Peer: Equatable, Sendable {
-        /// Resolved through the neighbour table (ARP).
+        /// Resolved through the operator's permanent neighbour entry for it.
         case address(IPAddress)
         case hardware(HardwareAddress)
     }
@@ -24,7 +25,8 @@ public struct SecondChance: Equatable, Sendable, CustomStringConvertible {
             return SecondChance(peer: .hardware(hardware))
         }
         guard let address = IPAddress(text), address.family == .v4 else {
-            throw VRRPCommandError("second_chance '\(text)' is not the peer's IPv4 address or its hardware address (like 02:00:5e:00:01:02)")
+            throw VRRPCommandError("second_chance '\(text)' is not the peer's hardware address (like 02:00:5e:00:01:02) "
+                                   + "or its IPv4 address (with a permanent neighbour entry)")
         }
         return SecondChance(peer: .address(address))
     }

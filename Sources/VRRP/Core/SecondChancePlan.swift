@@ -1,14 +1,14 @@
 /// When the second chance installs and removes what (`SecondChance`): events from the
 /// instance in, actions out, the time passed in. A node that becomes master passes strays on
-/// to the peer for `window` (the balancer's `drain` bound: how long the old master may still
-/// carry connections); a node that stops being master accepts the VIPs' packets quietly for
-/// as long, or, once its instance has stopped, until its drain ends.
+/// to the peer for `window` (the balancer's `drain` bound as set now: how long the old master
+/// may still carry connections); a node that stops being master accepts the VIPs' packets
+/// quietly for as long, or, once its instance has stopped, until its drain ends.
 public struct SecondChancePlan: Equatable, Sendable {
     public enum Action: Equatable, Sendable {
         /// Attach the redirect program (`SecondChanceProgram.redirect`).
         case startRedirecting
         case stopRedirecting
-        /// Put the VIPs on `lo` and attach the ARP silence (`SecondChanceProgram.arpSilence`).
+        /// Attach the ARP silence (`SecondChanceProgram.arpSilence`), then put the VIPs on `lo`.
         case startAcceptingLocally
         /// Take the VIPs off `lo` and detach the program.
         case stopAcceptingLocally
@@ -17,30 +17,43 @@ public struct SecondChancePlan: Equatable, Sendable {
     private enum State: Equatable {
         /// Nothing installed: a backup.
         case idle
-        case redirecting(until: VRRPInstant)
+        case redirecting(since: VRRPInstant)
         /// Nothing installed, but leaving will leave connections behind.
         case masterPastWindow
-        /// Until nil: the instance has stopped, and the process's drain ends it.
-        case acceptingLocally(until: VRRPInstant?)
+        /// `untilDrainEnds`: the instance has stopped, and the process's drain ends it.
+        case acceptingLocally(since: VRRPInstant, untilDrainEnds: Bool)
     }
 
     private var state = State.idle
-    private let window: UInt64
+    /// Follows `drain` (`windowChanged`): a window that is running ends at its new bound.
+    private var window: UInt64
 
     /// `seconds`: the balancer's `drain` bound; 0 turns it all off.
     public init(seconds: Int) {
-        window = UInt64(max(0, seconds)) * 1_000_000_000
+        window = Self.nanoseconds(seconds)
+    }
+
+    private static func nanoseconds(_ seconds: Int) -> UInt64 { UInt64(max(0, seconds)) * 1_000_000_000 }
+
+    /// `drain N` changed: a running window now ends N seconds after it began (at once if that
+    /// is past, or N is 0).
+    public mutating func windowChanged(seconds: Int, now: VRRPInstant) -> [Action] {
+        window = Self.nanoseconds(seconds)
+        return tick(now: now)
     }
 
     public mutating func becameMaster(now: VRRPInstant) -> [Action] {
-        guard window > 0 else { return [] }
         let leaving: [Action]
         switch state {
         case .redirecting, .masterPastWindow: return []
         case .idle: leaving = []
         case .acceptingLocally: leaving = [.stopAcceptingLocally]
         }
-        state = .redirecting(until: now.advanced(by: window))
+        guard window > 0 else {
+            state = .idle
+            return leaving
+        }
+        state = .redirecting(since: now)
         return leaving + [.startRedirecting]
     }
 
@@ -53,7 +66,11 @@ public struct SecondChancePlan: Equatable, Sendable {
         case .redirecting: leaving = [.stopRedirecting]
         case .masterPastWindow: leaving = []
         }
-        state = .acceptingLocally(until: now.advanced(by: window))
+        guard window > 0 else {
+            state = .idle
+            return leaving
+        }
+        state = .acceptingLocally(since: now, untilDrainEnds: false)
         return leaving + [.startAcceptingLocally]
     }
 
@@ -68,8 +85,8 @@ public struct SecondChancePlan: Equatable, Sendable {
         case .redirecting:
             state = .idle
             return [.stopRedirecting]
-        case .acceptingLocally:
-            state = .acceptingLocally(until: nil)
+        case .acceptingLocally(let since, _):
+            state = .acceptingLocally(since: since, untilDrainEnds: true)
             return []
         }
     }
@@ -101,9 +118,8 @@ public struct SecondChancePlan: Equatable, Sendable {
 
     public var nextDeadline: VRRPInstant? {
         switch state {
-        case .idle, .masterPastWindow: return nil
-        case .redirecting(let until): return until
-        case .acceptingLocally(let until): return until
+        case .idle, .masterPastWindow, .acceptingLocally(_, untilDrainEnds: true): return nil
+        case .redirecting(let since), .acceptingLocally(let since, untilDrainEnds: false): return since.advanced(by: window)
         }
     }
 }

@@ -12,7 +12,8 @@ public struct SecondChanceProgram: Equatable, Sendable {
     public var bytes: [UInt8] { instructions.flatMap(\.bytes) }
 
     /// The new master's: a TCP segment for a VIP that is not a SYN and matches no local socket
-    /// but a listener (`bpf_skc_lookup_tcp`; a listener would answer it with a reset) goes on
+    /// but a listener (`bpf_skc_lookup_tcp`; a listener would answer it with a reset), and is
+    /// not the ACK of one of this node's SYN cookies (`bpf_tcp_check_syncookie`), goes on
     /// to the peer, its destination hardware address the peer's and its source this node's
     /// (a switch must not learn the client's address on this port), out of the interface it
     /// came in by. A segment that comes from the peer is never passed back: one hop at most,
@@ -103,12 +104,14 @@ public struct SecondChanceProgram: Equatable, Sendable {
         static let ethernetDestination: Int16 = 0
         static let ethernetSource: Int16 = 6
         static let etherType: Int16 = 12
-        static let ipVersionAndLength: Int16 = 14
+        static let ipHeader: Int16 = 14
+        static let ipVersionAndLength = ipHeader
         static let ipFragment: Int16 = 20
         static let ipProtocol: Int16 = 23
         static let ipSource: Int16 = 26
         static let ipDestination: Int16 = 30
-        static let tcpPorts: Int16 = 34
+        static let tcpHeader: Int16 = 34
+        static let tcpPorts = tcpHeader
         static let tcpFlags: Int16 = 47
         static let arpOperation: Int16 = 20
         static let arpTarget: Int16 = 38
@@ -120,7 +123,7 @@ public struct SecondChanceProgram: Equatable, Sendable {
 
 /// Instructions with jumps to labels, resolved once all are in.
 private struct Assembler {
-    enum Label: Hashable { case pass, notARP, virtualTarget, fromElsewhere, virtualDestination, redirect, stray, drop }
+    enum Label: Hashable { case pass, notARP, virtualTarget, fromElsewhere, virtualDestination, release, redirect, stray, drop }
 
     private enum Item {
         case instruction(BPFInstruction)
@@ -205,10 +208,36 @@ private struct Assembler {
         add(.move(.r5, 0))
         add(.call(.skcLookupTCP))
         jump(.equal64, .r0, 0, to: stray)
-        add(.load(.r7, .word, from: .r0, offset: SecondChanceProgram.Offset.socketState))
-        add(.move(.r1, from: .r0))
+        passSYNCookieACKs(socket: .r0, context: .r6)
+    }
+
+    /// With the socket `bpf_skc_lookup_tcp` found (a reference to release on every path): a
+    /// connection's own socket passes the segment up the stack, and so does a listener for the
+    /// ACK of a valid SYN cookie (`bpf_tcp_check_syncookie`: the kernel answered the SYN with a
+    /// cookie, so no request socket exists, and the peer could not know the cookie); a listener
+    /// alone goes on, below. r7 holds the verdict (0: pass), r8 the socket.
+    private mutating func passSYNCookieACKs(socket: BPFInstruction.Register, context: BPFInstruction.Register) {
+        add(.move(.r8, from: socket))
+        add(.load(.r4, .word, from: .r8, offset: SecondChanceProgram.Offset.socketState))
+        add(.move(.r7, 0))
+        jump(.notEqual, .r4, 10, to: .release)  // TCP_LISTEN
+        add(.move(.r7, 1))
+        loadPacketBounds(context: context)
+        add(.move(.r4, from: .r2))
+        add(.add(.r4, Int32(SecondChanceProgram.Offset.tcpHeader + 20)))
+        jump(.aboveRegister(.r3), .r4, 0, to: .release)
+        add(.move(.r1, from: .r8))
+        add(.move(.r4, from: .r2))
+        add(.add(.r4, Int32(SecondChanceProgram.Offset.tcpHeader)))
+        add(.add(.r2, Int32(SecondChanceProgram.Offset.ipHeader)))
+        add(.move(.r3, 20))
+        add(.move(.r5, 20))
+        add(.call(.tcpCheckSYNCookie))
+        add(.move(.r7, from: .r0))  // 0: a valid cookie
+        label(.release)
+        add(.move(.r1, from: .r8))
         add(.call(.skRelease))
-        jump(.notEqual, .r7, 10, to: .pass)  // TCP_LISTEN
+        jump(.equal, .r7, 0, to: .pass)
     }
 
     /// Rewrites the packet's hardware addresses: destination `destination`, source `source`
@@ -240,10 +269,12 @@ private struct Assembler {
         label(.notARP)
     }
 
-    /// `return TC_ACT_OK`: the packet goes on as if there were no program.
+    /// `return TC_ACT_UNSPEC`: the packet goes on as if there were no program, to the next
+    /// filter if there is one (TC_ACT_OK would end the chain: another instance's program, or
+    /// an operator's filter after this one, would never see it).
     mutating func passLabel() {
         label(.pass)
-        add(.move(.r0, 0))
+        add(.move(.r0, -1))
         add(.exit)
     }
 
