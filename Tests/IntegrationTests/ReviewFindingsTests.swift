@@ -5,9 +5,9 @@ import XCTest
 import Glibc
 #endif
 
-/// Failing tests from the hostile review of the second chance, bgp and the drain (root only,
-/// in the namespace lab: see NetworkLab). Each names a defect; its comment says what is wrong
-/// and what should happen instead.
+/// The defects a hostile review of the second chance, bgp and the drain found, each fixed and
+/// kept as a test (root only, in the namespace lab: see NetworkLab). Each names the defect;
+/// its comment says what went wrong and what happens instead.
 final class ReviewFindingsTests: XCTestCase {
     static let vrrp = "vrrp interface eth0 vrid 51 priority 200 vip 192.0.2.10/24 advert 100ms"
 
@@ -63,7 +63,7 @@ final class ReviewFindingsTests: XCTestCase {
 
     // MARK: - Second chance: what a runtime change leaves behind
 
-    /// DEFECT (high): a master with `second_chance` whose `vrrp` line is changed at runtime to
+    /// Found (high): a master with `second_chance` whose `vrrp` line is changed at runtime to
     /// one without it (a replacement, since `changesInPlace` compares the second chance) resigns
     /// and its SecondChancePlan goes to acceptingLocally: the VIP on `lo` and the penha_drain
     /// program (ARP silence + redirect) at eth0's tc ingress. The old instance is then dropped
@@ -90,7 +90,7 @@ final class ReviewFindingsTests: XCTestCase {
                       "the client reaches the master's VIP once it has to ARP for it")
     }
 
-    /// DEFECT (high): `no vrrp vrid N` on a master with `second_chance` resigns it, and the same
+    /// Found (high): `no vrrp vrid N` on a master with `second_chance` resigns it, and the same
     /// path as above leaves the VIP on `lo` and the penha_drain filter at tc ingress, now with no
     /// instance at all: this host keeps accepting the VIP's traffic locally (a connection from
     /// here to the VIP reaches this host, not the new master) and they survive even the exit.
@@ -111,7 +111,7 @@ final class ReviewFindingsTests: XCTestCase {
         XCTAssertFalse(try tcFilters(lab, "a").contains("penha"), "no filter left after the exit")
     }
 
-    /// DEFECT (medium): the second chance's window is the `drain` bound as it was when penha
+    /// Found (medium): the second chance's window is the `drain` bound as it was when penha
     /// started (VRRPNode captures configuration.drainSeconds once; SecondChancePlan fixes it),
     /// so `drain N` over the control socket or in a reloaded file never reaches it, not even
     /// for instances made later. After `drain 0` (which turns the drain off, and "0 turns it
@@ -145,7 +145,7 @@ final class ReviewFindingsTests: XCTestCase {
             time.sleep(0.2)
         """
 
-    /// DEFECT (medium): with `second_chance 192.0.2.1` (the peer by address) the new master
+    /// Found (medium): with `second_chance 192.0.2.1` (the peer by address) the new master
     /// takes the peer's hardware address from its neighbour table, which any host on the link
     /// writes with an unsolicited ARP reply; here a fourth host (192.0.2.200) claims 192.0.2.1
     /// just before the switchover and b passes the VIP's strays on to it ("passing strays ...
@@ -190,7 +190,7 @@ final class ReviewFindingsTests: XCTestCase {
         XCTAssertTrue(b.stderr.contains("no permanent neighbour entry for peer 192.0.2.1 on eth0"), b.stderr)
     }
 
-    /// DEFECT (high): the programs end with `return TC_ACT_OK` for what is not theirs
+    /// Found (high): the programs end with `return TC_ACT_OK` for what is not theirs
     /// ("the packet goes on as if there were no program"), but for a direct-action tc filter
     /// TC_ACT_OK accepts the packet and ends the classification: no filter with a higher pref
     /// runs. With two instances with `second_chance` on one interface, vrid 51's program (pref
@@ -228,7 +228,7 @@ final class ReviewFindingsTests: XCTestCase {
         XCTAssertFalse(answered.contains("192.0.2.11"), "a answers no ARP for the VIPs it keeps on lo: \(neighbours)")
     }
 
-    /// DEFECT (medium): startAcceptingLocally puts the VIPs on `lo` first and attaches the
+    /// Found (medium): startAcceptingLocally puts the VIPs on `lo` first and attaches the
     /// ARP silence after; when the attach fails (here an operator's u32 filter already holds
     /// pref 49203 = 49152 + vrid 51 with another protocol: "Invalid argument", only logged)
     /// the VIPs stay on lo with nothing silencing ARP, so the node that has just let the VIP
@@ -282,7 +282,7 @@ final class ReviewFindingsTests: XCTestCase {
 
     // MARK: - Second chance: new connections during the window
 
-    /// DEFECT (medium): the new master's program passes on to the peer every non-SYN segment
+    /// Found (medium): the new master's program passes on to the peer every non-SYN segment
     /// that matches only a listener. When the kernel answers a SYN with a SYN cookie (always
     /// with tcp_syncookies=2; with the default 1, whenever the listener's SYN queue is full,
     /// i.e. under a SYN flood from anyone) there is no request socket, so the client's final
@@ -305,7 +305,7 @@ final class ReviewFindingsTests: XCTestCase {
 
     // MARK: - Drain: VRRP changes on a stopping node
 
-    /// DEFECT (high): while a node drains after SIGTERM (its instances stopped, VIPs handed
+    /// Found (high): while a node drains after SIGTERM (its instances stopped, VIPs handed
     /// over) its control socket still takes `vrrp` commands, and BalancerService.stage applies
     /// them to the stopped VRRPNode, which starts the new instance: a stopping node with a
     /// closed listener becomes master and takes a VIP. Nothing stops that instance before
@@ -353,7 +353,7 @@ final class ReviewFindingsTests: XCTestCase {
             server.recv(512)
         """
 
-    /// DEFECT (high): the SIGTERM deadline starts at 5 s and is moved to the drain's bound
+    /// Found (high): the SIGTERM deadline starts at 5 s and is moved to the drain's bound
     /// only from the drain loop, after `service.statusReport().wait()`, which runs on the
     /// service's one-thread blocking pool. When that thread is busy (here a control command
     /// whose server host name takes 12 s to resolve, as with a name server that does not
@@ -398,7 +398,7 @@ final class ReviewFindingsTests: XCTestCase {
 
     // MARK: - bgp: a start that fails
 
-    /// DEFECT (high): the BGP announcer starts with the listener (BalancerService.start), before
+    /// Found (high): the BGP announcer starts with the listener (BalancerService.start), before
     /// the rest of the start (control socket, metrics, pid file, privileges, VRRP). When a later
     /// step fails, run() throws and the process exits 1 without stopping the service, so the
     /// route just added to table 201 stays: the host's BGP daemon announces a node on which
@@ -418,7 +418,7 @@ final class ReviewFindingsTests: XCTestCase {
         XCTAssertFalse(table.contains("203.0.113.10"), "no route left announced by a penha that did not start: \(table)")
     }
 
-    /// DEFECT (low): KernelRoutes.add uses NLM_F_CREATE | NLM_F_REPLACE, so a route for the
+    /// Found (low): KernelRoutes.add uses NLM_F_CREATE | NLM_F_REPLACE, so a route for the
     /// same prefix that the operator (or another daemon) has in the table penha is given is
     /// silently replaced by penha's `dev lo proto static` one, and deleted with it on
     /// withdraw: after penha stops, the operator's `203.0.113.10 via 192.0.2.2 table 201` is
