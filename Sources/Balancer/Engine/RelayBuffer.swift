@@ -45,6 +45,19 @@ struct BufferPool {
         fewestSpare = free.count
     }
 
+    /// The thread stops: every spare buffer and pipe goes back to the system.
+    mutating func releaseAll() {
+        for buffer in free { buffer.deallocate() }
+        free.removeAll()
+        fewestSpare = 0
+        for pipe in pipes {
+            close(pipe.read)
+            close(pipe.write)
+        }
+        pipes.removeAll()
+        malloc_trim(0)
+    }
+
     mutating func give(_ buffer: UnsafeMutableRawPointer) {
         free.append(buffer)
     }
@@ -83,11 +96,6 @@ struct RelayBuffer {
     /// Bytes a transformation (X-Forwarded-For, TLS) made beyond what fit, written after the buffer's.
     /// Made only when needed: an empty ByteBuffer is an allocation, twice per connection.
     private var spill: ByteBuffer?
-    /// The source sent its FIN (or close_notify): nothing more comes.
-    var sourceEnded = false
-    /// The FIN was passed on (shutdown(SHUT_WR)) after the last byte.
-    var shutDown = false
-
     /// Bulk: the last read filled the buffer, so the next ones splice(2) through `kernelPipe`
     /// (socket to pipe to socket, no copy through user space) once the buffer is empty.
     var isBulk = false
@@ -128,10 +136,6 @@ struct RelayBuffer {
             self.kernelPipe = nil
         }
     }
-    /// Whether everything the source sent is written and the end passed on.
-    var isDone: Bool { shutDown }
-    /// The source has ended but its end is not passed on yet.
-    var isEndPending: Bool { sourceEnded && !shutDown }
 
     /// Room for a direct read into the buffer; the buffer is taken from the pool when needed.
     mutating func readableSpace(_ pool: inout BufferPool) -> UnsafeMutableRawBufferPointer? {
@@ -217,7 +221,5 @@ struct RelayBuffer {
         kernelPipeFull = false
         isBulk = false
         spill = nil
-        sourceEnded = false
-        shutDown = false
     }
 }
