@@ -49,16 +49,13 @@ struct ConnectionDriver {
         nextNumber += 1
     }
 
-    mutating func attempt(_ target: Target) -> Attempt? {
-        state.servers.read(target) { server in
-            Attempt(target: target, address: server.address, source: nil, host: server.host, port: server.port, noDelay: false,
-                    proxyProtocol: server.proxyProtocol)
-        }
-    }
-
-    mutating func next(_ placement: inout BalancerState.Placement) -> Attempt? {
+    mutating func next(_ placement: inout BalancerState.Placement) -> Lease? {
         guard let target = state.nextTarget(&placement, now: deadline) else { return nil }
-        return attempt(target)
+        let placement = placement
+        return state.servers.read(target) { server in
+            Lease(placement: placement, target: target, address: server.address, source: nil, host: server.host, port: server.port,
+                  noDelay: false, proxyProtocol: server.proxyProtocol)
+        }
     }
 
     mutating func perform(_ action: Machine.Action) {
@@ -70,18 +67,18 @@ struct ConnectionDriver {
         case .place:
             var placement = state.accept(client: client(7), now: deadline)
             let first = next(&placement)
-            perform(machine.placed(placement, attempt: first, timeouts: timeouts, now: now))
-        case .connect(let attempt):
+            perform(machine.placed(first, timeouts: timeouts, now: now))
+        case .connect(let lease):
             XCTAssertNil(held, "a count taken twice")
-            held = attempt.target
-            connects.append(attempt.target)
-        case .failover(var placement, let failed, let error):
-            XCTAssertEqual(held, failed.target, "a count given back for another target")
+            held = lease.target
+            connects.append(lease.target)
+        case .failover(let lease, let error):
+            XCTAssertEqual(held, lease.target, "a count given back for another target")
             held = nil
-            failovers.append((failed.target, error))
-            state.connectFailed(failed.target, of: placement, now: deadline)
-            let attempt = next(&placement)
-            perform(machine.failedOver(placement, attempt: attempt, now: now))
+            failovers.append((lease.target, error))
+            var placement = lease.placement
+            state.connectFailed(lease.target, of: placement, now: deadline)
+            perform(machine.failedOver(next(&placement), now: now))
         case .shutdownWrite(let direction):
             shutdowns.append(direction)
         case .close(let close):
@@ -90,9 +87,9 @@ struct ConnectionDriver {
             switch close.release {
             case .nothing:
                 XCTAssertNil(held, "a count never given back")
-            case .abandonedConnect(let placement, let target):
-                XCTAssertEqual(held, target)
-                state.connectFailedLocally(target, of: placement)
+            case .abandonedConnect(let lease):
+                XCTAssertEqual(held, lease.target)
+                state.connectFailedLocally(lease.target, of: lease.placement)
             case .finished(let report, let number, _):
                 XCTAssertEqual(held, report.target)
                 reportedToServer += report.toServer
@@ -131,7 +128,7 @@ final class ConnectionStateMachineTests: XCTestCase {
         driver.perform(driver.machine.connected(number: 42, logsRequest: false, now: driver.now))
         XCTAssertEqual(driver.machine.stage, .relaying)
         XCTAssertEqual(driver.machine.number, 42, "connection N once connected")
-        XCTAssertEqual(driver.machine.attempt?.target, .server(0))
+        XCTAssertEqual(driver.machine.lease?.target, .server(0))
     }
 
     func testAProxyHeaderIsAwaitedThenTheClientIsPlaced() {
@@ -261,7 +258,9 @@ final class ConnectionStateMachineTests: XCTestCase {
             var driver = ConnectionDriver()
             driver.accept()
             driver.perform(reset ? driver.machine.failed() : driver.machine.closeRequested())
-            guard case .abandonedConnect(_, .server(0)) = driver.close?.release else { return XCTFail("\(reset)") }
+            guard case .abandonedConnect(let lease) = driver.close?.release, lease.target == .server(0) else {
+                return XCTFail("\(reset)")
+            }
             XCTAssertEqual(driver.close?.reset, reset)
             XCTAssertEqual(driver.counts, [0, 0])
             XCTAssertFalse(driver.state.servers.servers[0].isBlacklisted(now: driver.deadline))

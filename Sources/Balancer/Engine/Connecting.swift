@@ -18,15 +18,15 @@ extension EngineThread {
         let now = NIODeadline.uptimeNanoseconds(self.now)
         // Fields read one by one: a copy of the whole Configuration (strings, arrays) costs
         // retains and releases on every connection.
-        let (placement, attempt, refused, timeouts, forwardedFor) = engine.shared.withLock { runtime in
+        let (lease, refused, timeouts, forwardedFor) = engine.shared.withLock { runtime in
             var placement = runtime.state.accept(client: key, now: now)
             let refused = placement.isRefused
                 ? (runtime.configuration.clientACL, runtime.configuration.abuse.map { Endpoint.describe(host: $0.host, port: $0.port) } ?? "none")
                 : nil
-            let attempt = Self.next(&placement, &runtime)
+            let lease = Self.next(&placement, &runtime)
             let timeouts = ConnectionStateMachine.Timeouts(connectSeconds: runtime.configuration.connectTimeoutSeconds,
                                                            idleSeconds: runtime.configuration.idleTimeoutSeconds)
-            return (placement, attempt, refused, timeouts, runtime.configuration.forwardedFor)
+            return (lease, refused, timeouts, runtime.configuration.forwardedFor)
         }
         if forwardedFor { connection.rewriter = ForwardedForRewriter(clientAddress: key.clientText) }
         if let (list, abuse) = refused {
@@ -36,24 +36,25 @@ extension EngineThread {
         } else if engine.events.isLogged(.debug) {
             engine.events.log(.debug, "client accepted", ["client": connection.peer.text])
         }
-        perform(connection, connection.machine.placed(placement, attempt: attempt, timeouts: timeouts, now: self.now))
+        perform(connection, connection.machine.placed(lease, timeouts: timeouts, now: self.now))
     }
 
-    /// The placement's next target, under the lock; nil when the client must be closed.
-    static func next(_ placement: inout BalancerState.Placement, _ runtime: inout Runtime) -> Attempt? {
+    /// The placement's next attempt, under the lock; nil when the client must be closed.
+    static func next(_ placement: inout BalancerState.Placement, _ runtime: inout Runtime) -> Lease? {
         guard let target = runtime.state.nextTarget(&placement, now: .now()) else { return nil }
         let noDelay = runtime.configuration.tcpNoDelay
+        let placement = placement
         // Read in place: a copy of the Server (its strings, its address) costs retains and releases.
         guard let (address, host, port, proxyProtocol) = runtime.state.servers.read(target, { server in
             (server.address, server.host, server.port, server.proxyProtocol)
         }) else { return nil }
-        return Attempt(target: target, address: address, source: runtime.configuration.sourceAddress(for: address), host: host,
-                       port: port, noDelay: noDelay, proxyProtocol: proxyProtocol)
+        return Lease(placement: placement, target: target, address: address, source: runtime.configuration.sourceAddress(for: address),
+                     host: host, port: port, noDelay: noDelay, proxyProtocol: proxyProtocol)
     }
 
     /// A non-blocking connect; its outcome comes as the server socket's first event. Bounded:
     /// each failure consumes one target of the failover plan.
-    func connect(_ connection: Connection, _ attempt: Attempt) {
+    func connect(_ connection: Connection, _ attempt: Lease) {
         let family = attempt.address.protocol == .inet6 ? AF_INET6 : attempt.address.protocol == .unix ? AF_UNIX : AF_INET
         let descriptor = socket(family, Socket.streamFlags, 0)
         guard descriptor >= 0 else { return connectFailed(connection, errno) }
@@ -84,14 +85,13 @@ extension EngineThread {
     func connectFailed(_ connection: Connection, _ code: Int32) {
         let code = code == 0 ? ECONNREFUSED : code
         let cause = FailureCause(errno: code)
-        if cause.isLocal { localFailure(code, while: "connecting to server \(connection.machine.attempt?.serverText ?? "")") }
+        if cause.isLocal { localFailure(code, while: "connecting to server \(connection.machine.lease?.serverText ?? "")") }
         perform(connection, connection.machine.connectFailed(.system(code), cause: cause))
     }
 
     /// The failed attempt's socket closed, the server blacklisted (its count back) and the
     /// next target asked for, keeping what the client sent so far.
-    func failover(_ connection: Connection, _ placement: BalancerState.Placement, from failed: Attempt,
-                  _ error: ConnectionStateMachine.ConnectError) {
+    func failover(_ connection: Connection, _ failed: Lease, _ error: ConnectionStateMachine.ConnectError) {
         Socket.close(connection.server.descriptor, reset: false)
         connection.server = Connection.Side()
         let text: String
@@ -100,20 +100,20 @@ extension EngineThread {
         case .system(let code): text = SystemErrorText.describe(errno: code)
         }
         engine.events.log(.info, "connect to server failed, blacklisting it", ["server": failed.serverText, "error": text])
-        var placement = placement
-        let attempt = engine.shared.withLock { runtime in
+        var placement = failed.placement
+        let next = engine.shared.withLock { runtime in
             runtime.state.connectFailed(failed.target, of: placement, now: .now())
             return Self.next(&placement, &runtime)
         }
-        perform(connection, connection.machine.failedOver(placement, attempt: attempt, now: now))
+        perform(connection, connection.machine.failedOver(next, now: now))
     }
 
     func connected(_ connection: Connection) {
-        guard let attempt = connection.machine.attempt, let placement = connection.machine.placement else { return }
+        guard let lease = connection.machine.lease else { return }
         let peer = connection.peer.connectionPeer
-        let number = engine.shared.withLock { $0.state.connected(placement, to: attempt.target, peer: peer, now: .now()) }
+        let number = engine.shared.withLock { $0.state.connected(lease.placement, to: lease.target, peer: peer, now: .now()) }
         perform(connection, connection.machine.connected(number: number, logsRequest: engine.events.logsConnections, now: now))
-        if attempt.proxyProtocol != .off { sendProxyHeader(connection, attempt.proxyProtocol) }
+        if lease.proxyProtocol != .off { sendProxyHeader(connection, lease.proxyProtocol) }
         pump(connection)
     }
 }

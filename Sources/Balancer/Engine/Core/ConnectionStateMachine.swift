@@ -13,7 +13,9 @@ import NIOCore
 ///
 /// The counters, the last activity and the ends of both directions are fields beside the
 /// stage rather than in it: they change on every read and write, and copying a stage out of
-/// its enum and back (its placement and address) would cost retains on the data path.
+/// its enum and back would cost copies on the data path. The placement and the attempt ride
+/// in one `Lease` reference for the same reason: a stage or an action moves a pointer, not
+/// 200 bytes (memcpy and retains cost 3.8k instructions per connection when they were values).
 public struct ConnectionStateMachine: Sendable {
     /// How long an upstream balancer may take to send its PROXY protocol header (it sends it at once).
     public static let proxyHeaderTimeout: UInt64 = 5_000_000_000
@@ -40,10 +42,11 @@ public struct ConnectionStateMachine: Sendable {
 
     /// Bytes read from one side and not yet added to the state's counters.
     public struct Report: Sendable {
-        public let placement: BalancerState.Placement
-        public let target: Target
+        public let lease: Lease
         public let toServer: UInt64
         public let toClient: UInt64
+        public var placement: BalancerState.Placement { lease.placement }
+        public var target: Target { lease.target }
     }
 
     /// What the state is owed when the connection ends.
@@ -51,7 +54,7 @@ public struct ConnectionStateMachine: Sendable {
         /// No server holds a count for it (before placement, or between attempts).
         case nothing
         /// A connect was in progress: its target's count goes back, its standing stays.
-        case abandonedConnect(BalancerState.Placement, Target)
+        case abandonedConnect(Lease)
         /// A relayed connection: its last counters, then its number and its server's count.
         /// `requestUnlogged`: `-l` still waits for its first request (the log gets none).
         case finished(Report, number: Int, requestUnlogged: Bool)
@@ -93,11 +96,11 @@ public struct ConnectionStateMachine: Sendable {
         case startHandshake
         /// Ask the state where the client goes, then `placed`.
         case place
-        /// Connect to the attempt's server (then `connected` or `connectFailed`).
-        case connect(Attempt)
-        /// The attempt's connect failed for the server's reason: tell the state (it blacklists
+        /// Connect to the lease's attempt (then `connected` or `connectFailed`).
+        case connect(Lease)
+        /// The lease's connect failed for the server's reason: tell the state (it blacklists
         /// the server and takes its count back), ask it for the next target, then `failedOver`.
-        case failover(BalancerState.Placement, failed: Attempt, ConnectError)
+        case failover(Lease, ConnectError)
         /// Pass the direction's end on (shutdown(SHUT_WR) of its destination).
         case shutdownWrite(Direction)
         /// Close both sockets, give the state what `release` says, free the slot.
@@ -123,14 +126,12 @@ public struct ConnectionStateMachine: Sendable {
     }
 
     private struct Connecting: Sendable {
-        let placement: BalancerState.Placement
-        let attempt: Attempt
+        let lease: Lease
         let deadline: UInt64
     }
 
     private struct Relaying: Sendable {
-        let placement: BalancerState.Placement
-        let attempt: Attempt
+        let lease: Lease
         let number: Int
         /// Set when both sources have ended while bytes still wait.
         var drainDeadline: UInt64?
@@ -147,33 +148,11 @@ public struct ConnectionStateMachine: Sendable {
         case closed
     }
 
-    private var state: State
-    private var timeouts = Timeouts(connectSeconds: 0, idleSeconds: 0)
-    public private(set) var toServer = Flow()
-    public private(set) var toClient = Flow()
-    public private(set) var unreportedToServer: UInt64 = 0
-    public private(set) var unreportedToClient: UInt64 = 0
-    /// Bytes moved since the last report: the connection is in the engine's list to report.
-    public private(set) var isReportPending = false
-    /// `-l`: the first bytes written to the server are still to be logged.
-    public private(set) var logsRequest = false
-    /// When it last moved a byte (monotonic nanoseconds).
-    private var lastActive: UInt64
-
-    /// A slot's machine before its first client: closed, so no event does anything.
-    public init() {
-        state = .closed
-        lastActive = 0
+    private var state: State {
+        didSet { stage = Self.stage(of: state) }
     }
 
-    /// A client just accepted: its PROXY protocol header is awaited, or it is admitted at once
-    /// (`admitted` tells what to do first).
-    public init(acceptedAt now: UInt64, expectsProxyHeader: Bool) {
-        state = expectsProxyHeader ? .awaitingProxyHeader(deadline: now + Self.proxyHeaderTimeout) : .placing
-        lastActive = now
-    }
-
-    public var stage: Stage {
+    private static func stage(of state: State) -> Stage {
         switch state {
         case .awaitingProxyHeader: return .awaitingProxyHeader
         case .handshaking: return .handshaking
@@ -183,11 +162,58 @@ public struct ConnectionStateMachine: Sendable {
         case .closed: return .closed
         }
     }
+    private var timeouts = Timeouts(connectSeconds: 0, idleSeconds: 0)
+    public private(set) var toServer = Flow()
+    public private(set) var toClient = Flow()
+    /// `-l`: the first bytes written to the server are still to be logged.
+    public private(set) var logsRequest = false
 
-    public var isClosed: Bool {
-        if case .closed = state { return true }
-        return false
+    /// What every read and write changes. Inlinable, with `read` and `wrote`: they run per
+    /// read and write, where a call into another module cost 40 instructions a request.
+    @usableFromInline
+    struct Activity: Sendable {
+        @usableFromInline var toServer: UInt64 = 0
+        @usableFromInline var toClient: UInt64 = 0
+        /// Bytes moved since the last report: the connection is in the engine's list to report.
+        @usableFromInline var isReportPending = false
+        /// When it last moved a byte (monotonic nanoseconds).
+        @usableFromInline var lastActive: UInt64
+
+        @usableFromInline
+        init(lastActive: UInt64) {
+            self.lastActive = lastActive
+        }
     }
+
+    @usableFromInline var activity: Activity
+
+    /// Read and not yet added to the state's counters.
+    public var unreportedToServer: UInt64 { activity.toServer }
+    public var unreportedToClient: UInt64 { activity.toClient }
+    public var isReportPending: Bool { activity.isReportPending }
+
+    /// A slot's machine before its first client: closed, so no event does anything.
+    public init() {
+        state = .closed
+        stage = .closed
+        activity = Activity(lastActive: 0)
+    }
+
+    /// A client just accepted: its PROXY protocol header is awaited, or it is admitted at once
+    /// (`admitted` tells what to do first).
+    public init(acceptedAt now: UInt64, expectsProxyHeader: Bool) {
+        state = expectsProxyHeader ? .awaitingProxyHeader(deadline: now + Self.proxyHeaderTimeout) : .placing
+        stage = Self.stage(of: state)
+        activity = Activity(lastActive: now)
+    }
+
+    /// Kept beside `state` (set with it) rather than computed from it: the data path asks on
+    /// every round, and a getter of another module takes the whole machine by value, a copy
+    /// that cost about 1k instructions per keep-alive request (bench/RESULTS.md).
+    public private(set) var stage: Stage
+
+    @inlinable
+    public var isClosed: Bool { stage == .closed }
 
     /// `connection N`, while relaying.
     public var number: Int? {
@@ -195,24 +221,17 @@ public struct ConnectionStateMachine: Sendable {
         return nil
     }
 
-    /// The attempt in progress or connected: its server, for log lines and the PROXY protocol header.
-    public var attempt: Attempt? {
+    /// The attempt in progress or connected (a server holds a count for it): its placement,
+    /// its server for log lines and the PROXY protocol header.
+    public var lease: Lease? {
         switch state {
-        case .connecting(let connecting): return connecting.attempt
-        case .relaying(let relaying): return relaying.attempt
+        case .connecting(let connecting): return connecting.lease
+        case .relaying(let relaying): return relaying.lease
         default: return nil
         }
     }
 
-    /// Where the state placed it, once a server holds a count for it.
-    public var placement: BalancerState.Placement? {
-        switch state {
-        case .connecting(let connecting): return connecting.placement
-        case .relaying(let relaying): return relaying.placement
-        default: return nil
-        }
-    }
-
+    @inlinable
     public func flow(_ direction: Direction) -> Flow {
         direction == .toServer ? toServer : toClient
     }
@@ -258,25 +277,24 @@ public struct ConnectionStateMachine: Sendable {
 
     // MARK: placing and connecting
 
-    /// The state placed the client: `attempt` is its first target (counted against it), nil
-    /// when no server takes it.
-    public mutating func placed(_ placement: BalancerState.Placement, attempt: Attempt?, timeouts: Timeouts,
-                                now: UInt64) -> Action {
+    /// The state placed the client: `lease` is its first attempt (counted against its
+    /// target), nil when no server takes it.
+    public mutating func placed(_ lease: Lease?, timeouts: Timeouts, now: UInt64) -> Action {
         guard case .placing = state else { return .none }
         self.timeouts = timeouts
-        return attemptNext(placement, attempt, now: now)
+        return attemptNext(lease, now: now)
     }
 
-    /// After `.failover`: the next target the state chose (counted against it), or nil.
-    public mutating func failedOver(_ placement: BalancerState.Placement, attempt: Attempt?, now: UInt64) -> Action {
+    /// After `.failover`: the next attempt the state chose (counted against its target), or nil.
+    public mutating func failedOver(_ lease: Lease?, now: UInt64) -> Action {
         guard case .placing = state else { return .none }
-        return attemptNext(placement, attempt, now: now)
+        return attemptNext(lease, now: now)
     }
 
-    private mutating func attemptNext(_ placement: BalancerState.Placement, _ attempt: Attempt?, now: UInt64) -> Action {
-        guard let attempt else { return ending(reset: false, .noServer) }
-        state = .connecting(Connecting(placement: placement, attempt: attempt, deadline: now + timeouts.connect))
-        return .connect(attempt)
+    private mutating func attemptNext(_ lease: Lease?, now: UInt64) -> Action {
+        guard let lease else { return ending(reset: false, .noServer) }
+        state = .connecting(Connecting(lease: lease, deadline: now + timeouts.connect))
+        return .connect(lease)
     }
 
     /// The connect failed: a local cause (`FailureCause.isLocal`) closes the client, as any
@@ -288,16 +306,16 @@ public struct ConnectionStateMachine: Sendable {
             return ending(reset: false, .localFailure)
         }
         state = .placing
-        return .failover(connecting.placement, failed: connecting.attempt, error)
+        return .failover(connecting.lease, error)
     }
 
     /// Connected: `number` is the state's `connection N`; `logsRequest`: `-l` logs its first
     /// request. Bytes the client sent meanwhile are reported from now on.
     public mutating func connected(number: Int, logsRequest: Bool, now: UInt64) -> Action {
         guard case .connecting(let connecting) = state else { return .none }
-        state = .relaying(Relaying(placement: connecting.placement, attempt: connecting.attempt, number: number))
+        state = .relaying(Relaying(lease: connecting.lease, number: number))
         self.logsRequest = logsRequest
-        lastActive = now
+        activity.lastActive = now
         return .none
     }
 
@@ -305,22 +323,24 @@ public struct ConnectionStateMachine: Sendable {
 
     /// Bytes read from the direction's source (0: none, only activity). True when the
     /// connection has just become due for a report: the engine lists it for the next.
+    @inlinable
     public mutating func read(_ count: Int, _ direction: Direction, now: UInt64) -> Bool {
         guard !isClosed else { return false }
-        lastActive = now
+        activity.lastActive = now
         switch direction {
-        case .toServer: unreportedToServer &+= UInt64(count)
-        case .toClient: unreportedToClient &+= UInt64(count)
+        case .toServer: activity.toServer &+= UInt64(count)
+        case .toClient: activity.toClient &+= UInt64(count)
         }
-        guard count > 0, !isReportPending, case .relaying = state else { return false }
-        isReportPending = true
+        guard count > 0, !activity.isReportPending, stage == .relaying else { return false }
+        activity.isReportPending = true
         return true
     }
 
     /// Bytes written to a side: the connection is active.
+    @inlinable
     public mutating func wrote(now: UInt64) {
         guard !isClosed else { return }
-        lastActive = now
+        activity.lastActive = now
     }
 
     /// `-l`: the first request was logged.
@@ -331,11 +351,10 @@ public struct ConnectionStateMachine: Sendable {
     /// The counters to add to the state now (the report interval, or `status` asking); nil
     /// when nothing is due or the connection is not relaying.
     public mutating func takeReport() -> Report? {
-        guard isReportPending, case .relaying(let relaying) = state else { return nil }
-        isReportPending = false
-        defer { unreportedToServer = 0; unreportedToClient = 0 }
-        return Report(placement: relaying.placement, target: relaying.attempt.target, toServer: unreportedToServer,
-                      toClient: unreportedToClient)
+        guard activity.isReportPending, case .relaying(let relaying) = state else { return nil }
+        activity.isReportPending = false
+        defer { activity.toServer = 0; activity.toClient = 0 }
+        return Report(lease: relaying.lease, toServer: activity.toServer, toClient: activity.toClient)
     }
 
     /// The direction's source sent its end (FIN, or TLS close_notify): nothing more comes.
@@ -356,7 +375,7 @@ public struct ConnectionStateMachine: Sendable {
     /// shutdown of the destination's writing while the other direction still flows; when
     /// that one is done too the connection closes, and the close sends the FIN.
     public mutating func outputFlushed(_ direction: Direction) -> Action {
-        guard case .relaying = state, flow(direction).isEndPending else { return .none }
+        guard stage == .relaying, flow(direction).isEndPending else { return .none }
         switch direction {
         case .toServer: toServer.shutDown = true
         case .toClient: toClient.shutDown = true
@@ -391,7 +410,7 @@ public struct ConnectionStateMachine: Sendable {
         case .connecting(let connecting) where now >= connecting.deadline:
             return connectFailed(.timedOut, cause: .server)
         case .relaying(let relaying):
-            if let idle = timeouts.idle, now >= lastActive + idle { return ending(reset: false, .idleTimeout) }
+            if let idle = timeouts.idle, now >= activity.lastActive + idle { return ending(reset: false, .idleTimeout) }
             if let drainDeadline = relaying.drainDeadline, now >= drainDeadline { return ending(reset: false, .drainBound) }
             return .none
         default:
@@ -405,10 +424,9 @@ public struct ConnectionStateMachine: Sendable {
         var reason = reason
         switch state {
         case .connecting(let connecting):
-            release = .abandonedConnect(connecting.placement, connecting.attempt.target)
+            release = .abandonedConnect(connecting.lease)
         case .relaying(let relaying):
-            let report = Report(placement: relaying.placement, target: relaying.attempt.target, toServer: unreportedToServer,
-                                toClient: unreportedToClient)
+            let report = Report(lease: relaying.lease, toServer: activity.toServer, toClient: activity.toClient)
             release = .finished(report, number: relaying.number, requestUnlogged: logsRequest)
         case .handshaking:
             // Any end before the handshake completed counts as a failed handshake.
@@ -421,15 +439,18 @@ public struct ConnectionStateMachine: Sendable {
             return .none
         }
         state = .closed
-        unreportedToServer = 0
-        unreportedToClient = 0
-        isReportPending = false
+        activity.toServer = 0
+        activity.toClient = 0
+        activity.isReportPending = false
         return .close(Close(reset: reset, release: release, reason: reason))
     }
 }
 
-/// One attempt the pure core chose: the target and how to reach it.
-public struct Attempt: Sendable {
+/// One attempt the state chose, from the connect to the end: where it placed the client
+/// (the placement, counted against `target`) and how to reach the server. Immutable, one
+/// per attempt; a reference, so that a stage or an action moves a pointer, not 200 bytes.
+public final class Lease: Sendable {
+    public let placement: BalancerState.Placement
     public let target: Target
     public let address: SocketAddress
     public let source: SocketAddress?
@@ -439,8 +460,9 @@ public struct Attempt: Sendable {
     public let noDelay: Bool
     public let proxyProtocol: ProxyProtocol
 
-    public init(target: Target, address: SocketAddress, source: SocketAddress?, host: String, port: Int, noDelay: Bool,
-                proxyProtocol: ProxyProtocol) {
+    public init(placement: BalancerState.Placement, target: Target, address: SocketAddress, source: SocketAddress?,
+                host: String, port: Int, noDelay: Bool, proxyProtocol: ProxyProtocol) {
+        self.placement = placement
         self.target = target
         self.address = address
         self.source = source
