@@ -125,19 +125,24 @@ public struct ConnectionStateMachine: Sendable {
         case awaitingProxyHeader, handshaking, placing, connecting, relaying, closed
     }
 
-    private struct Connecting: Sendable {
-        let lease: Lease
+    // Usable from inlinable code, for `lease` and `number`: a getter across the module takes
+    // the whole machine by value, a copy (90 instructions) per connection.
+    @usableFromInline
+    struct Connecting: Sendable {
+        @usableFromInline let lease: Lease
         let deadline: UInt64
     }
 
-    private struct Relaying: Sendable {
-        let lease: Lease
-        let number: Int
+    @usableFromInline
+    struct Relaying: Sendable {
+        @usableFromInline let lease: Lease
+        @usableFromInline let number: Int
         /// Set when both sources have ended while bytes still wait.
         var drainDeadline: UInt64?
     }
 
-    private enum State: Sendable {
+    @usableFromInline
+    enum State: Sendable {
         case awaitingProxyHeader(deadline: UInt64)
         case handshaking(deadline: UInt64)
         /// Accepted (its header read, its handshake done): no server holds a count for it,
@@ -148,7 +153,8 @@ public struct ConnectionStateMachine: Sendable {
         case closed
     }
 
-    private var state: State {
+    @usableFromInline
+    private(set) var state: State {
         didSet { stage = Self.stage(of: state) }
     }
 
@@ -216,6 +222,7 @@ public struct ConnectionStateMachine: Sendable {
     public var isClosed: Bool { stage == .closed }
 
     /// `connection N`, while relaying.
+    @inlinable
     public var number: Int? {
         if case .relaying(let relaying) = state { return relaying.number }
         return nil
@@ -223,6 +230,7 @@ public struct ConnectionStateMachine: Sendable {
 
     /// The attempt in progress or connected (a server holds a count for it): its placement,
     /// its server for log lines and the PROXY protocol header.
+    @inlinable
     public var lease: Lease? {
         switch state {
         case .connecting(let connecting): return connecting.lease
