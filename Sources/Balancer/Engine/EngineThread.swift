@@ -470,6 +470,7 @@ final class EngineThread: @unchecked Sendable {
     }
 
     /// Sends what `pipe` holds to `side`, spliced from the kernel pipe or from the buffer.
+    @inline(__always)
     private func send(_ connection: Connection, _ pipe: inout RelayBuffer, to side: inout Connection.Side,
                       logsRequest: Bool) -> Transfer {
         guard pipe.pending > 0 && side.writable else { return .blocked }
