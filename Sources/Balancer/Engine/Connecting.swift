@@ -54,17 +54,17 @@ extension EngineThread {
 
     /// A non-blocking connect; its outcome comes as the server socket's first event. Bounded:
     /// each failure consumes one target of the failover plan.
-    func connect(_ connection: Connection, _ attempt: Lease) {
-        let family = attempt.address.protocol == .inet6 ? AF_INET6 : attempt.address.protocol == .unix ? AF_UNIX : AF_INET
+    func connect(_ connection: Connection, _ lease: Lease) {
+        let family = lease.address.protocol == .inet6 ? AF_INET6 : lease.address.protocol == .unix ? AF_UNIX : AF_INET
         let descriptor = socket(family, Socket.streamFlags, 0)
         guard descriptor >= 0 else { return connectFailed(connection, errno) }
         connection.server = Connection.Side(descriptor: descriptor)
-        if family != AF_UNIX, attempt.noDelay { Listener.setNoDelay(descriptor, true) }
-        if let source = attempt.source {
+        if family != AF_UNIX, lease.noDelay { Listener.setNoDelay(descriptor, true) }
+        if let source = lease.source {
             let bound = source.withSockAddr { bind(descriptor, $0, socklen_t($1)) }
             guard bound == 0 else { return connectFailed(connection, errno) }
         }
-        let result = attempt.address.withSockAddr { penha_connect(descriptor, $0, socklen_t($1)) }
+        let result = lease.address.withSockAddr { penha_connect(descriptor, $0, socklen_t($1)) }
         guard result == 0 || errno == EINPROGRESS else { return connectFailed(connection, errno) }
         guard penha_epoll_add(epoll, descriptor, Self.interest, connection.token(server: true)) == 0 else {
             return connectFailed(connection, errno)

@@ -84,26 +84,20 @@ final class EngineThread: @unchecked Sendable {
         self.name = name
         epoll = epoll_create1(Int32(EPOLL_CLOEXEC))
         guard epoll >= 0 else {
+            // Not fully initialized: deinit does not run, so the scratch space is freed here.
             scratch.deallocate()
             throw IOError(errnoCode: errno, reason: "epoll_create1")
         }
         wake = penha_eventfd()
+        // Every stored property is set from here: a throw runs deinit, which closes and frees.
         guard wake >= 0, penha_epoll_add(epoll, wake, penha_epoll_in | penha_epoll_et, Self.wakeToken) == 0 else {
-            let code = errno
-            if wake >= 0 { _ = penha_close(wake) }
-            _ = penha_close(epoll)
-            scratch.deallocate()
-            throw IOError(errnoCode: code, reason: "eventfd")
+            throw IOError(errnoCode: errno, reason: "eventfd")
         }
         if listener >= 0 {
             // Shared by the threads: a new client wakes one of them, not all.
             let interest = penha_epoll_in | penha_epoll_et | penha_epoll_exclusive
             guard penha_epoll_add(epoll, listener, interest, Self.listenerToken) == 0 else {
-                let code = errno
-                _ = penha_close(wake)
-                _ = penha_close(epoll)
-                scratch.deallocate()
-                throw IOError(errnoCode: code, reason: "epoll_ctl")
+                throw IOError(errnoCode: errno, reason: "epoll_ctl")
             }
             listenerReady = true
         }
@@ -111,7 +105,7 @@ final class EngineThread: @unchecked Sendable {
 
     /// What init allocated; the connections and the pool's buffers went when the loop ended.
     deinit {
-        _ = penha_close(wake)
+        if wake >= 0 { _ = penha_close(wake) }
         _ = penha_close(epoll)
         scratch.deallocate()
     }
