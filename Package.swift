@@ -60,12 +60,22 @@ let package = Package(
             dependencies: ["BalancerCore", "VRRPCore", .product(name: "Prometheus", package: "swift-prometheus")],
             path: "Sources/Balancer/Metrics"
         ),
+        // The engine's pure core: one connection's life as a state machine (events in, actions
+        // out), with no sockets and no clock.
+        .target(
+            name: "EngineCore",
+            dependencies: ["BalancerCore", .product(name: "NIOCore", package: "swift-nio")],
+            path: "Sources/Balancer/Engine/Core"
+        ),
         // The TCP data path: penha's own event loops over epoll, asking BalancerCore where each
-        // connection goes; TLS on memory BIOs. NIOCore for its value types only.
+        // connection goes and EngineCore what each event means; TLS on memory BIOs. NIOCore for
+        // its value types only.
         .target(
             name: "Engine",
-            dependencies: ["BalancerCore", "VRRPCore", "CEngine", "COpenSSL", .product(name: "NIOCore", package: "swift-nio")],
-            path: "Sources/Balancer/Engine"
+            dependencies: ["BalancerCore", "EngineCore", "VRRPCore", "CEngine", "COpenSSL",
+                           .product(name: "NIOCore", package: "swift-nio")],
+            path: "Sources/Balancer/Engine",
+            exclude: ["Core"]
         ),
         // The I/O around it: the control plane (Control), UDP, wiring the engine in.
         .target(
@@ -105,7 +115,7 @@ let package = Package(
         .target(name: "TestSupport", dependencies: ["BalancerCore"], path: "Tests/TestSupport"),
         .testTarget(
             name: "BalancerTests",
-            dependencies: ["Balancer", "BalancerCore", "BalancerMetrics", "Engine", "VRRPCore", "COpenSSL", "TestSupport",
+            dependencies: ["Balancer", "BalancerCore", "BalancerMetrics", "Engine", "EngineCore", "VRRPCore", "COpenSSL", "TestSupport",
                            .product(name: "NIOEmbedded", package: "swift-nio")]
         ),
         .testTarget(name: "VRRPTests", dependencies: ["VRRP", "VRRPCore", "TestSupport"]),

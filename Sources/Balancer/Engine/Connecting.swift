@@ -1,5 +1,6 @@
 import BalancerCore
 import CEngine
+import EngineCore
 import NIOCore
 
 #if canImport(Glibc)
@@ -8,19 +9,8 @@ import Glibc
 
 /// Placing a client and connecting it: the pure core chooses (client table, selection,
 /// failover plan, limits) under the runtime's lock; the thread makes the non-blocking
-/// connect and feeds each outcome back.
+/// connect and feeds each outcome to the connection's machine.
 extension EngineThread {
-    /// One attempt the pure core chose: the target and how to reach it.
-    struct Attempt {
-        let target: Target
-        let address: SocketAddress
-        var source: SocketAddress?
-        let host: String
-        let port: Int
-        let noDelay: Bool
-        let proxyProtocol: ProxyProtocol
-    }
-
     /// Asks `BalancerState` where the client goes (its client table, selection and failover
     /// plan) and connects; each client in turn, so a burst sees the connections counted before it.
     func place(_ connection: Connection) {
@@ -28,18 +18,16 @@ extension EngineThread {
         let now = NIODeadline.uptimeNanoseconds(self.now)
         // Fields read one by one: a copy of the whole Configuration (strings, arrays) costs
         // retains and releases on every connection.
-        let (attempt, refused, connectTimeout, idleTimeout, forwardedFor) = engine.shared.withLock { runtime in
+        let (lease, refused, timeouts, forwardedFor) = engine.shared.withLock { runtime in
             var placement = runtime.state.accept(client: key, now: now)
             let refused = placement.isRefused
                 ? (runtime.configuration.clientACL, runtime.configuration.abuse.map { Endpoint.describe(host: $0.host, port: $0.port) } ?? "none")
                 : nil
-            let attempt = Self.next(&placement, &runtime)
-            connection.placement = placement
-            return (attempt, refused, runtime.configuration.connectTimeoutSeconds, runtime.configuration.idleTimeoutSeconds,
-                    runtime.configuration.forwardedFor)
+            let lease = Self.next(&placement, &runtime)
+            let timeouts = ConnectionStateMachine.Timeouts(connectSeconds: runtime.configuration.connectTimeoutSeconds,
+                                                           idleSeconds: runtime.configuration.idleTimeoutSeconds)
+            return (lease, refused, timeouts, runtime.configuration.forwardedFor)
         }
-        connection.connectTimeout = UInt64(connectTimeout) * 1_000_000_000
-        connection.idleTimeout = UInt64(idleTimeout) * 1_000_000_000
         if forwardedFor { connection.rewriter = ForwardedForRewriter(clientAddress: key.clientText) }
         if let (list, abuse) = refused {
             if let note = engine.refusalLog.withLock({ $0.admitNote(now: now) }) {
@@ -48,46 +36,35 @@ extension EngineThread {
         } else if engine.events.isLogged(.debug) {
             engine.events.log(.debug, "client accepted", ["client": connection.peer.text])
         }
-        connect(connection, attempt)
+        perform(connection, connection.machine.placed(lease, timeouts: timeouts, now: self.now))
     }
 
-    /// The placement's next target, under the lock; nil when the client must be closed.
-    static func next(_ placement: inout BalancerState.Placement, _ runtime: inout Runtime) -> Attempt? {
+    /// The placement's next attempt, under the lock; nil when the client must be closed.
+    static func next(_ placement: inout BalancerState.Placement, _ runtime: inout Runtime) -> Lease? {
         guard let target = runtime.state.nextTarget(&placement, now: .now()) else { return nil }
         let noDelay = runtime.configuration.tcpNoDelay
+        let placement = placement
         // Read in place: a copy of the Server (its strings, its address) costs retains and releases.
-        var attempt = runtime.state.servers.read(target) { server in
-            Attempt(target: target, address: server.address, source: nil, host: server.host, port: server.port, noDelay: noDelay,
-                    proxyProtocol: server.proxyProtocol)
-        }
-        if let address = attempt?.address { attempt?.source = runtime.configuration.sourceAddress(for: address) }
-        return attempt
+        guard let (address, host, port, proxyProtocol) = runtime.state.servers.read(target, { server in
+            (server.address, server.host, server.port, server.proxyProtocol)
+        }) else { return nil }
+        return Lease(placement: placement, target: target, address: address, source: runtime.configuration.sourceAddress(for: address),
+                     host: host, port: port, noDelay: noDelay, proxyProtocol: proxyProtocol)
     }
 
-    /// Bounded: each failure consumes one target of the failover plan.
-    func connect(_ connection: Connection, _ attempt: Attempt?) {
-        guard let attempt else {
-            engine.events.log(.info, "no server available, closing client", ["client": connection.peer.text])
-            end(connection, reset: false)
-            return
-        }
-        connection.target = attempt.target
-        connection.serverHost = attempt.host
-        connection.serverPort = attempt.port
-        connection.serverAddress = attempt.address
-        connection.proxyProtocol = attempt.proxyProtocol
-        connection.phase = .connecting
-        connection.deadline = now + connection.connectTimeout
-        let family = attempt.address.protocol == .inet6 ? AF_INET6 : attempt.address.protocol == .unix ? AF_UNIX : AF_INET
+    /// A non-blocking connect; its outcome comes as the server socket's first event. Bounded:
+    /// each failure consumes one target of the failover plan.
+    func connect(_ connection: Connection, _ lease: Lease) {
+        let family = lease.address.protocol == .inet6 ? AF_INET6 : lease.address.protocol == .unix ? AF_UNIX : AF_INET
         let descriptor = socket(family, Socket.streamFlags, 0)
         guard descriptor >= 0 else { return connectFailed(connection, errno) }
         connection.server = Connection.Side(descriptor: descriptor)
-        if family != AF_UNIX, attempt.noDelay { Listener.setNoDelay(descriptor, true) }
-        if let source = attempt.source {
+        if family != AF_UNIX, lease.noDelay { Listener.setNoDelay(descriptor, true) }
+        if let source = lease.source {
             let bound = source.withSockAddr { bind(descriptor, $0, socklen_t($1)) }
             guard bound == 0 else { return connectFailed(connection, errno) }
         }
-        let result = attempt.address.withSockAddr { penha_connect(descriptor, $0, socklen_t($1)) }
+        let result = lease.address.withSockAddr { penha_connect(descriptor, $0, socklen_t($1)) }
         guard result == 0 || errno == EINPROGRESS else { return connectFailed(connection, errno) }
         guard penha_epoll_add(epoll, descriptor, Self.interest, connection.token(server: true)) == 0 else {
             return connectFailed(connection, errno)
@@ -103,42 +80,40 @@ extension EngineThread {
         }
     }
 
-    /// A local failure (`FailureCause.isLocal`) leaves the server's standing and closes the
-    /// client (another server would fail alike); any other blacklists the server and tries
-    /// the next, keeping what the client sent so far.
+    /// The machine decides: a local failure (`FailureCause.isLocal`, logged here) closes the
+    /// client, any other fails over.
     func connectFailed(_ connection: Connection, _ code: Int32) {
-        if connection.server.descriptor >= 0 { _ = penha_close(connection.server.descriptor) }
+        let code = code == 0 ? ECONNREFUSED : code
+        let cause = FailureCause(errno: code)
+        if cause.isLocal { localFailure(code, while: "connecting to server \(connection.machine.lease?.serverText ?? "")") }
+        perform(connection, connection.machine.connectFailed(.system(code), cause: cause))
+    }
+
+    /// The failed attempt's socket closed, the server blacklisted (its count back) and the
+    /// next target asked for, keeping what the client sent so far.
+    func failover(_ connection: Connection, _ failed: Lease, _ error: ConnectionStateMachine.ConnectError) {
+        Socket.close(connection.server.descriptor, reset: false)
         connection.server = Connection.Side()
-        let target = connection.target
-        let cause = FailureCause(errno: code == 0 ? ECONNREFUSED : code)
-        if cause.isLocal {
-            // end() gives the target back its count (connectFailedLocally).
-            localFailure(code, while: "connecting to server \(connection.serverText)")
-            end(connection, reset: false)
-            return
+        let text: String
+        switch error {
+        case .timedOut: text = "connect timeout"
+        case .system(let code): text = SystemErrorText.describe(errno: code)
         }
-        let error = code == ETIMEDOUT ? "connect timeout" : SystemErrorText.describe(errno: code)
-        engine.events.log(.info, "connect to server failed, blacklisting it", ["server": connection.serverText, "error": error])
-        var placement = connection.placement!
-        let attempt = engine.shared.withLock { runtime in
-            runtime.state.connectFailed(target, of: placement, now: .now())
+        engine.events.log(.info, "connect to server failed, blacklisting it", ["server": failed.serverText, "error": text])
+        var placement = failed.placement
+        let next = engine.shared.withLock { runtime in
+            runtime.state.connectFailed(failed.target, of: placement, now: .now())
             return Self.next(&placement, &runtime)
         }
-        connection.placement = placement
-        // The failed target's count is given back: an end before the next attempt gives back none.
-        connection.phase = .accepted
-        connect(connection, attempt)
+        perform(connection, connection.machine.failedOver(next, now: now))
     }
 
     func connected(_ connection: Connection) {
+        guard let lease = connection.machine.lease else { return }
         let peer = connection.peer.connectionPeer
-        let placement = connection.placement!
-        let target = connection.target
-        let number = engine.shared.withLock { $0.state.connected(placement, to: target, peer: peer, now: .now()) }
-        connection.number = number
-        connection.phase = .relaying
-        connection.logsRequest = engine.events.logsConnections
-        if connection.proxyProtocol != .off { sendProxyHeader(connection) }
+        let number = engine.shared.withLock { $0.state.connected(lease.placement, to: lease.target, peer: peer, now: .now()) }
+        perform(connection, connection.machine.connected(number: number, logsRequest: engine.events.logsConnections, now: now))
+        if lease.proxyProtocol != .off { sendProxyHeader(connection, lease.proxyProtocol) }
         pump(connection)
     }
 }

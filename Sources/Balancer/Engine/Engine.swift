@@ -56,15 +56,16 @@ public enum EngineListenAddress: Sendable {
 public final class Engine: Sendable {
     /// How often a thread adds its connections' byte counts to the state.
     static let reportInterval: UInt64 = 250_000_000
-    /// How long an upstream balancer may take to send its PROXY protocol header (it sends it at once).
-    static let proxyHeaderTimeout: UInt64 = 5_000_000_000
-    /// How long queued bytes may wait for a reader once both sides have ended (60 s, as with the NIO relay).
-    static let drainBound: UInt64 = 60_000_000_000
 
     let shared: SharedRuntime
     let events: any EngineEvents
     let tls: TLSTermination?
-    private let threads: [EngineThread]
+    /// How many threads `start` makes.
+    public let threadCount: Int
+    /// The running threads: made by `start`, joined and dropped by `stop`.
+    private let running = Mutex<[EngineThread]>([])
+    /// Taken under the lock: the orders to all threads, and a thread's wake-up at the limit.
+    private var threads: [EngineThread] { running.withLock { $0 } }
     private let listener = Atomic<Int32>(-1)
     /// `-x`: 0 for no limit; and the client connections open across all threads.
     let limit: Atomic<Int>
@@ -86,11 +87,8 @@ public final class Engine: Sendable {
         self.tls = tls
         self.limit = Atomic(limit)
         acceptsProxyHeader = Atomic(acceptProxy)
-        let count = threads > 0 ? threads : max(1, Int(sysconf(Int32(_SC_NPROCESSORS_ONLN))))
-        self.threads = try (0..<count).map { _ in try EngineThread() }
+        threadCount = threads > 0 ? threads : max(1, Int(sysconf(Int32(_SC_NPROCESSORS_ONLN))))
     }
-
-    public var threadCount: Int { threads.count }
 
     /// Binds the listeners and starts the threads; returns the address bound (its port when 0 was asked).
     public func start(_ address: EngineListenAddress, backlog: Int, noDelay: Bool) throws -> SocketAddress? {
@@ -102,11 +100,32 @@ public final class Engine: Sendable {
             bound = try Listener.unix(path, backlog: backlog)
         }
         listener.store(bound.descriptor, ordering: .relaxed)
-        for (index, thread) in threads.enumerated() {
-            thread.listener = bound.descriptor
-            try thread.start(engine: self, name: "penha-engine-\(index)")
+        do {
+            for index in 0..<threadCount {
+                let thread = try EngineThread(engine: self, listener: bound.descriptor, name: "penha-engine-\(index)")
+                try thread.start()
+                running.withLock { $0.append(thread) }
+            }
+        } catch {
+            stop()
+            throw error
         }
         return bound.address
+    }
+
+    /// Stops the engine: each thread closes its connections (their servers' counts given
+    /// back as on `close N`), leaves its loop and is joined; then the listener is closed and
+    /// the threads' epoll, eventfd, buffers and pipes are freed. Blocks for one loop turn of
+    /// each thread: call it off the event loops. The engine does not start again.
+    public func stop() {
+        let stopping = running.withLock { threads in
+            defer { threads.removeAll() }
+            return threads
+        }
+        for thread in stopping { thread.post(.stop) }
+        for thread in stopping { thread.join() }
+        let descriptor = listener.exchange(-1, ordering: .relaxed)
+        if descriptor >= 0 { Glibc.close(descriptor) }
     }
 
     /// Stops accepting (SIGTERM, `stop()`): each thread lets go of the listener, then it is

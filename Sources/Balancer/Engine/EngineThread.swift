@@ -1,5 +1,6 @@
 import BalancerCore
 import CEngine
+import EngineCore
 import NIOCore
 import Synchronization
 
@@ -10,7 +11,9 @@ import Glibc
 /// One event loop: its epoll (edge-triggered; each socket added once with all the interest
 /// it will ever need, never modified), the shared listener, an eventfd that wakes it for orders from
 /// other threads, and its connection slots and buffers. Everything but `inbox` and
-/// `isWaitingForPlace` is touched by its own thread only.
+/// `isWaitingForPlace` is touched by its own thread only. What each event means for a
+/// connection is its `ConnectionStateMachine`'s to say; this makes the system calls the
+/// machine's actions name (`perform`).
 // Unchecked: other threads reach only `inbox` (a Mutex), `waitingForPlace` (an Atomic) and the
 // eventfd; a lock around the rest would be taken per event on the data path.
 final class EngineThread: @unchecked Sendable {
@@ -20,13 +23,15 @@ final class EngineThread: @unchecked Sendable {
         case resumeAccepting
         /// Add the byte counts to the state now, and count down `done`.
         case report(Countdown)
+        /// Close every connection, leave the loop (the engine then joins the thread).
+        case stop
     }
 
     private static let listenerToken = UInt64.max
     private static let wakeToken = UInt64.max - 1
     /// Accepts per loop turn, and pump rounds per connection per turn: no one socket starves the rest.
     private static let acceptBurst = 64
-    private static let pumpRounds = 16
+    static let pumpRounds = 16
     /// TLS handshake steps per loop turn. A step may sign (an RSA-4096 signature took 3.5 ms
     /// here): 600 ClientHellos at once held a relayed connection's bytes for 2.3 s, and a turn
     /// that long stops the watchdog's pings. The rest wait for later turns.
@@ -35,30 +40,35 @@ final class EngineThread: @unchecked Sendable {
 
     let epoll: Int32
     private let wake: Int32
-    var listener: Int32 = -1
+    private(set) var listener: Int32
     private let inbox = Mutex<[Order]>([])
     private let waitingForPlace = Atomic<Bool>(false)
     var isWaitingForPlace: Bool { waitingForPlace.load(ordering: .relaxed) }
     /// Loop turns so far, read by the watchdog (`ProgressWatch`): a thread that stops turning is wedged.
     private let turnCount = Atomic<UInt64>(0)
     var turns: UInt64 { turnCount.load(ordering: .relaxed) }
-
-    /// Set before the thread starts, read-only after.
-    private(set) var name = ""
+    /// The thread's name, as `top -H` and the watchdog's log line show it.
+    let name: String
+    /// Not counted (unowned(unsafe), not Optional): the engine holds its threads, and while one
+    /// runs its `run` holds the engine, so the engine outlives every use; a counted unowned
+    /// reference cost a retain and a release at each use (0.2k instructions per connection).
+    unowned(unsafe) let engine: Engine
+    /// The running thread, for `join`; set by `start` before any other thread can see it.
+    private var handle: pthread_t?
 
     // Confined to the thread from here on.
-    private(set) unowned(unsafe) var engine: Engine!
     private var slots: [Connection] = []
     private var freeSlots: [Int] = []
     var pool = BufferPool()
     /// Connections whose last pump stopped at `pumpRounds` with work left.
-    private var again: [Int] = []
+    var again: [Int] = []
     /// What `again` held at the start of this turn (swapped, so neither is reallocated).
     private var pumping: [Int] = []
-    private var reportsDue: [Int] = []
+    var reportsDue: [Int] = []
     private var reporting: [Int] = []
     private var listenerReady = false
     private var accepting = true
+    private var running = true
     private var backOffUntil: UInt64 = 0
     private var nextSweep: UInt64 = 0
     var now: UInt64 = 0
@@ -68,18 +78,21 @@ final class EngineThread: @unchecked Sendable {
     let scratch = UnsafeMutableRawBufferPointer.allocate(byteCount: BufferPool.size, alignment: 64)
     var failureLog = LogThrottle()
 
-    init() throws {
+    init(engine: Engine, listener: Int32, name: String) throws {
+        self.engine = engine
+        self.listener = listener
+        self.name = name
         epoll = epoll_create1(Int32(EPOLL_CLOEXEC))
-        guard epoll >= 0 else { throw IOError(errnoCode: errno, reason: "epoll_create1") }
+        guard epoll >= 0 else {
+            // Not fully initialized: deinit does not run, so the scratch space is freed here.
+            scratch.deallocate()
+            throw IOError(errnoCode: errno, reason: "epoll_create1")
+        }
         wake = penha_eventfd()
+        // Every stored property is set from here: a throw runs deinit, which closes and frees.
         guard wake >= 0, penha_epoll_add(epoll, wake, penha_epoll_in | penha_epoll_et, Self.wakeToken) == 0 else {
             throw IOError(errnoCode: errno, reason: "eventfd")
         }
-    }
-
-    /// `name`: the thread's, as `top -H` and the watchdog's log line show it.
-    func start(engine: Engine, name: String) throws {
-        self.engine = engine
         if listener >= 0 {
             // Shared by the threads: a new client wakes one of them, not all.
             let interest = penha_epoll_in | penha_epoll_et | penha_epoll_exclusive
@@ -88,19 +101,36 @@ final class EngineThread: @unchecked Sendable {
             }
             listenerReady = true
         }
-        self.name = name
+    }
+
+    /// What init allocated; the connections and the pool's buffers went when the loop ended.
+    deinit {
+        if wake >= 0 { _ = penha_close(wake) }
+        _ = penha_close(epoll)
+        scratch.deallocate()
+    }
+
+    func start() throws {
         let box = Unmanaged.passRetained(self)
         var thread = pthread_t()
         let result = pthread_create(&thread, nil, { argument in
-            let loop = Unmanaged<EngineThread>.fromOpaque(argument!).takeRetainedValue()
-            loop.run(name: loop.name)
+            guard let argument else { return nil }
+            let loop = Unmanaged<EngineThread>.fromOpaque(argument).takeRetainedValue()
+            loop.run()
             return nil
         }, box.toOpaque())
         guard result == 0 else {
             box.release()
             throw IOError(errnoCode: result, reason: "pthread_create")
         }
-        pthread_detach(thread)
+        handle = thread
+    }
+
+    /// Waits for the thread to leave its loop (after `.stop`).
+    func join() {
+        guard let handle else { return }
+        pthread_join(handle, nil)
+        self.handle = nil
     }
 
     /// From any thread.
@@ -115,11 +145,17 @@ final class EngineThread: @unchecked Sendable {
         _ = Glibc.write(wake, &one, 8)
     }
 
-    private func run(name: String) {
+    private func run() {
+        // The engine lives as long as one of its threads runs.
+        let engine = self.engine
         penha_name_thread(name)
         let tokens = UnsafeMutablePointer<UInt64>.allocate(capacity: Int(penha_epoll_batch))
         let events = UnsafeMutablePointer<UInt32>.allocate(capacity: Int(penha_epoll_batch))
-        while true {
+        defer {
+            tokens.deallocate()
+            events.deallocate()
+        }
+        while running {
             let count = penha_epoll_wait(epoll, tokens, events, waitMilliseconds())
             now = NIODeadline.now().uptimeNanoseconds
             handshakeStepsLeft = Self.handshakeSteps
@@ -139,6 +175,12 @@ final class EngineThread: @unchecked Sendable {
             if now >= nextSweep { sweep() }
             turnCount.wrappingAdd(1, ordering: .relaxed)
         }
+        // Stopped: every connection ends as `close N` ends one (its server's count given
+        // back), then the buffers and pipes go.
+        for connection in slots where !connection.machine.isClosed { perform(connection, connection.machine.closeRequested()) }
+        slots.removeAll()
+        freeSlots.removeAll()
+        pool.releaseAll()
     }
 
     /// Bounded always: the sweep runs at least every `reportInterval` while connections exist.
@@ -160,14 +202,14 @@ final class EngineThread: @unchecked Sendable {
             let slot = Int(token >> 1 & 0x7fff_ffff)
             guard slot < slots.count else { return }
             let connection = slots[slot]
-            guard connection.phase != .free, connection.generation == UInt32(token >> 32) else { return }
+            guard connection.generation == UInt32(token >> 32), !connection.machine.isClosed else { return }
             let isServer = token & 1 == 1
             let failed = events & (penha_epoll_err | penha_epoll_hup) != 0
             if isServer {
                 if events & (penha_epoll_in | penha_epoll_hup | penha_epoll_err) != 0 { connection.server.readable = true }
                 if events & (penha_epoll_out | penha_epoll_hup | penha_epoll_err) != 0 { connection.server.writable = true }
                 if events & penha_epoll_rdhup != 0 { connection.server.peerEnded = true }
-                if connection.phase == .connecting {
+                if connection.machine.stage == .connecting {
                     serverReady(connection, failed: failed)
                     return
                 }
@@ -179,7 +221,7 @@ final class EngineThread: @unchecked Sendable {
             // A reset (or any socket error) ends the connection even when backpressure has
             // stopped reading that side, where no read would report it.
             if events & penha_epoll_err != 0 {
-                end(connection, reset: true)
+                perform(connection, connection.machine.failed())
                 return
             }
             pump(connection)
@@ -191,20 +233,27 @@ final class EngineThread: @unchecked Sendable {
         case .close(let number):
             // A scan, not a map kept per connection: `close N` is rare, a map costs a hash
             // insert and removal on every connection. Bounded by the slots.
-            guard let connection = slots.first(where: { $0.phase == .relaying && $0.number == number }) else { return }
-            end(connection, reset: false)
+            guard let connection = slots.first(where: { $0.machine.number == number }) else { return }
+            perform(connection, connection.machine.closeRequested())
         case .stopAccepting(let done):
-            if listener >= 0 { _ = penha_epoll_remove(epoll, listener) }
-            listener = -1
-            accepting = false
-            listenerReady = false
+            stopAccepting()
             done.countDown()
         case .resumeAccepting:
             if listener >= 0 && accepting { listenerReady = true }
         case .report(let done):
             reportCounters()
             done.countDown()
+        case .stop:
+            stopAccepting()
+            running = false
         }
+    }
+
+    private func stopAccepting() {
+        if listener >= 0 { _ = penha_epoll_remove(epoll, listener) }
+        listener = -1
+        accepting = false
+        listenerReady = false
     }
 
     // MARK: accepting
@@ -221,24 +270,26 @@ final class EngineThread: @unchecked Sendable {
             waitingForPlace.store(false, ordering: .relaxed)
             var peer = PeerAddress()
             var length = socklen_t(MemoryLayout<sockaddr_storage>.size)
-            let descriptor = withUnsafeMutablePointer(to: &peer.storage) {
-                $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { penha_accept4(listener, $0, &length, Socket.acceptFlags) }
+            let accepted = SystemCallResult {
+                Int(withUnsafeMutablePointer(to: &peer.storage) {
+                    $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { penha_accept4(listener, $0, &length, Socket.acceptFlags) }
+                })
             }
-            guard descriptor >= 0 else {
-                let code = errno
+            switch accepted {
+            case .done(let descriptor):
+                opened(Int32(descriptor), peer)
+            case .wouldBlock:
                 engine.releasePlace(from: self)
-                switch code {
-                case EAGAIN, EWOULDBLOCK:
-                    listenerReady = false
-                    return
-                case EINTR, ECONNABORTED, EPROTO, EPERM:
-                    continue
-                default:
-                    localFailure(code, while: "accepting a client")
-                    return
-                }
+                listenerReady = false
+                return
+            case .failed(ECONNABORTED), .failed(EPROTO), .failed(EPERM), .failed(EINTR):
+                // This client is gone (or refused by a firewall rule); the next may not be.
+                engine.releasePlace(from: self)
+            case .failed(let code):
+                engine.releasePlace(from: self)
+                localFailure(code, while: "accepting a client")
+                return
             }
-            opened(descriptor, peer)
         }
     }
 
@@ -256,32 +307,22 @@ final class EngineThread: @unchecked Sendable {
 
     private func opened(_ descriptor: Int32, _ peer: PeerAddress) {
         let connection = takeSlot()
-        connection.phase = .accepted
+        connection.machine = ConnectionStateMachine(acceptedAt: now, expectsProxyHeader: engine.acceptsProxyHeader.load(ordering: .relaxed))
         connection.client.descriptor = descriptor
         connection.client.writable = true
         connection.peer = peer
         connection.clientKey = peer.clientKey
-        connection.lastActive = now
         guard penha_epoll_add(epoll, descriptor, Self.interest, connection.token(server: false)) == 0 else {
             localFailure(errno, while: "accepting a client")
-            end(connection, reset: false)
+            perform(connection, connection.machine.closeRequested())
             return
         }
-        if engine.acceptsProxyHeader.load(ordering: .relaxed) {
-            connection.phase = .awaitingProxyHeader
-            connection.deadline = now + Engine.proxyHeaderTimeout
-        } else {
-            admit(connection)
-        }
+        if connection.machine.stage != .awaitingProxyHeader { admit(connection) }
     }
 
     /// The client as it is (its PROXY protocol header read): its handshake, or its placement.
     func admit(_ connection: Connection) {
-        if let tls = engine.tls {
-            startHandshake(connection, tls)
-        } else {
-            place(connection)
-        }
+        perform(connection, connection.machine.admitted(terminatesTLS: engine.tls != nil, now: now))
     }
 
     private func takeSlot() -> Connection {
@@ -291,300 +332,90 @@ final class EngineThread: @unchecked Sendable {
         return connection
     }
 
-    // MARK: relaying
+    // MARK: actions
 
-    /// Moves bytes both ways until neither direction can go on (the readiness flags say so
-    /// exactly, so no round is spent finding out), then ends the connection if both are done.
-    /// Bounded by `pumpRounds`; a busy connection is queued for the next turn.
-    func pump(_ connection: Connection) {
-        for _ in 0..<Self.pumpRounds {
-            switch connection.phase {
-            case .free, .accepted:
-                return
-            case .awaitingProxyHeader:
-                guard proxyHeaderStep(connection) else { return }
-            case .handshaking:
-                guard handshakeStepsLeft > 0 else { return pumpNextTurn(connection) }
-                guard handshakeStep(connection) else { return }
-            case .connecting, .relaying:
-                let toServerMoves = canMove(connection, .toServer), toClientMoves = canMove(connection, .toClient)
-                guard toServerMoves || toClientMoves else {
-                    finishIfDone(connection)
-                    return
-                }
-                if toServerMoves { move(connection, .toServer) }
-                if toClientMoves && connection.phase == .relaying { move(connection, .toClient) }
-            }
-        }
-        pumpNextTurn(connection)
-    }
-
-    /// Queues the connection to be pumped again next turn (once however often it is asked).
-    private func pumpNextTurn(_ connection: Connection) {
-        if !connection.isQueued {
-            connection.isQueued = true
-            again.append(connection.slot)
-        }
-    }
-
-    /// Whether a read from the direction's source or a write (or the FIN) to its destination
-    /// can happen now. Until the server is connected only the client is read (its early bytes
-    /// wait in `toServer`).
-    private func canMove(_ connection: Connection, _ direction: Connection.Direction) -> Bool {
-        let relaying = connection.phase == .relaying
-        if (relaying || direction == .toServer) && connection.canRead(direction) { return true }
-        guard relaying else { return false }
-        return connection.canWrite(direction)
-    }
-
-    /// One direction: what is queued written, the source's next bytes (from the client
-    /// decrypted and rewritten) read and written on at once, once connected.
-    private func move(_ connection: Connection, _ direction: Connection.Direction) {
-        let relaying = connection.phase == .relaying
-        if relaying && connection.hasOutput(direction) {
-            _ = write(connection, direction)
-            guard !failed(connection) else { return }
-        }
-        guard connection.canRead(direction), let count = read(connection, direction) else { return }
-        guard !failed(connection) else { return }
-        if count > 0 {
-            connection.addUnreported(count, direction)
-            noteProgress(connection)
-        }
-        if relaying {
-            _ = write(connection, direction)
-            _ = failed(connection)
-        }
-    }
-
-    private func write(_ connection: Connection, _ direction: Connection.Direction) -> Bool {
-        switch direction {
-        case .toServer: return write(connection, &connection.toServer, to: &connection.server, isServer: true)
-        case .toClient: return write(connection, &connection.toClient, to: &connection.client, isServer: false)
-        }
-    }
-
-    private func read(_ connection: Connection, _ direction: Connection.Direction) -> Int? {
-        switch direction {
-        case .toServer:
-            if connection.tls != nil || connection.rewriter != nil { return readTransformed(connection) }
-            return readDirect(connection, &connection.toServer, from: &connection.client)
-        case .toClient:
-            if connection.tls != nil { return readForTLS(connection) }
-            return readDirect(connection, &connection.toClient, from: &connection.server)
-        }
-    }
-
-    /// Ends a connection a read or write marked failed; true if it has ended (either way).
-    private func failed(_ connection: Connection) -> Bool {
-        if connection.failed { end(connection, reset: true) }
-        return connection.phase == .free
-    }
-
-    private func noteProgress(_ connection: Connection) {
-        connection.lastActive = now
-        if !connection.isReportPending && connection.phase == .relaying {
-            connection.isReportPending = true
-            reportsDue.append(connection.slot)
-        }
-    }
-
-    /// Writes what `pipe` holds to `side`; passes the FIN on once it is empty and its source ended.
-    /// True if anything happened. A write error marks the connection failed (the caller resets it:
-    /// not here, while the pipe and side are borrowed).
-    func write(_ connection: Connection, _ pipe: inout RelayBuffer, to side: inout Connection.Side, isServer: Bool) -> Bool {
-        var moved = false
-        if pipe.pending > 0 && side.writable {
-            let descriptor = side.descriptor
-            let spliced = pipe.inKernelPipe > 0
-            let (count, wanted) = spliced
-                ? (penha_splice(pipe.kernelPipe!.read, descriptor, pipe.inKernelPipe), pipe.inKernelPipe)
-                : pipe.withPending { bytes in (penha_send(descriptor, bytes.baseAddress, bytes.count), bytes.count) }
-            if count > 0 {
-                if isServer && connection.logsRequest {
-                    connection.logsRequest = false
-                    let request = pipe.withPending { PenLogLine.requestStart($0.prefix(PenLogLine.requestLimit)) }
-                    engine.events.logConnection(client: connection.clientKey, server: connection.serverAddress, request: request)
-                }
-                if spliced { pipe.didSpliceOut(count, &pool) } else { pipe.didWrite(count, &pool) }
-                if count < wanted { side.writable = false }
-                connection.lastActive = now
-                moved = true
-            } else if count < 0 {
-                switch errno {
-                case EAGAIN, EWOULDBLOCK: side.writable = false
-                case EINTR: break
-                default:
-                    connection.failed = true
-                    return true
-                }
-            }
-        }
-        if !isServer, pipe.pending == 0, pipe.sourceEnded, let tls = connection.tls, !connection.closeNotifyQueued {
-            // TLS: close_notify (RFC 8446 section 6.1) goes before the client's FIN.
-            connection.closeNotifyQueued = true
-            tls.shutdown()
-            tls.takeCiphertext(into: scratch) { pipe.append($0, &pool) }
-            // Once more, now with it queued (the flag above ends this at one more call).
-            _ = write(connection, &pipe, to: &side, isServer: false)
-            return true
-        }
-        if pipe.pending == 0 && pipe.sourceEnded && !pipe.shutDown {
-            pipe.shutDown = true
-            // When the other direction is done too, the close that follows sends the FIN (this
-            // side's input has ended, so nothing unread turns it into a reset): no shutdown call.
-            let otherDone = isServer ? connection.toClient.isDone : connection.toServer.isDone
-            if !otherDone { _ = shutdown(side.descriptor, Int32(SHUT_WR)) }
-            moved = true
-        }
-        return moved
-    }
-
-    /// Reads into `pipe` from `side` directly (no transformation): the bytes read (0 at the FIN),
-    /// nil when nothing came.
-    func readDirect(_ connection: Connection, _ pipe: inout RelayBuffer, from side: inout Connection.Side) -> Int? {
-        if pipe.splices, let kernelPipe = pipe.pipeForSplice(&pool) {
-            return splice(connection, &pipe, kernelPipe, from: &side)
-        }
-        guard let space = pipe.readableSpace(&pool) else { return nil }
-        let count = penha_recv(side.descriptor, space.baseAddress, space.count)
-        if count > 0 {
-            pipe.didRead(count)
-            // A read that fills a whole buffer is a bulk transfer: the next ones splice.
-            pipe.isBulk = count == BufferPool.size
-            if count < space.count {
-                // Drained. After EPOLLRDHUP that means the FIN is next: taken as read, which
-                // saves the recv that would return 0.
-                side.readable = false
-                if side.peerEnded { pipe.sourceEnded = true }
-            }
-            return count
-        }
-        return readEnded(connection, count, &pipe, &side)
-    }
-
-    /// Bulk: socket to kernel pipe, the bytes never copied through user space (HAProxy's
-    /// splice; it pays only above a few KB a read, hence only after a read filled a buffer).
-    private func splice(_ connection: Connection, _ pipe: inout RelayBuffer, _ kernelPipe: KernelPipe,
-                        from side: inout Connection.Side) -> Int? {
-        let room = BufferPool.size - pipe.inKernelPipe
-        guard room > 0 else { return nil }
-        let count = penha_splice(side.descriptor, kernelPipe.write, room)
-        if count > 0 {
-            // A short splice does not mean the socket is drained (the pipe's slots are pages
-            // and may fill first), so only EAGAIN ends the reading here.
-            pipe.didSpliceIn(count)
-            if count < room { pipe.isBulk = false }
-            return count
-        }
-        let code = errno
-        if count < 0 && (code == EAGAIN || code == EWOULDBLOCK) && pipe.inKernelPipe > 0 {
-            // The socket is drained or the pipe is full: either way a write to drain the pipe comes first.
-            pipe.kernelPipeIsFull()
-            return nil
-        }
-        pipe.didSpliceOut(0, &pool)  // an empty pipe goes back to the pool
-        errno = code
-        return readEnded(connection, count, &pipe, &side)
-    }
-
-    /// A read that returned no bytes: the FIN (0), EAGAIN (nil), or an error (a reset), which
-    /// marks the connection failed: the caller resets both sides (0).
-    func readEnded(_ connection: Connection, _ count: Int, _ pipe: inout RelayBuffer, _ side: inout Connection.Side) -> Int? {
-        if count == 0 {
-            pipe.sourceEnded = true
-            side.readable = false
-            return 0
-        }
-        switch errno {
-        case EAGAIN, EWOULDBLOCK:
-            side.readable = false
-            pipe.release(&pool)
-            return nil
-        case EINTR:
-            return nil
-        default:
-            connection.failed = true
-            return 0
-        }
-    }
-
-    /// Both directions done: closed normally. Both inputs ended but bytes still queued: the drain bound starts.
-    private func finishIfDone(_ connection: Connection) {
-        guard connection.phase == .relaying else { return }
-        if connection.toServer.isDone && connection.toClient.isDone {
-            end(connection, reset: false)
-        } else if connection.toServer.sourceEnded && connection.toClient.sourceEnded && connection.drainDeadline == 0 {
-            connection.drainDeadline = now + Engine.drainBound
-        }
-    }
-
-    /// Closes both sides; `reset`: one side failed (its peer reset it, or any error), so
-    /// nobody is left to read what the other would deliver: that one is reset at once too,
-    /// not closed with a FIN, which would make a stream cut off by the reset look complete.
-    func end(_ connection: Connection, reset: Bool) {
-        let phase = connection.phase
-        // Once only: the slot is free from here on, so nothing below (or after) can end it again
-        // and put it twice in `freeSlots`, which would give two later clients the same slot.
-        guard phase != .free else {
-            assertionFailure("the connection in slot \(connection.slot) was ended twice")
+    /// Makes the system calls (and takes the lock) an action of the connection's machine names.
+    func perform(_ connection: Connection, _ action: consuming ConnectionStateMachine.Action) {
+        switch consume action {
+        case .none:
             return
+        case .startHandshake:
+            startHandshake(connection)
+        case .place:
+            place(connection)
+        case .connect(let lease):
+            connect(connection, lease)
+        case .failover(let lease, let error):
+            failover(connection, lease, error)
+        case .shutdownWrite(let direction):
+            _ = shutdown(connection.destination(direction), Int32(SHUT_WR))
+        case .close(let close):
+            end(connection, close)
         }
-        connection.phase = .free
-        Socket.close(connection.client.descriptor, reset: reset)
-        Socket.close(connection.server.descriptor, reset: reset)
-        let placement = connection.placement
-        let target = connection.target
-        switch phase {
-        case .relaying:
-            let (toServer, toClient, number) = (connection.unreportedToServer, connection.unreportedToClient, connection.number)
-            engine.shared.withLock { runtime in
-                if toServer > 0 || toClient > 0 { runtime.state.relayed(placement!, target: target, toServer: toServer, toClient: toClient) }
-                runtime.state.finished(placement!, connection: number, target: target)
-            }
-            if connection.logsRequest {
-                engine.events.logConnection(client: connection.clientKey, server: connection.serverAddress, request: PenLogLine.noRequest)
-            }
-        case .connecting:
-            // The client left before the server answered: the target keeps its standing.
-            engine.shared.withLock { $0.state.connectFailedLocally(target, of: placement) }
-        case .handshaking:
-            if connection.tls != nil { countHandshakeFailure(connection, "the connection closed during the handshake") }
-        case .awaitingProxyHeader, .accepted, .free:
+    }
+
+    /// Closes both sides and gives the state what the machine says it is owed; `reset`: one
+    /// side failed (its peer reset it, or any error), so nobody is left to read what the
+    /// other would deliver: that one is reset at once too, not closed with a FIN, which would
+    /// make a stream cut off by the reset look complete. The machine returns `.close` once,
+    /// so a slot goes into `freeSlots` once and a server's count comes back once.
+    private func end(_ connection: Connection, _ close: consuming ConnectionStateMachine.Close) {
+        Socket.close(connection.client.descriptor, reset: close.reset)
+        Socket.close(connection.server.descriptor, reset: close.reset)
+        switch close.release {
+        case .nothing:
             break
+        case .abandonedConnect(let lease):
+            // The client left (or this host failed) before the server answered: it keeps its standing.
+            engine.shared.withLock { $0.state.connectFailedLocally(lease.target, of: lease.placement) }
+        case .finished(let report, let number, let requestUnlogged):
+            engine.shared.withLock { runtime in
+                if report.toServer > 0 || report.toClient > 0 {
+                    runtime.state.relayed(report.placement, target: report.target, toServer: report.toServer, toClient: report.toClient)
+                }
+                runtime.state.finished(report.placement, connection: number, target: report.target)
+            }
+            if requestUnlogged {
+                engine.events.logConnection(client: connection.clientKey, server: connection.machine.lease?.address,
+                                            request: PenLogLine.noRequest)
+            }
         }
+        logEnd(connection, close.reason)
         connection.clear(&pool)
         freeSlots.append(connection.slot)
         engine.releasePlace(from: self)
         if isWaitingForPlace && accepting && listener >= 0 { listenerReady = true }
     }
 
+    /// The log lines (and the TLS counter) a connection's end makes, by why it ended.
+    private func logEnd(_ connection: Connection, _ reason: ConnectionStateMachine.EndReason) {
+        switch reason {
+        case .proxyHeaderRefused(let why):
+            if let note = engine.proxyRefusalLog.withLock({ $0.admitNote(now: NIODeadline.uptimeNanoseconds(now)) }) {
+                engine.events.log(.info, "PROXY protocol header refused\(note)", ["client": connection.peer.text, "error": why])
+            }
+        case .handshakeFailed(let why):
+            if let note = engine.tls?.handshakeFailed(now: NIODeadline.uptimeNanoseconds(now)) {
+                engine.events.log(.info, "TLS handshake failed\(note)", ["client": connection.peer.text, "error": why])
+            }
+        case .noServer:
+            engine.events.log(.info, "no server available, closing client", ["client": connection.peer.text])
+        case .finished, .failed, .closed, .idleTimeout, .drainBound, .setupFailed, .localFailure:
+            break
+        }
+    }
+
     // MARK: timers
 
     /// Every `reportInterval`: byte counters into the state (one lock for all), then the
-    /// deadlines (connect timeout, idle timeout, drain bound, TLS handshake).
+    /// deadlines (the machine's `tick`).
     private func sweep() {
         nextSweep = now + Engine.reportInterval
         reportCounters()
         pool.trim(hasConnections: slots.count > freeSlots.count)
         if isWaitingForPlace && accepting && listener >= 0 { listenerReady = true }
-        for connection in slots where connection.phase != .free {
-            switch connection.phase {
-            case .connecting where now >= connection.deadline:
-                connectFailed(connection, ETIMEDOUT)
-            case .handshaking where now >= connection.deadline:
-                tlsTimedOut(connection)
-            case .awaitingProxyHeader where now >= connection.deadline:
-                proxyHeaderRefused(connection, "no PROXY protocol header within \(Engine.proxyHeaderTimeout / 1_000_000_000) seconds")
-            case .relaying:
-                if connection.idleTimeout > 0 && now >= connection.lastActive + connection.idleTimeout {
-                    end(connection, reset: false)
-                } else if connection.drainDeadline > 0 && now >= connection.drainDeadline {
-                    end(connection, reset: false)
-                }
-            default:
-                break
-            }
+        for connection in slots where !connection.machine.isClosed {
+            perform(connection, connection.machine.tick(now: now))
         }
     }
 
@@ -595,16 +426,10 @@ final class EngineThread: @unchecked Sendable {
             defer { reporting.removeAll(keepingCapacity: true) }
             engine.shared.withLock { runtime in
                 for slot in reporting {
-                    let connection = slots[slot]
-                    guard connection.isReportPending, let placement = connection.placement else { continue }
-                    connection.isReportPending = false
-                    runtime.state.relayed(placement, target: connection.target, toServer: connection.unreportedToServer,
-                                          toClient: connection.unreportedToClient)
-                    connection.unreportedToServer = 0
-                    connection.unreportedToClient = 0
+                    guard let report = slots[slot].machine.takeReport() else { continue }
+                    runtime.state.relayed(report.placement, target: report.target, toServer: report.toServer, toClient: report.toClient)
                 }
             }
         }
     }
 }
-

@@ -16,31 +16,37 @@ extension EngineThread {
     func proxyHeaderStep(_ connection: Connection) -> Bool {
         guard connection.client.readable else { return false }
         let descriptor = connection.client.descriptor
-        let peeked = penha_peek(descriptor, scratch.baseAddress, min(ProxyHeader.longest, scratch.count))
-        guard peeked > 0 else {
-            if peeked < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR) {
-                connection.client.readable = false
-                return false
-            }
-            end(connection, reset: peeked < 0)
+        let peeked: Int
+        switch SystemCallResult({ penha_peek(descriptor, scratch.baseAddress, min(ProxyHeader.longest, scratch.count)) }) {
+        case .done(0):
+            // Gone before sending anything: closed as it came.
+            perform(connection, connection.machine.closeRequested())
+            return true
+        case .done(let count):
+            peeked = count
+        case .wouldBlock:
+            connection.client.readable = false
+            return false
+        case .failed:
+            perform(connection, connection.machine.failed())
             return true
         }
         switch ProxyHeader.parse(UnsafeRawBufferPointer(rebasing: scratch[..<peeked])) {
         case .incomplete:
             // After the client's FIN no rest comes: it is refused now, not at the 5 s bound.
             guard !connection.client.peerEnded else {
-                proxyHeaderRefused(connection, "the connection ended within its PROXY protocol header")
+                perform(connection, connection.machine.proxyHeaderRefused("the connection ended within its PROXY protocol header"))
                 return true
             }
             // The rest wakes the thread again: each arrival is a new edge.
             connection.client.readable = false
             return false
         case .invalid(let reason):
-            proxyHeaderRefused(connection, reason)
+            perform(connection, connection.machine.proxyHeaderRefused(reason))
             return true
         case .header(let length, let source, let destination):
-            guard penha_recv(descriptor, scratch.baseAddress, length) == length else {
-                end(connection, reset: true)
+            guard SystemCallResult({ penha_recv(descriptor, scratch.baseAddress, length) }) == .done(length) else {
+                perform(connection, connection.machine.failed())
                 return true
             }
             if let source {
@@ -48,32 +54,23 @@ extension EngineThread {
                 connection.clientKey = connection.peer.clientKey
             }
             connection.proxyDestination = destination
-            connection.phase = .accepted
             admit(connection)
             return true
         }
     }
 
-    /// A client without a valid header is closed: the spec forbids guessing (section 2).
-    /// Logged at most once a second for all threads, with the count since.
-    func proxyHeaderRefused(_ connection: Connection, _ reason: String) {
-        if let note = engine.proxyRefusalLog.withLock({ $0.admitNote(now: NIODeadline.uptimeNanoseconds(now)) }) {
-            engine.events.log(.info, "PROXY protocol header refused\(note)", ["client": connection.peer.text, "error": reason])
-        }
-        end(connection, reset: false)
-    }
-
     /// Sends the header as the first bytes to a just connected server: its socket's buffer is
     /// empty, so it takes them at once; what it did not take goes before anything queued.
-    func sendProxyHeader(_ connection: Connection) {
+    func sendProxyHeader(_ connection: Connection, _ version: ProxyProtocol) {
         let source = connection.peer.proxyEndpoint
         let destination = connection.proxyDestination ?? PeerAddress.local(of: connection.client.descriptor).proxyEndpoint
-        let header = ProxyHeader.encode(connection.proxyProtocol, source: source, destination: destination)
-        let sent = header.withUnsafeBytes { penha_send(connection.server.descriptor, $0.baseAddress, $0.count) }
-        if sent < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR {
-            connection.failed = true
-            return
+        let header = ProxyHeader.encode(version, source: source, destination: destination)
+        let sent: Int
+        switch header.withUnsafeBytes({ bytes in SystemCallResult { penha_send(connection.server.descriptor, bytes.baseAddress, bytes.count) } }) {
+        case .done(let count): sent = count
+        case .wouldBlock: sent = 0
+        case .failed: return perform(connection, connection.machine.failed())
         }
-        if sent < header.count { connection.toServer.prepend(header[max(0, sent)...], &pool) }
+        if sent < header.count { connection.toServer.prepend(header[sent...], &pool) }
     }
 }

@@ -13,12 +13,18 @@ import Glibc
 ///
 /// 64 KiB: bulk transfers ran at 0.83× pen's rate with 16 KiB and 1.07× with 64 KiB, one
 /// thread each, in the same run (bench/RESULTS.md); idle connections are not affected.
-struct BufferPool {
+// A class owning its stack's memory (freed in deinit): a struct with it could be copied and
+// free it twice.
+final class BufferPool {
     static let size = 64 * 1024
     /// Idle spares a thread with connections keeps (512 KiB); a thread without any keeps none,
     /// so RSS after a burst comes back to within about a MiB of where it started.
     static let spareBuffers = 8
-    private var free: [UnsafeMutableRawPointer] = []
+    /// The spare buffers, a stack in memory of its own: an array's popLast and append check
+    /// its uniqueness, 70 instructions of a keep-alive request's (bench/RESULTS.md).
+    private var free: UnsafeMutablePointer<UnsafeMutableRawPointer>
+    private var freeCapacity = 64
+    private var freeCount = 0
     /// The fewest spares since the last `trim`: that many were idle the whole interval.
     private var fewestSpare = 0
     /// Empty kernel pipes for splice, kept for the next bulk transfer (two descriptors each, so
@@ -26,31 +32,66 @@ struct BufferPool {
     private var pipes: [KernelPipe] = []
     static let sparePipes = 64
 
-    mutating func take() -> UnsafeMutableRawPointer {
-        guard let buffer = free.popLast() else { return UnsafeMutableRawPointer.allocate(byteCount: Self.size, alignment: 64) }
-        fewestSpare = min(fewestSpare, free.count)
-        return buffer
+    init() {
+        free = .allocate(capacity: freeCapacity)
+    }
+
+    deinit {
+        releaseAll()
+        free.deallocate()
+    }
+
+    func take() -> UnsafeMutableRawPointer {
+        guard freeCount > 0 else { return UnsafeMutableRawPointer.allocate(byteCount: Self.size, alignment: 64) }
+        freeCount -= 1
+        fewestSpare = min(fewestSpare, freeCount)
+        return free[freeCount]
     }
 
     /// Each sweep: the spares idle since the last one, beyond `spareBuffers` (none when the
     /// thread has no connection left), are freed, and malloc hands their pages back to the
     /// kernel (64 KiB blocks freed amid a heap would otherwise stay resident). Spares in use
     /// meanwhile are kept, so a steady load never frees and allocates them again.
-    mutating func trim(hasConnections: Bool) {
-        let idle = min(fewestSpare, free.count - (hasConnections ? Self.spareBuffers : 0))
+    func trim(hasConnections: Bool) {
+        let idle = min(fewestSpare, freeCount - (hasConnections ? Self.spareBuffers : 0))
         if idle > 0 {
-            for _ in 0..<idle { free.removeLast().deallocate() }
+            for _ in 0..<idle {
+                freeCount -= 1
+                free[freeCount].deallocate()
+            }
             malloc_trim(0)
         }
-        fewestSpare = free.count
+        fewestSpare = freeCount
     }
 
-    mutating func give(_ buffer: UnsafeMutableRawPointer) {
-        free.append(buffer)
+    /// The thread stops: every spare buffer and pipe goes back to the system.
+    func releaseAll() {
+        for index in 0..<freeCount { free[index].deallocate() }
+        freeCount = 0
+        fewestSpare = 0
+        for pipe in pipes {
+            close(pipe.read)
+            close(pipe.write)
+        }
+        pipes.removeAll()
+        malloc_trim(0)
+    }
+
+    func give(_ buffer: UnsafeMutableRawPointer) {
+        if freeCount == freeCapacity {
+            // Bounded by the buffers this thread has: each is taken before it is given back.
+            let larger = UnsafeMutablePointer<UnsafeMutableRawPointer>.allocate(capacity: freeCapacity * 2)
+            larger.moveInitialize(from: free, count: freeCount)
+            free.deallocate()
+            free = larger
+            freeCapacity *= 2
+        }
+        (free + freeCount).initialize(to: buffer)
+        freeCount += 1
     }
 
     /// nil when no pipe can be made (no descriptor left): the transfer goes on through buffers.
-    mutating func takePipe() -> KernelPipe? {
+    func takePipe() -> KernelPipe? {
         if let pipe = pipes.popLast() { return pipe }
         var descriptors: [Int32] = [-1, -1]
         guard penha_pipe(&descriptors) == 0 else { return nil }
@@ -58,7 +99,7 @@ struct BufferPool {
     }
 
     /// An empty pipe is kept for reuse; one still holding bytes (its connection ended) is closed.
-    mutating func give(_ pipe: KernelPipe, empty: Bool) {
+    func give(_ pipe: KernelPipe, empty: Bool) {
         if empty && pipes.count < Self.sparePipes {
             pipes.append(pipe)
         } else {
@@ -83,11 +124,6 @@ struct RelayBuffer {
     /// Bytes a transformation (X-Forwarded-For, TLS) made beyond what fit, written after the buffer's.
     /// Made only when needed: an empty ByteBuffer is an allocation, twice per connection.
     private var spill: ByteBuffer?
-    /// The source sent its FIN (or close_notify): nothing more comes.
-    var sourceEnded = false
-    /// The FIN was passed on (shutdown(SHUT_WR)) after the last byte.
-    var shutDown = false
-
     /// Bulk: the last read filled the buffer, so the next ones splice(2) through `kernelPipe`
     /// (socket to pipe to socket, no copy through user space) once the buffer is empty.
     var isBulk = false
@@ -128,10 +164,6 @@ struct RelayBuffer {
             self.kernelPipe = nil
         }
     }
-    /// Whether everything the source sent is written and the end passed on.
-    var isDone: Bool { shutDown }
-    /// The source has ended but its end is not passed on yet.
-    var isEndPending: Bool { sourceEnded && !shutDown }
 
     /// Room for a direct read into the buffer; the buffer is taken from the pool when needed.
     mutating func readableSpace(_ pool: inout BufferPool) -> UnsafeMutableRawBufferPointer? {
@@ -217,7 +249,5 @@ struct RelayBuffer {
         kernelPipeFull = false
         isBulk = false
         spill = nil
-        sourceEnded = false
-        shutDown = false
     }
 }

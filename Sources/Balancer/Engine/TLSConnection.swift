@@ -66,8 +66,12 @@ final class TLSConnection {
         return result > 0 ? .done : step(result)
     }
 
+    /// close_notify is queued: the client's FIN may follow it.
+    private(set) var isShutDown = false
+
     /// Queues close_notify (RFC 8446 section 6.1).
     func shutdown() {
+        isShutDown = true
         ERR_clear_error()
         _ = SSL_shutdown(ssl)
     }

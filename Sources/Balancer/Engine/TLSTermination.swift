@@ -9,8 +9,6 @@ public final class TLSTermination: Sendable {
     private let completedCount = Atomic<UInt64>(0)
     private let failedCount = Atomic<UInt64>(0)
     private let failureLog = Mutex(LogThrottle())
-    /// How long a client has for its handshake.
-    static let handshakeTimeout: UInt64 = 30_000_000_000
 
     public init(context: any TLSServerContext) {
         self.context = Mutex(context)

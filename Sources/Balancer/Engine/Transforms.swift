@@ -1,5 +1,6 @@
 import BalancerCore
 import CEngine
+import EngineCore
 import NIOCore
 
 #if canImport(Glibc)
@@ -9,35 +10,37 @@ import Glibc
 /// The client side's transformations over the engine's pipes: TLS (OpenSSL on memory BIOs,
 /// `TLSConnection`) and `-H` (`ForwardedForRewriter` on the bytes to the server).
 extension EngineThread {
-    func startHandshake(_ connection: Connection, _ tls: TLSTermination) {
+    /// The machine's `.startHandshake`: the client's TLS connection in memory.
+    func startHandshake(_ connection: Connection) {
         do {
+            guard let tls = engine.tls else { throw ConfigurationError("TLS is not configured") }
             connection.tls = try tls.makeConnection()
         } catch {
             engine.events.log(.warning, "cannot set up the client's connection: \(error)", [:])
-            end(connection, reset: false)
-            return
+            perform(connection, connection.machine.setupFailed())
         }
-        connection.phase = .handshaking
-        connection.deadline = now + TLSTermination.handshakeTimeout
     }
 
     /// One handshake step: what OpenSSL answered written to the client, the client's next
     /// bytes fed in. Done: the server is chosen and connected to (after the handshake, as
     /// before), and what the client sent with its Finished goes on as early bytes.
     func handshakeStep(_ connection: Connection) -> Bool {
-        var moved = writeToClient(connection)
-        guard !connection.failed else {
-            handshakeFailed(connection, "the connection failed during the handshake")
-            return true
+        var moved = false
+        switch write(connection, .toClient) {
+        case .ended: return true
+        case .moved: moved = true
+        case .idle: break
         }
         guard connection.client.readable, let tls = connection.tls else { return moved }
-        let count = penha_recv(connection.client.descriptor, scratch.baseAddress, scratch.count)
-        guard count > 0 else {
-            if count == 0 || (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR) {
-                handshakeFailed(connection, "the connection closed during the handshake")
-            } else {
-                connection.client.readable = false
-            }
+        let count: Int
+        switch SystemCallResult({ penha_recv(connection.client.descriptor, scratch.baseAddress, scratch.count) }) {
+        case .done(let read) where read > 0:
+            count = read
+        case .wouldBlock:
+            connection.client.readable = false
+            return true
+        case .done, .failed:
+            perform(connection, connection.machine.handshakeFailed("the connection closed during the handshake"))
             return true
         }
         if count < scratch.count && !connection.client.peerEnded { connection.client.readable = false }
@@ -45,76 +48,53 @@ extension EngineThread {
         handshakeStepsLeft -= 1
         let step = tls.handshake()
         queueCiphertext(connection, tls)
-        moved = true
         switch step {
         case .done:
             engine.tls?.handshakeCompleted()
-            connection.phase = .accepted
-            place(connection)
-            guard connection.phase != .free else { return true }
+            perform(connection, connection.machine.handshakeCompleted())
+            guard !connection.machine.isClosed else { return true }
             let decrypted = decrypt(connection, tls)
-            if decrypted > 0 { connection.unreportedToServer &+= UInt64(decrypted) }
+            if decrypted > 0 { counted(decrypted, .toServer, connection) }
         case .wantsInput:
             break
         case .closedByPeer:
-            handshakeFailed(connection, "the connection closed during the handshake")
+            perform(connection, connection.machine.handshakeFailed("the connection closed during the handshake"))
         case .failed(let reason):
             // The alert that says why goes out first, if the socket takes it now.
-            _ = writeToClient(connection)
-            handshakeFailed(connection, reason)
+            _ = write(connection, .toClient)
+            perform(connection, connection.machine.handshakeFailed(reason))
         }
-        return moved
-    }
-
-    private func writeToClient(_ connection: Connection) -> Bool {
-        write(connection, &connection.toClient, to: &connection.client, isServer: false)
-    }
-
-    /// Counts and logs a failed handshake, then closes the client.
-    func handshakeFailed(_ connection: Connection, _ reason: String) {
-        countHandshakeFailure(connection, reason)
-        connection.tls = nil  // counted: end() does not count it again
-        end(connection, reset: false)
-    }
-
-    /// Counts and logs (throttled) a failed handshake; ends nothing (`end` calls it).
-    func countHandshakeFailure(_ connection: Connection, _ reason: String) {
-        if let note = engine.tls?.handshakeFailed(now: NIODeadline.uptimeNanoseconds(now)) {
-            engine.events.log(.info, "TLS handshake failed\(note)", ["client": connection.peer.text, "error": reason])
-        }
-    }
-
-    func tlsTimedOut(_ connection: Connection) {
-        handshakeFailed(connection, "no handshake within \(TLSTermination.handshakeTimeout / 1_000_000_000) seconds")
+        return true
     }
 
     /// The client's bytes when something stands between its socket and `toServer`: the bytes
-    /// that went into the pipe (0 at the end of input), nil when nothing came.
-    func readTransformed(_ connection: Connection) -> Int? {
-        let count = penha_recv(connection.client.descriptor, scratch.baseAddress, scratch.count)
-        guard count > 0 else {
-            let result = readEnded(connection, count, &connection.toServer, &connection.client)
-            if result == 0, !connection.failed, let rewriter = connection.rewriter {
+    /// that went into the pipe (`.moved(0)`: the end of input).
+    func readTransformed(_ connection: Connection) -> Transfer {
+        let result = SystemCallResult { penha_recv(connection.client.descriptor, scratch.baseAddress, scratch.count) }
+        guard case .done(let count) = result, count > 0 else {
+            let ended = readEnded(connection, result, &connection.client, .toServer)
+            if ended == .moved(0), let rewriter = connection.rewriter {
                 // The client has sent its last byte, so a head still incomplete never will be:
                 // the server gets it as it is rather than losing it.
                 connection.rewriter = nil
                 var rewriter = rewriter
-                return forward(connection, rewriter.finish())
+                return .moved(forward(connection, rewriter.finish()))
             }
-            return result
+            return ended
         }
         if count < scratch.count && !connection.client.peerEnded { connection.client.readable = false }
         let bytes = UnsafeRawBufferPointer(rebasing: scratch[..<count])
-        guard let tls = connection.tls else { return rewrite(connection, bytes) }
+        guard let tls = connection.tls else { return .moved(rewrite(connection, bytes)) }
         tls.receive(bytes)
-        return decrypt(connection, tls)
+        let decrypted = decrypt(connection, tls)
+        return connection.machine.isClosed ? .blocked : .moved(decrypted)
     }
 
     /// Plaintext decrypted so far, on into `toServer`; close_notify ends the client's input
     /// (half-close). Bounded: each read consumes buffered input.
     private func decrypt(_ connection: Connection, _ tls: TLSConnection) -> Int {
         var total = 0
-        while connection.phase != .free {
+        while !connection.machine.isClosed {
             let (count, step) = tls.read(into: scratch)
             if count > 0 {
                 total += rewrite(connection, UnsafeRawBufferPointer(rebasing: scratch[..<count]))
@@ -122,10 +102,10 @@ extension EngineThread {
             }
             switch step {
             case .closedByPeer:
-                connection.toServer.sourceEnded = true
+                connection.machine.sourceEnded(.toServer, now: now)
             case .failed(let reason):
                 engine.events.log(.debug, "TLS failed", ["client": connection.peer.text, "error": reason])
-                end(connection, reset: true)
+                perform(connection, connection.machine.failed())
                 return total
             case .done, .wantsInput:
                 break
@@ -133,18 +113,19 @@ extension EngineThread {
             break
         }
         // TLS 1.3 sends session tickets and key updates after the handshake.
-        if connection.phase != .free { queueCiphertext(connection, tls) }
+        if !connection.machine.isClosed { queueCiphertext(connection, tls) }
         return total
     }
 
     private func rewrite(_ connection: Connection, _ bytes: UnsafeRawBufferPointer) -> Int {
-        guard connection.rewriter != nil else {
-            connection.toServer.append(bytes, &pool)
-            return bytes.count
+        if connection.rewriter != nil {
+            var input = ByteBuffer()
+            input.writeBytes(bytes)
+            // Through the optional in place: a copy of the rewriter would copy its buffers.
+            if let output = connection.rewriter?.process(input) { return forward(connection, output) }
         }
-        var input = ByteBuffer()
-        input.writeBytes(bytes)
-        return forward(connection, connection.rewriter!.process(input))
+        connection.toServer.append(bytes, &pool)
+        return bytes.count
     }
 
     private func forward(_ connection: Connection, _ output: ByteBuffer) -> Int {
@@ -153,18 +134,17 @@ extension EngineThread {
     }
 
     /// The server's plaintext, encrypted into `toClient`.
-    func readForTLS(_ connection: Connection) -> Int? {
-        let count = penha_recv(connection.server.descriptor, scratch.baseAddress, scratch.count)
-        guard count > 0 else { return readEnded(connection, count, &connection.toClient, &connection.server) }
+    func readForTLS(_ connection: Connection) -> Transfer {
+        let result = SystemCallResult { penha_recv(connection.server.descriptor, scratch.baseAddress, scratch.count) }
+        guard case .done(let count) = result, count > 0 else { return readEnded(connection, result, &connection.server, .toClient) }
         if count < scratch.count && !connection.server.peerEnded { connection.server.readable = false }
-        guard let tls = connection.tls else { return count }
+        guard let tls = connection.tls else { return .moved(count) }
         if case .failed(let reason) = tls.write(UnsafeRawBufferPointer(rebasing: scratch[..<count])) {
             engine.events.log(.debug, "TLS failed", ["client": connection.peer.text, "error": reason])
-            end(connection, reset: true)
-            return 0
+            return .failed
         }
         queueCiphertext(connection, tls)
-        return count
+        return .moved(count)
     }
 
     private func queueCiphertext(_ connection: Connection, _ tls: TLSConnection) {
