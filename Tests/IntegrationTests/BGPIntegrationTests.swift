@@ -163,6 +163,10 @@ final class BGPIntegrationTests: XCTestCase {
         let onStop = try waitForRoute(lab, false, timeout: Self.routeChange)
         XCTAssertNotNil(onStop, "SIGTERM" + diagnostics(lab, penha, birds))
         XCTAssertTrue(penha.process.isRunning, "the route went while penha drained, not after it exited" + diagnostics(lab, penha, birds))
+        // A client the routers still send here just after the withdraw is served, not refused.
+        let late = try NetworkLab.command(["ip", "netns", "exec", lab.namespace("a"), "python3", "-c",
+                                           "import socket; s = socket.create_connection(('\(Self.vip)', 80), 1); print('accepted')"])
+        XCTAssertTrue(late.contains("accepted"), "the listener stays for the withdraw's grace: \(late)")
         XCTAssertTrue(waitFor(timeout: 5) { penha.stderr.contains("draining 1 connections") }, penha.stderr)
         let withdrawLine = try XCTUnwrap(penha.stderr.range(of: "bgp withdrawn (stopping"), penha.stderr)
         let drainLine = try XCTUnwrap(penha.stderr.range(of: "draining 1 connections"), penha.stderr)

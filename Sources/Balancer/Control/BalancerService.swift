@@ -185,8 +185,13 @@ public final class BalancerService: Sendable {
     /// The BGP routes are withdrawn first, so that the routers send new clients to other
     /// nodes before this one refuses them.
     public func stop() -> EventLoopFuture<Void> {
-        eventLoop.flatSubmit {
-            self.onLoop.value.bgp?.stop() ?? self.eventLoop.makeSucceededVoidFuture()
+        eventLoop.flatSubmit { () -> EventLoopFuture<Void> in
+            guard let bgp = self.onLoop.value.bgp else { return self.eventLoop.makeSucceededVoidFuture() }
+            // The routers take a moment to follow the withdraw: the clients they still send
+            // here meanwhile are served, not refused, and drained with the rest.
+            return bgp.stop().flatMap {
+                self.eventLoop.scheduleTask(in: Self.withdrawGrace) {}.futureResult
+            }
         }.flatMap {
             self.onLoop.value.clientSync?.stop()
             self.tcp?.stopAccepting()
@@ -199,6 +204,10 @@ public final class BalancerService: Sendable {
     public func drainEnded() -> EventLoopFuture<Void> {
         eventLoop.flatSubmit { self.onLoop.value.bgp?.drainEnded() ?? self.eventLoop.makeSucceededVoidFuture() }
     }
+
+    /// How long a stopping node announced by BGP keeps its listener after the withdraw: the
+    /// routers of the lab followed within 50 ms; a second covers a busier router.
+    static let withdrawGrace = TimeAmount.seconds(1)
 
     /// Starts draining: from now on `drainDecision` says when to exit (`Drain`), and the
     /// status shows it. Call once the listener is closed.
