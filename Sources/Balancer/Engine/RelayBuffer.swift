@@ -168,14 +168,15 @@ struct RelayBuffer {
     /// Room for a direct read into the buffer; the buffer is taken from the pool when needed.
     mutating func readableSpace(_ pool: inout BufferPool) -> UnsafeMutableRawBufferPointer? {
         guard spilled == 0 else { return nil }
-        if buffer == nil { buffer = pool.take() }
+        let buffer = self.buffer ?? pool.take()
+        self.buffer = buffer
         if end == BufferPool.size, start > 0 {
-            memmove(buffer!, buffer! + start, end - start)
+            memmove(buffer, buffer + start, end - start)
             end -= start
             start = 0
         }
         guard end < BufferPool.size else { return nil }
-        return UnsafeMutableRawBufferPointer(start: buffer! + end, count: BufferPool.size - end)
+        return UnsafeMutableRawBufferPointer(start: buffer + end, count: BufferPool.size - end)
     }
 
     mutating func didRead(_ count: Int) {
@@ -187,13 +188,15 @@ struct RelayBuffer {
         var bytes = bytes
         if spilled == 0, let space = readableSpace(&pool) {
             let count = min(space.count, bytes.count)
-            space.baseAddress!.copyMemory(from: bytes.baseAddress!, byteCount: count)
+            space.copyMemory(from: UnsafeRawBufferPointer(rebasing: bytes[..<count]))
             end += count
             bytes = UnsafeRawBufferPointer(rebasing: bytes[count...])
         }
         if !bytes.isEmpty {
-            if spill == nil { spill = ByteBuffer() }
-            spill!.writeBytes(bytes)
+            // Taken out while written, so that the buffer is not shared and copied.
+            var more = spill.take() ?? ByteBuffer()
+            more.writeBytes(bytes)
+            spill = more
         }
     }
 
@@ -224,9 +227,9 @@ struct RelayBuffer {
         if end > start {
             start += count
             if start == end { release(&pool) }
-        } else {
-            spill!.moveReaderIndex(forwardBy: count)
-            if spill!.readableBytes == 0 { spill = nil }
+        } else if var rest = spill.take() {
+            rest.moveReaderIndex(forwardBy: count)
+            spill = rest.readableBytes == 0 ? nil : rest
         }
     }
 
