@@ -21,6 +21,9 @@ public final class ECMPSecondChanceTraffic {
     private var leftoversRemoved = false
     private var lastError: String?
 
+    /// The peers the installed filter passes strays on to; 0 with none installed.
+    public private(set) var peerCount = 0
+
     public init(log: @escaping (_ line: String, _ failed: Bool) -> Void) {
         self.log = log
     }
@@ -62,6 +65,7 @@ public final class ECMPSecondChanceTraffic {
         guard installed?.program != program else { return }
         try filter.attach(program)
         installed = (filter, program)
+        peerCount = peers.count
         log("bgp second chance on \(interface.name): strays for \(prefixes.map(\.description).joined(separator: " ")) "
             + "go on to \(peers.count) peers: \(peers.map(\.description).joined(separator: " "))", false)
     }
@@ -70,6 +74,7 @@ public final class ECMPSecondChanceTraffic {
         guard let installed else { return }
         try installed.filter.detach()
         self.installed = nil
+        peerCount = 0
         log("bgp second chance: the tc filter is removed", false)
     }
 }

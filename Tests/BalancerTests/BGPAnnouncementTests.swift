@@ -180,5 +180,10 @@ final class BGPAnnouncementTests: XCTestCase {
         XCTAssertEqual(try StatusReport(lines: report.lines), report)
         XCTAssertEqual(report.bgp?.text, "bgp withdrawn (operator; 0 servers available, track_servers 3)")
         XCTAssertThrowsError(try StatusReport(lines: ["bgp_route 192.0.2.10/32 table 201"] + report.lines))
+        // With second_chance: the peers its filter passes strays on to.
+        report.bgp?.secondChancePeers = 3
+        XCTAssertEqual(report.lines.last, "bgp 7 announced no reason operator available 0 track_servers 3 second_chance_peers 3")
+        XCTAssertEqual(try StatusReport(lines: report.lines), report)
+        XCTAssertEqual(report.bgp?.text, "bgp withdrawn (operator; 0 servers available, track_servers 3; second chance to 3 peers)")
     }
 }

@@ -66,5 +66,9 @@ final class MetricsExpositionTests: XCTestCase {
             #"penha_bgp_route_error{table="201"} 1.0"#,
         ]
         for line in expected { XCTAssertTrue(text.contains(line), "no '\(line)' in\n\(text.sorted().joined(separator: "\n"))") }
+        XCTAssertFalse(text.contains { $0.hasPrefix("penha_bgp_second_chance_peers{") }, "without second_chance, no series")
+        report.bgp?.secondChancePeers = 2
+        let withPeers = String(decoding: MetricsExposition.render(report), as: UTF8.self)
+        XCTAssertTrue(withPeers.contains(#"penha_bgp_second_chance_peers{table="201"} 2.0"#), withPeers)
     }
 }

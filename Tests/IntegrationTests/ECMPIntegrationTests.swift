@@ -181,6 +181,7 @@ final class ECMPIntegrationTests: XCTestCase {
             // Each node knows its three peers' hardware addresses (it reads them once a second).
             let ready = waitFor(timeout: 10) { nodes.allSatisfy { $0.stderr.contains("go on to 3 peers") } }
             XCTAssertTrue(ready, nodes.map(\.stderr).joined(separator: "\n---\n"))
+            XCTAssertTrue(try nodes[0].command("status").contains { $0.hasSuffix(" second_chance_peers 3") }, "status shows the peers")
         }
         try lab.route(over: [1, 2, 3], spread)
         let streams = try BackgroundCommand(["ip", "netns", "exec", lab.namespace("c"), "python3", "-c",

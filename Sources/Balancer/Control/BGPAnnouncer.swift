@@ -109,14 +109,15 @@ final class BGPAnnouncer: Sendable {
             } catch {
                 failure = "\(error)"
             }
+            work.secondChance.update(work.drained ? nil : settings?.secondChance, prefixes: settings?.prefixes ?? [])
             let report = settings.map { settings in
                 StatusReport.BGP(table: settings.table, announced: !work.table.installed.isEmpty, reason: decision.reason,
                                  availableServers: available, minimumServers: settings.minimumServers,
-                                 routes: work.table.installed.sorted(by: BGPRouteTable.order).map(\.description), error: failure)
+                                 routes: work.table.installed.sorted(by: BGPRouteTable.order).map(\.description), error: failure,
+                                 secondChancePeers: settings.secondChance == nil ? nil : work.secondChance.peerCount)
             }
             reported.withLock { $0 = report }
             log(report, installed: work.table.installed, work: &work.last)
-            work.secondChance.update(work.drained ? nil : settings?.secondChance, prefixes: settings?.prefixes ?? [])
         }
     }
 

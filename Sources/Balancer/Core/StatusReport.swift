@@ -36,9 +36,12 @@ public struct StatusReport: Codable, Equatable, Sendable {
         public var routes: [String]
         /// The last route change that failed, in words; nil when the last ones succeeded.
         public var error: String?
+        /// With `second_chance`: the peers its filter passes strays on to now (0: none known
+        /// yet, no filter); nil without it.
+        public var secondChancePeers: Int?
 
         public init(table: Int, announced: Bool, reason: BGPDecision.Reason, availableServers: Int, minimumServers: Int,
-                    routes: [String], error: String?) {
+                    routes: [String], error: String?, secondChancePeers: Int? = nil) {
             self.table = table
             self.announced = announced
             self.reason = reason
@@ -46,18 +49,21 @@ public struct StatusReport: Codable, Equatable, Sendable {
             self.minimumServers = minimumServers
             self.routes = routes
             self.error = error
+            self.secondChancePeers = secondChancePeers
         }
 
         /// As `penha status` and the log say it.
         public var text: String {
             let state = announced ? "announced" : "withdrawn"
             let servers = "\(availableServers) servers available, track_servers \(minimumServers)"
-            return "bgp \(state) (\(reason.rawValue); \(servers))" + (routes.isEmpty ? "" : ": " + routes.joined(separator: ", "))
+            let secondChance = secondChancePeers.map { "; second chance to \($0) peers" } ?? ""
+            return "bgp \(state) (\(reason.rawValue); \(servers)\(secondChance))" + (routes.isEmpty ? "" : ": " + routes.joined(separator: ", "))
         }
 
         var lines: [String] {
             ["bgp \(table) announced \(announced ? "yes" : "no") reason \(reason.rawValue) "
-                + "available \(availableServers) track_servers \(minimumServers)"]
+                + "available \(availableServers) track_servers \(minimumServers)"
+                + (secondChancePeers.map { " second_chance_peers \($0)" } ?? "")]
                 + routes.map { "bgp_route \($0)" } + (error.map { ["bgp_error \($0)"] } ?? [])
         }
     }
@@ -364,7 +370,8 @@ extension StatusReport {
             case "bgp":
                 bgp = BGP(table: try entry.number(1), announced: try entry.text("announced") == "yes", reason: try entry.word("reason"),
                           availableServers: try entry.int("available"), minimumServers: try entry.int("track_servers"),
-                          routes: [], error: nil)
+                          routes: [], error: nil,
+                          secondChancePeers: entry.pairs["second_chance_peers"] == nil ? nil : try entry.int("second_chance_peers"))
             case "bgp_route", "bgp_error":
                 guard bgp != nil else { throw FormatError(description: "'\(line)' comes before its bgp line") }
                 let text = words.dropFirst().joined(separator: " ")

@@ -70,6 +70,10 @@ public enum MetricsExposition {
         }
         gauge(registry, "bgp_routes", "VIP routes in the table now.", bgp.routes.count, labels)
         gauge(registry, "bgp_route_error", "1 if the last route change failed (see status), else 0.", bgp.error == nil ? 0 : 1, labels)
+        if let peers = bgp.secondChancePeers {
+            gauge(registry, "bgp_second_chance_peers", "Peers the second chance passes strays on to (0: none known, no filter).",
+                  peers, labels)
+        }
     }
 
     private static func endpoint(_ address: String, _ port: Int) -> String {
