@@ -16,11 +16,29 @@
 #                      priority P (default 100; node a has 254)
 #   lab.sh demo        build penha, run a pair sharing a VIP, kill the master and print how
 #                      long the VIP was unreachable; cleans up after itself
+#   lab.sh ecmp-up NAME [off]
+#                      the ECMP lab NAME (issue 21): a router NAME-r running BIRD 2 that spreads
+#                      the VIP 203.0.113.10 over the nodes announcing it (multipath,
+#                      fib_multipath_hash_policy=1), three nodes NAME-n1..n3 (192.0.2.1-3 on a
+#                      bridge in the router, the VIP on lo) each running BIRD, an echo backend on
+#                      127.0.0.1:9000 and penha with deploy/examples/ecmp-node.conf (with "off":
+#                      without its second_chance), and a client NAME-c (198.51.100.2 and the
+#                      sources 198.51.100.10-209); PENHA=BINARY runs that binary instead of building
+#   lab.sh ecmp-down NAME
+#                      stop everything in it and delete it
+#   lab.sh ecmp-measure [STREAMS [FLOWS]]
+#                      in a fresh ECMP lab per trial, with and without second_chance: the spread
+#                      of FLOWS connections (default 3000, at most 5000) over the three nodes; then
+#                      STREAMS (default 1000, at most 2000) long-lived byte-checked connections and
+#                      a new connection every 5 ms through 3 -> 2 (SIGTERM: withdraw and drain),
+#                      2 -> 3 (a node joins) and the death of a node (kill -9 of its processes,
+#                      its link down); see RESULTS.md. PENHA=BINARY as for ecmp-up
 #
 # Addresses come from the documentation ranges only and exist only inside the namespaces:
 #   node a 192.0.2.1 2001:db8::1, node b 192.0.2.2 2001:db8::2, client 192.0.2.100 2001:db8::100,
 #   the VIP in the demo 192.0.2.10. Each node runs a backend on 127.0.0.1:8080 that answers
-#   "node-a" or "node-b". Needs root (or CAP_NET_ADMIN), iproute2 and python3.
+#   "node-a" or "node-b". Needs root (or CAP_NET_ADMIN), iproute2 and python3; the ECMP lab also
+#   BIRD 2 (Debian's bird2) and ss.
 set -euo pipefail
 
 backend_program='
@@ -298,6 +316,351 @@ fast() {
     done
 }
 
+# The ECMP lab (issue 21): addresses 192.0.2.0/24 between the router and the nodes,
+# 198.51.100.0/24 between the router and the client, the VIP 203.0.113.10.
+ecmp_vip=203.0.113.10
+ecmp_sources=200
+
+echo_program='
+import socket, threading
+server = socket.socket()
+server.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+server.bind(("127.0.0.1", 9000))
+server.listen(4096)
+def serve(connection):
+    with connection:
+        while True:
+            data = connection.recv(65536)
+            if not data:
+                return
+            connection.sendall(data)
+while True:
+    connection, _ = server.accept()
+    threading.Thread(target=serve, args=(connection,), daemon=True).start()
+'
+
+# Short BGP timers and BFD at 100 ms x 3, as the README's example: a dead node is withdrawn
+# in about 0.3 s rather than the hold time's 3 s.
+ecmp_bgp_timers='hold time 3; keepalive time 1; connect retry time 1; connect delay time 1; error wait time 1, 2; bfd on;'
+ecmp_bfd='protocol bfd { interface "*" { min rx interval 100 ms; min tx interval 100 ms; multiplier 3; }; }'
+
+# BIRD in namespace NAMESPACE with CONFIGURATION, its files in DIRECTORY.
+start_bird() {
+    local namespace=$1 directory=$2 configuration=$3
+    mkdir -p "$directory"
+    printf 'log "%s/bird.log" all;\n%s\n' "$directory" "$configuration" >"$directory/bird.conf"
+    setsid ip netns exec "$namespace" bird -f -c "$directory/bird.conf" -s "$directory/bird.ctl" -P "$directory/bird.pid" \
+        </dev/null >/dev/null 2>&1 &
+}
+
+# penha on node NUMBER of lab NAME with deploy/examples/ecmp-node.conf, without its
+# second_chance when SECOND_CHANCE is "off". Prints its process id.
+start_ecmp_penha() {
+    local name=$1 number=$2 second_chance=$3 penha=$4 directory="/tmp/$1/n$2"
+    local example
+    example="$(cd "$(dirname "$0")/../examples" && pwd)/ecmp-node.conf"
+    if [ "$second_chance" = off ]; then
+        sed 's/ interface eth0 second_chance .*//' "$example" >"$directory/penha.conf"
+    else
+        cp "$example" "$directory/penha.conf"
+    fi
+    setsid ip netns exec "$name-n$number" "$penha" -f -F "$directory/penha.conf" -C "$directory/penha.sock" \
+        </dev/null >/dev/null 2>>"$directory/penha.log" &
+    echo $!
+}
+
+# The addresses of the nodes the router's kernel routes the VIP to, one a line.
+ecmp_nexthops() {
+    ip -n "$1-r" route show "$ecmp_vip/32" | grep -o 'via 192\.0\.2\.[0-9]*' | sort -u || true
+}
+
+# Waits (at most SECONDS) until the router routes the VIP over COUNT nodes; fails otherwise.
+ecmp_wait_nexthops() {
+    local name=$1 count=$2 seconds=$3
+    for _ in $(seq $((seconds * 10))); do
+        [ "$(ecmp_nexthops "$name" | wc -l)" -eq "$count" ] && return 0
+        sleep 0.1
+    done
+    echo "ecmp: the router has not $count nexthops after $seconds s: $(ecmp_nexthops "$name" | tr '\n' ' ')" >&2
+    return 1
+}
+
+# The topology, BIRDs and backends of lab NAME; no penha yet.
+ecmp_build() {
+    local name=$1 part number
+    for part in r c n1 n2 n3; do
+        ip netns add "$name-$part"
+        ip -n "$name-$part" link set lo up
+        mkdir -p "/tmp/$name/$part"
+    done
+    ip netns exec "$name-r" sysctl -qw net.ipv4.ip_forward=1 net.ipv4.fib_multipath_hash_policy=1
+    ip netns exec "$name-r" sysctl -qw net.bridge.bridge-nf-call-iptables=0 2>/dev/null || true
+    ip -n "$name-r" link add br0 type bridge
+    ip -n "$name-r" addr add 192.0.2.254/24 dev br0
+    ip -n "$name-r" link set br0 up
+    for part in c n1 n2 n3; do
+        # veth names are global until moved: short and unique to this lab.
+        local inner="v$BASHPID$part" outer="v$BASHPID${part}x"
+        ip link add "$inner" type veth peer name "$outer"
+        ip link set "$inner" netns "$name-$part"
+        ip link set "$outer" netns "$name-r"
+        ip -n "$name-$part" link set "$inner" name eth0
+        ip -n "$name-$part" link set eth0 up
+        [ "$part" = c ] || ip -n "$name-r" link set "$outer" master br0
+        ip -n "$name-r" link set "$outer" up
+        [ "$part" = c ] && ip -n "$name-r" addr add 198.51.100.1/24 dev "$outer"
+    done
+    ip -n "$name-c" addr add 198.51.100.2/24 dev eth0
+    for number in $(seq 0 $((ecmp_sources - 1))); do
+        ip -n "$name-c" addr add "198.51.100.$((10 + number))/24" dev eth0
+    done
+    ip -n "$name-c" route add default via 198.51.100.1
+    start_bird "$name-r" "/tmp/$name/r" "router id 192.0.2.254;
+protocol device { }
+protocol kernel { merge paths on; ipv4 { import none; export all; }; }
+$ecmp_bfd
+template bgp node { local 192.0.2.254 as 65000; $ecmp_bgp_timers ipv4 { import all; export none; }; }
+protocol bgp n1 from node { neighbor 192.0.2.1 as 65001; }
+protocol bgp n2 from node { neighbor 192.0.2.2 as 65001; }
+protocol bgp n3 from node { neighbor 192.0.2.3 as 65001; }"
+    for number in 1 2 3; do
+        ip -n "$name-n$number" addr add "192.0.2.$number/24" dev eth0
+        ip -n "$name-n$number" addr add "$ecmp_vip/32" dev lo
+        ip -n "$name-n$number" route add default via 192.0.2.254
+        setsid ip netns exec "$name-n$number" python3 -c "$echo_program" </dev/null >/dev/null 2>&1 &
+        start_bird "$name-n$number" "/tmp/$name/n$number" "router id 192.0.2.$number;
+protocol device { }
+protocol kernel penha { kernel table 201; learn; ipv4 { import all; export none; }; }
+$ecmp_bfd
+protocol bgp uplink {
+    local 192.0.2.$number as 65001; neighbor 192.0.2.254 as 65000; $ecmp_bgp_timers
+    ipv4 { import none; export where proto = \"penha\"; };
+}"
+    done
+    disown -a
+    # Each node's permanent neighbour entries for its peers: the second chance reads only these.
+    local hardware other
+    for number in 1 2 3; do
+        hardware=$(ip netns exec "$name-n$number" cat /sys/class/net/eth0/address)
+        for other in 1 2 3; do
+            [ "$other" = "$number" ] && continue
+            ip -n "$name-n$other" neigh replace "192.0.2.$number" lladdr "$hardware" nud permanent dev eth0
+        done
+    done
+    for number in 1 2 3; do
+        for _ in $(seq 50); do
+            ip netns exec "$name-n$number" python3 -c 'import socket; socket.create_connection(("127.0.0.1", 9000), 1)' \
+                2>/dev/null && break
+            sleep 0.1
+        done
+    done
+}
+
+ecmp_down() {
+    local name=$1 part
+    for part in c n1 n2 n3 r; do
+        if ip netns list | grep -qw "$name-$part"; then
+            ip netns pids "$name-$part" | xargs -r kill -9 2>/dev/null || true
+            ip netns del "$name-$part"
+        fi
+    done
+    rm -rf "/tmp/$name"
+}
+
+ecmp_penha_binary() {
+    if [ -n "${PENHA:-}" ]; then
+        echo "$PENHA"
+    else
+        (cd "$(dirname "$0")/../.." && swift build >&2 && echo "$(swift build --show-bin-path)/penha")
+    fi
+}
+
+ecmp_up() {
+    local name=$1 second_chance=${2:-on} penha number
+    penha=$(ecmp_penha_binary)
+    # A lab that did not come up is deleted; one that did stays until ecmp-down.
+    trap 'ecmp_down '"$name" EXIT
+    ecmp_build "$name"
+    for number in 1 2 3; do start_ecmp_penha "$name" "$number" "$second_chance" "$penha" >/dev/null; done
+    disown -a
+    ecmp_wait_nexthops "$name" 3 30
+    trap - EXIT
+    echo "the router routes $ecmp_vip over: $(ecmp_nexthops "$name" | tr '\n' ' ')"
+    echo "try: ip netns exec $name-c python3 -c 'import socket; c = socket.create_connection((\"$ecmp_vip\", 80)); c.sendall(b\"hi\\n\"); print(c.recv(9))'"
+}
+
+# The client's load: STREAMS long-lived connections, each sending a checked line every 100 ms
+# or so and reading it back byte for byte, for SECONDS (at most 60); beside them a new
+# connection every 5 ms (one at a time, each given 200 ms to connect and echo). Sources cycle
+# through 198.51.100.10 on. Prints "connected" once the streams are open, then a summary:
+#   streams ALIVE RESETS OTHER BYTES
+#   new ATTEMPTS FAILED LONGEST_FAILURE_MS
+# and up to 5 lines saying why and when connections broke.
+load_program='
+import hashlib, socket, sys, threading, time
+address, streams, seconds, sources = sys.argv[1], int(sys.argv[2]), min(float(sys.argv[3]), 60.0), int(sys.argv[4])
+def source(index):
+    return ("198.51.100.%d" % (10 + index % sources), 0)
+connections = [socket.create_connection((address, 80), 2, source(index)) for index in range(streams)]
+for connection in connections:
+    connection.settimeout(3)
+print("connected", flush=True)
+start = time.monotonic()
+attempts, failed, failure_started, longest, why = 0, 0, None, 0.0, []
+def probe():
+    global attempts, failed, failure_started, longest
+    slot = 0
+    while time.monotonic() - start < seconds:
+        wait = start + slot * 0.005 - time.monotonic()
+        if wait > 0:
+            time.sleep(wait)
+        began = time.monotonic()
+        try:
+            with socket.create_connection((address, 80), 0.2, source(attempts)) as connection:
+                connection.settimeout(0.2)
+                connection.sendall(b"ping\n")
+                if connection.recv(16) != b"ping\n":
+                    raise OSError("bad echo")
+            if failure_started is not None:
+                longest = max(longest, began - failure_started)
+                failure_started = None
+        except OSError as error:
+            failed += 1
+            if failure_started is None:
+                failure_started = began
+            if len(why) < 5:
+                why.append("new connection failed at %.2f s: %s" % (began - start, error))
+        attempts += 1
+        slot = max(slot + 1, int((time.monotonic() - start) / 0.005) + 1)
+prober = threading.Thread(target=probe)
+prober.start()
+alive, checked, broken, resets = [True] * streams, 0, [], 0
+number = 0
+while time.monotonic() - start < seconds:
+    for index, connection in enumerate(connections):
+        if not alive[index]:
+            continue
+        line = b"%d %d " % (index, number) + hashlib.sha256(b"%d-%d" % (index, number)).hexdigest().encode() + b"\n"
+        try:
+            connection.sendall(line)
+            echoed = b""
+            while len(echoed) < len(line):
+                chunk = connection.recv(len(line) - len(echoed))
+                if not chunk:
+                    raise OSError("closed by the other end")
+                echoed += chunk
+            if echoed != line:
+                raise OSError("bytes differ")
+            checked += len(line)
+        except OSError as error:
+            alive[index] = False
+            resets += isinstance(error, ConnectionResetError)
+            broken.append("stream %d broke at %.2f s: %s" % (index, time.monotonic() - start, error))
+    number += 1
+    time.sleep(0.1)
+prober.join()
+if failure_started is not None:
+    longest = max(longest, time.monotonic() - failure_started)
+print("streams %d %d %d %d" % (sum(alive), resets, streams - sum(alive) - resets, checked))
+print("new %d %d %.0f" % (attempts, failed, longest * 1000))
+print("\n".join(broken[:5] + why), flush=True)
+'
+
+# From the client: FLOWS connections held open at once; prints how many each node holds.
+ecmp_spread() {
+    local name=$1 flows=$2 penha=$3 number
+    ecmp_build "$name"
+    for number in 1 2 3; do start_ecmp_penha "$name" "$number" on "$penha" >/dev/null; done
+    disown -a
+    ecmp_wait_nexthops "$name" 3 30
+    ip netns exec "$name-c" python3 -c '
+import socket, sys, time
+flows, sources = int(sys.argv[1]), int(sys.argv[2])
+held = [socket.create_connection(("'"$ecmp_vip"'", 80), 5, ("198.51.100.%d" % (10 + index % sources), 0)) for index in range(flows)]
+print("held", flush=True)
+time.sleep(3)
+' "$flows" "$ecmp_sources" >"/tmp/$name/spread" &
+    local holder=$!
+    for _ in $(seq 300); do
+        grep -q held "/tmp/$name/spread" 2>/dev/null && break
+        sleep 0.1
+    done
+    sleep 0.5
+    local counts=()
+    for number in 1 2 3; do
+        counts+=("$(ip netns exec "$name-n$number" ss -Htn state established '( sport = :80 )' | wc -l)")
+    done
+    wait "$holder" || true
+    echo "${counts[*]}"
+    ecmp_down "$name"
+}
+
+# One trial: CHANGE (leave, join or kill) under load in a fresh lab NAME, second chance
+# SECOND_CHANCE (on or off). Prints the load's summary.
+ecmp_trial() {
+    local name=$1 change=$2 second_chance=$3 streams=$4 penha=$5 number pids=()
+    ecmp_build "$name"
+    local first=3
+    [ "$change" = join ] && first=2
+    for number in $(seq "$first"); do pids+=("$(start_ecmp_penha "$name" "$number" "$second_chance" "$penha")"); done
+    disown -a
+    ecmp_wait_nexthops "$name" "$first" 30
+    if [ "$second_chance" = on ]; then
+        for number in $(seq "$first"); do
+            for _ in $(seq 50); do
+                grep -q "go on to 2 peers" "/tmp/$name/n$number/penha.log" 2>/dev/null && break
+                sleep 0.1
+            done
+        done
+    fi
+    ip netns exec "$name-c" python3 -c "$load_program" "$ecmp_vip" "$streams" 10 "$ecmp_sources" >"/tmp/$name/load" 2>&1 &
+    local load=$!
+    for _ in $(seq 600); do
+        grep -q connected "/tmp/$name/load" && break
+        kill -0 "$load" 2>/dev/null || break
+        sleep 0.1
+    done
+    sleep 3
+    case "$change" in
+        leave) kill -TERM "${pids[2]}" ;;
+        join) start_ecmp_penha "$name" 3 "$second_chance" "$penha" >/dev/null; disown -a ;;
+        kill)
+            # A dead host: nothing of it answers (a killed penha alone would leave a kernel that
+            # resets its connections, and a BIRD whose session ends at once).
+            ip netns pids "$name-n3" | xargs -r kill -9
+            ip -n "$name-n3" link set eth0 down ;;
+    esac
+    # The load ends by itself (10 s, its connections time out in 3 s); bounded anyway.
+    for _ in $(seq 300); do
+        kill -0 "$load" 2>/dev/null || break
+        sleep 0.1
+    done
+    kill -9 "$load" 2>/dev/null || true
+    local nexthops
+    nexthops=$(ecmp_nexthops "$name" | wc -l)
+    sed "s/^/$change $second_chance nexthops-after $nexthops /" "/tmp/$name/load"
+    ecmp_down "$name"
+}
+
+ecmp_measure() {
+    local streams=${1:-1000} flows=${2:-3000} penha change second_chance trial=0 name=penha-ecmp-$$
+    [ "$streams" -ge 1 ] && [ "$streams" -le 2000 ] || { echo "ecmp-measure: STREAMS must be 1 to 2000" >&2; exit 2; }
+    [ "$flows" -ge 3 ] && [ "$flows" -le 5000 ] || { echo "ecmp-measure: FLOWS must be 3 to 5000" >&2; exit 2; }
+    penha=$(ecmp_penha_binary)
+    # Every connection holds a descriptor in the client and two in penha.
+    ulimit -n 65536
+    trap 'for trial in $(seq 0 8); do ecmp_down '"$name"'-$trial; done' EXIT
+    echo "spread of $flows connections over nodes 1 2 3: $(ecmp_spread "$name-0" "$flows" "$penha" </dev/null | tail -n 1)"
+    for change in leave join kill; do
+        for second_chance in on off; do
+            trial=$((trial + 1))
+            # One lab per trial, in a subshell: its own veth names (a deleted namespace's
+            # devices go away asynchronously).
+            (ecmp_trial "$name-$trial" "$change" "$second_chance" "$streams" "$penha" </dev/null) || true
+        done
+    done
+}
+
 case "${1:-}" in
     up) up "$2" ;;
     down) down "$2" ;;
@@ -305,5 +668,8 @@ case "${1:-}" in
     probe) probe "$2" "$3" "$4" "$5" "${6:-20}" "${7:-200}" ;;
     fast) fast "${2:-5}" ;;
     demo) demo ;;
-    *) echo "usage: $0 up NAME | down NAME | ask NAME ADDRESS PORT | probe NAME ADDRESS PORT SECONDS [PERIOD_MS [TIMEOUT_MS]] | fast [TRIALS] | demo" >&2; exit 2 ;;
+    ecmp-up) ecmp_up "$2" "${3:-on}" ;;
+    ecmp-down) ecmp_down "$2" ;;
+    ecmp-measure) ecmp_measure "${2:-1000}" "${3:-3000}" ;;
+    *) echo "usage: $0 up NAME | down NAME | ask NAME ADDRESS PORT | probe NAME ADDRESS PORT SECONDS [PERIOD_MS [TIMEOUT_MS]] | fast [TRIALS] | demo | ecmp-up NAME [off] | ecmp-down NAME | ecmp-measure [STREAMS [FLOWS]]" >&2; exit 2 ;;
 esac
