@@ -459,7 +459,7 @@ protocol bgp uplink {
 ecmp_down() {
     local name=$1 part
     for part in c n1 n2 n3 r; do
-        if ip netns list | grep -qw "$name-$part"; then
+        if ip netns list 2>/dev/null | grep -qw "$name-$part"; then
             ip netns pids "$name-$part" | xargs -r kill -9 2>/dev/null || true
             ip netns del "$name-$part"
         fi
@@ -627,8 +627,9 @@ ecmp_trial() {
         kill)
             # A dead host: nothing of it answers (a killed penha alone would leave a kernel that
             # resets its connections, and a BIRD whose session ends at once).
-            ip netns pids "$name-n3" | xargs -r kill -9
-            ip -n "$name-n3" link set eth0 down ;;
+            # The link first: killed first, its kernel would close penha's connections.
+            ip -n "$name-n3" link set eth0 down
+            ip netns pids "$name-n3" | xargs -r kill -9 ;;
     esac
     # The load ends by itself (10 s, its connections time out in 3 s); bounded anyway.
     for _ in $(seq 300); do
@@ -638,7 +639,15 @@ ecmp_trial() {
     kill -9 "$load" 2>/dev/null || true
     local nexthops
     nexthops=$(ecmp_nexthops "$name" | wc -l)
-    sed "s/^/$change $second_chance nexthops-after $nexthops /" "/tmp/$name/load"
+    awk -v change="$change" -v second_chance="$second_chance" -v streams="$streams" -v nexthops="$nexthops" '
+        $1 == "streams" && NF == 5 { alive = $2; resets = $3; lost = $4; bytes = $5 }
+        $1 == "new" && NF == 4 { attempts = $2; failed = $3; longest = $4 }
+        /broke|failed at|Error|rror:/ { why = why "    " $0 "\n" }
+        END {
+            printf "%-5s second_chance %-3s: streams alive %s of %d (reset %s, otherwise lost %s, %s bytes checked); new connections %s, failed %s, longest failure %s ms; router nexthops after %s\n",
+                change, second_chance, alive, streams, resets, lost, bytes, attempts, failed, longest, nexthops
+            printf "%s", why
+        }' "/tmp/$name/load"
     ecmp_down "$name"
 }
 
@@ -648,7 +657,7 @@ ecmp_measure() {
     [ "$flows" -ge 3 ] && [ "$flows" -le 5000 ] || { echo "ecmp-measure: FLOWS must be 3 to 5000" >&2; exit 2; }
     penha=$(ecmp_penha_binary)
     # Every connection holds a descriptor in the client and two in penha.
-    ulimit -n 65536
+    ulimit -n "$(ulimit -Hn)"
     trap 'for trial in $(seq 0 8); do ecmp_down '"$name"'-$trial; done' EXIT
     echo "spread of $flows connections over nodes 1 2 3: $(ecmp_spread "$name-0" "$flows" "$penha" </dev/null | tail -n 1)"
     for change in leave join kill; do
