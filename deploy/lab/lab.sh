@@ -497,7 +497,7 @@ ecmp_up() {
 #   new ATTEMPTS FAILED LONGEST_FAILURE_MS
 # and up to 5 lines saying why and when connections broke.
 load_program='
-import hashlib, socket, sys, threading, time
+import hashlib, selectors, socket, sys, threading, time
 address, streams, seconds, sources = sys.argv[1], int(sys.argv[2]), min(float(sys.argv[3]), 60.0), int(sys.argv[4])
 def source(index):
     return ("198.51.100.%d" % (10 + index % sources), 0)
@@ -535,27 +535,49 @@ def probe():
 prober = threading.Thread(target=probe)
 prober.start()
 alive, checked, broken, resets = [True] * streams, 0, [], 0
+def lose(index, error):
+    global resets
+    alive[index] = False
+    resets += isinstance(error, ConnectionResetError)
+    broken.append("stream %d broke at %.2f s: %s" % (index, time.monotonic() - start, error))
+# Each round sends a line on every live connection, then reads the echoes as they come, for
+# at most 3 s: a dead node'"'"'s connections cost one wait together, not one each.
 number = 0
 while time.monotonic() - start < seconds:
+    expected, received, poller = {}, {}, selectors.DefaultSelector()
     for index, connection in enumerate(connections):
         if not alive[index]:
             continue
         line = b"%d %d " % (index, number) + hashlib.sha256(b"%d-%d" % (index, number)).hexdigest().encode() + b"\n"
         try:
             connection.sendall(line)
-            echoed = b""
-            while len(echoed) < len(line):
-                chunk = connection.recv(len(line) - len(echoed))
+        except OSError as error:
+            lose(index, error)
+            continue
+        expected[index], received[index] = line, b""
+        poller.register(connection, selectors.EVENT_READ, index)
+    deadline = time.monotonic() + 3
+    while expected and time.monotonic() < deadline:
+        for key, _ in poller.select(max(deadline - time.monotonic(), 0)):
+            index = key.data
+            try:
+                chunk = connections[index].recv(len(expected[index]) - len(received[index]))
                 if not chunk:
                     raise OSError("closed by the other end")
-                echoed += chunk
-            if echoed != line:
-                raise OSError("bytes differ")
-            checked += len(line)
-        except OSError as error:
-            alive[index] = False
-            resets += isinstance(error, ConnectionResetError)
-            broken.append("stream %d broke at %.2f s: %s" % (index, time.monotonic() - start, error))
+                received[index] += chunk
+                if not expected[index].startswith(received[index]):
+                    raise OSError("bytes differ")
+            except OSError as error:
+                lose(index, error)
+            else:
+                if received[index] != expected[index]:
+                    continue
+                checked += len(expected[index])
+            poller.unregister(connections[index])
+            del expected[index]
+    for index in expected:
+        lose(index, OSError("timed out"))
+    poller.close()
     number += 1
     time.sleep(0.1)
 prober.join()
@@ -616,7 +638,7 @@ ecmp_trial() {
     ip netns exec "$name-c" python3 -c "$load_program" "$ecmp_vip" "$streams" 10 "$ecmp_sources" >"/tmp/$name/load" 2>&1 &
     local load=$!
     for _ in $(seq 600); do
-        grep -q connected "/tmp/$name/load" && break
+        grep -qs connected "/tmp/$name/load" && break
         kill -0 "$load" 2>/dev/null || break
         sleep 0.1
     done
