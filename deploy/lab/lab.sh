@@ -494,7 +494,7 @@ ecmp_up() {
 # connection every 5 ms (one at a time, each given 200 ms to connect and echo). Sources cycle
 # through 198.51.100.10 on. Prints "connected" once the streams are open, then a summary:
 #   streams ALIVE RESETS OTHER BYTES
-#   new ATTEMPTS FAILED LONGEST_FAILURE_MS
+#   new ATTEMPTS FAILED FAILURE_WINDOW_MS
 # and up to 5 lines saying why and when connections broke.
 load_program='
 import hashlib, selectors, socket, sys, threading, time
@@ -506,9 +506,11 @@ for connection in connections:
     connection.settimeout(3)
 print("connected", flush=True)
 start = time.monotonic()
-attempts, failed, failure_started, longest, why = 0, 0, None, 0.0, []
+# The failure window: from the start of the first failed new connection to the end of the
+# last (successes in between are new connections the router sent to a live node).
+attempts, failed, first_failure, last_failure_end, why = 0, 0, None, None, []
 def probe():
-    global attempts, failed, failure_started, longest
+    global attempts, failed, first_failure, last_failure_end
     slot = 0
     while time.monotonic() - start < seconds:
         wait = start + slot * 0.005 - time.monotonic()
@@ -521,13 +523,10 @@ def probe():
                 connection.sendall(b"ping\n")
                 if connection.recv(16) != b"ping\n":
                     raise OSError("bad echo")
-            if failure_started is not None:
-                longest = max(longest, began - failure_started)
-                failure_started = None
         except OSError as error:
             failed += 1
-            if failure_started is None:
-                failure_started = began
+            first_failure = began if first_failure is None else first_failure
+            last_failure_end = time.monotonic()
             if len(why) < 5:
                 why.append("new connection failed at %.2f s: %s" % (began - start, error))
         attempts += 1
@@ -581,10 +580,9 @@ while time.monotonic() - start < seconds:
     number += 1
     time.sleep(0.1)
 prober.join()
-if failure_started is not None:
-    longest = max(longest, time.monotonic() - failure_started)
+window = 0 if first_failure is None else last_failure_end - first_failure
 print("streams %d %d %d %d" % (sum(alive), resets, streams - sum(alive) - resets, checked))
-print("new %d %d %.0f" % (attempts, failed, longest * 1000))
+print("new %d %d %.0f" % (attempts, failed, window * 1000))
 print("\n".join(broken[:5] + why), flush=True)
 '
 
@@ -663,11 +661,11 @@ ecmp_trial() {
     nexthops=$(ecmp_nexthops "$name" | wc -l)
     awk -v change="$change" -v second_chance="$second_chance" -v streams="$streams" -v nexthops="$nexthops" '
         $1 == "streams" && NF == 5 { alive = $2; resets = $3; lost = $4; bytes = $5 }
-        $1 == "new" && NF == 4 { attempts = $2; failed = $3; longest = $4 }
+        $1 == "new" && NF == 4 { attempts = $2; failed = $3; window = $4 }
         /broke|failed at|Error|rror:/ { why = why "    " $0 "\n" }
         END {
-            printf "%-5s second_chance %-3s: streams alive %s of %d (reset %s, otherwise lost %s, %s bytes checked); new connections %s, failed %s, longest failure %s ms; router nexthops after %s\n",
-                change, second_chance, alive, streams, resets, lost, bytes, attempts, failed, longest, nexthops
+            printf "%-5s second_chance %-3s: streams alive %s of %d (reset %s, otherwise lost %s, %s bytes checked); new connections %s, failed %s within %s ms; router nexthops after %s\n",
+                change, second_chance, alive, streams, resets, lost, bytes, attempts, failed, window, nexthops
             printf "%s", why
         }' "/tmp/$name/load"
     ecmp_down "$name"
