@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# A two-node penha pair, a client and backends in network namespaces on one machine.
+# A two-node penha pair, a client and backends in network namespaces on one machine; and an
+# ECMP lab: three penha nodes announcing one VIP by BGP to a router (ecmp-*).
 #
 #   lab.sh up NAME     build the lab NAME (namespaces NAME-a, NAME-b: the nodes; NAME-c: the
 #                      client, which also holds the bridge that joins them)
@@ -678,7 +679,7 @@ ecmp_measure() {
     penha=$(ecmp_penha_binary)
     # Every connection holds a descriptor in the client and two in penha.
     ulimit -n "$(ulimit -Hn)"
-    trap 'for trial in $(seq 0 8); do ecmp_down '"$name"'-$trial; done' EXIT
+    trap 'for trial in $(seq 0 6); do ecmp_down '"$name"'-$trial; done' EXIT
     echo "spread of $flows connections over nodes 1 2 3: $(ecmp_spread "$name-0" "$flows" "$penha" </dev/null | tail -n 1)"
     for change in leave join kill; do
         for second_chance in on off; do
