@@ -23,6 +23,19 @@ final class ExampleConfigTests: XCTestCase {
         return (instances, lines)
     }
 
+    /// The ECMP lab's node (deploy/lab/lab.sh ecmp-up): it listens on the VIP it announces,
+    /// passes strays on to the three nodes, and allows what the lab's loads open.
+    func testTheECMPNodeExampleAnnouncesItsListenAddressWithASecondChance() throws {
+        let (_, lines) = try Self.instances(in: "ecmp-node.conf")
+        let configuration = try Configuration(listen: .inet(host: "127.0.0.1", port: 1), servers: []).applying(lines)
+        let bgp = try XCTUnwrap(configuration.bgp)
+        guard case .inet(let host, _) = configuration.listen else { return XCTFail("listens on an IP address") }
+        XCTAssertEqual(bgp.prefixes.map { "\($0.address)" }, [host], "it announces the address it listens on")
+        XCTAssertEqual(bgp.secondChance?.peers.count, 3, "every node of the lab, itself included (each skips its own)")
+        XCTAssertGreaterThanOrEqual(configuration.connectionsMax, 1000, "the lab's 1,000 connections fit")
+        XCTAssertFalse(configuration.servers.isEmpty)
+    }
+
     func testTheTwoHostExamplesParseAndMakeAPair() throws {
         let (a, linesA) = try instance(in: "node-a.conf")
         let (b, linesB) = try instance(in: "node-b.conf")
