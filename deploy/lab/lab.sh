@@ -23,8 +23,10 @@
 #                      fib_multipath_hash_policy=1), three nodes NAME-n1..n3 (192.0.2.1-3 on a
 #                      bridge in the router, the VIP on lo) each running BIRD, an echo backend on
 #                      127.0.0.1:9000 and penha with deploy/examples/ecmp-node.conf (with "off":
-#                      without its second_chance), and a client NAME-c (198.51.100.2 and the
-#                      sources 198.51.100.10-209); PENHA=BINARY runs that binary instead of building
+#                      without its second_chance), a client NAME-c (198.51.100.2 and the
+#                      sources 198.51.100.10-209) and NAME-s, three servers on the bridge that
+#                      the nodes can share (192.0.2.50-52 port 9000, each answering its name
+#                      and the node that asked); PENHA=BINARY runs that binary instead of building
 #   lab.sh ecmp-down NAME
 #                      stop everything in it and delete it
 #   lab.sh ecmp-measure [STREAMS [FLOWS]]
@@ -33,7 +35,11 @@
 #                      STREAMS (default 1000, at most 2000) long-lived byte-checked connections and
 #                      a new connection every 5 ms through 3 -> 2 (SIGTERM: withdraw and drain),
 #                      2 -> 3 (a node joins) and the death of a node (kill -9 of its processes,
-#                      its link down); see RESULTS.md. PENHA=BINARY as for ecmp-up
+#                      its link down); then, per change (and none) and with maglev, round-robin
+#                      or round-robin with sync among the nodes over three shared servers, the
+#                      share of 200 clients (one connection each before and after the change)
+#                      that reached the same server; see
+#                      RESULTS.md. PENHA=BINARY as for ecmp-up
 #
 # Addresses come from the documentation ranges only and exist only inside the namespaces:
 #   node a 192.0.2.1 2001:db8::1, node b 192.0.2.2 2001:db8::2, client 192.0.2.100 2001:db8::100,
@@ -340,6 +346,27 @@ while True:
     threading.Thread(target=serve, args=(connection,), daemon=True).start()
 '
 
+# The shared servers: 192.0.2.50-52 port 9000 each answer "server-50 NODE" (NODE: the
+# address of the penha that connected) and close.
+shared_servers_program='
+import selectors, socket
+selector = selectors.DefaultSelector()
+for last in (50, 51, 52):
+    server = socket.socket()
+    server.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    server.bind(("192.0.2.%d" % last, 9000))
+    server.listen(1024)
+    selector.register(server, selectors.EVENT_READ, b"server-%d" % last)
+while True:
+    for key, _ in selector.select():
+        connection, peer = key.fileobj.accept()
+        with connection:
+            try:
+                connection.sendall(key.data + b" " + peer[0].encode() + b"\n")
+            except OSError:
+                pass
+'
+
 # Short BGP timers and BFD at 100 ms x 3, as the README's example: a dead node is withdrawn
 # in about 0.3 s rather than the hold time's 3 s.
 ecmp_bgp_timers='hold time 3; keepalive time 1; connect retry time 1; connect delay time 1; error wait time 1, 2; bfd on;'
@@ -355,15 +382,31 @@ start_bird() {
 }
 
 # penha on node NUMBER of lab NAME with deploy/examples/ecmp-node.conf, without its
-# second_chance when SECOND_CHANCE is "off". Prints its process id.
+# second_chance when SECOND_CHANCE is "off"; with SELECTION (maglev, roundrobin or sync:
+# round-robin with the client table synced among the three nodes), over the three shared
+# servers instead of the node's echo backend, choosing by SELECTION.
+# Prints its process id.
 start_ecmp_penha() {
-    local name=$1 number=$2 second_chance=$3 penha=$4 directory="/tmp/$1/n$2"
+    local name=$1 number=$2 second_chance=$3 penha=$4 selection=${5:-} directory="/tmp/$1/n$2"
     local example
     example="$(cd "$(dirname "$0")/../examples" && pwd)/ecmp-node.conf"
     if [ "$second_chance" = off ]; then
         sed 's/ interface eth0 second_chance .*//' "$example" >"$directory/penha.conf"
     else
         cp "$example" "$directory/penha.conf"
+    fi
+    if [ -n "$selection" ]; then
+        sed -i '/^server 0 /d' "$directory/penha.conf"
+        # roundrobin is pen's default: a new client to the next server, a returning one to
+        # the server in this node's client table.
+        printf 'server %d address 192.0.2.%d port 9000\n' 0 50 1 51 2 52 >>"$directory/penha.conf"
+        if [ "$selection" = maglev ]; then
+            echo maglev >>"$directory/penha.conf"
+        elif [ "$selection" = sync ]; then
+            [ -e "/tmp/$name/sync.key" ] || (umask 077; od -An -tx1 -N32 /dev/urandom | tr -d ' \n' >"/tmp/$name/sync.key")
+            echo "sync listen 192.0.2.$number:7000 $(printf 'peer 192.0.2.%d:7000 ' $(seq 3 | grep -vx "$number"))key /tmp/$name/sync.key" \
+                >>"$directory/penha.conf"
+        fi
     fi
     setsid ip netns exec "$name-n$number" "$penha" -f -F "$directory/penha.conf" -C "$directory/penha.sock" \
         </dev/null >/dev/null 2>>"$directory/penha.log" &
@@ -389,7 +432,7 @@ ecmp_wait_nexthops() {
 # The topology, BIRDs and backends of lab NAME; no penha yet.
 ecmp_build() {
     local name=$1 part number
-    for part in r c n1 n2 n3; do
+    for part in r c n1 n2 n3 s; do
         ip netns add "$name-$part"
         ip -n "$name-$part" link set lo up
         mkdir -p "/tmp/$name/$part"
@@ -399,7 +442,7 @@ ecmp_build() {
     ip -n "$name-r" link add br0 type bridge
     ip -n "$name-r" addr add 192.0.2.254/24 dev br0
     ip -n "$name-r" link set br0 up
-    for part in c n1 n2 n3; do
+    for part in c n1 n2 n3 s; do
         # veth names are global until moved: short and unique to this lab.
         local inner="v$BASHPID$part" outer="v$BASHPID${part}x"
         ip link add "$inner" type veth peer name "$outer"
@@ -416,6 +459,8 @@ ecmp_build() {
         ip -n "$name-c" addr add "198.51.100.$((10 + number))/24" dev eth0
     done
     ip -n "$name-c" route add default via 198.51.100.1
+    for number in 50 51 52; do ip -n "$name-s" addr add "192.0.2.$number/24" dev eth0; done
+    setsid ip netns exec "$name-s" python3 -c "$shared_servers_program" </dev/null >/dev/null 2>&1 &
     start_bird "$name-r" "/tmp/$name/r" "router id 192.0.2.254;
 protocol device { }
 protocol kernel { merge paths on; ipv4 { import none; export all; }; }
@@ -455,11 +500,16 @@ protocol bgp uplink {
             sleep 0.1
         done
     done
+    for _ in $(seq 50); do
+        ip netns exec "$name-s" python3 -c 'import socket; socket.create_connection(("192.0.2.52", 9000), 1)' \
+            2>/dev/null && break
+        sleep 0.1
+    done
 }
 
 ecmp_down() {
     local name=$1 part
-    for part in c n1 n2 n3 r; do
+    for part in c n1 n2 n3 s r; do
         if ip netns list 2>/dev/null | grep -qw "$name-$part"; then
             ip netns pids "$name-$part" | xargs -r kill -9 2>/dev/null || true
             ip netns del "$name-$part"
@@ -672,6 +722,59 @@ ecmp_trial() {
     ecmp_down "$name"
 }
 
+# From the client: one connection per source address (the first CLIENTS of 198.51.100.10-209),
+# one at a time, each given 2 s; prints "SOURCE SERVER NODE" per client ("none none" for a failure).
+affinity_program='
+import socket, sys
+address, clients = sys.argv[1], int(sys.argv[2])
+for index in range(clients):
+    source = "198.51.100.%d" % (10 + index)
+    try:
+        with socket.create_connection((address, 80), 2, (source, 0)) as connection:
+            connection.settimeout(2)
+            answer = connection.recv(64).decode().split()
+        print(source, *(answer if len(answer) == 2 else ["none", "none"]))
+    except OSError:
+        print(source, "none", "none")
+'
+
+# One affinity trial in a fresh lab NAME: CLIENTS clients connect once, then CHANGE (none,
+# leave, join or kill, as in ecmp_trial, once the router has followed), then once more; the nodes
+# choose among the shared servers by SELECTION. Prints the shares that reached the same
+# server and the same node.
+ecmp_affinity_trial() {
+    local name=$1 change=$2 selection=$3 clients=$4 penha=$5 number pids=() first=3 after=3
+    ecmp_build "$name"
+    [ "$change" = join ] && first=2
+    case "$change" in leave | kill) after=2 ;; esac
+    for number in $(seq "$first"); do pids+=("$(start_ecmp_penha "$name" "$number" on "$penha" "$selection")"); done
+    disown -a
+    ecmp_wait_nexthops "$name" "$first" 30
+    # The sync's sessions connect, and its updates and full copies travel, in the background:
+    # 2 s for them before each pass (without the wait, 17-24% of the clients moved).
+    [ "$selection" = sync ] && sleep 2
+    ip netns exec "$name-c" python3 -c "$affinity_program" "$ecmp_vip" "$clients" >"/tmp/$name/before"
+    case "$change" in
+        none) ;;
+        leave) kill -TERM "${pids[2]}" ;;
+        join) start_ecmp_penha "$name" 3 on "$penha" "$selection" >/dev/null; disown -a ;;
+        kill)
+            ip -n "$name-n3" link set eth0 down
+            ip netns pids "$name-n3" | xargs -r kill -9 ;;
+    esac
+    ecmp_wait_nexthops "$name" "$after" 30
+    [ "$selection" = sync ] && sleep 2
+    ip netns exec "$name-c" python3 -c "$affinity_program" "$ecmp_vip" "$clients" >"/tmp/$name/after"
+    awk -v change="$change" -v selection="$selection" '
+        NR == FNR { server[$1] = $2; node[$1] = $3; next }
+        { clients++; failed += $2 == "none"; same_server += $2 != "none" && $2 == server[$1]; same_node += $3 != "none" && $3 == node[$1] }
+        END {
+            printf "%-5s %-10s: %d clients, same server after %d (%.1f%%), same node %d (%.1f%%), failed %d\n",
+                change, selection, clients, same_server, 100 * same_server / clients, same_node, 100 * same_node / clients, failed
+        }' "/tmp/$name/before" "/tmp/$name/after"
+    ecmp_down "$name"
+}
+
 ecmp_measure() {
     local streams=${1:-1000} flows=${2:-3000} penha change second_chance trial=0 name=penha-ecmp-$$
     [ "$streams" -ge 1 ] && [ "$streams" -le 2000 ] || { echo "ecmp-measure: STREAMS must be 1 to 2000" >&2; exit 2; }
@@ -679,7 +782,7 @@ ecmp_measure() {
     penha=$(ecmp_penha_binary)
     # Every connection holds a descriptor in the client and two in penha.
     ulimit -n "$(ulimit -Hn)"
-    trap 'for trial in $(seq 0 6); do ecmp_down '"$name"'-$trial; done' EXIT
+    trap 'for trial in $(seq 0 18); do ecmp_down '"$name"'-$trial; done' EXIT
     echo "spread of $flows connections over nodes 1 2 3: $(ecmp_spread "$name-0" "$flows" "$penha" </dev/null | tail -n 1)"
     for change in leave join kill; do
         for second_chance in on off; do
@@ -687,6 +790,13 @@ ecmp_measure() {
             # One lab per trial, in a subshell: its own veth names (a deleted namespace's
             # devices go away asynchronously).
             (ecmp_trial "$name-$trial" "$change" "$second_chance" "$streams" "$penha" </dev/null) || true
+        done
+    done
+    echo "returning clients over the shared servers 192.0.2.50-52 (second_chance on):"
+    for change in none leave join kill; do
+        for selection in maglev roundrobin sync; do
+            trial=$((trial + 1))
+            (ecmp_affinity_trial "$name-$trial" "$change" "$selection" "$ecmp_sources" "$penha" </dev/null) || true
         done
     done
 }
