@@ -51,28 +51,6 @@ final class BGPIntegrationTests: XCTestCase {
         }
         """
 
-    /// A backend on node a that greets and then holds the connection until the client
-    /// closes it (at most 60 s): a connection for penha to drain.
-    static let holdingBackend = """
-        import socket, threading
-        server = socket.socket()
-        server.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        server.bind(("127.0.0.1", 8081))
-        server.listen(16)
-        def hold(connection):
-            connection.settimeout(60)
-            try:
-                connection.sendall(b"held\\n")
-                while connection.recv(64):
-                    pass
-            except OSError:
-                pass
-            connection.close()
-        while True:
-            connection, _ = server.accept()
-            threading.Thread(target=hold, args=(connection,), daemon=True).start()
-        """
-
     /// Whether the router's kernel has the VIP's route from BGP.
     private func routerHasRoute(_ lab: NetworkLab) throws -> Bool {
         try NetworkLab.command(["ip", "-n", lab.namespace("c"), "route", "show", "\(Self.vip)/32"]).contains("proto bird")
@@ -109,7 +87,7 @@ final class BGPIntegrationTests: XCTestCase {
         let node = lab.namespace("a")
         // The VIP is the node's own (on lo), as anycast nodes hold it: the announcement is what moves.
         try NetworkLab.command(["ip", "-n", node, "addr", "add", "\(Self.vip)/32", "dev", "lo"])
-        let holder = try NamespaceProcess(namespace: node, ["python3", "-c", Self.holdingBackend])
+        let holder = try NamespaceProcess(namespace: node, ["python3", "-c", NetworkLab.holdingBackend])
         defer { holder.stop() }
         let routerBird = try Bird(namespace: lab.namespace("c"), configuration: Self.routerBird)
         defer { routerBird.stop() }

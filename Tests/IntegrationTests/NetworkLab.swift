@@ -9,6 +9,28 @@ import Glibc
 /// nodes (`a`, `b`) and a client (`c`) on one bridge, addresses only from 192.0.2.0/24
 /// and 2001:db8::/32, a backend answering "node-a" / "node-b" on 127.0.0.1:8080 in each node.
 final class NetworkLab {
+    /// A backend on 127.0.0.1:8081 in a node that greets and then holds the connection until
+    /// the client closes it (at most 60 s): a connection for penha to drain.
+    static let holdingBackend = """
+        import socket, threading
+        server = socket.socket()
+        server.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        server.bind(("127.0.0.1", 8081))
+        server.listen(16)
+        def hold(connection):
+            connection.settimeout(60)
+            try:
+                connection.sendall(b"held\\n")
+                while connection.recv(64):
+                    pass
+            except OSError:
+                pass
+            connection.close()
+        while True:
+            connection, _ = server.accept()
+            threading.Thread(target=hold, args=(connection,), daemon=True).start()
+        """
+
     static let script = URL(fileURLWithPath: #filePath)
         .deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
         .appendingPathComponent("deploy/lab/lab.sh").path

@@ -11,28 +11,6 @@ import Glibc
 final class ReviewFindingsTests: XCTestCase {
     static let vrrp = "vrrp interface eth0 vrid 51 priority 200 vip 192.0.2.10/24 advert 100ms"
 
-    /// A backend on 127.0.0.1:8081 in a node that greets and then holds the connection until
-    /// the client closes it (at most 60 s): a connection for penha to drain.
-    static let holdingBackend = """
-        import socket, threading
-        server = socket.socket()
-        server.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        server.bind(("127.0.0.1", 8081))
-        server.listen(16)
-        def hold(connection):
-            connection.settimeout(60)
-            try:
-                connection.sendall(b"held\\n")
-                while connection.recv(64):
-                    pass
-            except OSError:
-                pass
-            connection.close()
-        while True:
-            connection, _ = server.accept()
-            threading.Thread(target=hold, args=(connection,), daemon=True).start()
-        """
-
     /// From the client: one connection to ADDRESS:PORT, its greeting read, then held open for SECONDS.
     static let holdingClient = """
         import socket, sys, time
@@ -316,7 +294,7 @@ final class ReviewFindingsTests: XCTestCase {
     func testAVRRPCommandDuringTheDrainStartsAnInstanceThatOutlivesTheProcess() throws {
         let lab = try NetworkLab()
         let peer = try hardwareAddress(lab, "b")
-        let backend = try BackgroundCommand(["ip", "netns", "exec", lab.namespace("a"), "python3", "-c", Self.holdingBackend],
+        let backend = try BackgroundCommand(["ip", "netns", "exec", lab.namespace("a"), "python3", "-c", NetworkLab.holdingBackend],
                                             seconds: 60)
         defer { backend.interrupt() }
         XCTAssertTrue(waitFor(timeout: 5) {
@@ -374,7 +352,7 @@ final class ReviewFindingsTests: XCTestCase {
         let nameServer = try BackgroundCommand(["ip", "netns", "exec", lab.namespace("a"), "python3", "-c", Self.silentNameServer],
                                                seconds: 60)
         defer { nameServer.interrupt() }
-        let backend = try BackgroundCommand(["ip", "netns", "exec", lab.namespace("a"), "python3", "-c", Self.holdingBackend],
+        let backend = try BackgroundCommand(["ip", "netns", "exec", lab.namespace("a"), "python3", "-c", NetworkLab.holdingBackend],
                                             seconds: 60)
         defer { backend.interrupt() }
         XCTAssertTrue(waitFor(timeout: 5) {
