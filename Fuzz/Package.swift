@@ -40,6 +40,9 @@ let package = Package(
             name: "FuzzSyncSession", dependencies: [.product(name: "BalancerCore", package: "penha")],
             swiftSettings: libFuzzerTarget),
         .executableTarget(
+            name: "FuzzHandover", dependencies: [.product(name: "BalancerCore", package: "penha")],
+            swiftSettings: libFuzzerTarget),
+        .executableTarget(
             name: "FuzzForwardedFor",
             dependencies: [
                 .product(name: "BalancerCore", package: "penha"), .product(name: "NIOCore", package: "swift-nio"),

@@ -11,7 +11,7 @@ if [[ ! $seconds =~ ^[0-9]+$ ]] || ((seconds < 1 || seconds > 86400)); then
     echo "usage: Fuzz/run.sh [seconds-per-target, 1-86400]" >&2
     exit 2
 fi
-targets=(FuzzVRRPDecode FuzzCommand FuzzConfigFile FuzzForwardedFor FuzzProxyHeader FuzzIncludes FuzzLogLines FuzzSyncSession)
+targets=(FuzzVRRPDecode FuzzCommand FuzzConfigFile FuzzForwardedFor FuzzProxyHeader FuzzIncludes FuzzLogLines FuzzSyncSession FuzzHandover)
 # The rewriter walks ByteBuffers byte by byte, slow in a sanitized debug build: shorter
 # inputs, still well past its smallest head limit (64 bytes), give it four times the runs.
 declare -A max_len=([FuzzForwardedFor]=1024)
