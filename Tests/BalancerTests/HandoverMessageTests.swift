@@ -192,3 +192,31 @@ final class HandoverMessageTests: XCTestCase {
         }
     }
 }
+
+/// What refuses a handover before anything moves: the old process answers with the reason.
+final class HandoverPolicyTests: XCTestCase {
+    private let plain = Configuration(listen: .inet(host: "127.0.0.1", port: 8080), servers: [])
+
+    func testAPlainTCPBalancerOfTheSameUserMayHandOver() {
+        XCTAssertNil(HandoverPolicy.refusal(for: plain, draining: false, requester: 1000, own: 1000))
+    }
+
+    func testAnotherUserAStoppingPenhaAndWhatDoesNotMoveAreRefused() {
+        XCTAssertEqual(HandoverPolicy.refusal(for: plain, draining: false, requester: 0, own: 1000),
+                       "only penha's own user (uid 1000) may take over, not uid 0")
+        XCTAssertEqual(HandoverPolicy.refusal(for: plain, draining: true, requester: 5, own: 5), "penha is stopping")
+        var udp = plain
+        udp.udp = true
+        XCTAssertEqual(HandoverPolicy.refusal(for: udp, draining: false, requester: 5, own: 5), "UDP (-U) flows do not move to another process")
+    }
+
+    func testTheRequestLineNamesAnAbsolutePathThatFitsSunPath() {
+        XCTAssertEqual(HandoverPolicy.requestedPath("PENHA-HANDOVER 1 /run/penha/.handover-42"), "/run/penha/.handover-42")
+        XCTAssertNil(HandoverPolicy.requestedPath("PENHA-HANDOVER 1 relative"))
+        XCTAssertNil(HandoverPolicy.requestedPath("PENHA-HANDOVER 1 /" + String(repeating: "a", count: 107)))
+        XCTAssertNil(HandoverPolicy.requestedPath("PENHA-HANDOVER 2 /tmp/x"), "another version")
+        XCTAssertNil(HandoverPolicy.requestedPath("status"))
+        XCTAssertTrue(HandoverPolicy.isRequest("PENHA-HANDOVER 2 /tmp/x"), "refused as a handover, not parsed as a command")
+        XCTAssertFalse(HandoverPolicy.isRequest("status"))
+    }
+}

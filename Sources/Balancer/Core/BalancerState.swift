@@ -140,6 +140,20 @@ public struct BalancerState: Sendable {
         return number
     }
 
+    /// A connection another penha process relayed to `target` and handed over (`penha
+    /// upgrade`): counted against it as `nextTarget` counts a new one, then connected, with the
+    /// client's entry set as for a new one. nil when the table has no such target.
+    public mutating func adopt(client: ClientKey, target: Target, peer: ConnectionPeer, connectedAt: NIODeadline,
+                               now: NIODeadline) -> (placement: Placement, number: Int)? {
+        guard servers.read(target, { _ in true }) != nil else { return nil }
+        var placement = Placement(client: client, clientSlot: clients.connect(client, now: now), tracked: nil, plan: .refused)
+        servers.modify(target) { server in
+            server.connections += 1
+            placement.incarnation = server.incarnation
+        }
+        return (placement, connected(placement, to: target, peer: peer, now: connectedAt))
+    }
+
     /// A connection ended after relaying `sent` bytes to the server and `received` from it.
     /// Bytes relayed while a connection lasts, so counters move during long transfers.
     public mutating func relayed(_ placement: Placement, target: Target, toServer: UInt64, toClient: UInt64) {

@@ -45,6 +45,13 @@ public struct ForwardedForRewriter {
         self.maxHeadLength = maxHeadLength
     }
 
+    /// Nothing held back and the next bytes start a request: a fresh rewriter would do the
+    /// same from here (a connection handed over to another process gets one).
+    public var isBetweenRequests: Bool {
+        guard case .head = state else { return false }
+        return head.bytes.readableBytes == 0
+    }
+
     /// The bytes to pass on for `input`: everything up to the last complete head, rewritten,
     /// and the body bytes that followed it. Bytes of an incomplete head are held back.
     public mutating func process(_ input: ByteBuffer) -> ByteBuffer {

@@ -42,8 +42,13 @@ extension EngineThread {
     /// The placement's next attempt, under the lock; nil when the client must be closed.
     static func next(_ placement: inout BalancerState.Placement, _ runtime: inout Runtime) -> Lease? {
         guard let target = runtime.state.nextTarget(&placement, now: .now()) else { return nil }
+        return lease(placement, target, &runtime)
+    }
+
+    /// The attempt on `target` the placement was counted against, with what connecting needs
+    /// of its server; nil when the table has no such target. Under the lock.
+    static func lease(_ placement: BalancerState.Placement, _ target: Target, _ runtime: inout Runtime) -> Lease? {
         let noDelay = runtime.configuration.tcpNoDelay
-        let placement = placement
         // Read in place: a copy of the Server (its strings, its address) costs retains and releases.
         guard let (address, host, port, proxyProtocol) = runtime.state.servers.read(target, { server in
             (server.address, server.host, server.port, server.proxyProtocol)

@@ -43,6 +43,8 @@ public protocol EngineEvents: AnyObject, Sendable {
 public enum EngineListenAddress: Sendable {
     case inet(SocketAddress, freeBind: Bool)
     case unix(path: String)
+    /// A listening socket another penha process handed over (`penha upgrade`): nothing is bound.
+    case adopted(Int32)
 }
 
 /// penha's TCP data path: `threads` event loops over edge-triggered epoll, each with its own
@@ -65,8 +67,8 @@ public final class Engine: Sendable {
     /// The running threads: made by `start`, joined and dropped by `stop`.
     private let running = Mutex<[EngineThread]>([])
     /// Taken under the lock: the orders to all threads, and a thread's wake-up at the limit.
-    private var threads: [EngineThread] { running.withLock { $0 } }
-    private let listener = Atomic<Int32>(-1)
+    var threads: [EngineThread] { running.withLock { $0 } }
+    let listener = Atomic<Int32>(-1)
     /// `-x`: 0 for no limit; and the client connections open across all threads.
     let limit: Atomic<Int>
     let active = Atomic<Int>(0)
@@ -98,6 +100,8 @@ public final class Engine: Sendable {
             bound = try Listener.inet(address, backlog: backlog, freeBind: freeBind, noDelay: noDelay)
         case .unix(let path):
             bound = try Listener.unix(path, backlog: backlog)
+        case .adopted(let descriptor):
+            bound = Listener.Bound(descriptor: descriptor, address: Socket.localAddress(descriptor))
         }
         listener.store(bound.descriptor, ordering: .relaxed)
         do {

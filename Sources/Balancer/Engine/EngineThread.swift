@@ -25,9 +25,15 @@ final class EngineThread: @unchecked Sendable {
         case report(Countdown)
         /// Close every connection, leave the loop (the engine then joins the thread).
         case stop
+        /// A handover: stop accepting, give the connections that can move to the collector.
+        case capture(CaptureCollector)
+        /// Accept on this listener again (a handover failed before its connections left).
+        case listen(Int32)
+        /// Relay these, handed over by another process; count down `done` once they are.
+        case adopt([CapturedConnection], Countdown)
     }
 
-    private static let listenerToken = UInt64.max
+    static let listenerToken = UInt64.max
     private static let wakeToken = UInt64.max - 1
     /// Accepts per loop turn, and pump rounds per connection per turn: no one socket starves the rest.
     private static let acceptBurst = 64
@@ -40,7 +46,7 @@ final class EngineThread: @unchecked Sendable {
 
     let epoll: Int32
     private let wake: Int32
-    private(set) var listener: Int32
+    var listener: Int32
     private let inbox = Mutex<[Order]>([])
     private let waitingForPlace = Atomic<Bool>(false)
     var isWaitingForPlace: Bool { waitingForPlace.load(ordering: .relaxed) }
@@ -57,7 +63,7 @@ final class EngineThread: @unchecked Sendable {
     private var handle: pthread_t?
 
     // Confined to the thread from here on.
-    private var slots: [Connection] = []
+    private(set) var slots: [Connection] = []
     private var freeSlots: [Int] = []
     var pool = BufferPool()
     /// Connections whose last pump stopped at `pumpRounds` with work left.
@@ -66,8 +72,8 @@ final class EngineThread: @unchecked Sendable {
     private var pumping: [Int] = []
     var reportsDue: [Int] = []
     private var reporting: [Int] = []
-    private var listenerReady = false
-    private var accepting = true
+    var listenerReady = false
+    var accepting = true
     private var running = true
     private var backOffUntil: UInt64 = 0
     private var nextSweep: UInt64 = 0
@@ -246,10 +252,17 @@ final class EngineThread: @unchecked Sendable {
         case .stop:
             stopAccepting()
             running = false
+        case .capture(let collector):
+            capture(into: collector)
+        case .listen(let descriptor):
+            listen(descriptor)
+        case .adopt(let connections, let done):
+            for connection in connections { adopt(connection) }
+            done.countDown()
         }
     }
 
-    private func stopAccepting() {
+    func stopAccepting() {
         if listener >= 0 { _ = penha_epoll_remove(epoll, listener) }
         listener = -1
         accepting = false
@@ -325,7 +338,7 @@ final class EngineThread: @unchecked Sendable {
         perform(connection, connection.machine.admitted(terminatesTLS: engine.tls != nil, now: now))
     }
 
-    private func takeSlot() -> Connection {
+    func takeSlot() -> Connection {
         if let slot = freeSlots.popLast() { return slots[slot] }
         let connection = Connection(slot: slots.count)
         slots.append(connection)
@@ -360,6 +373,8 @@ final class EngineThread: @unchecked Sendable {
     /// make a stream cut off by the reset look complete. The machine returns `.close` once,
     /// so a slot goes into `freeSlots` once and a server's count comes back once.
     private func end(_ connection: Connection, _ close: consuming ConnectionStateMachine.Close) {
+        // Handed over: its sockets went to the other process (-1 here), which logs its request.
+        let handedOver = close.reason == .handedOver
         Socket.close(connection.client.descriptor, reset: close.reset)
         Socket.close(connection.server.descriptor, reset: close.reset)
         switch close.release {
@@ -375,7 +390,7 @@ final class EngineThread: @unchecked Sendable {
                 }
                 runtime.state.finished(report.placement, connection: number, target: report.target)
             }
-            if requestUnlogged {
+            if requestUnlogged && !handedOver {
                 engine.events.logConnection(client: connection.clientKey, server: connection.machine.lease?.address,
                                             request: PenLogLine.noRequest)
             }
@@ -400,7 +415,7 @@ final class EngineThread: @unchecked Sendable {
             }
         case .noServer:
             engine.events.log(.info, "no server available, closing client", ["client": connection.peer.text])
-        case .finished, .failed, .closed, .idleTimeout, .drainBound, .setupFailed, .localFailure:
+        case .finished, .failed, .closed, .idleTimeout, .drainBound, .setupFailed, .localFailure, .handedOver:
             break
         }
     }

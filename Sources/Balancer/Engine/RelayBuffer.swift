@@ -242,6 +242,28 @@ struct RelayBuffer {
         end = 0
     }
 
+    /// Everything queued, in the order it would have been written (the kernel pipe's bytes
+    /// first, as `send` takes them first), taken out: the connection moves to another
+    /// process (`penha upgrade`). nil when the kernel pipe cannot be read.
+    mutating func takeAll(_ pool: inout BufferPool) -> [UInt8]? {
+        var bytes: [UInt8] = []
+        bytes.reserveCapacity(pending)
+        if inKernelPipe > 0, let kernelPipe {
+            var chunk = [UInt8](repeating: 0, count: inKernelPipe)
+            // Bounded: each read takes bytes out of the pipe, which holds `inKernelPipe`.
+            while bytes.count < inKernelPipe {
+                let count = chunk.withUnsafeMutableBytes { read(kernelPipe.read, $0.baseAddress, inKernelPipe - bytes.count) }
+                guard count > 0 else { return nil }
+                bytes += chunk.prefix(count)
+            }
+        }
+        if end > start, let buffer { bytes += UnsafeRawBufferPointer(start: buffer + start, count: end - start) }
+        if let spill { bytes += spill.readableBytesView }
+        inKernelPipe = 0
+        reset(&pool)
+        return bytes
+    }
+
     /// The connection ended: whatever is queued is dropped.
     mutating func reset(_ pool: inout BufferPool) {
         start = end

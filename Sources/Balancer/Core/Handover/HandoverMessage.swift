@@ -91,7 +91,9 @@ public enum HandoverMessage: Equatable, Sendable {
     /// The first line a new process sends on the control socket, before the command parser
     /// sees it (not a command: a command line could never carry descriptors), followed by the
     /// path of the Unix socket it listens on for the handover.
-    public static let requestLine = "PENHA-HANDOVER 1"
+    public static let requestLine = "\(requestKeyword) \(version)"
+    /// What a handover request of any version starts with.
+    public static let requestKeyword = "PENHA-HANDOVER"
 
     var kind: UInt8 {
         switch self {

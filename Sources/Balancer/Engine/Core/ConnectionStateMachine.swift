@@ -80,6 +80,8 @@ public struct ConnectionStateMachine: Sendable {
         case noServer
         /// A connect failed for a reason of this host's (logged by the engine).
         case localFailure
+        /// Handed over to another penha process, its sockets open (`handedOver`).
+        case handedOver
     }
 
     public struct Close: Sendable {
@@ -212,6 +214,21 @@ public struct ConnectionStateMachine: Sendable {
         state = expectsProxyHeader ? .awaitingProxyHeader(deadline: now + Self.proxyHeaderTimeout) : .placing
         stage = Self.stage(of: state)
         activity = Activity(lastActive: now)
+    }
+
+    /// A relaying connection another penha process handed over (`penha upgrade`): connected
+    /// as `number` of this process's state, its directions as far as they had got there.
+    public init(adopted lease: Lease, number: Int, timeouts: Timeouts, toServer: HandedOverFlow, toClient: HandedOverFlow,
+                logsRequest: Bool, now: UInt64) {
+        var relaying = Relaying(lease: lease, number: number)
+        if toServer.sourceEnded && toClient.sourceEnded { relaying.drainDeadline = now + Self.drainBound }
+        state = .relaying(relaying)
+        stage = .relaying
+        activity = Activity(lastActive: now)
+        self.timeouts = timeouts
+        self.toServer = Flow(sourceEnded: toServer.sourceEnded, shutDown: toServer.shutDown)
+        self.toClient = Flow(sourceEnded: toClient.sourceEnded, shutDown: toClient.shutDown)
+        self.logsRequest = logsRequest
     }
 
     /// Kept beside `state` (set with it) rather than computed from it: the data path asks on
@@ -394,6 +411,13 @@ public struct ConnectionStateMachine: Sendable {
     }
 
     // MARK: ends
+
+    /// The connection goes to another penha process (`penha upgrade`): closed here with what
+    /// the state is owed, its sockets left open for the engine to hand over. Only a relaying one.
+    public mutating func handedOver() -> Action {
+        guard stage == .relaying else { return .none }
+        return ending(reset: false, .handedOver)
+    }
 
     /// A read or write failed, or epoll reported a socket error: both sides are reset. During
     /// a connect that is the client's doing, so the server keeps its standing.

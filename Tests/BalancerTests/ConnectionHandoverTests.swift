@@ -1,0 +1,95 @@
+import NIOCore
+import XCTest
+@testable import BalancerCore
+import EngineCore
+
+/// A connection's move between two penha processes (issue 20), in the pure parts: the old
+/// process's machine lets a relaying connection go with what its server is owed, the state
+/// of the new one counts it on the server it was on, and its machine carries on relaying
+/// from where the directions had got.
+final class ConnectionHandoverTests: XCTestCase {
+    private typealias Machine = ConnectionStateMachine
+
+    func testARelayingConnectionIsHandedOverOnceWithWhatItsServerIsOwed() {
+        var driver = ConnectionDriver(servers: 2)
+        driver.logsRequests = true
+        driver.relay()
+        _ = driver.machine.read(300, .toServer, now: driver.now)
+        driver.perform(driver.machine.handedOver())
+        XCTAssertEqual(driver.closes.count, 1)
+        let close = driver.closes[0]
+        XCTAssertEqual(close.reason, .handedOver)
+        XCTAssertFalse(close.reset, "its sockets are not the old process's to reset")
+        guard case .finished(let report, _, let requestUnlogged) = close.release else { return XCTFail("\(close.release)") }
+        XCTAssertEqual(report.toServer, 300, "the bytes read so far are counted where they were read")
+        XCTAssertTrue(requestUnlogged, "-l's line is the new process's to write")
+        XCTAssertEqual(driver.state.servers.servers[0].connections, 0, "the old process's count given back")
+        if case .none = driver.machine.handedOver() {} else { XCTFail("handed over twice") }
+    }
+
+    func testOnlyARelayingConnectionIsHandedOver() {
+        var driver = ConnectionDriver(servers: 2)
+        driver.accept()
+        XCTAssertEqual(driver.machine.stage, .connecting)
+        if case .none = driver.machine.handedOver() {} else { XCTFail("a connect in progress stays") }
+        var fresh = Machine()
+        if case .none = fresh.handedOver() {} else { XCTFail("nothing to hand over") }
+    }
+
+    func testTheStateCountsAnAdoptedConnectionOnItsServerAndTheClientGoesBackThere() {
+        var state = BalancerState(servers: makeServers(3), clients: ClientTable(capacity: 16), selection: Selection())
+        guard let (placement, number) = state.adopt(client: client(9), target: .server(2), peer: .text("192.0.2.9:4000"),
+                                                    connectedAt: at(1), now: at(5)) else { return XCTFail("not adopted") }
+        XCTAssertEqual(state.servers.servers[2].connections, 1)
+        XCTAssertEqual(state.activeConnections, 1)
+        XCTAssertEqual(state.connections[number]?.since, at(1), "connected when the old process connected it")
+        var next = state.accept(client: client(9), now: at(6))
+        XCTAssertEqual(state.nextTarget(&next, now: at(6)), .server(2), "the client table follows the adopted connection")
+        state.finished(placement, connection: number, target: .server(2))
+        XCTAssertEqual(state.servers.servers[2].connections, 1, "only the count nextTarget just took is left")
+        XCTAssertNil(state.adopt(client: client(9), target: .server(3), peer: .text("x"), connectedAt: at(1), now: at(5)),
+                     "a server this process does not have")
+        XCTAssertNil(state.adopt(client: client(9), target: .abuse, peer: .text("x"), connectedAt: at(1), now: at(5)), "no abuse server here")
+    }
+
+    func testAnAdoptedMachineRelaysFromWhereTheDirectionsHadGot() {
+        var state = BalancerState(servers: makeServers(2), clients: ClientTable(capacity: 16), selection: Selection())
+        guard let (placement, number) = state.adopt(client: client(1), target: .server(1), peer: .text("c"), connectedAt: at(0),
+                                                    now: at(0)),
+              let lease = state.servers.read(.server(1), { server in
+                  Lease(placement: placement, target: .server(1), address: server.address, source: nil, host: server.host,
+                        port: server.port, noDelay: false, proxyProtocol: server.proxyProtocol)
+              }) else { return XCTFail("not adopted") }
+        var machine = Machine(adopted: lease, number: number, timeouts: Machine.Timeouts(connectSeconds: 3, idleSeconds: 10),
+                              toServer: HandedOverFlow(sourceEnded: true, shutDown: true), toClient: HandedOverFlow(pending: [1]),
+                              logsRequest: false, now: 0)
+        XCTAssertEqual(machine.stage, .relaying)
+        XCTAssertEqual(machine.number, number)
+        XCTAssertEqual(machine.lease?.target, .server(1))
+        XCTAssertTrue(machine.toServer.shutDown, "the client's end was passed on in the old process")
+        XCTAssertFalse(machine.toClient.isEndPending)
+        machine.sourceEnded(.toClient, now: 1)
+        guard case .close(let close) = machine.outputFlushed(.toClient) else { return XCTFail("both ends passed on: done") }
+        XCTAssertEqual(close.reason, .finished)
+        var idle = Machine(adopted: lease, number: number, timeouts: Machine.Timeouts(connectSeconds: 3, idleSeconds: 10),
+                           toServer: HandedOverFlow(), toClient: HandedOverFlow(), logsRequest: false, now: 5_000_000_000)
+        if case .close = idle.tick(now: 14_000_000_000) { XCTFail("idle counted from the adoption, not before") }
+        guard case .close(let timedOut) = idle.tick(now: 15_000_000_000) else { return XCTFail("the idle timeout applies") }
+        XCTAssertEqual(timedOut.reason, .idleTimeout)
+    }
+
+    func testAnAdoptedConnectionWhoseSourcesBothEndedIsDrainBounded() {
+        var state = BalancerState(servers: makeServers(1), clients: ClientTable(capacity: 16), selection: Selection())
+        guard let (placement, number) = state.adopt(client: client(1), target: .server(0), peer: .text("c"), connectedAt: at(0),
+                                                    now: at(0)),
+              let lease = state.servers.read(.server(0), { server in
+                  Lease(placement: placement, target: .server(0), address: server.address, source: nil, host: server.host,
+                        port: server.port, noDelay: false, proxyProtocol: server.proxyProtocol)
+              }) else { return XCTFail("not adopted") }
+        var machine = Machine(adopted: lease, number: number, timeouts: Machine.Timeouts(connectSeconds: 3, idleSeconds: 0),
+                              toServer: HandedOverFlow(pending: [1], sourceEnded: true), toClient: HandedOverFlow(pending: [2], sourceEnded: true),
+                              logsRequest: false, now: 0)
+        guard case .close(let close) = machine.tick(now: Machine.drainBound) else { return XCTFail("the drain bound applies") }
+        XCTAssertEqual(close.reason, .drainBound)
+    }
+}
