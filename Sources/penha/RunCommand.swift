@@ -51,6 +51,7 @@ struct RunCommand: Subcommand {
     var multiAccept: String?
     var windowsService: String?
     var asciiDump = false
+    var takeover: String?
     var listen: String?
     var servers: [String] = []
 
@@ -107,6 +108,9 @@ struct RunCommand: Subcommand {
                 .value("-m", valueName: "count", help: nil, \.multiAccept),
                 .value("-i", valueName: "name", help: nil, \.windowsService),
                 .flag("-a", help: nil, \.asciiDump),
+                .value("--takeover", valueName: "socket",
+                       help: "Take the listener and connections of the penha whose control socket this is, with the same "
+                           + "configuration (penha upgrade does this); it exits once they moved.", \.takeover),
             ],
             operands: [
                 .optional("listen", help: "Listen on [host:]port, [v6]:port, :::port or a Unix socket path (or a 'listen' "
@@ -243,16 +247,31 @@ struct RunCommand: Subcommand {
         } catch {
             throw RuntimeFailure(description: "cannot start: \(SystemErrorText.describe(error))")
         }
+        let handover: Takeover?
+        do {
+            handover = try takeover.map { try Takeover(controlPath: $0) }
+        } catch {
+            throw RuntimeFailure(description: "takeover failed, the old penha serves on: \(error)")
+        }
         let address: SocketAddress?
         do {
-            address = try service.start().wait()
+            address = try service.start(adoptingListener: handover?.listener).wait()
         } catch {
             throw RuntimeFailure(description: "cannot listen on \(configuration.listen): \(SystemErrorText.describe(error))")
+        }
+        if let handover {
+            do {
+                let answer = try handover.adoptConnections(into: service)
+                logger.notice("took over from pid \(handover.oldProcess): \(answer)")
+            } catch {
+                throw RuntimeFailure(description: "takeover failed, the old penha serves on: \(error)")
+            }
         }
         let controlChannel: Channel?, metricsChannel: Channel?, vrrp: VRRPNode
         do {
             (controlChannel, metricsChannel, vrrp) = try startAfterListening(service, configuration: configuration,
-                                                                             address: address, logger: logger)
+                                                                             address: address, replacing: handover != nil,
+                                                                             logger: logger)
         } catch {
             // A start that fails after the listener leaves nothing announced: the BGP routes go.
             _ = try? service.stop().wait()
@@ -264,14 +283,22 @@ struct RunCommand: Subcommand {
         try? systemd?.ready(service).wait()
         let updates = systemd?.startUpdates(service, vrrp: vrrp)
         serveSignals(service, systemd: systemd, logger: logger)
-        systemd?.stopping()
+        let successor = service.handedOverTo
+        if let successor {
+            // systemd follows the new process as the unit's main one (NotifyAccess=main: this one may say so).
+            systemd?.send(["MAINPID=\(successor)", "STATUS=handed over to pid \(successor)"])
+        } else {
+            systemd?.stopping()
+        }
         updates?.forEach { $0.cancel() }
         // What this process made and leaves: the pid file, and the Unix sockets it bound (a
         // later penha would replace them as stale, but a socket nobody serves is litter).
-        // Not after -j: the paths would name files inside the jail.
+        // Not after -j: the paths would name files inside the jail. Not after a handover
+        // either: the new process has them now.
         let bound = [configuration.listen.socketPath, controlChannel == nil ? nil : (try? controlAddress)?.socketPath]
-        let sockets = chroot == nil ? bound.compactMap { $0 } : []
-        let removeFiles: @Sendable () -> Void = { [pidFile] in (sockets + [pidFile].compactMap { $0 }).forEach { _ = unlink($0) } }
+        let sockets = chroot == nil && successor == nil ? bound.compactMap { $0 } : []
+        let ownPidFile = successor == nil ? pidFile : nil
+        let removeFiles: @Sendable () -> Void = { (sockets + [ownPidFile].compactMap { $0 }).forEach { _ = unlink($0) } }
         let deadline = ShutdownDeadline(logger: logger, beforeExit: removeFiles)
         // VRRP first: the master resigns (priority 0) and removes its VIPs, so the backup
         // takes over at once, even if a later step is what the deadline cuts short.
@@ -289,11 +316,11 @@ struct RunCommand: Subcommand {
     /// What starts once the listener is bound: the control socket, the metrics, the pid file,
     /// the privileges given up, and VRRP.
     private func startAfterListening(_ service: BalancerService, configuration: Configuration, address: SocketAddress?,
-                                     logger: Logger) throws -> (control: Channel?, metrics: Channel?, vrrp: VRRPNode) {
-        let controlChannel = try startControl(service, logger: logger)
+                                     replacing: Bool, logger: Logger) throws -> (control: Channel?, metrics: Channel?, vrrp: VRRPNode) {
+        let controlChannel = try startControl(service, replacing: replacing, logger: logger)
         let metricsChannel = try configuration.metrics.map { endpoint in
             do {
-                let channel = try MetricsServer.start(endpoint, service: service).wait()
+                let channel = try startMetrics(endpoint, service, replacing: replacing)
                 logger.info("metrics on http://\(endpoint)/metrics")
                 return channel
             } catch {
@@ -320,6 +347,16 @@ struct RunCommand: Subcommand {
             throw RuntimeFailure(description: "cannot start VRRP: \(error)")
         }
         return (controlChannel, metricsChannel, vrrp)
+    }
+
+    /// The metrics listener; after a takeover the old penha holds the port until it exits,
+    /// a moment after the handover, so the bind is tried again for at most 3 s.
+    private func startMetrics(_ endpoint: MetricsEndpoint, _ service: BalancerService, replacing: Bool) throws -> Channel {
+        for _ in 0..<(replacing ? 30 : 0) {
+            if let channel = try? MetricsServer.start(endpoint, service: service).wait() { return channel }
+            usleep(100_000)
+        }
+        return try MetricsServer.start(endpoint, service: service).wait()
     }
 
     /// The listener is closed (new clients are refused at once): the established connections
@@ -365,12 +402,12 @@ struct RunCommand: Subcommand {
     }
 
     /// `-C`, or the default socket when it can be made (root); a `-C` that fails is fatal.
-    private func startControl(_ service: BalancerService, logger: Logger) throws -> Channel? {
+    private func startControl(_ service: BalancerService, replacing: Bool, logger: Logger) throws -> Channel? {
         let address = try controlAddress
         // `exit` is sent as SIGTERM to this process, so it takes the same path as a signal.
         let onExit: @Sendable () -> Void = { kill(getpid(), SIGTERM) }
         do {
-            let channel = try ControlServer.start(address, service: service, onExit: onExit).wait()
+            let channel = try ControlServer.start(address, service: service, replacing: replacing, onExit: onExit).wait()
             let bound: Endpoint
             if case .inet(let host, _) = address, let port = channel.localAddress?.port {
                 bound = .inet(host: host, port: port)

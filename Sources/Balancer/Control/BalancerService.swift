@@ -44,7 +44,9 @@ public final class BalancerService: Sendable {
     private let engine = Mutex<Engine?>(nil)
     /// Set when a stopping penha drains its connections.
     private let drain = Mutex<Drain?>(nil)
-    private var tcp: Engine? { engine.withLock { $0 } }
+    var tcp: Engine? { engine.withLock { $0 } }
+    /// The old process's side of a handover to a new one (`penha upgrade`).
+    private let handover = HandoverGiver()
     /// Set once VRRP runs. Its statuses ask the interfaces, so they are gathered on the thread
     /// pool and only for a report that shows the instances.
     private let vrrp = Mutex<(any VRRPControl)?>(nil)
@@ -112,7 +114,7 @@ public final class BalancerService: Sendable {
     }
 
     /// Binds the listening socket; returns the address actually bound (useful with port 0).
-    public func start() -> EventLoopFuture<SocketAddress?> {
+    public func start(adoptingListener adopted: Int32? = nil) -> EventLoopFuture<SocketAddress?> {
         let configuration = configuration
         // A backup listens on the virtual address before it is on the interface, so it
         // serves the moment it becomes master; `freebind` does the same for a penha beside the
@@ -122,7 +124,7 @@ public final class BalancerService: Sendable {
         if configuration.udp {
             bound = eventLoop.flatSubmit { self.startUDP(configuration, freeBind: freeBindWanted) }
         } else {
-            bound = eventLoop.makeCompletedFuture { try self.startEngine(configuration, freeBind: freeBindWanted) }
+            bound = eventLoop.makeCompletedFuture { try self.startEngine(configuration, freeBind: freeBindWanted, adopting: adopted) }
         }
         startWebStatsTimer()
         eventLoop.execute {
@@ -162,18 +164,23 @@ public final class BalancerService: Sendable {
         }
     }
 
-    /// The TCP data path's threads and listeners.
-    private func startEngine(_ configuration: Configuration, freeBind: Bool) throws -> SocketAddress? {
+    /// The TCP data path's threads and listeners; `adopting`: the listening socket another
+    /// penha process handed over (nothing is bound).
+    private func startEngine(_ configuration: Configuration, freeBind: Bool, adopting: Int32?) throws -> SocketAddress? {
         let engine = try Engine(shared: shared, events: events, tls: tls, threads: configuration.threads,
                                 limit: configuration.connectionsMax, acceptProxy: configuration.acceptProxy)
         let address: EngineListenAddress
-        switch configuration.listen {
-        case .inet(let host, let port):
-            address = .inet(try SocketAddress.makeAddressResolvingHost(host, port: port), freeBind: freeBind)
-        case .unix(let path):
-            // As the control socket: a stale socket is replaced, a live one or a file is not.
-            try ControlServer.claim(path)
-            address = .unix(path: path)
+        if let adopting {
+            address = .adopted(adopting)
+        } else {
+            switch configuration.listen {
+            case .inet(let host, let port):
+                address = .inet(try SocketAddress.makeAddressResolvingHost(host, port: port), freeBind: freeBind)
+            case .unix(let path):
+                // As the control socket: a stale socket is replaced, a live one or a file is not.
+                try ControlServer.claim(path)
+                address = .unix(path: path)
+            }
         }
         let bound = try engine.start(address, backlog: configuration.backlog, noDelay: configuration.tcpNoDelay)
         self.engine.withLock { $0 = engine }
@@ -256,6 +263,26 @@ public final class BalancerService: Sendable {
             return drain?.decide(now: .now(), connections: open)
         } ?? .exit(closing: open)
     }
+
+    /// A new penha process asked for this one's listener and connections (the control
+    /// socket's handover request): the whole handover, on a thread of its own, bounded. The
+    /// answer says how it went; `exitRequested` once it succeeded.
+    func handOver(to path: String, requester: (pid: Int32, uid: UInt32)) -> EventLoopFuture<Reply> {
+        let pool = NIOThreadPool(numberOfThreads: 1)
+        pool.start()
+        let answer = pool.runIfActive(eventLoop: eventLoop) { self.handover.handOver(self, engine: self.tcp, path: path, requester: requester) }
+        answer.whenComplete { _ in pool.shutdownGracefully { _ in } }
+        return answer
+    }
+
+    /// Connections the old process handed over (`penha run --takeover`): relayed from now on.
+    public func adopt(_ connections: [CapturedConnection]) {
+        tcp?.adopt(connections)
+    }
+
+    /// The new process's pid once this one handed over to it: it stops without touching
+    /// what the new one took (the pid file, the sockets' paths).
+    public var handedOverTo: Int32? { handover.handedOverTo }
 
     /// The TCP engine's threads and their loop turns, for the watchdog (none before it starts).
     public var engineThreadTurns: [ProgressWatch.Turns] { tcp?.threadTurns ?? [] }

@@ -19,7 +19,9 @@ public enum ControlServer {
     /// socket is made mode 0600: the socket is the only authentication there is. A TCP port
     /// has none (pen's has none either), so it refuses the commands that name a file unless
     /// `control_tcp_files` is on (`BalancerService.execute`).
-    public static func start(_ address: Endpoint, service: BalancerService,
+    /// `replacing`: the penha that listens on the path now is handing over to this one; the
+    /// new socket is renamed over its path, so a client always finds one of them.
+    public static func start(_ address: Endpoint, service: BalancerService, replacing: Bool = false,
                              onExit: @escaping @Sendable () -> Void) -> EventLoopFuture<Channel> {
         let eventLoop = service.eventLoop
         // No limit on control connections, but the data path's back-off when descriptors run out.
@@ -53,7 +55,7 @@ public enum ControlServer {
                     ConfigurationError("cannot create \(directory): \(SystemErrorText.describe(errno: errno))"))
             }
             do {
-                try claim(path)
+                if !replacing { try claim(path) }
             } catch {
                 return eventLoop.makeFailedFuture(error)
             }
@@ -193,7 +195,29 @@ final class ControlHandler: ChannelInboundHandler {
             return
         }
         let text = String(decoding: line, as: UTF8.self)
+        if HandoverPolicy.isRequest(text) { return handOver(context, text) }
         service.execute(text, overTCP: overTCP).assumeIsolated().whenSuccess { reply in
+            self.reply(context, reply)
+        }
+    }
+
+    /// A new penha process asks for this one's listener and connections: never a command (it
+    /// could not carry descriptors), so it is taken before the parser. Unix sockets only: the
+    /// kernel tells who is asking (SO_PEERCRED), which a TCP port cannot.
+    private func handOver(_ context: ChannelHandlerContext, _ text: String) {
+        guard !overTCP, let path = HandoverPolicy.requestedPath(text), let provider = context.channel as? SocketOptionProvider else {
+            return reply(context, Reply(errors: ["handover refused: a handover is asked for on a Unix control socket, as "
+                                                 + "'\(HandoverMessage.requestLine) /absolute/path'"]))
+        }
+        // Bounded by the handover's own waits, not the line's.
+        timeout?.cancel()
+        let service = self.service
+        let credentials: EventLoopFuture<PeerCredentials> = provider.unsafeGetSocketOption(level: SocketOptionLevel(SOL_SOCKET), name: SocketOptionName(SO_PEERCRED))
+        credentials.flatMap { peer in
+            service.handOver(to: path, requester: (peer.pid, peer.uid))
+        }.recover { error in
+            Reply(errors: ["handover refused: SO_PEERCRED: \(error)"])
+        }.assumeIsolated().whenSuccess { reply in
             self.reply(context, reply)
         }
     }
@@ -207,4 +231,12 @@ final class ControlHandler: ChannelInboundHandler {
             if reply.exitRequested { onExit() }
         }
     }
+}
+
+/// struct ucred as SO_PEERCRED fills it (Linux: pid_t, uid_t, gid_t), which Swift's Glibc
+/// module does not import.
+struct PeerCredentials: Sendable {
+    var pid: Int32 = 0
+    var uid: UInt32 = 0
+    var gid: UInt32 = 0
 }

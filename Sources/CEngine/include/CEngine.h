@@ -94,4 +94,18 @@ static inline int penha_pipe(int fds[2]) { return pipe2(fds, 04000 /* O_NONBLOCK
 
 static inline int penha_eventfd(void) { return eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC); }
 
+// The handover between two penha processes (HandoverSocket): descriptors over SCM_RIGHTS,
+// at most SCM_MAX_FD (253) a message, and the peer's credentials (SO_PEERCRED).
+#define PENHA_MAX_DESCRIPTORS 253
+static const int penha_max_descriptors = PENHA_MAX_DESCRIPTORS;
+// sendmsg of `length` bytes with `count` descriptors (0 to PENHA_MAX_DESCRIPTORS), MSG_NOSIGNAL.
+long penha_send_descriptors(int fd, const void *buffer, size_t length, const int *descriptors, int count);
+// recvmsg of at most `length` bytes; the descriptors that came (close-on-exec) into
+// `descriptors`, their number in `count`; `truncated` set when some were lost (MSG_CTRUNC,
+// or more than `capacity`, which are closed).
+long penha_receive_descriptors(int fd, void *buffer, size_t length, int *descriptors, int capacity, int *count,
+                               int *truncated);
+// The peer's process and user (SO_PEERCRED): 0, or -1 with errno.
+int penha_peer_credentials(int fd, int *pid, unsigned int *uid);
+
 #endif

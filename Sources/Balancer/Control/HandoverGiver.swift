@@ -1,0 +1,117 @@
+import BalancerCore
+import Engine
+import Logging
+import NIOCore
+import NIOPosix
+import Synchronization
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// The old process's side of a handover (`penha upgrade`, `penha run --takeover`): asked on
+/// the control socket, it connects to the socket the new process listens on, checks that the
+/// process there is the one that asked and of penha's own user, sends the listener, stops
+/// accepting once the new process accepts, then sends every connection that can move (plain
+/// TCP; TLS ones drain here) and exits once the new process has adopted them. A failure
+/// before the connections leave changes nothing: this process accepts and relays on.
+final class HandoverGiver: Sendable {
+    /// While connections are still being set up (connecting to their server), captures are
+    /// repeated this often for at most `settleBound`, so that they move too.
+    static let captureInterval = Duration.milliseconds(10)
+    static let settleBound = Duration.seconds(1)
+
+    /// The new process's pid once a handover succeeded; nil before.
+    private let successor = Mutex<Int32?>(nil)
+    private let inProgress = Atomic<Bool>(false)
+
+    var handedOverTo: Int32? { successor.withLock { $0 } }
+
+    /// Runs a whole handover, blocking (bounded: every wait is, see `HandoverSocket`): call it
+    /// off the event loop. `requester`: the control connection's peer.
+    func handOver(_ service: BalancerService, engine: Engine?, path: String, requester: (pid: Int32, uid: UInt32)) -> Reply {
+        guard inProgress.compareExchange(expected: false, desired: true, ordering: .relaxed).exchanged else {
+            return Reply(errors: ["handover refused: another handover is in progress"])
+        }
+        defer { inProgress.store(false, ordering: .relaxed) }
+        let logger = service.logger
+        do {
+            let moved = try give(service, engine: engine, path: path, requester: requester)
+            successor.withLock { $0 = requester.pid }
+            let text = "handed over to pid \(requester.pid): the listener and \(moved.connections) connections"
+                + (moved.staying > 0 ? "; \(moved.staying) connections (TLS, or mid-request with -H) drain here" : "")
+            logger.notice("\(text)")
+            return Reply(lines: [text], exitRequested: true)
+        } catch {
+            logger.error("handover to pid \(requester.pid) failed, serving on: \(error)")
+            return Reply(errors: ["handover failed, the old process serves on: \(error)"])
+        }
+    }
+
+    private func give(_ service: BalancerService, engine: Engine?, path: String,
+                      requester: (pid: Int32, uid: UInt32)) throws -> (connections: Int, staying: Int) {
+        if let refusal = HandoverPolicy.refusal(for: service.configuration, draining: service.drainReport() != nil,
+                                                requester: requester.uid, own: geteuid()) {
+            throw HandoverFailure(refusal)
+        }
+        guard let engine, let listener = engine.listenerDescriptor else { throw HandoverFailure("no TCP listener to hand over") }
+        let socket = try HandoverSocket.connect(to: path)
+        let peer = try socket.peer
+        // The socket named in the request must be the requesting process's own.
+        guard peer.pid == requester.pid, peer.uid == requester.uid else {
+            throw HandoverFailure("\(path) belongs to pid \(peer.pid) (uid \(peer.uid)), not to the process that asked")
+        }
+        try socket.send(.listener, descriptors: [listener])
+        try expect(.accepting, from: socket)
+        // From here the new process accepts; whatever fails before the connections leave, this one accepts again.
+        var capture = engine.capture()
+        var sent = 0
+        let started = ContinuousClock.now
+        while true {
+            var unsent = capture.connections[...]
+            do {
+                try send(&unsent, over: socket)
+            } catch {
+                // Not sent: this process relays them on, and accepts again.
+                engine.adopt(Array(unsent))
+                engine.resumeAccepting()
+                throw error
+            }
+            sent += capture.connections.count
+            guard capture.settingUp > 0, ContinuousClock.now - started < Self.settleBound else { break }
+            usleep(UInt32(Self.captureInterval.components.attoseconds / 1_000_000_000_000))
+            capture = engine.capture()
+        }
+        try socket.send(.done)
+        do {
+            try expect(.adopted, from: socket)
+        } catch {
+            // What was sent is the other process's now (gone with it if it died); new clients come here again.
+            engine.resumeAccepting()
+            throw error
+        }
+        engine.closeListener()
+        return (sent, engine.openConnections)
+    }
+
+    /// Sends the connections in batches a frame can carry, closing this process's copies of
+    /// each batch once it is sent; what is left in `connections` was not sent.
+    private func send(_ connections: inout ArraySlice<CapturedConnection>, over socket: HandoverSocket) throws {
+        for batch in HandoverMessage.batches(connections.map(\.record)) {
+            let captured = connections.prefix(batch.count)
+            try socket.send(.connections(batch), descriptors: captured.flatMap { [$0.client, $0.server] })
+            for connection in captured {
+                close(connection.client)
+                close(connection.server)
+            }
+            connections = connections.dropFirst(batch.count)
+        }
+    }
+
+    private func expect(_ wanted: HandoverMessage, from socket: HandoverSocket) throws {
+        let (message, descriptors) = try socket.receive()
+        for descriptor in descriptors { close(descriptor) }
+        if case .refused(let reason) = message { throw HandoverFailure("the new process refused: \(reason)") }
+        guard message == wanted else { throw HandoverError.unexpected("\(message.name) where \(wanted.name) was due") }
+    }
+}

@@ -1,0 +1,125 @@
+import Balancer
+import BalancerCore
+import Engine
+import Logging
+import NIOCore
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// The new process's side of a handover (`penha run --takeover SOCKET`): it asks the running
+/// penha on its control socket, takes its listener before binding anything, then its
+/// connections once its own engine runs. Every wait is bounded; a failure exits this process
+/// with the reason, and the old one serves on.
+final class Takeover {
+    /// The old process's answer, read once everything moved: its own waits come first.
+    static let answerTimeout = 30
+    private let control: Int32
+    private let socket: HandoverSocket
+    private var reception = HandoverReception()
+    /// The old process's pid (SO_PEERCRED of its connection to us).
+    let oldProcess: Int32
+    /// The listening socket the old process sent.
+    let listener: Int32
+
+    /// Asks the penha on `controlPath` to hand over and takes its listener.
+    init(controlPath: String) throws {
+        let directory = controlPath.lastIndex(of: "/").map { String(controlPath[..<$0]) } ?? "."
+        let path = "\(directory.isEmpty ? "" : directory)/.penha-handover-\(getpid())"
+        unlink(path)
+        let listening = try HandoverSocket.listen(at: path)
+        defer {
+            close(listening)
+            unlink(path)
+        }
+        let control = try Self.connectControl(controlPath)
+        self.control = control
+        do {
+            let request = Array("\(HandoverMessage.requestLine) \(path)\n".utf8)
+            guard request.withUnsafeBytes({ send(control, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }) == request.count else {
+                throw HandoverFailure("cannot send the request on \(controlPath): \(SystemErrorText.describe(errno: errno))")
+            }
+            // The old process connects, or refuses at once and answers why.
+            var ready = [pollfd(fd: listening, events: Int16(POLLIN), revents: 0), pollfd(fd: control, events: Int16(POLLIN), revents: 0)]
+            let seconds = Int32(HandoverSocket.timeout.components.seconds)
+            guard poll(&ready, 2, seconds * 1000) > 0 else { throw HandoverFailure("the old process did not connect within \(seconds) s") }
+            guard ready[0].revents & Int16(POLLIN) != 0 else {
+                throw HandoverFailure(Self.answer(control, within: 1) ?? "the old process closed its control connection")
+            }
+            socket = try HandoverSocket.accept(listening)
+            let peer = try socket.peer
+            guard peer.uid == geteuid() else { throw HandoverFailure("the process that connected is of uid \(peer.uid), not penha's own") }
+            oldProcess = peer.pid
+            let (message, descriptors) = try socket.receive()
+            guard case .adoptListener = try reception.receive(message), let descriptor = descriptors.first else {
+                throw HandoverError.unexpected("\(message.name) where the listener was due")
+            }
+            listener = descriptor
+        } catch {
+            close(control)
+            throw error
+        }
+    }
+
+    deinit {
+        close(control)
+    }
+
+    /// Once this process accepts on the listener: the connections, relayed by `service` as
+    /// they come; then the old process's answer. Returns it.
+    func adoptConnections(into service: BalancerService) throws -> String {
+        try socket.send(.accepting)
+        var adopted = 0
+        while !reception.isFinished {
+            let (message, descriptors) = try socket.receive()
+            let step: HandoverReception.Step
+            do {
+                step = try reception.receive(message)
+            } catch {
+                for descriptor in descriptors { close(descriptor) }
+                throw error
+            }
+            if case .adoptConnections(let records) = step {
+                var pairs = descriptors[...]
+                let captured = records.map { record in
+                    defer { pairs = pairs.dropFirst(2) }
+                    return CapturedConnection(record: record, client: pairs[pairs.startIndex], server: pairs[pairs.startIndex + 1])
+                }
+                service.adopt(captured)
+                adopted += captured.count
+            }
+        }
+        try socket.send(.adopted)
+        return Self.answer(control, within: Self.answerTimeout) ?? "handed over \(adopted) connections (the old process did not answer)"
+    }
+
+    /// A blocking connection to the old process's control socket.
+    private static func connectControl(_ path: String) throws -> Int32 {
+        let address = try SocketAddress(unixDomainSocketPath: path)
+        let descriptor = Glibc.socket(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
+        guard descriptor >= 0 else { throw HandoverFailure("socket: \(SystemErrorText.describe(errno: errno))") }
+        guard address.withSockAddr({ connect(descriptor, $0, socklen_t($1)) }) == 0 else {
+            let failure = HandoverFailure("no penha answers on \(path): \(SystemErrorText.describe(errno: errno))")
+            close(descriptor)
+            throw failure
+        }
+        return descriptor
+    }
+
+    /// The control socket's answer (up to its close), within `seconds`; nil for none.
+    private static func answer(_ control: Int32, within seconds: Int) -> String? {
+        var time = timeval(tv_sec: seconds, tv_usec: 0)
+        setsockopt(control, SOL_SOCKET, SO_RCVTIMEO, &time, socklen_t(MemoryLayout<timeval>.size))
+        var bytes: [UInt8] = []
+        var chunk = [UInt8](repeating: 0, count: 4096)
+        // Bounded: the answer is a few lines, and each read waits at most `seconds`.
+        while bytes.count < 65536 {
+            let count = chunk.withUnsafeMutableBytes { recv(control, $0.baseAddress, $0.count, 0) }
+            guard count > 0 else { break }
+            bytes += chunk.prefix(count)
+        }
+        while bytes.last == UInt8(ascii: "\n") { bytes.removeLast() }
+        return bytes.isEmpty ? nil : String(decoding: bytes, as: UTF8.self)
+    }
+}
