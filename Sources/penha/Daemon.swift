@@ -89,7 +89,7 @@ enum Daemon {
 
     /// Marks every descriptor above stderr close-on-exec (dup2 in the spawn's file actions
     /// makes fresh, inheritable copies of the two it passes on).
-    private static func closeAllOnExec() {
+    static func closeAllOnExec() {
         guard let directory = opendir("/proc/self/fd") else { return }
         defer { closedir(directory) }
         let own = dirfd(directory)
@@ -110,7 +110,7 @@ enum Daemon {
         exit(1)
     }
 
-    private static func withCStrings<Result>(_ strings: [String], _ body: ([UnsafeMutablePointer<CChar>?]) -> Result) -> Result {
+    static func withCStrings<Result>(_ strings: [String], _ body: ([UnsafeMutablePointer<CChar>?]) -> Result) -> Result {
         let pointers: [UnsafeMutablePointer<CChar>?] = strings.map { strdup($0) } + [nil]
         defer { pointers.forEach { free($0) } }
         return body(pointers)

@@ -19,7 +19,8 @@ struct Penha {
 
     /// The subcommands; the first runs when none is named (pen's command line).
     static var subcommands: [any Subcommand.Type] { [RunCommand.self, CheckCommand.self, CtlCommand.self, StatusCommand.self,
-                                                     LogdCommand.self, LogpipeCommand.self, MergelogsCommand.self] }
+                                                     LogdCommand.self, LogpipeCommand.self, MergelogsCommand.self,
+                                                     UpgradeCommand.self] }
 
     static let program = Program(name: "penha", abstract: "pen, the load balancer, rebuilt in Swift with VRRP built in.",
                                  version: PenhaVersion.current, commands: subcommands.map { $0.outline })

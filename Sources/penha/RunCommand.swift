@@ -279,6 +279,7 @@ struct RunCommand: Subcommand {
         }
         service.attachVRRP(vrrp)
         Daemon.signalReady()
+        if handover != nil { Takeover.signalUpgrade() }
         let systemd = SystemdNotifier(logger: logger)
         try? systemd?.ready(service).wait()
         let updates = systemd?.startUpdates(service, vrrp: vrrp)

@@ -127,3 +127,50 @@ final class UpgradeIntegrationTests: XCTestCase {
         try upgradeUnderLoad(upgrades: 10, streams: 20)
     }
 }
+
+/// `penha upgrade`: the binary on disk started with the running penha's arguments.
+final class UpgradeCommandIntegrationTests: XCTestCase {
+    func testPenhaUpgradeStartsTheNewProcessWithTheSameArgumentsAndTheStreamGoesOn() throws {
+        let a = try Backend("A")
+        let penha = try Penha(["-O", "blacklist 7"], servers: ["127.0.0.1:\(a.port)"])
+        let stream = try Client(port: penha.port)
+        XCTAssertEqual(try stream.readLine(), "A")
+        var current = penha.process.processIdentifier
+        for round in 0..<3 {
+            let upgrade = try runPenha(["upgrade", "-C", penha.control])
+            XCTAssertEqual(upgrade.status, 0, "round \(round): \(upgrade.stderr)")
+            let words = upgrade.stdout.split(separator: " ")
+            XCTAssertEqual(words.prefix(3), ["upgraded:", "pid", "\(current)"], upgrade.stdout)
+            guard let new = words.last.flatMap({ Int32($0.trimmingCharacters(in: .whitespacesAndNewlines)) }) else {
+                return XCTFail(upgrade.stdout)
+            }
+            XCTAssertTrue(isGone(current), "round \(round): the old process is gone")
+            current = new
+            try stream.send("round \(round)\n")
+            XCTAssertEqual(try stream.readLine(), "round \(round)")
+        }
+        defer { kill(current, SIGTERM) }
+        let cmdline = try String(contentsOfFile: "/proc/\(current)/cmdline", encoding: .utf8).split(separator: "\0")
+        XCTAssertEqual(cmdline.filter { $0 == "--takeover" }.count, 1, "one --takeover, not one per upgrade: \(cmdline)")
+        XCTAssertTrue(try penha.command("blacklist").contains("7"), "the same configuration")
+        XCTAssertEqual(try penha.command("pid"), ["\(current)"], "the control socket is the new process's")
+        stream.shutdownWrite()
+        XCTAssertEqual(try stream.readLine(), "EOF A")
+    }
+
+    /// Exited: no such process, or a zombie not yet waited for by its parent.
+    private func isGone(_ pid: Int32) -> Bool {
+        guard kill(pid, 0) == 0, let stat = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8) else { return true }
+        return stat.contains(") Z ")
+    }
+
+    func testAFailedUpgradeSaysSoAndTheOldProcessServesOn() throws {
+        let a = try Backend("A")
+        let penha = try Penha([], servers: ["127.0.0.1:\(a.port)"])
+        // A binary that is not penha: it exits at once, without taking over.
+        let upgrade = try runPenha(["upgrade", "-C", penha.control, "--binary", "/bin/false"])
+        XCTAssertEqual(upgrade.status, 1, upgrade.stderr)
+        XCTAssertTrue(upgrade.stderr.contains("upgrade failed, pid \(penha.process.processIdentifier) serves on"), upgrade.stderr)
+        XCTAssertEqual(try whoAnswers(penha), "A")
+    }
+}
