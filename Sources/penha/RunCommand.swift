@@ -279,7 +279,7 @@ struct RunCommand: Subcommand {
         }
         service.attachVRRP(vrrp)
         Daemon.signalReady()
-        if handover != nil { Takeover.signalUpgrade() }
+        if handover != nil { Successor.signalTookOver() }
         let systemd = SystemdNotifier(logger: logger)
         try? systemd?.ready(service).wait()
         let updates = systemd?.startUpdates(service, vrrp: vrrp)
@@ -429,8 +429,9 @@ struct RunCommand: Subcommand {
         }
     }
 
-    /// Serves SIGHUP (reload) and SIGUSR1 (statistics) until SIGTERM or SIGINT, never waiting
-    /// for them here: a reload stuck on a file must not keep SIGTERM from being taken.
+    /// Serves SIGHUP (reload), SIGUSR1 (statistics) and SIGUSR2 (upgrade: `SignalledUpgrade`)
+    /// until SIGTERM or SIGINT, never waiting for them here: a reload stuck on a file must not
+    /// keep SIGTERM from being taken. A successful upgrade stops this process with SIGTERM.
     private func serveSignals(_ service: BalancerService, systemd: SystemdNotifier?, logger: Logger) {
         let reload = CoalescedWork(on: service.eventLoop) {
             systemd?.reloading()
@@ -444,6 +445,7 @@ struct RunCommand: Subcommand {
                 for line in lines { logger.notice("\(line)") }
             }
         }
+        let upgrade = SignalledUpgrade(logger: logger)
         while true {
             let number = Signals.next()
             switch number {
@@ -451,6 +453,8 @@ struct RunCommand: Subcommand {
                 reload.request()
             case SIGUSR1:
                 statistics.request()
+            case SIGUSR2:
+                upgrade.request(socket: (try? controlAddress)?.socketPath)
             default:
                 logger.notice("stopped by \(Signals.name(number))")
                 return

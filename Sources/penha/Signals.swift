@@ -12,8 +12,8 @@ import Glibc
 /// included) inherits the mask and the kernel cannot deliver them anywhere else. No
 /// libdispatch worker may run: those set their own masks and would take the signal.
 enum Signals {
-    /// SIGHUP: reload; SIGUSR1: statistics; SIGTERM and SIGINT: stop.
-    static let handled: [Int32] = [SIGTERM, SIGINT, SIGHUP, SIGUSR1]
+    /// SIGHUP: reload; SIGUSR1: statistics; SIGUSR2: upgrade; SIGTERM and SIGINT: stop.
+    static let handled: [Int32] = [SIGTERM, SIGINT, SIGHUP, SIGUSR1, SIGUSR2]
 
     private static var handledSet: sigset_t {
         var set = sigset_t()
@@ -29,6 +29,7 @@ enum Signals {
         case SIGINT: return "SIGINT"
         case SIGHUP: return "SIGHUP"
         case SIGUSR1: return "SIGUSR1"
+        case SIGUSR2: return "SIGUSR2"
         default: return "signal \(number)"
         }
     }

@@ -94,15 +94,6 @@ final class Takeover {
         return Self.answer(control, within: Self.answerTimeout) ?? "handed over \(adopted) connections (the old process did not answer)"
     }
 
-    /// Tells `penha upgrade`, which started this process, that it has taken over (nothing when
-    /// it was started otherwise).
-    static func signalUpgrade() {
-        guard Environment.variables.contains("\(UpgradeCommand.readyVariable)=\(UpgradeCommand.readyFD)") else { return }
-        var verdict: UInt8 = 1
-        _ = write(UpgradeCommand.readyFD, &verdict, 1)
-        close(UpgradeCommand.readyFD)
-    }
-
     /// A blocking connection to the old process's control socket.
     private static func connectControl(_ path: String) throws -> Int32 {
         let address = try SocketAddress(unixDomainSocketPath: path)

@@ -17,11 +17,6 @@ struct UpgradeCommand: Subcommand {
     var control: String?
     var binary: String?
 
-    /// The new process says it has taken over on this descriptor (`Takeover.signalUpgrade`).
-    static let readyVariable = "PENHA_UPGRADE_READY_FD"
-    static let readyFD: Int32 = 3
-    /// How long the new process may take: its takeover's waits (5 s a frame) and its start.
-    static let startSeconds: Int32 = 30
     /// How long the old process may take to exit after the handover.
     static let exitSeconds = 5
 
@@ -53,8 +48,8 @@ struct UpgradeCommand: Subcommand {
             throw RuntimeFailure(description: "cannot enter \(directory): \(SystemErrorText.describe(errno: errno))")
         }
         let socketPath = socket.hasPrefix("/") ? socket : "\(directory)/\(socket)"
-        let new = try spawn(binary ?? executable, Self.takeoverArguments(arguments, socket: socketPath))
-        guard new.ready else {
+        let new = try Successor.start(binary ?? executable, Successor.arguments(arguments, socket: socketPath))
+        guard new.tookOver else {
             throw RuntimeFailure(description: "upgrade failed, pid \(old) serves on (the new process exited: see its reason above)")
         }
         for _ in 0..<(Self.exitSeconds * 50) where Self.isRunning(old) { usleep(20_000) }
@@ -72,15 +67,6 @@ struct UpgradeCommand: Subcommand {
         let words = bytes.split(separator: 0, omittingEmptySubsequences: false).dropLast().map { String(decoding: $0, as: UTF8.self) }
         guard let executable = words.first else { throw RuntimeFailure(description: "pid \(pid) has an empty command line") }
         return (executable, Array(words.dropFirst()))
-    }
-
-    /// The running penha's arguments for the new process: `run`, `-f` (this command detaches
-    /// it; its log goes where this command's stderr goes) and `--takeover SOCKET` added, an
-    /// earlier `--takeover` dropped.
-    static func takeoverArguments(_ arguments: [String], socket: String) -> [String] {
-        var words = arguments.first == "run" ? Array(arguments.dropFirst()) : arguments
-        if let index = words.firstIndex(of: "--takeover"), index + 1 < words.count { words.removeSubrange(index...index + 1) }
-        return ["run", "--takeover", socket] + (words.contains("-f") ? [] : ["-f"]) + words
     }
 
     private static func workingDirectory(of pid: Int32) throws -> String {
@@ -106,40 +92,5 @@ struct UpgradeCommand: Subcommand {
         var chunk = [UInt8](repeating: 0, count: 4096)
         while bytes.count < 1 << 20, case let count = Glibc.read(descriptor, &chunk, chunk.count), count > 0 { bytes += chunk.prefix(count) }
         return bytes
-    }
-
-    /// Starts the new process in a session of its own (it outlives this command), stdin and
-    /// stdout on /dev/null, stderr this command's; waits at most `startSeconds` for it to say
-    /// it took over, or to exit.
-    private func spawn(_ executable: String, _ arguments: [String]) throws -> (pid: Int32, ready: Bool) {
-        var ready: [Int32] = [-1, -1]
-        guard pipe(&ready) == 0 else { throw RuntimeFailure(description: "cannot make a pipe: \(SystemErrorText.describe(errno: errno))") }
-        Daemon.closeAllOnExec()
-        var actions = posix_spawn_file_actions_t()
-        posix_spawn_file_actions_init(&actions)
-        defer { posix_spawn_file_actions_destroy(&actions) }
-        posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
-        posix_spawn_file_actions_addopen(&actions, 1, "/dev/null", O_WRONLY, 0)
-        posix_spawn_file_actions_adddup2(&actions, ready[1], Self.readyFD)
-        var attributes = posix_spawnattr_t()
-        posix_spawnattr_init(&attributes)
-        defer { posix_spawnattr_destroy(&attributes) }
-        posix_spawnattr_setflags(&attributes, Daemon.spawnSetSID)
-        let environment = Environment.variables.filter { !$0.hasPrefix("\(Self.readyVariable)=") } + ["\(Self.readyVariable)=\(Self.readyFD)"]
-        var child: pid_t = 0
-        let spawned = Daemon.withCStrings([executable] + arguments) { argv in
-            Daemon.withCStrings(environment) { envp in posix_spawn(&child, executable, &actions, &attributes, argv, envp) }
-        }
-        close(ready[1])
-        defer { close(ready[0]) }
-        guard spawned == 0 else { throw RuntimeFailure(description: "cannot start \(executable): \(SystemErrorText.describe(errno: spawned))") }
-        var waiting = pollfd(fd: ready[0], events: Int16(POLLIN), revents: 0)
-        var verdict: UInt8 = 0
-        if poll(&waiting, 1, Self.startSeconds * 1000) == 1, Glibc.read(ready[0], &verdict, 1) == 1 { return (child, true) }
-        // Failed, or too slow: it must not take over later, unseen.
-        kill(child, SIGTERM)
-        var status: Int32 = 0
-        while waitpid(child, &status, 0) < 0 && errno == EINTR {}
-        return (child, false)
     }
 }

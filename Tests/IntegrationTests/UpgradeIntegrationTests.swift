@@ -365,3 +365,33 @@ final class HandoverQueuedBytesIntegrationTests: XCTestCase {
         XCTAssertEqual(tally.failures, [])
     }
 }
+
+/// SIGUSR2: the running penha starts its successor itself, as under systemd, where the
+/// successor must be in the unit's control group; the old one tells systemd the new main
+/// process (MAINPID=) instead of STOPPING=1, and the new one feeds the watchdog.
+final class SignalledUpgradeIntegrationTests: XCTestCase {
+    func testSIGUSR2HandsOverAndTellsSystemdTheNewMainProcess() throws {
+        let socket = try UnixDatagramListener()
+        let a = try Backend("A")
+        let penha = try Penha([], servers: ["127.0.0.1:\(a.port)"],
+                              environment: ["NOTIFY_SOCKET": socket.path, "WATCHDOG_USEC": "400000"])
+        _ = try socket.next { $0.contains("READY=1") }
+        let stream = try Client(port: penha.port)
+        XCTAssertEqual(try stream.readLine(), "A")
+        kill(penha.process.processIdentifier, SIGUSR2)
+        let handover = try socket.next { $0.hasPrefix("MAINPID=") }
+        guard let new = handover.split(separator: "\n").first.flatMap({ Int32($0.dropFirst("MAINPID=".count)) }) else {
+            return XCTFail(handover)
+        }
+        defer { kill(new, SIGTERM) }
+        XCTAssertEqual(penha.waitForExit(timeout: 1), 0, penha.stderr)
+        XCTAssertFalse(socket.all(for: 0.1).contains("STOPPING=1"), "the service is not stopping")
+        XCTAssertEqual(try penha.command("pid"), ["\(new)"], "the control socket is the new main process's")
+        let cmdline = try String(contentsOfFile: "/proc/\(new)/cmdline", encoding: .utf8)
+        XCTAssertTrue(cmdline.contains("--takeover\0\(penha.control)"), cmdline)
+        XCTAssertTrue(try socket.next(timeout: 3) { $0 == "WATCHDOG=1" } == "WATCHDOG=1", "the new process feeds the watchdog")
+        try stream.send("after the upgrade\n")
+        XCTAssertEqual(try stream.readLine(), "after the upgrade")
+        XCTAssertTrue(penha.stderr.contains("SIGUSR2: starting"), penha.stderr)
+    }
+}
