@@ -66,8 +66,8 @@ final class Takeover {
         close(control)
     }
 
-    /// Once this process accepts on the listener: the connections, relayed by `service` as
-    /// they come; then the old process's answer. Returns it.
+    /// Once this process accepts on the listener: the client table, the connections (relayed
+    /// by `service` as they come) and the counters; then the old process's answer. Returns it.
     func adoptConnections(into service: BalancerService) throws -> String {
         try socket.send(.accepting)
         var adopted = 0
@@ -80,7 +80,8 @@ final class Takeover {
                 for descriptor in descriptors { close(descriptor) }
                 throw error
             }
-            if case .adoptConnections(let records) = step {
+            switch step {
+            case .adoptConnections(let records):
                 var pairs = descriptors[...]
                 let captured = records.map { record in
                     defer { pairs = pairs.dropFirst(2) }
@@ -88,6 +89,12 @@ final class Takeover {
                 }
                 service.adopt(captured)
                 adopted += captured.count
+            case .restoreClients(let clients):
+                service.restore(clients)
+            case .addCounters(let counters):
+                service.add(counters)
+            case .adoptListener, .finished:
+                break
             }
         }
         try socket.send(.adopted)

@@ -42,6 +42,8 @@ final class ConnectionHandoverTests: XCTestCase {
                                                     connectedAt: at(1), now: at(5)) else { return XCTFail("not adopted") }
         XCTAssertEqual(state.servers.servers[2].connections, 1)
         XCTAssertEqual(state.activeConnections, 1)
+        XCTAssertEqual(state.totalConnections, 0, "counted in the old process's totals, which come apart")
+        XCTAssertEqual(state.servers.servers[2].totalConnections, 0)
         XCTAssertEqual(state.connections[number]?.since, at(1), "connected when the old process connected it")
         var next = state.accept(client: client(9), now: at(6))
         XCTAssertEqual(state.nextTarget(&next, now: at(6)), .server(2), "the client table follows the adopted connection")
@@ -91,5 +93,33 @@ final class ConnectionHandoverTests: XCTestCase {
                               logsRequest: false, now: 0)
         guard case .close(let close) = machine.tick(now: Machine.drainBound) else { return XCTFail("the drain bound applies") }
         XCTAssertEqual(close.reason, .drainBound)
+    }
+
+    func testTheClientTableAndTheCountersMoveAndAddUp() {
+        var old = BalancerState(servers: makeServers(3), clients: ClientTable(capacity: 16), selection: Selection())
+        for (index, key) in [client(1), client(2), client(3), client(1)].enumerated() {
+            var placement = old.accept(client: key, now: at(Double(index)))
+            guard let target = old.nextTarget(&placement, now: at(Double(index))) else { return XCTFail("no server") }
+            let number = old.connected(placement, to: target, client: "c", now: at(Double(index)))
+            old.relayed(placement, target: target, toServer: 100, toClient: 1000)
+            old.finished(placement, connection: number, target: target)
+        }
+        var new = BalancerState(servers: makeServers(3), clients: ClientTable(capacity: 16), selection: Selection())
+        // A client the new process has already served since it took the listener.
+        var early = new.accept(client: client(2), now: at(10))
+        _ = new.nextTarget(&early, now: at(10))
+        for clients in old.handedOverClients { new.restore(clients, now: at(10)) }
+        new.add(old.handedOverCounters)
+        XCTAssertEqual(new.clients.byRecentUse.map(\.entry.key), [client(2), client(1), client(3)],
+                       "the order of use carries over; the client seen since stays the newest")
+        let entries = Dictionary(uniqueKeysWithValues: new.clients.byRecentUse.map { ($0.entry.key, $0.entry) })
+        XCTAssertEqual(entries[client(1)]?.connections, 2)
+        XCTAssertEqual(entries[client(1)]?.server, old.clients.trackedServer(of: client(1), now: at(10)))
+        XCTAssertEqual(entries[client(2)]?.connections, 2, "the connections of both processes")
+        XCTAssertEqual(entries[client(3)]?.sent, 1000)
+        XCTAssertEqual(new.totalConnections, 4)
+        XCTAssertEqual(new.servers.servers.map(\.totalConnections), old.servers.servers.map(\.totalConnections))
+        XCTAssertEqual(new.servers.servers.map(\.received), old.servers.servers.map(\.received))
+        XCTAssertEqual(new.servers.servers.map(\.sent).reduce(0, +), 400)
     }
 }

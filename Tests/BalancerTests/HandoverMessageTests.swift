@@ -54,6 +54,15 @@ final class HandoverMessageTests: XCTestCase {
             messages.append(.connections((0..<Int(random.next() % 20)).map { _ in connection(&random) }))
         }
         messages.append(.connections((0..<HandoverMessage.maxConnections).map { _ in connection(&random) }))
+        messages.append(.clients([]))
+        messages.append(.clients((0..<500).map { index in
+            HandedOverClient(key: IPAddress(ipv4: UInt32(index)), server: index % 3 == 0 ? nil : Int(random.next() % 1000),
+                             lastUsed: random.next(), connections: random.next(), sent: random.next(), received: random.next())
+        }))
+        messages.append(.counters(HandedOverCounters(connections: 7, refusedClients: 2, servers: [])))
+        messages.append(.counters(HandedOverCounters(connections: random.next(), refusedClients: random.next(), servers: (0..<40).map { _ in
+            HandedOverCounters.Server(connections: random.next(), sent: random.next(), received: random.next())
+        })))
         for message in messages {
             let frame = message.encoded()
             XCTAssertEqual(try decode(frame), message)
@@ -134,6 +143,22 @@ final class HandoverMessageTests: XCTestCase {
         XCTAssertEqual(refusal(reframed([UInt8](repeating: 65, count: 1025), kind: 6, descriptors: 0)), .tooLarge("a reason of 1025 bytes"))
     }
 
+    func testClientsAndCountersOutOfTheirBoundsAreRefused() {
+        func frame(_ kind: UInt8, _ body: [UInt8]) -> [UInt8] {
+            let length = UInt32(body.count)
+            return HandoverMessage.magic + [HandoverMessage.version, kind, 0, 0,
+                                            UInt8(length >> 24), UInt8(length >> 16 & 0xff), UInt8(length >> 8 & 0xff), UInt8(length & 0xff)] + body
+        }
+        XCTAssertEqual(refusal(frame(7, [0, 1, 0x86, 0xa1])), .tooLarge("100001 clients in one frame"))
+        XCTAssertEqual(refusal(frame(7, [0, 0, 0, 2] + [UInt8](repeating: 0, count: 52))), .malformed("2 clients in 52 bytes"))
+        var farServer = [0, 0, 0, 1] + [UInt8](repeating: 0, count: 52)
+        farServer.replaceSubrange(20..<24, with: [0, 0x10, 0, 1])
+        XCTAssertEqual(refusal(frame(7, farServer)), .malformed("server \((1 << 20) + 1)"))
+        XCTAssertEqual(refusal(frame(8, [UInt8](repeating: 0, count: 16) + [0, 1, 0, 1])), .tooLarge("65537 servers' counters"))
+        XCTAssertEqual(refusal(frame(8, [UInt8](repeating: 0, count: 16) + [0, 0, 0, 1])), .malformed("1 servers' counters in 0 bytes"))
+        XCTAssertEqual(refusal(frame(8, [UInt8](repeating: 0, count: 10))), .malformed("a message cut short"))
+    }
+
     func testTheHeaderRefusesWhatItCanTellAlone() {
         let frame = HandoverMessage.done.encoded()
         var badMagic = frame
@@ -143,8 +168,8 @@ final class HandoverMessageTests: XCTestCase {
         otherVersion[4] = 2
         XCTAssertEqual(refusal(otherVersion), .version(2))
         var unknownKind = frame
-        unknownKind[5] = 7
-        XCTAssertEqual(refusal(unknownKind), .malformed("unknown kind 7"))
+        unknownKind[5] = 9
+        XCTAssertEqual(refusal(unknownKind), .malformed("unknown kind 9"))
         var manyDescriptors = frame
         manyDescriptors[6] = 1
         XCTAssertEqual(refusal(manyDescriptors), .tooLarge("256 descriptors"))
@@ -164,9 +189,13 @@ final class HandoverMessageTests: XCTestCase {
         var random = SplitMix64(seed: 9)
         let batch = (0..<3).map { _ in connection(&random) }
         var reception = HandoverReception()
+        let clients = [HandedOverClient(key: IPAddress(ipv4: 1), server: 2, lastUsed: 3, connections: 4, sent: 5, received: 6)]
+        let counters = HandedOverCounters(connections: 9, refusedClients: 1, servers: [])
         XCTAssertEqual(try reception.receive(.listener), .adoptListener)
+        XCTAssertEqual(try reception.receive(.clients(clients)), .restoreClients(clients))
         XCTAssertEqual(try reception.receive(.connections(batch)), .adoptConnections(batch))
         XCTAssertEqual(try reception.receive(.connections(batch)), .adoptConnections(batch))
+        XCTAssertEqual(try reception.receive(.counters(counters)), .addCounters(counters))
         XCTAssertFalse(reception.isFinished)
         XCTAssertEqual(try reception.receive(.done), .finished(connections: 6))
         XCTAssertTrue(reception.isFinished)
@@ -174,7 +203,7 @@ final class HandoverMessageTests: XCTestCase {
     }
 
     func testTheReceptionRefusesAnythingOutOfOrder() {
-        let outOfOrder: [[HandoverMessage]] = [[.connections([])], [.done], [.listener, .listener], [.adopted],
+        let outOfOrder: [[HandoverMessage]] = [[.connections([])], [.done], [.listener, .listener], [.adopted], [.clients([])],
                                               [.listener, .accepting], [.refused("no")], [.listener, .refused("no")]]
         for messages in outOfOrder {
             var reception = HandoverReception()

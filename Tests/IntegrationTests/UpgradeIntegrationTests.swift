@@ -395,3 +395,28 @@ final class SignalledUpgradeIntegrationTests: XCTestCase {
         XCTAssertTrue(penha.stderr.contains("SIGUSR2: starting"), penha.stderr)
     }
 }
+
+/// The client table and the counters move with the listener: the new process sends a client
+/// back to its server and counts on from the old one's totals.
+final class HandoverStateIntegrationTests: XCTestCase {
+    func testTheClientTableAndTheCountersMove() throws {
+        let a = try Backend("A"), b = try Backend("B")
+        let old = try Penha([], servers: ["127.0.0.1:\(a.port)", "127.0.0.1:\(b.port)"])
+        for (source, server) in [("127.0.0.2", "A"), ("127.0.0.3", "B"), ("127.0.0.4", "A"), ("127.0.0.5", "B")] {
+            XCTAssertEqual(try whoAnswers(old, source: source), server)
+        }
+        let stream = try Client(port: old.port, source: "127.0.0.3")
+        XCTAssertEqual(try stream.readLine(), "B")
+        try stream.send("some bytes\n")
+        XCTAssertEqual(try stream.readLine(), "some bytes")
+        let before = try old.command("status").filter { $0.hasPrefix("connections ") || $0.hasPrefix("server ") }
+        let new = try Penha(["-C", old.control, "--takeover", old.control], listen: "127.0.0.1:\(old.port)",
+                            servers: ["127.0.0.1:\(a.port)", "127.0.0.1:\(b.port)"])
+        XCTAssertEqual(old.waitForExit(timeout: 1), 0, old.stderr)
+        let after = try new.command("status").filter { $0.hasPrefix("connections ") || $0.hasPrefix("server ") }
+        XCTAssertEqual(after, before, "the totals, each server's counters and the stream's connection, as they were")
+        // Not the stream's client: its entry moved with the table, not with a connection.
+        XCTAssertEqual(try Client(port: old.port, source: "127.0.0.5").readLine(), "B", "the client goes back to its server")
+        XCTAssertTrue(try new.command("status").contains { $0.hasPrefix("connections 1 total 6 ") }, "counted on")
+    }
+}

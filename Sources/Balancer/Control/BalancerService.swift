@@ -280,6 +280,16 @@ public final class BalancerService: Sendable {
         tcp?.adopt(connections)
     }
 
+    /// The client table entries the old process handed over, merged into this one's.
+    public func restore(_ clients: [HandedOverClient]) {
+        shared.withLock { $0.state.restore(clients, now: .now()) }
+    }
+
+    /// The counters the old process handed over, added to this one's.
+    public func add(_ counters: HandedOverCounters) {
+        shared.withLock { $0.state.add(counters) }
+    }
+
     /// The new process's pid once this one handed over to it: it stops without touching
     /// what the new one took (the pid file, the sockets' paths).
     public var handedOverTo: Int32? { handover.handedOverTo }

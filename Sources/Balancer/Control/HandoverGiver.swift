@@ -12,8 +12,9 @@ import Glibc
 /// The old process's side of a handover (`penha upgrade`, `penha run --takeover`): asked on
 /// the control socket, it connects to the socket the new process listens on, checks that the
 /// process there is the one that asked and of penha's own user, sends the listener, stops
-/// accepting once the new process accepts, then sends every connection that can move (plain
-/// TCP; TLS ones drain here) and exits once the new process has adopted them. A failure
+/// accepting once the new process accepts, then sends its client table, every connection that
+/// can move (plain TCP; TLS ones drain here) and its counters, and exits once the new process
+/// has adopted them. A failure
 /// before the connections leave changes nothing: this process accepts and relays on.
 final class HandoverGiver: Sendable {
     /// While connections are still being set up (connecting to their server), captures are
@@ -65,6 +66,8 @@ final class HandoverGiver: Sendable {
         try expect(.accepting, from: socket)
         // From here the new process accepts; whatever fails before the connections leave, this one accepts again.
         var capture = engine.capture()
+        // The client table before the connections, so that they find their clients' entries.
+        for clients in service.shared.withLock({ $0.state.handedOverClients }) { try socket.send(.clients(clients)) }
         var sent = 0
         let started = ContinuousClock.now
         while true {
@@ -82,6 +85,8 @@ final class HandoverGiver: Sendable {
             usleep(UInt32(Self.captureInterval.components.attoseconds / 1_000_000_000_000))
             capture = engine.capture()
         }
+        // The counters last: the connections' bytes are in them once each has been captured.
+        try socket.send(.counters(service.shared.withLock { $0.state.handedOverCounters }))
         try socket.send(.done)
         do {
             try expect(.adopted, from: socket)

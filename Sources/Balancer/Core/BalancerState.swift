@@ -141,17 +141,38 @@ public struct BalancerState: Sendable {
     }
 
     /// A connection another penha process relayed to `target` and handed over (`penha
-    /// upgrade`): counted against it as `nextTarget` counts a new one, then connected, with the
-    /// client's entry set as for a new one. nil when the table has no such target.
+    /// upgrade`): counted against it as `nextTarget` counts a new one, and numbered; the client
+    /// goes back to that server as after `connected`. Not counted in the totals again: the
+    /// old process's come with `add(_:)`. nil when the table has no such target.
     public mutating func adopt(client: ClientKey, target: Target, peer: ConnectionPeer, connectedAt: NIODeadline,
                                now: NIODeadline) -> (placement: Placement, number: Int)? {
         guard servers.read(target, { _ in true }) != nil else { return nil }
-        var placement = Placement(client: client, clientSlot: clients.connect(client, now: now), tracked: nil, plan: .refused)
+        var placement = Placement(client: client, clientSlot: clients.slot(of: client) ?? clients.connect(client, now: now),
+                                  tracked: nil, plan: .refused)
         servers.modify(target) { server in
             server.connections += 1
             placement.incarnation = server.incarnation
         }
-        return (placement, connected(placement, to: target, peer: peer, now: connectedAt))
+        let number = nextConnectionNumber
+        nextConnectionNumber += 1
+        connections.insert(ConnectionRecord(peer: peer, target: target, since: connectedAt), number: number)
+        activeConnections += 1
+        if case .server(let index) = target { clients.setServer(index, slot: placement.clientSlot, key: client) }
+        return (placement, number)
+    }
+
+    /// The counters another penha process handed over, added to this one's (which count only
+    /// what it accepted itself).
+    public mutating func add(_ counters: HandedOverCounters) {
+        totalConnections &+= counters.connections
+        refusedClients &+= counters.refusedClients
+        for (index, counted) in counters.servers.enumerated() {
+            servers.modify(.server(index)) { server in
+                server.totalConnections &+= counted.connections
+                server.sent &+= counted.sent
+                server.received &+= counted.received
+            }
+        }
     }
 
     /// A connection ended after relaying `sent` bytes to the server and `received` from it.

@@ -205,6 +205,36 @@ public struct ClientTable: Sendable {
         return true
     }
 
+    /// The client's slot, if it has one.
+    public func slot(of key: ClientKey) -> Int? {
+        slotOfKey[key]
+    }
+
+    /// An entry another penha process handed over (`penha upgrade`), given the most recently
+    /// used first: each goes after every entry there is, so the order of use carries over behind
+    /// the clients this process has served since it took over. A client it has served keeps
+    /// its entry, with the counters added; one that expired, or that a full table has no room
+    /// for, is dropped (every entry there is more recent).
+    public mutating func restore(_ entry: Entry, now: NIODeadline) {
+        if let slot = slotOfKey[entry.key] {
+            entries[slot].connections &+= entry.connections
+            entries[slot].sent &+= entry.sent
+            entries[slot].received &+= entry.received
+            if entries[slot].server == nil { entries[slot].server = entry.server }
+            return
+        }
+        guard !isExpired(entry, now: now), entries.count < capacity else { return }
+        let slot = entries.count
+        entries.append(entry)
+        newerSlot.append(-1)
+        olderSlot.append(-1)
+        isChanged.append(false)
+        slotOfKey[entry.key] = slot
+        newerSlot[slot] = oldest
+        if oldest >= 0 { olderSlot[oldest] = slot } else { newest = slot }
+        oldest = slot
+    }
+
     public mutating func addBytes(slot: Int, key: ClientKey, sent: UInt64, received: UInt64) {
         guard entries.indices.contains(slot), entries[slot].key == key else { return }
         entries[slot].sent &+= sent

@@ -48,10 +48,60 @@ public struct HandedOverConnection: Equatable, Sendable {
     }
 }
 
+/// One client-table entry as it moves: the client, the server it used last (by index: both
+/// processes run the same configuration), when (monotonic nanoseconds), and its counters.
+public struct HandedOverClient: Equatable, Sendable {
+    public var key: IPAddress
+    public var server: Int?
+    public var lastUsed: UInt64
+    public var connections: UInt64
+    public var sent: UInt64
+    public var received: UInt64
+
+    public init(key: IPAddress, server: Int?, lastUsed: UInt64, connections: UInt64, sent: UInt64, received: UInt64) {
+        self.key = key
+        self.server = server
+        self.lastUsed = lastUsed
+        self.connections = connections
+        self.sent = sent
+        self.received = received
+    }
+
+    /// Key 16, server 4, last use 8, three counters 24.
+    static let encodedSize = 52
+}
+
+/// The counters as they move: the totals, and each server's by index (its connections so
+/// far and the bytes it was sent and sent back).
+public struct HandedOverCounters: Equatable, Sendable {
+    public struct Server: Equatable, Sendable {
+        public var connections: UInt64
+        public var sent: UInt64
+        public var received: UInt64
+
+        public init(connections: UInt64, sent: UInt64, received: UInt64) {
+            self.connections = connections
+            self.sent = sent
+            self.received = received
+        }
+    }
+
+    public var connections: UInt64
+    public var refusedClients: UInt64
+    public var servers: [Server]
+
+    public init(connections: UInt64, refusedClients: UInt64, servers: [Server]) {
+        self.connections = connections
+        self.refusedClients = refusedClients
+        self.servers = servers
+    }
+}
+
 /// The messages of a handover between two penha processes on one host, over a Unix socket
-/// (`penha run --takeover`, `penha upgrade`). The old process sends `listener`, then
-/// `connections` batches, then `done`; the new one answers `accepting` once it accepts on the
-/// listener and `adopted` once it relays what it was given. `refused` ends it, either way.
+/// (`penha run --takeover`, `penha upgrade`). The old process sends `listener`, then its
+/// client table (`clients`), its `connections` in batches and its `counters`, then `done`; the
+/// new one answers `accepting` once it accepts on the listener and `adopted` once it relays
+/// what it was given. `refused` ends it, either way.
 ///
 /// A frame is `magic(4) version(1) kind(1) descriptors(2) length(4) body`, big-endian; the
 /// descriptors come with the frame's first bytes (SCM_RIGHTS) and their count is part of
@@ -70,6 +120,10 @@ public enum HandoverMessage: Equatable, Sendable {
     case adopted
     /// The sender cannot go on; the reason is for the log and the command's answer.
     case refused(String)
+    /// Part of the client table, the most recently used first.
+    case clients([HandedOverClient])
+    /// The totals and the servers' counters, to add to the new process's own.
+    case counters(HandedOverCounters)
 
     public static let magic: [UInt8] = Array("PNHO".utf8)
     public static let version: UInt8 = 1
@@ -85,6 +139,10 @@ public enum HandoverMessage: Equatable, Sendable {
     public static let maxReasonBytes = 1024
     /// A server's index: far beyond any farm; the new process checks it against its own table.
     public static let maxServerIndex = 1 << 20
+    /// Client-table entries in one frame (5.2 MB): the table's million takes ten.
+    public static let maxClients = 100_000
+    /// Servers whose counters move (1.5 MB); any beyond start from zero.
+    public static let maxServers = 1 << 16
     /// A connection's fixed part: client 16 + port 2 + target 5 + connected 8 + flags 1 + two lengths 8.
     static let connectionFixedSize = 40
 
@@ -103,6 +161,8 @@ public enum HandoverMessage: Equatable, Sendable {
         case .done: return 4
         case .adopted: return 5
         case .refused: return 6
+        case .clients: return 7
+        case .counters: return 8
         }
     }
 
@@ -111,7 +171,7 @@ public enum HandoverMessage: Equatable, Sendable {
         switch self {
         case .listener: return 1
         case .connections(let connections): return connections.count * 2
-        case .accepting, .done, .adopted, .refused: return 0
+        case .accepting, .done, .adopted, .refused, .clients, .counters: return 0
         }
     }
 
@@ -134,6 +194,23 @@ public enum HandoverMessage: Equatable, Sendable {
             for connection in connections { Self.append(connection, to: &body) }
         case .refused(let reason):
             body += reason.utf8.prefix(Self.maxReasonBytes)
+        case .clients(let clients):
+            precondition(clients.count <= Self.maxClients, "a frame holds at most \(Self.maxClients) clients")
+            appendBigEndian(UInt32(clients.count), to: &body)
+            for client in clients {
+                appendBigEndian(client.key.high, to: &body)
+                appendBigEndian(client.key.low, to: &body)
+                appendBigEndian(client.server.map { UInt32($0) } ?? UInt32.max, to: &body)
+                for number in [client.lastUsed, client.connections, client.sent, client.received] { appendBigEndian(number, to: &body) }
+            }
+        case .counters(let counters):
+            precondition(counters.servers.count <= Self.maxServers, "at most \(Self.maxServers) servers' counters")
+            appendBigEndian(counters.connections, to: &body)
+            appendBigEndian(counters.refusedClients, to: &body)
+            appendBigEndian(UInt32(counters.servers.count), to: &body)
+            for server in counters.servers {
+                for number in [server.connections, server.sent, server.received] { appendBigEndian(number, to: &body) }
+            }
         }
         precondition(body.count <= Self.maxBodySize, "a handover frame's body is at most \(Self.maxBodySize) bytes")
         var frame = Self.magic
@@ -190,7 +267,7 @@ public struct HandoverFrameHeader: Equatable, Sendable {
         guard Array(header[0..<4]) == HandoverMessage.magic else { throw .malformed("not a handover frame (bad magic)") }
         guard header[4] == HandoverMessage.version else { throw .version(header[4]) }
         kind = header[5]
-        guard (1...6).contains(kind) else { throw .malformed("unknown kind \(kind)") }
+        guard (1...8).contains(kind) else { throw .malformed("unknown kind \(kind)") }
         descriptorCount = Int(header[6]) << 8 | Int(header[7])
         guard descriptorCount <= HandoverMessage.maxDescriptors else { throw .tooLarge("\(descriptorCount) descriptors") }
         bodyLength = header[8..<12].reduce(0) { $0 << 8 | Int($1) }
@@ -215,6 +292,8 @@ extension HandoverMessage {
         case 3: message = .connections(try reader.connections())
         case 4: message = .done
         case 5: message = .adopted
+        case 7: message = .clients(try reader.clients())
+        case 8: message = .counters(try reader.counters())
         default:
             guard body.count <= maxReasonBytes else { throw .tooLarge("a reason of \(body.count) bytes") }
             message = .refused(String(decoding: reader.take(body.count), as: UTF8.self))
@@ -254,6 +333,37 @@ private struct HandoverReader {
         connections.reserveCapacity(count)
         for _ in 0..<count { connections.append(try connection()) }
         return connections
+    }
+
+    mutating func clients() throws(HandoverError) -> [HandedOverClient] {
+        let count = Int(try number(UInt32.self))
+        guard count <= HandoverMessage.maxClients else { throw .tooLarge("\(count) clients in one frame") }
+        guard bytes.count == count * HandedOverClient.encodedSize else { throw .malformed("\(count) clients in \(bytes.count) bytes") }
+        var clients: [HandedOverClient] = []
+        clients.reserveCapacity(count)
+        for _ in 0..<count {
+            let key = IPAddress(high: try number(UInt64.self), low: try number(UInt64.self))
+            let server = try number(UInt32.self)
+            guard server == UInt32.max || server <= UInt32(HandoverMessage.maxServerIndex) else { throw .malformed("server \(server)") }
+            clients.append(HandedOverClient(key: key, server: server == UInt32.max ? nil : Int(server), lastUsed: try number(UInt64.self),
+                                            connections: try number(UInt64.self), sent: try number(UInt64.self),
+                                            received: try number(UInt64.self)))
+        }
+        return clients
+    }
+
+    mutating func counters() throws(HandoverError) -> HandedOverCounters {
+        let connections = try number(UInt64.self), refused = try number(UInt64.self)
+        let count = Int(try number(UInt32.self))
+        guard count <= HandoverMessage.maxServers else { throw .tooLarge("\(count) servers' counters") }
+        guard bytes.count == count * 24 else { throw .malformed("\(count) servers' counters in \(bytes.count) bytes") }
+        var servers: [HandedOverCounters.Server] = []
+        servers.reserveCapacity(count)
+        for _ in 0..<count {
+            servers.append(HandedOverCounters.Server(connections: try number(UInt64.self), sent: try number(UInt64.self),
+                                                     received: try number(UInt64.self)))
+        }
+        return HandedOverCounters(connections: connections, refusedClients: refused, servers: servers)
     }
 
     mutating func connection() throws(HandoverError) -> HandedOverConnection {

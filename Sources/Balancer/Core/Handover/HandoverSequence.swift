@@ -16,6 +16,10 @@ public struct HandoverReception: Sendable {
         case adoptListener
         /// Relay these (their descriptors came with the message).
         case adoptConnections([HandedOverConnection])
+        /// Merge these into the client table.
+        case restoreClients([HandedOverClient])
+        /// Add these to the counters.
+        case addCounters(HandedOverCounters)
         /// Everything came: send `adopted`.
         case finished(connections: Int)
     }
@@ -38,6 +42,10 @@ public struct HandoverReception: Sendable {
         case (.receivingConnections(let count), .connections(let connections)):
             state = .receivingConnections(count: count + connections.count)
             return .adoptConnections(connections)
+        case (.receivingConnections, .clients(let clients)):
+            return .restoreClients(clients)
+        case (.receivingConnections, .counters(let counters)):
+            return .addCounters(counters)
         case (.receivingConnections(let count), .done):
             state = .finished
             return .finished(connections: count)
@@ -72,6 +80,8 @@ extension HandoverMessage {
         case .done: return "done"
         case .adopted: return "adopted"
         case .refused: return "refused"
+        case .clients(let clients): return "\(clients.count) clients"
+        case .counters: return "the counters"
         }
     }
 
