@@ -501,7 +501,7 @@ extension VRRPInstant {
 }
 
 /// Runs `body` on a new POSIX thread (not a libdispatch worker: those change the signal mask).
-func startThread(_ body: @escaping () -> Void) throws -> pthread_t {
+public func startThread(_ body: @escaping () -> Void) throws -> pthread_t {
     final class Box { let body: () -> Void; init(_ body: @escaping () -> Void) { self.body = body } }
     var thread = pthread_t()
     let context = Unmanaged.passRetained(Box(body)).toOpaque()

@@ -1,8 +1,8 @@
 import Balancer
 import BalancerCore
 import Logging
-import NIOPosix
 import Synchronization
+import VRRP
 
 #if canImport(Glibc)
 import Glibc
@@ -87,12 +87,10 @@ enum Successor {
 /// MAINPID= (`penha upgrade`, run from outside the unit, would start it elsewhere).
 final class SignalledUpgrade: Sendable {
     private let running = Atomic<Bool>(false)
-    private let pool = NIOThreadPool(numberOfThreads: 1)
     private let logger: Logger
 
     init(logger: Logger) {
         self.logger = logger
-        pool.start()
     }
 
     /// Returns at once; one upgrade at a time. `socket`: this penha's Unix control socket.
@@ -104,7 +102,7 @@ final class SignalledUpgrade: Sendable {
         }
         let executable = CommandLine.arguments.first ?? "penha"
         let arguments = Successor.arguments(Array(CommandLine.arguments.dropFirst()), socket: socket)
-        pool.submit { _ in
+        let upgrade = {
             defer { self.running.store(false, ordering: .relaxed) }
             logger.notice("SIGUSR2: starting \(executable) to take over")
             do {
@@ -115,6 +113,13 @@ final class SignalledUpgrade: Sendable {
             } catch {
                 logger.error("upgrade failed: \(error); serving on")
             }
+        }
+        // A thread only while the upgrade runs (not libdispatch: its workers would take the signals).
+        do {
+            pthread_detach(try startThread(upgrade))
+        } catch {
+            running.store(false, ordering: .relaxed)
+            logger.error("upgrade failed: \(error); serving on")
         }
     }
 }

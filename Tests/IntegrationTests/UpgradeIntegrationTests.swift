@@ -420,3 +420,33 @@ final class HandoverStateIntegrationTests: XCTestCase {
         XCTAssertTrue(try new.command("status").contains { $0.hasPrefix("connections 1 total 6 ") }, "counted on")
     }
 }
+
+/// TLS connections do not move (OpenSSL's state stays in its process): they drain in the old
+/// process, which exits when they end, while the new one serves new TLS clients.
+final class HandoverTLSIntegrationTests: XCTestCase {
+    func testATLSConnectionDrainsInTheOldProcessWhileTheNewOneServes() throws {
+        guard findTool("openssl") != nil else { throw XCTSkip("needs the openssl binary (CI installs it)") }
+        let directory = temporaryPath("handover-tls")
+        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        let certificate = try TestCertificate.selfSigned("server.test", in: directory)
+        let a = try Backend("A")
+        let tls = ["-E", certificate.certificate, "-K", certificate.key]
+        let old = try Penha(tls, servers: ["127.0.0.1:\(a.port)"])
+        let draining = try TLSClient(port: old.port)
+        XCTAssertEqual(try draining.readLine(), "A")
+        let new = try Penha(tls + ["-C", old.control, "--takeover", old.control], listen: "127.0.0.1:\(old.port)",
+                            servers: ["127.0.0.1:\(a.port)"])
+        XCTAssertTrue(new.stderr.contains("the listener and 0 connections; 1 connections (TLS, or mid-request with -H) drain here"),
+                      new.stderr)
+        XCTAssertTrue(waitFor(timeout: 5) { old.stderr.contains("draining 1 connections") }, old.stderr)
+        let fresh = try TLSClient(port: old.port)
+        XCTAssertEqual(try fresh.readLine(), "A", "the new process serves new TLS clients")
+        try draining.send(Array("still the old process\n".utf8))
+        XCTAssertEqual(try draining.readLine(), "still the old process", "the TLS stream goes on where it was")
+        XCTAssertTrue(old.process.isRunning, "the old process waits for it")
+        XCTAssertEqual(try new.command("pid"), ["\(new.process.processIdentifier)"])
+        draining.closeNotify()
+        XCTAssertEqual(old.waitForExit(timeout: 5), 0, "it exits once its last TLS connection ended: \(old.stderr)")
+    }
+}

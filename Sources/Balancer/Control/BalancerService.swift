@@ -268,11 +268,15 @@ public final class BalancerService: Sendable {
     /// socket's handover request): the whole handover, on a thread of its own, bounded. The
     /// answer says how it went; `exitRequested` once it succeeded.
     func handOver(to path: String, requester: (pid: Int32, uid: UInt32)) -> EventLoopFuture<Reply> {
-        let pool = NIOThreadPool(numberOfThreads: 1)
-        pool.start()
-        let answer = pool.runIfActive(eventLoop: eventLoop) { self.handover.handOver(self, engine: self.tcp, path: path, requester: requester) }
-        answer.whenComplete { _ in pool.shutdownGracefully { _ in } }
-        return answer
+        let answer = eventLoop.makePromise(of: Reply.self)
+        do {
+            // A thread of its own, ended with the handover: not the blocking pool, which
+            // commands wait for, nor libdispatch, whose workers would take the signals.
+            pthread_detach(try startThread { answer.succeed(self.handover.handOver(self, engine: self.tcp, path: path, requester: requester)) })
+        } catch {
+            answer.succeed(Reply(errors: ["handover refused: \(error)"]))
+        }
+        return answer.futureResult
     }
 
     /// Connections the old process handed over (`penha run --takeover`): relayed from now on.
