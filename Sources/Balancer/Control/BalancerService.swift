@@ -46,7 +46,7 @@ public final class BalancerService: Sendable {
     private let drain = Mutex<Drain?>(nil)
     var tcp: Engine? { engine.withLock { $0 } }
     /// The old process's side of a handover to a new one (`penha upgrade`).
-    private let handover = HandoverGiver()
+    let handover = HandoverGiver()
     /// Set once VRRP runs. Its statuses ask the interfaces, so they are gathered on the thread
     /// pool and only for a report that shows the instances.
     private let vrrp = Mutex<(any VRRPControl)?>(nil)
@@ -263,40 +263,6 @@ public final class BalancerService: Sendable {
             return drain?.decide(now: .now(), connections: open)
         } ?? .exit(closing: open)
     }
-
-    /// A new penha process asked for this one's listener and connections (the control
-    /// socket's handover request): the whole handover, on a thread of its own, bounded. The
-    /// answer says how it went; `exitRequested` once it succeeded.
-    func handOver(to path: String, requester: (pid: Int32, uid: UInt32)) -> EventLoopFuture<Reply> {
-        let answer = eventLoop.makePromise(of: Reply.self)
-        do {
-            // A thread of its own, ended with the handover: not the blocking pool, which
-            // commands wait for, nor libdispatch, whose workers would take the signals.
-            pthread_detach(try startThread { answer.succeed(self.handover.handOver(self, engine: self.tcp, path: path, requester: requester)) })
-        } catch {
-            answer.succeed(Reply(errors: ["handover refused: \(error)"]))
-        }
-        return answer.futureResult
-    }
-
-    /// Connections the old process handed over (`penha run --takeover`): relayed from now on.
-    public func adopt(_ connections: [CapturedConnection]) {
-        tcp?.adopt(connections)
-    }
-
-    /// The client table entries the old process handed over, merged into this one's.
-    public func restore(_ clients: [HandedOverClient]) {
-        shared.withLock { $0.state.restore(clients, now: .now()) }
-    }
-
-    /// The counters the old process handed over, added to this one's.
-    public func add(_ counters: HandedOverCounters) {
-        shared.withLock { $0.state.add(counters) }
-    }
-
-    /// The new process's pid once this one handed over to it: it stops without touching
-    /// what the new one took (the pid file, the sockets' paths).
-    public var handedOverTo: Int32? { handover.handedOverTo }
 
     /// The TCP engine's threads and their loop turns, for the watchdog (none before it starts).
     public var engineThreadTurns: [ProgressWatch.Turns] { tcp?.threadTurns ?? [] }

@@ -4,6 +4,7 @@ import Logging
 import NIOCore
 import NIOPosix
 import Synchronization
+import VRRP
 
 #if canImport(Glibc)
 import Glibc
@@ -119,4 +120,42 @@ final class HandoverGiver: Sendable {
         if case .refused(let reason) = message { throw HandoverFailure("the new process refused: \(reason)") }
         guard message == wanted else { throw HandoverError.unexpected("\(message.name) where \(wanted.name) was due") }
     }
+}
+
+/// A running balancer's part in a handover: as the old process (`handOver`) and as the new
+/// one (what it is given).
+extension BalancerService {
+    /// A new penha process asked for this one's listener and connections (the control
+    /// socket's handover request): the whole handover, on a thread of its own, bounded. The
+    /// answer says how it went; `exitRequested` once it succeeded.
+    func handOver(to path: String, requester: (pid: Int32, uid: UInt32)) -> EventLoopFuture<Reply> {
+        let answer = eventLoop.makePromise(of: Reply.self)
+        do {
+            // A thread of its own, ended with the handover: not the blocking pool, which
+            // commands wait for, nor libdispatch, whose workers would take the signals.
+            pthread_detach(try startThread { answer.succeed(self.handover.handOver(self, engine: self.tcp, path: path, requester: requester)) })
+        } catch {
+            answer.succeed(Reply(errors: ["handover refused: \(error)"]))
+        }
+        return answer.futureResult
+    }
+
+    /// Connections the old process handed over (`penha run --takeover`): relayed from now on.
+    public func adopt(_ connections: [CapturedConnection]) {
+        tcp?.adopt(connections)
+    }
+
+    /// The client table entries the old process handed over, merged into this one's.
+    public func restore(_ clients: [HandedOverClient]) {
+        shared.withLock { $0.state.restore(clients, now: .now()) }
+    }
+
+    /// The counters the old process handed over, added to this one's.
+    public func add(_ counters: HandedOverCounters) {
+        shared.withLock { $0.state.add(counters) }
+    }
+
+    /// The new process's pid once this one handed over to it: it stops without touching
+    /// what the new one took (the pid file, the sockets' paths).
+    public var handedOverTo: Int32? { handover.handedOverTo }
 }
