@@ -450,3 +450,24 @@ final class HandoverTLSIntegrationTests: XCTestCase {
         XCTAssertEqual(old.waitForExit(timeout: 5), 0, "it exits once its last TLS connection ended: \(old.stderr)")
     }
 }
+
+/// What the old process made and the new one took stays: a Unix listen socket's path, the
+/// control socket's and the pid file, which the old one would remove at an ordinary exit.
+final class HandoverFilesIntegrationTests: XCTestCase {
+    func testTheListenSocketControlSocketAndPidFileStayTheNewProcesss() throws {
+        let a = try Backend("A")
+        let listen = temporaryPath("listen.sock"), pidFile = temporaryPath("penha.pid")
+        defer { unlink(listen); unlink(pidFile) }
+        let old = try Penha(["-p", pidFile], listen: listen, servers: ["127.0.0.1:\(a.port)"])
+        let stream = try Client(unixPath: listen)
+        XCTAssertEqual(try stream.readLine(), "A")
+        let new = try Penha(["-p", pidFile, "-C", old.control, "--takeover", old.control], listen: listen, servers: ["127.0.0.1:\(a.port)"])
+        XCTAssertEqual(old.waitForExit(timeout: 1), 0, old.stderr)
+        XCTAssertTrue(new.stderr.contains("the listener and 1 connections"), new.stderr)
+        XCTAssertEqual(try String(contentsOfFile: pidFile, encoding: .utf8), "\(new.process.processIdentifier)\n")
+        XCTAssertEqual(try Client(unixPath: listen).readLine(), "A", "the listen socket's path is there")
+        XCTAssertEqual(try new.command("pid"), ["\(new.process.processIdentifier)"], "and the control socket's")
+        try stream.send("over a Unix socket\n")
+        XCTAssertEqual(try stream.readLine(), "over a Unix socket")
+    }
+}
