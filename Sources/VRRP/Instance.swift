@@ -49,6 +49,9 @@ public final class VRRPInstance: @unchecked Sendable {
         var drainSeconds: Int
         var availableServers: Int?
         var stopping = false
+        /// `handOff`: the thread ends as it is, and says where its machine stood.
+        var handingOff = false
+        var resumption: VRRPResumption?
         /// Loop turns so far, for the watchdog: a thread that stops turning is wedged.
         var turns: UInt64 = 0
     }
@@ -149,12 +152,36 @@ public final class VRRPInstance: @unchecked Sendable {
         if changed { wake() }
     }
 
-    public func start() throws {
+    /// `resuming`: where the instance stood in the penha process this one took over from
+    /// (`penha upgrade`); a master goes on as master (`VRRPStateMachine.resumeAsMaster`).
+    public func start(resuming: VRRPResumption? = nil) throws {
         let machine = try VRRPStateMachine(configuration: VRRPConfiguration(
             version: configuration.version, vrid: configuration.vrid, priority: configuration.priority,
             advertisementInterval: configuration.advertisementInterval, preempt: configuration.preempt,
             preemptDelay: configuration.preemptDelay, primaryAddress: primaryAddress))
-        thread = try startThread { [self] in run(machine) }
+        let resumedAt = resuming?.nextAdvertisement
+        thread = try startThread { [self] in run(machine, resumingAsMasterAt: resumedAt) }
+    }
+
+    /// Another penha process on this host goes on with the instance (`penha upgrade`): the
+    /// thread ends with no resignation and no address removed, and says where its machine
+    /// stood. In two halves, as `stop`, so that several instances hand off together.
+    public func beginHandOff() {
+        shared.withLock { shared in
+            shared.handingOff = true
+            // Its thread ends: the watchdog no longer counts its turns.
+            shared.stopping = true
+        }
+        wake()
+    }
+
+    /// Returns within `longestWait` of `beginHandOff`.
+    public func finishHandOff() -> VRRPResumption {
+        finishStopping()
+        let configuration = configuration
+        return shared.withLock { $0.resumption }
+            ?? VRRPResumption(interface: configuration.interface, vrid: configuration.vrid, family: configuration.family,
+                              nextAdvertisement: nil)
     }
 
     /// A runtime change of the `vrrp` command, applied by the thread on its next turn without
@@ -204,13 +231,17 @@ public final class VRRPInstance: @unchecked Sendable {
 
     // MARK: The instance's thread
 
-    private func run(_ initial: VRRPStateMachine) {
+    private func run(_ initial: VRRPStateMachine, resumingAsMasterAt resumedAt: VRRPInstant?) {
         var machine = initial
         var driver = Driver(instance: self)
         var linkUp = interface.isUp
         var linkReadAt = VRRPInstant.now
         secondChance?.removeLeftovers()
-        driver.perform(machine.start(now: .now), machine: machine)
+        if let resumedAt {
+            driver.perform(machine.resumeAsMaster(advertisingAt: resumedAt, now: .now), machine: machine)
+        } else {
+            driver.perform(machine.start(now: .now), machine: machine)
+        }
         if !linkUp { driver.perform(machine.interfaceDown(now: .now), machine: machine) }
         var resignedAt: VRRPInstant?
         var appliedServers: Int?
@@ -221,12 +252,19 @@ public final class VRRPInstance: @unchecked Sendable {
                            pollfd(fd: linkMonitor, events: Int16(POLLIN), revents: 0)]
         var drain = [UInt8](repeating: 0, count: 8192)
         while true {
-            let (stopping, availableServers, drainSeconds, changed) = shared.withLock { shared in
+            let (stopping, handingOff, availableServers, drainSeconds, changed) = shared.withLock { shared in
                 defer {
                     shared.pendingConfiguration = nil
                     shared.turns &+= 1
                 }
-                return (shared.stopping, shared.availableServers, shared.drainSeconds, shared.pendingConfiguration)
+                return (shared.stopping, shared.handingOff, shared.availableServers, shared.drainSeconds, shared.pendingConfiguration)
+            }
+            if handingOff, resignedAt == nil {
+                let configuration = configuration
+                let resumption = VRRPResumption(interface: configuration.interface, vrid: configuration.vrid, family: configuration.family,
+                                                nextAdvertisement: machine.nextAdvertisement)
+                shared.withLock { $0.resumption = resumption }
+                return
             }
             if let changed {
                 adopt(changed, into: &machine)

@@ -4,6 +4,7 @@ import Logging
 import NIOCore
 import NIOPosix
 import PenhaCommandLine
+import VRRPCore
 
 #if canImport(Glibc)
 import Glibc
@@ -259,10 +260,12 @@ struct RunCommand: Subcommand {
         } catch {
             throw RuntimeFailure(description: "cannot listen on \(configuration.listen): \(SystemErrorText.describe(error))")
         }
+        var resumedVRRP: [VRRPResumption] = []
         if let handover {
             do {
-                let answer = try handover.adoptConnections(into: service)
+                let (answer, vrrp) = try handover.adoptConnections(into: service)
                 logger.notice("took over from pid \(handover.oldProcess): \(answer)")
+                resumedVRRP = vrrp
             } catch {
                 throw RuntimeFailure(description: "takeover failed, the old penha serves on: \(error)")
             }
@@ -271,7 +274,7 @@ struct RunCommand: Subcommand {
         do {
             (controlChannel, metricsChannel, vrrp) = try startAfterListening(service, configuration: configuration,
                                                                              address: address, replacing: handover != nil,
-                                                                             logger: logger)
+                                                                             resumingVRRP: resumedVRRP, logger: logger)
         } catch {
             // A start that fails after the listener leaves nothing announced: the BGP routes go.
             _ = try? service.stop().wait()
@@ -317,7 +320,8 @@ struct RunCommand: Subcommand {
     /// What starts once the listener is bound: the control socket, the metrics, the pid file,
     /// the privileges given up, and VRRP.
     private func startAfterListening(_ service: BalancerService, configuration: Configuration, address: SocketAddress?,
-                                     replacing: Bool, logger: Logger) throws -> (control: Channel?, metrics: Channel?, vrrp: VRRPNode) {
+                                     replacing: Bool, resumingVRRP: [VRRPResumption],
+                                     logger: Logger) throws -> (control: Channel?, metrics: Channel?, vrrp: VRRPNode) {
         let controlChannel = try startControl(service, replacing: replacing, logger: logger)
         let metricsChannel = try configuration.metrics.map { endpoint in
             do {
@@ -343,7 +347,7 @@ struct RunCommand: Subcommand {
                       metadata: ["servers": "\(configuration.servers.count)"])
         let vrrp: VRRPNode
         do {
-            vrrp = try VRRPNode(configuration: configuration, service: service, logger: logger)
+            vrrp = try VRRPNode(configuration: configuration, service: service, logger: logger, resuming: resumingVRRP)
         } catch {
             throw RuntimeFailure(description: "cannot start VRRP: \(error)")
         }

@@ -3,6 +3,7 @@ import BalancerCore
 import Engine
 import Logging
 import NIOCore
+import VRRPCore
 
 #if canImport(Glibc)
 import Glibc
@@ -67,11 +68,12 @@ final class Takeover {
     }
 
     /// Once this process accepts on the listener: the client table, the connections (relayed
-    /// by `service` as they come) and the counters; then the old process's answer. Returns it.
-    func adoptConnections(into service: BalancerService) throws -> String {
+    /// by `service` as they come) and the counters; then the VRRP instances and the old
+    /// process's answer. Returns them.
+    func adoptConnections(into service: BalancerService) throws -> (answer: String, vrrp: [VRRPResumption]) {
         try socket.send(.accepting)
         var adopted = 0
-        while !reception.isFinished {
+        while !reception.isAdopted {
             let (message, descriptors) = try socket.receive()
             let step: HandoverReception.Step
             do {
@@ -93,12 +95,22 @@ final class Takeover {
                 service.restore(clients)
             case .addCounters(let counters):
                 service.add(counters)
-            case .adoptListener, .finished:
+            case .adoptListener, .adopted, .resumeVRRP:
                 break
             }
         }
         try socket.send(.adopted)
-        return Self.answer(control, within: Self.answerTimeout) ?? "handed over \(adopted) connections (the old process did not answer)"
+        let vrrp = resumedVRRP()
+        return (Self.answer(control, within: Self.answerTimeout) ?? "handed over \(adopted) connections (the old process did not answer)", vrrp)
+    }
+
+    /// The old process's VRRP instances, where they stood when it stopped them; none when it
+    /// does not say (its instances then start afresh here, as at a restart).
+    private func resumedVRRP() -> [VRRPResumption] {
+        guard let (message, descriptors) = try? socket.receive() else { return [] }
+        for descriptor in descriptors { close(descriptor) }
+        guard case .resumeVRRP(let instances)? = try? reception.receive(message) else { return [] }
+        return instances
     }
 
     /// A blocking connection to the old process's control socket.

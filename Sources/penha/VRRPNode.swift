@@ -57,8 +57,9 @@ final class VRRPNode: VRRPControl {
     private let healthCheck: RepeatedTask
 
     /// Starts nothing when the configuration has no `vrrp` command: penha runs standalone
-    /// (until a `vrrp` command adds an instance).
-    init(configuration: Configuration, service: BalancerService, logger: Logger) throws {
+    /// (until a `vrrp` command adds an instance). `resuming`: where the instances stood in the
+    /// penha this one took over from (`penha upgrade`).
+    init(configuration: Configuration, service: BalancerService, logger: Logger, resuming: [VRRPResumption] = []) throws {
         let log: @Sendable (String) -> Void = { logger.notice("\($0)") }
         let logError: @Sendable (String) -> Void = { logger.error("\($0)") }
         let listener = self.listener
@@ -82,7 +83,9 @@ final class VRRPNode: VRRPControl {
         }
         report()
         healthCheck = service.eventLoop.scheduleRepeatedTask(initialDelay: .seconds(1), delay: .seconds(1)) { _ in report() }
-        for instance in started { try instance.start() }
+        for instance in started {
+            try instance.start(resuming: resuming.first { $0.resumes(instance.configuration) })
+        }
     }
 
     /// `body` runs (on the instance's thread) after any instance changes state.
@@ -164,6 +167,15 @@ final class VRRPNode: VRRPControl {
     /// After the process's drain: what a second chance kept for it (the VIPs on `lo`) goes.
     func drainEnded() {
         for instance in instances.all { instance.endSecondChance() }
+    }
+
+    /// Another penha process goes on with the instances (`penha upgrade`): they stop as they
+    /// are, a master without resigning or removing its addresses; returns where each stood.
+    func handOff() -> [VRRPResumption] {
+        healthCheck.cancel()
+        let all = instances.stopAll()
+        for instance in all { instance.beginHandOff() }
+        return all.map { $0.finishHandOff() }
     }
 
     func stop() {

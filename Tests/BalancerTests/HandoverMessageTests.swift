@@ -60,6 +60,10 @@ final class HandoverMessageTests: XCTestCase {
                              lastUsed: random.next(), connections: random.next(), sent: random.next(), received: random.next())
         }))
         messages.append(.counters(HandedOverCounters(connections: 7, refusedClients: 2, servers: [])))
+        messages.append(.vrrp([]))
+        messages.append(.vrrp([VRRPResumption(interface: "eth0", vrid: 51, family: .v4, nextAdvertisement: VRRPInstant(nanoseconds: random.next())),
+                               VRRPResumption(interface: "bond0.100", vrid: 255, family: .v6, nextAdvertisement: nil),
+                               VRRPResumption(interface: String(repeating: "e", count: 15), vrid: 1, family: .v4, nextAdvertisement: nil)]))
         messages.append(.counters(HandedOverCounters(connections: random.next(), refusedClients: random.next(), servers: (0..<40).map { _ in
             HandedOverCounters.Server(connections: random.next(), sent: random.next(), received: random.next())
         })))
@@ -157,6 +161,19 @@ final class HandoverMessageTests: XCTestCase {
         XCTAssertEqual(refusal(frame(8, [UInt8](repeating: 0, count: 16) + [0, 1, 0, 1])), .tooLarge("65537 servers' counters"))
         XCTAssertEqual(refusal(frame(8, [UInt8](repeating: 0, count: 16) + [0, 0, 0, 1])), .malformed("1 servers' counters in 0 bytes"))
         XCTAssertEqual(refusal(frame(8, [UInt8](repeating: 0, count: 10))), .malformed("a message cut short"))
+        let eth0 = Array("eth0".utf8)
+        XCTAssertNil(refusal(frame(9, [1, 51, 4, 1, 0, 0, 0, 0, 0, 0, 0, 9, 4] + eth0)), "a master of vrid 51 on eth0")
+        XCTAssertEqual(refusal(frame(9, [1, 0, 4, 1, 0, 0, 0, 0, 0, 0, 0, 9, 4] + eth0)),
+                       .malformed("VRRP instance 0, family 4, state 1, a name of 4 bytes"))
+        XCTAssertEqual(refusal(frame(9, [1, 51, 5, 1, 0, 0, 0, 0, 0, 0, 0, 9, 4] + eth0)),
+                       .malformed("VRRP instance 51, family 5, state 1, a name of 4 bytes"))
+        XCTAssertEqual(refusal(frame(9, [1, 51, 4, 0, 0, 0, 0, 0, 0, 0, 0, 9, 4] + eth0)),
+                       .malformed("VRRP instance 51, family 4, state 0, a name of 4 bytes"), "a backup has no advert due")
+        XCTAssertEqual(refusal(frame(9, [1, 51, 4, 0, 0, 0, 0, 0, 0, 0, 0, 0, 16] + [UInt8](repeating: 97, count: 16))),
+                       .malformed("VRRP instance 51, family 4, state 0, a name of 16 bytes"))
+        XCTAssertEqual(refusal(frame(9, [1, 51, 4, 0, 0, 0, 0, 0, 0, 0, 0, 0, 4] + Array("et/0".utf8))),
+                       .malformed("an interface name that is not one"))
+        XCTAssertEqual(refusal(frame(9, [2, 51, 4, 0, 0, 0, 0, 0, 0, 0, 0, 0, 4] + eth0)), .malformed("a message cut short"))
     }
 
     func testTheHeaderRefusesWhatItCanTellAlone() {
@@ -168,8 +185,8 @@ final class HandoverMessageTests: XCTestCase {
         otherVersion[4] = 2
         XCTAssertEqual(refusal(otherVersion), .version(2))
         var unknownKind = frame
-        unknownKind[5] = 9
-        XCTAssertEqual(refusal(unknownKind), .malformed("unknown kind 9"))
+        unknownKind[5] = 10
+        XCTAssertEqual(refusal(unknownKind), .malformed("unknown kind 10"))
         var manyDescriptors = frame
         manyDescriptors[6] = 1
         XCTAssertEqual(refusal(manyDescriptors), .tooLarge("256 descriptors"))
@@ -196,8 +213,14 @@ final class HandoverMessageTests: XCTestCase {
         XCTAssertEqual(try reception.receive(.connections(batch)), .adoptConnections(batch))
         XCTAssertEqual(try reception.receive(.connections(batch)), .adoptConnections(batch))
         XCTAssertEqual(try reception.receive(.counters(counters)), .addCounters(counters))
-        XCTAssertFalse(reception.isFinished)
-        XCTAssertEqual(try reception.receive(.done), .finished(connections: 6))
+        XCTAssertFalse(reception.isAdopted)
+        XCTAssertEqual(try reception.receive(.done), .adopted(connections: 6))
+        XCTAssertTrue(reception.isAdopted)
+        XCTAssertFalse(reception.isFinished, "the VRRP instances come after `adopted`")
+        var early = HandoverReception()
+        XCTAssertThrowsError(try early.receive(.vrrp([])), "not before the listener")
+        let vrrp = [VRRPResumption(interface: "eth0", vrid: 51, family: .v4, nextAdvertisement: VRRPInstant(nanoseconds: 9))]
+        XCTAssertEqual(try reception.receive(.vrrp(vrrp)), .resumeVRRP(vrrp))
         XCTAssertTrue(reception.isFinished)
         XCTAssertThrowsError(try reception.receive(.done), "nothing after the end")
     }
@@ -237,6 +260,17 @@ final class HandoverPolicyTests: XCTestCase {
         var udp = plain
         udp.udp = true
         XCTAssertEqual(HandoverPolicy.refusal(for: udp, draining: false, requester: 5, own: 5), "UDP (-U) flows do not move to another process")
+    }
+
+    func testVRRPInstancesMoveUnlessTheyHaveASecondChance() throws {
+        var vrrp = plain
+        vrrp.vrrpInstances = [try VRRPInstanceConfiguration.parse(["interface", "eth0", "vrid", "51", "priority", "200",
+                                                                    "vip", "192.0.2.10/24"])]
+        XCTAssertNil(HandoverPolicy.refusal(for: vrrp, draining: false, requester: 5, own: 5))
+        vrrp.vrrpInstances = [try VRRPInstanceConfiguration.parse(["interface", "eth0", "vrid", "51", "priority", "200",
+                                                                    "vip", "192.0.2.10/24", "second_chance", "02:00:00:00:00:02"])]
+        XCTAssertEqual(HandoverPolicy.refusal(for: vrrp, draining: false, requester: 5, own: 5),
+                       "a vrrp instance with second_chance does not move to another process yet; restart instead")
     }
 
     func testTheRequestLineNamesAnAbsolutePathThatFitsSunPath() {

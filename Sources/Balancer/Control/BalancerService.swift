@@ -49,7 +49,7 @@ public final class BalancerService: Sendable {
     let handover = HandoverGiver()
     /// Set once VRRP runs. Its statuses ask the interfaces, so they are gathered on the thread
     /// pool and only for a report that shows the instances.
-    private let vrrp = Mutex<(any VRRPControl)?>(nil)
+    let vrrp = Mutex<(any VRRPControl)?>(nil)
     let tls: TLSTermination?
     /// The key `sync` starts with, read by `init` so that a bad one stops penha before it starts.
     private let startupSyncKey: ClientSyncKey?
@@ -570,6 +570,9 @@ public protocol VRRPControl: Sendable {
     func apply(_ instances: [VRRPInstanceConfiguration]) throws
     /// Cheap (no interface asked): no instance runs, or one is master.
     var holdsVirtualAddresses: Bool { get }
+    /// Blocking (at most a second): the instances stop as they are for another penha process
+    /// to go on with (`penha upgrade`); where each stood.
+    func handOff() -> [VRRPResumption]
 }
 
 extension BalancerService {

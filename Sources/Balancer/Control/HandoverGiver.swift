@@ -5,6 +5,7 @@ import NIOCore
 import NIOPosix
 import Synchronization
 import VRRP
+import VRRPCore
 
 #if canImport(Glibc)
 import Glibc
@@ -97,6 +98,14 @@ final class HandoverGiver: Sendable {
             throw error
         }
         engine.closeListener()
+        // Last: the new process relays everything, and goes on where the instances stood. Not
+        // sent (the new process gone): it would start them afresh, as after a restart.
+        let vrrp = service.handOffVRRP()
+        do {
+            try socket.send(.vrrp(vrrp))
+        } catch {
+            service.logger.error("the VRRP instances stopped here but the new process was not told: \(error)")
+        }
         return (sent, engine.openConnections)
     }
 
@@ -153,6 +162,11 @@ extension BalancerService {
     /// The counters the old process handed over, added to this one's.
     public func add(_ counters: HandedOverCounters) {
         shared.withLock { $0.state.add(counters) }
+    }
+
+    /// The VRRP instances stopped as they are, for the new process (none when none runs).
+    func handOffVRRP() -> [VRRPResumption] {
+        vrrp.withLock { $0 }?.handOff() ?? []
     }
 
     /// The new process's pid once this one handed over to it: it stops without touching

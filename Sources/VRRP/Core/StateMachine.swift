@@ -327,6 +327,23 @@ public struct VRRPStateMachine: Sendable {
         }
     }
 
+    /// Starts as the master another process on this host was (`penha upgrade`): the addresses
+    /// are on the interface and announced already, so neither is done again, and the first
+    /// advertisement goes when that process's next one was due (now, if that has passed).
+    public mutating func resumeAsMaster(advertisingAt due: VRRPInstant, now: VRRPInstant) -> [VRRPAction] {
+        guard case .initialize = phase else { return [] }
+        preemptNotBefore = now.advanced(by: UInt64(configuration.preemptDelay ?? 0) * Self.nanosecondsPerSecond)
+        masterAddress = configuration.primaryAddress
+        masterAdvertInterval = configuration.advertisementInterval
+        return [enter(.master(advertAt: due > now ? due : now), reason: "taken over from another process", now: now)]
+    }
+
+    /// A master resigning (shutdown), not to be handed over.
+    var isResigning: Bool {
+        if case .resigning = phase { return true }
+        return false
+    }
+
     /// Stops the instance (→ Initialize). A master says goodbye with priority 0 (RFC 5798
     /// section 6.4.3 Shutdown), so a backup takes over after Skew_Time, but keeps and serves the
     /// addresses until the handover completes; the caller keeps feeding it events until `state`

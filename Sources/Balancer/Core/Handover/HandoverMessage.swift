@@ -101,7 +101,8 @@ public struct HandedOverCounters: Equatable, Sendable {
 /// (`penha run --takeover`, `penha upgrade`). The old process sends `listener`, then its
 /// client table (`clients`), its `connections` in batches and its `counters`, then `done`; the
 /// new one answers `accepting` once it accepts on the listener and `adopted` once it relays
-/// what it was given. `refused` ends it, either way.
+/// what it was given, and the old one ends with its VRRP instances (`vrrp`). `refused` ends
+/// it, either way.
 ///
 /// A frame is `magic(4) version(1) kind(1) descriptors(2) length(4) body`, big-endian; the
 /// descriptors come with the frame's first bytes (SCM_RIGHTS) and their count is part of
@@ -124,6 +125,9 @@ public enum HandoverMessage: Equatable, Sendable {
     case clients([HandedOverClient])
     /// The totals and the servers' counters, to add to the new process's own.
     case counters(HandedOverCounters)
+    /// The VRRP instances, once the new process relays everything: the old one has stopped
+    /// advertising, the new one goes on where it stood.
+    case vrrp([VRRPResumption])
 
     public static let magic: [UInt8] = Array("PNHO".utf8)
     public static let version: UInt8 = 1
@@ -143,6 +147,10 @@ public enum HandoverMessage: Equatable, Sendable {
     public static let maxClients = 100_000
     /// Servers whose counters move (1.5 MB); any beyond start from zero.
     public static let maxServers = 1 << 16
+    /// VRRP instances (one per VRID and family on an interface, far fewer in practice).
+    public static let maxVRRPInstances = 255
+    /// An interface's name (IFNAMSIZ less its NUL).
+    public static let maxInterfaceName = 15
     /// A connection's fixed part: client 16 + port 2 + target 5 + connected 8 + flags 1 + two lengths 8.
     static let connectionFixedSize = 40
 
@@ -163,6 +171,7 @@ public enum HandoverMessage: Equatable, Sendable {
         case .refused: return 6
         case .clients: return 7
         case .counters: return 8
+        case .vrrp: return 9
         }
     }
 
@@ -171,7 +180,7 @@ public enum HandoverMessage: Equatable, Sendable {
         switch self {
         case .listener: return 1
         case .connections(let connections): return connections.count * 2
-        case .accepting, .done, .adopted, .refused, .clients, .counters: return 0
+        case .accepting, .done, .adopted, .refused, .clients, .counters, .vrrp: return 0
         }
     }
 
@@ -210,6 +219,17 @@ public enum HandoverMessage: Equatable, Sendable {
             appendBigEndian(UInt32(counters.servers.count), to: &body)
             for server in counters.servers {
                 for number in [server.connections, server.sent, server.received] { appendBigEndian(number, to: &body) }
+            }
+        case .vrrp(let instances):
+            precondition(instances.count <= Self.maxVRRPInstances, "at most \(Self.maxVRRPInstances) VRRP instances")
+            body.append(UInt8(instances.count))
+            for instance in instances {
+                let name = Array(instance.interface.utf8)
+                precondition((1...Self.maxInterfaceName).contains(name.count), "an interface's name is 1 to 15 bytes")
+                body += [instance.vrid, instance.family == .v4 ? 4 : 6, instance.isMaster ? 1 : 0]
+                appendBigEndian(instance.nextAdvertisement?.nanoseconds ?? 0, to: &body)
+                body.append(UInt8(name.count))
+                body += name
             }
         }
         precondition(body.count <= Self.maxBodySize, "a handover frame's body is at most \(Self.maxBodySize) bytes")
@@ -267,7 +287,7 @@ public struct HandoverFrameHeader: Equatable, Sendable {
         guard Array(header[0..<4]) == HandoverMessage.magic else { throw .malformed("not a handover frame (bad magic)") }
         guard header[4] == HandoverMessage.version else { throw .version(header[4]) }
         kind = header[5]
-        guard (1...8).contains(kind) else { throw .malformed("unknown kind \(kind)") }
+        guard (1...9).contains(kind) else { throw .malformed("unknown kind \(kind)") }
         descriptorCount = Int(header[6]) << 8 | Int(header[7])
         guard descriptorCount <= HandoverMessage.maxDescriptors else { throw .tooLarge("\(descriptorCount) descriptors") }
         bodyLength = header[8..<12].reduce(0) { $0 << 8 | Int($1) }
@@ -294,6 +314,7 @@ extension HandoverMessage {
         case 5: message = .adopted
         case 7: message = .clients(try reader.clients())
         case 8: message = .counters(try reader.counters())
+        case 9: message = .vrrp(try reader.vrrpInstances())
         default:
             guard body.count <= maxReasonBytes else { throw .tooLarge("a reason of \(body.count) bytes") }
             message = .refused(String(decoding: reader.take(body.count), as: UTF8.self))
@@ -364,6 +385,29 @@ private struct HandoverReader {
                                                      received: try number(UInt64.self)))
         }
         return HandedOverCounters(connections: connections, refusedClients: refused, servers: servers)
+    }
+
+    mutating func vrrpInstances() throws(HandoverError) -> [VRRPResumption] {
+        let count = Int(try number(UInt8.self))
+        var instances: [VRRPResumption] = []
+        for _ in 0..<count {
+            let vrid = try number(UInt8.self), family = try number(UInt8.self), master = try number(UInt8.self)
+            let due = try number(UInt64.self)
+            let length = Int(try number(UInt8.self))
+            guard vrid > 0, family == 4 || family == 6, master <= 1, master == 1 || due == 0,
+                  (1...HandoverMessage.maxInterfaceName).contains(length),
+                  bytes.count >= length else {
+                throw .malformed("VRRP instance \(vrid), family \(family), state \(master), a name of \(length) bytes")
+            }
+            let name = take(length)
+            // What an interface's name may hold: no NUL, no '/', no space.
+            guard !name.contains(where: { $0 <= 32 || $0 == UInt8(ascii: "/") || $0 >= 127 }) else {
+                throw .malformed("an interface name that is not one")
+            }
+            instances.append(VRRPResumption(interface: String(decoding: name, as: UTF8.self), vrid: vrid, family: family == 4 ? .v4 : .v6,
+                                            nextAdvertisement: master == 1 ? VRRPInstant(nanoseconds: due) : nil))
+        }
+        return instances
     }
 
     mutating func connection() throws(HandoverError) -> HandedOverConnection {

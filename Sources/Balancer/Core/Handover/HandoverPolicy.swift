@@ -7,7 +7,9 @@ public enum HandoverPolicy {
         if requester != own { return "only penha's own user (uid \(own)) may take over, not uid \(requester)" }
         if draining { return "penha is stopping" }
         if configuration.udp { return "UDP (-U) flows do not move to another process" }
-        if !configuration.vrrpInstances.isEmpty { return "vrrp instances do not move to another process yet; restart instead" }
+        if configuration.vrrpInstances.contains(where: { $0.secondChance != nil }) {
+            return "a vrrp instance with second_chance does not move to another process yet; restart instead"
+        }
         if configuration.bgp != nil { return "bgp sessions do not move to another process yet; restart instead" }
         if configuration.sync != nil { return "sync does not move to another process yet; restart instead" }
         return nil

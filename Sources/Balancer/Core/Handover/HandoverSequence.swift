@@ -1,11 +1,15 @@
+import VRRPCore
+
 /// The order of a handover, as each side checks it: pure values, messages in, what to do out.
-/// The old process: `listener`, wait for `accepting`, `connections`..., `done`, wait for
-/// `adopted`. The new one: the mirror image. Anything else is refused, and a refused
+/// The old process: `listener`, wait for `accepting`, `clients`, `connections`, `counters`,
+/// `done`, wait for `adopted`, `vrrp`. The new one: the mirror image. Anything else is refused, and a refused
 /// handover leaves the old process serving.
 public struct HandoverReception: Sendable {
     private enum State: Sendable {
         case awaitingListener
         case receivingConnections(count: Int)
+        /// `done` came; the VRRP instances come once `adopted` is sent.
+        case awaitingVRRP
         case finished
         case failed
     }
@@ -20,13 +24,23 @@ public struct HandoverReception: Sendable {
         case restoreClients([HandedOverClient])
         /// Add these to the counters.
         case addCounters(HandedOverCounters)
-        /// Everything came: send `adopted`.
-        case finished(connections: Int)
+        /// The connections came: send `adopted`.
+        case adopted(connections: Int)
+        /// Go on with these VRRP instances where they stood: the handover is over.
+        case resumeVRRP([VRRPResumption])
     }
 
     private var state = State.awaitingListener
 
     public init() {}
+
+    /// `done` came: everything but the VRRP instances.
+    public var isAdopted: Bool {
+        switch state {
+        case .awaitingVRRP, .finished: return true
+        case .awaitingListener, .receivingConnections, .failed: return false
+        }
+    }
 
     public var isFinished: Bool {
         if case .finished = state { return true }
@@ -47,8 +61,11 @@ public struct HandoverReception: Sendable {
         case (.receivingConnections, .counters(let counters)):
             return .addCounters(counters)
         case (.receivingConnections(let count), .done):
+            state = .awaitingVRRP
+            return .adopted(connections: count)
+        case (.awaitingVRRP, .vrrp(let instances)):
             state = .finished
-            return .finished(connections: count)
+            return .resumeVRRP(instances)
         case (.failed, _), (.finished, _):
             throw .unexpected("a message after the handover ended")
         case (_, .refused(let reason)):
@@ -64,6 +81,7 @@ public struct HandoverReception: Sendable {
         switch state {
         case .awaitingListener: return "waiting for the listener"
         case .receivingConnections: return "receiving connections"
+        case .awaitingVRRP: return "waiting for the VRRP instances"
         case .finished: return "finished"
         case .failed: return "failed"
         }
@@ -82,6 +100,7 @@ extension HandoverMessage {
         case .refused: return "refused"
         case .clients(let clients): return "\(clients.count) clients"
         case .counters: return "the counters"
+        case .vrrp(let instances): return "\(instances.count) VRRP instances"
         }
     }
 
