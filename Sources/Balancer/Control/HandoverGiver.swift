@@ -15,9 +15,9 @@ import Glibc
 /// the control socket, it connects to the socket the new process listens on, checks that the
 /// process there is the one that asked and of penha's own user, sends the listener, stops
 /// accepting once the new process accepts, then sends its client table, every connection that
-/// can move (plain TCP; TLS ones drain here) and its counters, and exits once the new process
-/// has adopted them. A failure
-/// before the connections leave changes nothing: this process accepts and relays on.
+/// can move (plain TCP; TLS ones drain here) and its counters, hands its VRRP instances over
+/// and exits once the new process has adopted them. A failure before the connections leave
+/// changes nothing: this process accepts and relays on.
 final class HandoverGiver: Sendable {
     /// While connections are still being set up (connecting to their server), captures are
     /// repeated this often for at most `settleBound`, so that they move too.
@@ -42,7 +42,7 @@ final class HandoverGiver: Sendable {
             let moved = try give(service, engine: engine, path: path, requester: requester)
             successor.withLock { $0 = requester.pid }
             let text = "handed over to pid \(requester.pid): the listener and \(moved.connections) connections"
-                + (moved.staying > 0 ? "; \(moved.staying) connections (TLS, or mid-request with -H) drain here" : "")
+                + (moved.staying > 0 ? "; \(moved.staying) connections drain here (TLS, mid-request with -H, or still connecting)" : "")
             logger.notice("\(text)")
             return Reply(lines: [text], exitRequested: true)
         } catch {
@@ -68,8 +68,14 @@ final class HandoverGiver: Sendable {
         try expect(.accepting, from: socket)
         // From here the new process accepts; whatever fails before the connections leave, this one accepts again.
         var capture = engine.capture()
-        // The client table before the connections, so that they find their clients' entries.
-        for clients in service.shared.withLock({ $0.state.handedOverClients }) { try socket.send(.clients(clients)) }
+        do {
+            // The client table before the connections, so that they find their clients' entries.
+            for clients in service.shared.withLock({ $0.state.handedOverClients }) { try socket.send(.clients(clients)) }
+        } catch {
+            engine.adopt(capture.connections)
+            engine.resumeAccepting()
+            throw error
+        }
         var sent = 0
         let started = ContinuousClock.now
         while true {
@@ -87,10 +93,10 @@ final class HandoverGiver: Sendable {
             usleep(UInt32(Self.captureInterval.components.attoseconds / 1_000_000_000_000))
             capture = engine.capture()
         }
-        // The counters last: the connections' bytes are in them once each has been captured.
-        try socket.send(.counters(service.shared.withLock { $0.state.handedOverCounters }))
-        try socket.send(.done)
         do {
+            // The counters last: the connections' bytes are in them once each has been captured.
+            try socket.send(.counters(service.shared.withLock { $0.state.handedOverCounters }))
+            try socket.send(.done)
             try expect(.adopted, from: socket)
         } catch {
             // What was sent is the other process's now (gone with it if it died); new clients come here again.
