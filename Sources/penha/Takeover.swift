@@ -26,8 +26,10 @@ final class Takeover {
 
     /// Asks the penha on `controlPath` to hand over and takes its listener.
     init(controlPath: String) throws {
-        let directory = controlPath.lastIndex(of: "/").map { String(controlPath[..<$0]) } ?? "."
-        let path = "\(directory.isEmpty ? "" : directory)/.penha-handover-\(getpid())"
+        // Beside the control socket, by an absolute path: the old process may work elsewhere.
+        let absolute = controlPath.hasPrefix("/") ? controlPath : "\(Self.workingDirectory)/\(controlPath)"
+        let directory = absolute[..<(absolute.lastIndex(of: "/") ?? absolute.startIndex)]
+        let path = "\(directory)/.penha-handover-\(getpid())"
         unlink(path)
         let listening = try HandoverSocket.listen(at: path)
         defer {
@@ -111,6 +113,12 @@ final class Takeover {
         for descriptor in descriptors { close(descriptor) }
         guard case .resumeVRRP(let instances)? = try? reception.receive(message) else { return [] }
         return instances
+    }
+
+    private static var workingDirectory: String {
+        var buffer = [CChar](repeating: 0, count: Int(PATH_MAX) + 1)
+        guard getcwd(&buffer, buffer.count) != nil else { return "." }
+        return String(decoding: buffer.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
     }
 
     /// A blocking connection to the old process's control socket.
