@@ -471,3 +471,25 @@ final class HandoverFilesIntegrationTests: XCTestCase {
         XCTAssertEqual(try stream.readLine(), "over a Unix socket")
     }
 }
+
+/// `sync` goes on in the new process: its listener is the old one's port again as soon as the
+/// old process has let it go (the peers reconnect, as after any restart of this node).
+final class HandoverSyncIntegrationTests: XCTestCase {
+    func testTheSyncListenerIsTheNewProcesssOnceTheOldOneIsGone() throws {
+        let key = temporaryPath("sync.key")
+        try "a shared secret of the pair, 0123456789\n".write(toFile: key, atomically: true, encoding: .utf8)
+        defer { unlink(key) }
+        let a = try Backend("A")
+        let listen = "127.0.0.1:\(freePort())"
+        let sync = ["-O", "sync listen \(listen) peer 127.0.0.2:\(freePort(host: "127.0.0.2")) key \(key)"]
+        let old = try Penha(sync, servers: ["127.0.0.1:\(a.port)"])
+        XCTAssertTrue(waitFor(timeout: 5) { old.stderr.contains("sync: listening on \(listen)") }, old.stderr)
+        let new = try Penha(sync + ["-C", old.control, "--takeover", old.control], listen: "127.0.0.1:\(old.port)",
+                            servers: ["127.0.0.1:\(a.port)"])
+        XCTAssertEqual(old.waitForExit(timeout: 1), 0, old.stderr)
+        XCTAssertTrue(waitFor(timeout: 5) { new.stderr.contains("sync: listening on \(listen)") }, new.stderr)
+        XCTAssertFalse(new.stderr.contains("sync: cannot listen"), new.stderr)
+        let port = Int(listen.split(separator: ":")[1]) ?? 0
+        XCTAssertNoThrow(try Client(port: port, timeout: 2), "the sync port accepts")
+    }
+}

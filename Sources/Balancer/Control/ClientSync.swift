@@ -51,7 +51,16 @@ final class ClientSync {
         tick = service.eventLoop.scheduleRepeatedTask(initialDelay: Self.batchInterval, delay: Self.batchInterval) { _ in
             sync.object?.sendChanges()
         }
+        listen(attemptsLeft: Self.bindAttempts)
+    }
+
+    /// After a takeover (`penha upgrade`) the old process holds the port until it exits, a
+    /// moment later: an address in use is tried again every 100 ms, for at most 3 s.
+    static let bindAttempts = 30
+
+    private func listen(attemptsLeft: Int) {
         let listen = settings.listen
+        let sync = WeakOnLoop(self, eventLoop: service.eventLoop)
         // The peers' connections are on the balancer's loop too (the group is that one loop).
         ServerBootstrap(group: service.eventLoop)
             .serverChannelOption(ChannelOptions.socketOption(.so_reuseaddr), value: 1)
@@ -62,10 +71,18 @@ final class ClientSync {
             .bind(host: listen.ip.description, port: listen.port)
             .assumeIsolated().whenComplete { [weak self] result in
                 guard let self else { return }
+                if self.stopped {
+                    if case .success(let channel) = result { channel.close(promise: nil) }
+                    return
+                }
                 switch result {
                 case .success(let channel):
-                    if self.stopped { channel.close(promise: nil) } else { self.listener = channel }
+                    self.listener = channel
                     self.service.logger.notice("sync: listening on \(listen) for \(self.settings.peers.map(\.description).joined(separator: ", "))")
+                case .failure(let error as IOError) where error.errnoCode == EADDRINUSE && attemptsLeft > 1:
+                    self.service.eventLoop.assumeIsolated().scheduleTask(in: .milliseconds(100)) { [weak self] in
+                        self?.listen(attemptsLeft: attemptsLeft - 1)
+                    }
                 case .failure(let error):
                     self.service.logger.error("sync: cannot listen on \(listen): \(SystemErrorText.describe(error))")
                 }

@@ -11,7 +11,6 @@ public enum HandoverPolicy {
             return "a vrrp instance with second_chance does not move to another process yet; restart instead"
         }
         if configuration.bgp != nil { return "bgp sessions do not move to another process yet; restart instead" }
-        if configuration.sync != nil { return "sync does not move to another process yet; restart instead" }
         return nil
     }
 
