@@ -147,8 +147,9 @@ public struct StatusReport: Codable, Equatable, Sendable {
         public var sent: UInt64
         public var received: UInt64
         public var malformed: UInt64
-        /// Received adverts dropped, by reason (RFC 5798 section 7.1), by `status`'s names.
-        public var dropped: [String: UInt64]
+        /// Received adverts dropped, by reason (RFC 5798 section 7.1); `status` and `--json`
+        /// name each by its `statusName`.
+        public var dropped: [VRRPDropReason: UInt64]
         public var virtualAddresses: [VirtualAddress]
 
         public struct VirtualAddress: Codable, Equatable, Sendable {
@@ -241,16 +242,10 @@ public struct StatusReport: Codable, Equatable, Sendable {
             + "last_change \(instance.lastChange) last_change_ago \(instance.lastChangeSecondsAgo.map(String.init) ?? "-") "
             + "sent \(instance.sent) "
             + "received \(instance.received) malformed \(instance.malformed)"
-            + dropNames(instance.dropped).map { " drop_\($0) \(instance.dropped[$0] ?? 0)" }.joined()
+            + VRRPDropReason.allCases.map { " drop_\($0.statusName) \(instance.dropped[$0, default: 0])" }.joined()
         return [summary]
             + instance.virtualAddresses.map { "vip \(vrid) address \($0.address) on_interface \($0.onInterface ? "yes" : "no")" }
             + (instance.lastChangeReason.isEmpty ? [] : ["vrrp_reason \(vrid) \(instance.lastChangeReason)"])
-    }
-
-    /// Drop reasons in the order the codec checks them, then any others.
-    private static func dropNames(_ dropped: [String: UInt64]) -> [String] {
-        let known = VRRPDropReason.allCases.map(\.statusName)
-        return known + dropped.keys.filter { !known.contains($0) }.sorted()
     }
 
     /// A status line this penha cannot read: a field missing or not a number.
@@ -342,8 +337,11 @@ extension StatusReport {
                 let master = try entry.text("master")
                 // An older penha writes no last_change_ago: its answer reads as if it were "-".
                 let ago = entry.pairs["last_change_ago", default: "-"] == "-" ? nil : try entry.int("last_change_ago")
-                var dropped: [String: UInt64] = [:]
-                for name in entry.pairs.keys where name.hasPrefix("drop_") { dropped[String(name.dropFirst(5))] = try entry.count(name) }
+                // A reason an older penha did not count reads as 0.
+                let dropped = try Dictionary(uniqueKeysWithValues: VRRPDropReason.allCases.map { reason in
+                    let name = "drop_\(reason.statusName)"
+                    return (reason, entry.pairs[name] == nil ? 0 : try entry.count(name))
+                })
                 vrrp.append(VRRPInstance(
                     vrid: try entry.number(1), state: try entry.word("state"), interface: try entry.text("interface"),
                     version: try entry.int("version"), priority: try entry.int("priority"),
