@@ -1,7 +1,7 @@
 import BalancerCore
 import NIOCore
 
-/// When a NIO listener (the control socket; the TCP engine has its own) accepts. Sits in the
+/// When a NIO listener (the control socket, the metrics port; the TCP engine has its own) accepts. Sits in the
 /// listening channel's pipeline in front of NIO's acceptor, and stops accepting (autoRead
 /// off) in two cases:
 /// - `limit`: at most that many connections at once. Beyond it new clients wait in the

@@ -11,13 +11,26 @@ public enum MetricsServer {
     /// A scraper that has not sent its request by then is closed.
     static let requestTimeout = TimeAmount.seconds(10)
 
+    /// Scrapes served at once; more wait in the kernel's backlog. A scraper (or one the acl
+    /// refuses, whose head is still read) holds a descriptor for up to `requestTimeout`: the
+    /// descriptors the data path needs are not the metrics port's to take.
+    static let maxConnections = 16
+
     public static func start(_ endpoint: MetricsEndpoint, service: BalancerService) -> EventLoopFuture<Channel> {
         // The listener and its connections are all on the service's one loop.
         let refusals = NIOLoopBoundBox.makeBoxSendingValue(LogThrottle(), eventLoop: service.eventLoop)
+        // Also the back-off when descriptors run out: NIO's accept loop would spin on the loop.
+        let made = ConnectionLimiter(limit: maxConnections)
+        made.warn = { service.logger.warning("metrics port: \($0)") }
+        let limiter = NIOLoopBoundBox.makeBoxSendingValue(made, eventLoop: service.eventLoop)
         return ServerBootstrap(group: service.eventLoop)
             .serverChannelOption(ChannelOptions.socketOption(.so_reuseaddr), value: 1)
+            .serverChannelInitializer { channel in
+                channel.eventLoop.makeCompletedFuture { try channel.pipeline.syncOperations.addHandler(limiter.value) }
+            }
             .childChannelInitializer { channel in
-                channel.eventLoop.makeCompletedFuture {
+                channel.closeFuture.assumeIsolated().whenComplete { _ in limiter.value.release() }
+                return channel.eventLoop.makeCompletedFuture {
                     try channel.pipeline.syncOperations.addHandler(MetricsHandler(service: service, acl: endpoint.acl,
                                                                                   refusals: refusals))
                 }
