@@ -1,3 +1,4 @@
+import CBPF
 import Foundation
 import XCTest
 @testable import VRRP
@@ -7,19 +8,31 @@ import VRRPCore
 import Glibc
 #endif
 
-/// Hostile review of the second chance's programs: the largest a configuration can ask for
-/// goes through this kernel's verifier (`penha check` loads only the smallest).
+/// Hostile review of the second chance's programs, run by this kernel (root only): the
+/// largest a configuration allows pass its verifier (`penha check` loads only the smallest),
+/// and each kind of frame gets its verdict (BPF_PROG_TEST_RUN on frames made here: nothing
+/// is sent, a copy's interface does not exist).
 final class SecondChanceReviewTests: XCTestCase {
-    func testTheLargestProgramsPassTheVerifier() throws {
-        if geteuid() != 0, ProcessInfo.processInfo.environment["PENHA_REQUIRE_NETNS"] == "1" {
-            return XCTFail("PENHA_REQUIRE_NETNS=1 but not running as root")
+    private static let pass: Int32 = -1, drop: Int32 = 2, redirect: Int32 = 7
+    private let own = HardwareAddress(bytes: [2, 0, 0, 0, 0, 1])!
+    private let peer = HardwareAddress(bytes: [2, 0, 0, 0, 1, 1])!
+    private let router = HardwareAddress(bytes: [2, 0, 0, 0, 2, 1])!
+    private let vip: UInt32 = 0xCB00_710A  // 203.0.113.10
+    private let client: UInt32 = 0xC633_6402  // 198.51.100.2
+
+    override func setUpWithError() throws {
+        guard geteuid() == 0 else {
+            if ProcessInfo.processInfo.environment["PENHA_REQUIRE_NETNS"] == "1" {
+                throw TestFailure("PENHA_REQUIRE_NETNS=1 but not running as root: eBPF programs cannot be loaded")
+            }
+            throw XCTSkip("loading eBPF programs needs root; CI runs it with PENHA_REQUIRE_NETNS=1")
         }
-        guard geteuid() == 0 else { throw XCTSkip("loading eBPF programs needs root; CI runs it with PENHA_REQUIRE_NETNS=1") }
-        let own = try XCTUnwrap(HardwareAddress(bytes: [2, 0, 0, 0, 0, 1]))
+    }
+
+    func testTheLargestProgramsPassTheVerifier() throws {
         let prefixes = (0..<64).map { VirtualAddress(address: IPAddress(ipv4: 0xCB00_7100 + UInt32($0)), prefixLength: $0 % 2 == 0 ? 32 : 24) }
         let peers = (0..<16).compactMap { HardwareAddress(bytes: [2, 0, 0, 0, 1, UInt8($0)]) }
         let vips = (0..<255).map { IPAddress(ipv4: 0xC633_6400 + UInt32($0)) }
-        let peer = try XCTUnwrap(peers.first)
         for program in [SecondChanceProgram.spread(prefixes: prefixes, peers: peers, own: own, interfaceIndex: 1),
                         .redirect(virtualAddresses: vips, peer: peer, own: own, interfaceIndex: 1),
                         .redirect(virtualAddresses: vips, peer: peer, own: own, interfaceIndex: 1, silencingARP: true),
@@ -27,4 +40,137 @@ final class SecondChanceReviewTests: XCTestCase {
             XCTAssertNoThrow(close(try TCIngressFilter.load(program)), program.name)
         }
     }
+
+    /// A stray (no socket here) goes on, ECMP's copies dropped here and a peer's copy never
+    /// copied on; a SYN, what is not a whole IPv4 datagram without options carrying TCP to a
+    /// VIP, and a frame too short for the headers go up as before. A copy that cannot be made
+    /// (no such interface) still drops the original.
+    func testEachKindOfFrameGetsItsVerdict() throws {
+        let spread = SecondChanceProgram.spread(prefixes: [VirtualAddress(address: IPAddress(ipv4: vip), prefixLength: 32)],
+                                                peers: [peer], own: own, interfaceIndex: 9999)
+        let redirect = SecondChanceProgram.redirect(virtualAddresses: [IPAddress(ipv4: vip)], peer: peer, own: own,
+                                                    interfaceIndex: 9999)
+        let cases: [(name: String, frame: [UInt8], spread: Int32, redirect: Int32)] = [
+            ("an ACK from the router", frame(from: router), Self.drop, Self.redirect),
+            ("an ACK from the peer", frame(from: peer), Self.drop, Self.pass),
+            ("a SYN", frame(from: router, flags: 0x02), Self.pass, Self.pass),
+            ("a SYN-ACK", frame(from: router, flags: 0x12), Self.pass, Self.pass),
+            ("a RST", frame(from: router, flags: 0x04), Self.drop, Self.redirect),
+            ("a FIN", frame(from: router, flags: 0x01), Self.drop, Self.redirect),
+            ("IPv4 options", frame(from: router, headerWords: 6), Self.pass, Self.pass),
+            ("a first fragment", frame(from: router, fragment: 0x2000), Self.pass, Self.pass),
+            ("a later fragment", frame(from: router, fragment: 0x0001), Self.pass, Self.pass),
+            ("UDP", frame(from: router, protocolNumber: 17), Self.pass, Self.pass),
+            ("another destination", frame(from: router, to: vip + 1), Self.pass, Self.pass),
+            ("a VLAN tag in the frame", frame(from: router, vlan: true), Self.pass, Self.pass),
+            ("IPv6", frame(from: router, etherType: 0x86DD), Self.pass, Self.pass),
+            ("47 bytes", Array(frame(from: router).prefix(47)), Self.pass, Self.pass),
+            ("48 bytes: up to the flags", Array(frame(from: router).prefix(48)), Self.drop, Self.redirect),
+        ]
+        for test in cases {
+            XCTAssertEqual(try verdict(spread, test.frame), test.spread, "spread: \(test.name)")
+            XCTAssertEqual(try verdict(redirect, test.frame), test.redirect, "redirect: \(test.name)")
+        }
+    }
+
+    /// A segment of a connection this node has goes up, from anywhere; one for a listener
+    /// that matches no connection (nor a SYN cookie) is a stray.
+    func testAConnectionsSegmentGoesUpAndAListenersStrayGoesOn() throws {
+        let loopback: UInt32 = 0x7F00_0001
+        let listener = try TCPSocket()
+        try listener.bind()
+        guard listen(listener.fd, 1) == 0 else { throw TestFailure("listen: errno \(errno)") }
+        let connecting = try TCPSocket()
+        try connecting.connect(to: listener.port)
+        let accepted = accept(listener.fd, nil, nil)
+        defer { close(accepted) }
+        let spread = SecondChanceProgram.spread(prefixes: [VirtualAddress(address: IPAddress(ipv4: loopback), prefixLength: 32)],
+                                                peers: [peer], own: own, interfaceIndex: 9999)
+        let ownSegment = frame(from: router, client: loopback, to: loopback, ports: (connecting.port, listener.port))
+        XCTAssertEqual(try verdict(spread, ownSegment), Self.pass)
+        let stray = frame(from: router, client: loopback, to: loopback, ports: (connecting.port &+ 1, listener.port))
+        XCTAssertEqual(try verdict(spread, stray), Self.drop)
+    }
+
+    /// An Ethernet frame to this node with IPv4 (`headerWords` 32-bit words of header) and a
+    /// TCP header, from the client's port 50000 to port 80 unless `ports` says otherwise.
+    private func frame(from source: HardwareAddress, client: UInt32? = nil, to destination: UInt32? = nil,
+                       ports: (UInt16, UInt16) = (50000, 80), flags: UInt8 = 0x10, headerWords: UInt8 = 5,
+                       fragment: UInt16 = 0x4000, protocolNumber: UInt8 = 6, etherType: UInt16 = 0x0800,
+                       vlan: Bool = false) -> [UInt8] {
+        let bigEndian = { (word: UInt32) in [UInt8(word >> 24), UInt8(word >> 16 & 0xFF), UInt8(word >> 8 & 0xFF), UInt8(word & 0xFF)] }
+        let options = [UInt8](repeating: 1, count: Int(headerWords - 5) * 4)
+        let length = 40 + options.count
+        return own.bytes + source.bytes + (vlan ? [0x81, 0x00, 0x00, 0x64] : []) + [UInt8(etherType >> 8), UInt8(etherType & 0xFF)]
+            + [0x40 | headerWords, 0, UInt8(length >> 8), UInt8(length & 0xFF), 0, 1, UInt8(fragment >> 8), UInt8(fragment & 0xFF),
+               64, protocolNumber, 0, 0]
+            + bigEndian(client ?? self.client) + bigEndian(destination ?? vip) + options
+            + bigEndian(UInt32(ports.0) << 16 | UInt32(ports.1)) + [0, 0, 0, 1, 0, 0, 0, 1, 0x50, flags, 0x20, 0, 0, 0, 0, 0]
+    }
+
+    /// What the program returns for `frame`.
+    private func verdict(_ program: SecondChanceProgram, _ frame: [UInt8]) throws -> Int32 {
+        let descriptor = try TCIngressFilter.load(program)
+        defer { close(descriptor) }
+        var options = bpf_test_run_opts()
+        options.sz = MemoryLayout<bpf_test_run_opts>.size
+        options.data_size_in = UInt32(frame.count)
+        options.repeat = 1
+        let result = frame.withUnsafeBytes { bytes in
+            options.data_in = bytes.baseAddress
+            return bpf_prog_test_run_opts(descriptor, &options)
+        }
+        guard result == 0 else { throw TestFailure("BPF_PROG_TEST_RUN of \(program.name): \(String(cString: strerror(-result)))") }
+        return Int32(bitPattern: options.retval)
+    }
+}
+
+/// A TCP socket on 127.0.0.1, closed with the value.
+private final class TCPSocket {
+    let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+
+    init() throws {
+        guard fd >= 0 else { throw TestFailure("socket: errno \(errno)") }
+    }
+
+    deinit { close(fd) }
+
+    func bind() throws {
+        var address = Self.loopback(port: 0)
+        let result = withUnsafePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { Glibc.bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+        }
+        guard result == 0 else { throw TestFailure("bind: errno \(errno)") }
+    }
+
+    func connect(to port: UInt16) throws {
+        var address = Self.loopback(port: port)
+        let result = withUnsafePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { Glibc.connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+        }
+        guard result == 0 else { throw TestFailure("connect: errno \(errno)") }
+    }
+
+    /// The local port.
+    var port: UInt16 {
+        var address = sockaddr_in()
+        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
+        _ = withUnsafeMutablePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &length) }
+        }
+        return UInt16(bigEndian: address.sin_port)
+    }
+
+    private static func loopback(port: UInt16) -> sockaddr_in {
+        var address = sockaddr_in()
+        address.sin_family = sa_family_t(AF_INET)
+        address.sin_port = port.bigEndian
+        address.sin_addr.s_addr = UInt32(0x7F00_0001).bigEndian
+        return address
+    }
+}
+
+private struct TestFailure: Error, CustomStringConvertible {
+    let description: String
+    init(_ description: String) { self.description = description }
 }
