@@ -92,6 +92,26 @@ final class SecondChanceReviewTests: XCTestCase {
         XCTAssertEqual(try verdict(spread, stray), Self.drop)
     }
 
+    /// ECMP's copies carry a mark (IPv4's reserved flag, the header checksum kept right), and a
+    /// marked segment that is not this node's is dropped uncopied whoever sent it: one hop at
+    /// most, even between nodes whose lists leave each other out (a ring: A lists only B, B
+    /// only C, C only A passed a stray round for ever).
+    func testACopyIsMarkedAndAMarkedStrayIsNeverCopiedOnWhateverTheLists() throws {
+        let spread = SecondChanceProgram.spread(prefixes: [VirtualAddress(address: IPAddress(ipv4: vip), prefixLength: 32)],
+                                                peers: [peer], own: own, interfaceIndex: 9999)
+        let copied = try run(spread, frame(from: router))
+        XCTAssertEqual(copied.verdict, Self.drop)
+        XCTAssertEqual(Array(copied.frame[0..<12]), peer.bytes + own.bytes, "addressed to the peer")
+        XCTAssertEqual(copied.frame[20] & 0x80, 0x80, "marked")
+        XCTAssertEqual(Self.onesComplementSum(Array(copied.frame[14..<34])), 0xFFFF, "the header checksum is right")
+        let stranger = try XCTUnwrap(HardwareAddress(bytes: [2, 0, 0, 0, 3, 1]))
+        let marked = frame(from: stranger, fragment: 0xC000)
+        let bounced = try run(spread, marked)
+        XCTAssertEqual(bounced.verdict, Self.drop)
+        XCTAssertEqual(bounced.frame, marked, "not copied: left as it came")
+        XCTAssertEqual(try verdict(spread, frame(from: router, flags: 0x02, fragment: 0xC000)), Self.pass, "a marked SYN goes up")
+    }
+
     /// An Ethernet frame to this node with IPv4 (`headerWords` 32-bit words of header) and a
     /// TCP header, from the client's port 50000 to port 80 unless `ports` says otherwise.
     private func frame(from source: HardwareAddress, client: UInt32? = nil, to destination: UInt32? = nil,
@@ -101,27 +121,47 @@ final class SecondChanceReviewTests: XCTestCase {
         let bigEndian = { (word: UInt32) in [UInt8(word >> 24), UInt8(word >> 16 & 0xFF), UInt8(word >> 8 & 0xFF), UInt8(word & 0xFF)] }
         let options = [UInt8](repeating: 1, count: Int(headerWords - 5) * 4)
         let length = 40 + options.count
-        return own.bytes + source.bytes + (vlan ? [0x81, 0x00, 0x00, 0x64] : []) + [UInt8(etherType >> 8), UInt8(etherType & 0xFF)]
-            + [0x40 | headerWords, 0, UInt8(length >> 8), UInt8(length & 0xFF), 0, 1, UInt8(fragment >> 8), UInt8(fragment & 0xFF),
-               64, protocolNumber, 0, 0]
+        var header = [0x40 | headerWords, 0, UInt8(length >> 8), UInt8(length & 0xFF), 0, 1, UInt8(fragment >> 8),
+                      UInt8(fragment & 0xFF), 64, protocolNumber, 0, 0]
             + bigEndian(client ?? self.client) + bigEndian(destination ?? vip) + options
-            + bigEndian(UInt32(ports.0) << 16 | UInt32(ports.1)) + [0, 0, 0, 1, 0, 0, 0, 1, 0x50, flags, 0x20, 0, 0, 0, 0, 0]
+        let checksum = ~Self.onesComplementSum(header)
+        header[10...11] = [UInt8(checksum >> 8), UInt8(checksum & 0xFF)]
+        return own.bytes + source.bytes + (vlan ? [0x81, 0x00, 0x00, 0x64] : []) + [UInt8(etherType >> 8), UInt8(etherType & 0xFF)]
+            + header + bigEndian(UInt32(ports.0) << 16 | UInt32(ports.1)) + [0, 0, 0, 1, 0, 0, 0, 1, 0x50, flags, 0x20, 0, 0, 0, 0, 0]
+    }
+
+    /// RFC 1071's sum of 16-bit words, folded.
+    private static func onesComplementSum(_ bytes: [UInt8]) -> UInt16 {
+        var sum: UInt32 = 0
+        for index in stride(from: 0, to: bytes.count, by: 2) { sum += UInt32(bytes[index]) << 8 | UInt32(bytes[index + 1]) }
+        while sum > 0xFFFF { sum = (sum & 0xFFFF) + (sum >> 16) }
+        return UInt16(sum)
     }
 
     /// What the program returns for `frame`.
     private func verdict(_ program: SecondChanceProgram, _ frame: [UInt8]) throws -> Int32 {
+        try run(program, frame).verdict
+    }
+
+    /// What the program returns for `frame`, and the frame as the program left it.
+    private func run(_ program: SecondChanceProgram, _ frame: [UInt8]) throws -> (verdict: Int32, frame: [UInt8]) {
         let descriptor = try TCIngressFilter.load(program)
         defer { close(descriptor) }
         var options = bpf_test_run_opts()
         options.sz = MemoryLayout<bpf_test_run_opts>.size
         options.data_size_in = UInt32(frame.count)
+        var output = [UInt8](repeating: 0, count: frame.count + 64)
+        options.data_size_out = UInt32(output.count)
         options.repeat = 1
-        let result = frame.withUnsafeBytes { bytes in
-            options.data_in = bytes.baseAddress
-            return bpf_prog_test_run_opts(descriptor, &options)
+        let result = frame.withUnsafeBytes { input in
+            output.withUnsafeMutableBytes { out in
+                options.data_in = input.baseAddress
+                options.data_out = out.baseAddress
+                return bpf_prog_test_run_opts(descriptor, &options)
+            }
         }
         guard result == 0 else { throw TestFailure("BPF_PROG_TEST_RUN of \(program.name): \(String(cString: strerror(-result)))") }
-        return Int32(bitPattern: options.retval)
+        return (Int32(bitPattern: options.retval), Array(output.prefix(Int(options.data_size_out))))
     }
 }
 
