@@ -36,6 +36,26 @@ final class MetricsReviewTests: XCTestCase {
         XCTAssertTrue(response.hasPrefix("HTTP/1.1 200"), response)
     }
 
+    /// A scraper the acl refuses is answered as it connects and closed, whether it sends
+    /// anything or not: it cannot hold one of the bounded slots for the request timeout.
+    func testARefusedScraperIsAnsweredAtOnceAndGoes() throws {
+        let a = try Backend("A")
+        defer { a.stop() }
+        let metricsPort = freePort()
+        let penha = try Penha(["-O", "acl 3 deny 127.0.0.1", "-O", "metrics 127.0.0.1:\(metricsPort) acl 3"],
+                              servers: ["127.0.0.1:\(a.port)"])
+        defer { penha.stop() }
+        // Within 3 s, well before the 10 s a scraper has to send its request.
+        let silent = try Client(port: metricsPort, timeout: 3)
+        let answer = String(decoding: try silent.readToEnd(), as: UTF8.self)
+        XCTAssertTrue(answer.hasPrefix("HTTP/1.1 403"), answer)
+        let asking = try Client(port: metricsPort, timeout: 3)
+        try asking.send("GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
+        let refused = String(decoding: try asking.readToEnd(), as: UTF8.self)
+        XCTAssertTrue(refused.hasPrefix("HTTP/1.1 403"), refused)
+        XCTAssertTrue(refused.hasSuffix("\r\n\r\naccess denied\n"), refused)
+    }
+
     private func descriptors(of pid: Int32) throws -> Int {
         try FileManager.default.contentsOfDirectory(atPath: "/proc/\(pid)/fd").count
     }
