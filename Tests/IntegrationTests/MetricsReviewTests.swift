@@ -45,10 +45,18 @@ final class MetricsReviewTests: XCTestCase {
         let penha = try Penha(["-O", "acl 3 deny 127.0.0.1", "-O", "metrics 127.0.0.1:\(metricsPort) acl 3"],
                               servers: ["127.0.0.1:\(a.port)"])
         defer { penha.stop() }
+        let before = try descriptors(of: penha.process.processIdentifier)
         // Within 3 s, well before the 10 s a scraper has to send its request.
         let silent = try Client(port: metricsPort, timeout: 3)
         let answer = String(decoding: try silent.readToEnd(), as: UTF8.self)
         XCTAssertTrue(answer.hasPrefix("HTTP/1.1 403"), answer)
+        // Its connection gone from penha while the client keeps it open: 3 s at most, in steps of 50 ms.
+        var held = 1
+        for _ in 0..<60 where held > 0 {
+            usleep(50_000)
+            held = try descriptors(of: penha.process.processIdentifier) - before
+        }
+        XCTAssertEqual(held, 0, "the refused connection is closed")
         let asking = try Client(port: metricsPort, timeout: 3)
         try asking.send("GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
         let refused = String(decoding: try asking.readToEnd(), as: UTF8.self)
