@@ -14,9 +14,9 @@ public enum MetricsServer {
     /// sending: its slot is not held for `requestTimeout`.
     static let refusedLinger = TimeAmount.seconds(1)
 
-    /// Scrapes served at once; more wait in the kernel's backlog. A scraper (or one the acl
-    /// refuses, whose head is still read) holds a descriptor for up to `requestTimeout`: the
-    /// descriptors the data path needs are not the metrics port's to take.
+    /// Scrapes served at once; more wait in the kernel's backlog. A scraper holds a descriptor
+    /// for up to `requestTimeout`: the descriptors the data path needs are not the metrics
+    /// port's to take.
     static let maxConnections = 16
 
     public static func start(_ endpoint: MetricsEndpoint, service: BalancerService) -> EventLoopFuture<Channel> {

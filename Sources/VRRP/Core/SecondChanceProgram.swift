@@ -114,8 +114,8 @@ public struct SecondChanceProgram: Equatable, Sendable {
         static let ipFragment: Int16 = 20
         /// The reserved bit of the flags and fragment offset (RFC 791): set on ECMP's copies.
         static let copyMark: UInt16 = 0x8000
-        static let ipChecksum: Int16 = 24
         static let ipProtocol: Int16 = 23
+        static let ipChecksum: Int16 = 24
         static let ipSource: Int16 = 26
         static let ipDestination: Int16 = 30
         static let tcpHeader: Int16 = 34
