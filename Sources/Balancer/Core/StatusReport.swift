@@ -290,6 +290,14 @@ public struct StatusReport: Codable, Equatable, Sendable {
 }
 
 extension StatusReport {
+    /// The line after its first `count` words and the one space `lines` writes after each:
+    /// free text as it was written, its own spaces kept.
+    private static func text(of line: String, after count: Int) -> String {
+        var rest = Substring(line)
+        for _ in 0..<count { rest = rest.drop { $0 == " " }.drop { $0 != " " } }
+        return String(rest.dropFirst())
+    }
+
     /// Reads `lines` back. Lines of a kind this penha does not know are skipped (a newer penha
     /// may report more); a known line without its fields is an error, never a silent zero.
     public init(lines: [String]) throws {
@@ -332,7 +340,7 @@ extension StatusReport {
                 guard let position = servers.lastIndex(where: { $0.index == index }) else {
                     throw FormatError(description: "'\(line)' comes before its server line")
                 }
-                servers[position].checkResult = words.dropFirst(2).joined(separator: " ")
+                servers[position].checkResult = Self.text(of: line, after: 2)
             case "vrrp":
                 let master = try entry.text("master")
                 // An older penha writes no last_change_ago: its answer reads as if it were "-".
@@ -372,10 +380,10 @@ extension StatusReport {
                           secondChancePeers: entry.pairs["second_chance_peers"] == nil ? nil : try entry.int("second_chance_peers"))
             case "bgp_route", "bgp_error":
                 guard bgp != nil else { throw FormatError(description: "'\(line)' comes before its bgp line") }
-                let text = words.dropFirst().joined(separator: " ")
+                let text = Self.text(of: line, after: 1)
                 if kind == "bgp_route" { bgp?.routes.append(text) } else { bgp?.error = text }
             case "vrrp_reason":
-                vrrp[try instanceIndex(try entry.number(1), for: line)].lastChangeReason = words.dropFirst(2).joined(separator: " ")
+                vrrp[try instanceIndex(try entry.number(1), for: line)].lastChangeReason = Self.text(of: line, after: 2)
             default:
                 continue
             }
@@ -391,7 +399,8 @@ extension StatusReport {
         self.draining = draining
         self.bgp = bgp
         role = try required("role").words[1]
-        listen = try required("listen").words[1]
+        // A Unix socket's path may have spaces: the rest of the line.
+        listen = Self.text(of: try required("listen").line, after: 1)
         uptimeSeconds = try required("uptime").number(1)
         let connectionLine = try required("connections")
         connections = try connectionLine.number(1)
