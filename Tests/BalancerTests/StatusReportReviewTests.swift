@@ -10,7 +10,7 @@ final class StatusReportReviewTests: XCTestCase {
             vrid: 7, state: .master, interface: "eth0", version: 3, priority: 150, effectivePriority: 150,
             advertMilliseconds: 100, master: "192.0.2.1", lastChange: 1, lastChangeSecondsAgo: 2, lastChangeReason: text,
             sent: 1, received: 2, malformed: 0,
-            dropped: Dictionary(uniqueKeysWithValues: VRRPDropReason.allCases.map { ($0.statusName, 0) }), virtualAddresses: [])
+            dropped: Dictionary(uniqueKeysWithValues: VRRPDropReason.allCases.map { ($0, 0) }), virtualAddresses: [])
         return StatusReport(
             role: "MASTER", listen: listen, uptimeSeconds: 1, connections: 0, totalConnections: UInt64.max, refusedClients: 0,
             tlsHandshakes: nil,
