@@ -194,7 +194,7 @@ struct RunCommand: Subcommand {
     private func listenAddress(in lines: [ConfigLine]) throws -> Endpoint {
         if let listen { return try Endpoint.listenAddress(listen) }
         for line in lines.reversed() {
-            if case .listen(let address) = line.command { return address }
+            if let listen = line.command.payload(as: ListenAddress.self) { return listen.address }
         }
         throw ConfigurationError("no listen address: give it first on the command line or as 'listen ADDRESS' in the -F file")
     }

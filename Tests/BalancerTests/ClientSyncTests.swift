@@ -11,7 +11,7 @@ final class ClientSyncCoreTests: XCTestCase {
 
     func testTheSyncCommandParsesWritesBackAndIsBounded() throws {
         let line = "sync listen 192.0.2.1:7000 peer 192.0.2.2:7000 peer [2001:db8::2]:7001 key /etc/penha/sync.key"
-        guard case .sync(let settings?) = try Command.parse(line) else { return XCTFail("not a sync command") }
+        guard let settings = try Command.parse(line).payload(as: SyncCommand.self)?.settings else { return XCTFail("not a sync command") }
         XCTAssertEqual(settings.listen, SyncSettings.Address(ip: IPAddress("192.0.2.1")!, port: 7000))
         XCTAssertEqual(settings.peers.map(\.description), ["192.0.2.2:7000", "[2001:db8::2]:7001"])
         XCTAssertEqual(settings.keyFile, "/etc/penha/sync.key")

@@ -9,7 +9,7 @@ final class HealthCheckTests: XCTestCase {
     private var random = SplitMix64(seed: 42)
 
     private func settings(_ line: String) throws -> HealthCheckSettings {
-        guard case .healthCheck(let settings?) = try Command.parse(line) else {
+        guard let settings = try Command.parse(line).payload(as: HealthCheckChange.self)?.settings else {
             XCTFail("'\(line)' is not a healthcheck")
             throw TestError()
         }

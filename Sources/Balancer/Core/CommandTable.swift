@@ -178,6 +178,13 @@ struct CommandKeyword: Sendable {
         },
     ]
 
+    /// What `write` saves, in this order: each kind of setting its part of the configuration.
+    static let saved: [any SettingCommand.Type] = [
+        ListenAddress.self, SettingChange.self, FlagChange.self, FileCommand.self, SourceAddress.self, ServerChange.self,
+        HealthCheckChange.self, AccessRuleChange.self, VRRPInstanceConfiguration.self, TLSCommand.self, MetricsChange.self,
+        SyncCommand.self, BGPChange.self,
+    ]
+
     /// The table by keyword; a keyword given twice is caught by a test, not at start.
     static let named = Dictionary(table.map { ($0.name, $0) }, uniquingKeysWith: { first, _ in first })
 
