@@ -145,7 +145,6 @@ extension SettingCommand {
 
     func execute(in runtime: inout Runtime, facts: Runtime.Facts, resolved: [String: SocketAddress]) throws -> Runtime.Outcome {
         try apply(to: &runtime.configuration)
-        runtime.adoptConfiguration()
         return Runtime.Outcome()
     }
 }

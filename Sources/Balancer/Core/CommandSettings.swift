@@ -151,7 +151,7 @@ struct SettingChange: SettingCommand {
     func execute(in runtime: inout Runtime, facts: Runtime.Facts, resolved: [String: SocketAddress]) throws -> Runtime.Outcome {
         if value != nil {
             try apply(to: &runtime.configuration)
-            runtime.adoptConfiguration()
+            runtime.state.fitClientTable()
         }
         return Runtime.Outcome(lines: ["\(runtime.configuration[keyPath: setting.field])"])
     }

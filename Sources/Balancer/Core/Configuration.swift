@@ -27,6 +27,8 @@ public struct Configuration: Equatable, Sendable {
     public var connectionsMax = 500
     /// `-T`: seconds a client is tracked; 0 means forever.
     public var trackingSeconds = 0
+    /// `trackingSeconds` as the client table takes it: nil is forever.
+    public var trackingTime: TimeAmount? { trackingSeconds > 0 ? .seconds(Int64(trackingSeconds)) : nil }
     /// `idle_timeout`: close a connection with no traffic for this many seconds; 0 means never.
     public var idleTimeoutSeconds = 0
     /// `threads`: the TCP engine's event loops; 0, the default, is one per core.

@@ -6,12 +6,18 @@ import VRRPCore
 /// the process come in as arguments; side effects (files, closing a connection, exit) go
 /// out as `Effect`s for `BalancerService` to perform.
 public struct Runtime: Sendable {
-    public var configuration: Configuration
     public var state: BalancerState
 
+    /// The configuration's one home is the state, which decides by it.
+    public var configuration: Configuration {
+        get { state.configuration }
+        // In place: a copy would make each change copy the configuration's arrays.
+        _modify { yield &state.configuration }
+    }
+
     public init(configuration: Configuration, state: BalancerState) {
-        self.configuration = configuration
         self.state = state
+        self.state.configuration = configuration
     }
 
     public enum Effect: Equatable, Sendable {
@@ -116,7 +122,8 @@ public struct Runtime: Sendable {
         try target.metrics?.checkProtected(by: target.accessLists)
         var changed = self
         changed.configuration = target
-        changed.adoptConfiguration()
+        changed.state.fitClientTable()
+        changed.state.healthCheckChanged(from: configuration.healthCheck)
         for (index, spec) in target.servers.enumerated() {
             let running = state.servers.servers.indices.contains(index) ? state.servers.servers[index].host : nil
             try changed.adoptServer(ServerChange(index: index, address: spec.host == running ? nil : spec.host),
@@ -185,27 +192,13 @@ public struct Runtime: Sendable {
     }
 
     private func checkState(of server: Server) -> StatusReport.CheckState {
-        guard state.healthCheck != nil, server.healthCheckEnabled else { return .disabled }
+        guard configuration.healthCheck != nil, server.healthCheckEnabled else { return .disabled }
         return server.health.isDown ? .down : .up
     }
 
     func connection(_ number: Int) throws -> BalancerState.ConnectionRecord {
         guard let record = state.connections[number] else { throw CommandError("no connection \(number)") }
         return record
-    }
-
-    /// Carries the configuration's settings over to the running state (connections already
-    /// established keep what they started with).
-    mutating func adoptConfiguration() {
-        state.selection.adoptFlags(of: configuration.selection)
-        state.blacklistTime = .seconds(Int64(configuration.blacklistSeconds))
-        state.accessLists = configuration.accessLists
-        state.clientACL = configuration.clientACL
-        state.adoptHealthCheck(configuration.healthCheck)
-        state.clients.trackingTime = configuration.trackingSeconds > 0 ? .seconds(Int64(configuration.trackingSeconds)) : nil
-        if state.clients.capacity != configuration.clientsMax {
-            state.clients = state.clients.resized(to: configuration.clientsMax)
-        }
     }
 
     /// Carries a changed (or new) server over to the running table. A changed address or

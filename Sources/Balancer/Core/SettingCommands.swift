@@ -152,6 +152,13 @@ struct HealthCheckChange: SettingCommand {
         configuration.healthCheck = settings
     }
 
+    func execute(in runtime: inout Runtime, facts: Runtime.Facts, resolved: [String: SocketAddress]) throws -> Runtime.Outcome {
+        let before = runtime.configuration.healthCheck
+        apply(to: &runtime.configuration)
+        runtime.state.healthCheckChanged(from: before)
+        return Runtime.Outcome()
+    }
+
     static func saved(from configuration: Configuration) -> [Command] { [.healthCheck(configuration.healthCheck)] }
 }
 
