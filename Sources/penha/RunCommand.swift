@@ -238,7 +238,7 @@ struct RunCommand: Subcommand {
             service = try BalancerService(configuration: configuration, eventLoop: group.next(), logger: logger,
                                           options: .init(exitEnabled: exitCommand, configFile: configFile,
                                                          commandLine: commandLine))
-        } catch let error as ConfigurationError {
+        } catch let error as PenhaError where error.kind == .configuration {
             throw error
         } catch {
             throw RuntimeFailure(description: "cannot start: \(SystemErrorText.describe(error))")

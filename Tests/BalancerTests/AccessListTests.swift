@@ -77,7 +77,7 @@ final class AccessListTests: XCTestCase {
         ]
         for (words, message) in cases {
             XCTAssertThrowsError(try AccessRule.parse(words: split(words)), words) { error in
-                let text = (error as? ConfigurationError)?.message ?? "\(error)"
+                let text = "\(error)"
                 XCTAssertTrue(text.contains(message), "'\(words)' gave '\(text)', expected '\(message)'")
             }
         }

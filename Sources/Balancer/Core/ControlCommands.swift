@@ -67,7 +67,7 @@ struct Include: ControlCommand {
     var preparation: [Command.Preparation] { [.include(path: path)] }
 
     func execute(in runtime: inout Runtime, facts: Runtime.Facts, resolved: [String: SocketAddress]) throws -> Runtime.Outcome {
-        throw CommandError("include is read by ConfigFile before execution")
+        throw PenhaError.command("include is read by ConfigFile before execution")
     }
 }
 
@@ -79,7 +79,7 @@ struct Write: ControlCommand {
 
     func execute(in runtime: inout Runtime, facts: Runtime.Facts, resolved: [String: SocketAddress]) throws -> Runtime.Outcome {
         guard let path = path ?? facts.configFile else {
-            throw CommandError("write needs a file name: penha was started without -F")
+            throw PenhaError.command("write needs a file name: penha was started without -F")
         }
         return Runtime.Outcome(lines: ["wrote \(path)"],
                                effects: [.write(path: path, contents: runtime.configurationFile(listen: facts.listen))])
@@ -91,7 +91,7 @@ struct Exit: ControlCommand {
     var line: [String] { ["exit"] }
 
     func execute(in runtime: inout Runtime, facts: Runtime.Facts, resolved: [String: SocketAddress]) throws -> Runtime.Outcome {
-        guard facts.exitEnabled else { throw CommandError("exit is not enabled; start penha with -X") }
+        guard facts.exitEnabled else { throw PenhaError.command("exit is not enabled; start penha with -X") }
         return Runtime.Outcome(lines: ["exiting"], effects: [.exit])
     }
 }
@@ -111,7 +111,7 @@ extension BGPOperatorAction: ControlCommand {
 
     func execute(in runtime: inout Runtime, facts: Runtime.Facts, resolved: [String: SocketAddress]) throws -> Runtime.Outcome {
         guard runtime.configuration.bgp != nil else {
-            throw CommandError("'bgp \(rawValue)' needs a 'bgp table N vip ADDR' line first: nothing is announced")
+            throw PenhaError.command("'bgp \(rawValue)' needs a 'bgp table N vip ADDR' line first: nothing is announced")
         }
         runtime.state.bgpWithdrawnByOperator = self == .withdraw
         return Runtime.Outcome(lines: [self == .withdraw ? "bgp withdrawn by the operator until 'bgp announce'"

@@ -100,7 +100,7 @@ public struct Runtime: Sendable {
                 let result = try line.command.behaviour.execute(in: &changed, facts: facts, resolved: resolved)
                 outcome.lines += result.lines
                 outcome.effects += result.effects
-            } catch let error as ConfigurationError {
+            } catch let error as PenhaError where error.kind == .configuration {
                 throw error.at(line.origin)
             }
         }
@@ -200,7 +200,7 @@ public struct Runtime: Sendable {
     }
 
     func connection(_ number: Int) throws -> BalancerState.ConnectionRecord {
-        guard let record = state.connections[number] else { throw CommandError("no connection \(number)") }
+        guard let record = state.connections[number] else { throw PenhaError.command("no connection \(number)") }
         return record
     }
 
