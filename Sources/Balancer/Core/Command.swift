@@ -21,10 +21,6 @@ public struct Command: Equatable, Sendable, CustomStringConvertible {
 
     public var description: String { text }
 
-    /// A setting changes the configuration (`write` saves settings); the other commands are
-    /// questions and actions for the control socket.
-    public var isSetting: Bool { behaviour is any SettingCommand }
-
     /// What the command needs done off the event loop before it runs.
     package var preparation: [Preparation] { behaviour.preparation }
 

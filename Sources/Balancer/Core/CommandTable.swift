@@ -3,6 +3,7 @@ import VRRPCore
 /// One keyword of the command language: how the words after it parse, with their bounds, and
 /// the form README's command table documents. `CommandKeyword.table` is the one place that
 /// knows the keywords (HAProxy's keyword registration): `Command.parse` looks them up there.
+/// The value a parse makes carries the rest (`CommandBehaviour`): its effect, its `write` line.
 struct CommandKeyword: Sendable {
     let name: String
     /// The command as README's table shows it (`blacklist [T]`); nil for pen's commands that
