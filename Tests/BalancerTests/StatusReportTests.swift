@@ -94,7 +94,7 @@ final class StatusReportTests: XCTestCase {
                                           servers: [ServerSpec(host: "127.0.0.1", port: 9000), ServerSpec(host: "::1", port: 9001)])
         var runtime = Runtime(configuration: configuration, state: try configuration.makeState())
         runtime.state.servers.servers[1].blacklistedUntil = at(40)
-        runtime.state.adoptHealthCheck(HealthCheckSettings(probe: .tcp, rise: 1, fall: 1))
+        runtime.configuration.healthCheck = HealthCheckSettings(probe: .tcp, rise: 1, fall: 1)
         var random = SystemRandomNumberGenerator()
         var now = 0.0
         while runtime.state.servers.servers[0].health.lastResult == nil, now < 3 {
