@@ -4,8 +4,8 @@ import VRRPCore
 /// `SecondChanceProgram.spread` at tc ingress on the configured interface (preference
 /// `filterPriority`, handle 1) for the peers whose hardware addresses are known, and brings it
 /// up to date as they become known or change. A peer named by its IPv4 address is read from
-/// the neighbour table, and asked for (the kernel ARPs) while the table lacks it; one that
-/// leaves the table keeps its last address. With no peer known yet nothing is installed: a
+/// the operator's permanent entry in the neighbour table (never one ARP filled in), and left
+/// out while there is none. With no peer known yet nothing is installed: a
 /// stray is reset as without the second chance, rather than dropped with no copy made.
 /// One thread calls it (the BGP announcer's), so it keeps its state without a lock.
 public final class ECMPSecondChanceTraffic {

@@ -113,6 +113,11 @@ final class SecondChanceTraffic: @unchecked Sendable {
             guard let own = HardwareAddress(bytes: try interface.hardwareAddress()) else {
                 throw VRRPSystemError("\(interface.name) has no Ethernet address")
             }
+            // Strays sent to this node's own address reach nobody: better reset, as without it.
+            guard peer != own else {
+                throw VRRPSystemError("second_chance \(secondChance) is this node's own hardware address on \(interface.name) "
+                                      + "(name the other node's); strays are not passed on")
+            }
             try filter.attach(.redirect(virtualAddresses: virtualAddresses.map(\.address), peer: peer, own: own,
                                  interfaceIndex: interface.index))
             log("VRRP second chance on \(interface.name): passing strays for \(vipList) on to \(peer)")
@@ -126,7 +131,7 @@ final class SecondChanceTraffic: @unchecked Sendable {
             // master's, so a failed attach lets the VIPs go as if there were no second chance.
             let vips = virtualAddresses.map(\.address)
             do {
-                if let peer, let own = HardwareAddress(bytes: try interface.hardwareAddress()) {
+                if let peer, let own = HardwareAddress(bytes: try interface.hardwareAddress()), peer != own {
                     try filter.attach(.redirect(virtualAddresses: vips, peer: peer, own: own, interfaceIndex: interface.index, silencingARP: true))
                 } else {
                     try filter.attach(.arpSilence(virtualAddresses: vips))

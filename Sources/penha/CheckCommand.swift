@@ -33,7 +33,7 @@ struct CheckCommand: Subcommand {
             if geteuid() == 0 {
                 warnings = ServiceUserCheck.warnings(configuration: made.running, lines: made.lines, configFile: command.configFile)
             }
-        } catch let error as ConfigurationError {
+        } catch let error as PenhaError where error.kind == .configuration {
             // One that leaves nothing to check further (no listen address); the others stand.
             try errors.add(error)
         }

@@ -44,7 +44,7 @@ struct MergelogsCommand: Subcommand {
         do {
             inputs = try named.map { try LineInput(path: $0.file) }
             penInput = try LineInput(path: penLog)
-        } catch let error as FileError {
+        } catch let error as PenhaError where error.kind == .io {
             throw RuntimeFailure(description: "\(error)")
         }
         var merge = LogMerge(servers: named.map(\.server), serverLogs: inputs.map { input in { input.read() } },

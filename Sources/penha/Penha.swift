@@ -52,11 +52,22 @@ struct Penha {
             print(help.text)
             Glibc.exit(0)
         default:
-            let message = (error as? ConfigurationError)?.message ?? "\(error)"
-            let line = message.split(separator: "\n").first.map(String.init) ?? "\(error)"
+            let reported = reported(error)
+            let line = reported.description.split(separator: "\n").first.map(String.init) ?? "\(error)"
             writeToStandardError("penha: \(line)", level: .error)
-            // 1: a runtime failure (a file that cannot be written, a port in use); 2: bad usage or configuration.
-            Glibc.exit(error is RuntimeFailure || error is FileError ? 1 : 2)
+            Glibc.exit(reported.exitStatus)
+        }
+    }
+
+    /// Any error as penha reports it: a `PenhaError`, or the one of the kind it stands for. An
+    /// error of no kind of penha's exits 2, as it always has.
+    static func reported(_ error: Error) -> PenhaError {
+        switch error {
+        case let error as PenhaError: return error
+        case let error as UsageError: return PenhaError(error.description, kind: .usage)
+        // A runtime failure: a file that cannot be written, a port in use.
+        case let error as RuntimeFailure: return PenhaError(error.description, kind: .io)
+        default: return PenhaError("\(error)")
         }
     }
 }

@@ -199,7 +199,7 @@ struct RunCommand: Subcommand {
     private func listenAddress(in lines: [ConfigLine]) throws -> Endpoint {
         if let listen { return try Endpoint.listenAddress(listen) }
         for line in lines.reversed() {
-            if case .listen(let address) = line.command { return address }
+            if let listen = line.command.payload(as: ListenAddress.self) { return listen.address }
         }
         throw ConfigurationError("no listen address: give it first on the command line or as 'listen ADDRESS' in the -F file")
     }
@@ -243,7 +243,7 @@ struct RunCommand: Subcommand {
             service = try BalancerService(configuration: configuration, eventLoop: group.next(), logger: logger,
                                           options: .init(exitEnabled: exitCommand, configFile: configFile,
                                                          commandLine: commandLine))
-        } catch let error as ConfigurationError {
+        } catch let error as PenhaError where error.kind == .configuration {
             throw error
         } catch {
             throw RuntimeFailure(description: "cannot start: \(SystemErrorText.describe(error))")

@@ -94,7 +94,7 @@ extension StatusReport {
             lines.append("  last change \(Self.duration(ago)) ago: \(instance.lastChangeReason)")
         }
         let drops = VRRPDropReason.allCases.compactMap { reason -> String? in
-            guard let count = instance.dropped[reason.statusName], count > 0 else { return nil }
+            guard let count = instance.dropped[reason], count > 0 else { return nil }
             return "\(count) \(reason.rawValue)"
         } + (instance.malformed > 0 ? ["\(instance.malformed) malformed"] : [])
         lines.append("  adverts: \(instance.sent) sent, \(instance.received) received"

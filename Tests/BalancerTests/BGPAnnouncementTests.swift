@@ -12,7 +12,7 @@ final class BGPAnnouncementTests: XCTestCase {
 
     func testTheCommandParsesWithItsDefaultsAndWritesBackTheSame() throws {
         let command = try Command.parse("bgp table 201 vip 192.0.2.10 vip 2001:db8::10")
-        guard case .bgp(let settings?) = command else { return XCTFail("\(command)") }
+        guard let settings = command.payload(as: BGPChange.self)?.settings else { return XCTFail("\(command)") }
         XCTAssertEqual(settings, BGPSettings(table: 201, prefixes: [try XCTUnwrap(VirtualAddress("192.0.2.10/32")),
                                                                    try XCTUnwrap(VirtualAddress("2001:db8::10/128"))]))
         XCTAssertEqual(settings.minimumServers, 1)
@@ -54,7 +54,7 @@ final class BGPAnnouncementTests: XCTestCase {
     func testTheSecondChanceTakesItsPeersUpToTheNextWordAndWritesThemBack() throws {
         let line = "bgp table 201 vip 203.0.113.10 second_chance 192.0.2.1 192.0.2.2 02:00:00:00:00:03 interface eth0 track_servers 2"
         let command = try Command.parse(line)
-        guard case .bgp(let settings?) = command, let secondChance = settings.secondChance else { return XCTFail("\(command)") }
+        guard let settings = command.payload(as: BGPChange.self)?.settings, let secondChance = settings.secondChance else { return XCTFail("\(command)") }
         XCTAssertEqual(secondChance.interface, "eth0")
         XCTAssertEqual(secondChance.peers, [.address(try XCTUnwrap(IPAddress("192.0.2.1"))), .address(try XCTUnwrap(IPAddress("192.0.2.2"))),
                                             .hardware(try XCTUnwrap(HardwareAddress("02:00:00:00:00:03")))])

@@ -5,7 +5,7 @@ import XCTest
 
 final class BalancerStateTests: XCTestCase {
     private func makeState(_ servers: ServerTable, selection: Selection = Selection()) -> BalancerState {
-        BalancerState(servers: servers, clients: ClientTable(capacity: 16), selection: selection, blacklistTime: .seconds(30))
+        BalancerState(servers: servers, clients: ClientTable(capacity: 16), selection: selection)
     }
 
     private func place(_ state: inout BalancerState, _ key: ClientKey, now: NIODeadline) -> (BalancerState.Placement, Target?) {
@@ -56,7 +56,7 @@ final class BalancerStateTests: XCTestCase {
         var state = makeState(servers)
         let (_, first) = place(&state, client(1), now: at(0))
         XCTAssertEqual(first, .emergency)
-        XCTAssertNil(state.clients.trackedServer(of: client(1), now: at(0)))
+        XCTAssertNil(state.clients.trackedServer(of: client(1), now: at(0), tracking: nil))
         let (_, later) = place(&state, client(1), now: at(11))
         XCTAssertEqual(later, .server(0))
     }
@@ -64,7 +64,8 @@ final class BalancerStateTests: XCTestCase {
     /// accept reads the tracked server from the slot connect returns (one lookup): a slot
     /// whose tracking time ran out must give no server, not the one it held.
     func testAClientWhoseTrackingExpiredIsPlacedAfreshNotSentBack() {
-        var state = BalancerState(servers: makeServers(3), clients: ClientTable(capacity: 16, trackingTime: .seconds(10)))
+        var state = BalancerState(servers: makeServers(3), clients: ClientTable(capacity: 16))
+        state.configuration.trackingSeconds = 10
         XCTAssertEqual(place(&state, client(1), now: at(0)).1, .server(0))
         XCTAssertEqual(place(&state, client(1), now: at(10)).1, .server(0), "tracked up to the tracking time")
         XCTAssertEqual(place(&state, client(1), now: at(21)).1, .server(1), "expired: round robin goes on")
@@ -109,7 +110,7 @@ final class BalancerStateTests: XCTestCase {
         selection.hash = true
         selection.roundRobin = true
         var state = makeState(makeServers(3), selection: selection)
-        let hashed = Selection.hashIndex(of: client(9), count: 3)
+        let hashed = Selector.hashIndex(of: client(9), count: 3)
         state.connectFailed(.server(hashed), now: at(0))
         var placement = state.accept(client: client(9), now: at(1))
         XCTAssertEqual(state.nextTarget(&placement, now: at(1)), .server((hashed + 1) % 3))
@@ -144,8 +145,8 @@ final class BalancerStateTests: XCTestCase {
         servers.abuse = Server(host: "127.0.0.1", port: 9998, address: try SocketAddress(ipAddress: "127.0.0.1", port: 9998))
         var state = makeState(servers)
         let (list, deny) = try rule("2 deny 127.0.0.1")
-        state.accessLists.append(deny, to: list)
-        state.clientACL = 2
+        state.configuration.accessLists.append(deny, to: list)
+        state.configuration.clientACL = 2
         var refused = state.accept(client: client(1), now: at(0))
         XCTAssertTrue(refused.isRefused)
         XCTAssertEqual(state.nextTarget(&refused, now: at(0)), .abuse)
@@ -155,14 +156,14 @@ final class BalancerStateTests: XCTestCase {
         let (admitted, target) = place(&state, client(2), now: at(0))
         XCTAssertFalse(admitted.isRefused)
         XCTAssertEqual(target, .server(0), "other clients are balanced as before")
-        state.clientACL = 0
+        state.configuration.clientACL = 0
         XCTAssertFalse(state.accept(client: client(1), now: at(1)).isRefused, "list 0 is empty, so it permits")
     }
 
     func testWithoutAnAbuseServerARefusedClientIsClosed() throws {
         var state = makeState(makeServers(2))
         let (list, deny) = try rule("0 deny 127.0.0.1")
-        state.accessLists.append(deny, to: list)
+        state.configuration.accessLists.append(deny, to: list)
         let (_, target) = place(&state, client(1), now: at(0))
         XCTAssertNil(target)
         XCTAssertEqual(state.activeConnections, 0)
@@ -174,7 +175,7 @@ final class BalancerStateTests: XCTestCase {
         selection.roundRobin = true
         var state = makeState(makeServers(2) { index, server in server.acl = index == 0 ? 1 : 0 }, selection: selection)
         let (list, deny) = try rule("1 deny 127.0.0.1")
-        state.accessLists.append(deny, to: list)
+        state.configuration.accessLists.append(deny, to: list)
         var targets: [Target?] = []
         for key in [client(1), client(1), client(2), client(1), client(2), client(2), client(2)] {
             let (placement, target) = place(&state, key, now: at(0))
@@ -191,7 +192,7 @@ final class BalancerStateTests: XCTestCase {
         selection.stubborn = true
         var state = makeState(makeServers(2) { _, server in server.acl = 1 }, selection: selection)
         let (list, deny) = try rule("1 deny 127.0.0.1")
-        state.accessLists.append(deny, to: list)
+        state.configuration.accessLists.append(deny, to: list)
         var placement = state.accept(client: client(1), now: at(0))
         XCTAssertNil(state.nextTarget(&placement, now: at(0)))
     }

@@ -53,7 +53,7 @@ final class BoundsTests: XCTestCase {
 
     func testALargeClientTableCostsOnlyTheClientsSeen() {
         var table = ClientTable(capacity: Limits.clients)
-        table.connect(client(1), now: at(0))
+        table.connect(client(1), now: at(0), tracking: nil)
         XCTAssertEqual(table.count, 1)
         XCTAssertEqual(table.capacity, Limits.clients)
     }

@@ -11,7 +11,7 @@ final class ClientSyncCoreTests: XCTestCase {
 
     func testTheSyncCommandParsesWritesBackAndIsBounded() throws {
         let line = "sync listen 192.0.2.1:7000 peer 192.0.2.2:7000 peer [2001:db8::2]:7001 key /etc/penha/sync.key"
-        guard case .sync(let settings?) = try Command.parse(line) else { return XCTFail("not a sync command") }
+        guard let settings = try Command.parse(line).payload(as: SyncCommand.self)?.settings else { return XCTFail("not a sync command") }
         XCTAssertEqual(settings.listen, SyncSettings.Address(ip: IPAddress("192.0.2.1")!, port: 7000))
         XCTAssertEqual(settings.peers.map(\.description), ["192.0.2.2:7000", "[2001:db8::2]:7001"])
         XCTAssertEqual(settings.keyFile, "/etc/penha/sync.key")
@@ -172,8 +172,8 @@ final class ClientSyncCoreTests: XCTestCase {
         XCTAssertEqual(applied, 6)
         for number in 1...6 {
             let key = client(UInt8(number))
-            let before = master.clients.trackedServer(of: key, now: now).map { master.servers.servers[$0].port }
-            let after = backup.clients.trackedServer(of: key, now: now).map { backup.servers.servers[$0].port }
+            let before = master.clients.trackedServer(of: key, now: now, tracking: nil).map { master.servers.servers[$0].port }
+            let after = backup.clients.trackedServer(of: key, now: now, tracking: nil).map { backup.servers.servers[$0].port }
             XCTAssertEqual(after, before, "client \(number)")
             guard case .server(let index)? = place(&backup, key, now: at(11)) else { return XCTFail("client \(number) not placed") }
             XCTAssertEqual(backup.servers.servers[index].port, before, "client \(number) goes back to its server on the backup")
@@ -188,10 +188,10 @@ final class ClientSyncCoreTests: XCTestCase {
         let port81 = SyncSettings.Address(ip: IPAddress("192.0.2.5")!, port: 81)
         let older = SyncEntry(client: client(1), server: port81, ageMilliseconds: 5000)   // used at 7
         XCTAssertEqual(backup.applyRemote([older], now: at(12)), 0)
-        XCTAssertEqual(backup.clients.trackedServer(of: client(1), now: at(12)), 0, "the local entry is newer")
+        XCTAssertEqual(backup.clients.trackedServer(of: client(1), now: at(12), tracking: nil), 0, "the local entry is newer")
         let newer = SyncEntry(client: client(1), server: port81, ageMilliseconds: 500)     // used at 11.5
         XCTAssertEqual(backup.applyRemote([newer], now: at(12)), 1)
-        XCTAssertEqual(backup.clients.trackedServer(of: client(1), now: at(12)), 1, "the newer remote entry wins")
+        XCTAssertEqual(backup.clients.trackedServer(of: client(1), now: at(12), tracking: nil), 1, "the newer remote entry wins")
     }
 
     func testAFullTableTakesARemoteEntryOnlyInPlaceOfAnOlderClient() {
@@ -203,14 +203,14 @@ final class ClientSyncCoreTests: XCTestCase {
                        "used at 4: older than every local client")
         XCTAssertEqual(backup.clients.count, 2)
         XCTAssertEqual(backup.applyRemote([SyncEntry(client: client(3), server: port80, ageMilliseconds: 1000)], now: at(10)), 1)
-        XCTAssertNil(backup.clients.trackedServer(of: client(1), now: at(10)), "the least recently used client made room")
-        XCTAssertEqual(backup.clients.trackedServer(of: client(2), now: at(10)), 0)
-        XCTAssertEqual(backup.clients.trackedServer(of: client(3), now: at(10)), 0)
+        XCTAssertNil(backup.clients.trackedServer(of: client(1), now: at(10), tracking: nil), "the least recently used client made room")
+        XCTAssertEqual(backup.clients.trackedServer(of: client(2), now: at(10), tracking: nil), 0)
+        XCTAssertEqual(backup.clients.trackedServer(of: client(3), now: at(10), tracking: nil), 0)
     }
 
     func testAnEntryOlderThanTheTrackingTimeIsNotTaken() {
         var backup = state(servers: [80])
-        backup.clients.trackingTime = .seconds(60)
+        backup.configuration.trackingSeconds = 60
         let port80 = SyncSettings.Address(ip: IPAddress("192.0.2.5")!, port: 80)
         XCTAssertEqual(backup.applyRemote([SyncEntry(client: client(1), server: port80, ageMilliseconds: 61_000)], now: at(100)), 0)
         XCTAssertEqual(backup.applyRemote([SyncEntry(client: client(1), server: port80, ageMilliseconds: 59_000)], now: at(100)), 1)

@@ -58,6 +58,45 @@ final class CommandTableTests: XCTestCase {
         }
     }
 
+    /// Each keyword's command says what it is: a setting, which applies to the configuration
+    /// and which `write` then saves, or a question or action, which a configuration refuses.
+    func testEveryKeywordsCommandIsASettingThatWriteSavesOrAControlAction() throws {
+        let queries = Command.Query.allCases.filter { $0 != .listen }.map(\.rawValue)
+        var examples = Self.examples.merging(queries.map { ($0, $0) }) { given, _ in given }
+        // `blacklist T` is running state, which `write` does not save.
+        examples["server"] = "server 1 address 192.0.2.8 port 8080 max 10 hard 20 weight 2 prio 1 acl 3 healthcheck off proxy_protocol v2"
+        let controls = Set(["close", "connection", "exit", "include", "recent", "reload", "write"] + queries)
+        for (name, example) in examples.sorted(by: { $0.key < $1.key }) {
+            let command = try Command.parse(example)
+            var configuration = Configuration(listen: .inet(host: "127.0.0.1", port: 80), servers: [ServerSpec(host: "192.0.2.7", port: 80)])
+            let isSetting = command.behaviour is any SettingCommand
+            XCTAssertEqual(isSetting, !controls.contains(name), example)
+            guard isSetting else {
+                XCTAssertThrowsError(try configuration.apply(command), example) { error in
+                    XCTAssertEqual("\(error)", "'\(command.text)' is a question or an action for the control socket, not a setting")
+                }
+                continue
+            }
+            try configuration.apply(command)
+            XCTAssertTrue(configuration.commands.contains(command), "write leaves out '\(example)': \(configuration.commands)")
+        }
+    }
+
+    /// What a command needs done off the event loop is said by the command itself.
+    func testEachCommandNamesTheBlockingWorkItNeeds() throws {
+        let needs: [String: [Command.Preparation]] = [
+            "server 1 address backend.example port 80": [.resolve(host: "backend.example")], "server 1 weight 2": [],
+            "log /tmp/penha.log": [.log(path: "/tmp/penha.log")], "no log": [.log(path: nil)], "log": [],
+            "web_stats /tmp/stats.html": [.replaceable(path: "/tmp/stats.html")], "no web_stats": [],
+            "sync listen 192.0.2.1:7000 peer 192.0.2.2:7000 key /etc/penha/sync.key": [.syncKey(path: "/etc/penha/sync.key")],
+            "no sync": [], "include /etc/penha/extra.conf": [.include(path: "/etc/penha/extra.conf")],
+            "status": [.vrrpReports], "status json": [.vrrpReports], "servers": [], "timeout 5": [],
+        ]
+        for (line, expected) in needs {
+            XCTAssertEqual(try Command.parse(line).preparation, expected, line)
+        }
+    }
+
     func testTheNoErrorListsEveryNoForm() {
         XCTAssertThrowsError(try Command.parse("no servers")) { error in
             XCTAssertEqual("\(error)", "'no' takes one of: roundrobin, hash, weight, prio, stubborn, maglev, tcp_nodelay, http, "

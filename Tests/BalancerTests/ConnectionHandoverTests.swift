@@ -114,7 +114,7 @@ final class ConnectionHandoverTests: XCTestCase {
                        "the order of use carries over; the client seen since stays the newest")
         let entries = Dictionary(uniqueKeysWithValues: new.clients.byRecentUse.map { ($0.entry.key, $0.entry) })
         XCTAssertEqual(entries[client(1)]?.connections, 2)
-        XCTAssertEqual(entries[client(1)]?.server, old.clients.trackedServer(of: client(1), now: at(10)))
+        XCTAssertEqual(entries[client(1)]?.server, old.clients.trackedServer(of: client(1), now: at(10), tracking: nil))
         XCTAssertEqual(entries[client(2)]?.connections, 2, "the connections of both processes")
         XCTAssertEqual(entries[client(3)]?.sent, 1000)
         XCTAssertEqual(new.totalConnections, 4)

@@ -16,10 +16,7 @@ final class ExampleConfigTests: XCTestCase {
     static func instances(in file: String) throws -> ([VRRPInstanceConfiguration], [ConfigLine]) {
         let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
         let lines = try ConfigFile.read(root.appendingPathComponent("deploy/examples/\(file)").path)
-        let instances = lines.compactMap { line -> VRRPInstanceConfiguration? in
-            if case .vrrp(let instance) = line.command { return instance }
-            return nil
-        }
+        let instances = lines.compactMap { $0.command.payload(as: VRRPInstanceConfiguration.self) }
         return (instances, lines)
     }
 
@@ -80,7 +77,7 @@ final class ExampleConfigTests: XCTestCase {
         XCTAssertEqual(none, [], "one instance moves the VIP")
         let listen = { (lines: [ConfigLine]) -> Endpoint? in
             lines.compactMap { line -> Endpoint? in
-                if case .listen(let address) = line.command { return address }
+                if let listen = line.command.payload(as: ListenAddress.self) { return listen.address }
                 return nil
             }.last
         }

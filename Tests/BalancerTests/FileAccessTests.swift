@@ -121,7 +121,7 @@ final class FileAccessTests: XCTestCase {
     func testIncludingAFIFOIsAConfigurationError() {
         let path = fifo()
         XCTAssertThrowsError(try ConfigFile.parse("include \(path)\n", name: "f")) { error in
-            XCTAssertTrue(error is ConfigurationError)
+            XCTAssertEqual((error as? PenhaError)?.kind, .configuration)
             XCTAssertEqual("\(error)", "cannot read \(path): not a regular file")
         }
     }

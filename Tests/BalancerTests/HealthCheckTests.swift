@@ -9,7 +9,7 @@ final class HealthCheckTests: XCTestCase {
     private var random = SplitMix64(seed: 42)
 
     private func settings(_ line: String) throws -> HealthCheckSettings {
-        guard case .healthCheck(let settings?) = try Command.parse(line) else {
+        guard let settings = try Command.parse(line).payload(as: HealthCheckChange.self)?.settings else {
             XCTFail("'\(line)' is not a healthcheck")
             throw TestError()
         }
@@ -20,7 +20,7 @@ final class HealthCheckTests: XCTestCase {
 
     private func state(servers: Int, _ line: String = "healthcheck tcp interval 2s timeout 1s rise 2 fall 3") throws -> BalancerState {
         var state = BalancerState(servers: makeServers(servers), clients: ClientTable(capacity: 16))
-        state.adoptHealthCheck(try settings(line))
+        state.configuration.healthCheck = try settings(line)
         return state
     }
 
@@ -222,6 +222,22 @@ final class HealthCheckTests: XCTestCase {
         XCTAssertEqual(changes, ["no healthcheck"])
         XCTAssertEqual(runtime.state.servers.servers[0].health, ServerHealth())
         XCTAssertNil(runtime.state.nextCheckDue(now: at(now)))
+    }
+
+    /// `no healthcheck` on the control socket, as on a reload: the checks stop and a down
+    /// server is up again at once.
+    func testNoHealthcheckFromTheControlSocketPutsADownServerBackUp() throws {
+        let configuration = try Configuration(listen: .inet(host: "127.0.0.1", port: 80), servers: [ServerSpec(host: "127.0.0.1", port: 9000)])
+            .applying([ConfigLine(.parse("healthcheck tcp rise 1 fall 1"))])
+        var runtime = Runtime(configuration: configuration, state: try configuration.makeState())
+        _ = run(&runtime.state, from: 0, to: 2.5) { _ in .failed("connection refused") }
+        XCTAssertTrue(runtime.state.servers.servers[0].health.isDown)
+        let facts = Runtime.Facts(now: at(3), started: at(0), vrrp: [], listen: "127.0.0.1:80", control: nil,
+                                  pid: 1, exitEnabled: false, configFile: nil)
+        _ = try runtime.execute([ConfigLine(.parse("no healthcheck"))], facts: facts, resolved: [:])
+        XCTAssertEqual(runtime.state.servers.servers[0].health, ServerHealth())
+        XCTAssertTrue(runtime.state.servers.servers[0].isAvailable(now: at(3)))
+        XCTAssertNil(runtime.state.nextCheckDue(now: at(3)))
     }
 
     func testAServerLeftOutIsNeverCheckedNorDownAndAnInconclusiveCheckMovesNothing() throws {

@@ -10,7 +10,7 @@ final class MetricsExpositionTests: XCTestCase {
         StatusReport.VRRPInstance(
             vrid: vrid, state: state, interface: "eth0", version: 3, priority: 150, effectivePriority: 140,
             advertMilliseconds: 100, master: nil, lastChange: 0, lastChangeReason: "", sent: 12, received: 3, malformed: 1,
-            dropped: ["ttl": 4, "checksum": 0], virtualAddresses: [])
+            dropped: [.ttl: 4, .checksum: 0], virtualAddresses: [])
     }
 
     private func lines(_ vrrp: [StatusReport.VRRPInstance]) -> Set<String> {

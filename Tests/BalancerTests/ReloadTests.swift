@@ -29,10 +29,22 @@ final class ReloadTests: XCTestCase {
         var runtime = try started(with: "roundrobin\nweight\nblacklist 5\nclients_max 10\n")
         let changes = try runtime.converge(to: try target("blacklist 7\n"), facts: facts, resolved: [:])
         XCTAssertEqual(runtime.configuration, try target("blacklist 7\n"))
-        XCTAssertFalse(runtime.state.selection.roundRobin || runtime.state.selection.weight)
+        XCTAssertFalse(runtime.state.configuration.selection.roundRobin || runtime.state.configuration.selection.weight)
         XCTAssertEqual(runtime.state.blacklistTime, .seconds(7))
         XCTAssertEqual(runtime.state.clients.capacity, 2048)
         XCTAssertEqual(Set(changes), ["blacklist 7", "clients_max 2048", "no roundrobin", "no weight"])
+    }
+
+    /// Where round-robin is, is the selection's running state, not configuration: a reload
+    /// that keeps the flags goes on from there.
+    func testAReloadGoesOnWhereRoundRobinWas() throws {
+        let file = "roundrobin\nserver 1 address 127.0.0.1 port 9001\nserver 2 address 127.0.0.1 port 9002\n"
+        var runtime = try started(with: file)
+        var placement = runtime.state.accept(client: client(1), now: at(1))
+        XCTAssertEqual(runtime.state.nextTarget(&placement, now: at(1)), .server(0))
+        XCTAssertEqual(try runtime.converge(to: try target(file), facts: facts, resolved: [:]), [])
+        placement = runtime.state.accept(client: client(2), now: at(2))
+        XCTAssertEqual(runtime.state.nextTarget(&placement, now: at(2)), .server(1))
     }
 
     func testServersAbsentFromTheFileAreRemovedAndTheOthersKeepTheirCounters() throws {

@@ -9,7 +9,7 @@ final class ReplyTests: XCTestCase {
         for reply in replies {
             XCTAssertEqual(Reply(wireLines: reply.wireLines), reply)
         }
-        XCTAssertEqual(Reply(refusing: CommandError("no connection 7")).wireLines, ["error: no connection 7"])
+        XCTAssertEqual(Reply(refusing: PenhaError.command("no connection 7")).wireLines, ["error: no connection 7"])
     }
 
     func testACommandThatCannotRunIsACommandErrorNotAConfigurationError() throws {
@@ -20,12 +20,12 @@ final class ReplyTests: XCTestCase {
                                   exitEnabled: false, configFile: nil)
         for line in ["close 7", "exit", "write"] {
             XCTAssertThrowsError(try runtime.execute([ConfigLine(try Command.parse(line))], facts: facts, resolved: [:])) {
-                XCTAssertTrue($0 is CommandError, "\(line): \($0)")
+                XCTAssertEqual(($0 as? PenhaError)?.kind, .command, "\(line): \($0)")
             }
         }
         XCTAssertThrowsError(try runtime.execute([ConfigLine(.setting(.clientsMax, nil)), ConfigLine(try Command.parse("server 3 port 1"))],
                                                  facts: facts, resolved: [:])) {
-            XCTAssertTrue($0 is ConfigurationError, "\($0)")
+            XCTAssertEqual(($0 as? PenhaError)?.kind, .configuration, "\($0)")
         }
     }
 }

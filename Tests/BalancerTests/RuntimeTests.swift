@@ -27,9 +27,9 @@ final class RuntimeTests: XCTestCase {
         XCTAssertEqual(try run(&runtime, "blacklist").lines, ["30"])
         XCTAssertEqual(try run(&runtime, "blacklist 5", "tracking 60", "clients_max 4", "roundrobin", "prio").lines, ["5", "60", "4"])
         XCTAssertEqual(runtime.state.blacklistTime, .seconds(5))
-        XCTAssertEqual(runtime.state.clients.trackingTime, .seconds(60))
+        XCTAssertEqual(runtime.state.configuration.trackingTime, .seconds(60))
         XCTAssertEqual(runtime.state.clients.capacity, 4)
-        XCTAssertTrue(runtime.state.selection.roundRobin && runtime.state.selection.priority)
+        XCTAssertTrue(runtime.state.configuration.selection.roundRobin && runtime.state.configuration.selection.priority)
         XCTAssertEqual(try run(&runtime, "mode").lines, ["no hash roundrobin no stubborn no weight prio"])
         XCTAssertEqual(try run(&runtime, "conn_max 7", "timeout 4", "idle_timeout 9", "debug 1", "tcp_nodelay").lines, ["7", "4", "9", "1"])
         XCTAssertEqual([runtime.configuration.connectionsMax, runtime.configuration.connectTimeoutSeconds,
@@ -153,13 +153,35 @@ final class RuntimeTests: XCTestCase {
         XCTAssertEqual(recreated, runtime.configuration)
     }
 
+    /// The placement reads `tracking` and `client_acl` where it decides: a line changes the
+    /// next client's placement, with nothing copied over.
+    func testTrackingAndClientACLGivenAtRunTimeDecideTheNextPlacement() throws {
+        var runtime = try makeRuntime()
+        func place(_ key: ClientKey, at seconds: Double) -> Target? {
+            var placement = runtime.state.accept(client: key, now: at(seconds))
+            let target = runtime.state.nextTarget(&placement, now: at(seconds))
+            if let target { runtime.state.connected(placement, to: target, client: "test", now: at(seconds)) }
+            return target
+        }
+        XCTAssertEqual(place(client(1), at: 0), .server(0))
+        XCTAssertEqual(place(client(2), at: 0), .server(1))
+        XCTAssertEqual(place(client(1), at: 100), .server(0), "tracked forever without tracking")
+        try run(&runtime, "tracking 10")
+        XCTAssertEqual(place(client(3), at: 105), .server(0))
+        XCTAssertEqual(place(client(1), at: 111), .server(1), "forgotten after 10 s: round robin goes on")
+        try run(&runtime, "acl 4 deny 127.0.0.1", "client_acl 4")
+        var refused = runtime.state.accept(client: client(1), now: at(112))
+        XCTAssertTrue(refused.isRefused)
+        XCTAssertNil(runtime.state.nextTarget(&refused, now: at(112)), "no abuse server: closed")
+    }
+
     func testClientTableResizeKeepsTheMostRecentClients() {
         var table = ClientTable(capacity: 3)
-        for last in 1...3 { table.setServer(Int(last), slot: table.connect(client(UInt8(last)), now: at(Double(last))), key: client(UInt8(last))) }
+        for last in 1...3 { table.setServer(Int(last), slot: table.connect(client(UInt8(last)), now: at(Double(last)), tracking: nil), key: client(UInt8(last))) }
         let smaller = table.resized(to: 2)
         XCTAssertEqual(smaller.capacity, 2)
         XCTAssertEqual(smaller.byRecentUse.map(\.entry.key), [client(3), client(2)])
-        XCTAssertEqual(smaller.trackedServer(of: client(3), now: at(4)), 3)
+        XCTAssertEqual(smaller.trackedServer(of: client(3), now: at(4), tracking: nil), 3)
         XCTAssertEqual(client(5).description, "127.0.0.5")
         XCTAssertEqual(ClientKey(high: 0x2001_0DB8_0000_0000, low: 1).description, "2001:db8::1")
     }
@@ -168,10 +190,10 @@ final class RuntimeTests: XCTestCase {
         var runtime = try makeRuntime()
         XCTAssertEqual(try run(&runtime, "client_acl", "control_acl").lines, ["0", "0"], "pen checks list 0 by default")
         try run(&runtime, "acl 3 deny 127.0.0.1", "client_acl 3", "server 1 acl 3")
-        XCTAssertFalse(runtime.state.accessLists.permits(client(1), list: runtime.state.clientACL))
+        XCTAssertTrue(runtime.state.accept(client: client(1), now: at(1)).isRefused)
         XCTAssertEqual(runtime.state.servers.servers.map(\.acl), [0, 3])
         try run(&runtime, "no acl 3")
-        XCTAssertTrue(runtime.state.accessLists.permits(client(1), list: 3), "an emptied list permits")
+        XCTAssertFalse(runtime.state.accept(client: client(1), now: at(1)).isRefused, "an emptied list permits")
         for line in ["client_acl 10", "control_acl 12"] {
             XCTAssertThrowsError(try run(&runtime, line), line) { error in
                 XCTAssertTrue("\(error)".contains("must name an access list, 0-9"), "\(error)")

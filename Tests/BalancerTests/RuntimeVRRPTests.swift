@@ -81,7 +81,7 @@ final class RuntimeVRRPTests: XCTestCase {
 
     func testChangesInPlaceOnlyForTheSameRouterVersionAndAddresses() throws {
         func instance(_ text: String) throws -> VRRPInstanceConfiguration {
-            guard case .vrrp(let instance) = try Command.parse(text) else { throw TestError() }
+            guard let instance = try Command.parse(text).payload(as: VRRPInstanceConfiguration.self) else { throw TestError() }
             return instance
         }
         let running = try instance(Self.first)

@@ -5,37 +5,37 @@ import XCTest
 
 final class SelectionTests: XCTestCase {
     func testRoundRobinStartsAfterTheLastChoiceAndSkipsUnavailableServers() {
-        var selection = Selection()
+        var selection = Selection(), selector = Selector()
         var servers = makeServers(3)
-        let picks = (0..<4).map { _ in selection.initialServer(for: client(1), tracked: nil, servers: servers, now: at(0)) }
+        let picks = (0..<4).map { _ in selector.initialServer(by: selection, for: client(1), tracked: nil, servers: servers, now: at(0)) }
         XCTAssertEqual(picks, [0, 1, 2, 0])
         servers.blacklist(.server(1), until: at(30))
-        let next = (0..<2).map { _ in selection.initialServer(for: client(1), tracked: nil, servers: servers, now: at(1)) }
+        let next = (0..<2).map { _ in selector.initialServer(by: selection, for: client(1), tracked: nil, servers: servers, now: at(1)) }
         XCTAssertEqual(next, [2, 0], "blacklisted server 1 is skipped")
-        XCTAssertEqual(selection.initialServer(for: client(1), tracked: nil, servers: servers, now: at(31)), 1,
+        XCTAssertEqual(selector.initialServer(by: selection, for: client(1), tracked: nil, servers: servers, now: at(31)), 1,
                        "the blacklist ends after its time")
     }
 
     func testRoundRobinSkipsServersAtTheirSoftLimit() {
-        var selection = Selection()
+        var selection = Selection(), selector = Selector()
         let servers = makeServers(2) { index, server in
             if index == 0 { server.maxConnections = 1; server.connections = 1 }
         }
-        XCTAssertEqual(selection.initialServer(for: client(1), tracked: nil, servers: servers, now: at(0)), 1)
-        XCTAssertEqual(selection.initialServer(for: client(1), tracked: nil, servers: servers, now: at(0)), 1)
+        XCTAssertEqual(selector.initialServer(by: selection, for: client(1), tracked: nil, servers: servers, now: at(0)), 1)
+        XCTAssertEqual(selector.initialServer(by: selection, for: client(1), tracked: nil, servers: servers, now: at(0)), 1)
     }
 
     /// `maglev`: two nodes that share nothing send each of 1,000 clients to the same server; a
     /// blacklisted server's clients move and almost no others; all come back when it returns.
     func testMaglevPlacesAClientAlikeOnEveryNodeAndMovesOnlyAFailedServersClients() {
-        var nodeA = Selection(), nodeB = Selection()
-        nodeA.maglev = true
-        nodeB.maglev = true
-        nodeB.weight = true  // maglev wins over weight (prio over both)
+        var nodeA = Node(), nodeB = Node()
+        nodeA.selection.maglev = true
+        nodeB.selection.maglev = true
+        nodeB.selection.weight = true  // maglev wins over weight (prio over both)
         var servers = makeServers(5)
         let clients = (0..<1000).map { ClientKey(ipv4: 0xC633_6400 + UInt32($0)) }
-        let place = { (selection: inout Selection, now: Double) in
-            clients.map { selection.initialServer(for: $0, tracked: nil, servers: servers, now: at(now)) }
+        let place = { (node: inout Node, now: Double) in
+            clients.map { node.selector.initialServer(by: node.selection, for: $0, tracked: nil, servers: servers, now: at(now)) }
         }
         let before = place(&nodeA, 0)
         XCTAssertEqual(before, place(&nodeB, 0), "nodes that share nothing agree")
@@ -46,7 +46,7 @@ final class SelectionTests: XCTestCase {
         let others = zip(before, during).filter { $0.0 != 2 && $0.0 != $0.1 }.count
         XCTAssertLessThanOrEqual(others, 10, "clients of the other servers that moved: \(others) of 1,000")
         XCTAssertEqual(place(&nodeA, 31), before, "server 2 back: its clients come back")
-        nodeA.priority = true
+        nodeA.selection.priority = true
         XCTAssertEqual(Set(place(&nodeA, 31)), [0], "prio wins over maglev")
     }
 
@@ -54,51 +54,51 @@ final class SelectionTests: XCTestCase {
     /// address changes (its name places it): a node that has run all along places clients as
     /// a node that starts now.
     func testMaglevBuildsItsTableAgainWhenAServersAddressChanges() {
-        var running = Selection()
-        running.maglev = true
+        var running = Node()
+        running.selection.maglev = true
         var servers = makeServers(5)
         let clients = (0..<500).map { ClientKey(ipv4: 0xCB00_7100 + UInt32($0)) }
-        let place = { (selection: inout Selection) in
-            clients.map { selection.initialServer(for: $0, tracked: nil, servers: servers, now: at(0)) }
+        let place = { (node: inout Node) in
+            clients.map { node.selector.initialServer(by: node.selection, for: $0, tracked: nil, servers: servers, now: at(0)) }
         }
         let before = place(&running)
         servers.servers[3].host = "127.0.0.9"
-        var fresh = Selection()
-        fresh.maglev = true
+        var fresh = Node()
+        fresh.selection.maglev = true
         let after = place(&fresh)
         XCTAssertNotEqual(before, after, "the new name takes other slots")
         XCTAssertEqual(zip(place(&running), after).filter { $0.0 != $0.1 }.count, 0, "clients placed unlike a node starting now")
     }
 
     func testNothingAvailableGivesNoServer() {
-        var selection = Selection()
+        var selection = Selection(), selector = Selector()
         var servers = makeServers(2)
         servers.blacklist(.server(0), until: at(30))
         servers.blacklist(.server(1), until: at(30))
-        XCTAssertNil(selection.initialServer(for: client(1), tracked: nil, servers: servers, now: at(0)))
+        XCTAssertNil(selector.initialServer(by: selection, for: client(1), tracked: nil, servers: servers, now: at(0)))
         selection.weight = true
-        XCTAssertNil(selection.initialServer(for: client(1), tracked: nil, servers: servers, now: at(0)))
+        XCTAssertNil(selector.initialServer(by: selection, for: client(1), tracked: nil, servers: servers, now: at(0)))
         selection.priority = true
-        XCTAssertNil(selection.initialServer(for: client(1), tracked: nil, servers: servers, now: at(0)))
+        XCTAssertNil(selector.initialServer(by: selection, for: client(1), tracked: nil, servers: servers, now: at(0)))
     }
 
     func testTrackedServerWinsUnlessRoundRobin() {
-        var selection = Selection()
+        var selection = Selection(), selector = Selector()
         let servers = makeServers(3)
-        XCTAssertEqual(selection.initialServer(for: client(1), tracked: 2, servers: servers, now: at(0)), 2)
+        XCTAssertEqual(selector.initialServer(by: selection, for: client(1), tracked: 2, servers: servers, now: at(0)), 2)
         selection.roundRobin = true
-        XCTAssertEqual(selection.initialServer(for: client(1), tracked: 2, servers: servers, now: at(0)), 0)
+        XCTAssertEqual(selector.initialServer(by: selection, for: client(1), tracked: 2, servers: servers, now: at(0)), 0)
     }
 
     func testWeightPicksLeastConnectionsPerWeight() {
-        var selection = Selection()
+        var selection = Selection(), selector = Selector()
         selection.weight = true
         var servers = makeServers(3) { index, server in
             server.weight = [1, 3, 0][index]
         }
         var counts = [0, 0, 0]
         for _ in 0..<40 {
-            let pick = selection.initialServer(for: client(1), tracked: nil, servers: servers, now: at(0))!
+            let pick = selector.initialServer(by: selection, for: client(1), tracked: nil, servers: servers, now: at(0))!
             counts[pick] += 1
             servers.servers[pick].connections += 1
         }
@@ -106,28 +106,28 @@ final class SelectionTests: XCTestCase {
     }
 
     func testPriorityPicksTheLowestAvailableValueFirstInOrderOnTies() {
-        var selection = Selection()
+        var selection = Selection(), selector = Selector()
         selection.priority = true
         var servers = makeServers(4) { index, server in
             server.priority = [5, 1, 1, 0][index]
         }
         servers.blacklist(.server(3), until: at(10))
-        XCTAssertEqual(selection.initialServer(for: client(1), tracked: nil, servers: servers, now: at(0)), 1)
-        XCTAssertEqual(selection.initialServer(for: client(1), tracked: nil, servers: servers, now: at(11)), 3)
+        XCTAssertEqual(selector.initialServer(by: selection, for: client(1), tracked: nil, servers: servers, now: at(0)), 1)
+        XCTAssertEqual(selector.initialServer(by: selection, for: client(1), tracked: nil, servers: servers, now: at(11)), 3)
         selection.weight = true
-        XCTAssertEqual(selection.initialServer(for: client(1), tracked: nil, servers: servers, now: at(11)), 3,
+        XCTAssertEqual(selector.initialServer(by: selection, for: client(1), tracked: nil, servers: servers, now: at(11)), 3,
                        "prio wins over weight, as in pen")
     }
 
     func testHashIsStablePerClientAndSpreadsClients() {
-        var selection = Selection()
+        var selection = Selection(), selector = Selector()
         selection.hash = true
         selection.roundRobin = true
         let servers = makeServers(4)
         var seen = Set<Int>()
         for number in 1...64 {
-            let first = selection.initialServer(for: client(UInt8(number)), tracked: nil, servers: servers, now: at(0))
-            let again = selection.initialServer(for: client(UInt8(number)), tracked: nil, servers: servers, now: at(5))
+            let first = selector.initialServer(by: selection, for: client(UInt8(number)), tracked: nil, servers: servers, now: at(0))
+            let again = selector.initialServer(by: selection, for: client(UInt8(number)), tracked: nil, servers: servers, now: at(5))
             XCTAssertEqual(first, again)
             seen.insert(first!)
         }
@@ -153,5 +153,11 @@ final class SelectionTests: XCTestCase {
         var plan = FailoverPlan(initial: nil, serverCount: 3, stubborn: false)
         XCTAssertEqual(plan.next(), .emergency)
         XCTAssertNil(plan.next())
+    }
+
+    /// One balancer's selection: its flags and what it remembers between clients.
+    private struct Node {
+        var selection = Selection()
+        var selector = Selector()
     }
 }

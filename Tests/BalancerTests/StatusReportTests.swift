@@ -8,7 +8,7 @@ import VRRPCore
 /// The status model and its wire format: what `status` writes, `penha status` reads back.
 final class StatusReportTests: XCTestCase {
     private func report() -> StatusReport {
-        let dropped = Dictionary(uniqueKeysWithValues: VRRPDropReason.allCases.enumerated().map { ("\($1)", UInt64($0)) })
+        let dropped = Dictionary(uniqueKeysWithValues: VRRPDropReason.allCases.enumerated().map { ($1, UInt64($0)) })
         let instance = StatusReport.VRRPInstance(
             vrid: 7, state: .master, interface: "eth0", version: 3, priority: 150, effectivePriority: 140,
             advertMilliseconds: 100, master: "192.0.2.1", lastChange: 1_796_148_213, lastChangeSecondsAgo: 42,
@@ -94,7 +94,7 @@ final class StatusReportTests: XCTestCase {
                                           servers: [ServerSpec(host: "127.0.0.1", port: 9000), ServerSpec(host: "::1", port: 9001)])
         var runtime = Runtime(configuration: configuration, state: try configuration.makeState())
         runtime.state.servers.servers[1].blacklistedUntil = at(40)
-        runtime.state.adoptHealthCheck(HealthCheckSettings(probe: .tcp, rise: 1, fall: 1))
+        runtime.configuration.healthCheck = HealthCheckSettings(probe: .tcp, rise: 1, fall: 1)
         var random = SystemRandomNumberGenerator()
         var now = 0.0
         while runtime.state.servers.servers[0].health.lastResult == nil, now < 3 {
@@ -135,6 +135,10 @@ final class StatusReportTests: XCTestCase {
                                             "advertMilliseconds", "master", "lastChange", "lastChangeSecondsAgo", "lastChangeReason",
                                             "sent", "received",
                                             "malformed", "dropped", "virtualAddresses"])
+        // The drop counters keep the names scripts read (`dropped.addressFamily`), not the enum's encoding.
+        let dropped = try XCTUnwrap(instance["dropped"] as? [String: UInt64])
+        XCTAssertEqual(dropped, Dictionary(uniqueKeysWithValues: VRRPDropReason.allCases.enumerated().map { ($1.statusName, UInt64($0)) }))
+        XCTAssertEqual(try JSONDecoder().decode(StatusReport.self, from: JSONEncoder().encode(report())), report())
     }
 
     func testTheLastChangeIsCountedByTheReportingClock() throws {

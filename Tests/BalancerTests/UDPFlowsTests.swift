@@ -5,8 +5,7 @@ import XCTest
 
 final class UDPFlowsTests: XCTestCase {
     private func makeState(_ count: Int, selection: Selection = Selection()) -> BalancerState {
-        BalancerState(servers: makeServers(count), clients: ClientTable(capacity: 16), selection: selection,
-                      blacklistTime: .seconds(30))
+        BalancerState(servers: makeServers(count), clients: ClientTable(capacity: 16), selection: selection)
     }
 
     private func address(_ host: String, _ port: Int) -> SocketAddress {

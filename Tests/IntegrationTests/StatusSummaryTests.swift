@@ -64,7 +64,7 @@ final class StatusSummaryTests: XCTestCase {
         let instance = StatusReport.VRRPInstance(
             vrid: 51, state: .backup, interface: "eth0", version: 3, priority: 100, effectivePriority: 90,
             advertMilliseconds: 1000, master: nil, lastChange: 0, lastChangeSecondsAgo: nil, lastChangeReason: "",
-            sent: 0, received: 1, malformed: 2, dropped: ["ttl": 3, "auth": 4], virtualAddresses: [.init(address: "192.0.2.10/24", onInterface: false)])
+            sent: 0, received: 1, malformed: 2, dropped: [.ttl: 3, .authentication: 4], virtualAddresses: [.init(address: "192.0.2.10/24", onInterface: false)])
         var report = StatusReport(role: "BACKUP", listen: "/run/penha/a.sock", uptimeSeconds: 1, connections: -1,
                                   totalConnections: 0, refusedClients: 7, tlsHandshakes: .init(completed: 1, failed: 2),
                                   servers: [server, server], vrrp: [instance])

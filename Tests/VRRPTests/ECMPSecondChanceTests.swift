@@ -88,7 +88,8 @@ final class ECMPSecondChanceTests: XCTestCase {
     func testAStrayIsCopiedToEveryPeerAndOneFromAPeerIsDroppedWithoutACopy() {
         let program = program(peers: [peerB, peerC])
         let instructions = program.instructions
-        XCTAssertEqual(instructions.filter { $0.code == 0x85 }.map(\.immediate), [99, 100, 86, 13, 13], "lookup, SYN cookie check, release, two copies")
+        XCTAssertEqual(instructions.filter { $0.code == 0x85 }.map(\.immediate), [99, 100, 86, 10, 13, 13],
+                       "lookup, SYN cookie check, release, the copy mark's checksum, two copies")
         XCTAssertFalse(instructions.contains { $0.code == 0x85 && $0.immediate == 23 }, "no plain redirect: the original is not sent on")
         let stores = instructions.filter { $0.code == 0x62 || $0.code == 0x6A }
         XCTAssertEqual(stores.map(\.offset), [0, 4, 6, 10, 0, 4, 6, 10])

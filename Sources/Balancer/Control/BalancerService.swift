@@ -379,7 +379,7 @@ public final class BalancerService: Sendable {
             let lines = try reading()
             // What the connections have relayed so far shows in the answer (counters while a connection lasts).
             self.tcp?.reportCounters()
-            let reportsVRRP = lines.contains { $0.command == .query(.status) || $0.command == .query(.statusJSON) }
+            let reportsVRRP = lines.contains { $0.command.preparation.contains(.vrrpReports) }
             return try Prepared(lines: lines, hosts: lines.hostsToResolve, logPath: lines.lastLogFile,
                                 vrrp: reportsVRRP ? self.vrrpReports() : [])
         }.flatMap { prepared in
@@ -479,10 +479,13 @@ public final class BalancerService: Sendable {
             }
             self.resolved = resolved
             log = try LogFile.open(logPath)
-            for case .file(.webStats, .set(let path)) in lines.map(\.command) {
-                try FileAccess.checkReplaceable(path)
+            for need in lines.flatMap(\.command.preparation) {
+                switch need {
+                case .replaceable(let path): try FileAccess.checkReplaceable(path)
+                case .syncKey(let path): _ = try ClientSyncKey.read(path)
+                case .resolve, .include, .log, .vrrpReports: continue
+                }
             }
-            for case .sync(let sync?) in lines.map(\.command) { _ = try ClientSyncKey.read(sync.keyFile) }
         }
     }
 

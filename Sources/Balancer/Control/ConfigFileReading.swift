@@ -24,7 +24,7 @@ extension ConfigFile {
     static func contents(of path: String) throws -> String {
         do {
             return String(decoding: try FileAccess.read(path, maxBytes: maxBytes), as: UTF8.self)
-        } catch let error as FileError {
+        } catch let error as PenhaError where error.kind == .io {
             throw ConfigurationError(error.description)
         }
     }

@@ -83,10 +83,7 @@ public enum ConfigurationCheck {
 
     /// The last line that gave a server this host.
     private static func origin(of host: String, in lines: [ConfigLine]) -> String? {
-        lines.last { line in
-            if case .server(let change) = line.command { return change.address == host }
-            return false
-        }?.origin
+        lines.last { $0.command.preparation.contains(.resolve(host: host)) }?.origin
     }
 }
 

@@ -1,9 +1,9 @@
 import BalancerCore
 import NIOCore
 
-/// When a NIO listener (the control socket; the TCP engine has its own) accepts. Sits in the
-/// listening channel's pipeline in front of NIO's acceptor, and stops accepting (autoRead
-/// off) in two cases:
+/// When a NIO listener (the control socket, the metrics port; the TCP engine has its own)
+/// accepts. Sits in the listening channel's pipeline in front of NIO's acceptor, and stops
+/// accepting (autoRead off) in two cases:
 /// - `limit`: at most that many connections at once. Beyond it new clients wait in the
 ///   kernel's accept backlog instead of being accepted and dropped. A burst accepted in the
 ///   same read as the last free slot is held here, not dropped, and handed on as slots free.

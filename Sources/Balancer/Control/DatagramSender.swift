@@ -22,24 +22,24 @@ public final class DatagramSender: Sendable {
         do {
             remote = try SocketAddress.makeAddressResolvingHost(host, port: port)
         } catch {
-            throw FileError("resolve log host", host, "\(error)")
+            throw PenhaError.file("resolve log host", host, "\(error)")
         }
         descriptor = socket(Int32(remote.protocol.rawValue), Int32(SOCK_DGRAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
-        guard descriptor >= 0 else { throw FileError("open a socket for", target) }
+        guard descriptor >= 0 else { throw PenhaError.file("open a socket for", target) }
         do {
             if let local {
                 let address: SocketAddress
                 do {
                     address = try SocketAddress.makeAddressResolvingHost(local, port: 0)
                 } catch {
-                    throw FileError("resolve local address", local, "\(error)")
+                    throw PenhaError.file("resolve local address", local, "\(error)")
                 }
                 guard address.withSockAddr({ bind(descriptor, $0, socklen_t($1)) }) == 0 else {
-                    throw FileError("bind to", local)
+                    throw PenhaError.file("bind to", local)
                 }
             }
             guard remote.withSockAddr({ connect(descriptor, $0, socklen_t($1)) }) == 0 else {
-                throw FileError("connect to", target)
+                throw PenhaError.file("connect to", target)
             }
         } catch {
             close(descriptor)

@@ -3,19 +3,17 @@ import BalancerCore
 import Glibc
 #endif
 
-/// A file operation that failed, said as an operator reads it:
-/// `cannot open log /var/log/p.log: permission denied`. An I/O failure, not a mistake in
-/// the configuration.
-public struct FileError: Error, Equatable, CustomStringConvertible {
-    public let description: String
-
-    init(_ action: String, _ path: String, _ problem: String) {
-        description = "cannot \(action) \(path): \(problem)"
+extension PenhaError {
+    /// A file operation that failed, said as an operator reads it:
+    /// `cannot open log /var/log/p.log: permission denied`. An I/O failure, not a mistake in
+    /// the configuration.
+    static func file(_ action: String, _ path: String, _ problem: String) -> PenhaError {
+        PenhaError("cannot \(action) \(path): \(problem)", kind: .io)
     }
 
     /// The failure of the system call just made, by its errno.
-    init(_ action: String, _ path: String, errno number: Int32 = errno) {
-        self.init(action, path, SystemErrorText.describe(errno: number))
+    static func file(_ action: String, _ path: String, errno number: Int32 = errno) -> PenhaError {
+        file(action, path, SystemErrorText.describe(errno: number))
     }
 }
 
@@ -27,7 +25,7 @@ public enum FileAccess {
     /// The contents of a regular file of at most `maxBytes`.
     public static func read(_ path: String, maxBytes: Int, action: String = "read") throws -> [UInt8] {
         let descriptor = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC)
-        guard descriptor >= 0 else { throw FileError(action, path) }
+        guard descriptor >= 0 else { throw PenhaError.file(action, path) }
         defer { close(descriptor) }
         try requireRegular(descriptor, path, action)
         var bytes: [UInt8] = []
@@ -35,11 +33,11 @@ public enum FileAccess {
         while bytes.count <= maxBytes {
             let count = Glibc.read(descriptor, &chunk, chunk.count)
             if count < 0, errno == EINTR { continue }
-            guard count >= 0 else { throw FileError(action, path) }
+            guard count >= 0 else { throw PenhaError.file(action, path) }
             if count == 0 { break }
             bytes += chunk.prefix(count)
         }
-        guard bytes.count <= maxBytes else { throw FileError(action, path, "larger than \(maxBytes) bytes") }
+        guard bytes.count <= maxBytes else { throw PenhaError.file(action, path, "larger than \(maxBytes) bytes") }
         return bytes
     }
 
@@ -61,8 +59,8 @@ public enum FileAccess {
     /// (OpenSSL) opens it by name with a blocking open.
     public static func requireRegularFile(_ path: String, action: String = "read") throws {
         var status = stat()
-        guard stat(path, &status) == 0 else { throw FileError(action, path) }
-        guard isRegular(status) else { throw FileError(action, path, "not a regular file") }
+        guard stat(path, &status) == 0 else { throw PenhaError.file(action, path) }
+        guard isRegular(status) else { throw PenhaError.file(action, path, "not a regular file") }
     }
 
     /// Whether `replace` could write `path` now: its directory exists and is writable, and
@@ -76,9 +74,9 @@ public enum FileAccess {
     private static func checkWritableDirectory(of path: String, _ action: String) throws {
         let directory = directoryName(of: path)
         var status = stat()
-        guard stat(directory, &status) == 0 else { throw FileError(action, path, errno: errno) }
-        guard status.st_mode & S_IFMT == S_IFDIR else { throw FileError(action, path, "\(directory) is not a directory") }
-        guard access(directory, W_OK) == 0 else { throw FileError(action, path) }
+        guard stat(directory, &status) == 0 else { throw PenhaError.file(action, path, errno: errno) }
+        guard status.st_mode & S_IFMT == S_IFDIR else { throw PenhaError.file(action, path, "\(directory) is not a directory") }
+        guard access(directory, W_OK) == 0 else { throw PenhaError.file(action, path) }
     }
 
     /// Replaces `path` with `contents` so that a reader sees the old file or the whole new
@@ -90,12 +88,12 @@ public enum FileAccess {
         var existing = stat()
         let mode = stat(path, &existing) == 0 ? existing.st_mode & 0o7777 : 0o644
         let (descriptor, temporary) = try createTemporary(besides: path, action: action)
-        var failure: FileError?
+        var failure: PenhaError?
         if fchmod(descriptor, mode) != 0 || !writeAll(Array(contents.utf8), to: descriptor) || fsync(descriptor) != 0 {
-            failure = FileError(action, path)
+            failure = PenhaError.file(action, path)
         }
-        if close(descriptor) != 0, failure == nil { failure = FileError(action, path) }
-        if failure == nil, rename(temporary, path) != 0 { failure = FileError(action, path) }
+        if close(descriptor) != 0, failure == nil { failure = PenhaError.file(action, path) }
+        if failure == nil, rename(temporary, path) != 0 { failure = PenhaError.file(action, path) }
         if let failure {
             unlink(temporary)
             throw failure
@@ -128,9 +126,9 @@ public enum FileAccess {
             let temporary = "\(directory)/.\(name).\(suffix).tmp"
             let descriptor = open(temporary, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0o600)
             if descriptor >= 0 { return (descriptor, temporary) }
-            guard errno == EEXIST else { throw FileError(action, path) }
+            guard errno == EEXIST else { throw PenhaError.file(action, path) }
         }
-        throw FileError(action, path, "no unused temporary name in \(directory)")
+        throw PenhaError.file(action, path, "no unused temporary name in \(directory)")
     }
 
     private static func directoryName(of path: String) -> String {
@@ -143,17 +141,17 @@ public enum FileAccess {
     private static func requireRegularIfPresent(_ path: String, _ action: String) throws -> Bool {
         var status = stat()
         if stat(path, &status) != 0 {
-            guard errno == ENOENT else { throw FileError(action, path) }
+            guard errno == ENOENT else { throw PenhaError.file(action, path) }
             return false
         }
-        guard isRegular(status) else { throw FileError(action, path, "not a regular file") }
+        guard isRegular(status) else { throw PenhaError.file(action, path, "not a regular file") }
         return true
     }
 
     /// `open` without blocking, of a regular file only; the caller owns the descriptor.
     private static func openRegular(_ path: String, _ flags: Int32, _ action: String) throws -> Int32 {
         let descriptor = open(path, flags, 0o644)
-        guard descriptor >= 0 else { throw FileError(action, path) }
+        guard descriptor >= 0 else { throw PenhaError.file(action, path) }
         do {
             try requireRegular(descriptor, path, action)
         } catch {
@@ -165,8 +163,8 @@ public enum FileAccess {
 
     private static func requireRegular(_ descriptor: Int32, _ path: String, _ action: String) throws {
         var status = stat()
-        guard fstat(descriptor, &status) == 0 else { throw FileError(action, path) }
-        guard isRegular(status) else { throw FileError(action, path, "not a regular file") }
+        guard fstat(descriptor, &status) == 0 else { throw PenhaError.file(action, path) }
+        guard isRegular(status) else { throw PenhaError.file(action, path, "not a regular file") }
     }
 
     private static func isRegular(_ status: stat) -> Bool { status.st_mode & S_IFMT == S_IFREG }

@@ -10,14 +10,30 @@ import NIOPosix
 public enum MetricsServer {
     /// A scraper that has not sent its request by then is closed.
     static let requestTimeout = TimeAmount.seconds(10)
+    /// How long a scraper the acl refuses (answered as it connects) has to send what it was
+    /// sending: its slot is not held for `requestTimeout`.
+    static let refusedLinger = TimeAmount.seconds(1)
+
+    /// Scrapes served at once; more wait in the kernel's backlog. A scraper holds a descriptor
+    /// for up to `requestTimeout`: the descriptors the data path needs are not the metrics
+    /// port's to take.
+    static let maxConnections = 16
 
     public static func start(_ endpoint: MetricsEndpoint, service: BalancerService) -> EventLoopFuture<Channel> {
         // The listener and its connections are all on the service's one loop.
         let refusals = NIOLoopBoundBox.makeBoxSendingValue(LogThrottle(), eventLoop: service.eventLoop)
+        // Also the back-off when descriptors run out: NIO's accept loop would spin on the loop.
+        let made = ConnectionLimiter(limit: maxConnections)
+        made.warn = { service.logger.warning("metrics port: \($0)") }
+        let limiter = NIOLoopBoundBox.makeBoxSendingValue(made, eventLoop: service.eventLoop)
         return ServerBootstrap(group: service.eventLoop)
             .serverChannelOption(ChannelOptions.socketOption(.so_reuseaddr), value: 1)
+            .serverChannelInitializer { channel in
+                channel.eventLoop.makeCompletedFuture { try channel.pipeline.syncOperations.addHandler(limiter.value) }
+            }
             .childChannelInitializer { channel in
-                channel.eventLoop.makeCompletedFuture {
+                channel.closeFuture.assumeIsolated().whenComplete { _ in limiter.value.release() }
+                return channel.eventLoop.makeCompletedFuture {
                     try channel.pipeline.syncOperations.addHandler(MetricsHandler(service: service, acl: endpoint.acl,
                                                                                   refusals: refusals))
                 }
@@ -51,7 +67,10 @@ extension BalancerService {
     }
 }
 
-/// One scrape: the request head decides, the body (if any) is ignored, the answer closes.
+/// One scrape: the request head decides, the body (if any) is ignored, the answer closes. A
+/// scraper the acl refuses is answered 403 as it connects; what it sends meanwhile is read
+/// (closing on unread bytes would reset the connection before the answer is read) for at
+/// most `refusedLinger`.
 final class MetricsHandler: ChannelInboundHandler {
     typealias InboundIn = ByteBuffer
     typealias OutboundOut = ByteBuffer
@@ -72,8 +91,14 @@ final class MetricsHandler: ChannelInboundHandler {
 
     func channelActive(context: ChannelHandlerContext) {
         let channel = context.channel
-        timeout = context.eventLoop.scheduleTask(in: MetricsServer.requestTimeout) { channel.close(promise: nil) }
+        let admitted = service.admitsScraper(from: channel.remoteAddress, acl: acl, refusals: &refusals.value)
+        let wait = admitted ? MetricsServer.requestTimeout : MetricsServer.refusedLinger
+        timeout = context.eventLoop.scheduleTask(in: wait) { channel.close(promise: nil) }
         context.fireChannelActive()
+        if !admitted {
+            answered = true
+            respond(context, 403, "Forbidden", "access denied\n", closing: .output)
+        }
     }
 
     func channelInactive(context: ChannelHandlerContext) {
@@ -95,9 +120,6 @@ final class MetricsHandler: ChannelInboundHandler {
             (method, path) = (requestMethod, requestPath)
         }
         answered = true
-        guard service.admitsScraper(from: context.channel.remoteAddress, acl: acl, refusals: &refusals.value) else {
-            return respond(context, 403, "Forbidden", "access denied\n")
-        }
         guard path == "/metrics" else { return respond(context, 404, "Not Found", "only /metrics is here\n") }
         guard method == "GET" || method == "HEAD" else {
             return respond(context, 405, "Method Not Allowed", "GET /metrics\n")
@@ -119,15 +141,18 @@ final class MetricsHandler: ChannelInboundHandler {
         context.close(promise: nil)
     }
 
-    private func respond(_ context: ChannelHandlerContext, _ status: Int, _ reason: String, _ text: String) {
-        respond(context, status, reason, Array(text.utf8), length: text.utf8.count, contentType: "text/plain; charset=utf-8")
+    private func respond(_ context: ChannelHandlerContext, _ status: Int, _ reason: String, _ text: String,
+                         closing mode: CloseMode = .all) {
+        respond(context, status, reason, Array(text.utf8), length: text.utf8.count, contentType: "text/plain; charset=utf-8",
+                closing: mode)
     }
 
+    /// Writes the answer, then closes the connection (`.output`: this side only).
     private func respond(_ context: ChannelHandlerContext, _ status: Int, _ reason: String, _ body: [UInt8], length: Int,
-                         contentType: String) {
+                         contentType: String, closing mode: CloseMode = .all) {
         let bytes = ScrapeRequestReader.response(status: status, reason: reason, contentType: contentType, body: body, length: length)
         context.writeAndFlush(wrapOutboundOut(ByteBuffer(bytes: bytes))).assumeIsolated().whenComplete { _ in
-            context.close(promise: nil)
+            context.close(mode: mode, promise: nil)
         }
     }
 }

@@ -24,13 +24,6 @@ extension Configuration {
     public func makeState() throws -> BalancerState {
         let table = ServerTable(servers: try servers.map { try $0.resolve() },
                                 emergency: try emergency?.resolve(), abuse: try abuse?.resolve())
-        let clients = ClientTable(capacity: clientsMax,
-                                  trackingTime: trackingSeconds > 0 ? .seconds(Int64(trackingSeconds)) : nil)
-        var state = BalancerState(servers: table, clients: clients, selection: selection,
-                                  blacklistTime: .seconds(Int64(blacklistSeconds)))
-        state.accessLists = accessLists
-        state.clientACL = clientACL
-        state.adoptHealthCheck(healthCheck)
-        return state
+        return BalancerState(configuration: self, servers: table, clients: ClientTable(capacity: clientsMax))
     }
 }

@@ -120,7 +120,7 @@ final class TLSContext: TLSServerContext, @unchecked Sendable {
         for file in [certificate, key] + (caFile.map { [$0] } ?? []) {
             do {
                 try FileAccess.requireRegularFile(file, action: "load")
-            } catch let error as FileError {
+            } catch let error as PenhaError where error.kind == .io {
                 throw ConfigurationError(error.description)
             }
         }

@@ -1,17 +1,5 @@
 import NIOCore
 
-/// A bad command-line argument or command word, with a message that names it.
-public struct ConfigurationError: Error, Equatable, CustomStringConvertible {
-    public let message: String
-    public init(_ message: String) { self.message = message }
-    public var description: String { message }
-
-    /// The same error, said to come from `origin` ("file:line", "-O '...'") when there is one.
-    public func at(_ origin: String?) -> ConfigurationError {
-        origin.map { ConfigurationError("\($0): \(message)") } ?? self
-    }
-}
-
 extension Endpoint {
     /// Where penha listens: `port`, `host:port`, `[v6]:port`, pen's `:::port`, or a Unix socket path.
     public static func listenAddress(_ text: String) throws -> Endpoint {

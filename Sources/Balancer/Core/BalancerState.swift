@@ -6,16 +6,14 @@ import NIOCore
 /// then `finished` (or `connectFailedLocally`, when this host could not connect). Time
 /// comes in as an argument so every decision is testable.
 public struct BalancerState: Sendable {
+    /// The running configuration: the one home of the settings the state decides by (the
+    /// selection's flags, `blacklist`, the access lists and `client_acl`, `tracking`,
+    /// `clients_max`, `healthcheck`), read where they are used. `Runtime` changes it.
+    public var configuration: Configuration
     public var servers: ServerTable
     public var clients: ClientTable
-    public var selection: Selection
-    /// `-b`: how long a server that failed to connect is left out.
-    public var blacklistTime: TimeAmount
-    /// pen's access lists, with the one clients are checked against (`client_acl`).
-    public var accessLists = AccessLists()
-    public var clientACL = 0
-    /// `healthcheck`: how servers are checked; nil when they are not (`adoptHealthCheck`).
-    public internal(set) var healthCheck: HealthCheckSettings?
+    /// Where round-robin is and Maglev's table: what the selection remembers between clients.
+    public var selector = Selector()
     /// The last check's ticket, so a late result of a forgotten check is known as such.
     var nextCheckTicket: UInt64 = 0
     public private(set) var activeConnections = 0
@@ -42,25 +40,41 @@ public struct BalancerState: Sendable {
         public var isRefused: Bool { plan.isRefused }
     }
 
-    public init(servers: ServerTable, clients: ClientTable, selection: Selection = Selection(),
-                blacklistTime: TimeAmount = .seconds(30)) {
+    public init(configuration: Configuration, servers: ServerTable, clients: ClientTable) {
+        self.configuration = configuration
         self.servers = servers
         self.clients = clients
-        self.selection = selection
-        self.blacklistTime = blacklistTime
+    }
+
+    /// A state whose configuration is the default but for `selection`, for code that places
+    /// clients without a configuration of its own (tests).
+    public init(servers: ServerTable, clients: ClientTable, selection: Selection = Selection()) {
+        var configuration = Configuration(listen: .inet(host: "127.0.0.1", port: 0), servers: [])
+        configuration.selection = selection
+        self.init(configuration: configuration, servers: servers, clients: clients)
+    }
+
+    /// `-b`: how long a server that failed to connect is left out.
+    public var blacklistTime: TimeAmount { .seconds(Int64(configuration.blacklistSeconds)) }
+
+    /// The client table with `clients_max` slots, after a change of it.
+    mutating func fitClientTable() {
+        guard clients.capacity != configuration.clientsMax else { return }
+        clients = clients.resized(to: configuration.clientsMax)
     }
 
     /// A client `client_acl` refuses gets a plan with only the abuse server (pen's -B) in it.
     public mutating func accept(client: ClientKey, now: NIODeadline) -> Placement {
-        let slot = clients.connect(client, now: now)
+        let slot = clients.connect(client, now: now, tracking: configuration.trackingTime)
         // connect keeps the server of a slot that is the client's own and not expired: the tracked one.
+        let selection = configuration.selection
         let tracked = selection.roundRobin ? nil : clients.server(slot: slot)
-        guard accessLists.permits(client, list: clientACL) else {
+        guard configuration.accessLists.permits(client, list: configuration.clientACL) else {
             refusedClients += 1
             return Placement(client: client, clientSlot: slot, tracked: nil, plan: .refused)
         }
-        let lists = accessLists
-        let initial = selection.initialServer(for: client, tracked: tracked, servers: servers, now: now) {
+        let lists = configuration.accessLists
+        let initial = selector.initialServer(by: selection, for: client, tracked: tracked, servers: servers, now: now) {
             lists.permits(client, list: $0.acl)
         }
         let plan = FailoverPlan(initial: initial, serverCount: servers.count, stubborn: selection.stubborn)
@@ -91,7 +105,7 @@ public struct BalancerState: Sendable {
     /// pen's try_server checks a regular server's list; the emergency and abuse servers take anyone.
     private func admits(_ client: ClientKey, acl: Int, as target: Target) -> Bool {
         guard case .server = target else { return true }
-        return accessLists.permits(client, list: acl)
+        return configuration.accessLists.permits(client, list: acl)
     }
 
     /// Servers a new client could be sent to now: what VRRP's health coupling watches.
@@ -147,8 +161,8 @@ public struct BalancerState: Sendable {
     public mutating func adopt(client: ClientKey, target: Target, peer: ConnectionPeer, connectedAt: NIODeadline,
                                now: NIODeadline) -> (placement: Placement, number: Int)? {
         guard servers.read(target, { _ in true }) != nil else { return nil }
-        var placement = Placement(client: client, clientSlot: clients.slot(of: client) ?? clients.connect(client, now: now),
-                                  tracked: nil, plan: .refused)
+        let slot = clients.slot(of: client) ?? clients.connect(client, now: now, tracking: configuration.trackingTime)
+        var placement = Placement(client: client, clientSlot: slot, tracked: nil, plan: .refused)
         servers.modify(target) { server in
             server.connections += 1
             placement.incarnation = server.incarnation

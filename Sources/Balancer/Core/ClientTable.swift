@@ -46,8 +46,6 @@ public struct ClientTable: Sendable {
     }
 
     public private(set) var capacity: Int
-    /// Tracking time: entries not used for this long are forgotten; nil keeps them forever.
-    public var trackingTime: TimeAmount?
     private var entries: [Entry] = []
     private var slotOfKey: [ClientKey: Int] = [:]
     // Use order: `newest` is the most recently used slot, `oldest` the next one to reuse.
@@ -64,10 +62,9 @@ public struct ClientTable: Sendable {
     private var journal: [Int] = []
     private var isChanged: [Bool] = []
 
-    public init(capacity: Int, trackingTime: TimeAmount? = nil) {
+    public init(capacity: Int) {
         precondition(capacity > 0, "the client table needs at least one slot")
         self.capacity = capacity
-        self.trackingTime = trackingTime
     }
 
     public var count: Int { entries.count }
@@ -76,9 +73,9 @@ public struct ClientTable: Sendable {
     /// used ones stay. Slot numbers change (placements in flight find their slot gone, which
     /// costs them only their byte counts).
     public func resized(to capacity: Int) -> ClientTable {
-        var table = ClientTable(capacity: capacity, trackingTime: trackingTime)
+        var table = ClientTable(capacity: capacity)
         for (_, entry) in byRecentUse.prefix(capacity).reversed() {
-            let slot = table.connect(entry.key, now: entry.lastUsed)
+            let slot = table.connect(entry.key, now: entry.lastUsed, tracking: nil)
             table.entries[slot] = entry
         }
         // Slot numbers changed, so the journal cannot carry over: changes not yet sent are
@@ -102,9 +99,10 @@ public struct ClientTable: Sendable {
         entries.indices.contains(slot) ? entries[slot] : nil
     }
 
-    /// The server a client used last, unless it has been forgotten.
-    public func trackedServer(of key: ClientKey, now: NIODeadline) -> Int? {
-        guard let slot = slotOfKey[key], !isExpired(entries[slot], now: now) else { return nil }
+    /// The server a client used last, unless it has been forgotten. `tracking` (`-T`): entries
+    /// not used for this long are forgotten; nil keeps them forever.
+    public func trackedServer(of key: ClientKey, now: NIODeadline, tracking: TimeAmount?) -> Int? {
+        guard let slot = slotOfKey[key], !Self.isExpired(entries[slot], now: now, tracking: tracking) else { return nil }
         return entries[slot].server
     }
 
@@ -117,12 +115,12 @@ public struct ClientTable: Sendable {
     /// has one, else a fresh one, else the least recently used one. An expired or reused slot
     /// starts with empty counters and no server.
     @discardableResult
-    public mutating func connect(_ key: ClientKey, now: NIODeadline) -> Int {
+    public mutating func connect(_ key: ClientKey, now: NIODeadline, tracking: TimeAmount?) -> Int {
         let slot: Int
         if let existing = slotOfKey[key] {
             // A returning client: one hash lookup, its slot is already under its key.
             slot = existing
-            if isExpired(entries[slot], now: now) {
+            if Self.isExpired(entries[slot], now: now, tracking: tracking) {
                 entries[slot] = Entry(key: key, server: nil, lastUsed: now)
             }
             removeFromAgeOrder(slot)
@@ -177,12 +175,15 @@ public struct ClientTable: Sendable {
     /// a client used more recently. Not journaled: a node never echoes what it was told.
     /// Returns whether the entry was taken.
     @discardableResult
-    public mutating func adoptRemote(_ key: ClientKey, server: Int, lastUsed: NIODeadline, now: NIODeadline) -> Bool {
+    public mutating func adoptRemote(_ key: ClientKey, server: Int, lastUsed: NIODeadline, now: NIODeadline,
+                                     tracking: TimeAmount?) -> Bool {
         let remote = Entry(key: key, server: server, lastUsed: lastUsed)
-        guard !isExpired(remote, now: now) else { return false }
+        guard !Self.isExpired(remote, now: now, tracking: tracking) else { return false }
         let slot: Int
         if let existing = slotOfKey[key] {
-            guard isExpired(entries[existing], now: now) || entries[existing].lastUsed < lastUsed else { return false }
+            guard Self.isExpired(entries[existing], now: now, tracking: tracking) || entries[existing].lastUsed < lastUsed else {
+                return false
+            }
             slot = existing
             entries[slot].server = server
             entries[slot].lastUsed = lastUsed
@@ -215,7 +216,7 @@ public struct ClientTable: Sendable {
     /// the clients this process has served since it took over. A client it has served keeps
     /// its entry, with the counters added; one that expired, or that a full table has no room
     /// for, is dropped (every entry there is more recent).
-    public mutating func restore(_ entry: Entry, now: NIODeadline) {
+    public mutating func restore(_ entry: Entry, now: NIODeadline, tracking: TimeAmount?) {
         if let slot = slotOfKey[entry.key] {
             entries[slot].connections &+= entry.connections
             entries[slot].sent &+= entry.sent
@@ -223,7 +224,7 @@ public struct ClientTable: Sendable {
             if entries[slot].server == nil { entries[slot].server = entry.server }
             return
         }
-        guard !isExpired(entry, now: now), entries.count < capacity else { return }
+        guard !Self.isExpired(entry, now: now, tracking: tracking), entries.count < capacity else { return }
         let slot = entries.count
         entries.append(entry)
         newerSlot.append(-1)
@@ -241,9 +242,9 @@ public struct ClientTable: Sendable {
         entries[slot].received &+= received
     }
 
-    private func isExpired(_ entry: Entry, now: NIODeadline) -> Bool {
-        guard let trackingTime else { return false }
-        return entry.lastUsed + trackingTime < now
+    private static func isExpired(_ entry: Entry, now: NIODeadline, tracking: TimeAmount?) -> Bool {
+        guard let tracking else { return false }
+        return entry.lastUsed + tracking < now
     }
 
     private mutating func removeFromAgeOrder(_ slot: Int) {

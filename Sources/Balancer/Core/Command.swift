@@ -1,72 +1,47 @@
+import NIOCore
 import VRRPCore
 
 /// pen's command language (penctl): one parser for the config file, `-O` and the control
-/// socket. Each line becomes a typed `Command`; anything malformed is an error that says
-/// what is wrong instead of being ignored as pen does.
-public enum Command: Equatable, Sendable {
-    /// The pen algorithm flags: `roundrobin`, `hash`, `weight`, `prio`, `stubborn`, `tcp_nodelay`
-    /// and their `no ...` forms.
-    case flag(Flag, Bool)
-    /// Commands that set a number or, without one, ask for it: `blacklist`, `clients_max`, ...
-    case setting(Setting, Int?)
-    /// `source IP`: the local address outgoing connections are made from.
-    case source(String)
-    /// `server N [address A] [port P] ...`: changes server N, or adds it as the next one.
-    case server(ServerChange)
-    /// `log [FILE]`, `no log`, `web_stats [FILE]`, `no web_stats`.
-    case file(FileSetting, FileChange)
-    /// Questions with no argument: `servers`, `status`, `mode`, `listen`, `pid`, `control`.
-    case query(Query)
-    /// `recent [N]`: clients seen in the last N seconds (300 without N).
-    case recent(Int?)
-    /// `connection N`: one connection's client, server and age.
-    case connection(Int)
-    /// `close N`: closes connection N.
-    case close(Int)
-    /// `include FILE`: the commands of another file.
-    case include(String)
-    /// `write [FILE]`: the configuration as commands, to FILE or the `-F` file.
-    case write(String?)
-    /// `exit`: stops penha; only with `-X`.
-    case exit
-    /// `reload`: what SIGHUP does, answered with its outcome (`systemctl reload` runs it).
-    case reload
-    /// `vrrp interface IF vrid N ...`: one VRRP instance; at runtime the same vrid on the same
-    /// interface changes that instance.
-    case vrrp(VRRPInstanceConfiguration)
-    /// `no vrrp vrid N [interface IF]`: the instance resigns and is removed.
-    case removeVRRP(vrid: UInt8, interface: String?)
-    /// `acl N permit|deny ADDRESS ...`: appends a rule to access list N.
-    case accessRule(list: Int, AccessRule)
-    /// `no acl N`: empties access list N, which then permits everyone.
-    case clearAccessList(Int)
-    /// `ssl_ciphers LIST`, `ssl_option NAME`, `ssl_sni_path DIR`.
-    case tls(TLSCommand)
-    /// `healthcheck tcp|http PATH ...`: how servers are checked; nil is `no healthcheck`.
-    case healthCheck(HealthCheckSettings?)
-    /// `metrics ADDRESS:PORT [acl N]`: serve Prometheus' `GET /metrics` there; `no metrics` (nil): do not.
-    case metrics(MetricsEndpoint?)
-    /// `listen ADDRESS`: where clients connect, for a `-F` file that carries it (bound at start).
-    case listen(Endpoint)
-    /// `sync listen ADDR:PORT peer ADDR:PORT ... key FILE`: replicate the client table; `no sync` (nil): do not.
-    case sync(SyncSettings?)
-    /// `bgp table N vip ADDR ...`: announce the VIPs through the host's BGP daemon; `no bgp` (nil): do not.
-    case bgp(BGPSettings?)
-    /// `bgp withdraw`, `bgp announce`: the operator's hold on the announcement (not saved by `write`).
-    case bgpOperator(BGPOperatorAction)
+/// socket. Each line becomes a `Command`: the value its keyword's parse made
+/// (`CommandKeyword.table`), which carries its behaviour (`CommandBehaviour`): its effect on
+/// the configuration or the running balancer, its line for `write`, and what it needs
+/// prepared off the event loop. Anything malformed is an error that says what is wrong
+/// instead of being ignored as pen does.
+public struct Command: Equatable, Sendable, CustomStringConvertible {
+    let behaviour: any CommandBehaviour
 
-    public enum FileChange: Equatable, Sendable {
-        /// Without an argument: which file, if any.
-        case show
-        case set(String)
-        /// The `no` form.
-        case off
+    init(_ behaviour: some CommandBehaviour) {
+        self.behaviour = behaviour
     }
 
-    public enum Query: String, CaseIterable, Sendable {
-        case servers, status, mode, listen, pid, control
-        /// `status json`: the status model as one line of JSON, what `penha status --json` prints.
-        case statusJSON = "status json"
+    public static func == (lhs: Command, rhs: Command) -> Bool { lhs.behaviour.isEqual(to: rhs.behaviour) }
+
+    /// The command as a line that parses back to it.
+    public var text: String { behaviour.line.joined(separator: " ") }
+
+    public var description: String { text }
+
+    /// What the command needs done off the event loop before it runs.
+    package var preparation: [Preparation] { behaviour.preparation }
+
+    /// The command's value, when it is a `Payload` (`ServerChange`, `VRRPInstanceConfiguration`, ...).
+    public func payload<Payload>(as type: Payload.Type) -> Payload? { behaviour as? Payload }
+
+    /// Blocking work a command needs before it runs: done on the thread pool
+    /// (`BalancerService`) or while reading a file (`ConfigFile`), never on the event loop.
+    package enum Preparation: Equatable, Sendable {
+        /// A host name to look up.
+        case resolve(host: String)
+        /// A file whose commands take the line's place.
+        case include(path: String)
+        /// The connection log becomes this file, opened before; nil: none.
+        case log(path: String?)
+        /// A report file penha will replace: checked that it can.
+        case replaceable(path: String)
+        /// A key file, read to check it.
+        case syncKey(path: String)
+        /// The answer reports the VRRP instances (asking the interfaces blocks).
+        case vrrpReports
     }
 
     /// `allowingFiles` false (a TCP control port without `control_tcp_files`): a line that
@@ -98,42 +73,84 @@ public enum Command: Equatable, Sendable {
         }
         return command
     }
+}
 
-    /// The command as a line that parses back to it.
-    public var text: String {
-        switch self {
-        case .flag(let flag, let enabled): return enabled ? flag.rawValue : "no \(flag.rawValue)"
-        case .setting(let setting, let value): return Self.line(setting.rawValue, value)
-        case .source(let address): return "source \(address)"
-        case .server(let change): return (["server"] + change.words).joined(separator: " ")
-        case .file(let file, .show): return file.rawValue
-        case .file(let file, .set(let path)): return "\(file.rawValue) \(path)"
-        case .file(let file, .off): return "no \(file.rawValue)"
-        case .query(let query): return query.rawValue
-        case .recent(let seconds): return Self.line("recent", seconds)
-        case .connection(let number): return "connection \(number)"
-        case .close(let number): return "close \(number)"
-        case .include(let path): return "include \(path)"
-        case .write(let path): return Self.line("write", path)
-        case .exit: return "exit"
-        case .reload: return "reload"
-        case .vrrp(let instance): return (["vrrp"] + instance.words).joined(separator: " ")
-        case .removeVRRP(let vrid, let interface): return "no vrrp vrid \(vrid)" + (interface.map { " interface \($0)" } ?? "")
-        case .accessRule(let list, let rule): return (["acl", "\(list)"] + rule.words).joined(separator: " ")
-        case .clearAccessList(let list): return "no acl \(list)"
-        case .tls(let command): return command.text
-        case .healthCheck(let settings):
-            return settings.map { (["healthcheck"] + $0.words).joined(separator: " ") } ?? "no healthcheck"
-        case .metrics(let endpoint): return endpoint.map { (["metrics"] + $0.words).joined(separator: " ") } ?? "no metrics"
-        case .listen(let address): return "listen \(address)"
-        case .sync(let settings): return settings.map { (["sync"] + $0.words).joined(separator: " ") } ?? "no sync"
-        case .bgp(let settings): return settings.map { (["bgp"] + $0.words).joined(separator: " ") } ?? "no bgp"
-        case .bgpOperator(let action): return "bgp \(action.rawValue)"
-        }
+/// The commands by their keyword's form, for code and tests that make one directly.
+extension Command {
+    public static func flag(_ flag: Flag, _ enabled: Bool) -> Command { Command(FlagChange(flag: flag, enabled: enabled)) }
+    /// nil: the question, `NAME` alone.
+    public static func setting(_ setting: Setting, _ value: Int?) -> Command { Command(SettingChange(setting: setting, value: value)) }
+    public static func file(_ file: FileSetting, _ change: FileChange) -> Command { Command(FileCommand(file: file, change: change)) }
+    public static func source(_ address: String) -> Command { Command(SourceAddress(address: address)) }
+    public static func server(_ change: ServerChange) -> Command { Command(change) }
+    public static func query(_ query: Query) -> Command { Command(query) }
+    public static func recent(_ seconds: Int?) -> Command { Command(Recent(seconds: seconds)) }
+    public static func connection(_ number: Int) -> Command { Command(ConnectionQuestion(number: number)) }
+    public static func close(_ number: Int) -> Command { Command(Close(number: number)) }
+    public static func include(_ path: String) -> Command { Command(Include(path: path)) }
+    public static func write(_ path: String?) -> Command { Command(Write(path: path)) }
+    public static let exit = Command(Exit())
+    public static let reload = Command(Reload())
+    public static func vrrp(_ instance: VRRPInstanceConfiguration) -> Command { Command(instance) }
+    public static func removeVRRP(vrid: UInt8, interface: String?) -> Command { Command(RemoveVRRP(vrid: vrid, interface: interface)) }
+    public static func accessRule(list: Int, _ rule: AccessRule) -> Command { Command(AccessRuleChange(list: list, rule: rule)) }
+    public static func clearAccessList(_ list: Int) -> Command { Command(ClearAccessList(list: list)) }
+    public static func tls(_ command: TLSCommand) -> Command { Command(command) }
+    /// nil: `no healthcheck`.
+    public static func healthCheck(_ settings: HealthCheckSettings?) -> Command { Command(HealthCheckChange(settings: settings)) }
+    /// nil: `no metrics`.
+    public static func metrics(_ endpoint: MetricsEndpoint?) -> Command { Command(MetricsChange(endpoint: endpoint)) }
+    public static func listen(_ address: Endpoint) -> Command { Command(ListenAddress(address: address)) }
+    /// nil: `no sync`.
+    public static func sync(_ settings: SyncSettings?) -> Command { Command(SyncCommand(settings: settings)) }
+    /// nil: `no bgp`.
+    public static func bgp(_ settings: BGPSettings?) -> Command { Command(BGPChange(settings: settings)) }
+    public static func bgpOperator(_ action: BGPOperatorAction) -> Command { Command(action) }
+}
+
+/// What a command does, next to what it is: the value a keyword's parse makes conforms,
+/// so that no switch over every command is needed (HAProxy registers each keyword with
+/// its handlers the same way). A command is either a `SettingCommand` or a `ControlCommand`.
+protocol CommandBehaviour: Equatable, Sendable {
+    /// The line, keyword first: what `text` and `write` give and `Command.parse` reads back.
+    var line: [String] { get }
+    /// What it needs done off the event loop first; none by default.
+    var preparation: [Command.Preparation] { get }
+    /// Its change to the configuration, as start-up and `penha check` apply `-O` and `-F`.
+    func apply(to configuration: inout Configuration) throws
+    /// Its change to the running balancer and its answer (the control socket, `-O` at run time).
+    func execute(in runtime: inout Runtime, facts: Runtime.Facts, resolved: [String: SocketAddress]) throws -> Runtime.Outcome
+}
+
+extension CommandBehaviour {
+    var preparation: [Command.Preparation] { [] }
+
+    func isEqual(to other: any CommandBehaviour) -> Bool { (other as? Self) == self }
+}
+
+/// A command that changes the configuration: running it applies it, and the state reads
+/// the changed configuration.
+protocol SettingCommand: CommandBehaviour {
+    /// The lines of this kind that recreate `configuration`'s part, for `write`.
+    static func saved(from configuration: Configuration) -> [Command]
+}
+
+extension SettingCommand {
+    /// A removal (`no vrrp`, `no acl`) saves nothing of its own: what is left is saved.
+    static func saved(from configuration: Configuration) -> [Command] { [] }
+
+    func execute(in runtime: inout Runtime, facts: Runtime.Facts, resolved: [String: SocketAddress]) throws -> Runtime.Outcome {
+        try apply(to: &runtime.configuration)
+        return Runtime.Outcome()
     }
+}
 
-    private static func line(_ name: String, _ argument: (some CustomStringConvertible)?) -> String {
-        argument.map { "\(name) \($0)" } ?? name
+/// A question or an action for the control socket: it changes no configuration.
+protocol ControlCommand: CommandBehaviour {}
+
+extension ControlCommand {
+    func apply(to configuration: inout Configuration) throws {
+        throw ConfigurationError("'\(line.joined(separator: " "))' is a question or an action for the control socket, not a setting")
     }
 }
 

@@ -1,6 +1,8 @@
+import NIOCore
+
 /// The commands that name one field of the `Configuration`: each is one entry here, holding its
 /// keyword, its bounds and the field it sets; parsing, applying, answering and `write` are
-/// generic over them (`CommandKeyword.table`, `Configuration.apply`, `Configuration.commands`).
+/// generic over them (`CommandKeyword.table`, `FlagChange`, `SettingChange`, `FileCommand`).
 extension Command {
     /// An on/off setting: `NAME` turns it on, `no NAME` off. pen's algorithm flags and more.
     public struct Flag: Hashable, Sendable {
@@ -104,5 +106,98 @@ extension Command {
         public static let webStats = FileSetting("web_stats", \.webStatsFile)
 
         public static let allCases = [log, webStats]
+    }
+}
+
+extension Command {
+    public enum FileChange: Equatable, Sendable {
+        /// Without an argument: which file, if any.
+        case show
+        case set(String)
+        /// The `no` form.
+        case off
+    }
+}
+
+/// `NAME` or `no NAME`, for a `Flag`.
+struct FlagChange: SettingCommand {
+    let flag: Command.Flag
+    let enabled: Bool
+
+    var line: [String] { enabled ? [flag.rawValue] : ["no", flag.rawValue] }
+
+    func apply(to configuration: inout Configuration) {
+        configuration[keyPath: flag.field] = enabled
+    }
+
+    static func saved(from configuration: Configuration) -> [Command] {
+        Command.Flag.allCases.map { .flag($0, configuration[keyPath: $0.field]) }
+    }
+}
+
+/// `NAME N`, which sets a `Setting` and answers it, or `NAME`, which answers it.
+struct SettingChange: SettingCommand {
+    let setting: Command.Setting
+    let value: Int?
+
+    var line: [String] { [setting.rawValue] + (value.map { ["\($0)"] } ?? []) }
+
+    func apply(to configuration: inout Configuration) throws {
+        guard let value else { throw ConfigurationError("'\(setting.rawValue)' needs a value here") }
+        // Commands come bounded from Command.parse; a Command made in code is checked too.
+        configuration[keyPath: setting.field] = try setting.check(value)
+    }
+
+    func execute(in runtime: inout Runtime, facts: Runtime.Facts, resolved: [String: SocketAddress]) throws -> Runtime.Outcome {
+        if value != nil {
+            try apply(to: &runtime.configuration)
+            runtime.state.fitClientTable()
+        }
+        return Runtime.Outcome(lines: ["\(runtime.configuration[keyPath: setting.field])"])
+    }
+
+    static func saved(from configuration: Configuration) -> [Command] {
+        Command.Setting.allCases.map { .setting($0, configuration[keyPath: $0.field]) }
+    }
+}
+
+/// `NAME FILE`, `no NAME`, or `NAME` alone, which answers the file, for a `FileSetting`.
+struct FileCommand: SettingCommand {
+    let file: Command.FileSetting
+    let change: Command.FileChange
+
+    var line: [String] {
+        switch change {
+        case .show: return [file.rawValue]
+        case .set(let path): return [file.rawValue, path]
+        case .off: return ["no", file.rawValue]
+        }
+    }
+
+    var preparation: [Command.Preparation] {
+        switch (file, change) {
+        case (.log, .set(let path)): return [.log(path: path)]
+        case (.log, .off): return [.log(path: nil)]
+        case (.webStats, .set(let path)): return [.replaceable(path: path)]
+        default: return []
+        }
+    }
+
+    func apply(to configuration: inout Configuration) throws {
+        switch change {
+        case .show: throw ConfigurationError("'\(file.rawValue)' needs a file name here")
+        case .set(let name): configuration[keyPath: file.field] = name
+        case .off: configuration[keyPath: file.field] = nil
+        }
+    }
+
+    func execute(in runtime: inout Runtime, facts: Runtime.Facts, resolved: [String: SocketAddress]) throws -> Runtime.Outcome {
+        guard change != .show else { return Runtime.Outcome(lines: runtime.configuration[keyPath: file.field].map { [$0] } ?? []) }
+        try apply(to: &runtime.configuration)
+        return Runtime.Outcome(effects: file == .log ? [.reopenLog] : [])
+    }
+
+    static func saved(from configuration: Configuration) -> [Command] {
+        Command.FileSetting.allCases.map { .file($0, configuration[keyPath: $0.field].map(Command.FileChange.set) ?? .off) }
     }
 }

@@ -3,6 +3,7 @@ import VRRPCore
 /// One keyword of the command language: how the words after it parse, with their bounds, and
 /// the form README's command table documents. `CommandKeyword.table` is the one place that
 /// knows the keywords (HAProxy's keyword registration): `Command.parse` looks them up there.
+/// The value a parse makes carries the rest (`CommandBehaviour`): its effect, its `write` line.
 struct CommandKeyword: Sendable {
     let name: String
     /// The command as README's table shows it (`blacklist [T]`); nil for pen's commands that
@@ -176,6 +177,13 @@ struct CommandKeyword: Sendable {
             try expect($0, atMost: 1, "write")
             return .write($0.first)
         },
+    ]
+
+    /// What `write` saves, in this order: each kind of setting its part of the configuration.
+    static let saved: [any SettingCommand.Type] = [
+        ListenAddress.self, SettingChange.self, FlagChange.self, FileCommand.self, SourceAddress.self, ServerChange.self,
+        HealthCheckChange.self, AccessRuleChange.self, VRRPInstanceConfiguration.self, TLSCommand.self, MetricsChange.self,
+        SyncCommand.self, BGPChange.self,
     ]
 
     /// The table by keyword; a keyword given twice is caught by a test, not at start.

@@ -12,10 +12,18 @@ public struct ConfigLine: Equatable, Sendable {
 extension Array where Element == ConfigLine {
     /// Host names the lines' `server ... address` commands need looked up.
     public var hostsToResolve: Set<String> {
-        Set(compactMap { line in
-            if case .server(let change) = line.command { return change.address }
+        Set(flatMap(\.command.preparation).compactMap { need in
+            if case .resolve(let host) = need { return host }
             return nil
         })
+    }
+}
+
+extension Command {
+    /// The file an `include` line names, whose commands take its place.
+    var includedFile: String? {
+        for case .include(let path) in preparation { return path }
+        return nil
     }
 }
 
@@ -23,13 +31,7 @@ extension Array where Element == ConfigLine {
     /// The file the lines' last `log FILE` names, unless a `no log` follows it: the log the
     /// batch leaves open, if it changes the log at all.
     package var lastLogFile: String? {
-        for line in reversed() {
-            switch line.command {
-            case .file(.log, .set(let path)): return path
-            case .file(.log, .off): return nil
-            default: continue
-            }
-        }
+        for case .log(let path) in reversed().flatMap({ $0.command.preparation.reversed() }) { return path }
         return nil
     }
 }
@@ -107,7 +109,7 @@ public enum ConfigFile {
         var load = Load(reader: reader, collecting: false, budget: budget)
         do {
             for line in lines {
-                if case .include(let path) = line.command {
+                if let path = line.command.includedFile {
                     try load.include(path, at: line.origin)
                 } else {
                     load.lines.append(line)
@@ -182,7 +184,7 @@ public enum ConfigFile {
                 try report(error.at(origin))
                 return
             }
-            if case .include(let path) = command {
+            if let path = command.includedFile {
                 try include(path, at: origin)
             } else {
                 lines.append(ConfigLine(command, origin: origin))

@@ -27,6 +27,8 @@ public struct Configuration: Equatable, Sendable {
     public var connectionsMax = 500
     /// `-T`: seconds a client is tracked; 0 means forever.
     public var trackingSeconds = 0
+    /// `trackingSeconds` as the client table takes it: nil is forever.
+    public var trackingTime: TimeAmount? { trackingSeconds > 0 ? .seconds(Int64(trackingSeconds)) : nil }
     /// `idle_timeout`: close a connection with no traffic for this many seconds; 0 means never.
     public var idleTimeoutSeconds = 0
     /// `threads`: the TCP engine's event loops; 0, the default, is one per core.
@@ -79,58 +81,7 @@ public struct Configuration: Equatable, Sendable {
     /// Applies a command that changes the configuration (from `-O`, `-F` or the control
     /// socket); questions and actions are refused here, `Runtime` answers them.
     public mutating func apply(_ command: Command) throws {
-        switch command {
-        case .flag(let flag, let enabled):
-            self[keyPath: flag.field] = enabled
-        case .setting(let setting, let value):
-            guard let given = value else {
-                throw ConfigurationError("'\(setting.rawValue)' needs a value here")
-            }
-            // Commands come bounded from Command.parse; a Command made in code is checked too.
-            self[keyPath: setting.field] = try setting.check(given)
-        case .source(let address):
-            guard (try? SocketAddress(ipAddress: address, port: 0)) != nil else {
-                throw ConfigurationError("source '\(address)' is not an IP address")
-            }
-            sourceAddress = address
-        case .accessRule(let list, let rule):
-            accessLists.append(rule, to: list)
-        case .clearAccessList(let list):
-            accessLists.clear(list)
-        case .vrrp(let instance):
-            guard !vrrpInstances.contains(where: { $0.vrid == instance.vrid && $0.interface == instance.interface }) else {
-                throw ConfigurationError("vrrp: vrid \(instance.vrid) on \(instance.interface) is configured twice")
-            }
-            vrrpInstances.append(instance)
-        case .removeVRRP(let vrid, let interface):
-            let count = vrrpInstances.count
-            vrrpInstances.removeAll { $0.vrid == vrid && (interface == nil || $0.interface == interface) }
-            guard vrrpInstances.count < count else {
-                throw ConfigurationError("no vrrp instance with vrid \(vrid)\(interface.map { " on \($0)" } ?? "")")
-            }
-        case .server(let change):
-            try apply(change)
-        case .tls(let change):
-            tls.apply(change)
-        case .healthCheck(let settings):
-            healthCheck = settings
-        case .metrics(let endpoint):
-            metrics = endpoint
-        case .sync(let settings):
-            sync = settings
-        case .bgp(let settings):
-            bgp = settings
-        case .listen(let address):
-            if !listenOnCommandLine { listen = address }
-        case .file(let file, let change):
-            switch change {
-            case .show: throw ConfigurationError("'\(file.rawValue)' needs a file name here")
-            case .set(let name): self[keyPath: file.field] = name
-            case .off: self[keyPath: file.field] = nil
-            }
-        case .query, .recent, .connection, .close, .include, .write, .exit, .reload, .bgpOperator:
-            throw ConfigurationError("'\(command.text)' is a question or an action for the control socket, not a setting")
-        }
+        try command.behaviour.apply(to: &self)
     }
 
     /// What no single line can see: settings that cannot work together, an error each.
@@ -196,39 +147,10 @@ public struct Configuration: Equatable, Sendable {
         return (result, errors)
     }
 
-    /// Changes server N, or adds it when N is the next number (pen grows its table the same way).
-    private mutating func apply(_ change: ServerChange) throws {
-        if servers.indices.contains(change.index) {
-            change.apply(to: &servers[change.index])
-            return
-        }
-        guard change.index == servers.count else {
-            throw ConfigurationError("server \(change.index) does not exist; the next new server is \(servers.count)")
-        }
-        guard let host = change.address else {
-            throw ConfigurationError("new server \(change.index) needs an address")
-        }
-        guard let port = change.port ?? listen.port else {
-            throw ConfigurationError("new server \(change.index) needs a port when listening on a Unix socket")
-        }
-        var spec = ServerSpec(host: host, port: port)
-        change.apply(to: &spec)
-        servers.append(spec)
-    }
-
     /// Commands that recreate this configuration on top of the same command line: what
-    /// `write` saves. `-e` and `-q` are command-line options, not commands.
+    /// `write` saves, each kind of setting saving its own (`CommandKeyword.saved`). `-e` and
+    /// `-q` are command-line options, not commands.
     public var commands: [Command] {
-        var commands: [Command] = [.listen(listen)]
-            + Command.Setting.allCases.map { .setting($0, self[keyPath: $0.field]) }
-            + Command.Flag.allCases.map { .flag($0, self[keyPath: $0.field]) }
-            + Command.FileSetting.allCases.map { .file($0, self[keyPath: $0.field].map(Command.FileChange.set) ?? .off) }
-        if let sourceAddress { commands.append(.source(sourceAddress)) }
-        for (index, spec) in servers.enumerated() {
-            commands.append(.server(ServerChange(index: index, recreating: spec)))
-        }
-        commands += [.healthCheck(healthCheck)] + accessLists.commands + vrrpInstances.map(Command.vrrp)
-        commands += tls.commands.map(Command.tls) + (metrics.map { [.metrics($0)] } ?? [])
-        return commands + (sync.map { [.sync($0)] } ?? []) + (bgp.map { [.bgp($0)] } ?? [])
+        CommandKeyword.saved.flatMap { $0.saved(from: self) }
     }
 }

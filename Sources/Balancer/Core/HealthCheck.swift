@@ -252,13 +252,13 @@ public struct HealthTransition: Equatable, Sendable, CustomStringConvertible {
 
 /// The check schedule over the server table, with an injected clock and random source.
 extension BalancerState {
-    /// Takes the configuration's `healthcheck`; unchanged settings leave every check as it
-    /// runs (a reload must not restart them), `no healthcheck` puts every server back up.
-    public mutating func adoptHealthCheck(_ settings: HealthCheckSettings?) {
-        guard settings != healthCheck else { return }
-        healthCheck = settings
+    /// The configuration's `healthcheck` was `before`: unchanged settings leave every check
+    /// as it runs (a reload must not restart them), changed ones start them again, and
+    /// `no healthcheck` puts every server back up.
+    mutating func healthCheckChanged(from before: HealthCheckSettings?) {
+        guard configuration.healthCheck != before else { return }
         for index in servers.servers.indices {
-            if settings == nil {
+            if configuration.healthCheck == nil {
                 servers.servers[index].health = ServerHealth()
             } else {
                 servers.servers[index].health.reschedule()
@@ -270,7 +270,7 @@ extension BalancerState {
     /// random point of the interval, and each later one an interval after the last started,
     /// give or take a tenth at random, so that many servers are never checked in one burst.
     public mutating func startDueChecks(now: NIODeadline, random: inout some RandomNumberGenerator) -> [HealthCheckJob] {
-        guard let settings = healthCheck else { return [] }
+        guard let settings = configuration.healthCheck else { return [] }
         var jobs: [HealthCheckJob] = []
         for index in servers.servers.indices where servers.servers[index].healthCheckEnabled {
             let server = servers.servers[index]
@@ -292,7 +292,7 @@ extension BalancerState {
     /// A check finished; the server's transition, if it went down or came up. The result of a
     /// check made with settings or an address that have changed since is dropped.
     public mutating func recordCheck(_ job: HealthCheckJob, _ result: HealthCheckResult, now: NIODeadline) -> HealthTransition? {
-        guard let settings = healthCheck, servers.servers.indices.contains(job.index),
+        guard let settings = configuration.healthCheck, servers.servers.indices.contains(job.index),
               servers.servers[job.index].health.checkInFlight == job.ticket else { return nil }
         var health = servers.servers[job.index].health
         health.checkInFlight = nil
@@ -309,7 +309,7 @@ extension BalancerState {
     /// When `startDueChecks` has work next: now for a server not yet scheduled; nil when
     /// nothing is to be checked (no settings, or every check in flight).
     public func nextCheckDue(now: NIODeadline) -> NIODeadline? {
-        guard healthCheck != nil else { return nil }
+        guard configuration.healthCheck != nil else { return nil }
         return servers.servers.lazy.filter { $0.healthCheckEnabled && $0.health.checkInFlight == nil }
             .map { $0.health.nextCheck ?? now }.min()
     }

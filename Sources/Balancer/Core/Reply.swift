@@ -31,10 +31,3 @@ public struct Reply: Equatable, Sendable {
                   errors: wireLines.filter { $0.hasPrefix(Self.errorPrefix) }.map { String($0.dropFirst(Self.errorPrefix.count)) })
     }
 }
-
-/// A command that is well formed but cannot be carried out here and now (`close 7` with no
-/// connection 7, `exit` without -X): not a mistake in a configuration, not an I/O failure.
-public struct CommandError: Error, Equatable, CustomStringConvertible {
-    public let description: String
-    public init(_ description: String) { self.description = description }
-}

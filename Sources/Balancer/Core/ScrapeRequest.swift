@@ -38,9 +38,20 @@ public struct ScrapeRequestReader {
             let line = parser.bytes.readableBytesView.drop { $0 == UInt8(ascii: "\r") || $0 == UInt8(ascii: "\n") }
             let words = line.prefix { $0 != UInt8(ascii: "\r") && $0 != UInt8(ascii: "\n") }.split(separator: UInt8(ascii: " "))
             guard words.count == 3 else { return .malformed }
-            let path = words[1].prefix { $0 != UInt8(ascii: "?") }
-            return .request(method: String(decoding: words[0], as: UTF8.self), path: String(decoding: path, as: UTF8.self))
+            let path = Self.originForm(words[1]).prefix { $0 != UInt8(ascii: "?") }
+            return .request(method: String(decoding: words[0], as: UTF8.self),
+                            path: path.isEmpty ? "/" : String(decoding: path, as: UTF8.self))
         }
+    }
+
+    /// The target without `http://authority` (RFC 9112 3.2.2: a server accepts the absolute
+    /// form, which a client sends through a proxy); the origin form as it is.
+    private static func originForm(_ target: ByteBufferView) -> ByteBufferView {
+        let lowercased = target.prefix(8).map { (0x41...0x5A).contains($0) ? $0 | 0x20 : $0 }
+        guard let scheme = ["http://", "https://"].first(where: { lowercased.starts(with: $0.utf8) }) else { return target }
+        let authorityAndPath = target.dropFirst(scheme.utf8.count)
+        let pathStart = authorityAndPath.firstIndex { $0 == UInt8(ascii: "/") || $0 == UInt8(ascii: "?") }
+        return authorityAndPath[(pathStart ?? authorityAndPath.endIndex)...]
     }
 
     /// An HTTP/1.1 response that closes the connection; `length` is the GET's body length,

@@ -1,15 +1,9 @@
 import NIOCore
 
-/// pen's server selection: which server a connection tries first, and in which order it
-/// fails over. The flags combine as pen's do; `prio` wins over `maglev`, which wins over
-/// `weight`, which wins over `hash`, which wins over round-robin.
+/// pen's server selection, as configured: the algorithm flags. They combine as pen's do;
+/// `prio` wins over `maglev`, which wins over `weight`, which wins over `hash`, which wins
+/// over round-robin (`Selector` chooses by them).
 public struct Selection: Equatable, Sendable {
-    /// The settings and where round-robin is; not the Maglev table, which is a cache of them.
-    public static func == (lhs: Selection, rhs: Selection) -> Bool {
-        lhs.roundRobin == rhs.roundRobin && lhs.hash == rhs.hash && lhs.weight == rhs.weight && lhs.priority == rhs.priority
-            && lhs.stubborn == rhs.stubborn && lhs.maglev == rhs.maglev && lhs.lastRoundRobin == rhs.lastRoundRobin
-    }
-
     /// `-r`: skip the client table and go straight to the algorithm.
     public var roundRobin = false
     /// `-h`: hash of the client address.
@@ -23,6 +17,14 @@ public struct Selection: Equatable, Sendable {
     /// `maglev`: Maglev's consistent hash of the client address over the available servers,
     /// so that every node with the same servers sends a new client to the same one.
     public var maglev = false
+
+    public init() {}
+}
+
+/// Which server a connection tries first, by a `Selection`, and what that choice remembers
+/// between clients: where round-robin is and Maglev's table. Running state, so a reload that
+/// keeps the flags keeps both.
+public struct Selector: Sendable {
     /// The table for the servers available when it was built, and their fingerprint.
     private var maglevTable: (fingerprint: UInt64, table: MaglevTable)?
     /// The server round-robin chose last; the next choice starts after it.
@@ -30,28 +32,18 @@ public struct Selection: Equatable, Sendable {
 
     public init() {}
 
-    /// Takes the algorithm flags of `other`, keeping where round-robin is.
-    public mutating func adoptFlags(of other: Selection) {
-        roundRobin = other.roundRobin
-        hash = other.hash
-        weight = other.weight
-        priority = other.priority
-        stubborn = other.stubborn
-        maglev = other.maglev
-    }
-
     /// The first server to try for a client, nil when no regular server can be chosen.
     /// `tracked` is the server the client used last, if the table remembers one; `admits`
     /// says whether a server's `acl` lets this client in (pen's try_server checks it).
-    public mutating func initialServer(for client: ClientKey, tracked: Int?, servers: ServerTable, now: NIODeadline,
-                                       admits: (Server) -> Bool = { _ in true }) -> Int? {
+    public mutating func initialServer(by selection: Selection, for client: ClientKey, tracked: Int?, servers: ServerTable,
+                                       now: NIODeadline, admits: (Server) -> Bool = { _ in true }) -> Int? {
         guard servers.count > 0 else { return nil }
-        if !roundRobin, let tracked, tracked < servers.count { return tracked }
+        if !selection.roundRobin, let tracked, tracked < servers.count { return tracked }
         let usable = { (server: Server) in server.isAvailable(now: now) && admits(server) }
-        if priority { return byPriority(servers, usable) }
-        if maglev { return byMaglev(client, servers, now: now) }
-        if weight { return byWeight(servers, usable) }
-        if hash { return Self.hashIndex(of: client, count: servers.count) }
+        if selection.priority { return byPriority(servers, usable) }
+        if selection.maglev { return byMaglev(client, servers, now: now) }
+        if selection.weight { return byWeight(servers, usable) }
+        if selection.hash { return Self.hashIndex(of: client, count: servers.count) }
         return byRoundRobin(servers, usable)
     }
 

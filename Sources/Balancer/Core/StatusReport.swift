@@ -147,8 +147,9 @@ public struct StatusReport: Codable, Equatable, Sendable {
         public var sent: UInt64
         public var received: UInt64
         public var malformed: UInt64
-        /// Received adverts dropped, by reason (RFC 5798 section 7.1), by `status`'s names.
-        public var dropped: [String: UInt64]
+        /// Received adverts dropped, by reason (RFC 5798 section 7.1); `status` and `--json`
+        /// name each by its `statusName`.
+        public var dropped: [VRRPDropReason: UInt64]
         public var virtualAddresses: [VirtualAddress]
 
         public struct VirtualAddress: Codable, Equatable, Sendable {
@@ -241,16 +242,10 @@ public struct StatusReport: Codable, Equatable, Sendable {
             + "last_change \(instance.lastChange) last_change_ago \(instance.lastChangeSecondsAgo.map(String.init) ?? "-") "
             + "sent \(instance.sent) "
             + "received \(instance.received) malformed \(instance.malformed)"
-            + dropNames(instance.dropped).map { " drop_\($0) \(instance.dropped[$0] ?? 0)" }.joined()
+            + VRRPDropReason.allCases.map { " drop_\($0.statusName) \(instance.dropped[$0, default: 0])" }.joined()
         return [summary]
             + instance.virtualAddresses.map { "vip \(vrid) address \($0.address) on_interface \($0.onInterface ? "yes" : "no")" }
             + (instance.lastChangeReason.isEmpty ? [] : ["vrrp_reason \(vrid) \(instance.lastChangeReason)"])
-    }
-
-    /// Drop reasons in the order the codec checks them, then any others.
-    private static func dropNames(_ dropped: [String: UInt64]) -> [String] {
-        let known = VRRPDropReason.allCases.map(\.statusName)
-        return known + dropped.keys.filter { !known.contains($0) }.sorted()
     }
 
     /// A status line this penha cannot read: a field missing or not a number.
@@ -295,6 +290,14 @@ public struct StatusReport: Codable, Equatable, Sendable {
 }
 
 extension StatusReport {
+    /// The line after its first `count` words and the one space `lines` writes after each:
+    /// free text as it was written, its own spaces kept.
+    private static func text(of line: String, after count: Int) -> String {
+        var rest = Substring(line)
+        for _ in 0..<count { rest = rest.drop { $0 == " " }.drop { $0 != " " } }
+        return String(rest.dropFirst())
+    }
+
     /// Reads `lines` back. Lines of a kind this penha does not know are skipped (a newer penha
     /// may report more); a known line without its fields is an error, never a silent zero.
     public init(lines: [String]) throws {
@@ -337,13 +340,16 @@ extension StatusReport {
                 guard let position = servers.lastIndex(where: { $0.index == index }) else {
                     throw FormatError(description: "'\(line)' comes before its server line")
                 }
-                servers[position].checkResult = words.dropFirst(2).joined(separator: " ")
+                servers[position].checkResult = Self.text(of: line, after: 2)
             case "vrrp":
                 let master = try entry.text("master")
                 // An older penha writes no last_change_ago: its answer reads as if it were "-".
                 let ago = entry.pairs["last_change_ago", default: "-"] == "-" ? nil : try entry.int("last_change_ago")
-                var dropped: [String: UInt64] = [:]
-                for name in entry.pairs.keys where name.hasPrefix("drop_") { dropped[String(name.dropFirst(5))] = try entry.count(name) }
+                // A reason an older penha did not count reads as 0.
+                let dropped = try Dictionary(uniqueKeysWithValues: VRRPDropReason.allCases.map { reason in
+                    let name = "drop_\(reason.statusName)"
+                    return (reason, entry.pairs[name] == nil ? 0 : try entry.count(name))
+                })
                 vrrp.append(VRRPInstance(
                     vrid: try entry.number(1), state: try entry.word("state"), interface: try entry.text("interface"),
                     version: try entry.int("version"), priority: try entry.int("priority"),
@@ -374,10 +380,10 @@ extension StatusReport {
                           secondChancePeers: entry.pairs["second_chance_peers"] == nil ? nil : try entry.int("second_chance_peers"))
             case "bgp_route", "bgp_error":
                 guard bgp != nil else { throw FormatError(description: "'\(line)' comes before its bgp line") }
-                let text = words.dropFirst().joined(separator: " ")
+                let text = Self.text(of: line, after: 1)
                 if kind == "bgp_route" { bgp?.routes.append(text) } else { bgp?.error = text }
             case "vrrp_reason":
-                vrrp[try instanceIndex(try entry.number(1), for: line)].lastChangeReason = words.dropFirst(2).joined(separator: " ")
+                vrrp[try instanceIndex(try entry.number(1), for: line)].lastChangeReason = Self.text(of: line, after: 2)
             default:
                 continue
             }
@@ -393,7 +399,8 @@ extension StatusReport {
         self.draining = draining
         self.bgp = bgp
         role = try required("role").words[1]
-        listen = try required("listen").words[1]
+        // A Unix socket's path may have spaces: the rest of the line.
+        listen = Self.text(of: try required("listen").line, after: 1)
         uptimeSeconds = try required("uptime").number(1)
         let connectionLine = try required("connections")
         connections = try connectionLine.number(1)

@@ -112,12 +112,4 @@ public enum TLSCommand: Equatable, Sendable {
     case ciphers(String)
     case option(TLSOption)
     case sniDirectory(String)
-
-    var text: String {
-        switch self {
-        case .ciphers(let list): return "ssl_ciphers \(list)"
-        case .option(let option): return "ssl_option \(option.rawValue)"
-        case .sniDirectory(let path): return "ssl_sni_path \(path)"
-        }
-    }
 }

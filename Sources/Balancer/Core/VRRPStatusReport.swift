@@ -12,7 +12,7 @@ extension StatusReport.VRRPInstance {
             // Not below 0 when the wall clock was set back since.
             lastChangeSecondsAgo: status.lastTransitionTime.map { max(0, now - $0) }, lastChangeReason: status.lastTransitionReason ?? "",
             sent: status.advertisementsSent, received: status.advertisementsReceived, malformed: status.malformed,
-            dropped: Dictionary(uniqueKeysWithValues: VRRPDropReason.allCases.map { ($0.statusName, status.dropped[$0, default: 0]) }),
+            dropped: Dictionary(uniqueKeysWithValues: VRRPDropReason.allCases.map { ($0, status.dropped[$0, default: 0]) }),
             virtualAddresses: status.virtualAddresses.map { VirtualAddress(address: "\($0.address)", onInterface: $0.onInterface) })
     }
 }

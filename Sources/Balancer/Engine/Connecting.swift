@@ -21,12 +21,12 @@ extension EngineThread {
         let (lease, refused, timeouts, forwardedFor) = engine.shared.withLock { runtime in
             var placement = runtime.state.accept(client: key, now: now)
             let refused = placement.isRefused
-                ? (runtime.configuration.clientACL, runtime.configuration.abuse.map { Endpoint.describe(host: $0.host, port: $0.port) } ?? "none")
+                ? (runtime.state.configuration.clientACL, runtime.state.configuration.abuse.map { Endpoint.describe(host: $0.host, port: $0.port) } ?? "none")
                 : nil
             let lease = Self.next(&placement, &runtime)
-            let timeouts = ConnectionStateMachine.Timeouts(connectSeconds: runtime.configuration.connectTimeoutSeconds,
-                                                           idleSeconds: runtime.configuration.idleTimeoutSeconds)
-            return (lease, refused, timeouts, runtime.configuration.forwardedFor)
+            let timeouts = ConnectionStateMachine.Timeouts(connectSeconds: runtime.state.configuration.connectTimeoutSeconds,
+                                                           idleSeconds: runtime.state.configuration.idleTimeoutSeconds)
+            return (lease, refused, timeouts, runtime.state.configuration.forwardedFor)
         }
         if forwardedFor { connection.rewriter = ForwardedForRewriter(clientAddress: key.clientText) }
         if let (list, abuse) = refused {
@@ -48,12 +48,12 @@ extension EngineThread {
     /// The attempt on `target` the placement was counted against, with what connecting needs
     /// of its server; nil when the table has no such target. Under the lock.
     static func lease(_ placement: BalancerState.Placement, _ target: Target, _ runtime: inout Runtime) -> Lease? {
-        let noDelay = runtime.configuration.tcpNoDelay
+        let noDelay = runtime.state.configuration.tcpNoDelay
         // Read in place: a copy of the Server (its strings, its address) costs retains and releases.
         guard let (address, host, port, proxyProtocol) = runtime.state.servers.read(target, { server in
             (server.address, server.host, server.port, server.proxyProtocol)
         }) else { return nil }
-        return Lease(placement: placement, target: target, address: address, source: runtime.configuration.sourceAddress(for: address),
+        return Lease(placement: placement, target: target, address: address, source: runtime.state.configuration.sourceAddress(for: address),
                      host: host, port: port, noDelay: noDelay, proxyProtocol: proxyProtocol)
     }
 

@@ -181,8 +181,8 @@ extension EngineThread {
                                                                 connectedAt: NIODeadline.uptimeNanoseconds(record.connectedAt),
                                                                 now: wallNow),
                   let lease = Self.lease(placement, record.target, &runtime) else { return nil }
-            return (lease, number, ConnectionStateMachine.Timeouts(connectSeconds: runtime.configuration.connectTimeoutSeconds,
-                                                                  idleSeconds: runtime.configuration.idleTimeoutSeconds))
+            return (lease, number, ConnectionStateMachine.Timeouts(connectSeconds: runtime.state.configuration.connectTimeoutSeconds,
+                                                                  idleSeconds: runtime.state.configuration.idleTimeoutSeconds))
         }
         guard let (lease, number, timeouts) = adopted else {
             engine.events.log(.warning, "a handed-over connection's server is not in this configuration; closing it",

@@ -119,15 +119,18 @@ struct PeerAddress {
         withUnsafeBytes(of: storage) { raw in
             switch Int32(storage.ss_family) {
             case AF_INET:
-                let address = raw.load(fromByteOffset: MemoryLayout<sockaddr_in>.offset(of: \.sin_addr)!, as: in_addr.self)
-                return ClientKey(ipv4: UInt32(bigEndian: address.s_addr))
+                return ClientKey(ipv4: UInt32(bigEndian: raw.load(as: sockaddr_in.self).sin_addr.s_addr))
             case AF_INET6:
-                let offset = MemoryLayout<sockaddr_in6>.offset(of: \.sin6_addr)!
-                return ClientKey(bytes: Array(raw[offset..<offset + 16])) ?? .local
+                return ClientKey(bytes: Self.bytes(of: raw.load(as: sockaddr_in6.self).sin6_addr)) ?? .local
             default:
                 return .local
             }
         }
+    }
+
+    /// An IPv6 address's 16 bytes, in network order.
+    private static func bytes(of address: in6_addr) -> [UInt8] {
+        withUnsafeBytes(of: address) { Array($0) }
     }
 
     /// `192.0.2.1:80`, `[2001:db8::1]:80` or `local`, as `Endpoint` writes it: for log lines.
@@ -168,9 +171,9 @@ extension PeerAddress {
                 return ProxyEndpoint(address: IPAddress(ipv4: UInt32(bigEndian: address.sin_addr.s_addr)),
                                      port: UInt16(bigEndian: address.sin_port))
             case AF_INET6:
-                let offset = MemoryLayout<sockaddr_in6>.offset(of: \.sin6_addr)!
-                let port = raw.load(fromByteOffset: MemoryLayout<sockaddr_in6>.offset(of: \.sin6_port)!, as: UInt16.self)
-                return IPAddress(bytes: Array(raw[offset..<offset + 16])).map { ProxyEndpoint(address: $0, port: UInt16(bigEndian: port)) }
+                let address = raw.load(as: sockaddr_in6.self)
+                return IPAddress(bytes: Self.bytes(of: address.sin6_addr))
+                    .map { ProxyEndpoint(address: $0, port: UInt16(bigEndian: address.sin6_port)) }
             default:
                 return nil
             }

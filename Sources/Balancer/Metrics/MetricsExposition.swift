@@ -44,9 +44,9 @@ public enum MetricsExposition {
                   instance.effectivePriority, labels)
             counter(registry, "vrrp_adverts_sent_total", "VRRP adverts sent.", instance.sent, labels)
             counter(registry, "vrrp_adverts_received_total", "VRRP adverts received and accepted.", instance.received, labels)
-            for (reason, count) in instance.dropped.sorted(by: { $0.key < $1.key }) {
+            for (reason, count) in instance.dropped.sorted(by: { $0.key.statusName < $1.key.statusName }) {
                 counter(registry, "vrrp_drops_total", "Received adverts dropped, by reason (RFC 5798 7.1).",
-                        count, labels + [("reason", reason)])
+                        count, labels + [("reason", reason.statusName)])
             }
             counter(registry, "vrrp_drops_total", "Received adverts dropped, by reason (RFC 5798 7.1).",
                     instance.malformed, labels + [("reason", "malformed")])

@@ -9,6 +9,7 @@ public struct BPFInstruction: Equatable, Sendable {
 
     /// Kernel helpers by number (include/uapi/linux/bpf.h's `__BPF_FUNC_MAPPER`).
     public enum Helper: Int32, Sendable {
+        case l3ChecksumReplace = 10
         case cloneRedirect = 13
         case redirect = 23
         case skRelease = 86
@@ -51,14 +52,15 @@ public struct BPFInstruction: Equatable, Sendable {
     static func add(_ destination: Register, _ value: Int32) -> BPFInstruction { BPFInstruction(0x07, destination, immediate: value) }
     /// 32 bits (ALU), as the comparisons that follow it.
     static func and32(_ destination: Register, _ value: Int32) -> BPFInstruction { BPFInstruction(0x54, destination, immediate: value) }
+    static func or32(_ destination: Register, _ value: Int32) -> BPFInstruction { BPFInstruction(0x44, destination, immediate: value) }
 
     static func load(_ destination: Register, _ size: Size, from source: Register, offset: Int16) -> BPFInstruction {
         BPFInstruction(0x61 | size.rawValue, destination, source, offset: offset)
     }
 
-    /// A word from a register.
-    static func store(_ base: Register, offset: Int16, from source: Register) -> BPFInstruction {
-        BPFInstruction(0x63, base, source, offset: offset)
+    /// From a register.
+    static func store(_ size: Size, _ base: Register, offset: Int16, from source: Register) -> BPFInstruction {
+        BPFInstruction(0x63 | size.rawValue, base, source, offset: offset)
     }
 
     static func storeImmediate(_ size: Size, to base: Register, offset: Int16, _ value: Int32) -> BPFInstruction {

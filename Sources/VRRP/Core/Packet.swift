@@ -120,6 +120,23 @@ public enum VRRPDropReason: String, Error, CaseIterable, Sendable {
     }
 }
 
+/// `--json` keys the drop counters by `statusName`, as `status` does.
+extension VRRPDropReason: Codable, CodingKeyRepresentable {
+    private struct Key: CodingKey {
+        let stringValue: String
+        var intValue: Int? { nil }
+        init(stringValue: String) { self.stringValue = stringValue }
+        init?(intValue: Int) { nil }
+    }
+
+    public var codingKey: any CodingKey { Key(stringValue: statusName) }
+
+    public init?<T: CodingKey>(codingKey: T) {
+        guard let reason = Self.allCases.first(where: { $0.statusName == codingKey.stringValue }) else { return nil }
+        self = reason
+    }
+}
+
 extension VRRPAdvertisement {
     static let headerLength = 8
     static let advertisementType: UInt8 = 1  // RFC 5798 section 5.2.2

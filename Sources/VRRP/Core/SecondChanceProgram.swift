@@ -47,13 +47,15 @@ public struct SecondChanceProgram: Equatable, Sendable {
 
     /// For N active nodes behind ECMP routers (`ECMPSecondChance`): a TCP segment for one of
     /// `prefixes` that is not a SYN and matches no local socket but a listener is a stray.
-    /// One that came from anywhere but a peer (from the router: the routers moved its flow
-    /// here) is copied to every peer, destination hardware address the peer's and source
-    /// this node's (`bpf_clone_redirect` out of the interface it came in by), and dropped
-    /// here; the peer that has the connection accepts its copy. One that came from a peer is
-    /// another node's copy of a segment this node does not own: dropped, never passed up (the
-    /// stack would answer with a reset) and never copied on, so a segment makes one hop at
-    /// most. A segment of this node's own connections, from anywhere, goes up as before.
+    /// One that came from the router (the routers moved its flow here) is copied to every
+    /// peer, destination hardware address the peer's and source this node's
+    /// (`bpf_clone_redirect` out of the interface it came in by), marked as a copy (IPv4's
+    /// reserved flag, which the stack ignores), and dropped here; the peer that has the
+    /// connection accepts its copy. A marked one, or one from a peer (a penha that marked no
+    /// copies), is another node's copy of a segment this node does not own: dropped, never
+    /// passed up (the stack would answer with a reset) and never copied on, so a segment makes
+    /// one hop at most, even between nodes whose lists leave each other out. A segment of this
+    /// node's own connections, from anywhere, goes up as before.
     public static func spread(prefixes: [VirtualAddress], peers: [HardwareAddress], own: HardwareAddress,
                               interfaceIndex: Int32) -> SecondChanceProgram {
         var program = Assembler()
@@ -64,7 +66,9 @@ public struct SecondChanceProgram: Equatable, Sendable {
         program.passIfConnection(else: .stray)
         program.label(.stray)
         program.loadPacketBounds(context: .r6)
-        program.passUnless(.r2, holds: 12, within: .r3)
+        program.passUnless(.r2, holds: Offset.tcpFlags + 1, within: .r3)
+        program.add(.load(.r4, .half, from: .r2, offset: Offset.ipFragment))
+        program.jump(.anyBitOf, .r4, BPFInstruction.networkOrder(half: Offset.copyMark), to: .drop)
         program.add(.load(.r4, .word, from: .r2, offset: Offset.ethernetSource))
         program.add(.load(.r5, .half, from: .r2, offset: Offset.ethernetSource + 4))
         for peer in peers {
@@ -72,6 +76,7 @@ public struct SecondChanceProgram: Equatable, Sendable {
             program.add(.conditional(.notEqual, .r4, peer.firstWord, offset: 1))
             program.jump(.equal, .r5, peer.lastHalf, to: .drop)
         }
+        program.markCopy()
         for peer in peers {
             // The copy before made the packet's pointers stale: the verifier wants them again.
             program.addressTo(peer, from: own)
@@ -107,7 +112,10 @@ public struct SecondChanceProgram: Equatable, Sendable {
         static let ipHeader: Int16 = 14
         static let ipVersionAndLength = ipHeader
         static let ipFragment: Int16 = 20
+        /// The reserved bit of the flags and fragment offset (RFC 791): set on ECMP's copies.
+        static let copyMark: UInt16 = 0x8000
         static let ipProtocol: Int16 = 23
+        static let ipChecksum: Int16 = 24
         static let ipSource: Int16 = 26
         static let ipDestination: Int16 = 30
         static let tcpHeader: Int16 = 34
@@ -198,7 +206,7 @@ private struct Assembler {
         for (index, offset) in [SecondChanceProgram.Offset.ipSource, SecondChanceProgram.Offset.ipDestination,
                                 SecondChanceProgram.Offset.tcpPorts].enumerated() {
             add(.load(.r4, .word, from: .r2, offset: offset))
-            add(.store(.r10, offset: Int16(-16 + 4 * index), from: .r4))
+            add(.store(.word, .r10, offset: Int16(-16 + 4 * index), from: .r4))
         }
         add(.move(.r1, from: .r6))
         add(.move(.r2, from: .r10))
@@ -250,6 +258,24 @@ private struct Assembler {
         add(.storeImmediate(.half, to: .r2, offset: SecondChanceProgram.Offset.ethernetDestination + 4, destination.lastHalf))
         add(.storeImmediate(.word, to: .r2, offset: SecondChanceProgram.Offset.ethernetSource, source.firstWord))
         add(.storeImmediate(.half, to: .r2, offset: SecondChanceProgram.Offset.ethernetSource + 4, source.lastHalf))
+    }
+
+    /// Sets `Offset.copyMark` in the IPv4 header (whose 48 bytes the checks before have ruled
+    /// in: again for the verifier) and updates its checksum. The context is in r6.
+    mutating func markCopy() {
+        loadPacketBounds(context: .r6)
+        passUnless(.r2, holds: SecondChanceProgram.Offset.tcpFlags + 1, within: .r3)
+        add(.load(.r4, .half, from: .r2, offset: SecondChanceProgram.Offset.ipFragment))
+        add(.move(.r5, from: .r4))
+        add(.or32(.r5, BPFInstruction.networkOrder(half: SecondChanceProgram.Offset.copyMark)))
+        add(.store(.half, .r2, offset: SecondChanceProgram.Offset.ipFragment, from: .r5))
+        // bpf_l3_csum_replace(skb, offset, from, to, 2): both halves as they are in the packet.
+        add(.move(.r1, from: .r6))
+        add(.move(.r2, Int32(SecondChanceProgram.Offset.ipChecksum)))
+        add(.move(.r3, from: .r4))
+        add(.move(.r4, from: .r5))
+        add(.move(.r5, 2))
+        add(.call(.l3ChecksumReplace))
     }
 
     /// Drops an ARP request for a VIP (TC_ACT_SHOT), passes any other ARP and goes on at

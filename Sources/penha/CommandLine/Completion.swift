@@ -29,14 +29,16 @@ extension Program {
         }
         lines += [
             "    esac",
+            // A line a completion: a file name with a space stays one word, and one with a `*`
+            // is not taken as a pattern (an unquoted `$(compgen ...)` is split and globbed).
             "    if [[ \" $values \" == *\" $previous \"* ]]; then",
-            "        COMPREPLY=($(compgen -f -- \"$current\"))",
+            "        mapfile -t COMPREPLY < <(compgen -f -- \"$current\")",
             "    elif [[ $current == -* ]]; then",
-            "        COMPREPLY=($(compgen -W \"$options\" -- \"$current\"))",
+            "        mapfile -t COMPREPLY < <(compgen -W \"$options\" -- \"$current\")",
             "    elif [ \"$COMP_CWORD\" -eq 1 ]; then",
-            "        COMPREPLY=($(compgen -W '\(names)' -- \"$current\") $(compgen -f -- \"$current\"))",
+            "        mapfile -t COMPREPLY < <(compgen -W '\(names)' -- \"$current\"; compgen -f -- \"$current\")",
             "    else",
-            "        COMPREPLY=($(compgen -f -- \"$current\"))",
+            "        mapfile -t COMPREPLY < <(compgen -f -- \"$current\")",
             "    fi",
             "}",
             "complete -o filenames -F \(function) \(name)",

@@ -87,26 +87,33 @@ public struct Program: Sendable {
     private static let completionOption = "--generate-completion-script"
 
     /// What the command line asks for. A word that names no subcommand is the default one's:
-    /// `penha -f 80 host` is `penha run -f 80 host`, as pen's command line.
+    /// `penha -f 80 host` is `penha run -f 80 host`, as pen's command line. The program's own
+    /// requests take no more words: one after them is refused, not dropped.
     public func request(_ words: [String]) throws(UsageError) -> Request {
         guard let first = words.first else { return .command(commands[0].name, arguments: []) }
         if commands.contains(where: { $0.name == first }) { return .command(first, arguments: Array(words.dropFirst())) }
+        let request: Request
+        var rest = words.dropFirst()
         switch first {
-        case "--help": return .help
-        case "--version": return .version
-        case "--generate-manual": return .manual
+        case "--help": request = .help
+        case "--version": request = .version
+        case "--generate-manual": request = .manual
         case Self.completionOption:
-            let label = "'\(Self.completionOption) <shell>'"
-            guard words.count > 1 else { throw UsageError("Missing value for \(label)") }
-            guard let shell = Shell(rawValue: words[1]) else { throw UsageError("The value '\(words[1])' is invalid for \(label)") }
-            return .completionScript(shell)
+            guard let shell = rest.popFirst() else { throw UsageError("Missing value for '\(Self.completionOption) <shell>'") }
+            request = .completionScript(try Self.shell(shell))
         default:
-            if first.hasPrefix(Self.completionOption + "="),
-               let shell = Shell(rawValue: String(first.dropFirst(Self.completionOption.count + 1))) {
-                return .completionScript(shell)
-            }
-            return .command(commands[0].name, arguments: words)
+            guard first.hasPrefix(Self.completionOption + "=") else { return .command(commands[0].name, arguments: words) }
+            request = .completionScript(try Self.shell(String(first.dropFirst(Self.completionOption.count + 1))))
         }
+        if let extra = rest.first { throw UsageError("Unexpected argument '\(extra)'") }
+        return request
+    }
+
+    private static func shell(_ name: String) throws(UsageError) -> Shell {
+        guard let shell = Shell(rawValue: name) else {
+            throw UsageError("The value '\(name)' is invalid for '\(completionOption) <shell>'")
+        }
+        return shell
     }
 
     /// `penha --help`.

@@ -29,7 +29,7 @@ extension BalancerState {
             entry.connections = client.connections
             entry.sent = client.sent
             entry.received = client.received
-            clients.restore(entry, now: now)
+            clients.restore(entry, now: now, tracking: configuration.trackingTime)
         }
     }
 }

@@ -60,7 +60,7 @@ extension BalancerState {
         for entry in entries {
             guard let server = indexOfServer[entry.server] else { continue }
             let lastUsed = now - .milliseconds(Int64(entry.ageMilliseconds))
-            if clients.adoptRemote(entry.client, server: server, lastUsed: lastUsed, now: now) { applied += 1 }
+            if clients.adoptRemote(entry.client, server: server, lastUsed: lastUsed, now: now, tracking: configuration.trackingTime) { applied += 1 }
         }
         return applied
     }
