@@ -267,9 +267,22 @@ inside systemctl start penha
 wait_for "master again" holds_vip
 pid=$(property penha MainPID)
 tls=$(property penha@tls MainPID)
+# A connection through the VIP held open across the upgrade, asking only after it (within the
+# metrics server's 10 s for a request): answered only if the upgrade handed it over.
+inside rm -f /tmp/upgraded /tmp/held.out
+inside bash -c 'exec 3<>/dev/tcp/192.0.2.10/80 || exit 1
+    for _ in $(seq 80); do [ -e /tmp/upgraded ] && break; sleep 0.1; done
+    printf "GET /metrics HTTP/1.0\r\n\r\n" >&3 && timeout 5 cat <&3 > /tmp/held.out' &
+held=$!
+sleep 0.5
 inside env DEBIAN_FRONTEND=noninteractive dpkg -i /root/penha.deb > /dev/null 2>&1
-check "an upgrade restarts each penha whose file passes" restarted
+inside touch /tmp/upgraded
+wait "$held" || true
+check "an upgrade starts a new process for each penha whose file passes" restarted
 check "and they run" [ "$(inside systemctl is-active penha penha@tls | sort -u)" = active ]
+check "it handed the connections over (SIGUSR2): one held through it is answered after it" \
+    inside grep -q '^penha_connections_total' /tmp/held.out
+wait_for "the old main processes are gone" inside sh -c "! test -e /proc/$pid && ! test -e /proc/$tls"
 wait_for "master again" holds_vip
 check "apt-get remove penha" quietly inside env DEBIAN_FRONTEND=noninteractive apt-get remove -y -q penha
 check "every penha stopped" all_stopped

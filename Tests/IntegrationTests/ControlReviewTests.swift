@@ -5,16 +5,12 @@ import XCTest
 import Glibc
 #endif
 
-/// Found while reviewing the metrics port: the control socket has the same unbounded idle
-/// connections (ControlServer: `ConnectionLimiter(limit: 0)`), which another helper's files hold.
+/// Found while reviewing the metrics port: the control socket had the same unbounded idle
+/// connections (ControlServer's `ConnectionLimiter(limit: 0)`).
 final class ControlReviewTests: XCTestCase {
     /// Clients of the TCP control port that connect and send nothing should hold a bounded
     /// number of descriptors between them, as the metrics port's do; each holds one for 10 s.
     func testIdleControlClientsHoldABoundedNumberOfDescriptors() throws {
-        if ProcessInfo.processInfo.environment["PENHA_KNOWN_DEFECTS"] != "1" {
-            throw XCTSkip("known defect: idle control connections take a descriptor each without bound (ControlServer, "
-                          + "ConnectionLimiter(limit: 0)); PENHA_KNOWN_DEFECTS=1 runs it")
-        }
         let a = try Backend("A")
         defer { a.stop() }
         let controlPort = freePort()

@@ -14,6 +14,10 @@ public enum ControlServer {
     static let maxLineBytes = 4096
     /// A client that never finishes its line is closed after this.
     static let lineTimeout = TimeAmount.seconds(10)
+    /// Control connections served at once; more wait in the listen backlog. Each holds a
+    /// descriptor until its line comes or `lineTimeout`: without a bound, anyone who reaches
+    /// a TCP control port could take them all.
+    static let maxConnections = 16
 
     /// Binds the control socket. A Unix socket's directory is created if missing and the
     /// socket is made mode 0600: the socket is the only authentication there is. A TCP port
@@ -24,8 +28,8 @@ public enum ControlServer {
     public static func start(_ address: Endpoint, service: BalancerService, replacing: Bool = false,
                              onExit: @escaping @Sendable () -> Void) -> EventLoopFuture<Channel> {
         let eventLoop = service.eventLoop
-        // No limit on control connections, but the data path's back-off when descriptors run out.
-        let made = ConnectionLimiter(limit: 0)
+        // And the data path's back-off when descriptors run out.
+        let made = ConnectionLimiter(limit: maxConnections)
         made.warn = { service.logger.warning("control socket: \($0)") }
         // The listener and its connections are all on the service's one loop.
         let limiter = NIOLoopBoundBox.makeBoxSendingValue(made, eventLoop: eventLoop)
