@@ -1243,8 +1243,11 @@ switchover_trial() {
     rm -rf "$directory" "/tmp/$name-a" "/tmp/$name-b" /tmp/"$name"-?.sock /tmp/"$name"-?.log
 }
 
+# The trial running now, for the exit trap.
+switchover_running=""
+
 switchover_measure() {
-    local trials=${1:-3} repeats=${2:-10} penha=${PENHA:-} name=penha-sw-$$ trial setup event number=0
+    local trials=${1:-3} repeats=${2:-10} penha=${PENHA:-} name=penha-sw-$$ trial setup event number=0 failed=0
     [ "$trials" -ge 1 ] && [ "$trials" -le 10 ] || { echo "switchover-measure: TRIALS must be 1 to 10" >&2; exit 2; }
     [ "$repeats" -ge 1 ] && [ "$repeats" -le 50 ] || { echo "switchover-measure: REPEATS must be 1 to 50" >&2; exit 2; }
     if [ -z "$penha" ]; then
@@ -1252,7 +1255,10 @@ switchover_measure() {
         swift build -c release 2>&1 | tail -n 1
         penha="$(swift build -c release --show-bin-path)/penha"
     fi
-    trap 'for number in $(seq 0 $((trials * 9))); do down '"$name"'-$number; done; rm -rf /tmp/'"$name"'-*' EXIT
+    # The running trial first, so that it starts nothing more; then every lab. (Values, not
+    # this function's variables: the trap may run after it has returned.)
+    trap '[ -n "$switchover_running" ] && kill "$switchover_running" 2>/dev/null
+          for number in $(seq '"$((trials * 9))"'); do down '"$name"'-$number; done; rm -rf /tmp/'"$name"'-*' EXIT
     trap 'exit 130' INT
     trap 'exit 143' TERM
     ulimit -n "$(ulimit -Hn)"
@@ -1262,12 +1268,20 @@ switchover_measure() {
             for setup in penha penha-sc keepalived; do
                 number=$((number + 1))
                 # One lab per trial, in a subshell: its own veth names (a deleted namespace's
-                # devices go away asynchronously).
-                (switchover_trial "$setup" "$event" "$name-$number" "$penha" "$repeats" </dev/null) || true
+                # devices go away asynchronously). In the background, so that a signal to this
+                # shell ends the wait at once.
+                (switchover_trial "$setup" "$event" "$name-$number" "$penha" "$repeats" </dev/null) &
+                switchover_running=$!
+                wait "$switchover_running" || failed=$((failed + 1))
+                switchover_running=""
+                # A trial that failed left its lab.
+                down "$name-$number"
+                rm -rf "/tmp/$name-$number" /tmp/"$name-$number"-?*
                 echo "  (trial $trial, load $(cut -d' ' -f1 /proc/loadavg))"
             done
         done
     done
+    [ "$failed" -eq 0 ] || { echo "switchover-measure: $failed runs failed" >&2; exit 1; }
 }
 
 case "${1:-}" in
