@@ -1093,11 +1093,12 @@ now_seconds() {
 # The local step REPEATS times on node a of lab NAME, which serves the VIP, under the load:
 # HOW is "restart" (penha's SIGTERM, wait for the exit as systemd does, at most 30 s, start
 # again with START..., wait until it is master again) or "haproxy-sf" (a new HAProxy takes the
-# old one's listeners; -sf; the old one watched for 1 s). `penha upgrade` will be one more
-# case. Prints "STEPS GONE_IN_1S LONGEST_S LEFT": how many old processes were gone within 1 s
-# of the handover (penha: the VIP leaving node a; HAProxy: the new process serving), the
-# longest any took (">1" when one was still running when the watch ended), and how many are
-# still running at the end.
+# old one's listeners; -sf; the old one watched for 5 s). `penha upgrade` will be one more
+# case here (and the event "upgrade" in switchover_trial and switchover_measure). Prints
+# "STEPS GONE_IN_1S LONGEST_S LINGERING LEFT": how many old processes were gone within 1 s of
+# the handover (penha: the VIP leaving node a; HAProxy: the new process serving), the longest
+# one that exited while watched took, how many were still running when the watch ended, and
+# how many are still running at the end.
 local_steps() {
     local name=$1 how=$2 repeats=$3 old=$4 step olds=() took=()
     shift 4
@@ -1120,7 +1121,7 @@ local_steps() {
                 olds+=("$old")
                 old=$(start_haproxy "$name" a "$old")
                 handover=$(now_seconds)
-                for _ in $(seq 20); do
+                for _ in $(seq 100); do
                     kill -0 "${olds[-1]}" 2>/dev/null || { exited=$(now_seconds); break; }
                     sleep 0.05
                 done
@@ -1132,10 +1133,10 @@ local_steps() {
     local left=0
     for step in "${olds[@]}"; do kill -0 "$step" 2>/dev/null && left=$((left + 1)); done
     printf '%s\n' "${took[@]}" | awk -v steps="$repeats" -v left="$left" '
-        $0 == "" { lingering = 1; next }
+        $0 == "" { lingering++; next }
         { split($0, times, "-"); took = times[1] - times[2]; took = (took < 0 ? 0 : took)
           gone += (took <= 1); longest = (took > longest ? took : longest) }
-        END { printf "%d %d %s %d\n", steps, gone, (lingering ? ">1" : sprintf("%.1f", longest)), left }'
+        END { printf "%d %d %.1f %d %d\n", steps, gone, longest, lingering, left }'
 }
 
 # One trial in a fresh lab NAME: SETUP (penha: a penha pair as before issue 20; penha-sc: the
@@ -1235,7 +1236,7 @@ switchover_trial() {
         / broke at |failed |rror/ { why = why "    " $0 "\n" }
         END {
             split(extra, steps, " ")
-            if (extra != "") exited = sprintf("%d steps: old process gone within 1 s of the handover %d, longest %s s, still running at the end %d", steps[1], steps[2], steps[3], steps[4])
+            if (extra != "") exited = sprintf("%d steps: old process gone within 1 s of the handover %d, longest %s s, still running when the watch ended %d, at the end %d", steps[1], steps[2], steps[3], steps[4], steps[5])
             printf "%-10s %-8s: %s; %s; %s%s\n", setup, event, streams, http, probes, exited == "" ? "" : "; " exited
             printf "%s", why
         }' "$directory/load"
