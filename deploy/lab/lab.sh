@@ -1182,7 +1182,10 @@ switchover_trial() {
     fi
     disown -a
     for _ in $(seq 100); do holds_vip "$name" a && break; sleep 0.1; done
-    holds_vip "$name" a || { echo "$setup $event: node a did not become master" >&2; return 1; }
+    holds_vip "$name" a || {
+        echo "$setup $event: node a did not become master: $(tail -n 3 "/tmp/$name-a.log" "/tmp/$name-a/log" 2>/dev/null)" >&2
+        return 1
+    }
     # The backup reads its peer's neighbour entry once a second; the announcements settle.
     sleep 1.5
     ip netns exec "$name-c" python3 -c "$switchover_load_program" 192.0.2.10 80 200 200 "$directory/stop" 600 \
