@@ -56,7 +56,8 @@
 #                      at the end, reset and otherwise lost, the bytes checked, the failed probes
 #                      and the longest gap between two probes that connected, and when the old
 #                      process exited; see RESULTS.md. Builds penha with -c release unless
-#                      PENHA=BINARY; needs keepalived and haproxy (Debian's)
+#                      PENHA=BINARY; HAPROXY_RELOAD=sf reloads without -x; needs keepalived
+#                      and haproxy (Debian's)
 #
 # Addresses come from the documentation ranges only and exist only inside the namespaces:
 #   node a 192.0.2.1 2001:db8::1, node b 192.0.2.2 2001:db8::2, client 192.0.2.100 2001:db8::100,
@@ -282,8 +283,8 @@ CONF
 
 # HAProxy on node NODE of lab NAME, TCP mode, every address port 80 to 127.0.0.1:9000; with
 # OLD (a process id), a reload: the new process takes the listeners over from the old one's
-# stats socket (-x, so that no connection waiting to be accepted is lost) and tells it to
-# finish its connections and exit (-sf). Waits (at most 5 s) until it serves the stats
+# stats socket (-x, so that no connection waiting to be accepted is lost; not with
+# HAPROXY_RELOAD=sf) and tells it to finish its connections and exit (-sf). Waits (at most 5 s) until it serves the stats
 # socket and port 80; prints its process id and writes it to haproxy.pid.
 start_haproxy() {
     local name=$1 node=$2 old=${3:-} directory="/tmp/$1-$2"
@@ -303,7 +304,9 @@ backend local
     server local 127.0.0.1:9000
 CONF
     local reload=()
-    [ -n "$old" ] && reload=(-x "$directory/haproxy.sock" -sf "$old")
+    [ -n "$old" ] && reload=(-sf "$old")
+    # HAPROXY_RELOAD=sf: without -x, as before HAProxy 1.8.
+    [ -n "$old" ] && [ "${HAPROXY_RELOAD:-}" != sf ] && reload=(-x "$directory/haproxy.sock" "${reload[@]}")
     setsid ip netns exec "$name-$node" haproxy -db -f "$directory/haproxy.cfg" "${reload[@]}" \
         </dev/null >>"$directory/haproxy.log" 2>&1 &
     local pid=$!
