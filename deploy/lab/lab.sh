@@ -125,10 +125,16 @@ up() {
     done
 }
 
+# Whether the namespace NAME exists. (awk reads the whole list: `grep -q` could stop early and,
+# with pipefail, ip's SIGPIPE would make it look missing.)
+namespace_exists() {
+    ip netns list 2>/dev/null | awk -v name="$1" '$1 == name { found = 1 } END { exit !found }'
+}
+
 down() {
     local name=$1 node
     for node in a b c; do
-        if ip netns list | grep -qw "$name-$node"; then
+        if namespace_exists "$name-$node"; then
             ip netns pids "$name-$node" | xargs -r kill -9 2>/dev/null || true
             ip netns del "$name-$node"
         fi
@@ -284,8 +290,9 @@ CONF
 # HAProxy on node NODE of lab NAME, TCP mode, every address port 80 to 127.0.0.1:9000; with
 # OLD (a process id), a reload: the new process takes the listeners over from the old one's
 # stats socket (-x, so that no connection waiting to be accepted is lost; not with
-# HAPROXY_RELOAD=sf) and tells it to finish its connections and exit (-sf). Waits (at most 5 s) until it serves the stats
-# socket and port 80; prints its process id and writes it to haproxy.pid.
+# HAPROXY_RELOAD=sf) and tells it to finish its connections and exit (-sf). Waits (at most
+# 5 s) until it serves the stats socket and port 80; prints its process id and writes it to
+# haproxy.pid.
 start_haproxy() {
     local name=$1 node=$2 old=${3:-} directory="/tmp/$1-$2"
     cat >"$directory/haproxy.cfg" <<CONF
@@ -311,8 +318,8 @@ CONF
         </dev/null >>"$directory/haproxy.log" 2>&1 &
     local pid=$!
     for _ in $(seq 50); do
-        ip netns exec "$name-$node" ss -Hxl | grep -q "$directory/haproxy.sock" && \
-            [ "$(ip netns exec "$name-$node" ss -Htlnp '( sport = :80 )' | grep -c "pid=$pid,")" -ge 1 ] && break
+        [[ "$(ip netns exec "$name-$node" ss -Hxl)" == *"$directory/haproxy.sock"* ]] &&
+            [[ "$(ip netns exec "$name-$node" ss -Htlnp '( sport = :80 )')" == *"pid=$pid,"* ]] && break
         sleep 0.1
     done
     echo "$pid" >"$directory/haproxy.pid"
@@ -582,7 +589,7 @@ protocol bgp uplink {
 ecmp_down() {
     local name=$1 part
     for part in c n1 n2 n3 s r; do
-        if ip netns list 2>/dev/null | grep -qw "$name-$part"; then
+        if namespace_exists "$name-$part"; then
             ip netns pids "$name-$part" | xargs -r kill -9 2>/dev/null || true
             ip netns del "$name-$part"
         fi
@@ -1083,9 +1090,10 @@ for connection in connections:
 print("closed", flush=True)
 '
 
-# Whether node NODE of lab NAME holds the VIP on eth0.
+# Whether node NODE of lab NAME holds the VIP on eth0. (Not `ip | grep -q`: with pipefail,
+# ip killed by SIGPIPE when grep stops early would make a held VIP look missing.)
 holds_vip() {
-    ip -n "$1-$2" -o addr show dev eth0 | grep -q ' 192\.0\.2\.10/24 '
+    [[ "$(ip -n "$1-$2" -o addr show dev eth0)" == *" 192.0.2.10/24 "* ]]
 }
 
 # Seconds since the epoch, to the millisecond.
@@ -1186,7 +1194,8 @@ switchover_trial() {
     disown -a
     for _ in $(seq 100); do holds_vip "$name" a && break; sleep 0.1; done
     holds_vip "$name" a || {
-        echo "$setup $event: node a did not become master: $(tail -n 3 "/tmp/$name-a.log" "/tmp/$name-a/log" 2>/dev/null)" >&2
+        echo "$setup $event: node a did not become master; IPv4 on a: $(ip -4 -n "$name-a" -o addr show dev eth0 | awk '{ print $4 }' | xargs)," \
+            "on b: $(ip -4 -n "$name-b" -o addr show dev eth0 | awk '{ print $4 }' | xargs); $(tail -n 3 "/tmp/$name-a.log" "/tmp/$name-a/log" 2>/dev/null)" >&2
         return 1
     }
     # The backup reads its peer's neighbour entry once a second; the announcements settle.
