@@ -40,12 +40,31 @@
 #                      share of 200 clients (one connection each before and after the change)
 #                      that reached the same server; see
 #                      RESULTS.md. PENHA=BINARY as for ecmp-up
+#   lab.sh switchover-measure [TRIALS [REPEATS]]
+#                      issue 20's side by side, TRIALS times (default 3, at most 10): in a fresh
+#                      two-node lab per run, a penha pair without second_chance (as before issue
+#                      20), the same with second_chance and drain 20, and keepalived moving the
+#                      VIP with HAProxy (TCP mode) serving it, advert 100 ms, node a master; from
+#                      the client 200 long-lived connections echoing checked lines, 200 keep-alive
+#                      HTTP/1.1 sessions (a request every 100 ms, each answer checked) and a new
+#                      connection every 5 ms given 10 ms to connect; events: SIGTERM on the master
+#                      (keepalived: its keepalived, and HAProxy's soft stop), its priority lowered
+#                      below the backup's (penha: on the control socket; keepalived: the file and
+#                      SIGHUP), and a local step REPEATS times on the master (default 10, at most
+#                      50; penha: SIGTERM, wait for the exit, start again, as systemctl restart;
+#                      HAProxy: haproxy -x SOCKET -sf OLD). Prints per run the connections alive
+#                      at the end, reset and otherwise lost, the bytes checked, the failed probes
+#                      and the longest gap between two probes that connected, and when the old
+#                      process exited; see RESULTS.md. Builds penha with -c release unless
+#                      PENHA=BINARY; HAPROXY_RELOAD=sf reloads without -x; needs keepalived
+#                      and haproxy (Debian's)
 #
 # Addresses come from the documentation ranges only and exist only inside the namespaces:
 #   node a 192.0.2.1 2001:db8::1, node b 192.0.2.2 2001:db8::2, client 192.0.2.100 2001:db8::100,
 #   the VIP in the demo 192.0.2.10. Each node runs a backend on 127.0.0.1:8080 that answers
 #   "node-a" or "node-b". Needs root (or CAP_NET_ADMIN), iproute2 and python3; the ECMP lab also
-#   BIRD 2 (Debian's bird2) and ss.
+#   BIRD 2 (Debian's bird2) and ss. The switchover lab adds a server on 127.0.0.1:9000 in each
+#   node (echo, or HTTP/1.1 keep-alive for connections that start with "GET ").
 set -euo pipefail
 
 backend_program='
@@ -106,10 +125,16 @@ up() {
     done
 }
 
+# Whether the namespace NAME exists. (awk reads the whole list: `grep -q` could stop early and,
+# with pipefail, ip's SIGPIPE would make it look missing.)
+namespace_exists() {
+    ip netns list 2>/dev/null | awk -v name="$1" '$1 == name { found = 1 } END { exit !found }'
+}
+
 down() {
     local name=$1 node
     for node in a b c; do
-        if ip netns list | grep -qw "$name-$node"; then
+        if namespace_exists "$name-$node"; then
             ip netns pids "$name-$node" | xargs -r kill -9 2>/dev/null || true
             ip netns del "$name-$node"
         fi
@@ -222,10 +247,12 @@ else:
 '
 }
 
-# One node of the keepalived pair: keepalived moves the VIP, a VRRP-less penha on every
-# address serves it. Prints the process ids whose CPU counts (keepalived and its VRRP child).
+# One node of the keepalived pair: keepalived moves the VIP, a VRRP-less proxy on every
+# address serves it: penha (to 127.0.0.1:8080), or with PROXY "haproxy" HAProxy (to
+# 127.0.0.1:9000, start_haproxy). ADVERT: keepalived's advert_int (0.01 unless given).
+# Prints the process ids whose CPU counts (keepalived and its VRRP child).
 start_keepalived() {
-    local name=$1 node=$2 priority=$3 penha=$4 directory="/tmp/$1-$2"
+    local name=$1 node=$2 priority=$3 penha=$4 advert=${5:-0.01} proxy=${6:-penha} directory="/tmp/$1-$2"
     mkdir -p "$directory"
     cat >"$directory/keepalived.conf" <<CONF
 global_defs {
@@ -237,14 +264,18 @@ vrrp_instance VI_1 {
     interface eth0
     virtual_router_id 51
     priority $priority
-    advert_int 0.01
+    advert_int $advert
     virtual_ipaddress {
         192.0.2.10/24
     }
 }
 CONF
-    setsid ip netns exec "$name-$node" "$penha" -f -C "$directory/penha.sock" 0.0.0.0:80 127.0.0.1:8080 \
-        </dev/null >/dev/null 2>&1 &
+    if [ "$proxy" = haproxy ]; then
+        start_haproxy "$name" "$node" >/dev/null
+    else
+        setsid ip netns exec "$name-$node" "$penha" -f -C "$directory/penha.sock" 0.0.0.0:80 127.0.0.1:8080 \
+            </dev/null >/dev/null 2>&1 &
+    fi
     setsid ip netns exec "$name-$node" keepalived --dont-fork --log-console --no-syslog --vrrp \
         --use-file "$directory/keepalived.conf" --pid "$directory/keepalived.pid" \
         --vrrp_pid "$directory/vrrp.pid" </dev/null >"$directory/log" 2>&1 &
@@ -256,12 +287,60 @@ CONF
     echo "$parent $(cat "$directory/vrrp.pid" 2>/dev/null)"
 }
 
-# One node of the penha pair. Prints penha's process id.
+# HAProxy on node NODE of lab NAME, TCP mode, every address port 80 to 127.0.0.1:9000; with
+# OLD (a process id), a reload: the new process takes the listeners over from the old one's
+# stats socket (-x, so that no connection waiting to be accepted is lost; not with
+# HAPROXY_RELOAD=sf) and tells it to finish its connections and exit (-sf). Waits (at most
+# 5 s) until it serves the stats socket and port 80; prints its process id and writes it to
+# haproxy.pid.
+start_haproxy() {
+    local name=$1 node=$2 old=${3:-} directory="/tmp/$1-$2"
+    cat >"$directory/haproxy.cfg" <<CONF
+global
+    stats socket $directory/haproxy.sock mode 600 level admin expose-fd listeners
+    maxconn 4000
+defaults
+    mode tcp
+    timeout connect 2s
+    timeout client 120s
+    timeout server 120s
+frontend vip
+    bind :80
+    default_backend local
+backend local
+    server local 127.0.0.1:9000
+CONF
+    local reload=()
+    [ -n "$old" ] && reload=(-sf "$old")
+    # HAPROXY_RELOAD=sf: without -x, as before HAProxy 1.8.
+    [ -n "$old" ] && [ "${HAPROXY_RELOAD:-}" != sf ] && reload=(-x "$directory/haproxy.sock" "${reload[@]}")
+    setsid ip netns exec "$name-$node" haproxy -db -f "$directory/haproxy.cfg" "${reload[@]}" \
+        </dev/null >>"$directory/haproxy.log" 2>&1 &
+    local pid=$!
+    for _ in $(seq 50); do
+        [[ "$(ip netns exec "$name-$node" ss -Hxl)" == *"$directory/haproxy.sock"* ]] &&
+            [[ "$(ip netns exec "$name-$node" ss -Htlnp '( sport = :80 )')" == *"pid=$pid,"* ]] && break
+        sleep 0.1
+    done
+    echo "$pid" >"$directory/haproxy.pid"
+    echo "$pid"
+}
+
+# The vrrp line of the penha pair's nodes, with PRIORITY, ADVERT (10ms unless given) and WORDS
+# (more of the line: "second_chance 192.0.2.2").
+penha_vrrp_line() {
+    echo "vrrp interface eth0 vrid 51 vip 192.0.2.10/24 advert ${2:-10ms} priority $1${3:+ $3}"
+}
+
+# One node of the penha pair, to SERVER (127.0.0.1:8080 unless given), with the vrrp line of
+# penha_vrrp_line PRIORITY ADVERT WORDS and, with DRAIN, "drain DRAIN"; its log goes on
+# after a restart. Prints penha's process id.
 start_penha() {
-    local name=$1 node=$2 priority=$3 penha=$4
-    setsid ip netns exec "$name-$node" "$penha" -f -C "/tmp/$name-$node.sock" \
-        -O "vrrp interface eth0 vrid 51 vip 192.0.2.10/24 advert 10ms priority $priority" \
-        192.0.2.10:80 127.0.0.1:8080 </dev/null >/dev/null 2>"/tmp/$name-$node.log" &
+    local name=$1 node=$2 priority=$3 penha=$4 advert=${5:-10ms} server=${6:-127.0.0.1:8080} words=${7:-} drain=${8:-}
+    local options=(-O "$(penha_vrrp_line "$priority" "$advert" "$words")")
+    [ -n "$drain" ] && options+=(-O "drain $drain")
+    setsid ip netns exec "$name-$node" "$penha" -f -C "/tmp/$name-$node.sock" "${options[@]}" \
+        192.0.2.10:80 "$server" </dev/null >/dev/null 2>>"/tmp/$name-$node.log" &
     echo $!
 }
 
@@ -510,7 +589,7 @@ protocol bgp uplink {
 ecmp_down() {
     local name=$1 part
     for part in c n1 n2 n3 s r; do
-        if ip netns list 2>/dev/null | grep -qw "$name-$part"; then
+        if namespace_exists "$name-$part"; then
             ip netns pids "$name-$part" | xargs -r kill -9 2>/dev/null || true
             ip netns del "$name-$part"
         fi
@@ -801,6 +880,426 @@ ecmp_measure() {
     done
 }
 
+# The switchover lab (issue 20): on each node a server on 127.0.0.1:9000 that echoes what it
+# gets, or, when a connection starts with "GET ", answers each HTTP/1.1 request on it (keep-
+# alive) with its path and a newline as the body.
+switchover_backend_program='
+import selectors, socket
+selector = selectors.DefaultSelector()
+server = socket.socket()
+server.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+server.bind(("127.0.0.1", 9000))
+server.listen(4096)
+server.setblocking(False)
+selector.register(server, selectors.EVENT_READ, None)
+def close(connection):
+    selector.unregister(connection)
+    connection.close()
+while True:
+    for key, _ in selector.select():
+        if key.data is None:
+            try:
+                connection, _ = server.accept()
+            except OSError:
+                continue
+            connection.setblocking(False)
+            # [unanswered request bytes, HTTP or not (None: nothing read yet)]
+            selector.register(connection, selectors.EVENT_READ, [b"", None])
+            continue
+        connection, state = key.fileobj, key.data
+        try:
+            data = connection.recv(65536)
+            if not data:
+                close(connection)
+                continue
+            if state[1] is None:
+                state[1] = data.startswith(b"GET ")
+            if not state[1]:
+                connection.sendall(data)
+                continue
+            state[0] += data
+            while b"\r\n\r\n" in state[0]:
+                head, state[0] = state[0].split(b"\r\n\r\n", 1)
+                body = head.split(b" ", 2)[1] + b"\n"
+                connection.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n" % len(body) + body)
+            if len(state[0]) > 65536:
+                close(connection)
+        except OSError:
+            close(connection)
+'
+
+# The client's load for the switchover lab, to ADDRESS:PORT until the file STOP exists (at
+# most SECONDS, 600 at most): STREAMS long-lived connections, each sending a checked line
+# (80 bytes) every 500 ms and reading it back byte for byte; SESSIONS keep-alive HTTP/1.1
+# sessions, each sending a request every 100 ms and checking the whole answer; a reply has
+# 2 s. Beside them, in a process of its own (so that the others cannot delay it), a new
+# connection every 5 ms, each given 10 ms to connect, then closed. Prints "connected" once
+# the connections are open; at the end:
+#   streams ALIVE RESETS OTHER BYTES_CHECKED
+#   http ALIVE RESETS OTHER ANSWERS_CHECKED BYTES_CHECKED
+#   probes ATTEMPTS FAILED LONGEST_GAP_MS (between two successful connects)
+# then up to 3 lines per class saying why and when connections broke, up to 5 windows of
+# failed probes, and "closed" once it has closed its connections.
+switchover_load_program='
+import errno, hashlib, heapq, os, select, selectors, socket, sys, time
+address, port, streams, sessions, stop = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4]), sys.argv[5]
+limit = min(float(sys.argv[6]), 600.0)
+STREAM_PERIOD, SESSION_PERIOD, ANSWER_WITHIN, PROBE_PERIOD, PROBE_TIMEOUT = 0.5, 0.1, 2.0, 0.005, 0.010
+def over(start):
+    return os.path.exists(stop) or time.monotonic() - start > limit
+def probe(report, start):
+    attempts, failed, longest, last, why, slot = 0, 0, 0.0, start, [], 0
+    poller = select.poll()
+    while not over(start):
+        wait = start + slot * PROBE_PERIOD - time.monotonic()
+        if wait > 0:
+            time.sleep(wait)
+        began = time.monotonic()
+        attempt = socket.socket()
+        attempt.setblocking(False)
+        try:
+            code = attempt.connect_ex((address, port))
+            if code not in (0, errno.EINPROGRESS):
+                raise OSError(code, os.strerror(code))
+            poller.register(attempt, select.POLLOUT)
+            ready = poller.poll(PROBE_TIMEOUT * 1000)
+            poller.unregister(attempt)
+            if not ready:
+                raise OSError("no connection within 10 ms")
+            code = attempt.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
+            if code:
+                raise OSError(code, os.strerror(code))
+            longest, last = max(longest, began - last), began
+        except OSError as error:
+            failed += 1
+            # Failures within 100 ms of each other make one window.
+            moment = began - start
+            if why and moment - why[-1][1] < 0.1:
+                why[-1][1], why[-1][2] = moment, why[-1][2] + 1
+            else:
+                why.append([moment, moment, 1, error])
+        finally:
+            attempt.close()
+        attempts += 1
+        # A slow attempt skips the slots it overran: one at a time, one per period at most.
+        slot = max(slot + 1, int((time.monotonic() - start) / PROBE_PERIOD) + 1)
+    longest = max(longest, time.monotonic() - last)
+    windows = ["probes failed %d from %.2f s to %.2f s: %s\n" % (count, first, last, error) for first, last, count, error in why[:5]]
+    os.write(report, ("probes %d %d %.0f\n" % (attempts, failed, longest * 1000) + "".join(windows)).encode())
+classes = ["streams"] * streams + ["http"] * sessions
+connections = [socket.create_connection((address, port), 2) for _ in classes]
+for connection in connections:
+    connection.setblocking(False)
+print("connected", flush=True)
+start = time.monotonic()
+reading, writing = os.pipe()
+prober = os.fork()
+if prober == 0:
+    os.close(reading)
+    probe(writing, start)
+    os._exit(0)
+os.close(writing)
+def message(index, number):
+    digest = hashlib.sha256(b"%d-%d" % (index, number)).hexdigest().encode()
+    if classes[index] == "streams":
+        line = b"%d %d %s\n" % (index, number, digest[:64])
+        return line, line
+    path = b"/%d/%d/%s" % (index, number, digest[:32])
+    body = path + b"\n"
+    return (b"GET %s HTTP/1.1\r\nHost: %s\r\n\r\n" % (path, address.encode()),
+            b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body))
+count = len(classes)
+alive, numbers, expected, received, sent_at = [True] * count, [0] * count, [None] * count, [b""] * count, [0.0] * count
+resets, other, checked, answers, why = {"streams": 0, "http": 0}, {"streams": 0, "http": 0}, {"streams": 0, "http": 0}, {"streams": 0, "http": 0}, {"streams": [], "http": []}
+def lose(index, error):
+    kind = classes[index]
+    alive[index] = False
+    if isinstance(error, ConnectionResetError):
+        resets[kind] += 1
+    else:
+        other[kind] += 1
+    if len(why[kind]) < 3:
+        why[kind].append("%s %d broke at %.2f s: %s" % (kind, index, time.monotonic() - start, error))
+    try:
+        selector.unregister(connections[index])
+    except (KeyError, ValueError):
+        pass
+selector = selectors.DefaultSelector()
+# Spread over the period: every connection sends at its own moment.
+due = [(start + (index % 50) * (STREAM_PERIOD if classes[index] == "streams" else SESSION_PERIOD) / 50, index) for index in range(count)]
+heapq.heapify(due)
+for index, connection in enumerate(connections):
+    selector.register(connection, selectors.EVENT_READ, index)
+next_look = start
+while True:
+    now = time.monotonic()
+    if now >= next_look:
+        next_look = now + 0.05
+        if over(start):
+            break
+        for index in range(count):
+            if alive[index] and expected[index] is not None and now - sent_at[index] > ANSWER_WITHIN:
+                lose(index, OSError("no answer within 2 s"))
+    while due and due[0][0] <= now:
+        _, index = heapq.heappop(due)
+        if not alive[index]:
+            continue
+        request, expected[index] = message(index, numbers[index])
+        received[index], sent_at[index] = b"", now
+        try:
+            if connections[index].send(request) != len(request):
+                raise OSError("short send")
+        except OSError as error:
+            lose(index, error)
+    timeout = min(next_look, due[0][0] if due else next_look) - time.monotonic()
+    for key, _ in selector.select(max(timeout, 0)):
+        index = key.data
+        if not alive[index]:
+            continue
+        try:
+            chunk = connections[index].recv(4096)
+            if not chunk:
+                raise OSError("closed by the other end")
+            if expected[index] is None:
+                raise OSError("bytes nobody asked for")
+            received[index] += chunk
+            if not expected[index].startswith(received[index]):
+                raise OSError("bytes differ")
+        except OSError as error:
+            lose(index, error)
+            continue
+        if received[index] == expected[index]:
+            kind = classes[index]
+            checked[kind] += len(expected[index])
+            answers[kind] += 1
+            expected[index] = None
+            numbers[index] += 1
+            period = STREAM_PERIOD if kind == "streams" else SESSION_PERIOD
+            heapq.heappush(due, (sent_at[index] + period, index))
+probes = os.fdopen(reading).read()
+os.waitpid(prober, 0)
+for kind in ("streams", "http"):
+    alive_count = sum(1 for index in range(count) if classes[index] == kind and alive[index])
+    extra = " %d" % answers[kind] if kind == "http" else ""
+    print("%s %d %d %d%s %d" % (kind, alive_count, resets[kind], other[kind], extra, checked[kind]))
+print(probes, end="")
+for kind in ("streams", "http"):
+    print("".join(w + "\n" for w in why[kind]), end="")
+for connection in connections:
+    connection.close()
+print("closed", flush=True)
+'
+
+# Whether node NODE of lab NAME holds the VIP on eth0. (Not `ip | grep -q`: with pipefail,
+# ip killed by SIGPIPE when grep stops early would make a held VIP look missing.)
+holds_vip() {
+    [[ "$(ip -n "$1-$2" -o addr show dev eth0)" == *" 192.0.2.10/24 "* ]]
+}
+
+# Seconds since the epoch, to the millisecond.
+now_seconds() {
+    date +%s.%3N
+}
+
+# The local step REPEATS times on node a of lab NAME, which serves the VIP, under the load:
+# HOW is "restart" (penha's SIGTERM, wait for the exit as systemd does, at most 30 s, start
+# again with START..., wait until it is master again) or "haproxy-sf" (a new HAProxy takes the
+# old one's listeners; -sf; the old one watched for 5 s). `penha upgrade` will be one more
+# case here (and the event "upgrade" in switchover_trial and switchover_measure). Prints
+# "STEPS GONE_IN_1S LONGEST_S LINGERING LEFT": how many old processes were gone within 1 s of
+# the handover (penha: the VIP leaving node a; HAProxy: the new process serving), the longest
+# one that exited while watched took, how many were still running when the watch ended, and
+# how many are still running at the end.
+local_steps() {
+    local name=$1 how=$2 repeats=$3 old=$4 step olds=() took=()
+    shift 4
+    for step in $(seq "$repeats"); do
+        local handover="" exited=""
+        case "$how" in
+            restart)
+                kill -TERM "$old"
+                for _ in $(seq 600); do
+                    [ -z "$handover" ] && ! holds_vip "$name" a && handover=$(now_seconds)
+                    kill -0 "$old" 2>/dev/null || { exited=$(now_seconds); break; }
+                    sleep 0.05
+                done
+                olds+=("$old")
+                old=$("$@")
+                for _ in $(seq 200); do holds_vip "$name" a && break; sleep 0.05; done
+                sleep 0.5
+                ;;
+            haproxy-sf)
+                olds+=("$old")
+                old=$(start_haproxy "$name" a "$old")
+                handover=$(now_seconds)
+                for _ in $(seq 100); do
+                    kill -0 "${olds[-1]}" 2>/dev/null || { exited=$(now_seconds); break; }
+                    sleep 0.05
+                done
+                ;;
+        esac
+        # Exited before the VIP was seen leaving: at the handover.
+        took+=("${exited:+$exited-${handover:-$exited}}")
+    done
+    local left=0
+    for step in "${olds[@]}"; do kill -0 "$step" 2>/dev/null && left=$((left + 1)); done
+    printf '%s\n' "${took[@]}" | awk -v steps="$repeats" -v left="$left" '
+        $0 == "" { lingering++; next }
+        { split($0, times, "-"); took = times[1] - times[2]; took = (took < 0 ? 0 : took)
+          gone += (took <= 1); longest = (took > longest ? took : longest) }
+        END { printf "%d %d %.1f %d %d\n", steps, gone, longest, lingering, left }'
+}
+
+# One trial in a fresh lab NAME: SETUP (penha: a penha pair as before issue 20; penha-sc: the
+# same with second_chance and drain 20; keepalived: keepalived moves the VIP, HAProxy serves
+# it), node a (priority 200) master, node b (100) backup, advert 100 ms; the load of
+# switchover_load_program through the VIP; 3 s in, EVENT (sigterm: on the master; priority:
+# the master's lowered to 50, so that b preempts; restart: the local step REPEATS times on
+# the master, local_steps); the load ends 12 s after the event (4 s after the last step).
+# Prints one line of figures.
+switchover_trial() {
+    local setup=$1 event=$2 name=$3 penha=$4 repeats=$5 directory="/tmp/$3" node
+    mkdir -p "$directory"
+    up "$name"
+    # The probes alone make up to 120,000 connections: ports enough, and reusable.
+    ip netns exec "$name-c" sysctl -qw net.ipv4.tcp_tw_reuse=1 net.ipv4.ip_local_port_range="1024 65000"
+    for node in a b; do
+        setsid ip netns exec "$name-$node" python3 -c "$switchover_backend_program" </dev/null >/dev/null 2>&1 &
+    done
+    disown -a
+    for node in a b; do
+        for _ in $(seq 50); do
+            ip netns exec "$name-$node" python3 -c 'import socket; socket.create_connection(("127.0.0.1", 9000), 1)' \
+                2>/dev/null && break
+            sleep 0.1
+        done
+    done
+    local words_a="" words_b="" master keepalived_a start_a=()
+    if [ "$setup" = penha-sc ]; then
+        # Each node's permanent neighbour entry for its peer: the second chance reads only these.
+        ip -n "$name-a" neigh replace 192.0.2.2 lladdr "$(ip netns exec "$name-b" cat /sys/class/net/eth0/address)" nud permanent dev eth0
+        ip -n "$name-b" neigh replace 192.0.2.1 lladdr "$(ip netns exec "$name-a" cat /sys/class/net/eth0/address)" nud permanent dev eth0
+        words_a="second_chance 192.0.2.2"
+        words_b="second_chance 192.0.2.1"
+    fi
+    if [ "$setup" = keepalived ]; then
+        read -r keepalived_a _ < <(start_keepalived "$name" a 200 "$penha" 0.1 haproxy)
+        start_keepalived "$name" b 100 "$penha" 0.1 haproxy >/dev/null
+        master=$(cat "/tmp/$name-a/haproxy.pid")
+    else
+        start_a=(start_penha "$name" a 200 "$penha" 100ms 127.0.0.1:9000 "$words_a" 20)
+        master=$("${start_a[@]}")
+        start_penha "$name" b 100 "$penha" 100ms 127.0.0.1:9000 "$words_b" 20 >/dev/null
+    fi
+    disown -a
+    for _ in $(seq 100); do holds_vip "$name" a && break; sleep 0.1; done
+    holds_vip "$name" a || {
+        echo "$setup $event: node a did not become master; IPv4 on a: $(ip -4 -n "$name-a" -o addr show dev eth0 | awk '{ print $4 }' | xargs)," \
+            "on b: $(ip -4 -n "$name-b" -o addr show dev eth0 | awk '{ print $4 }' | xargs); $(tail -n 3 "/tmp/$name-a.log" "/tmp/$name-a/log" 2>/dev/null)" >&2
+        return 1
+    }
+    # The backup reads its peer's neighbour entry once a second; the announcements settle.
+    sleep 1.5
+    ip netns exec "$name-c" python3 -c "$switchover_load_program" 192.0.2.10 80 200 200 "$directory/stop" 600 \
+        >"$directory/load" 2>&1 &
+    local load=$!
+    for _ in $(seq 300); do
+        grep -qs connected "$directory/load" && break
+        kill -0 "$load" 2>/dev/null || break
+        sleep 0.1
+    done
+    grep -qs connected "$directory/load" || { echo "$setup $event: the load did not connect: $(head -c 300 "$directory/load")" >&2; return 1; }
+    sleep 3
+    local extra=""
+    case "$setup-$event" in
+        keepalived-sigterm)
+            # The master node stops: keepalived resigns, HAProxy finishes its connections (soft stop).
+            kill -TERM "$keepalived_a"
+            kill -USR1 "$master" ;;
+        *-sigterm) kill -TERM "$master" ;;
+        keepalived-priority)
+            sed -i 's/priority 200/priority 50/' "/tmp/$name-a/keepalived.conf"
+            kill -HUP "$keepalived_a" ;;
+        *-priority) "$penha" ctl "/tmp/$name-a.sock" $(penha_vrrp_line 50 100ms "$words_a") >/dev/null ;;
+        keepalived-restart) extra=$(local_steps "$name" haproxy-sf "$repeats" "$master") ;;
+        *-restart) extra=$(local_steps "$name" restart "$repeats" "$master" "${start_a[@]}") ;;
+    esac
+    [ "$event" = restart ] && sleep 4 || sleep 12
+    touch "$directory/stop"
+    for _ in $(seq 200); do
+        kill -0 "$load" 2>/dev/null || break
+        sleep 0.1
+    done
+    kill -9 "$load" 2>/dev/null || true
+    local ended exited=""
+    ended=$(now_seconds)
+    if [ "$event" = sigterm ]; then
+        if ! kill -0 "$master" 2>/dev/null; then
+            exited="old master gone before the load ended"
+        else
+            for _ in $(seq 100); do
+                kill -0 "$master" 2>/dev/null || { exited=$(awk "BEGIN { printf \"old master exited %.1f s after the load ended\", $(now_seconds) - $ended }"); break; }
+                sleep 0.05
+            done
+            [ -n "$exited" ] || exited="old master still running 5 s after the load ended"
+        fi
+    fi
+    awk -v setup="$setup" -v event="$event" -v extra="$extra" -v exited="$exited" '
+        $1 == "streams" && NF == 5 { streams = sprintf("streams alive %d reset %d other %d bytes %d", $2, $3, $4, $5) }
+        $1 == "http" && NF == 6 { http = sprintf("http alive %d reset %d other %d answers %d bytes %d", $2, $3, $4, $5, $6) }
+        $1 == "probes" && NF == 4 { probes = sprintf("probes %d failed %d longest gap %d ms", $2, $3, $4) }
+        / broke at |failed |rror/ { why = why "    " $0 "\n" }
+        END {
+            split(extra, steps, " ")
+            if (extra != "") exited = sprintf("%d steps: old process gone within 1 s of the handover %d, longest %s s, still running when the watch ended %d, at the end %d", steps[1], steps[2], steps[3], steps[4], steps[5])
+            printf "%-10s %-8s: %s; %s; %s%s\n", setup, event, streams, http, probes, exited == "" ? "" : "; " exited
+            printf "%s", why
+        }' "$directory/load"
+    down "$name"
+    rm -rf "$directory" "/tmp/$name-a" "/tmp/$name-b" /tmp/"$name"-?.sock /tmp/"$name"-?.log
+}
+
+# The trial running now, for the exit trap.
+switchover_running=""
+
+switchover_measure() {
+    local trials=${1:-3} repeats=${2:-10} penha=${PENHA:-} name=penha-sw-$$ trial setup event number=0 failed=0
+    [ "$trials" -ge 1 ] && [ "$trials" -le 10 ] || { echo "switchover-measure: TRIALS must be 1 to 10" >&2; exit 2; }
+    [ "$repeats" -ge 1 ] && [ "$repeats" -le 50 ] || { echo "switchover-measure: REPEATS must be 1 to 50" >&2; exit 2; }
+    if [ -z "$penha" ]; then
+        cd "$(dirname "$0")/../.."
+        swift build -c release 2>&1 | tail -n 1
+        penha="$(swift build -c release --show-bin-path)/penha"
+    fi
+    # The running trial first, so that it starts nothing more; then every lab. (Values, not
+    # this function's variables: the trap may run after it has returned.)
+    trap '[ -n "$switchover_running" ] && kill "$switchover_running" 2>/dev/null
+          for number in $(seq '"$((trials * 9))"'); do down '"$name"'-$number; done; rm -rf /tmp/'"$name"'-*' EXIT
+    trap 'exit 130' INT
+    trap 'exit 143' TERM
+    ulimit -n "$(ulimit -Hn)"
+    echo "node a priority 200 (master), node b 100, advert 100 ms; 200 streams, 200 HTTP sessions, a probe every 5 ms (10 ms to connect); $repeats local steps"
+    for trial in $(seq "$trials"); do
+        for event in sigterm priority restart; do
+            for setup in penha penha-sc keepalived; do
+                number=$((number + 1))
+                # One lab per trial, in a subshell: its own veth names (a deleted namespace's
+                # devices go away asynchronously). In the background, so that a signal to this
+                # shell ends the wait at once.
+                (switchover_trial "$setup" "$event" "$name-$number" "$penha" "$repeats" </dev/null) &
+                switchover_running=$!
+                wait "$switchover_running" || failed=$((failed + 1))
+                switchover_running=""
+                # A trial that failed left its lab.
+                down "$name-$number"
+                rm -rf "/tmp/$name-$number" /tmp/"$name-$number"-?*
+                echo "  (trial $trial, load $(cut -d' ' -f1 /proc/loadavg))"
+            done
+        done
+    done
+    [ "$failed" -eq 0 ] || { echo "switchover-measure: $failed runs failed" >&2; exit 1; }
+}
+
 case "${1:-}" in
     up) up "$2" ;;
     down) down "$2" ;;
@@ -811,5 +1310,6 @@ case "${1:-}" in
     ecmp-up) ecmp_up "$2" "${3:-on}" ;;
     ecmp-down) ecmp_down "$2" ;;
     ecmp-measure) ecmp_measure "${2:-1000}" "${3:-3000}" ;;
-    *) echo "usage: $0 up NAME | down NAME | ask NAME ADDRESS PORT | probe NAME ADDRESS PORT SECONDS [PERIOD_MS [TIMEOUT_MS]] | fast [TRIALS] | demo | ecmp-up NAME [off] | ecmp-down NAME | ecmp-measure [STREAMS [FLOWS]]" >&2; exit 2 ;;
+    switchover-measure) switchover_measure "${2:-3}" "${3:-10}" ;;
+    *) echo "usage: $0 up NAME | down NAME | ask NAME ADDRESS PORT | probe NAME ADDRESS PORT SECONDS [PERIOD_MS [TIMEOUT_MS]] | fast [TRIALS] | demo | ecmp-up NAME [off] | ecmp-down NAME | ecmp-measure [STREAMS [FLOWS]] | switchover-measure [TRIALS [REPEATS]]" >&2; exit 2 ;;
 esac
