@@ -268,7 +268,13 @@ wait_for "master again" holds_vip
 pid=$(property penha MainPID)
 tls=$(property penha@tls MainPID)
 # A connection through the VIP held open across the upgrade, asking only after it (within the
-# metrics server's 10 s for a request): answered only if the upgrade handed it over.
+# metrics server's 10 s for a request): answered only if the upgrade handed it over. Its server
+# is a penha outside the units (its metrics), which the upgrade leaves alone.
+inside systemd-run --quiet --unit=penha-ci-backend /usr/sbin/penha -f -C /run/penha-ci-backend.sock \
+    -O "metrics 127.0.0.1:9102" 127.0.0.1:9998 127.0.0.1:9
+inside sed -i 's/^server 0 address 127.0.0.1 port 9101$/server 0 address 127.0.0.1 port 9102/' /etc/penha/penha.conf
+wait_for "a backend outside the units" serves 127.0.0.1 9102
+check "penha takes it as its server" inside systemctl reload penha
 inside rm -f /tmp/upgraded /tmp/held.out
 inside bash -c 'exec 3<>/dev/tcp/192.0.2.10/80 || exit 1
     for _ in $(seq 80); do [ -e /tmp/upgraded ] && break; sleep 0.1; done
@@ -283,6 +289,7 @@ check "and they run" [ "$(inside systemctl is-active penha penha@tls | sort -u)"
 check "it handed the connections over (SIGUSR2): one held through it is answered after it" \
     inside grep -q '^penha_connections_total' /tmp/held.out
 wait_for "the old main processes are gone" inside sh -c "! test -e /proc/$pid && ! test -e /proc/$tls"
+inside systemctl stop penha-ci-backend
 wait_for "master again" holds_vip
 check "apt-get remove penha" quietly inside env DEBIAN_FRONTEND=noninteractive apt-get remove -y -q penha
 check "every penha stopped" all_stopped

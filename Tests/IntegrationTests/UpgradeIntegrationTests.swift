@@ -385,6 +385,10 @@ final class SignalledUpgradeIntegrationTests: XCTestCase {
         }
         defer { kill(new, SIGTERM) }
         XCTAssertEqual(penha.waitForExit(timeout: 1), 0, penha.stderr)
+        // Named while the old one lived, the new one was not systemd's child: systemd 252 then
+        // SIGKILLs it at stop without waiting. Its parent gone, it names itself again.
+        XCTAssertEqual(try socket.next(timeout: 3) { $0.hasPrefix("MAINPID=") }, "MAINPID=\(new)",
+                       "once the old penha is gone the new one says MAINPID= itself")
         XCTAssertFalse(socket.all(for: 0.1).contains("STOPPING=1"), "the service is not stopping")
         XCTAssertEqual(try penha.command("pid"), ["\(new)"], "the control socket is the new main process's")
         let cmdline = try String(contentsOfFile: "/proc/\(new)/cmdline", encoding: .utf8)
