@@ -39,6 +39,9 @@ let package = Package(
         .target(name: "CEngine"),
         // prctl and capset for -u with vrrp, which Swift's Glibc module does not reach either.
         .target(name: "CCapabilities"),
+        // fork, fork and exec for the upgrade's successor: nothing but async-signal-safe calls
+        // between fork and exec, which Swift cannot promise.
+        .target(name: "CProcess"),
         // VRRP's pure core: the advert codec and checksum, the state machine, the instance's configuration.
         .target(name: "VRRPCore", path: "Sources/VRRP/Core"),
         // VRRP's effects: sockets, the interface, netlink addresses, ARP / NA, the instance thread,
@@ -101,6 +104,7 @@ let package = Package(
             dependencies: [
                 "Balancer",
                 "CCapabilities",
+                "CProcess",
                 "BalancerCore",
                 "VRRP",
                 "VRRPCore",

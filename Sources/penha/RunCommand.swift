@@ -248,7 +248,6 @@ struct RunCommand: Subcommand {
         } catch {
             throw RuntimeFailure(description: "cannot start: \(SystemErrorText.describe(error))")
         }
-        let parent = getppid()
         let handover: Takeover?
         do {
             handover = try takeover.map { try Takeover(controlPath: $0) }
@@ -286,11 +285,7 @@ struct RunCommand: Subcommand {
         if handover != nil { Successor.signalTookOver() }
         let systemd = SystemdNotifier(logger: logger)
         try? systemd?.ready(service).wait()
-        var updates = systemd?.startUpdates(service, vrrp: vrrp)
-        if let handover, let claim = systemd?.claimMainProcess(after: handover.oldProcess, startedBy: parent,
-                                                               within: configuration.drainSeconds, on: service.eventLoop) {
-            updates?.append(claim)
-        }
+        let updates = systemd?.startUpdates(service, vrrp: vrrp)
         serveSignals(service, systemd: systemd, logger: logger)
         let successor = service.handedOverTo
         if let successor {

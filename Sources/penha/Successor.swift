@@ -1,5 +1,6 @@
 import Balancer
 import BalancerCore
+import CProcess
 import Logging
 import Synchronization
 import VRRP
@@ -36,8 +37,11 @@ enum Successor {
     }
 
     /// Starts it (a bare name is looked up in PATH, as a shell would) and waits at most
-    /// `startSeconds` for it to say it took over; one that does not is stopped and waited for.
+    /// `startSeconds` for it to say it took over; one that does not is stopped. It is started
+    /// as an orphan (`penha_spawn_orphan`): systemd takes a MAINPID= that is not its child as
+    /// alien (before version 254), does not wait for it at stop and SIGKILLs the unit at once.
     static func start(_ executable: String, _ arguments: [String]) throws -> (pid: Int32, tookOver: Bool) {
+        let path = try resolve(executable)
         var ready: [Int32] = [-1, -1]
         guard pipe(&ready) == 0 else {
             throw RuntimeFailure(description: "cannot make a pipe: \(SystemErrorText.describe(errno: errno))")
@@ -45,30 +49,33 @@ enum Successor {
         defer { close(ready[0]) }
         // Only 0-2 and the pipe go to the new process: a running penha's sockets are its own.
         Daemon.closeAllOnExec()
-        var actions = posix_spawn_file_actions_t()
-        posix_spawn_file_actions_init(&actions)
-        defer { posix_spawn_file_actions_destroy(&actions) }
-        posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
-        posix_spawn_file_actions_addopen(&actions, 1, "/dev/null", O_WRONLY, 0)
-        posix_spawn_file_actions_adddup2(&actions, ready[1], readyFD)
-        var attributes = posix_spawnattr_t()
-        posix_spawnattr_init(&attributes)
-        defer { posix_spawnattr_destroy(&attributes) }
-        posix_spawnattr_setflags(&attributes, Daemon.spawnSetSID)
-        var child: pid_t = 0
-        let spawned = Daemon.withCStrings([executable] + arguments) { argv in
-            Daemon.withCStrings(environment(Environment.variables)) { envp in posix_spawnp(&child, executable, &actions, &attributes, argv, envp) }
+        let child = Daemon.withCStrings([executable] + arguments) { argv in
+            Daemon.withCStrings(environment(Environment.variables)) { envp in
+                penha_spawn_orphan(path, argv, envp, ready[1], readyFD)
+            }
         }
+        let spawnError = errno
         close(ready[1])
-        guard spawned == 0 else { throw RuntimeFailure(description: "cannot start \(executable): \(SystemErrorText.describe(errno: spawned))") }
+        guard child > 0 else {
+            throw RuntimeFailure(description: "cannot start \(executable): \(SystemErrorText.describe(errno: spawnError))")
+        }
         var waiting = pollfd(fd: ready[0], events: Int16(POLLIN), revents: 0)
         var verdict: UInt8 = 0
         if poll(&waiting, 1, startSeconds * 1000) == 1, read(ready[0], &verdict, 1) == 1 { return (child, true) }
-        // Failed, or too slow: it must not take over later, unseen.
+        // Failed (an exec that failed closed the pipe), or too slow: it must not take over
+        // later, unseen. Not this process's child: init reaps it.
         kill(child, SIGTERM)
-        var status: Int32 = 0
-        while waitpid(child, &status, 0) < 0 && errno == EINTR {}
         return (child, false)
+    }
+
+    /// `executable` as a path: a bare name looked up in PATH, as a shell would.
+    private static func resolve(_ executable: String) throws -> String {
+        if executable.contains("/") { return executable }
+        let directories = (Environment.dictionary["PATH"] ?? "/usr/sbin:/usr/bin:/sbin:/bin").split(separator: ":")
+        for directory in directories where access("\(directory)/\(executable)", X_OK) == 0 {
+            return "\(directory)/\(executable)"
+        }
+        throw RuntimeFailure(description: "cannot start \(executable): not found in PATH")
     }
 
     /// In the new process, once it has taken over: tells its starter (nothing when it was

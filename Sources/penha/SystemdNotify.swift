@@ -66,28 +66,6 @@ final class SystemdNotifier: Sendable {
 
     func stopping() { send(["STOPPING=1"]) }
 
-    /// After a handover started by SIGUSR2 the old penha (this one's parent) names this process
-    /// in MAINPID= while it is not yet systemd's child; systemd before 254 then calls it alien,
-    /// does not wait for its exit at stop and SIGKILLs the unit at once (no drain, the VIP left
-    /// on the interface). Once the old penha is gone this process is systemd's child: saying
-    /// MAINPID= again makes it an ordinary main process. Looked at every 100 ms until the old
-    /// one's drain could have ended; nil for a successor started elsewhere (`penha upgrade`).
-    /// `startedBy`: this process's parent when it started, read before the handover (after
-    /// it, the old penha may be gone already).
-    func claimMainProcess(after parent: Int32, startedBy: Int32, within drainSeconds: Int, on eventLoop: EventLoop) -> RepeatedTask? {
-        guard startedBy == parent else { return nil }
-        let giveUp = NIODeadline.now() + .seconds(Int64(drainSeconds + ShutdownDeadline.seconds + 5))
-        return eventLoop.scheduleRepeatedTask(initialDelay: .milliseconds(100), delay: .milliseconds(100)) { task in
-            if getppid() != parent {
-                self.send(["MAINPID=\(getpid())"])
-                task.cancel()
-            } else if NIODeadline.now() >= giveUp {
-                self.logger.warning("the old penha (pid \(parent)) has not exited: systemd may not wait for this one at stop")
-                task.cancel()
-            }
-        }
-    }
-
     /// STATUS= every 5 s and at once when a VRRP instance changes state; WATCHDOG=1 at least
     /// at half of systemd's interval, from the balancer's event loop, and only while every
     /// engine and VRRP thread has turned since the last look: a wedged thread or control loop
