@@ -56,7 +56,7 @@ final class ReloadTests: XCTestCase {
         let number = runtime.state.connected(placement, to: target, client: "c", now: at(1))
         let changes = try runtime.converge(to: try self.target("server 1 address 127.0.0.2 port 9001\n"), facts: facts,
                                            resolved: try resolved("127.0.0.1", "127.0.0.2"))
-        XCTAssertEqual(runtime.state.servers.servers.map(\.port), [9000, 9001])
+        XCTAssertEqual(runtime.state.servers.servers.map(\.address.port), [9000, 9001])
         XCTAssertEqual(runtime.state.servers.servers[1].totalConnections, 5, "a kept server keeps its counters")
         XCTAssertEqual(changes, ["server 2 removed: no new clients, its connections finish"])
         // A connection in flight finishes whatever server it was on.

@@ -76,7 +76,7 @@ final class RuntimeTests: XCTestCase {
                         try SocketAddress(ipAddress: "10.0.0.7", port: 8080)])
         XCTAssertEqual(runtime.configuration.servers.map(\.host), ["127.0.0.1", "www", "www"])
         XCTAssertEqual(try run(&runtime, "server 3 address www", resolved: resolved).lines, [])
-        XCTAssertEqual(runtime.state.servers.servers[3].port, 80, "a new server's port defaults to the listen port")
+        XCTAssertEqual(runtime.state.servers.servers[3].address.port, 80, "a new server's port defaults to the listen port")
     }
 
     func testAFailingLineLeavesEverythingAsItWas() throws {
@@ -191,7 +191,7 @@ final class RuntimeTests: XCTestCase {
         XCTAssertEqual(try run(&runtime, "client_acl", "control_acl").lines, ["0", "0"], "pen checks list 0 by default")
         try run(&runtime, "acl 3 deny 127.0.0.1", "client_acl 3", "server 1 acl 3")
         XCTAssertTrue(runtime.state.accept(client: client(1), now: at(1)).isRefused)
-        XCTAssertEqual(runtime.state.servers.servers.map(\.acl), [0, 3])
+        XCTAssertEqual(runtime.state.configuration.servers.map(\.acl), [0, 3])
         try run(&runtime, "no acl 3")
         XCTAssertFalse(runtime.state.accept(client: client(1), now: at(1)).isRefused, "an emptied list permits")
         for line in ["client_acl 10", "control_acl 12"] {

@@ -44,9 +44,9 @@ extension EngineThread {
         guard let target = runtime.state.nextTarget(&placement, now: .now()) else { return nil }
         let noDelay = runtime.state.configuration.tcpNoDelay
         let placement = placement
-        // Read in place: a copy of the Server (its strings, its address) costs retains and releases.
-        guard let (address, host, port, proxyProtocol) = runtime.state.servers.read(target, { server in
-            (server.address, server.host, server.port, server.proxyProtocol)
+        // Read in place: a copy of the server (its strings, its address) costs retains and releases.
+        guard let (address, host, port, proxyProtocol) = runtime.state.withServer(target, { spec, server in
+            (server.address, spec.host, spec.port, spec.proxyProtocol)
         }) else { return nil }
         return Lease(placement: placement, target: target, address: address, source: runtime.state.configuration.sourceAddress(for: address),
                      host: host, port: port, noDelay: noDelay, proxyProtocol: proxyProtocol)
