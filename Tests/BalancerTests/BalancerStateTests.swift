@@ -4,10 +4,6 @@ import XCTest
 @testable import BalancerCore
 
 final class BalancerStateTests: XCTestCase {
-    private func makeState(_ servers: ServerTable, selection: Selection = Selection()) -> BalancerState {
-        BalancerState(servers: servers, clients: ClientTable(capacity: 16), selection: selection)
-    }
-
     private func place(_ state: inout BalancerState, _ key: ClientKey, now: NIODeadline) -> (BalancerState.Placement, Target?) {
         var placement = state.accept(client: key, now: now)
         let target = state.nextTarget(&placement, now: now)
@@ -16,7 +12,7 @@ final class BalancerStateTests: XCTestCase {
     }
 
     func testClientGoesBackToItsServer() {
-        var state = makeState(makeServers(3))
+        var state = makeState(3)
         let (_, first) = place(&state, client(1), now: at(0))
         let (_, other) = place(&state, client(2), now: at(0))
         let (_, again) = place(&state, client(1), now: at(1))
@@ -26,7 +22,7 @@ final class BalancerStateTests: XCTestCase {
     }
 
     func testFailedConnectBlacklistsAndFailsOverToTheNextServer() {
-        var state = makeState(makeServers(3))
+        var state = makeState(3)
         var placement = state.accept(client: client(1), now: at(0))
         XCTAssertEqual(state.nextTarget(&placement, now: at(0)), .server(0))
         state.connectFailed(.server(0), now: at(0))
@@ -40,7 +36,7 @@ final class BalancerStateTests: XCTestCase {
     }
 
     func testEveryServerFailingEndsAtTheEmergencyServerAndThenNothing() {
-        var state = makeState(makeServers(2))
+        var state = makeState(2)
         var placement = state.accept(client: client(1), now: at(0))
         var tried: [Target] = []
         while let target = state.nextTarget(&placement, now: at(0)) {
@@ -51,9 +47,8 @@ final class BalancerStateTests: XCTestCase {
     }
 
     func testEmergencyServerIsNotRememberedForTheClient() {
-        var servers = makeServers(1)
-        servers.blacklist(.server(0), until: at(10))
-        var state = makeState(servers)
+        var state = makeState(1)
+        state.servers.blacklist(.server(0), until: at(10))
         let (_, first) = place(&state, client(1), now: at(0))
         XCTAssertEqual(first, .emergency)
         XCTAssertNil(state.clients.trackedServer(of: client(1), now: at(0), tracking: nil))
@@ -64,7 +59,7 @@ final class BalancerStateTests: XCTestCase {
     /// accept reads the tracked server from the slot connect returns (one lookup): a slot
     /// whose tracking time ran out must give no server, not the one it held.
     func testAClientWhoseTrackingExpiredIsPlacedAfreshNotSentBack() {
-        var state = BalancerState(servers: makeServers(3), clients: ClientTable(capacity: 16))
+        var state = makeState(3)
         state.configuration.trackingSeconds = 10
         XCTAssertEqual(place(&state, client(1), now: at(0)).1, .server(0))
         XCTAssertEqual(place(&state, client(1), now: at(10)).1, .server(0), "tracked up to the tracking time")
@@ -73,7 +68,7 @@ final class BalancerStateTests: XCTestCase {
     }
 
     func testTrackedTooFullServerFailsOverToTheNextOne() {
-        var state = makeState(makeServers(3) { _, server in server.maxConnections = 1; server.hardLimit = 1 })
+        var state = makeState(3) { _, server in server.maxConnections = 1; server.hardLimit = 1 }
         let (_, first) = place(&state, client(1), now: at(0))   // server 0 now at its soft and hard limit
         XCTAssertEqual(first, .server(0))
         let (_, again) = place(&state, client(1), now: at(1))
@@ -81,9 +76,9 @@ final class BalancerStateTests: XCTestCase {
     }
 
     func testReturningClientMayExceedTheSoftLimitUpToTheHardLimit() {
-        var state = makeState(makeServers(2) { index, server in
+        var state = makeState(2) { index, server in
             if index == 0 { server.maxConnections = 1; server.hardLimit = 2 }
-        })
+        }
         let (_, first) = place(&state, client(1), now: at(0))
         XCTAssertEqual(first, .server(0))
         let (_, newcomer) = place(&state, client(2), now: at(0))
@@ -98,7 +93,7 @@ final class BalancerStateTests: XCTestCase {
     func testStubbornDoesNotFailOver() {
         var selection = Selection()
         selection.stubborn = true
-        var state = makeState(makeServers(3), selection: selection)
+        var state = makeState(3, selection: selection)
         var placement = state.accept(client: client(1), now: at(0))
         XCTAssertEqual(state.nextTarget(&placement, now: at(0)), .server(0))
         state.connectFailed(.server(0), now: at(0))
@@ -109,7 +104,7 @@ final class BalancerStateTests: XCTestCase {
         var selection = Selection()
         selection.hash = true
         selection.roundRobin = true
-        var state = makeState(makeServers(3), selection: selection)
+        var state = makeState(3, selection: selection)
         let hashed = Selector.hashIndex(of: client(9), count: 3)
         state.connectFailed(.server(hashed), now: at(0))
         var placement = state.accept(client: client(9), now: at(1))
@@ -117,7 +112,7 @@ final class BalancerStateTests: XCTestCase {
     }
 
     func testCountersFollowTheConnection() {
-        var state = makeState(makeServers(2))
+        var state = makeState(2)
         let (placement, target) = place(&state, client(1), now: at(0))
         XCTAssertEqual(state.servers.servers[0].connections, 1)
         XCTAssertEqual(state.activeConnections, 1)
@@ -141,9 +136,9 @@ final class BalancerStateTests: XCTestCase {
     }
 
     func testAClientRefusedByClientACLGoesOnlyToTheAbuseServer() throws {
-        var servers = makeServers(2)
-        servers.abuse = Server(host: "127.0.0.1", port: 9998, address: try SocketAddress(ipAddress: "127.0.0.1", port: 9998))
-        var state = makeState(servers)
+        var configuration = makeState(2).configuration
+        configuration.abuse = ServerSpec(host: "127.0.0.1", port: 9998)
+        var state = makeState(configuration)
         let (list, deny) = try rule("2 deny 127.0.0.1")
         state.configuration.accessLists.append(deny, to: list)
         state.configuration.clientACL = 2
@@ -161,7 +156,7 @@ final class BalancerStateTests: XCTestCase {
     }
 
     func testWithoutAnAbuseServerARefusedClientIsClosed() throws {
-        var state = makeState(makeServers(2))
+        var state = makeState(2)
         let (list, deny) = try rule("0 deny 127.0.0.1")
         state.configuration.accessLists.append(deny, to: list)
         let (_, target) = place(&state, client(1), now: at(0))
@@ -173,7 +168,7 @@ final class BalancerStateTests: XCTestCase {
     func testAServersACLKeepsRefusedClientsAwayFromIt() throws {
         var selection = Selection()
         selection.roundRobin = true
-        var state = makeState(makeServers(2) { index, server in server.acl = index == 0 ? 1 : 0 }, selection: selection)
+        var state = makeState(2, selection: selection) { index, server in server.acl = index == 0 ? 1 : 0 }
         let (list, deny) = try rule("1 deny 127.0.0.1")
         state.configuration.accessLists.append(deny, to: list)
         var targets: [Target?] = []
@@ -190,7 +185,7 @@ final class BalancerStateTests: XCTestCase {
     func testAStubbornClientWhoseServerRefusesItIsClosed() throws {
         var selection = Selection()
         selection.stubborn = true
-        var state = makeState(makeServers(2) { _, server in server.acl = 1 }, selection: selection)
+        var state = makeState(2, selection: selection) { _, server in server.acl = 1 }
         let (list, deny) = try rule("1 deny 127.0.0.1")
         state.configuration.accessLists.append(deny, to: list)
         var placement = state.accept(client: client(1), now: at(0))

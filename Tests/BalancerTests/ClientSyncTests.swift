@@ -105,10 +105,8 @@ final class ClientSyncCoreTests: XCTestCase {
     // MARK: the journal and the apply rule
 
     private func state(servers: [Int], capacity: Int = 16) -> BalancerState {
-        let table = ServerTable(servers: servers.map { port in
-            Server(host: "192.0.2.5", port: port, address: try! SocketAddress(ipAddress: "192.0.2.5", port: port))
-        }, emergency: nil)
-        var state = BalancerState(servers: table, clients: ClientTable(capacity: capacity))
+        var state = makeState(Configuration(listen: .inet(host: "127.0.0.1", port: 0),
+                                            servers: servers.map { ServerSpec(host: "192.0.2.5", port: $0) }), clients: capacity)
         state.clients.isJournaling = true
         return state
     }
@@ -172,11 +170,11 @@ final class ClientSyncCoreTests: XCTestCase {
         XCTAssertEqual(applied, 6)
         for number in 1...6 {
             let key = client(UInt8(number))
-            let before = master.clients.trackedServer(of: key, now: now, tracking: nil).map { master.servers.servers[$0].port }
-            let after = backup.clients.trackedServer(of: key, now: now, tracking: nil).map { backup.servers.servers[$0].port }
+            let before = master.clients.trackedServer(of: key, now: now, tracking: nil).map { master.configuration.servers[$0].port }
+            let after = backup.clients.trackedServer(of: key, now: now, tracking: nil).map { backup.configuration.servers[$0].port }
             XCTAssertEqual(after, before, "client \(number)")
             guard case .server(let index)? = place(&backup, key, now: at(11)) else { return XCTFail("client \(number) not placed") }
-            XCTAssertEqual(backup.servers.servers[index].port, before, "client \(number) goes back to its server on the backup")
+            XCTAssertEqual(backup.configuration.servers[index].port, before, "client \(number) goes back to its server on the backup")
         }
         XCTAssertEqual(backup.applyRemote([syncEntry(1, server: 9999)], now: now), 0, "a server this node lacks is skipped")
         XCTAssertEqual(backup.takeClientChanges().count, 6, "the backup's own placements are journaled, the applied ones were not")

@@ -37,7 +37,7 @@ final class ConnectionHandoverTests: XCTestCase {
     }
 
     func testTheStateCountsAnAdoptedConnectionOnItsServerAndTheClientGoesBackThere() {
-        var state = BalancerState(servers: makeServers(3), clients: ClientTable(capacity: 16), selection: Selection())
+        var state = makeState(3)
         guard let (placement, number) = state.adopt(client: client(9), target: .server(2), peer: .text("192.0.2.9:4000"),
                                                     connectedAt: at(1), now: at(5)) else { return XCTFail("not adopted") }
         XCTAssertEqual(state.servers.servers[2].connections, 1)
@@ -55,12 +55,12 @@ final class ConnectionHandoverTests: XCTestCase {
     }
 
     func testAnAdoptedMachineRelaysFromWhereTheDirectionsHadGot() {
-        var state = BalancerState(servers: makeServers(2), clients: ClientTable(capacity: 16), selection: Selection())
+        var state = makeState(2)
         guard let (placement, number) = state.adopt(client: client(1), target: .server(1), peer: .text("c"), connectedAt: at(0),
                                                     now: at(0)),
-              let lease = state.servers.read(.server(1), { server in
-                  Lease(placement: placement, target: .server(1), address: server.address, source: nil, host: server.host,
-                        port: server.port, noDelay: false, proxyProtocol: server.proxyProtocol)
+              let lease = state.withServer(.server(1), { spec, server in
+                  Lease(placement: placement, target: .server(1), address: server.address, source: nil, host: spec.host,
+                        port: spec.port, noDelay: false, proxyProtocol: spec.proxyProtocol)
               }) else { return XCTFail("not adopted") }
         var machine = Machine(adopted: lease, number: number, timeouts: Machine.Timeouts(connectSeconds: 3, idleSeconds: 10),
                               toServer: HandedOverFlow(sourceEnded: true, shutDown: true), toClient: HandedOverFlow(pending: [1]),
@@ -81,12 +81,12 @@ final class ConnectionHandoverTests: XCTestCase {
     }
 
     func testAnAdoptedConnectionWhoseSourcesBothEndedIsDrainBounded() {
-        var state = BalancerState(servers: makeServers(1), clients: ClientTable(capacity: 16), selection: Selection())
+        var state = makeState(1)
         guard let (placement, number) = state.adopt(client: client(1), target: .server(0), peer: .text("c"), connectedAt: at(0),
                                                     now: at(0)),
-              let lease = state.servers.read(.server(0), { server in
-                  Lease(placement: placement, target: .server(0), address: server.address, source: nil, host: server.host,
-                        port: server.port, noDelay: false, proxyProtocol: server.proxyProtocol)
+              let lease = state.withServer(.server(0), { spec, server in
+                  Lease(placement: placement, target: .server(0), address: server.address, source: nil, host: spec.host,
+                        port: spec.port, noDelay: false, proxyProtocol: spec.proxyProtocol)
               }) else { return XCTFail("not adopted") }
         var machine = Machine(adopted: lease, number: number, timeouts: Machine.Timeouts(connectSeconds: 3, idleSeconds: 0),
                               toServer: HandedOverFlow(pending: [1], sourceEnded: true), toClient: HandedOverFlow(pending: [2], sourceEnded: true),
@@ -96,7 +96,7 @@ final class ConnectionHandoverTests: XCTestCase {
     }
 
     func testTheClientTableAndTheCountersMoveAndAddUp() {
-        var old = BalancerState(servers: makeServers(3), clients: ClientTable(capacity: 16), selection: Selection())
+        var old = makeState(3)
         for (index, key) in [client(1), client(2), client(3), client(1)].enumerated() {
             var placement = old.accept(client: key, now: at(Double(index)))
             guard let target = old.nextTarget(&placement, now: at(Double(index))) else { return XCTFail("no server") }
@@ -104,7 +104,7 @@ final class ConnectionHandoverTests: XCTestCase {
             old.relayed(placement, target: target, toServer: 100, toClient: 1000)
             old.finished(placement, connection: number, target: target)
         }
-        var new = BalancerState(servers: makeServers(3), clients: ClientTable(capacity: 16), selection: Selection())
+        var new = makeState(3)
         // A client the new process has already served since it took the listener.
         var early = new.accept(client: client(2), now: at(10))
         _ = new.nextTarget(&early, now: at(10))

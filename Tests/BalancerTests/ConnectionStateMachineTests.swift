@@ -27,11 +27,10 @@ struct ConnectionDriver {
     /// What `connected` passes for `-l`.
     var logsRequests = false
 
-    init(servers: Int = 2, selection: Selection = Selection(), configure: (Int, inout Server) -> Void = { _, _ in }) {
+    init(servers: Int = 2, selection: Selection = Selection(), configure: (Int, inout ServerSpec) -> Void = { _, _ in }) {
         var selection = selection
         selection.roundRobin = true
-        state = BalancerState(servers: makeServers(servers, configure: configure), clients: ClientTable(capacity: 16),
-                              selection: selection)
+        state = makeState(servers, selection: selection, configure: configure)
     }
 
     var deadline: NIODeadline { .uptimeNanoseconds(now) }
@@ -52,9 +51,9 @@ struct ConnectionDriver {
     mutating func next(_ placement: inout BalancerState.Placement) -> Lease? {
         guard let target = state.nextTarget(&placement, now: deadline) else { return nil }
         let placement = placement
-        return state.servers.read(target) { server in
-            Lease(placement: placement, target: target, address: server.address, source: nil, host: server.host, port: server.port,
-                  noDelay: false, proxyProtocol: server.proxyProtocol)
+        return state.withServer(target) { spec, server in
+            Lease(placement: placement, target: target, address: server.address, source: nil, host: spec.host, port: spec.port,
+                  noDelay: false, proxyProtocol: spec.proxyProtocol)
         }
     }
 

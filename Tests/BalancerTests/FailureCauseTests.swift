@@ -24,7 +24,7 @@ final class FailureCauseTests: XCTestCase {
     }
 
     func testALocalConnectFailureTakesBackTheConnectionAndBlacklistsNothing() {
-        var state = BalancerState(servers: makeServers(2), clients: ClientTable(capacity: 8))
+        var state = makeState(2, clients: 8)
         var placement = state.accept(client: client(1), now: at(0))
         XCTAssertEqual(state.nextTarget(&placement, now: at(0)), .server(0))
         XCTAssertEqual(state.servers.servers[0].connections, 1)

@@ -19,7 +19,7 @@ final class HealthCheckTests: XCTestCase {
     private struct TestError: Error {}
 
     private func state(servers: Int, _ line: String = "healthcheck tcp interval 2s timeout 1s rise 2 fall 3") throws -> BalancerState {
-        var state = BalancerState(servers: makeServers(servers), clients: ClientTable(capacity: 16))
+        var state = makeState(servers)
         state.configuration.healthCheck = try settings(line)
         return state
     }
@@ -123,9 +123,9 @@ final class HealthCheckTests: XCTestCase {
         guard case .server(let tracked) = first else { return XCTFail("\(first)") }
         _ = run(&state, from: 0, to: 2.1) { $0 == tracked ? .failed("connection refused") : .passed("connected") }
         XCTAssertTrue(state.servers.servers[tracked].health.isDown)
-        XCTAssertFalse(state.servers.servers[tracked].isAvailable(now: at(2.1), returning: true))
+        XCTAssertFalse(state.servers.servers[tracked].isAvailable(state.configuration.servers[tracked], now: at(2.1), returning: true))
         XCTAssertEqual(state.availableServerCount(now: at(2.1)), 1, "what VRRP's track_servers counts")
-        XCTAssertEqual(state.servers.servers[tracked].state(now: at(2.1)), .down)
+        XCTAssertEqual(state.servers.servers[tracked].state(state.configuration.servers[tracked], now: at(2.1)), .down)
         var again = state.accept(client: client(1), now: at(2.2))
         XCTAssertEqual(again.tracked, tracked)
         XCTAssertEqual(state.nextTarget(&again, now: at(2.2)), .server(1 - tracked), "the tracked client moves")
@@ -140,11 +140,11 @@ final class HealthCheckTests: XCTestCase {
         XCTAssertTrue(state.servers.servers[0].health.isDown)
         state.connectFailed(.server(0), now: at(2.1))
         state.connectFailed(.server(1), now: at(2.1))
-        XCTAssertEqual(state.servers.servers[0].state(now: at(2.2)), .down)
+        XCTAssertEqual(state.servers.servers[0].state(state.configuration.servers[0], now: at(2.2)), .down)
         failing = false
         _ = run(&state, from: 2.2, to: 4.3) { _ in .passed("connected") }
-        XCTAssertEqual(state.servers.servers[0].state(now: at(4.3)), .up, "up by its checks: the blacklist is lifted")
-        XCTAssertEqual(state.servers.servers[1].state(now: at(4.3)), .blacklisted, "never down: its blacklist stands")
+        XCTAssertEqual(state.servers.servers[0].state(state.configuration.servers[0], now: at(4.3)), .up, "up by its checks: the blacklist is lifted")
+        XCTAssertEqual(state.servers.servers[1].state(state.configuration.servers[1], now: at(4.3)), .blacklisted, "never down: its blacklist stands")
         XCTAssertEqual(state.availableServerCount(now: at(4.3)), 1)
     }
 
@@ -176,9 +176,8 @@ final class HealthCheckTests: XCTestCase {
     }
 
     func testAResultForAnOldAddressOrOldSettingsIsDropped() throws {
-        var runtime = Runtime(configuration: Configuration(listen: .inet(host: "127.0.0.1", port: 80),
-                                                           servers: [ServerSpec(host: "127.0.0.1", port: 9000)]),
-                              state: BalancerState(servers: makeServers(1), clients: ClientTable(capacity: 16)))
+        let configuration = Configuration(listen: .inet(host: "127.0.0.1", port: 80), servers: [ServerSpec(host: "127.0.0.1", port: 9000)])
+        var runtime = Runtime(configuration: configuration, state: makeState(configuration))
         let facts = Runtime.Facts(now: at(0), started: at(0), vrrp: [], listen: "127.0.0.1:80", control: nil,
                                   pid: 1, exitEnabled: false, configFile: nil)
         _ = try runtime.execute([ConfigLine(.parse("healthcheck tcp rise 1 fall 1"))], facts: facts, resolved: [:])
@@ -236,13 +235,13 @@ final class HealthCheckTests: XCTestCase {
                                   pid: 1, exitEnabled: false, configFile: nil)
         _ = try runtime.execute([ConfigLine(.parse("no healthcheck"))], facts: facts, resolved: [:])
         XCTAssertEqual(runtime.state.servers.servers[0].health, ServerHealth())
-        XCTAssertTrue(runtime.state.servers.servers[0].isAvailable(now: at(3)))
+        XCTAssertTrue(runtime.state.servers.servers[0].isAvailable(runtime.configuration.servers[0], now: at(3)))
         XCTAssertNil(runtime.state.nextCheckDue(now: at(3)))
     }
 
     func testAServerLeftOutIsNeverCheckedNorDownAndAnInconclusiveCheckMovesNothing() throws {
         var state = try state(servers: 2, "healthcheck tcp rise 1 fall 1")
-        state.servers.servers[0].healthCheckEnabled = false
+        state.configuration.servers[0].healthCheck = false
         let starts = run(&state, from: 0, to: 10) { _ in .inconclusive("too many open files") }
         XCTAssertNil(starts[0])
         XCTAssertGreaterThan(starts[1]?.count ?? 0, 3)

@@ -18,8 +18,8 @@ final class PenhaErrorTests: XCTestCase {
         XCTAssertEqual(thrown { _ = try Command.parse("timeout 0") }?.kind, .configuration)
         XCTAssertEqual(thrown { _ = try FileAccess.read("/nonexistent/penha-test", maxBytes: 16) }?.kind, .io)
         XCTAssertEqual(thrown { try FileAccess.replace("/nonexistent/penha-test", with: "x") }?.kind, .io)
-        var runtime = Runtime(configuration: Configuration(listen: .inet(host: "127.0.0.1", port: 80), servers: []),
-                              state: BalancerState(servers: ServerTable(servers: []), clients: ClientTable(capacity: 1)))
+        let configuration = Configuration(listen: .inet(host: "127.0.0.1", port: 80), servers: [])
+        var runtime = Runtime(configuration: configuration, state: makeState(configuration, clients: 1))
         let facts = Runtime.Facts(now: at(0), started: at(0), vrrp: [], listen: "127.0.0.1:80", control: nil, pid: 1,
                                   exitEnabled: false, configFile: nil)
         XCTAssertEqual(thrown { _ = try runtime.execute([ConfigLine(.close(7), origin: "f:1")], facts: facts, resolved: [:]) },

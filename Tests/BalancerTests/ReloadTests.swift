@@ -56,12 +56,34 @@ final class ReloadTests: XCTestCase {
         let number = runtime.state.connected(placement, to: target, client: "c", now: at(1))
         let changes = try runtime.converge(to: try self.target("server 1 address 127.0.0.2 port 9001\n"), facts: facts,
                                            resolved: try resolved("127.0.0.1", "127.0.0.2"))
-        XCTAssertEqual(runtime.state.servers.servers.map(\.port), [9000, 9001])
+        XCTAssertEqual(runtime.state.servers.servers.map(\.address.port), [9000, 9001])
         XCTAssertEqual(runtime.state.servers.servers[1].totalConnections, 5, "a kept server keeps its counters")
         XCTAssertEqual(changes, ["server 2 removed: no new clients, its connections finish"])
         // A connection in flight finishes whatever server it was on.
         runtime.state.finished(placement, connection: number, target: target)
         XCTAssertEqual(runtime.state.activeConnections, 0)
+    }
+
+    /// A reload that changes a kept server's settings changes its configuration, their one
+    /// home; of what running adds, only what follows from them moves: the address takes a new
+    /// port, and the checks start again for a new address. Counters and standing stay.
+    func testAReloadThatChangesAServersSettingsKeepsItsCounters() throws {
+        var runtime = try started(with: "server 1 address 127.0.0.2 port 9001\n")
+        for index in 0...1 {
+            runtime.state.servers.servers[index].totalConnections = UInt64(5 + index)
+            runtime.state.servers.servers[index].sent = UInt64(7 + index)
+            _ = runtime.state.servers.servers[index].health.record(.failed("refused"), rise: 1, fall: 1, now: at(5))
+        }
+        _ = try runtime.converge(to: try target("server 0 max 9 weight 2\nserver 1 address 127.0.0.2 port 9005 prio 4\n"),
+                                 facts: facts, resolved: [:])
+        XCTAssertEqual(runtime.state.servers.servers.map(\.totalConnections), [5, 6])
+        XCTAssertEqual(runtime.state.servers.servers.map(\.address),
+                       [try SocketAddress(ipAddress: "127.0.0.1", port: 9000), try SocketAddress(ipAddress: "127.0.0.2", port: 9005)])
+        XCTAssertEqual(runtime.state.servers.servers.map(\.health.isDown), [true, false], "checks start again for a new address only")
+        XCTAssertEqual(try runtime.answer(.servers, facts: facts), [
+            "0 addr 127.0.0.1 port 9000 conn 0 max 9 hard 0 weight 2 prio 0 sx 7 rx 0",
+            "1 addr 127.0.0.2 port 9005 conn 0 max 0 hard 0 weight 1 prio 4 sx 8 rx 0",
+        ])
     }
 
     /// A server a reload removed and a later reload added again at its number is another

@@ -14,8 +14,7 @@ final class ReplyTests: XCTestCase {
 
     func testACommandThatCannotRunIsACommandErrorNotAConfigurationError() throws {
         let configuration = Configuration(listen: .inet(host: "127.0.0.1", port: 80), servers: [])
-        var runtime = Runtime(configuration: configuration,
-                              state: BalancerState(servers: ServerTable(servers: []), clients: ClientTable(capacity: 1)))
+        var runtime = Runtime(configuration: configuration, state: makeState(configuration, clients: 1))
         let facts = Runtime.Facts(now: at(0), started: at(0), vrrp: [], listen: "127.0.0.1:80", control: nil, pid: 1,
                                   exitEnabled: false, configFile: nil)
         for line in ["close 7", "exit", "write"] {

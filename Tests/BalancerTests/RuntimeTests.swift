@@ -67,6 +67,26 @@ final class RuntimeTests: XCTestCase {
                                                                       hardLimit: 4, weight: 2, priority: 1))
     }
 
+    /// A server's settings have one home, the configuration: `server 1 weight 3` is what the
+    /// placement and `servers` read, and so is a later change of the configuration made any
+    /// other way; there is no running copy to carry it over or to fall out of step (issue 22).
+    func testAServersSettingsHaveOneHomeThatPlacementAndServersRead() throws {
+        var runtime = try makeRuntime()
+        try run(&runtime, "weight", "server 1 weight 3")
+        var clients = (1...8).map { client(UInt8($0)) }.makeIterator()
+        func place(_ count: Int) -> [Target?] {
+            (0..<count).map { _ in
+                var placement = runtime.state.accept(client: clients.next() ?? .local, now: at(1))
+                return runtime.state.nextTarget(&placement, now: at(1))
+            }
+        }
+        XCTAssertEqual(place(4), [.server(0), .server(1), .server(1), .server(1)], "3:1 by weight")
+        XCTAssertEqual(try run(&runtime, "servers").lines[1], "1 addr 127.0.0.1 port 9001 conn 3 max 0 hard 0 weight 3 prio 0 sx 0 rx 0")
+        runtime.configuration.servers[1].weight = 0
+        XCTAssertEqual(place(2), [.server(0), .server(0)], "weight 0: never chosen by weight")
+        XCTAssertEqual(try run(&runtime, "servers").lines[1], "1 addr 127.0.0.1 port 9001 conn 3 max 0 hard 0 weight 0 prio 0 sx 0 rx 0")
+    }
+
     func testAnAddressChangeUsesTheResolvedAddressAndANewServerIsAdded() throws {
         var runtime = try makeRuntime()
         let resolved = ["www": try SocketAddress(ipAddress: "10.0.0.7", port: 0)]
@@ -76,7 +96,7 @@ final class RuntimeTests: XCTestCase {
                         try SocketAddress(ipAddress: "10.0.0.7", port: 8080)])
         XCTAssertEqual(runtime.configuration.servers.map(\.host), ["127.0.0.1", "www", "www"])
         XCTAssertEqual(try run(&runtime, "server 3 address www", resolved: resolved).lines, [])
-        XCTAssertEqual(runtime.state.servers.servers[3].port, 80, "a new server's port defaults to the listen port")
+        XCTAssertEqual(runtime.state.servers.servers[3].address.port, 80, "a new server's port defaults to the listen port")
     }
 
     func testAFailingLineLeavesEverythingAsItWas() throws {
@@ -191,7 +211,7 @@ final class RuntimeTests: XCTestCase {
         XCTAssertEqual(try run(&runtime, "client_acl", "control_acl").lines, ["0", "0"], "pen checks list 0 by default")
         try run(&runtime, "acl 3 deny 127.0.0.1", "client_acl 3", "server 1 acl 3")
         XCTAssertTrue(runtime.state.accept(client: client(1), now: at(1)).isRefused)
-        XCTAssertEqual(runtime.state.servers.servers.map(\.acl), [0, 3])
+        XCTAssertEqual(runtime.state.configuration.servers.map(\.acl), [0, 3])
         try run(&runtime, "no acl 3")
         XCTAssertFalse(runtime.state.accept(client: client(1), now: at(1)).isRefused, "an emptied list permits")
         for line in ["client_acl 10", "control_acl 12"] {

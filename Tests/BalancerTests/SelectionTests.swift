@@ -6,23 +6,24 @@ import XCTest
 final class SelectionTests: XCTestCase {
     func testRoundRobinStartsAfterTheLastChoiceAndSkipsUnavailableServers() {
         var selection = Selection(), selector = Selector()
-        var servers = makeServers(3)
-        let picks = (0..<4).map { _ in selector.initialServer(by: selection, for: client(1), tracked: nil, servers: servers, now: at(0)) }
+        var state = makeState(3)
+        let picks = (0..<4).map { _ in selector.initialServer(by: selection, for: client(1), tracked: nil, in: state, now: at(0)) }
         XCTAssertEqual(picks, [0, 1, 2, 0])
-        servers.blacklist(.server(1), until: at(30))
-        let next = (0..<2).map { _ in selector.initialServer(by: selection, for: client(1), tracked: nil, servers: servers, now: at(1)) }
+        state.servers.blacklist(.server(1), until: at(30))
+        let next = (0..<2).map { _ in selector.initialServer(by: selection, for: client(1), tracked: nil, in: state, now: at(1)) }
         XCTAssertEqual(next, [2, 0], "blacklisted server 1 is skipped")
-        XCTAssertEqual(selector.initialServer(by: selection, for: client(1), tracked: nil, servers: servers, now: at(31)), 1,
+        XCTAssertEqual(selector.initialServer(by: selection, for: client(1), tracked: nil, in: state, now: at(31)), 1,
                        "the blacklist ends after its time")
     }
 
     func testRoundRobinSkipsServersAtTheirSoftLimit() {
         var selection = Selection(), selector = Selector()
-        let servers = makeServers(2) { index, server in
-            if index == 0 { server.maxConnections = 1; server.connections = 1 }
+        var state = makeState(2) { index, server in
+            if index == 0 { server.maxConnections = 1 }
         }
-        XCTAssertEqual(selector.initialServer(by: selection, for: client(1), tracked: nil, servers: servers, now: at(0)), 1)
-        XCTAssertEqual(selector.initialServer(by: selection, for: client(1), tracked: nil, servers: servers, now: at(0)), 1)
+        state.servers.servers[0].connections = 1
+        XCTAssertEqual(selector.initialServer(by: selection, for: client(1), tracked: nil, in: state, now: at(0)), 1)
+        XCTAssertEqual(selector.initialServer(by: selection, for: client(1), tracked: nil, in: state, now: at(0)), 1)
     }
 
     /// `maglev`: two nodes that share nothing send each of 1,000 clients to the same server; a
@@ -32,15 +33,15 @@ final class SelectionTests: XCTestCase {
         nodeA.selection.maglev = true
         nodeB.selection.maglev = true
         nodeB.selection.weight = true  // maglev wins over weight (prio over both)
-        var servers = makeServers(5)
+        var state = makeState(5)
         let clients = (0..<1000).map { ClientKey(ipv4: 0xC633_6400 + UInt32($0)) }
         let place = { (node: inout Node, now: Double) in
-            clients.map { node.selector.initialServer(by: node.selection, for: $0, tracked: nil, servers: servers, now: at(now)) }
+            clients.map { node.selector.initialServer(by: node.selection, for: $0, tracked: nil, in: state, now: at(now)) }
         }
         let before = place(&nodeA, 0)
         XCTAssertEqual(before, place(&nodeB, 0), "nodes that share nothing agree")
         XCTAssertEqual(Set(before.compactMap { $0 }), [0, 1, 2, 3, 4])
-        servers.blacklist(.server(2), until: at(30))
+        state.servers.blacklist(.server(2), until: at(30))
         let during = place(&nodeA, 1)
         XCTAssertFalse(during.contains(2))
         let others = zip(before, during).filter { $0.0 != 2 && $0.0 != $0.1 }.count
@@ -56,13 +57,13 @@ final class SelectionTests: XCTestCase {
     func testMaglevBuildsItsTableAgainWhenAServersAddressChanges() {
         var running = Node()
         running.selection.maglev = true
-        var servers = makeServers(5)
+        var state = makeState(5)
         let clients = (0..<500).map { ClientKey(ipv4: 0xCB00_7100 + UInt32($0)) }
         let place = { (node: inout Node) in
-            clients.map { node.selector.initialServer(by: node.selection, for: $0, tracked: nil, servers: servers, now: at(0)) }
+            clients.map { node.selector.initialServer(by: node.selection, for: $0, tracked: nil, in: state, now: at(0)) }
         }
         let before = place(&running)
-        servers.servers[3].host = "127.0.0.9"
+        state.configuration.servers[3].host = "127.0.0.9"
         var fresh = Node()
         fresh.selection.maglev = true
         let after = place(&fresh)
@@ -72,35 +73,35 @@ final class SelectionTests: XCTestCase {
 
     func testNothingAvailableGivesNoServer() {
         var selection = Selection(), selector = Selector()
-        var servers = makeServers(2)
-        servers.blacklist(.server(0), until: at(30))
-        servers.blacklist(.server(1), until: at(30))
-        XCTAssertNil(selector.initialServer(by: selection, for: client(1), tracked: nil, servers: servers, now: at(0)))
+        var state = makeState(2)
+        state.servers.blacklist(.server(0), until: at(30))
+        state.servers.blacklist(.server(1), until: at(30))
+        XCTAssertNil(selector.initialServer(by: selection, for: client(1), tracked: nil, in: state, now: at(0)))
         selection.weight = true
-        XCTAssertNil(selector.initialServer(by: selection, for: client(1), tracked: nil, servers: servers, now: at(0)))
+        XCTAssertNil(selector.initialServer(by: selection, for: client(1), tracked: nil, in: state, now: at(0)))
         selection.priority = true
-        XCTAssertNil(selector.initialServer(by: selection, for: client(1), tracked: nil, servers: servers, now: at(0)))
+        XCTAssertNil(selector.initialServer(by: selection, for: client(1), tracked: nil, in: state, now: at(0)))
     }
 
     func testTrackedServerWinsUnlessRoundRobin() {
         var selection = Selection(), selector = Selector()
-        let servers = makeServers(3)
-        XCTAssertEqual(selector.initialServer(by: selection, for: client(1), tracked: 2, servers: servers, now: at(0)), 2)
+        let state = makeState(3)
+        XCTAssertEqual(selector.initialServer(by: selection, for: client(1), tracked: 2, in: state, now: at(0)), 2)
         selection.roundRobin = true
-        XCTAssertEqual(selector.initialServer(by: selection, for: client(1), tracked: 2, servers: servers, now: at(0)), 0)
+        XCTAssertEqual(selector.initialServer(by: selection, for: client(1), tracked: 2, in: state, now: at(0)), 0)
     }
 
     func testWeightPicksLeastConnectionsPerWeight() {
         var selection = Selection(), selector = Selector()
         selection.weight = true
-        var servers = makeServers(3) { index, server in
+        var state = makeState(3) { index, server in
             server.weight = [1, 3, 0][index]
         }
         var counts = [0, 0, 0]
         for _ in 0..<40 {
-            let pick = selector.initialServer(by: selection, for: client(1), tracked: nil, servers: servers, now: at(0))!
+            let pick = selector.initialServer(by: selection, for: client(1), tracked: nil, in: state, now: at(0))!
             counts[pick] += 1
-            servers.servers[pick].connections += 1
+            state.servers.servers[pick].connections += 1
         }
         XCTAssertEqual(counts, [10, 30, 0], "3:1 by weight; weight 0 is never chosen")
     }
@@ -108,14 +109,14 @@ final class SelectionTests: XCTestCase {
     func testPriorityPicksTheLowestAvailableValueFirstInOrderOnTies() {
         var selection = Selection(), selector = Selector()
         selection.priority = true
-        var servers = makeServers(4) { index, server in
+        var state = makeState(4) { index, server in
             server.priority = [5, 1, 1, 0][index]
         }
-        servers.blacklist(.server(3), until: at(10))
-        XCTAssertEqual(selector.initialServer(by: selection, for: client(1), tracked: nil, servers: servers, now: at(0)), 1)
-        XCTAssertEqual(selector.initialServer(by: selection, for: client(1), tracked: nil, servers: servers, now: at(11)), 3)
+        state.servers.blacklist(.server(3), until: at(10))
+        XCTAssertEqual(selector.initialServer(by: selection, for: client(1), tracked: nil, in: state, now: at(0)), 1)
+        XCTAssertEqual(selector.initialServer(by: selection, for: client(1), tracked: nil, in: state, now: at(11)), 3)
         selection.weight = true
-        XCTAssertEqual(selector.initialServer(by: selection, for: client(1), tracked: nil, servers: servers, now: at(11)), 3,
+        XCTAssertEqual(selector.initialServer(by: selection, for: client(1), tracked: nil, in: state, now: at(11)), 3,
                        "prio wins over weight, as in pen")
     }
 
@@ -123,11 +124,11 @@ final class SelectionTests: XCTestCase {
         var selection = Selection(), selector = Selector()
         selection.hash = true
         selection.roundRobin = true
-        let servers = makeServers(4)
+        let state = makeState(4)
         var seen = Set<Int>()
         for number in 1...64 {
-            let first = selector.initialServer(by: selection, for: client(UInt8(number)), tracked: nil, servers: servers, now: at(0))
-            let again = selector.initialServer(by: selection, for: client(UInt8(number)), tracked: nil, servers: servers, now: at(5))
+            let first = selector.initialServer(by: selection, for: client(UInt8(number)), tracked: nil, in: state, now: at(0))
+            let again = selector.initialServer(by: selection, for: client(UInt8(number)), tracked: nil, in: state, now: at(5))
             XCTAssertEqual(first, again)
             seen.insert(first!)
         }

@@ -4,10 +4,6 @@ import XCTest
 @testable import BalancerCore
 
 final class UDPFlowsTests: XCTestCase {
-    private func makeState(_ count: Int, selection: Selection = Selection()) -> BalancerState {
-        BalancerState(servers: makeServers(count), clients: ClientTable(capacity: 16), selection: selection)
-    }
-
     private func address(_ host: String, _ port: Int) -> SocketAddress {
         try! SocketAddress(ipAddress: host, port: port)
     }

@@ -52,7 +52,12 @@ func validPort(_ port: Int, in text: String) throws -> Int {
 /// name, an IPv4 address or a bracketed IPv6 address. The port defaults to the listen port.
 public struct ServerSpec: Equatable, Sendable {
     /// The host as the operator wrote it (name or address), kept for `servers` and `write`.
-    public var host: String
+    public var host: String {
+        didSet { hostHash = MaglevTable.fnv1a(host, seed: 2) }
+    }
+    /// The host's hash, kept with it so that the two cannot differ: `maglev` looks at every
+    /// server's for each new client.
+    public private(set) var hostHash: UInt64
     public var port: Int
     /// Soft limit on simultaneous connections (pen's maxc); 0 means unlimited.
     public var maxConnections = 0
@@ -72,6 +77,7 @@ public struct ServerSpec: Equatable, Sendable {
     public init(host: String, port: Int, maxConnections: Int = 0, hardLimit: Int = 0,
                 weight: Int = 1, priority: Int = 0) {
         self.host = host
+        hostHash = MaglevTable.fnv1a(host, seed: 2)
         self.port = port
         self.maxConnections = maxConnections
         self.hardLimit = hardLimit
@@ -125,10 +131,5 @@ public struct ServerSpec: Equatable, Sendable {
         if numbers.count > 3 { spec.weight = numbers[3] }
         if numbers.count > 4 { spec.priority = numbers[4] }
         return spec
-    }
-
-    /// The server this spec describes, connecting to `address`.
-    public func server(at address: SocketAddress) -> Server {
-        Server(spec: self, address: address)
     }
 }

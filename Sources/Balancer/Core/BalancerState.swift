@@ -10,6 +10,7 @@ public struct BalancerState: Sendable {
     /// selection's flags, `blacklist`, the access lists and `client_acl`, `tracking`,
     /// `clients_max`, `healthcheck`), read where they are used. `Runtime` changes it.
     public var configuration: Configuration
+    /// What running adds to each of the configuration's servers (`Server`), at its index.
     public var servers: ServerTable
     public var clients: ClientTable
     /// Where round-robin is and Maglev's table: what the selection remembers between clients.
@@ -40,18 +41,14 @@ public struct BalancerState: Sendable {
         public var isRefused: Bool { plan.isRefused }
     }
 
-    public init(configuration: Configuration, servers: ServerTable, clients: ClientTable) {
+    /// The state of a balancer started with `configuration`: its servers' running part made
+    /// from their addresses (`address` gives a spec's host resolved, with its port).
+    public init(configuration: Configuration, clients: ClientTable, address: (ServerSpec) throws -> SocketAddress) rethrows {
         self.configuration = configuration
-        self.servers = servers
+        servers = ServerTable(servers: try configuration.servers.map { Server(address: try address($0)) },
+                              emergency: try configuration.emergency.map { Server(address: try address($0)) },
+                              abuse: try configuration.abuse.map { Server(address: try address($0)) })
         self.clients = clients
-    }
-
-    /// A state whose configuration is the default but for `selection`, for code that places
-    /// clients without a configuration of its own (tests).
-    public init(servers: ServerTable, clients: ClientTable, selection: Selection = Selection()) {
-        var configuration = Configuration(listen: .inet(host: "127.0.0.1", port: 0), servers: [])
-        configuration.selection = selection
-        self.init(configuration: configuration, servers: servers, clients: clients)
     }
 
     /// `-b`: how long a server that failed to connect is left out.
@@ -74,8 +71,9 @@ public struct BalancerState: Sendable {
             return Placement(client: client, clientSlot: slot, tracked: nil, plan: .refused)
         }
         let lists = configuration.accessLists
-        let initial = selector.initialServer(by: selection, for: client, tracked: tracked, servers: servers, now: now) {
-            lists.permits(client, list: $0.acl)
+        let initial = selector.initialServer(by: selection, for: client, tracked: tracked, configured: configuration.servers,
+                                             servers: servers.servers, now: now) {
+            lists.permits(client, list: $0)
         }
         let plan = FailoverPlan(initial: initial, serverCount: servers.count, stubborn: selection.stubborn)
         return Placement(client: client, clientSlot: slot, tracked: tracked, plan: plan)
@@ -88,10 +86,7 @@ public struct BalancerState: Sendable {
     public mutating func nextTarget(_ placement: inout Placement, now: NIODeadline) -> Target? {
         while let target = placement.plan.next() {
             let returning = target == placement.tracked.map(Target.server)
-            let takesClient = servers.read(target) { server in
-                server.isAvailable(now: now, returning: returning) && admits(placement.client, acl: server.acl, as: target)
-            }
-            if takesClient == true {
+            if takesClient(target, placement.client, returning: returning, now: now) {
                 servers.modify(target) { server in
                     server.connections += 1
                     placement.incarnation = server.incarnation
@@ -102,23 +97,83 @@ public struct BalancerState: Sendable {
         return nil
     }
 
-    /// pen's try_server checks a regular server's list; the emergency and abuse servers take anyone.
-    private func admits(_ client: ClientKey, acl: Int, as target: Target) -> Bool {
-        guard case .server = target else { return true }
-        return configuration.accessLists.permits(client, list: acl)
+    /// Whether `target` takes the client now: available (a returning client may go over the
+    /// soft limit), and a regular server's `acl` admits the client (pen's try_server; the
+    /// emergency and abuse servers take anyone). A regular server's fields are read in place,
+    /// as this runs for every new client: `withServer` would copy its spec, strings and all.
+    private func takesClient(_ target: Target, _ client: ClientKey, returning: Bool, now: NIODeadline) -> Bool {
+        switch target {
+        case .server(let index):
+            guard configuration.servers.indices.contains(index), servers.servers.indices.contains(index) else { return false }
+            return servers.servers[index].isAvailable(configuration.servers[index], now: now, returning: returning)
+                && configuration.accessLists.permits(client, list: configuration.servers[index].acl)
+        case .emergency, .abuse:
+            return withServer(target) { spec, server in server.isAvailable(spec, now: now, returning: returning) } ?? false
+        }
+    }
+
+    /// Reads the target's configuration and running part; nil for a target not there. An
+    /// element the array's subscript gives is a copy unless the optimiser sees through it.
+    /// Inlinable: the engine calls it from its own module once per connection, where an
+    /// unspecialised generic call costs about 0.4k instructions.
+    @inlinable
+    public func withServer<Result>(_ target: Target, _ body: (borrowing ServerSpec, borrowing Server) -> Result) -> Result? {
+        switch target {
+        case .server(let index) where configuration.servers.indices.contains(index) && servers.servers.indices.contains(index):
+            return body(configuration.servers[index], servers.servers[index])
+        case .server: return nil
+        case .emergency:
+            guard let spec = configuration.emergency, let server = servers.emergency else { return nil }
+            return body(spec, server)
+        case .abuse:
+            guard let spec = configuration.abuse, let server = servers.abuse else { return nil }
+            return body(spec, server)
+        }
+    }
+
+    /// Each regular server's configuration beside its running part, for reports.
+    public var configuredServers: Zip2Sequence<[ServerSpec], [Server]> { zip(configuration.servers, servers.servers) }
+
+    /// Server `index`'s running part after its configuration changed from `before` (nil: a new
+    /// server, appended). Only what running adds follows: the address is looked up again (in
+    /// `resolved`, the hosts resolved off the event loop) when the host changed or `lookUp`
+    /// asks, and takes the port; a changed address applies to new connections only. Checks
+    /// start afresh for a new address, or when they are turned on or off: the old standing
+    /// says nothing about the new. The counters stay.
+    mutating func serverConfigured(_ index: Int, before: ServerSpec?, lookUp: Bool = false,
+                                   resolved: [String: SocketAddress]) throws {
+        guard configuration.servers.indices.contains(index) else { return }
+        let spec = configuration.servers[index]
+        let running = servers.servers.indices.contains(index) ? servers.servers[index].address : nil
+        var address: SocketAddress
+        if let before, let running, !lookUp, spec.host == before.host {
+            address = running
+        } else {
+            guard let found = resolved[spec.host] else { throw ConfigurationError("cannot resolve server host '\(spec.host)'") }
+            address = found
+        }
+        address.port = spec.port
+        guard running != nil else { return servers.append(Server(address: address)) }
+        servers.modify(.server(index)) { server in
+            if address != server.address || spec.healthCheck != before?.healthCheck { server.health = ServerHealth() }
+            server.address = address
+        }
     }
 
     /// Servers a new client could be sent to now: what VRRP's health coupling watches.
     public func availableServerCount(now: NIODeadline) -> Int {
-        servers.servers.filter { $0.isAvailable(now: now) }.count
+        configuredServers.filter { $1.isAvailable($0, now: now) }.count
     }
 
     /// pen blacklists a server whose connect fails, for `-b` seconds. `placement`: the one
     /// `nextTarget` counted against it (nil: a failure no count was taken for).
     public mutating func connectFailed(_ target: Target, of placement: Placement? = nil, now: NIODeadline) {
-        guard isSameServer(target, placement) else { return }
-        releaseConnection(on: target, of: placement)
-        servers.blacklist(target, until: now + blacklistTime)
+        let until = now + blacklistTime
+        servers.modify(target) { server in
+            guard Self.isCounted(server.incarnation, by: placement) else { return }
+            server.connections = max(0, server.connections - 1)
+            server.blacklistedUntil = until
+        }
     }
 
     /// The connect to `target` failed for a reason of this host's (`FailureCause.isLocal`,
@@ -141,7 +196,7 @@ public struct BalancerState: Sendable {
         nextConnectionNumber += 1
         connections.insert(ConnectionRecord(peer: peer, target: target, since: now), number: number)
         servers.modify(target) { server in
-            guard server.incarnation == placement.incarnation else { return }
+            guard Self.isCounted(server.incarnation, by: placement) else { return }
             server.totalConnections += 1
             server.blacklistedUntil = nil
         }
@@ -160,7 +215,7 @@ public struct BalancerState: Sendable {
     /// old process's come with `add(_:)`. nil when the table has no such target.
     public mutating func adopt(client: ClientKey, target: Target, peer: ConnectionPeer, connectedAt: NIODeadline,
                                now: NIODeadline) -> (placement: Placement, number: Int)? {
-        guard servers.read(target, { _ in true }) != nil else { return nil }
+        guard withServer(target, { _, _ in true }) != nil else { return nil }
         let slot = clients.slot(of: client) ?? clients.connect(client, now: now, tracking: configuration.trackingTime)
         var placement = Placement(client: client, clientSlot: slot, tracked: nil, plan: .refused)
         servers.modify(target) { server in
@@ -193,7 +248,7 @@ public struct BalancerState: Sendable {
     /// Bytes relayed while a connection lasts, so counters move during long transfers.
     public mutating func relayed(_ placement: Placement, target: Target, toServer: UInt64, toClient: UInt64) {
         servers.modify(target) { server in
-            guard server.incarnation == placement.incarnation else { return }
+            guard Self.isCounted(server.incarnation, by: placement) else { return }
             server.sent &+= toServer
             server.received &+= toClient
         }
@@ -206,14 +261,16 @@ public struct BalancerState: Sendable {
         activeConnections = max(0, activeConnections - 1)
     }
 
-    /// Whether `target` is still the server `placement` was counted against (no placement: yes).
-    private func isSameServer(_ target: Target, _ placement: Placement?) -> Bool {
-        guard let placement else { return true }
-        return servers.read(target) { $0.incarnation == placement.incarnation } ?? false
+    /// Whether a server of this incarnation is still the one `placement` was counted against
+    /// (no placement: whichever server is there).
+    private static func isCounted(_ incarnation: UInt64, by placement: Placement?) -> Bool {
+        placement.map { $0.incarnation == incarnation } ?? true
     }
 
     private mutating func releaseConnection(on target: Target, of placement: Placement?) {
-        guard isSameServer(target, placement) else { return }
-        servers.modify(target) { $0.connections = max(0, $0.connections - 1) }
+        servers.modify(target) { server in
+            guard Self.isCounted(server.incarnation, by: placement) else { return }
+            server.connections = max(0, server.connections - 1)
+        }
     }
 }

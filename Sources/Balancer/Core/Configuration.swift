@@ -5,6 +5,8 @@ import VRRPCore
 /// host names are resolved.
 public struct Configuration: Equatable, Sendable {
     public var listen: Endpoint
+    /// The servers' settings, their one home; what running adds to each is the state's
+    /// `ServerTable`, at the same index.
     public var servers: [ServerSpec]
     /// `-e`: the server of last resort.
     public var emergency: ServerSpec?

@@ -272,7 +272,7 @@ extension BalancerState {
     public mutating func startDueChecks(now: NIODeadline, random: inout some RandomNumberGenerator) -> [HealthCheckJob] {
         guard let settings = configuration.healthCheck else { return [] }
         var jobs: [HealthCheckJob] = []
-        for index in servers.servers.indices where servers.servers[index].healthCheckEnabled {
+        for (index, spec) in configuration.servers.enumerated() where spec.healthCheck && servers.servers.indices.contains(index) {
             let server = servers.servers[index]
             guard server.health.checkInFlight == nil else { continue }
             guard let due = server.health.nextCheck else {
@@ -283,7 +283,7 @@ extension BalancerState {
             nextCheckTicket += 1
             servers.servers[index].health.checkInFlight = nextCheckTicket
             servers.servers[index].health.nextCheck = now + Self.fraction(settings.interval, 0.9..<1.1, &random)
-            jobs.append(HealthCheckJob(index: index, ticket: nextCheckTicket, host: server.host, address: server.address,
+            jobs.append(HealthCheckJob(index: index, ticket: nextCheckTicket, host: spec.host, address: server.address,
                                        settings: settings))
         }
         return jobs
@@ -310,8 +310,8 @@ extension BalancerState {
     /// nothing is to be checked (no settings, or every check in flight).
     public func nextCheckDue(now: NIODeadline) -> NIODeadline? {
         guard configuration.healthCheck != nil else { return nil }
-        return servers.servers.lazy.filter { $0.healthCheckEnabled && $0.health.checkInFlight == nil }
-            .map { $0.health.nextCheck ?? now }.min()
+        return configuredServers.lazy.filter { $0.healthCheck && $1.health.checkInFlight == nil }
+            .map { $1.health.nextCheck ?? now }.min()
     }
 
     /// `amount` times a random factor from `range`.

@@ -18,6 +18,8 @@ public struct Runtime: Sendable {
         _modify { yield &state.configuration }
     }
 
+    /// `state` is the one `configuration` starts with (`makeState`): its server table has a
+    /// running entry for each of the configuration's servers.
     public init(configuration: Configuration, state: BalancerState) {
         self.state = state
         self.state.configuration = configuration
@@ -127,10 +129,9 @@ public struct Runtime: Sendable {
         changed.configuration = target
         changed.state.fitClientTable()
         changed.state.healthCheckChanged(from: configuration.healthCheck)
-        for (index, spec) in target.servers.enumerated() {
-            let running = state.servers.servers.indices.contains(index) ? state.servers.servers[index].host : nil
-            try changed.adoptServer(ServerChange(index: index, address: spec.host == running ? nil : spec.host),
-                                    now: facts.now, resolved: resolved)
+        for index in target.servers.indices {
+            let before = configuration.servers.indices.contains(index) ? configuration.servers[index] : nil
+            try changed.state.serverConfigured(index, before: before, resolved: resolved)
         }
         let kept = target.servers.count
         let removed = kept..<max(kept, state.servers.count)
@@ -153,12 +154,12 @@ public struct Runtime: Sendable {
     /// pen's formats for `servers` and `mode`; `status` is penha's: one line per fact, words in
     /// name/value pairs, so that `penha status` can read it and a person too.
     func answer(_ query: Command.Query, facts: Facts) throws -> [String] {
-        let servers = state.servers.servers
         switch query {
         case .servers:
-            return servers.enumerated().map { index, server in
-                "\(index) addr \(Self.ip(server)) port \(server.port) conn \(server.connections) max \(server.maxConnections) "
-                    + "hard \(server.hardLimit) weight \(server.weight) prio \(server.priority) sx \(server.sent) rx \(server.received)"
+            return state.configuredServers.enumerated().map { index, pair in
+                let (spec, server) = pair
+                return "\(index) addr \(Self.ip(spec, server)) port \(spec.port) conn \(server.connections) max \(spec.maxConnections) "
+                    + "hard \(spec.hardLimit) weight \(spec.weight) prio \(spec.priority) sx \(server.sent) rx \(server.received)"
             }
         case .mode:
             let selection = configuration.selection
@@ -182,20 +183,22 @@ public struct Runtime: Sendable {
             connections: state.activeConnections, totalConnections: state.totalConnections,
             refusedClients: state.refusedClients,
             tlsHandshakes: facts.tlsHandshakes.map { StatusReport.TLSHandshakes(completed: $0.completed, failed: $0.failed) },
-            servers: state.servers.servers.enumerated().map { index, server in
-                StatusReport.Server(index: index, address: Self.ip(server), port: server.port, state: server.state(now: facts.now),
-                                    blacklistSecondsLeft: server.blacklistSecondsLeft(now: facts.now),
-                                    connections: server.connections, totalConnections: server.totalConnections,
-                                    maxConnections: server.maxConnections, sent: server.sent, received: server.received,
-                                    check: checkState(of: server), checkResult: server.health.lastResult,
-                                    checkSuccesses: server.health.successes, checkFailures: server.health.failures,
-                                    checkChangedSecondsAgo: server.health.lastChange.map { Int(Self.seconds(facts.now - $0)) })
+            servers: state.configuredServers.enumerated().map { index, pair in
+                let (spec, server) = pair
+                return StatusReport.Server(index: index, address: Self.ip(spec, server), port: spec.port,
+                                           state: server.state(spec, now: facts.now),
+                                           blacklistSecondsLeft: server.blacklistSecondsLeft(now: facts.now),
+                                           connections: server.connections, totalConnections: server.totalConnections,
+                                           maxConnections: spec.maxConnections, sent: server.sent, received: server.received,
+                                           check: checkState(of: spec, server), checkResult: server.health.lastResult,
+                                           checkSuccesses: server.health.successes, checkFailures: server.health.failures,
+                                           checkChangedSecondsAgo: server.health.lastChange.map { Int(Self.seconds(facts.now - $0)) })
             },
             vrrp: facts.vrrp, sync: facts.sync, draining: facts.draining, bgp: facts.bgp)
     }
 
-    private func checkState(of server: Server) -> StatusReport.CheckState {
-        guard configuration.healthCheck != nil, server.healthCheckEnabled else { return .disabled }
+    private func checkState(of spec: ServerSpec, _ server: Server) -> StatusReport.CheckState {
+        guard configuration.healthCheck != nil, spec.healthCheck else { return .disabled }
         return server.health.isDown ? .down : .up
     }
 
@@ -204,30 +207,7 @@ public struct Runtime: Sendable {
         return record
     }
 
-    /// Carries a changed (or new) server over to the running table. A changed address or
-    /// port applies to new connections only.
-    mutating func adoptServer(_ change: ServerChange, now: NIODeadline, resolved: [String: SocketAddress]) throws {
-        let spec = configuration.servers[change.index]
-        let existing = state.servers.servers.indices.contains(change.index) ? state.servers.servers[change.index].address : nil
-        var address: SocketAddress
-        if change.address == nil, let existing {
-            address = existing
-        } else {
-            guard let found = resolved[spec.host] else { throw ConfigurationError("cannot resolve server host '\(spec.host)'") }
-            address = found
-        }
-        address.port = spec.port
-        if state.servers.servers.indices.contains(change.index) {
-            state.servers.servers[change.index].adopt(spec, address: address)
-        } else {
-            state.servers.append(spec.server(at: address))
-        }
-        if let seconds = change.blacklistSeconds {
-            state.servers.servers[change.index].blacklistedUntil = seconds > 0 ? now + .seconds(Int64(seconds)) : nil
-        }
-    }
-
-    private static func ip(_ server: Server) -> String { server.address.ipAddress ?? server.host }
+    private static func ip(_ spec: ServerSpec, _ server: Server) -> String { server.address.ipAddress ?? spec.host }
 
     static func name(_ target: Target) -> String {
         switch target {

@@ -33,18 +33,27 @@ public struct Selector: Sendable {
     public init() {}
 
     /// The first server to try for a client, nil when no regular server can be chosen.
+    /// `configured` are the servers' settings and `servers` their running part, index by index.
     /// `tracked` is the server the client used last, if the table remembers one; `admits`
     /// says whether a server's `acl` lets this client in (pen's try_server checks it).
-    public mutating func initialServer(by selection: Selection, for client: ClientKey, tracked: Int?, servers: ServerTable,
-                                       now: NIODeadline, admits: (Server) -> Bool = { _ in true }) -> Int? {
-        guard servers.count > 0 else { return nil }
-        if !selection.roundRobin, let tracked, tracked < servers.count { return tracked }
-        let usable = { (server: Server) in server.isAvailable(now: now) && admits(server) }
-        if selection.priority { return byPriority(servers, usable) }
-        if selection.maglev { return byMaglev(client, servers, now: now) }
-        if selection.weight { return byWeight(servers, usable) }
-        if selection.hash { return Self.hashIndex(of: client, count: servers.count) }
-        return byRoundRobin(servers, usable)
+    public mutating func initialServer(by selection: Selection, for client: ClientKey, tracked: Int?, configured: [ServerSpec],
+                                       servers: [Server], now: NIODeadline, admits: (_ acl: Int) -> Bool = { _ in true }) -> Int? {
+        // One running entry for each configured server (`BalancerState`); the shorter bounds the reads all the same.
+        let count = min(configured.count, servers.count)
+        guard count > 0 else { return nil }
+        if !selection.roundRobin, let tracked, tracked < count { return tracked }
+        if selection.priority { return Self.byPriority(configured, servers, count, now: now, admits: admits) }
+        if selection.maglev { return byMaglev(client, configured, servers, count, now: now) }
+        if selection.weight { return Self.byWeight(configured, servers, count, now: now, admits: admits) }
+        if selection.hash { return Self.hashIndex(of: client, count: count) }
+        return byRoundRobin(configured, servers, count, now: now, admits: admits)
+    }
+
+    /// Whether server `index` takes a new client now: available, and its `acl` admits the
+    /// client. Its fields are read in place: a closure over the tables would copy them.
+    private static func isUsable(_ index: Int, _ configured: [ServerSpec], _ servers: [Server], now: NIODeadline,
+                                 admits: (Int) -> Bool) -> Bool {
+        servers[index].isAvailable(configured[index], now: now) && admits(configured[index].acl)
     }
 
     /// Stable across restarts and equal for IPv4 and IPv4-mapped clients.
@@ -61,30 +70,32 @@ public struct Selector: Sendable {
     /// blacklisted, weight above 0) and is built again only when that set, or a server's name or
     /// weight, changes: a few milliseconds for 65,537 slots, not per connection. A server's
     /// `acl` is the failover plan's to apply, as for a tracked server.
-    private mutating func byMaglev(_ client: ClientKey, _ servers: ServerTable, now: NIODeadline) -> Int? {
+    private mutating func byMaglev(_ client: ClientKey, _ configured: [ServerSpec], _ servers: [Server], _ count: Int,
+                                   now: NIODeadline) -> Int? {
+        // A function, not a closure: one over the tables would copy them, for every client.
+        func isMember(_ index: Int) -> Bool { configured[index].weight > 0 && servers[index].isAvailable(configured[index], now: now) }
         var fingerprint: UInt64 = 0xCBF2_9CE4_8422_2325
-        for (index, server) in servers.servers.enumerated() where server.weight > 0 && server.isAvailable(now: now) {
+        for index in 0..<count where isMember(index) {
             fingerprint = MaglevTable.mix(fingerprint ^ UInt64(index))
-            fingerprint = MaglevTable.mix(fingerprint ^ UInt64(server.weight))
-            fingerprint = MaglevTable.mix(fingerprint ^ UInt64(server.port))
-            fingerprint = MaglevTable.mix(fingerprint ^ server.hostHash)
+            fingerprint = MaglevTable.mix(fingerprint ^ UInt64(configured[index].weight))
+            fingerprint = MaglevTable.mix(fingerprint ^ UInt64(configured[index].port))
+            fingerprint = MaglevTable.mix(fingerprint ^ configured[index].hostHash)
         }
         if maglevTable?.fingerprint != fingerprint {
-            let members = servers.servers.enumerated().compactMap { index, server in
-                server.weight > 0 && server.isAvailable(now: now)
-                    ? MaglevTable.Member(index: index, name: Endpoint.describe(host: server.host, port: server.port), weight: server.weight)
-                    : nil
-            }
-            maglevTable = (fingerprint, MaglevTable(members: members))
+            let table = MaglevTable(members: (0..<count).filter(isMember).map { index in
+                let spec = configured[index]
+                return MaglevTable.Member(index: index, name: Endpoint.describe(host: spec.host, port: spec.port), weight: spec.weight)
+            })
+            maglevTable = (fingerprint, table)
         }
         return maglevTable?.table.server(for: Self.clientHash(client))
     }
 
-    private mutating func byRoundRobin(_ servers: ServerTable, _ usable: (Server) -> Bool) -> Int? {
-        let count = servers.count
+    private mutating func byRoundRobin(_ configured: [ServerSpec], _ servers: [Server], _ count: Int, now: NIODeadline,
+                                       admits: (Int) -> Bool) -> Int? {
         for step in 1...count {
             let index = ((lastRoundRobin + step) % count + count) % count
-            if usable(servers.servers[index]) {
+            if Self.isUsable(index, configured, servers, now: now, admits: admits) {
                 lastRoundRobin = index
                 return index
             }
@@ -92,19 +103,21 @@ public struct Selector: Sendable {
         return nil
     }
 
-    private func byWeight(_ servers: ServerTable, _ usable: (Server) -> Bool) -> Int? {
+    private static func byWeight(_ configured: [ServerSpec], _ servers: [Server], _ count: Int, now: NIODeadline,
+                                 admits: (Int) -> Bool) -> Int? {
         var best: (index: Int, load: Double)?
-        for (index, server) in servers.servers.enumerated() where server.weight > 0 && usable(server) {
-            let load = Double(server.connections) / Double(server.weight)
+        for index in 0..<count where configured[index].weight > 0 && isUsable(index, configured, servers, now: now, admits: admits) {
+            let load = Double(servers[index].connections) / Double(configured[index].weight)
             if best == nil || load < best!.load { best = (index, load) }
         }
         return best?.index
     }
 
-    private func byPriority(_ servers: ServerTable, _ usable: (Server) -> Bool) -> Int? {
+    private static func byPriority(_ configured: [ServerSpec], _ servers: [Server], _ count: Int, now: NIODeadline,
+                                   admits: (Int) -> Bool) -> Int? {
         var best: Int?
-        for (index, server) in servers.servers.enumerated() where usable(server) {
-            if best == nil || server.priority < servers.servers[best!].priority { best = index }
+        for index in 0..<count where isUsable(index, configured, servers, now: now, admits: admits) {
+            if best == nil || configured[index].priority < configured[best!].priority { best = index }
         }
         return best
     }

@@ -1,16 +1,11 @@
 import NIOCore
 
-/// One backend, with pen's limits and the counters kept for the control socket. Its
-/// configured fields are its `spec`, read through it (`server.weight`): one home for each.
-@dynamicMemberLookup
+/// What running adds to one backend: where its host resolved to, its blacklisting, health
+/// and counters. What it is configured with is its `ServerSpec` in `Configuration.servers`
+/// (or `emergency`, `abuse`), the one home of those fields: a decision that needs them is
+/// given the spec (`BalancerState.withServer` gives both, in place).
 public struct Server: Equatable, Sendable {
-    /// What the configuration says of this server.
-    public var spec: ServerSpec {
-        didSet { if spec.host != oldValue.host { hostHash = MaglevTable.fnv1a(spec.host, seed: 2) } }
-    }
-    /// The host's hash, kept with it: `maglev` looks at every server's for each new client.
-    public private(set) var hostHash: UInt64
-    /// The resolved address connections go to.
+    /// The resolved address connections go to: the spec's host, with its port.
     public var address: SocketAddress
     public var blacklistedUntil: NIODeadline?
     /// Its standing in the health checks, and when the next is due.
@@ -27,46 +22,14 @@ public struct Server: Equatable, Sendable {
     public var sent: UInt64 = 0
     public var received: UInt64 = 0
 
-    public init(spec: ServerSpec, address: SocketAddress) {
-        self.spec = spec
-        hostHash = MaglevTable.fnv1a(spec.host, seed: 2)
+    public init(address: SocketAddress) {
         self.address = address
     }
 
-    /// A server by the fields pen's `host:port:maxc:hard:weight:prio` gives.
-    public init(host: String, port: Int, address: SocketAddress, maxConnections: Int = 0,
-                hardLimit: Int = 0, weight: Int = 1, priority: Int = 0) {
-        self.init(spec: ServerSpec(host: host, port: port, maxConnections: maxConnections, hardLimit: hardLimit,
-                                   weight: weight, priority: priority),
-                  address: address)
-    }
-
-    /// Inlinable so that the data path's reads compile to a field access in other modules too.
-    @inlinable
-    public subscript<Value>(dynamicMember field: WritableKeyPath<ServerSpec, Value>) -> Value {
-        get { spec[keyPath: field] }
-        set { spec[keyPath: field] = newValue }
-    }
-
-    /// `server N healthcheck off` turns this off: the server is never checked, never down.
-    public var healthCheckEnabled: Bool {
-        get { spec.healthCheck }
-        set { spec.healthCheck = newValue }
-    }
-
-    /// Takes the configured fields of `spec`, keeping the counters; `address` is where
-    /// `spec.host` resolved to, with `spec.port`. Checks start afresh for a new address, or
-    /// when they are turned on or off for it: the old standing says nothing about the new.
-    public mutating func adopt(_ spec: ServerSpec, address: SocketAddress) {
-        if address != self.address || spec.healthCheck != self.spec.healthCheck { health = ServerHealth() }
-        self.spec = spec
-        self.address = address
-    }
-
-    /// What `penha status` shows: down (by its health checks), blacklisted, full (at its soft
-    /// limit) or up.
-    public func state(now: NIODeadline) -> StatusReport.ServerState {
-        health.isDown ? .down : isBlacklisted(now: now) ? .blacklisted : isFull(returning: false) ? .full : .up
+    /// What `penha status` shows: down (by its health checks), blacklisted, full (at the soft
+    /// limit its `spec` sets) or up.
+    public func state(_ spec: ServerSpec, now: NIODeadline) -> StatusReport.ServerState {
+        health.isDown ? .down : isBlacklisted(now: now) ? .blacklisted : isFull(spec, returning: false) ? .full : .up
     }
 
     /// Whole seconds of blacklist left, rounded up; 0 when not blacklisted.
@@ -81,15 +44,15 @@ public struct Server: Equatable, Sendable {
     }
 
     /// pen's try_server: a server over its soft limit still takes a client that used it
-    /// last (`returning`), up to its hard limit.
-    public func isFull(returning: Bool) -> Bool {
+    /// last (`returning`), up to its hard limit (both its `spec`'s).
+    public func isFull(_ spec: ServerSpec, returning: Bool) -> Bool {
         guard spec.maxConnections > 0, connections >= spec.maxConnections else { return false }
         return !returning || connections >= spec.hardLimit
     }
 
     /// A server its health checks found down takes no new client, returning or not.
-    public func isAvailable(now: NIODeadline, returning: Bool = false) -> Bool {
-        !health.isDown && !isBlacklisted(now: now) && !isFull(returning: returning)
+    public func isAvailable(_ spec: ServerSpec, now: NIODeadline, returning: Bool = false) -> Bool {
+        !health.isDown && !isBlacklisted(now: now) && !isFull(spec, returning: returning)
     }
 }
 
@@ -101,8 +64,9 @@ public enum Target: Hashable, Sendable {
     case abuse
 }
 
-/// The regular servers, in ring order, the emergency server of last resort (`-e`) and the
-/// abuse server (`-B`).
+/// The running part of the regular servers, in ring order (one for each of
+/// `Configuration.servers`, at the same index), of the emergency server of last resort (`-e`)
+/// and of the abuse server (`-B`).
 public struct ServerTable: Sendable {
     public var servers: [Server]
     public var emergency: Server?
@@ -137,25 +101,8 @@ public struct ServerTable: Sendable {
         }
     }
 
-    /// Reads the target's server in place (the subscript returns a copy, strings and all);
-    /// nil for a target not there. Inlinable: the engine calls it from its own module once per
-    /// connection, where an unspecialised generic call costs about 0.4k instructions.
-    @inlinable
-    public func read<Result>(_ target: Target, _ body: (borrowing Server) -> Result) -> Result? {
-        switch target {
-        case .server(let index) where servers.indices.contains(index): return body(servers[index])
-        case .server: return nil
-        case .emergency:
-            guard let emergency else { return nil }
-            return body(emergency)
-        case .abuse:
-            guard let abuse else { return nil }
-            return body(abuse)
-        }
-    }
-
     /// Changes the target's server in place (a get-and-set through the subscript would copy
-    /// it, strings and all, on every read burst); nothing happens for a target not there.
+    /// it, its address and all, on every read burst); nothing happens for a target not there.
     public mutating func modify(_ target: Target, _ change: (inout Server) -> Void) {
         switch target {
         case .server(let index) where servers.indices.contains(index): change(&servers[index])

@@ -48,8 +48,13 @@ extension ServerChange: SettingCommand {
     }
 
     func execute(in runtime: inout Runtime, facts: Runtime.Facts, resolved: [String: SocketAddress]) throws -> Runtime.Outcome {
+        let before = runtime.configuration.servers.indices.contains(index) ? runtime.configuration.servers[index] : nil
         try apply(to: &runtime.configuration)
-        try runtime.adoptServer(self, now: facts.now, resolved: resolved)
+        try runtime.state.serverConfigured(index, before: before, lookUp: address != nil, resolved: resolved)
+        if let blacklistSeconds {
+            let until = blacklistSeconds > 0 ? facts.now + .seconds(Int64(blacklistSeconds)) : nil
+            runtime.state.servers.modify(.server(index)) { $0.blacklistedUntil = until }
+        }
         return Runtime.Outcome()
     }
 

@@ -4,10 +4,11 @@ import NIOCore
 /// remembers, as a page a web server can serve as it is.
 extension Runtime {
     public func webStats(facts: Facts) -> String {
-        let servers = state.servers.servers.enumerated().map { index, server in
-            Self.row(["\(index)", server.host, "\(server.port)", server.state(now: facts.now).rawValue, "\(server.connections)",
-                      "\(server.maxConnections)", "\(server.hardLimit)", "\(server.sent)", "\(server.received)",
-                      "\(server.weight)", "\(server.priority)"])
+        let servers = state.configuredServers.enumerated().map { index, pair in
+            let (spec, server) = pair
+            return Self.row(["\(index)", spec.host, "\(spec.port)", server.state(spec, now: facts.now).rawValue, "\(server.connections)",
+                             "\(spec.maxConnections)", "\(spec.hardLimit)", "\(server.sent)", "\(server.received)",
+                             "\(spec.weight)", "\(spec.priority)"])
         }
         let clients = state.clients.byRecentUse.map { slot, entry in
             Self.row(["\(slot)", entry.key.clientText, "\((facts.now - entry.lastUsed).nanoseconds / 1_000_000_000)",

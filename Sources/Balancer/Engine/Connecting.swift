@@ -49,9 +49,9 @@ extension EngineThread {
     /// of its server; nil when the table has no such target. Under the lock.
     static func lease(_ placement: BalancerState.Placement, _ target: Target, _ runtime: inout Runtime) -> Lease? {
         let noDelay = runtime.state.configuration.tcpNoDelay
-        // Read in place: a copy of the Server (its strings, its address) costs retains and releases.
-        guard let (address, host, port, proxyProtocol) = runtime.state.servers.read(target, { server in
-            (server.address, server.host, server.port, server.proxyProtocol)
+        // Read in place: a copy of the server (its strings, its address) costs retains and releases.
+        guard let (address, host, port, proxyProtocol) = runtime.state.withServer(target, { spec, server in
+            (server.address, spec.host, spec.port, spec.proxyProtocol)
         }) else { return nil }
         return Lease(placement: placement, target: target, address: address, source: runtime.state.configuration.sourceAddress(for: address),
                      host: host, port: port, noDelay: noDelay, proxyProtocol: proxyProtocol)

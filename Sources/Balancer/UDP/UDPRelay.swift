@@ -129,10 +129,10 @@ final class UDPRelay: ChannelInboundHandler {
         let attempt = flow.attempt
         let upstream = Upstream(attempt: attempt, kept: kept)
         sockets[client] = upstream
-        let server = service.shared.withLock { $0.state.servers[flow.target] }
+        let server = service.shared.withLock { $0.state.servers[flow.target]?.address }
         // `source` when it is of the server's family, else any local address of that family.
-        guard let server, let local = service.configuration.sourceAddress(for: server.address)
-                ?? (try? SocketAddress(ipAddress: server.address.protocol == .inet6 ? "::" : "0.0.0.0", port: 0)) else {
+        guard let server, let local = service.configuration.sourceAddress(for: server)
+                ?? (try? SocketAddress(ipAddress: server.protocol == .inet6 ? "::" : "0.0.0.0", port: 0)) else {
             failed(client, attempt: attempt, reason: "no address for the server")
             return
         }
@@ -147,7 +147,7 @@ final class UDPRelay: ChannelInboundHandler {
                 }
             }
             .bind(to: local)
-            .flatMap { channel in channel.connect(to: server.address).map { channel } }
+            .flatMap { channel in channel.connect(to: server).map { channel } }
             .assumeIsolated().whenComplete { result in
                 switch result {
                 case .success(let channel):
@@ -182,13 +182,15 @@ final class UDPRelay: ChannelInboundHandler {
     /// The server is not there: blacklisted, and the flow moves on with what it kept.
     private func failed(_ client: SocketAddress, attempt: Int, reason: String) {
         let now = NIODeadline.now()
-        let server = flows.flows[client].flatMap { target in service.shared.withLock { $0.state.servers[target.target] } }
+        let server = flows.flows[client].flatMap { flow in
+            service.shared.withLock { $0.state.withServer(flow.target) { spec, _ in Endpoint.describe(host: spec.host, port: spec.port) } }
+        }
         switch service.shared.withLock({ flows.failed(client, attempt: attempt, now: now, state: &$0.state) }) {
         case .stale:
             return
         case .moved(let flow):
             service.logger.info("UDP server failed, blacklisting it",
-                                metadata: ["server": "\(server.map { Endpoint.describe(host: $0.host, port: $0.port) } ?? "?")", "error": "\(reason)"])
+                                metadata: ["server": "\(server ?? "?")", "error": "\(reason)"])
             let previous = sockets.removeValue(forKey: client)
             previous?.channel?.close(promise: nil)
             open(flow, kept: previous?.kept ?? [])
