@@ -1320,6 +1320,16 @@ switchover_trial() {
 # The trial running now, for the exit trap.
 switchover_running=""
 
+# Ends process PID and its descendants: a trial's command substitutions (local_steps) are
+# subshells of their own that would go on after it. Each process's children are listed
+# before it ends (an orphan's parent is no longer it) and end after it (so it starts no more).
+end_tree() {
+    local children child
+    children=$(ps -o pid= --ppid "$1" || true)
+    kill "$1" 2>/dev/null || true
+    for child in $children; do end_tree "$child"; done
+}
+
 switchover_measure() {
     local trials=${1:-3} repeats=${2:-10} penha=${PENHA:-} name=penha-sw-$$ trial setup event number=0 failed=0
     local events=(${EVENTS:-sigterm priority restart upgrade}) setups=(${SETUPS:-penha penha-sc keepalived})
@@ -1338,7 +1348,7 @@ switchover_measure() {
     fi
     # The running trial first, so that it starts nothing more; then every lab. (Values, not
     # this function's variables: the trap may run after it has returned.)
-    trap '[ -n "$switchover_running" ] && kill "$switchover_running" 2>/dev/null
+    trap '[ -n "$switchover_running" ] && end_tree "$switchover_running"
           for number in $(seq '"$((trials * ${#events[@]} * ${#setups[@]}))"'); do down '"$name"'-$number; done; rm -rf /tmp/'"$name"'-*' EXIT
     trap 'exit 130' INT
     trap 'exit 143' TERM
