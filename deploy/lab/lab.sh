@@ -1301,7 +1301,17 @@ switchover_trial() {
             [ -n "$exited" ] || exited="old master still running 5 s after the load ended"
         fi
     fi
-    awk -v setup="$setup" -v event="$event" -v extra="$extra" -v exited="$exited" '
+    # What the upgrades moved (node a's log: "[Balancer] handed over to pid N: the listener
+    # and N connections") and whether node b ever took the VIP meanwhile.
+    local moved="" b_master=""
+    if [ "$event" = upgrade ] && [ "$setup" != keepalived ]; then
+        # (The successor repeats the line after "took over from pid N: ".)
+        moved=$({ grep -o '\] handed over to pid [0-9]*: the listener and [0-9]* connections' "/tmp/$name-a.log" || true; } | awk '
+            { count++; low = (count == 1 || $10 < low ? $10 : low); high = ($10 > high ? $10 : high) }
+            END { printf "%d handovers", count; if (count) printf " of %d-%d connections", low, high }')
+        b_master=$(grep -c -- '-> MASTER' "/tmp/$name-b.log" || true)
+    fi
+    awk -v setup="$setup" -v event="$event" -v extra="$extra" -v exited="$exited" -v moved="$moved" -v b_master="$b_master" '
         $1 == "streams" && NF == 5 { streams = sprintf("streams alive %d reset %d other %d bytes %d", $2, $3, $4, $5) }
         $1 == "http" && NF == 6 { http = sprintf("http alive %d reset %d other %d answers %d bytes %d", $2, $3, $4, $5, $6) }
         $1 == "probes" && NF == 4 { probes = sprintf("probes %d failed %d longest gap %d ms", $2, $3, $4) }
@@ -1309,7 +1319,7 @@ switchover_trial() {
         END {
             split(extra, steps, " ")
             if (extra != "") exited = sprintf("%d steps: old process gone within 1 s of the handover %d, longest %s s, still running when the watch ended %d, at the end %d", steps[1], steps[2], steps[3], steps[4], steps[5])
-            if (event == "upgrade" && setup != "keepalived") exited = exited sprintf(", upgrades failed %d", steps[6])
+            if (moved != "") exited = exited sprintf(", upgrades failed %d; %s; node b master %d times", steps[6], moved, b_master)
             printf "%-10s %-8s: %s; %s; %s%s\n", setup, event, streams, http, probes, exited == "" ? "" : "; " exited
             printf "%s", why
         }' "$directory/load" "$directory/steps"
