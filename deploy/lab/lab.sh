@@ -1105,8 +1105,9 @@ now_seconds() {
     date +%s.%3N
 }
 
-# Whether process PID is running: not gone and not a zombie (an upgraded penha's successor
-# is reparented, and whoever adopts it may not reap it at once).
+# Whether process PID is running: not gone and not a zombie. The nodes' processes are
+# reparented (started in command substitutions, or by penha upgrade), and the init that
+# adopts them may reap them seconds later: kill -0 would count that time as the exit's.
 process_running() {
     local state
     state=$(awk '{ sub(/^.*\) /, ""); print $1 }' "/proc/$1/stat" 2>/dev/null) || return 1
@@ -1291,11 +1292,11 @@ switchover_trial() {
     local ended exited=""
     ended=$(now_seconds)
     if [ "$event" = sigterm ]; then
-        if ! kill -0 "$master" 2>/dev/null; then
+        if ! process_running "$master"; then
             exited="old master gone before the load ended"
         else
             for _ in $(seq 100); do
-                kill -0 "$master" 2>/dev/null || { exited=$(awk "BEGIN { printf \"old master exited %.1f s after the load ended\", $(now_seconds) - $ended }"); break; }
+                process_running "$master" || { exited=$(awk "BEGIN { printf \"old master exited %.1f s after the load ended\", $(now_seconds) - $ended }"); break; }
                 sleep 0.05
             done
             [ -n "$exited" ] || exited="old master still running 5 s after the load ended"
