@@ -1110,6 +1110,8 @@ now_seconds() {
 # adopts them may reap them seconds later: kill -0 would count that time as the exit's.
 process_running() {
     local state
+    # (An empty PID would read /proc//stat, the system's.)
+    [[ "$1" =~ ^[0-9]+$ ]] || return 1
     state=$(awk '{ sub(/^.*\) /, ""); print $1 }' "/proc/$1/stat" 2>/dev/null) || return 1
     [ -n "$state" ] && [ "$state" != Z ]
 }
@@ -1151,9 +1153,9 @@ local_steps() {
             upgrade)
                 local log="/tmp/$name-a.log" logged status upgrader
                 logged=$(stat -c %s "$log")
+                handover=$(now_seconds)
                 # Its stderr (and so the new process's log) to the node's log: a pipe to this
                 # shell would be held open by the new process.
-                handover=$(now_seconds)
                 ip netns exec "$name-a" "$1" upgrade -C "/tmp/$name-a.sock" >"/tmp/$name/upgrade" 2>>"$log" &
                 upgrader=$!
                 # Bounded: penha upgrade waits at most 5 s for each step of the handover and
