@@ -52,12 +52,16 @@
 #                      below the backup's (penha: on the control socket; keepalived: the file and
 #                      SIGHUP), and a local step REPEATS times on the master (default 10, at most
 #                      50; penha: SIGTERM, wait for the exit, start again, as systemctl restart;
-#                      HAProxy: haproxy -x SOCKET -sf OLD). Prints per run the connections alive
-#                      at the end, reset and otherwise lost, the bytes checked, the failed probes
-#                      and the longest gap between two probes that connected, and when the old
-#                      process exited; see RESULTS.md. Builds penha with -c release unless
-#                      PENHA=BINARY; HAPROXY_RELOAD=sf reloads without -x; needs keepalived
-#                      and haproxy (Debian's)
+#                      HAProxy: haproxy -x SOCKET -sf OLD), and an upgrade REPEATS times on the
+#                      master (penha upgrade -C SOCKET; HAProxy: -x -sf again). Prints per run
+#                      the connections alive at the end, reset and otherwise lost, the bytes
+#                      checked, the failed probes and the longest gap between two probes that
+#                      connected, when the old process exited and how many upgrades failed
+#                      (with why); see RESULTS.md. Builds penha with -c release unless
+#                      PENHA=BINARY; HAPROXY_RELOAD=sf reloads without -x; EVENTS="upgrade"
+#                      and SETUPS="penha penha-sc" run only those (words of sigterm priority
+#                      restart upgrade, and of penha penha-sc keepalived); needs keepalived and
+#                      haproxy (Debian's)
 #
 # Addresses come from the documentation ranges only and exist only inside the namespaces:
 #   node a 192.0.2.1 2001:db8::1, node b 192.0.2.2 2001:db8::2, client 192.0.2.100 2001:db8::100,
@@ -1101,18 +1105,36 @@ now_seconds() {
     date +%s.%3N
 }
 
+# Whether process PID is running: not gone and not a zombie. The nodes' processes are
+# reparented (started in command substitutions, or by penha upgrade), and the init that
+# adopts them may reap them seconds later: kill -0 would count that time as the exit's.
+process_running() {
+    local state
+    # (An empty PID would read /proc//stat, the system's.)
+    [[ "$1" =~ ^[0-9]+$ ]] || return 1
+    state=$(awk '{ sub(/^.*\) /, ""); print $1 }' "/proc/$1/stat" 2>/dev/null) || return 1
+    [ -n "$state" ] && [ "$state" != Z ]
+}
+
 # The local step REPEATS times on node a of lab NAME, which serves the VIP, under the load:
 # HOW is "restart" (penha's SIGTERM, wait for the exit as systemd does, at most 30 s, start
-# again with START..., wait until it is master again) or "haproxy-sf" (a new HAProxy takes the
-# old one's listeners; -sf; the old one watched for 5 s). `penha upgrade` will be one more
-# case here (and the event "upgrade" in switchover_trial and switchover_measure). Prints
-# "STEPS GONE_IN_1S LONGEST_S LINGERING LEFT": how many old processes were gone within 1 s of
-# the handover (penha: the VIP leaving node a; HAProxy: the new process serving), the longest
-# one that exited while watched took, how many were still running when the watch ended, and
-# how many are still running at the end.
+# again with START..., wait until it is master again), "upgrade" (`penha upgrade -C SOCKET`
+# in the node, as an operator runs it outside systemd: the running penha's arguments plus
+# --takeover, in a new process that takes the listener, the connections and the VRRP state;
+# its exit status is counted, and the old process is watched every 20 ms until it is gone,
+# 5 s at most after penha upgrade returned; then 0.5 s) or "haproxy-sf" (a new HAProxy takes
+# the old one's listeners; -sf; the old one watched for 5 s). Prints "STEPS GONE_IN_1S
+# LONGEST_S LINGERING LEFT FAILED": how many old processes were gone within 1 s of the
+# handover (penha's restart: the VIP leaving node a; HAProxy: the new process serving;
+# penha's upgrade: penha upgrade starting, so an upper bound that includes the new process's
+# start: the handover itself takes tens of milliseconds, less than watching it from here
+# with ss would), the longest one that exited while watched took, how many were still running
+# when the watch ended, how many are still running at the end and how many upgrades exited
+# non-zero (the old process serves on; their reasons, the first three, go to the file
+# REASONS).
 local_steps() {
-    local name=$1 how=$2 repeats=$3 old=$4 step olds=() took=()
-    shift 4
+    local name=$1 how=$2 repeats=$3 old=$4 reasons=$5 step olds=() took=() failed=0
+    shift 5
     for step in $(seq "$repeats"); do
         local handover="" exited=""
         case "$how" in
@@ -1120,7 +1142,7 @@ local_steps() {
                 kill -TERM "$old"
                 for _ in $(seq 600); do
                     [ -z "$handover" ] && ! holds_vip "$name" a && handover=$(now_seconds)
-                    kill -0 "$old" 2>/dev/null || { exited=$(now_seconds); break; }
+                    process_running "$old" || { exited=$(now_seconds); break; }
                     sleep 0.05
                 done
                 olds+=("$old")
@@ -1128,26 +1150,60 @@ local_steps() {
                 for _ in $(seq 200); do holds_vip "$name" a && break; sleep 0.05; done
                 sleep 0.5
                 ;;
+            upgrade)
+                local log="/tmp/$name-a.log" logged status upgrader
+                logged=$(stat -c %s "$log")
+                handover=$(now_seconds)
+                # Its stderr (and so the new process's log) to the node's log: a pipe to this
+                # shell would be held open by the new process.
+                ip netns exec "$name-a" "$1" upgrade -C "/tmp/$name-a.sock" >"/tmp/$name/upgrade" 2>>"$log" &
+                upgrader=$!
+                # Bounded: penha upgrade waits at most 5 s for each step of the handover and
+                # 5 s for the old process to exit.
+                for _ in $(seq 1000); do
+                    process_running "$old" || { exited=$(now_seconds); break; }
+                    kill -0 "$upgrader" 2>/dev/null || break
+                    sleep 0.02
+                done
+                status=0
+                wait "$upgrader" || status=$?
+                if [ "$status" -ne 0 ]; then
+                    failed=$((failed + 1))
+                    [ "$failed" -le 3 ] && echo "upgrade $step failed (exit $status): $(tail -c +"$((logged + 1))" "$log" | tail -n 2 | tr '\n' ' ')" >>"$reasons"
+                    sleep 0.5
+                    continue
+                fi
+                # Exited after penha upgrade returned: watched on, 5 s at most.
+                for _ in $(seq 100); do
+                    [ -n "$exited" ] && break
+                    process_running "$old" || { exited=$(now_seconds); break; }
+                    sleep 0.05
+                done
+                olds+=("$old")
+                old=$(awk '$1 == "upgraded:" { print $NF }' "/tmp/$name/upgrade")
+                sleep 0.5
+                ;;
             haproxy-sf)
                 olds+=("$old")
                 old=$(start_haproxy "$name" a "$old")
                 handover=$(now_seconds)
                 for _ in $(seq 100); do
-                    kill -0 "${olds[-1]}" 2>/dev/null || { exited=$(now_seconds); break; }
+                    process_running "${olds[-1]}" || { exited=$(now_seconds); break; }
                     sleep 0.05
                 done
                 ;;
         esac
-        # Exited before the VIP was seen leaving: at the handover.
+        # Exited before the handover was seen: at the handover.
         took+=("${exited:+$exited-${handover:-$exited}}")
     done
     local left=0
-    for step in "${olds[@]}"; do kill -0 "$step" 2>/dev/null && left=$((left + 1)); done
-    printf '%s\n' "${took[@]}" | awk -v steps="$repeats" -v left="$left" '
-        $0 == "" { lingering++; next }
+    for step in "${olds[@]}"; do process_running "$step" && left=$((left + 1)); done
+    printf '%s\n' "${took[@]}" | awk -v steps="$repeats" -v left="$left" -v failed="$failed" '
+        $0 == "" && NR <= steps - failed { lingering++; next }
+        $0 == "" { next }
         { split($0, times, "-"); took = times[1] - times[2]; took = (took < 0 ? 0 : took)
           gone += (took <= 1); longest = (took > longest ? took : longest) }
-        END { printf "%d %d %.1f %d %d\n", steps, gone, longest, lingering, left }'
+        END { printf "%d %d %.2f %d %d %d\n", steps, gone, longest, lingering, left, failed }'
 }
 
 # One trial in a fresh lab NAME: SETUP (penha: a penha pair as before issue 20; penha-sc: the
@@ -1155,7 +1211,9 @@ local_steps() {
 # it), node a (priority 200) master, node b (100) backup, advert 100 ms; the load of
 # switchover_load_program through the VIP; 3 s in, EVENT (sigterm: on the master; priority:
 # the master's lowered to 50, so that b preempts; restart: the local step REPEATS times on
-# the master, local_steps); the load ends 12 s after the event (4 s after the last step).
+# the master, local_steps; upgrade: `penha upgrade` REPEATS times on the master, HAProxy's
+# -sf as for restart, which is how it runs a new binary); the load ends 12 s after the event
+# (4 s after the last step).
 # Prints one line of figures.
 switchover_trial() {
     local setup=$1 event=$2 name=$3 penha=$4 repeats=$5 directory="/tmp/$3" node
@@ -1211,6 +1269,7 @@ switchover_trial() {
     grep -qs connected "$directory/load" || { echo "$setup $event: the load did not connect: $(head -c 300 "$directory/load")" >&2; return 1; }
     sleep 3
     local extra=""
+    : >"$directory/steps"
     case "$setup-$event" in
         keepalived-sigterm)
             # The master node stops: keepalived resigns, HAProxy finishes its connections (soft stop).
@@ -1221,10 +1280,11 @@ switchover_trial() {
             sed -i 's/priority 200/priority 50/' "/tmp/$name-a/keepalived.conf"
             kill -HUP "$keepalived_a" ;;
         *-priority) "$penha" ctl "/tmp/$name-a.sock" $(penha_vrrp_line 50 100ms "$words_a") >/dev/null ;;
-        keepalived-restart) extra=$(local_steps "$name" haproxy-sf "$repeats" "$master") ;;
-        *-restart) extra=$(local_steps "$name" restart "$repeats" "$master" "${start_a[@]}") ;;
+        keepalived-restart | keepalived-upgrade) extra=$(local_steps "$name" haproxy-sf "$repeats" "$master" "$directory/steps") ;;
+        *-restart) extra=$(local_steps "$name" restart "$repeats" "$master" "$directory/steps" "${start_a[@]}") ;;
+        *-upgrade) extra=$(local_steps "$name" upgrade "$repeats" "$master" "$directory/steps" "$penha") ;;
     esac
-    [ "$event" = restart ] && sleep 4 || sleep 12
+    case "$event" in restart | upgrade) sleep 4 ;; *) sleep 12 ;; esac
     touch "$directory/stop"
     for _ in $(seq 200); do
         kill -0 "$load" 2>/dev/null || break
@@ -1234,17 +1294,27 @@ switchover_trial() {
     local ended exited=""
     ended=$(now_seconds)
     if [ "$event" = sigterm ]; then
-        if ! kill -0 "$master" 2>/dev/null; then
+        if ! process_running "$master"; then
             exited="old master gone before the load ended"
         else
             for _ in $(seq 100); do
-                kill -0 "$master" 2>/dev/null || { exited=$(awk "BEGIN { printf \"old master exited %.1f s after the load ended\", $(now_seconds) - $ended }"); break; }
+                process_running "$master" || { exited=$(awk "BEGIN { printf \"old master exited %.1f s after the load ended\", $(now_seconds) - $ended }"); break; }
                 sleep 0.05
             done
             [ -n "$exited" ] || exited="old master still running 5 s after the load ended"
         fi
     fi
-    awk -v setup="$setup" -v event="$event" -v extra="$extra" -v exited="$exited" '
+    # What the upgrades moved (node a's log: "[Balancer] handed over to pid N: the listener
+    # and N connections") and whether node b ever took the VIP meanwhile.
+    local moved="" b_master=""
+    if [ "$event" = upgrade ] && [ "$setup" != keepalived ]; then
+        # (The successor repeats the line after "took over from pid N: ".)
+        moved=$({ grep -o '\] handed over to pid [0-9]*: the listener and [0-9]* connections' "/tmp/$name-a.log" || true; } | awk '
+            { count++; low = (count == 1 || $10 < low ? $10 : low); high = ($10 > high ? $10 : high) }
+            END { printf "%d handovers", count; if (count) printf " of %d-%d connections", low, high }')
+        b_master=$(grep -c -- '-> MASTER' "/tmp/$name-b.log" || true)
+    fi
+    awk -v setup="$setup" -v event="$event" -v extra="$extra" -v exited="$exited" -v moved="$moved" -v b_master="$b_master" '
         $1 == "streams" && NF == 5 { streams = sprintf("streams alive %d reset %d other %d bytes %d", $2, $3, $4, $5) }
         $1 == "http" && NF == 6 { http = sprintf("http alive %d reset %d other %d answers %d bytes %d", $2, $3, $4, $5, $6) }
         $1 == "probes" && NF == 4 { probes = sprintf("probes %d failed %d longest gap %d ms", $2, $3, $4) }
@@ -1252,9 +1322,10 @@ switchover_trial() {
         END {
             split(extra, steps, " ")
             if (extra != "") exited = sprintf("%d steps: old process gone within 1 s of the handover %d, longest %s s, still running when the watch ended %d, at the end %d", steps[1], steps[2], steps[3], steps[4], steps[5])
+            if (moved != "") exited = exited sprintf(", upgrades failed %d; %s; node b master %d times", steps[6], moved, b_master)
             printf "%-10s %-8s: %s; %s; %s%s\n", setup, event, streams, http, probes, exited == "" ? "" : "; " exited
             printf "%s", why
-        }' "$directory/load"
+        }' "$directory/load" "$directory/steps"
     down "$name"
     rm -rf "$directory" "/tmp/$name-a" "/tmp/$name-b" /tmp/"$name"-?.sock /tmp/"$name"-?.log
 }
@@ -1262,10 +1333,27 @@ switchover_trial() {
 # The trial running now, for the exit trap.
 switchover_running=""
 
+# Ends process PID and its descendants: a trial's command substitutions (local_steps) are
+# subshells of their own that would go on after it. Each process's children are listed
+# before it ends (an orphan's parent is no longer it) and end after it (so it starts no more).
+end_tree() {
+    local children child
+    children=$(ps -o pid= --ppid "$1" || true)
+    kill "$1" 2>/dev/null || true
+    for child in $children; do end_tree "$child"; done
+}
+
 switchover_measure() {
     local trials=${1:-3} repeats=${2:-10} penha=${PENHA:-} name=penha-sw-$$ trial setup event number=0 failed=0
+    local events=(${EVENTS:-sigterm priority restart upgrade}) setups=(${SETUPS:-penha penha-sc keepalived})
     [ "$trials" -ge 1 ] && [ "$trials" -le 10 ] || { echo "switchover-measure: TRIALS must be 1 to 10" >&2; exit 2; }
     [ "$repeats" -ge 1 ] && [ "$repeats" -le 50 ] || { echo "switchover-measure: REPEATS must be 1 to 50" >&2; exit 2; }
+    for event in "${events[@]}"; do
+        [[ " sigterm priority restart upgrade " == *" $event "* ]] || { echo "switchover-measure: no event '$event' (sigterm, priority, restart, upgrade)" >&2; exit 2; }
+    done
+    for setup in "${setups[@]}"; do
+        [[ " penha penha-sc keepalived " == *" $setup "* ]] || { echo "switchover-measure: no setup '$setup' (penha, penha-sc, keepalived)" >&2; exit 2; }
+    done
     if [ -z "$penha" ]; then
         cd "$(dirname "$0")/../.."
         swift build -c release 2>&1 | tail -n 1
@@ -1273,15 +1361,15 @@ switchover_measure() {
     fi
     # The running trial first, so that it starts nothing more; then every lab. (Values, not
     # this function's variables: the trap may run after it has returned.)
-    trap '[ -n "$switchover_running" ] && kill "$switchover_running" 2>/dev/null
-          for number in $(seq '"$((trials * 9))"'); do down '"$name"'-$number; done; rm -rf /tmp/'"$name"'-*' EXIT
+    trap '[ -n "$switchover_running" ] && end_tree "$switchover_running"
+          for number in $(seq '"$((trials * ${#events[@]} * ${#setups[@]}))"'); do down '"$name"'-$number; done; rm -rf /tmp/'"$name"'-*' EXIT
     trap 'exit 130' INT
     trap 'exit 143' TERM
     ulimit -n "$(ulimit -Hn)"
     echo "node a priority 200 (master), node b 100, advert 100 ms; 200 streams, 200 HTTP sessions, a probe every 5 ms (10 ms to connect); $repeats local steps"
     for trial in $(seq "$trials"); do
-        for event in sigterm priority restart; do
-            for setup in penha penha-sc keepalived; do
+        for event in "${events[@]}"; do
+            for setup in "${setups[@]}"; do
                 number=$((number + 1))
                 # One lab per trial, in a subshell: its own veth names (a deleted namespace's
                 # devices go away asynchronously). In the background, so that a signal to this
