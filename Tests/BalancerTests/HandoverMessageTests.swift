@@ -262,15 +262,15 @@ final class HandoverPolicyTests: XCTestCase {
         XCTAssertEqual(HandoverPolicy.refusal(for: udp, draining: false, requester: 5, own: 5), "UDP (-U) flows do not move to another process")
     }
 
-    func testVRRPInstancesMoveUnlessTheyHaveASecondChance() throws {
+    func testVRRPInstancesMoveUnlessASecondChanceWindowIsOpen() throws {
         var vrrp = plain
         vrrp.vrrpInstances = [try VRRPInstanceConfiguration.parse(["interface", "eth0", "vrid", "51", "priority", "200",
-                                                                    "vip", "192.0.2.10/24"])]
-        XCTAssertNil(HandoverPolicy.refusal(for: vrrp, draining: false, requester: 5, own: 5))
-        vrrp.vrrpInstances = [try VRRPInstanceConfiguration.parse(["interface", "eth0", "vrid", "51", "priority", "200",
                                                                     "vip", "192.0.2.10/24", "second_chance", "02:00:00:00:00:02"])]
-        XCTAssertEqual(HandoverPolicy.refusal(for: vrrp, draining: false, requester: 5, own: 5),
-                       "a vrrp instance with second_chance does not move to another process yet; restart instead")
+        XCTAssertNil(HandoverPolicy.refusal(for: vrrp, draining: false, requester: 5, own: 5), "no window open: nothing in the kernel")
+        let open = OpenSecondChanceWindow(interface: "eth0", vrid: 51, secondsLeft: 12)
+        XCTAssertEqual(HandoverPolicy.refusal(for: vrrp, draining: false, openWindows: [open], requester: 5, own: 5),
+                       "the second_chance window of vrrp vrid 51 on eth0 is open (its redirect or its VIPs on lo are in place); "
+                       + "it closes in 12 s: retry then")
     }
 
     func testTheRequestLineNamesAnAbsolutePathThatFitsSunPath() {

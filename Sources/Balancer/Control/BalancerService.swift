@@ -573,6 +573,8 @@ public protocol VRRPControl: Sendable {
     func apply(_ instances: [VRRPInstanceConfiguration]) throws
     /// Cheap (no interface asked): no instance runs, or one is master.
     var holdsVirtualAddresses: Bool { get }
+    /// The instances whose second chance has a window open (none moves meanwhile).
+    var openSecondChanceWindows: [OpenSecondChanceWindow] { get }
     /// Blocking (at most a second): the instances stop as they are for another penha process
     /// to go on with (`penha upgrade`); where each stood.
     func handOff() -> [VRRPResumption]

@@ -53,8 +53,9 @@ final class HandoverGiver: Sendable {
 
     private func give(_ service: BalancerService, engine: Engine?, path: String,
                       requester: (pid: Int32, uid: UInt32)) throws -> (connections: Int, staying: Int) {
+        let openWindows = service.vrrp.withLock { $0 }?.openSecondChanceWindows ?? []
         if let refusal = HandoverPolicy.refusal(for: service.configuration, draining: service.drainReport() != nil,
-                                                requester: requester.uid, own: geteuid()) {
+                                                openWindows: openWindows, requester: requester.uid, own: geteuid()) {
             throw HandoverFailure(refusal)
         }
         guard let engine, let listener = engine.listenerDescriptor else { throw HandoverFailure("no TCP listener to hand over") }
