@@ -29,6 +29,9 @@ final class BGPAnnouncer: Sendable {
         var stopping = false
         /// The drain is over: the second chance's filter goes.
         var drained = false
+        /// Another penha process announces from now on (`penha upgrade`): the routes and the
+        /// filter stay as they are, for it.
+        var handedOff = false
         let secondChance: ECMPSecondChanceTraffic
         /// The last step's outcome, to log a change once.
         var last: (installed: Set<BGPRoute>, reason: BGPDecision.Reason?, error: String?) = ([], nil, nil)
@@ -72,6 +75,16 @@ final class BGPAnnouncer: Sendable {
         return update()
     }
 
+    /// Another penha process took over: no step changes the kernel from now on, so the routes
+    /// stay announced and the filter in place, now the new process's. The future ends once a
+    /// step that was running has ended.
+    func handOff() -> EventLoopFuture<Void> {
+        tick.withLock { $0?.cancel() }
+        return thread.runIfActive(eventLoop: service.eventLoop) { self.work.withLock { $0.handedOff = true } }
+    }
+
+    var isHandedOff: Bool { work.withLock { $0.handedOff } }
+
     /// penha's drain is over: the second chance's filter goes. The future ends once it has.
     func drainEnded() -> EventLoopFuture<Void> {
         work.withLock { $0.drained = true }
@@ -89,6 +102,7 @@ final class BGPAnnouncer: Sendable {
             ($0.configuration.bgp, $0.state.bgpWithdrawnByOperator, $0.state.availableServerCount(now: .now()))
         }
         work.withLock { work in
+            guard !work.handedOff else { return }
             let decision = BGPDecision.decide(stopping: work.stopping, listening: work.listening, withdrawnByOperator: withdrawn,
                                               availableServers: available, minimumServers: settings?.minimumServers ?? 1)
             var failure: String?

@@ -139,6 +139,9 @@ public final class BalancerService: Sendable {
             }
             checker.schedule()
             sync?.start()
+            // A listener taken over accepts already: the routes the old process announced
+            // stay announced, never withdrawn while this one starts.
+            if adopted != nil { self.onLoop.value.listening = true }
             self.adoptBGP()
         }
         return bound.map { address in
@@ -193,7 +196,8 @@ public final class BalancerService: Sendable {
     /// nodes before this one refuses them.
     public func stop() -> EventLoopFuture<Void> {
         eventLoop.flatSubmit { () -> EventLoopFuture<Void> in
-            guard let bgp = self.onLoop.value.bgp else { return self.eventLoop.makeSucceededVoidFuture() }
+            // Handed off: the routes are the new process's, and nothing is withdrawn to wait for.
+            guard let bgp = self.onLoop.value.bgp, !bgp.isHandedOff else { return self.eventLoop.makeSucceededVoidFuture() }
             // The routers take a moment to follow the withdraw: the clients they still send
             // here meanwhile are served, not refused, and drained with the rest.
             return bgp.stop().flatMap {

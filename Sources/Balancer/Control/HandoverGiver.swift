@@ -105,6 +105,8 @@ final class HandoverGiver: Sendable {
             throw error
         }
         engine.closeListener()
+        // The new process announces the routes now; this one must not withdraw them as it exits.
+        try? service.handOffBGP().wait()
         // Last: the new process relays everything, and goes on where the instances stood. Not
         // sent (the new process gone): it would start them afresh, as after a restart.
         let vrrp = service.handOffVRRP()
@@ -169,6 +171,11 @@ extension BalancerService {
     /// The counters the old process handed over, added to this one's.
     public func add(_ counters: HandedOverCounters) {
         shared.withLock { $0.state.add(counters) }
+    }
+
+    /// The BGP announcer stopped as it is (nothing when there is none).
+    func handOffBGP() -> EventLoopFuture<Void> {
+        eventLoop.flatSubmit { self.onLoop.value.bgp?.handOff() ?? self.eventLoop.makeSucceededVoidFuture() }
     }
 
     /// The VRRP instances stopped as they are, for the new process (none when none runs).

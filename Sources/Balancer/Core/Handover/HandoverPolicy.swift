@@ -17,7 +17,6 @@ public enum HandoverPolicy {
             return "the second_chance window of vrrp vrid \(open.vrid) on \(open.interface) is open (its redirect or its VIPs on lo "
                 + "are in place); it closes \(end): retry then"
         }
-        if configuration.bgp != nil { return "bgp sessions do not move to another process yet; restart instead" }
         return nil
     }
 
