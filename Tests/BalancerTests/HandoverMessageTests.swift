@@ -253,9 +253,14 @@ final class HandoverPolicyTests: XCTestCase {
         XCTAssertNil(HandoverPolicy.refusal(for: plain, draining: false, requester: 1000, own: 1000))
     }
 
+    /// `penha upgrade` as root of a penha that gave root up with `-u`.
+    func testRootMayTakeOverFromAnotherUser() {
+        XCTAssertNil(HandoverPolicy.refusal(for: plain, draining: false, requester: 0, own: 65534))
+    }
+
     func testAnotherUserAStoppingPenhaAndWhatDoesNotMoveAreRefused() {
-        XCTAssertEqual(HandoverPolicy.refusal(for: plain, draining: false, requester: 0, own: 1000),
-                       "only penha's own user (uid 1000) may take over, not uid 0")
+        XCTAssertEqual(HandoverPolicy.refusal(for: plain, draining: false, requester: 1001, own: 1000),
+                       "only root or penha's own user (uid 1000) may take over, not uid 1001")
         XCTAssertEqual(HandoverPolicy.refusal(for: plain, draining: true, requester: 5, own: 5), "penha is stopping")
         var udp = plain
         udp.udp = true

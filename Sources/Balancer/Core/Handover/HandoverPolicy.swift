@@ -4,12 +4,14 @@ import VRRPCore
 /// old process answers a refused request with this reason and serves on.
 public enum HandoverPolicy {
     /// nil when the handover may go on. `requester`: the user of the process that asked (the
-    /// control socket's SO_PEERCRED), `own`: this process's effective user. A vrrp instance's
+    /// control socket's SO_PEERCRED), `own`: this process's effective user; root may take over
+    /// too (it could do anything to this process anyway), which `penha upgrade` of a penha
+    /// that dropped root with `-u` needs: only root can take the user's ids again. A vrrp instance's
     /// second chance moves when no window is open (`openWindows` empty): it then has nothing
     /// in the kernel, and the new process resumes it ready for the next transition.
     public static func refusal(for configuration: Configuration, draining: Bool, openWindows: [OpenSecondChanceWindow] = [],
                                requester: UInt32, own: UInt32) -> String? {
-        if requester != own { return "only penha's own user (uid \(own)) may take over, not uid \(requester)" }
+        if requester != own, requester != 0 { return "only root or penha's own user (uid \(own)) may take over, not uid \(requester)" }
         if draining { return "penha is stopping" }
         if configuration.udp { return "UDP (-U) flows do not move to another process" }
         if let open = openWindows.first {
