@@ -98,11 +98,15 @@ final class Takeover {
                 service.restore(clients)
             case .addCounters(let counters):
                 service.add(counters)
+            case .holdBGPWithdrawn:
+                service.holdBGPWithdrawn()
             case .adoptListener, .adopted, .resumeVRRP:
                 break
             }
         }
         try socket.send(.adopted)
+        // Everything the announcer decides from is here now (the operator's hold included).
+        try? service.startAnnouncing().wait()
         let vrrp = resumedVRRP()
         return (Self.answer(control, within: Self.answerTimeout) ?? "handed over \(adopted) connections (the old process did not answer)", vrrp)
     }

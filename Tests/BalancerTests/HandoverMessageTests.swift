@@ -45,7 +45,7 @@ final class HandoverMessageTests: XCTestCase {
 
     func testEveryMessageReadsBackAsItself() throws {
         var random = SplitMix64(seed: 0x4A4D_0020)
-        var messages: [HandoverMessage] = [.listener, .accepting, .done, .adopted, .refused("vrrp instances do not move"),
+        var messages: [HandoverMessage] = [.listener, .accepting, .done, .adopted, .refused("vrrp instances do not move"), .bgpWithdrawn,
                                            .connections([]),
                                            .connections([HandedOverConnection(client: .local, clientPort: 0, target: .server(0), connectedAt: 0,
                                                                               toServer: HandedOverFlow(), toClient: HandedOverFlow(),
@@ -185,8 +185,8 @@ final class HandoverMessageTests: XCTestCase {
         otherVersion[4] = 2
         XCTAssertEqual(refusal(otherVersion), .version(2))
         var unknownKind = frame
-        unknownKind[5] = 10
-        XCTAssertEqual(refusal(unknownKind), .malformed("unknown kind 10"))
+        unknownKind[5] = 11
+        XCTAssertEqual(refusal(unknownKind), .malformed("unknown kind 11"))
         var manyDescriptors = frame
         manyDescriptors[6] = 1
         XCTAssertEqual(refusal(manyDescriptors), .tooLarge("256 descriptors"))
@@ -213,6 +213,7 @@ final class HandoverMessageTests: XCTestCase {
         XCTAssertEqual(try reception.receive(.connections(batch)), .adoptConnections(batch))
         XCTAssertEqual(try reception.receive(.connections(batch)), .adoptConnections(batch))
         XCTAssertEqual(try reception.receive(.counters(counters)), .addCounters(counters))
+        XCTAssertEqual(try reception.receive(.bgpWithdrawn), .holdBGPWithdrawn)
         XCTAssertFalse(reception.isAdopted)
         XCTAssertEqual(try reception.receive(.done), .adopted(connections: 6))
         XCTAssertTrue(reception.isAdopted)
@@ -227,7 +228,8 @@ final class HandoverMessageTests: XCTestCase {
 
     func testTheReceptionRefusesAnythingOutOfOrder() {
         let outOfOrder: [[HandoverMessage]] = [[.connections([])], [.done], [.listener, .listener], [.adopted], [.clients([])],
-                                              [.listener, .accepting], [.refused("no")], [.listener, .refused("no")]]
+                                              [.listener, .accepting], [.refused("no")], [.listener, .refused("no")], [.bgpWithdrawn],
+                                              [.listener, .done, .bgpWithdrawn]]
         for messages in outOfOrder {
             var reception = HandoverReception()
             var refused = false

@@ -192,6 +192,34 @@ final class BGPIntegrationTests: XCTestCase {
         XCTAssertEqual(withdrawn.status, 0, withdrawn.stderr)
         XCTAssertEqual(try route(), "", "the new process's withdraw deletes the route it adopted")
     }
+
+    /// The operator's `bgp withdraw` holds through `penha upgrade`: the route is not added
+    /// back, not even for a moment, until `bgp announce` on the new process.
+    func testAnUpgradeKeepsTheOperatorsWithdraw() throws {
+        let lab = try NetworkLab()
+        let node = lab.namespace("a")
+        try NetworkLab.command(["ip", "-n", node, "addr", "add", "\(Self.vip)/32", "dev", "lo"])
+        let options = ["-O", "bgp table 201 vip \(Self.vip)"]
+        let old = try Penha(options, listen: "\(Self.vip):80", servers: ["127.0.0.1:8081"], namespace: node)
+        let route = { try NetworkLab.command(["ip", "-n", node, "route", "show", "table", "201"]) }
+        XCTAssertTrue(waitFor(timeout: 5) { (try? route())?.contains("\(Self.vip) dev lo proto 200") == true }, old.stderr)
+        XCTAssertEqual(try runPenha(["ctl", old.control, "bgp", "withdraw"]).status, 0)
+        XCTAssertEqual(try route(), "")
+        let routeWatch = try BackgroundCommand(["stdbuf", "-oL", "ip", "-n", node, "monitor", "route"], seconds: 10)
+        usleep(300_000)
+        let new = try Penha(options + ["-C", old.control, "--takeover", old.control], listen: "\(Self.vip):80",
+                            servers: ["127.0.0.1:8081"], namespace: node)
+        defer { new.stop() }
+        XCTAssertEqual(old.waitForExit(timeout: 5), 0, old.stderr)
+        usleep(2_500_000)
+        routeWatch.interrupt()
+        let events = try routeWatch.finish()
+        XCTAssertFalse(events.contains(Self.vip), "the route was never added back: \(events)")
+        XCTAssertEqual(try route(), "", new.stderr)
+        XCTAssertTrue(try new.command("status").contains { $0.contains("reason operator") }, "the hold is the new process's")
+        XCTAssertEqual(try runPenha(["ctl", new.control, "bgp", "announce"]).status, 0)
+        XCTAssertTrue(waitFor(timeout: 5) { (try? route())?.contains("\(Self.vip) dev lo proto 200") == true }, new.stderr)
+    }
 }
 
 /// A program run inside a namespace for the length of a test; its output kept. Sendable:

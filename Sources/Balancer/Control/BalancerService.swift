@@ -139,10 +139,7 @@ public final class BalancerService: Sendable {
             }
             checker.schedule()
             sync?.start()
-            // A listener taken over accepts already: the routes the old process announced
-            // stay announced, never withdrawn while this one starts.
-            if adopted != nil { self.onLoop.value.listening = true }
-            self.adoptBGP()
+            self.adoptBGP(awaitingHandover: adopted != nil)
         }
         return bound.map { address in
             self.onLoop.value.boundListen = configuration.listen.withPort(address?.port).description
@@ -520,14 +517,15 @@ public final class BalancerService: Sendable {
 
     /// Starts the announcer once a configuration has `bgp` (it then stays, to withdraw after
     /// `no bgp`), or has it follow a change at once. On the event loop.
-    private func adoptBGP() {
+    private func adoptBGP(awaitingHandover: Bool = false) {
         let configuration = configuration
         if let announcer = onLoop.value.bgp {
             announcer.update()
             return
         }
         guard configuration.bgp != nil else { return }
-        let announcer = BGPAnnouncer(service: self, settings: configuration.bgp, listening: onLoop.value.listening)
+        let announcer = BGPAnnouncer(service: self, settings: configuration.bgp, listening: onLoop.value.listening,
+                                     awaitingHandover: awaitingHandover)
         onLoop.value.bgp = announcer
         announcer.start()
     }

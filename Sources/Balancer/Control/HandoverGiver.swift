@@ -97,6 +97,7 @@ final class HandoverGiver: Sendable {
         do {
             // The counters last: the connections' bytes are in them once each has been captured.
             try socket.send(.counters(service.shared.withLock { $0.state.handedOverCounters }))
+            if service.shared.withLock({ $0.state.bgpWithdrawnByOperator }) { try socket.send(.bgpWithdrawn) }
             try socket.send(.done)
             try expect(.adopted, from: socket)
         } catch {
@@ -171,6 +172,16 @@ extension BalancerService {
     /// The counters the old process handed over, added to this one's.
     public func add(_ counters: HandedOverCounters) {
         shared.withLock { $0.state.add(counters) }
+    }
+
+    /// The operator's `bgp withdraw` on the old process holds here too.
+    public func holdBGPWithdrawn() {
+        shared.withLock { $0.state.bgpWithdrawnByOperator = true }
+    }
+
+    /// The handover is over: the announcer, which has waited for it, steps from now on.
+    public func startAnnouncing() -> EventLoopFuture<Void> {
+        eventLoop.flatSubmit { self.onLoop.value.bgp?.handoverReceived() ?? self.eventLoop.makeSucceededVoidFuture() }
     }
 
     /// The BGP announcer stopped as it is (nothing when there is none).
