@@ -15,8 +15,8 @@ import Glibc
 /// the control socket, it connects to the socket the new process listens on, checks that the
 /// process there is the one that asked and of penha's own user, sends the listener, stops
 /// accepting once the new process accepts, then sends its client table, every connection that
-/// can move (plain TCP; TLS ones drain here) and its counters, hands its VRRP instances over
-/// and exits once the new process has adopted them. A failure before the connections leave
+/// can move (plain TCP; TLS ones drain here) and its counters, leaves its BGP routes as they
+/// are, hands its VRRP instances over and exits once the new process has adopted them. A failure before the connections leave
 /// changes nothing: this process accepts and relays on.
 final class HandoverGiver: Sendable {
     /// While connections are still being set up (connecting to their server), captures are
