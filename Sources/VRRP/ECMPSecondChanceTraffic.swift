@@ -17,7 +17,9 @@ public final class ECMPSecondChanceTraffic {
     /// What is at tc ingress now.
     private var installed: (filter: TCIngressFilter, program: SecondChanceProgram)?
     private var known: [IPAddress: HardwareAddress] = [:]
-    /// The first update removes what a penha killed before its drain ended left.
+    /// What a penha before this one left at the filter's place (one killed before its drain
+    /// ended, or the one this took over from): the first attach replaces it in place, with no
+    /// moment without a filter; with nothing to attach, the first update removes it.
     private var leftoversRemoved = false
     private var lastError: String?
 
@@ -46,10 +48,6 @@ public final class ECMPSecondChanceTraffic {
         guard let secondChance else { return try remove() }
         let interface = try NetworkInterface(name: secondChance.interface)
         let filter = TCIngressFilter(interfaceIndex: interface.index, priority: Self.filterPriority)
-        if !leftoversRemoved {
-            try filter.detach()
-            leftoversRemoved = true
-        }
         if let installed, installed.filter != filter { try remove() }
         guard let own = HardwareAddress(bytes: try interface.hardwareAddress()) else {
             throw VRRPSystemError("\(interface.name) has no Ethernet address")
@@ -60,10 +58,15 @@ public final class ECMPSecondChanceTraffic {
             known[address] = NeighbourTable.permanentHardwareAddress(of: address, on: interface.name)
         }
         let peers = secondChance.destinations(known: known, own: own)
-        guard !peers.isEmpty else { return try remove() }
+        guard !peers.isEmpty else {
+            if !leftoversRemoved { try filter.detach() }
+            leftoversRemoved = true
+            return try remove()
+        }
         let program = SecondChanceProgram.spread(prefixes: prefixes, peers: peers, own: own, interfaceIndex: interface.index)
         guard installed?.program != program else { return }
         try filter.attach(program)
+        leftoversRemoved = true
         installed = (filter, program)
         peerCount = peers.count
         log("bgp second chance on \(interface.name): strays for \(prefixes.map(\.description).joined(separator: " ")) "

@@ -217,6 +217,15 @@ public final class VRRPInstance: @unchecked Sendable {
         secondChance?.drainEnded()
     }
 
+    /// Its second chance's window, while one is open: the instance then does not move to
+    /// another process (`penha upgrade` is refused until it ends).
+    public var openSecondChanceWindow: OpenSecondChanceWindow? {
+        guard let end = secondChance?.openWindowEnd else { return nil }
+        let now = VRRPInstant.now
+        let secondsLeft = end.map { Int(($0.nanoseconds > now.nanoseconds ? $0.nanoseconds - now.nanoseconds : 0) / 1_000_000_000) + 1 }
+        return OpenSecondChanceWindow(interface: configuration.interface, vrid: configuration.vrid, secondsLeft: secondsLeft)
+    }
+
     /// Loop turns of the instance's thread so far; nil once its stop has begun (the thread
     /// ends, and the watchdog must not take that for a stall).
     public var turns: UInt64? { shared.withLock { $0.stopping ? nil : $0.turns } }
@@ -238,6 +247,7 @@ public final class VRRPInstance: @unchecked Sendable {
         var linkReadAt = VRRPInstant.now
         secondChance?.removeLeftovers()
         if let resumedAt {
+            secondChance?.resumedAsMaster()
             driver.perform(machine.resumeAsMaster(advertisingAt: resumedAt, now: .now), machine: machine)
         } else {
             driver.perform(machine.start(now: .now), machine: machine)

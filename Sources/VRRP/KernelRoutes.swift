@@ -30,17 +30,15 @@ public final class KernelRoutes {
     /// and FRR's import take them, and a delete by it touches no one else's route.
     public static let protocolNumber: UInt8 = 200
 
-    /// Adding a route penha added before succeeds; a route of someone else's for the same
-    /// prefix in the table is an error, and stays as it is.
+    /// Adding a route penha has there already (this process, the one it took over from with
+    /// `penha upgrade`, or one that died) keeps it as it is: never a moment without it. A
+    /// route of someone else's for the same prefix in the table is an error, and stays as it is.
     public func add(_ prefix: VirtualAddress, table: Int) throws {
         let added = try change(prefix, table: table) { rtnl_route_add($0, $1, NLM_F_CREATE | NLM_F_EXCL) }
         guard added == -NLE_EXIST else { return try check(added, "add", prefix, table) }
-        // Already there: penha's own (a delete by its protocol finds it) is added afresh.
-        let removed = try change(prefix, table: table) { rtnl_route_delete($0, $1, 0) }
-        guard removed == 0 else {
+        guard try hasOwnRoute(prefix, table: table) else {
             throw VRRPSystemError("netlink: table \(table) has a route for \(prefix) that penha did not add; it is left alone")
         }
-        try check(try change(prefix, table: table) { rtnl_route_add($0, $1, NLM_F_CREATE | NLM_F_EXCL) }, "add", prefix, table)
     }
 
     /// Deleting a route that is not there, or is not penha's, succeeds and changes nothing.
@@ -53,6 +51,28 @@ public final class KernelRoutes {
         guard result == 0 else {
             throw VRRPSystemError("netlink: \(verb) route \(prefix) table \(table): \(NetlinkRoute.errorText(result))")
         }
+    }
+
+    /// Whether `table` has a route to `prefix` of penha's protocol, as `ip route show table N
+    /// proto 200` would list it. Read only when an add finds the prefix taken (at start): the
+    /// routes of the prefix's family, every table, once.
+    private func hasOwnRoute(_ prefix: VirtualAddress, table: Int) throws -> Bool {
+        var cache: OpaquePointer?
+        let read = rtnl_route_alloc_cache(socket, NetlinkRoute.family(prefix), 0, &cache)
+        guard read == 0, let cache else { throw VRRPSystemError("netlink: reading the routes: \(NetlinkRoute.errorText(read))") }
+        defer { nl_cache_free(cache) }
+        let destination = try NetlinkRoute.address(prefix)
+        defer { nl_addr_put(destination) }
+        // Bounded by the cache, which holds what the kernel listed.
+        var next = nl_cache_get_first(cache)
+        while let route = next {
+            if rtnl_route_get_table(route) == UInt32(truncatingIfNeeded: table), rtnl_route_get_protocol(route) == Self.protocolNumber,
+               let found = rtnl_route_get_dst(route), nl_addr_cmp(found, destination) == 0 {
+                return true
+            }
+            next = nl_cache_get_next(route)
+        }
+        return false
     }
 
     /// The request for penha's route to `prefix` in `table`, given to `operation`; its result.

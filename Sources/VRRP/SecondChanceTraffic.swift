@@ -63,6 +63,10 @@ final class SecondChanceTraffic: @unchecked Sendable {
     }
 
     var nextDeadline: VRRPInstant? { state.withLock { $0.plan.nextDeadline } }
+    /// nil when no window is open; else when it ends (nil: with the process's drain).
+    var openWindowEnd: VRRPInstant?? { state.withLock { $0.plan.isWindowOpen ? .some($0.plan.nextDeadline) : nil } }
+
+    func resumedAsMaster() { state.withLock { $0.plan.resumedAsMaster() } }
 
     func becameMaster(now: VRRPInstant) { state.withLock { perform($0.plan.becameMaster(now: now), peer: $0.peer) } }
     func leftMaster(now: VRRPInstant) { state.withLock { perform($0.plan.leftMaster(now: now), peer: $0.peer) } }

@@ -250,7 +250,7 @@ struct RunCommand: Subcommand {
         }
         let handover: Takeover?
         do {
-            handover = try takeover.map { try Takeover(controlPath: $0) }
+            handover = try takeover.map { try Takeover(controlPath: $0, oldUser: try Takeover.oldProcessUser(runAs: user, chroot: chroot)) }
         } catch {
             throw RuntimeFailure(description: "takeover failed, the old penha serves on: \(error)")
         }

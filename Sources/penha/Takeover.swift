@@ -24,14 +24,15 @@ final class Takeover {
     /// The listening socket the old process sent.
     let listener: Int32
 
-    /// Asks the penha on `controlPath` to hand over and takes its listener.
-    init(controlPath: String) throws {
+    /// Asks the penha on `controlPath` to hand over and takes its listener. `oldUser`: the
+    /// user the old process must run as (`oldProcessUser`).
+    init(controlPath: String, oldUser: uid_t) throws {
         // Beside the control socket, by an absolute path: the old process may work elsewhere.
         let absolute = controlPath.hasPrefix("/") ? controlPath : "\(Self.workingDirectory)/\(controlPath)"
         let directory = absolute[..<(absolute.lastIndex(of: "/") ?? absolute.startIndex)]
         let path = "\(directory)/.penha-handover-\(getpid())"
         unlink(path)
-        let listening = try HandoverSocket.listen(at: path)
+        let listening = try HandoverSocket.listen(at: path, connectableBy: oldUser)
         defer {
             close(listening)
             unlink(path)
@@ -52,7 +53,7 @@ final class Takeover {
             }
             socket = try HandoverSocket.accept(listening)
             let peer = try socket.peer
-            guard peer.uid == geteuid() else { throw HandoverFailure("the process that connected is of uid \(peer.uid), not penha's own") }
+            guard peer.uid == oldUser else { throw HandoverFailure("the process that connected is of uid \(peer.uid), not penha's own (\(oldUser))") }
             oldProcess = peer.pid
             let (message, descriptors) = try socket.receive()
             guard case .adoptListener = try reception.receive(message), let descriptor = descriptors.first else {
@@ -97,11 +98,15 @@ final class Takeover {
                 service.restore(clients)
             case .addCounters(let counters):
                 service.add(counters)
+            case .holdBGPWithdrawn:
+                service.holdBGPWithdrawn()
             case .adoptListener, .adopted, .resumeVRRP:
                 break
             }
         }
         try socket.send(.adopted)
+        // Everything the announcer decides from is here now (the operator's hold included).
+        try? service.startAnnouncing().wait()
         let vrrp = resumedVRRP()
         return (Self.answer(control, within: Self.answerTimeout) ?? "handed over \(adopted) connections (the old process did not answer)", vrrp)
     }
@@ -113,6 +118,20 @@ final class Takeover {
         for descriptor in descriptors { close(descriptor) }
         guard case .resumeVRRP(let instances)? = try? reception.receive(message) else { return [] }
         return instances
+    }
+
+    /// The user the old process runs as: this process's own, or with `-u` that user's. With
+    /// `-u` or `-j` only root can take over: it confines itself once everything has moved,
+    /// which a successor that a confined penha started on SIGUSR2 could not; it says so
+    /// before asking (the control socket, root's, would refuse it only as "permission denied").
+    static func oldProcessUser(runAs user: String?, chroot: String?) throws -> uid_t {
+        guard user != nil || chroot != nil else { return geteuid() }
+        guard geteuid() == 0 else {
+            throw HandoverFailure("a penha with -u or -j is taken over by root only (it gives up root after): run penha upgrade as root")
+        }
+        guard let user else { return 0 }
+        guard let entry = getpwnam(user) else { throw HandoverFailure("-u: no user '\(user)'") }
+        return entry.pointee.pw_uid
     }
 
     private static var workingDirectory: String {

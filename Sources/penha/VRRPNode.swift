@@ -169,6 +169,8 @@ final class VRRPNode: VRRPControl {
         for instance in instances.all { instance.endSecondChance() }
     }
 
+    var openSecondChanceWindows: [OpenSecondChanceWindow] { instances.all.compactMap(\.openSecondChanceWindow) }
+
     /// Another penha process goes on with the instances (`penha upgrade`): they stop as they
     /// are, a master without resigning or removing its addresses; returns where each stood.
     func handOff() -> [VRRPResumption] {

@@ -45,7 +45,7 @@ final class HandoverMessageTests: XCTestCase {
 
     func testEveryMessageReadsBackAsItself() throws {
         var random = SplitMix64(seed: 0x4A4D_0020)
-        var messages: [HandoverMessage] = [.listener, .accepting, .done, .adopted, .refused("vrrp instances do not move"),
+        var messages: [HandoverMessage] = [.listener, .accepting, .done, .adopted, .refused("vrrp instances do not move"), .bgpWithdrawn,
                                            .connections([]),
                                            .connections([HandedOverConnection(client: .local, clientPort: 0, target: .server(0), connectedAt: 0,
                                                                               toServer: HandedOverFlow(), toClient: HandedOverFlow(),
@@ -185,8 +185,8 @@ final class HandoverMessageTests: XCTestCase {
         otherVersion[4] = 2
         XCTAssertEqual(refusal(otherVersion), .version(2))
         var unknownKind = frame
-        unknownKind[5] = 10
-        XCTAssertEqual(refusal(unknownKind), .malformed("unknown kind 10"))
+        unknownKind[5] = 11
+        XCTAssertEqual(refusal(unknownKind), .malformed("unknown kind 11"))
         var manyDescriptors = frame
         manyDescriptors[6] = 1
         XCTAssertEqual(refusal(manyDescriptors), .tooLarge("256 descriptors"))
@@ -213,6 +213,7 @@ final class HandoverMessageTests: XCTestCase {
         XCTAssertEqual(try reception.receive(.connections(batch)), .adoptConnections(batch))
         XCTAssertEqual(try reception.receive(.connections(batch)), .adoptConnections(batch))
         XCTAssertEqual(try reception.receive(.counters(counters)), .addCounters(counters))
+        XCTAssertEqual(try reception.receive(.bgpWithdrawn), .holdBGPWithdrawn)
         XCTAssertFalse(reception.isAdopted)
         XCTAssertEqual(try reception.receive(.done), .adopted(connections: 6))
         XCTAssertTrue(reception.isAdopted)
@@ -227,7 +228,8 @@ final class HandoverMessageTests: XCTestCase {
 
     func testTheReceptionRefusesAnythingOutOfOrder() {
         let outOfOrder: [[HandoverMessage]] = [[.connections([])], [.done], [.listener, .listener], [.adopted], [.clients([])],
-                                              [.listener, .accepting], [.refused("no")], [.listener, .refused("no")]]
+                                              [.listener, .accepting], [.refused("no")], [.listener, .refused("no")], [.bgpWithdrawn],
+                                              [.listener, .done, .bgpWithdrawn]]
         for messages in outOfOrder {
             var reception = HandoverReception()
             var refused = false
@@ -253,24 +255,29 @@ final class HandoverPolicyTests: XCTestCase {
         XCTAssertNil(HandoverPolicy.refusal(for: plain, draining: false, requester: 1000, own: 1000))
     }
 
+    /// `penha upgrade` as root of a penha that gave root up with `-u`.
+    func testRootMayTakeOverFromAnotherUser() {
+        XCTAssertNil(HandoverPolicy.refusal(for: plain, draining: false, requester: 0, own: 65534))
+    }
+
     func testAnotherUserAStoppingPenhaAndWhatDoesNotMoveAreRefused() {
-        XCTAssertEqual(HandoverPolicy.refusal(for: plain, draining: false, requester: 0, own: 1000),
-                       "only penha's own user (uid 1000) may take over, not uid 0")
+        XCTAssertEqual(HandoverPolicy.refusal(for: plain, draining: false, requester: 1001, own: 1000),
+                       "only root or penha's own user (uid 1000) may take over, not uid 1001")
         XCTAssertEqual(HandoverPolicy.refusal(for: plain, draining: true, requester: 5, own: 5), "penha is stopping")
         var udp = plain
         udp.udp = true
         XCTAssertEqual(HandoverPolicy.refusal(for: udp, draining: false, requester: 5, own: 5), "UDP (-U) flows do not move to another process")
     }
 
-    func testVRRPInstancesMoveUnlessTheyHaveASecondChance() throws {
+    func testVRRPInstancesMoveUnlessASecondChanceWindowIsOpen() throws {
         var vrrp = plain
         vrrp.vrrpInstances = [try VRRPInstanceConfiguration.parse(["interface", "eth0", "vrid", "51", "priority", "200",
-                                                                    "vip", "192.0.2.10/24"])]
-        XCTAssertNil(HandoverPolicy.refusal(for: vrrp, draining: false, requester: 5, own: 5))
-        vrrp.vrrpInstances = [try VRRPInstanceConfiguration.parse(["interface", "eth0", "vrid", "51", "priority", "200",
                                                                     "vip", "192.0.2.10/24", "second_chance", "02:00:00:00:00:02"])]
-        XCTAssertEqual(HandoverPolicy.refusal(for: vrrp, draining: false, requester: 5, own: 5),
-                       "a vrrp instance with second_chance does not move to another process yet; restart instead")
+        XCTAssertNil(HandoverPolicy.refusal(for: vrrp, draining: false, requester: 5, own: 5), "no window open: nothing in the kernel")
+        let open = OpenSecondChanceWindow(interface: "eth0", vrid: 51, secondsLeft: 12)
+        XCTAssertEqual(HandoverPolicy.refusal(for: vrrp, draining: false, openWindows: [open], requester: 5, own: 5),
+                       "the second_chance window of vrrp vrid 51 on eth0 is open (its redirect or its VIPs on lo are in place); "
+                       + "it closes in 12 s: retry then")
     }
 
     func testTheRequestLineNamesAnAbsolutePathThatFitsSunPath() {

@@ -155,6 +155,71 @@ final class BGPIntegrationTests: XCTestCase {
                      + "port changed (checks every 200 ms), %.2f s after SIGTERM (%.2f s since)",
                      byHand ?? -1, serversDown ?? -1, onStop ?? -1, Date().timeIntervalSince(stopped)))
     }
+
+    /// `penha upgrade` of a node that announces (issue 20): its route in table 201 and its
+    /// ECMP second chance's filter stay through the handover, never deleted (watched with `ip
+    /// monitor` and `tc monitor`), and are the new process's: its `bgp withdraw` deletes the route.
+    func testAnUpgradeKeepsTheRouteAndTheFilterForTheNewProcess() throws {
+        let lab = try NetworkLab()
+        let node = lab.namespace("a")
+        try NetworkLab.command(["ip", "-n", node, "addr", "add", "\(Self.vip)/32", "dev", "lo"])
+        try lab.pinNeighbour(on: "a", "192.0.2.2", to: "b")
+        let options = ["-O", "bgp table 201 vip \(Self.vip) interface eth0 second_chance 192.0.2.2", "-O", "drain 5"]
+        let old = try Penha(options, listen: "\(Self.vip):80", servers: ["127.0.0.1:8081"], namespace: node)
+        let route = { try NetworkLab.command(["ip", "-n", node, "route", "show", "table", "201"]) }
+        let filters = { try NetworkLab.command(["tc", "-n", node, "filter", "show", "dev", "eth0", "ingress"]) }
+        let announced = waitFor(timeout: 5) {
+            (try? route())?.contains("\(Self.vip) dev lo proto 200") == true && (try? filters())?.contains("penha_ecmp") == true
+        }
+        XCTAssertTrue(announced, old.stderr)
+        let routeWatch = try BackgroundCommand(["stdbuf", "-oL", "ip", "-n", node, "monitor", "route"], seconds: 10)
+        let filterWatch = try BackgroundCommand(["stdbuf", "-oL", "tc", "-n", node, "monitor"], seconds: 10)
+        usleep(300_000)
+        let new = try Penha(options + ["-C", old.control, "--takeover", old.control], listen: "\(Self.vip):80",
+                            servers: ["127.0.0.1:8081"], namespace: node)
+        defer { new.stop() }
+        XCTAssertEqual(old.waitForExit(timeout: 5), 0, old.stderr)
+        // The new process's first steps (one a second) and the old one's exit are past.
+        usleep(2_500_000)
+        routeWatch.interrupt()
+        filterWatch.interrupt()
+        let (routeEvents, filterEvents) = (try routeWatch.finish(), try filterWatch.finish())
+        XCTAssertFalse(routeEvents.contains("Deleted"), "the route was never deleted: \(routeEvents)")
+        XCTAssertFalse(filterEvents.contains("deleted"), "the filter was never removed: \(filterEvents)")
+        XCTAssertTrue(try route().contains("\(Self.vip) dev lo proto 200"), new.stderr)
+        XCTAssertTrue(try filters().contains("penha_ecmp"), new.stderr)
+        let withdrawn = try runPenha(["ctl", new.control, "bgp", "withdraw"])
+        XCTAssertEqual(withdrawn.status, 0, withdrawn.stderr)
+        XCTAssertEqual(try route(), "", "the new process's withdraw deletes the route it adopted")
+    }
+
+    /// The operator's `bgp withdraw` holds through `penha upgrade`: the route is not added
+    /// back, not even for a moment, until `bgp announce` on the new process.
+    func testAnUpgradeKeepsTheOperatorsWithdraw() throws {
+        let lab = try NetworkLab()
+        let node = lab.namespace("a")
+        try NetworkLab.command(["ip", "-n", node, "addr", "add", "\(Self.vip)/32", "dev", "lo"])
+        let options = ["-O", "bgp table 201 vip \(Self.vip)"]
+        let old = try Penha(options, listen: "\(Self.vip):80", servers: ["127.0.0.1:8081"], namespace: node)
+        let route = { try NetworkLab.command(["ip", "-n", node, "route", "show", "table", "201"]) }
+        XCTAssertTrue(waitFor(timeout: 5) { (try? route())?.contains("\(Self.vip) dev lo proto 200") == true }, old.stderr)
+        XCTAssertEqual(try runPenha(["ctl", old.control, "bgp", "withdraw"]).status, 0)
+        XCTAssertEqual(try route(), "")
+        let routeWatch = try BackgroundCommand(["stdbuf", "-oL", "ip", "-n", node, "monitor", "route"], seconds: 10)
+        usleep(300_000)
+        let new = try Penha(options + ["-C", old.control, "--takeover", old.control], listen: "\(Self.vip):80",
+                            servers: ["127.0.0.1:8081"], namespace: node)
+        defer { new.stop() }
+        XCTAssertEqual(old.waitForExit(timeout: 5), 0, old.stderr)
+        usleep(2_500_000)
+        routeWatch.interrupt()
+        let events = try routeWatch.finish()
+        XCTAssertFalse(events.contains(Self.vip), "the route was never added back: \(events)")
+        XCTAssertEqual(try route(), "", new.stderr)
+        XCTAssertTrue(try new.command("status").contains { $0.contains("reason operator") }, "the hold is the new process's")
+        XCTAssertEqual(try runPenha(["ctl", new.control, "bgp", "announce"]).status, 0)
+        XCTAssertTrue(waitFor(timeout: 5) { (try? route())?.contains("\(Self.vip) dev lo proto 200") == true }, new.stderr)
+    }
 }
 
 /// A program run inside a namespace for the length of a test; its output kept. Sendable:

@@ -90,16 +90,29 @@ final class HandoverRefusalIntegrationTests: XCTestCase {
         XCTAssertEqual(try whoAnswers(penha), "A")
     }
 
-    func testOnlyAProcessOfPenhasOwnUserMayTakeOver() throws {
+    /// A handover request from uid 1 (daemon): the old process answers with the refusal.
+    static let otherUserRequest = """
+        import socket, sys
+        control = socket.socket(socket.AF_UNIX)
+        control.settimeout(10)
+        control.connect(sys.argv[1])
+        control.sendall(b"PENHA-HANDOVER 1 /tmp/penha-handover-nowhere\\n")
+        print(control.makefile().readline().strip())
+        """
+
+    func testOnlyRootOrAProcessOfPenhasOwnUserMayTakeOver() throws {
         try NetworkLab.requireRoot()
         let a = try Backend("A")
-        // The old penha runs as nobody; root (this test) can reach its control socket, but is not its user.
+        // The old penha runs as nobody; uid 1 can reach its control socket (opened for it here), but is not its user.
         let penha = try Penha(["-u", "nobody"], servers: ["127.0.0.1:\(a.port)"])
         let stream = try Client(port: penha.port)
         XCTAssertEqual(try stream.readLine(), "A")
-        let reply = try fakeTakeover(penha, answer: nil)
-        XCTAssertEqual(reply, "error: handover failed, the old process serves on: only penha's own user (uid 65534) may take over, not uid 0")
-        XCTAssertTrue(penha.stderr.contains("only penha's own user"), penha.stderr)
+        XCTAssertEqual(chmod(penha.control, 0o666), 0)
+        let reply = try runProgram("/usr/bin/env", ["setpriv", "--reuid=1", "--regid=1", "--clear-groups", "/usr/bin/python3", "-c",
+                                                    Self.otherUserRequest, penha.control]).stdout
+        XCTAssertEqual(reply.trimmingCharacters(in: .whitespacesAndNewlines),
+                       "error: handover failed, the old process serves on: only root or penha's own user (uid 65534) may take over, not uid 1")
+        XCTAssertTrue(penha.stderr.contains("only root or penha's own user"), penha.stderr)
         assertServing(penha, stream, "another user")
     }
 }

@@ -1,4 +1,5 @@
 import Foundation
+import Synchronization
 import XCTest
 
 #if canImport(Glibc)
@@ -125,9 +126,10 @@ final class SecondChanceIntegrationTests: XCTestCase {
     }
 
 
-    private func node(_ lab: NetworkLab, _ node: String, priority: Int, secondChanceTo peer: String?) throws -> Penha {
+    private func node(_ lab: NetworkLab, _ node: String, priority: Int, secondChanceTo peer: String?, drain: Int = 20,
+                      options: [String] = []) throws -> Penha {
         let word = peer.map { " second_chance \($0)" } ?? ""
-        return try Penha(["-O", "drain 20", "-O", "\(Self.vrrp) priority \(priority)\(word)"], listen: "192.0.2.10:80",
+        return try Penha(["-O", "drain \(drain)", "-O", "\(Self.vrrp) priority \(priority)\(word)"] + options, listen: "192.0.2.10:80",
                          servers: ["127.0.0.1:9000"], namespace: lab.namespace(node))
     }
 
@@ -147,20 +149,27 @@ final class SecondChanceIntegrationTests: XCTestCase {
 
     /// Node a master, node b backup, the streams running through a; SIGTERM on a, while
     /// `during` runs; the streams' outcome once they end.
-    private func switchOver(_ lab: NetworkLab, secondChance: Bool, during: (_ a: Penha, _ b: Penha) throws -> Void = { _, _ in }) throws -> (StreamOutcome, Penha, Penha) {
+    /// With `upgrade`, node a (its drain 2 s at first, so that its window as new master
+    /// closes soon) is upgraded under the streams before the SIGTERM, which the new process
+    /// (drain 20) then takes; it is the `a` returned.
+    private func switchOver(_ lab: NetworkLab, secondChance: Bool, upgrade: Bool = false,
+                            during: (_ a: Penha, _ b: Penha) throws -> Void = { _, _ in }) throws -> (StreamOutcome, Penha, Penha) {
         let servers = try echoServers(lab)
         defer { servers.forEach { $0.interrupt() } }
         if secondChance {
             try lab.pinNeighbour(on: "a", "192.0.2.2", to: "b")
             try lab.pinNeighbour(on: "b", "192.0.2.1", to: "a")
         }
-        let a = try node(lab, "a", priority: 200, secondChanceTo: secondChance ? "192.0.2.2" : nil)
+        var a = try node(lab, "a", priority: 200, secondChanceTo: secondChance ? "192.0.2.2" : nil, drain: upgrade ? 2 : 20)
         let b = try node(lab, "b", priority: 100, secondChanceTo: secondChance ? "192.0.2.1" : nil)
         XCTAssertTrue(waitFor(timeout: 5) { a.stderr.contains("-> MASTER") && b.stderr.contains("-> BACKUP") }, a.stderr + b.stderr)
+        let seconds = Self.streamSeconds + (upgrade ? 5 : 0)
         let streams = try BackgroundCommand(["ip", "netns", "exec", lab.namespace("c"), "python3", "-c", Self.streamProgram,
-                                             "192.0.2.10", "80", "\(Self.streams)", "\(Self.streamSeconds)"],
-                                            seconds: Self.streamSeconds + 10)
-        usleep(2_000_000)
+                                             "192.0.2.10", "80", "\(Self.streams)", "\(seconds)"],
+                                            seconds: seconds + 10)
+        // With `upgrade`: past a's window (2 s from its takeover).
+        usleep(upgrade ? 3_000_000 : 2_000_000)
+        if upgrade { a = try self.upgrade(lab, a, b) }
         kill(a.process.processIdentifier, SIGTERM)
         XCTAssertTrue(waitFor(timeout: 3) { b.stderr.contains("BACKUP -> MASTER") }, b.stderr)
         try during(a, b)
@@ -168,6 +177,34 @@ final class SecondChanceIntegrationTests: XCTestCase {
         print("second chance \(secondChance ? "on" : "off"): \(outcome.alive) of \(Self.streams) connections alive, "
               + "\(outcome.bytes) bytes checked, \(outcome.resets) reset; \(outcome.broken.prefix(3))")
         return (outcome, a, b)
+    }
+
+    /// Node a's penha, master with its second chance, handed over to a new process under the
+    /// link's watch (`HandoverVRRPIntegrationTests.watcher`); returns the new process.
+    private func upgrade(_ lab: NetworkLab, _ old: Penha, _ b: Penha) throws -> Penha {
+        let watched = Mutex<String?>(nil)
+        let client = lab.namespace("c")
+        let watcher = Thread {
+            let outcome = try? runProgram("/usr/bin/env", ["ip", "netns", "exec", client, "python3", "-c",
+                                                           HandoverVRRPIntegrationTests.watcher, "2"])
+            watched.withLock { $0 = outcome?.stdout ?? "" }
+        }
+        watcher.start()
+        usleep(500_000)
+        let new = try node(lab, "a", priority: 200, secondChanceTo: "192.0.2.2", options: ["-C", old.control, "--takeover", old.control])
+        XCTAssertEqual(old.waitForExit(timeout: 2), 0, old.stderr)
+        XCTAssertTrue(waitFor(timeout: 5) { new.stderr.contains("INIT -> MASTER (taken over from another process)") }, new.stderr)
+        while !watcher.isFinished { usleep(20_000) }
+        let numbers = (watched.withLock { $0 } ?? "").split(separator: " ").compactMap { Int($0.trimmingCharacters(in: .whitespacesAndNewlines)) }
+        XCTAssertEqual(numbers.count, 4, "the watcher's output: \(watched.withLock { $0 } ?? "none")")
+        if numbers.count == 4 {
+            XCTAssertLessThan(numbers[1], 180, "the longest gap between two adverts, in ms")
+            XCTAssertEqual(numbers[2], 0, "no resignation (priority 0)")
+            XCTAssertEqual(numbers[3], 0, "no new gratuitous ARP for the VIP")
+        }
+        XCTAssertFalse(b.stderr.contains("-> MASTER"), "the backup stayed backup: \(b.stderr)")
+        XCTAssertFalse(try tcFilters(lab, "a").contains("penha"), "nothing of the second chance installed")
+        return new
     }
 
     private func tcFilters(_ lab: NetworkLab, _ node: String) throws -> String {
@@ -200,6 +237,36 @@ final class SecondChanceIntegrationTests: XCTestCase {
         XCTAssertFalse(try tcFilters(lab, "a").contains("penha"), "no filter left behind")
         XCTAssertFalse(try loopbackAddresses(lab, "a").contains("192.0.2.10"), "no VIP left on lo")
         XCTAssertTrue(b.stderr.contains("passing strays for 192.0.2.10 on to "), b.stderr)
+    }
+
+    /// `penha upgrade` of the master between two switchovers (issue 20): refused while its
+    /// window as new master is open (the redirect is kernel state), then handed over with
+    /// every stream; the new process's SIGTERM switchover keeps them all as the old one's would.
+    func testAnUpgradedMasterKeepsItsStreamsAndItsSecondChance() throws {
+        let lab = try NetworkLab()
+        let (outcome, a, b) = try switchOver(lab, secondChance: true, upgrade: true)
+        XCTAssertEqual(outcome.alive, Self.streams, "\(outcome.broken)")
+        XCTAssertEqual(outcome.resets, 0)
+        XCTAssertEqual(a.waitForExit(timeout: 5), 0, "the new process drains its connections and exits: \(a.stderr)")
+        XCTAssertTrue(a.stderr.contains("draining \(Self.streams) connections"), a.stderr)
+        XCTAssertTrue(b.stderr.contains("passing strays for 192.0.2.10 on to "), b.stderr)
+        XCTAssertFalse(try loopbackAddresses(lab, "a").contains("192.0.2.10"), "no VIP left on lo")
+    }
+
+    func testAnUpgradeIsRefusedWhileTheWindowIsOpen() throws {
+        let lab = try NetworkLab()
+        try lab.pinNeighbour(on: "a", "192.0.2.2", to: "b")
+        let a = try node(lab, "a", priority: 200, secondChanceTo: "192.0.2.2")
+        XCTAssertTrue(waitFor(timeout: 5) { a.stderr.contains("-> MASTER") }, a.stderr)
+        let refused = try runProgram("/usr/bin/env", ["ip", "netns", "exec", lab.namespace("a"), penhaBinary.path, "-f", "-C", a.control,
+                                                      "--takeover", a.control, "-O", "\(Self.vrrp) priority 200 second_chance 192.0.2.2",
+                                                      "192.0.2.10:80", "127.0.0.1:9000"], timeout: 20)
+        XCTAssertNotEqual(refused.status, 0)
+        XCTAssertTrue(refused.stderr.contains("the second_chance window of vrrp vrid 51 on eth0 is open"), refused.stderr)
+        XCTAssertTrue(refused.stderr.contains("it closes in 2") || refused.stderr.contains("it closes in 19"),
+                      "the redirect's 20 s, less the time since a became master: \(refused.stderr)")
+        XCTAssertNil(a.waitForExit(timeout: 0.5), "the old process serves on: \(a.stderr)")
+        XCTAssertTrue(try tcFilters(lab, "a").contains("penha_redirect"))
     }
 
     /// The same without `second_chance`: the connections through the old master break.

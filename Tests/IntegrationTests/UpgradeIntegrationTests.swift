@@ -271,6 +271,28 @@ final class UpgradeCommandIntegrationTests: XCTestCase {
         XCTAssertEqual(try stream.readLine(), "EOF A")
     }
 
+    /// A penha started as root with `-u nobody` (issue 20): `penha upgrade` as root hands it
+    /// over, and the new process gives root up as the old one did.
+    func testRootUpgradesAPenhaThatRunsAsAnotherUser() throws {
+        try NetworkLab.requireRoot()
+        let a = try Backend("A")
+        let penha = try Penha(["-u", "nobody"], servers: ["127.0.0.1:\(a.port)"])
+        let stream = try Client(port: penha.port)
+        XCTAssertEqual(try stream.readLine(), "A")
+        let upgrade = try runPenha(["upgrade", "-C", penha.control])
+        XCTAssertEqual(upgrade.status, 0, upgrade.stderr)
+        guard let new = upgrade.stdout.split(separator: " ").last.flatMap({ Int32($0.trimmingCharacters(in: .whitespacesAndNewlines)) }) else {
+            return XCTFail(upgrade.stdout)
+        }
+        defer { kill(new, SIGTERM) }
+        XCTAssertTrue(isGone(penha.process.processIdentifier), "the old process is gone")
+        try stream.send("after\n")
+        XCTAssertEqual(try stream.readLine(), "after", "the stream goes on through the new process")
+        let status = try String(contentsOfFile: "/proc/\(new)/status", encoding: .utf8)
+        let uid = status.split(separator: "\n").first { $0.hasPrefix("Uid:") }.map(String.init) ?? ""
+        XCTAssertEqual(uid, "Uid:\t65534\t65534\t65534\t65534", "the new process runs as nobody")
+    }
+
     /// Exited: no such process, or a zombie not yet waited for by its parent.
     private func isGone(_ pid: Int32) -> Bool {
         guard kill(pid, 0) == 0, let stat = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8) else { return true }
@@ -399,6 +421,23 @@ final class SignalledUpgradeIntegrationTests: XCTestCase {
         try stream.send("after the upgrade\n")
         XCTAssertEqual(try stream.readLine(), "after the upgrade")
         XCTAssertTrue(penha.stderr.contains("SIGUSR2: starting"), penha.stderr)
+    }
+
+    /// A penha that gave root up (`-u nobody`) starts a successor that is not root: it could
+    /// not take the user's groups as it would after the handover, so it stops before asking,
+    /// saying to run `penha upgrade` as root, and the old one serves on with its connections.
+    func testSIGUSR2OnAPenhaRunningAsAnotherUserLeavesItServing() throws {
+        try NetworkLab.requireRoot()
+        let a = try Backend("A")
+        let penha = try Penha(["-u", "nobody"], servers: ["127.0.0.1:\(a.port)"])
+        let stream = try Client(port: penha.port)
+        XCTAssertEqual(try stream.readLine(), "A")
+        kill(penha.process.processIdentifier, SIGUSR2)
+        XCTAssertTrue(waitFor(timeout: 10) { penha.stderr.contains("taken over by root only") }, penha.stderr)
+        XCTAssertNil(penha.waitForExit(timeout: 0.5), "the old process serves on: \(penha.stderr)")
+        try stream.send("still here\n")
+        XCTAssertEqual(try stream.readLine(), "still here")
+        XCTAssertEqual(try penha.command("pid"), ["\(penha.process.processIdentifier)"])
     }
 }
 

@@ -96,6 +96,27 @@ final class SecondChanceTests: XCTestCase {
         XCTAssertEqual(stopping.drainEnded(), [])
     }
 
+    /// `penha upgrade`: a window open holds kernel state (refused meanwhile); a master resumed
+    /// in the new process opens none, and its leaving opens one, as any master's.
+    func testAWindowIsOpenWhileSomethingIsInstalledAndAResumedMasterLeavesWithASecondChance() {
+        var plan = SecondChancePlan(seconds: 20)
+        XCTAssertFalse(plan.isWindowOpen, "a backup")
+        _ = plan.becameMaster(now: at(0))
+        XCTAssertTrue(plan.isWindowOpen, "redirecting")
+        _ = plan.tick(now: at(20))
+        XCTAssertFalse(plan.isWindowOpen, "a master past its window")
+        _ = plan.leftMaster(now: at(30))
+        XCTAssertTrue(plan.isWindowOpen, "accepting locally")
+
+        var resumed = SecondChancePlan(seconds: 20)
+        resumed.resumedAsMaster()
+        XCTAssertFalse(resumed.isWindowOpen)
+        XCTAssertNil(resumed.nextDeadline)
+        XCTAssertEqual(resumed.becameMaster(now: at(1)), [], "no redirect for connections that are its own")
+        XCTAssertEqual(resumed.leftMaster(now: at(2)), [.startAcceptingLocally])
+        XCTAssertEqual(resumed.nextDeadline, at(22))
+    }
+
     func testABackupInstallsNothingAndARetakenVIPStopsAcceptingLocally() {
         var plan = SecondChancePlan(seconds: 20)
         XCTAssertEqual(plan.leftMaster(now: at(0)), [], "a backup's removal at its end")

@@ -29,6 +29,13 @@ final class BGPAnnouncer: Sendable {
         var stopping = false
         /// The drain is over: the second chance's filter goes.
         var drained = false
+        /// This process takes over from another (`penha upgrade`): no step until the handover
+        /// is over, so that the routes the old process announced (or withdrew) stay as they are
+        /// until everything the decision reads has come.
+        var awaitingHandover: Bool
+        /// Another penha process announces from now on (`penha upgrade`): the routes and the
+        /// filter stay as they are, for it.
+        var handedOff = false
         let secondChance: ECMPSecondChanceTraffic
         /// The last step's outcome, to log a change once.
         var last: (installed: Set<BGPRoute>, reason: BGPDecision.Reason?, error: String?) = ([], nil, nil)
@@ -36,12 +43,13 @@ final class BGPAnnouncer: Sendable {
 
     /// `settings`' routes may be left from a penha that died: the first step deletes them
     /// unless it announces.
-    init(service: BalancerService, settings: BGPSettings?, listening: Bool) {
+    init(service: BalancerService, settings: BGPSettings?, listening: Bool, awaitingHandover: Bool) {
         self.service = service
         let secondChance = ECMPSecondChanceTraffic { [weak service] line, failed in
             if failed { service?.logger.error("\(line)") } else { service?.logger.notice("\(line)") }
         }
-        work = Mutex(Work(table: BGPRouteTable(unknown: settings?.routes ?? []), listening: listening, secondChance: secondChance))
+        work = Mutex(Work(table: BGPRouteTable(unknown: settings?.routes ?? []), listening: listening,
+                          awaitingHandover: awaitingHandover, secondChance: secondChance))
         thread.start()
     }
 
@@ -72,6 +80,22 @@ final class BGPAnnouncer: Sendable {
         return update()
     }
 
+    /// Another penha process took over: no step changes the kernel from now on, so the routes
+    /// stay announced and the filter in place, now the new process's. The future ends once a
+    /// step that was running has ended.
+    func handOff() -> EventLoopFuture<Void> {
+        tick.withLock { $0?.cancel() }
+        return thread.runIfActive(eventLoop: service.eventLoop) { self.work.withLock { $0.handedOff = true } }
+    }
+
+    /// The handover this process took over with is over: steps from now on.
+    func handoverReceived() -> EventLoopFuture<Void> {
+        work.withLock { $0.awaitingHandover = false }
+        return update()
+    }
+
+    var isHandedOff: Bool { work.withLock { $0.handedOff } }
+
     /// penha's drain is over: the second chance's filter goes. The future ends once it has.
     func drainEnded() -> EventLoopFuture<Void> {
         work.withLock { $0.drained = true }
@@ -89,6 +113,7 @@ final class BGPAnnouncer: Sendable {
             ($0.configuration.bgp, $0.state.bgpWithdrawnByOperator, $0.state.availableServerCount(now: .now()))
         }
         work.withLock { work in
+            guard !work.handedOff, !work.awaitingHandover else { return }
             let decision = BGPDecision.decide(stopping: work.stopping, listening: work.listening, withdrawnByOperator: withdrawn,
                                               availableServers: available, minimumServers: settings?.minimumServers ?? 1)
             var failure: String?

@@ -139,7 +139,7 @@ public final class BalancerService: Sendable {
             }
             checker.schedule()
             sync?.start()
-            self.adoptBGP()
+            self.adoptBGP(awaitingHandover: adopted != nil)
         }
         return bound.map { address in
             self.onLoop.value.boundListen = configuration.listen.withPort(address?.port).description
@@ -193,7 +193,8 @@ public final class BalancerService: Sendable {
     /// nodes before this one refuses them.
     public func stop() -> EventLoopFuture<Void> {
         eventLoop.flatSubmit { () -> EventLoopFuture<Void> in
-            guard let bgp = self.onLoop.value.bgp else { return self.eventLoop.makeSucceededVoidFuture() }
+            // Handed off: the routes are the new process's, and nothing is withdrawn to wait for.
+            guard let bgp = self.onLoop.value.bgp, !bgp.isHandedOff else { return self.eventLoop.makeSucceededVoidFuture() }
             // The routers take a moment to follow the withdraw: the clients they still send
             // here meanwhile are served, not refused, and drained with the rest.
             return bgp.stop().flatMap {
@@ -516,14 +517,15 @@ public final class BalancerService: Sendable {
 
     /// Starts the announcer once a configuration has `bgp` (it then stays, to withdraw after
     /// `no bgp`), or has it follow a change at once. On the event loop.
-    private func adoptBGP() {
+    private func adoptBGP(awaitingHandover: Bool = false) {
         let configuration = configuration
         if let announcer = onLoop.value.bgp {
             announcer.update()
             return
         }
         guard configuration.bgp != nil else { return }
-        let announcer = BGPAnnouncer(service: self, settings: configuration.bgp, listening: onLoop.value.listening)
+        let announcer = BGPAnnouncer(service: self, settings: configuration.bgp, listening: onLoop.value.listening,
+                                     awaitingHandover: awaitingHandover)
         onLoop.value.bgp = announcer
         announcer.start()
     }
@@ -573,6 +575,8 @@ public protocol VRRPControl: Sendable {
     func apply(_ instances: [VRRPInstanceConfiguration]) throws
     /// Cheap (no interface asked): no instance runs, or one is master.
     var holdsVirtualAddresses: Bool { get }
+    /// The instances whose second chance has a window open (none moves meanwhile).
+    var openSecondChanceWindows: [OpenSecondChanceWindow] { get }
     /// Blocking (at most a second): the instances stop as they are for another penha process
     /// to go on with (`penha upgrade`); where each stood.
     func handOff() -> [VRRPResumption]

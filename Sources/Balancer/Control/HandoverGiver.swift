@@ -15,8 +15,8 @@ import Glibc
 /// the control socket, it connects to the socket the new process listens on, checks that the
 /// process there is the one that asked and of penha's own user, sends the listener, stops
 /// accepting once the new process accepts, then sends its client table, every connection that
-/// can move (plain TCP; TLS ones drain here) and its counters, hands its VRRP instances over
-/// and exits once the new process has adopted them. A failure before the connections leave
+/// can move (plain TCP; TLS ones drain here) and its counters, leaves its BGP routes as they
+/// are, hands its VRRP instances over and exits once the new process has adopted them. A failure before the connections leave
 /// changes nothing: this process accepts and relays on.
 final class HandoverGiver: Sendable {
     /// While connections are still being set up (connecting to their server), captures are
@@ -53,8 +53,9 @@ final class HandoverGiver: Sendable {
 
     private func give(_ service: BalancerService, engine: Engine?, path: String,
                       requester: (pid: Int32, uid: UInt32)) throws -> (connections: Int, staying: Int) {
+        let openWindows = service.vrrp.withLock { $0 }?.openSecondChanceWindows ?? []
         if let refusal = HandoverPolicy.refusal(for: service.configuration, draining: service.drainReport() != nil,
-                                                requester: requester.uid, own: geteuid()) {
+                                                openWindows: openWindows, requester: requester.uid, own: geteuid()) {
             throw HandoverFailure(refusal)
         }
         guard let engine, let listener = engine.listenerDescriptor else { throw HandoverFailure("no TCP listener to hand over") }
@@ -96,6 +97,7 @@ final class HandoverGiver: Sendable {
         do {
             // The counters last: the connections' bytes are in them once each has been captured.
             try socket.send(.counters(service.shared.withLock { $0.state.handedOverCounters }))
+            if service.shared.withLock({ $0.state.bgpWithdrawnByOperator }) { try socket.send(.bgpWithdrawn) }
             try socket.send(.done)
             try expect(.adopted, from: socket)
         } catch {
@@ -104,6 +106,8 @@ final class HandoverGiver: Sendable {
             throw error
         }
         engine.closeListener()
+        // The new process announces the routes now; this one must not withdraw them as it exits.
+        try? service.handOffBGP().wait()
         // Last: the new process relays everything, and goes on where the instances stood. Not
         // sent (the new process gone): it would start them afresh, as after a restart.
         let vrrp = service.handOffVRRP()
@@ -168,6 +172,21 @@ extension BalancerService {
     /// The counters the old process handed over, added to this one's.
     public func add(_ counters: HandedOverCounters) {
         shared.withLock { $0.state.add(counters) }
+    }
+
+    /// The operator's `bgp withdraw` on the old process holds here too.
+    public func holdBGPWithdrawn() {
+        shared.withLock { $0.state.bgpWithdrawnByOperator = true }
+    }
+
+    /// The handover is over: the announcer, which has waited for it, steps from now on.
+    public func startAnnouncing() -> EventLoopFuture<Void> {
+        eventLoop.flatSubmit { self.onLoop.value.bgp?.handoverReceived() ?? self.eventLoop.makeSucceededVoidFuture() }
+    }
+
+    /// The BGP announcer stopped as it is (nothing when there is none).
+    func handOffBGP() -> EventLoopFuture<Void> {
+        eventLoop.flatSubmit { self.onLoop.value.bgp?.handOff() ?? self.eventLoop.makeSucceededVoidFuture() }
     }
 
     /// The VRRP instances stopped as they are, for the new process (none when none runs).

@@ -193,7 +193,8 @@ public struct BGPRouteTable: Equatable, Sendable {
     /// The routes this run has added and not deleted since.
     public private(set) var installed: Set<BGPRoute> = []
     /// Routes that may be in the kernel without this run having added them (left by a penha
-    /// that died): the first plan deletes them unless it wants them, and then adds them again.
+    /// that died, or by the one this took over from): the first plan deletes them unless it
+    /// wants them, and then adds them (an add that finds penha's route keeps it).
     private var unknown: Set<BGPRoute>
 
     public init(unknown routes: Set<BGPRoute> = []) {

@@ -47,16 +47,17 @@ public final class HandoverSocket {
         return handover
     }
 
-    /// A listening socket at `path`, mode 0600 (made in a directory of its own, then renamed
-    /// into place, as the control socket is); the caller removes the path.
-    public static func listen(at path: String) throws -> Int32 {
+    /// A listening socket at `path`, mode 0600, that `user` may connect to (its owner: root
+    /// taking over from a penha that runs as another user); the caller removes the path.
+    public static func listen(at path: String, connectableBy user: uid_t) throws -> Int32 {
         let address = try SocketAddress(unixDomainSocketPath: path)
         let descriptor = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
         guard descriptor >= 0 else { throw HandoverFailure("socket: \(SystemErrorText.describe(errno: errno))") }
         // fchmod before bind: the socket file is made with the mode of the socket, so no other
         // user can connect between the bind and a chmod.
         _ = fchmod(descriptor, 0o600)
-        guard address.withSockAddr({ bind(descriptor, $0, socklen_t($1)) }) == 0, chmod(path, 0o600) == 0, Glibc.listen(descriptor, 1) == 0 else {
+        guard address.withSockAddr({ bind(descriptor, $0, socklen_t($1)) }) == 0, chmod(path, 0o600) == 0,
+              user == geteuid() || chown(path, user, gid_t.max) == 0, Glibc.listen(descriptor, 1) == 0 else {
             let failure = HandoverFailure("cannot listen on \(path): \(SystemErrorText.describe(errno: errno))")
             close(descriptor)
             throw failure

@@ -26,6 +26,22 @@ public struct VRRPResumption: Equatable, Sendable {
     }
 }
 
+/// A second chance's window open in an instance (`SecondChancePlan.isWindowOpen`): what it
+/// installed lives in the kernel until the window ends, and only its process knows when, so
+/// the instance does not move to another process meanwhile.
+public struct OpenSecondChanceWindow: Equatable, Sendable {
+    public var interface: String
+    public var vrid: UInt8
+    /// Whole seconds until it ends, one more than have fully to pass; nil: it ends with the process's drain.
+    public var secondsLeft: Int?
+
+    public init(interface: String, vrid: UInt8, secondsLeft: Int?) {
+        self.interface = interface
+        self.vrid = vrid
+        self.secondsLeft = secondsLeft
+    }
+}
+
 extension VRRPStateMachine {
     /// A master's next advertisement, for a handover to another process; nil in any other
     /// state (a resigning master is not handed over: it is stopping).

@@ -57,6 +57,13 @@ public struct SecondChancePlan: Equatable, Sendable {
         return leaving + [.startRedirecting]
     }
 
+    /// The instance goes on as master where another penha process left it (`penha upgrade`),
+    /// its addresses in place: no window opens (the connections are this process's now), but
+    /// leaving opens one, as for any master.
+    public mutating func resumedAsMaster() {
+        if case .idle = state { state = .masterPastWindow }
+    }
+
     /// The virtual addresses went: after a master's handover, or with the instance (a
     /// backup's removal at its end changes nothing).
     public mutating func leftMaster(now: VRRPInstant) -> [Action] {
@@ -113,6 +120,16 @@ public struct SecondChancePlan: Equatable, Sendable {
             return [.stopAcceptingLocally]
         case .idle, .masterPastWindow:
             return []
+        }
+    }
+
+    /// Whether a window is open: a redirect, or the VIPs on `lo` with the ARP silence, are
+    /// installed (kernel state this process removes when the window ends); it ends at
+    /// `nextDeadline`, or with the process's drain when that is nil.
+    public var isWindowOpen: Bool {
+        switch state {
+        case .idle, .masterPastWindow: return false
+        case .redirecting, .acceptingLocally: return true
         }
     }
 

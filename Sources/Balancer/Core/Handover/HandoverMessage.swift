@@ -128,6 +128,9 @@ public enum HandoverMessage: Equatable, Sendable {
     /// The VRRP instances, once the new process relays everything: the old one has stopped
     /// advertising, the new one goes on where it stood.
     case vrrp([VRRPResumption])
+    /// The operator's `bgp withdraw` holds (sent before `done`, only then): the new process
+    /// keeps the routes withdrawn until `bgp announce`.
+    case bgpWithdrawn
 
     public static let magic: [UInt8] = Array("PNHO".utf8)
     public static let version: UInt8 = 1
@@ -172,6 +175,7 @@ public enum HandoverMessage: Equatable, Sendable {
         case .clients: return 7
         case .counters: return 8
         case .vrrp: return 9
+        case .bgpWithdrawn: return 10
         }
     }
 
@@ -180,7 +184,7 @@ public enum HandoverMessage: Equatable, Sendable {
         switch self {
         case .listener: return 1
         case .connections(let connections): return connections.count * 2
-        case .accepting, .done, .adopted, .refused, .clients, .counters, .vrrp: return 0
+        case .accepting, .done, .adopted, .refused, .clients, .counters, .vrrp, .bgpWithdrawn: return 0
         }
     }
 
@@ -195,7 +199,7 @@ public enum HandoverMessage: Equatable, Sendable {
     public func encoded() -> [UInt8] {
         var body: [UInt8] = []
         switch self {
-        case .listener, .accepting, .done, .adopted:
+        case .listener, .accepting, .done, .adopted, .bgpWithdrawn:
             break
         case .connections(let connections):
             precondition(connections.count <= Self.maxConnections, "a batch holds at most \(Self.maxConnections) connections")
@@ -287,7 +291,7 @@ public struct HandoverFrameHeader: Equatable, Sendable {
         guard Array(header[0..<4]) == HandoverMessage.magic else { throw .malformed("not a handover frame (bad magic)") }
         guard header[4] == HandoverMessage.version else { throw .version(header[4]) }
         kind = header[5]
-        guard (1...9).contains(kind) else { throw .malformed("unknown kind \(kind)") }
+        guard (1...10).contains(kind) else { throw .malformed("unknown kind \(kind)") }
         descriptorCount = Int(header[6]) << 8 | Int(header[7])
         guard descriptorCount <= HandoverMessage.maxDescriptors else { throw .tooLarge("\(descriptorCount) descriptors") }
         bodyLength = header[8..<12].reduce(0) { $0 << 8 | Int($1) }
@@ -315,6 +319,7 @@ extension HandoverMessage {
         case 7: message = .clients(try reader.clients())
         case 8: message = .counters(try reader.counters())
         case 9: message = .vrrp(try reader.vrrpInstances())
+        case 10: message = .bgpWithdrawn
         default:
             guard body.count <= maxReasonBytes else { throw .tooLarge("a reason of \(body.count) bytes") }
             message = .refused(String(decoding: reader.take(body.count), as: UTF8.self))

@@ -1,16 +1,24 @@
+import VRRPCore
+
 /// Whether a running penha may hand over to a new process, decided from values only: the
 /// old process answers a refused request with this reason and serves on.
 public enum HandoverPolicy {
     /// nil when the handover may go on. `requester`: the user of the process that asked (the
-    /// control socket's SO_PEERCRED), `own`: this process's effective user.
-    public static func refusal(for configuration: Configuration, draining: Bool, requester: UInt32, own: UInt32) -> String? {
-        if requester != own { return "only penha's own user (uid \(own)) may take over, not uid \(requester)" }
+    /// control socket's SO_PEERCRED), `own`: this process's effective user; root may take over
+    /// too (it could do anything to this process anyway), which `penha upgrade` of a penha
+    /// that dropped root with `-u` needs: only root can take the user's ids again. A vrrp instance's
+    /// second chance moves when no window is open (`openWindows` empty): it then has nothing
+    /// in the kernel, and the new process resumes it ready for the next transition.
+    public static func refusal(for configuration: Configuration, draining: Bool, openWindows: [OpenSecondChanceWindow] = [],
+                               requester: UInt32, own: UInt32) -> String? {
+        if requester != own, requester != 0 { return "only root or penha's own user (uid \(own)) may take over, not uid \(requester)" }
         if draining { return "penha is stopping" }
         if configuration.udp { return "UDP (-U) flows do not move to another process" }
-        if configuration.vrrpInstances.contains(where: { $0.secondChance != nil }) {
-            return "a vrrp instance with second_chance does not move to another process yet; restart instead"
+        if let open = openWindows.first {
+            let end = open.secondsLeft.map { "in \($0) s" } ?? "when penha's drain ends"
+            return "the second_chance window of vrrp vrid \(open.vrid) on \(open.interface) is open (its redirect or its VIPs on lo "
+                + "are in place); it closes \(end): retry then"
         }
-        if configuration.bgp != nil { return "bgp sessions do not move to another process yet; restart instead" }
         return nil
     }
 

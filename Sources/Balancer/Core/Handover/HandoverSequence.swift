@@ -2,7 +2,7 @@ import VRRPCore
 
 /// The order of a handover, as each side checks it: pure values, messages in, what to do out.
 /// The old process: `listener`, wait for `accepting`, `clients`, `connections`, `counters`,
-/// `done`, wait for `adopted`, `vrrp`. The new one: the mirror image. Anything else is refused, and a refused
+/// `bgpWithdrawn` if the operator's hold is on, `done`, wait for `adopted`, `vrrp`. The new one: the mirror image. Anything else is refused, and a refused
 /// handover leaves the old process serving.
 public struct HandoverReception: Sendable {
     private enum State: Sendable {
@@ -24,6 +24,8 @@ public struct HandoverReception: Sendable {
         case restoreClients([HandedOverClient])
         /// Add these to the counters.
         case addCounters(HandedOverCounters)
+        /// Keep the BGP routes withdrawn, as the operator asked the old process.
+        case holdBGPWithdrawn
         /// The connections came: send `adopted`.
         case adopted(connections: Int)
         /// Go on with these VRRP instances where they stood: the handover is over.
@@ -60,6 +62,8 @@ public struct HandoverReception: Sendable {
             return .restoreClients(clients)
         case (.receivingConnections, .counters(let counters)):
             return .addCounters(counters)
+        case (.receivingConnections, .bgpWithdrawn):
+            return .holdBGPWithdrawn
         case (.receivingConnections(let count), .done):
             state = .awaitingVRRP
             return .adopted(connections: count)
@@ -101,6 +105,7 @@ extension HandoverMessage {
         case .clients(let clients): return "\(clients.count) clients"
         case .counters: return "the counters"
         case .vrrp(let instances): return "\(instances.count) VRRP instances"
+        case .bgpWithdrawn: return "bgp withdrawn"
         }
     }
 
