@@ -47,8 +47,15 @@ final class ExhaustionIntegrationTests: XCTestCase {
         XCTAssertEqual(servers.count, 2)
         XCTAssertTrue(servers.allSatisfy { $0.contains("state up") },
                       "room \(room): no server is blamed for the shortage: \(servers)")
-        let answers = try (0..<4).map { _ in try whoAnswers(penha) }
-        XCTAssertEqual(Set(answers), ["A", "B"], "room \(room): new clients are served by both servers again")
+        // The backlog's clients (closed by now) are still being accepted and relayed for a moment,
+        // each taking descriptors: a new client may meet the last of the shortage, so a round
+        // of four is tried until one is served by both servers, for at most 5 s.
+        var answers: [String?] = []
+        let served = waitFor(timeout: 5) {
+            answers = (0..<4).map { _ in (try? whoAnswers(penha)) ?? nil }
+            return Set(answers) == ["A", "B"]
+        }
+        XCTAssertTrue(served, "room \(room): new clients are served by both servers again: \(answers)")
     }
 
     func testOutOfDescriptorsUDPFlowsBlacklistNoServer() throws {
