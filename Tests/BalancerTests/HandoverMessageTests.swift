@@ -74,6 +74,24 @@ final class HandoverMessageTests: XCTestCase {
         }
     }
 
+    /// A reason that is not UTF-8 reads as U+FFFD, three bytes each: it is bounded again, at a
+    /// scalar, so that what was read encodes within the bound and reads back as itself (the
+    /// fuzzer found 1,024 invalid bytes re-encoded as 3,072 and cut inside a scalar).
+    func testARefusalsReasonReadsBackAsItselfWhateverItsBytes() throws {
+        for bytes in [[UInt8](repeating: 0xFF, count: HandoverMessage.maxReasonBytes), Array(String(repeating: "é", count: 512).utf8),
+                      [0x61] + Array(String(repeating: "é", count: 511).utf8) + [0xC3]] {
+            // The header of a refusal with a reason of that many bytes.
+            let header = try HandoverFrameHeader(HandoverMessage.refused(String(repeating: "a", count: bytes.count)).encoded()
+                .prefix(HandoverMessage.headerSize))
+            let read = try HandoverMessage.decode(header, body: bytes[...], descriptors: 0)
+            let encoded = read.encoded()
+            XCTAssertLessThanOrEqual(encoded.count - HandoverMessage.headerSize, HandoverMessage.maxReasonBytes)
+            let again = try HandoverMessage.decode(try HandoverFrameHeader(encoded.prefix(HandoverMessage.headerSize)),
+                                                   body: encoded.dropFirst(HandoverMessage.headerSize), descriptors: 0)
+            XCTAssertEqual(again, read)
+        }
+    }
+
     func testAFullBatchTakesAtMostSCMMaxFDDescriptors() {
         var random = SplitMix64(seed: 7)
         let batch = HandoverMessage.connections((0..<HandoverMessage.maxConnections).map { _ in connection(&random) })

@@ -144,6 +144,18 @@ public enum HandoverMessage: Equatable, Sendable {
     /// A frame's body; a batch of connections is cut to stay below it.
     public static let maxBodySize = 8 << 20
     public static let maxReasonBytes = 1024
+
+    /// A reason cut to `maxReasonBytes` of UTF-8 between two scalars, so that it reads back as itself.
+    static func bounded(_ reason: String) -> String {
+        var kept = String.UnicodeScalarView()
+        var bytes = 0
+        for scalar in reason.unicodeScalars {
+            bytes += UTF8.width(scalar)
+            guard bytes <= maxReasonBytes else { break }
+            kept.append(scalar)
+        }
+        return String(kept)
+    }
     /// A server's index: far beyond any farm; the new process checks it against its own table.
     public static let maxServerIndex = 1 << 20
     /// Client-table entries in one frame (5.2 MB): the table's million takes ten.
@@ -206,7 +218,7 @@ public enum HandoverMessage: Equatable, Sendable {
             appendBigEndian(UInt16(connections.count), to: &body)
             for connection in connections { Self.append(connection, to: &body) }
         case .refused(let reason):
-            body += reason.utf8.prefix(Self.maxReasonBytes)
+            body += Self.bounded(reason).utf8
         case .clients(let clients):
             precondition(clients.count <= Self.maxClients, "a frame holds at most \(Self.maxClients) clients")
             appendBigEndian(UInt32(clients.count), to: &body)
@@ -322,7 +334,8 @@ extension HandoverMessage {
         case 10: message = .bgpWithdrawn
         default:
             guard body.count <= maxReasonBytes else { throw .tooLarge("a reason of \(body.count) bytes") }
-            message = .refused(String(decoding: reader.take(body.count), as: UTF8.self))
+            // Bytes that are not UTF-8 become U+FFFD, three bytes each: bounded again.
+            message = .refused(bounded(String(decoding: reader.take(body.count), as: UTF8.self)))
         }
         guard reader.isAtEnd else { throw .malformed("\(reader.remaining) bytes after the message") }
         guard message.descriptorCount == descriptors else {
