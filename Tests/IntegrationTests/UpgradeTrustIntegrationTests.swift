@@ -59,3 +59,26 @@ final class UpgradeTrustIntegrationTests: XCTestCase {
         XCTAssertFalse(FileManager.default.fileExists(atPath: ran), "root ran the file nobody's process named: uid \(who)")
     }
 }
+
+/// An upgrade after the configuration's `listen` changed: the new process must not serve the
+/// old address while it says it listens on the new one.
+final class UpgradeListenIntegrationTests: XCTestCase {
+    func testAnUpgradeWhoseListenAddressChangedIsRefusedAndTheOldProcessServesOn() throws {
+        let a = try Backend("A")
+        let file = temporaryPath("listen.conf")
+        defer { unlink(file) }
+        let before = freePort(), after = freePort()
+        try "listen 127.0.0.1:\(before)\nserver 0 address 127.0.0.1 port \(a.port)\n".write(toFile: file, atomically: true, encoding: .utf8)
+        let penha = try Penha(["-F", file], listen: "", servers: [])
+        XCTAssertEqual(try Client(port: before).readLine(), "A")
+        try "listen 127.0.0.1:\(after)\nserver 0 address 127.0.0.1 port \(a.port)\n".write(toFile: file, atomically: true, encoding: .utf8)
+        let upgrade = try runPenha(["upgrade", "-C", penha.control])
+        if upgrade.status == 0, let new = upgrade.stdout.split(separator: " ").last.flatMap({ Int32($0.trimmingCharacters(in: .whitespacesAndNewlines)) }) {
+            kill(new, SIGTERM)
+        }
+        XCTAssertNotEqual(upgrade.status, 0, "the new process took over the listener on \(before) with listen \(after) configured")
+        XCTAssertTrue(upgrade.stderr.contains("\(after)"), upgrade.stderr)
+        XCTAssertEqual(try penha.command("pid"), ["\(penha.process.processIdentifier)"], "the old process serves on")
+        XCTAssertEqual(try Client(port: before).readLine(), "A")
+    }
+}
