@@ -82,3 +82,99 @@ final class UpgradeListenIntegrationTests: XCTestCase {
         XCTAssertEqual(try Client(port: before).readLine(), "A")
     }
 }
+
+/// SIGTERM to the old process while a handover is under way: the handover is seen through
+/// before the old process stops (its drain would otherwise end the moment its connections
+/// left, and the process exit under the handover), and what the new one made its own (the
+/// pid file) stays.
+final class HandoverStopIntegrationTests: XCTestCase {
+    func testSIGTERMDuringAHandoverLeavesTheNewProcesssFilesAlone() throws {
+        try NetworkLab.requireRoot()
+        let a = try Backend("A")
+        let pidFile = temporaryPath("penha.pid"), path = temporaryPath("taker.sock")
+        defer { unlink(pidFile); unlink(path) }
+        let penha = try Penha(["-p", pidFile, "-O", "drain 10"], servers: ["127.0.0.1:\(a.port)"])
+        let stream = try Client(port: penha.port)
+        XCTAssertEqual(try stream.readLine(), "A")
+        // The taker, by hand: its socket, then the request on the control socket.
+        let listening = try Self.unixSocket(path, listen: true)
+        defer { close(listening) }
+        let control = try Self.unixSocket(penha.control, listen: false)
+        defer { close(control) }
+        Self.write(control, Array("PENHA-HANDOVER 1 \(path)\n".utf8))
+        var ready = pollfd(fd: listening, events: Int16(POLLIN), revents: 0)
+        XCTAssertEqual(poll(&ready, 1, 5000), 1)
+        let handover = accept(listening, nil, nil)
+        defer { close(handover) }
+        XCTAssertGreaterThanOrEqual(handover, 0)
+        var time = timeval(tv_sec: 5, tv_usec: 0)
+        setsockopt(handover, SOL_SOCKET, SO_RCVTIMEO, &time, socklen_t(MemoryLayout<timeval>.size))
+        XCTAssertEqual(Self.frameKind(handover), 1, "the listener")
+        // The old process is stopped while it waits for `accepting`.
+        kill(penha.process.processIdentifier, SIGTERM)
+        usleep(200_000)
+        Self.write(handover, Self.frame(kind: 2))
+        var kinds: [UInt8] = []
+        // Bounded: at most a few frames (client table, one connection, counters) before done.
+        while kinds.count < 16, let kind = Self.frameKind(handover) {
+            kinds.append(kind)
+            if kind == 4 { break }
+        }
+        XCTAssertEqual(kinds.last, 4, "done: \(kinds)")
+        // What a new process makes before it answers: its pid file (and its control socket).
+        try "999999\n".write(toFile: pidFile, atomically: true, encoding: .utf8)
+        Self.write(handover, Self.frame(kind: 5))
+        setsockopt(control, SOL_SOCKET, SO_RCVTIMEO, &time, socklen_t(MemoryLayout<timeval>.size))
+        var answer = [UInt8](repeating: 0, count: 4096)
+        let count = answer.withUnsafeMutableBytes { recv(control, $0.baseAddress, $0.count, 0) }
+        let text = String(decoding: answer.prefix(max(0, count)), as: UTF8.self)
+        XCTAssertTrue(text.contains("handed over to pid"), "the handover was not seen through: '\(text)' \(penha.stderr)")
+        XCTAssertNotNil(penha.waitForExit(timeout: 15), "the old process exits")
+        XCTAssertEqual(try? String(contentsOfFile: pidFile, encoding: .utf8), "999999\n",
+                       "the old process removed the pid file the new one wrote: \(penha.stderr)")
+    }
+
+    private static func frame(kind: UInt8) -> [UInt8] {
+        Array("PNHO".utf8) + [1, kind, 0, 0, 0, 0, 0, 0]
+    }
+
+    /// The next frame's kind, its body read and any descriptors dropped; nil when none came.
+    private static func frameKind(_ socket: Int32) -> UInt8? {
+        guard let header = read(socket, 12) else { return nil }
+        let length = header[8..<12].reduce(0) { $0 << 8 | Int($1) }
+        guard read(socket, length) != nil else { return nil }
+        return header[5]
+    }
+
+    private static func read(_ socket: Int32, _ count: Int) -> [UInt8]? {
+        var bytes = [UInt8](repeating: 0, count: count)
+        var offset = 0
+        while offset < count {
+            let got = bytes[offset...].withUnsafeMutableBytes { recv(socket, $0.baseAddress, $0.count, 0) }
+            guard got > 0 else { return nil }
+            offset += got
+        }
+        return bytes
+    }
+
+    private static func write(_ socket: Int32, _ bytes: [UInt8]) {
+        _ = bytes.withUnsafeBytes { send(socket, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
+    }
+
+    private static func unixSocket(_ path: String, listen: Bool) throws -> Int32 {
+        let descriptor = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue), 0)
+        var address = sockaddr_un()
+        address.sun_family = sa_family_t(AF_UNIX)
+        withUnsafeMutableBytes(of: &address.sun_path) { $0.copyBytes(from: path.utf8.prefix(107)) }
+        let result = withUnsafePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+                listen ? bind(descriptor, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) : connect(descriptor, $0, socklen_t(MemoryLayout<sockaddr_un>.size))
+            }
+        }
+        guard result == 0, !listen || Glibc.listen(descriptor, 1) == 0 else {
+            close(descriptor)
+            throw TestFailure("\(path): errno \(errno)")
+        }
+        return descriptor
+    }
+}
