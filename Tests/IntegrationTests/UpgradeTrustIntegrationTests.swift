@@ -178,3 +178,53 @@ final class HandoverStopIntegrationTests: XCTestCase {
         return descriptor
     }
 }
+
+/// The new process's side: the first process of penha's user to connect to its handover
+/// socket is taken for the old penha; it must be the one serving the control socket.
+final class TakeoverPeerIntegrationTests: XCTestCase {
+    func testTheTakerRefusesAProcessThatIsNotThePenhaOnTheControlSocket() throws {
+        try NetworkLab.requireRoot()
+        let a = try Backend("A")
+        let penha = try Penha([], servers: ["127.0.0.1:\(a.port)"])
+        // The old penha held still, so that another process of its user connects first.
+        kill(penha.process.processIdentifier, SIGSTOP)
+        defer { kill(penha.process.processIdentifier, SIGCONT) }
+        let taker = Process()
+        taker.executableURL = penhaBinary
+        taker.arguments = ["run", "--takeover", penha.control, "-f", "-C", temporaryPath("taker.sock"),
+                           "127.0.0.1:\(freePort())", "127.0.0.1:\(a.port)"]
+        let errors = Pipe()
+        taker.standardError = errors
+        try taker.run()
+        defer { if taker.isRunning { kill(taker.processIdentifier, SIGKILL) } }
+        let directory = (penha.control as NSString).deletingLastPathComponent
+        let path = "\(directory)/.penha-handover-\(taker.processIdentifier)"
+        var connected: Int32 = -1
+        // Bounded: the taker listens at once.
+        for _ in 0..<500 where connected < 0 {
+            connected = Self.connect(path)
+            if connected < 0 { usleep(10_000) }
+        }
+        XCTAssertGreaterThanOrEqual(connected, 0, "the taker's handover socket")
+        defer { close(connected) }
+        for _ in 0..<1000 where taker.isRunning { usleep(10_000) }
+        let text = String(decoding: errors.fileHandleForReading.availableData, as: UTF8.self)
+        XCTAssertNotEqual(taker.isRunning ? 0 : taker.terminationStatus, 0)
+        XCTAssertTrue(text.contains("is not the penha on"), text)
+        kill(penha.process.processIdentifier, SIGCONT)
+        XCTAssertEqual(try penha.command("pid"), ["\(penha.process.processIdentifier)"], "the old penha serves on")
+    }
+
+    private static func connect(_ path: String) -> Int32 {
+        let descriptor = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue), 0)
+        var address = sockaddr_un()
+        address.sun_family = sa_family_t(AF_UNIX)
+        withUnsafeMutableBytes(of: &address.sun_path) { $0.copyBytes(from: path.utf8.prefix(107)) }
+        let result = withUnsafePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { Glibc.connect(descriptor, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) }
+        }
+        if result == 0 { return descriptor }
+        close(descriptor)
+        return -1
+    }
+}

@@ -80,13 +80,16 @@ public final class HandoverSocket {
 
     /// The peer's process and user, as the kernel saw them when it connected or listened.
     public var peer: (pid: Int32, uid: UInt32) {
-        get throws {
-            var pid: Int32 = 0, uid: UInt32 = 0
-            guard penha_peer_credentials(descriptor, &pid, &uid) == 0 else {
-                throw HandoverFailure("SO_PEERCRED: \(SystemErrorText.describe(errno: errno))")
-            }
-            return (pid, uid)
+        get throws { try Self.peer(of: descriptor) }
+    }
+
+    /// The peer of any connected Unix socket (the control connection's, say).
+    public static func peer(of descriptor: Int32) throws -> (pid: Int32, uid: UInt32) {
+        var pid: Int32 = 0, uid: UInt32 = 0
+        guard penha_peer_credentials(descriptor, &pid, &uid) == 0 else {
+            throw HandoverFailure("SO_PEERCRED: \(SystemErrorText.describe(errno: errno))")
         }
+        return (pid, uid)
     }
 
     /// Sends one frame, its descriptors with its first bytes.
