@@ -123,7 +123,7 @@ let package = Package(
                            .product(name: "NIOEmbedded", package: "swift-nio")]
         ),
         .testTarget(name: "VRRPTests", dependencies: ["VRRP", "VRRPCore", "TestSupport"]),
-        .testTarget(name: "PenhaCommandLineTests", dependencies: ["PenhaCommandLine"]),
+        .testTarget(name: "PenhaCommandLineTests", dependencies: ["PenhaCommandLine", "CProcess"]),
         // Runs the real penha binary; depending on it makes `swift test` build it first.
         .testTarget(
             name: "IntegrationTests",

@@ -21,14 +21,16 @@ pid_t penha_spawn_orphan(const char *path, char *const argv[], char *const envp[
         pid_t child = fork();
         if (child == 0) {
             setsid();
-            int null = open("/dev/null", O_RDWR);
-            if (null >= 0) {
-                dup2(null, 0);
-                dup2(null, 1);
-                if (null > 2) close(null);
-            }
+            // The ready descriptor first: a starter run with stdin or stdout closed has its
+            // pipe on 0 or 1, which /dev/null is about to replace.
             if (ready_source != ready_target) dup2(ready_source, ready_target);
             else fcntl(ready_target, F_SETFD, 0);
+            int null = open("/dev/null", O_RDWR);
+            if (null >= 0) {
+                if (ready_target != 0) dup2(null, 0);
+                if (ready_target != 1) dup2(null, 1);
+                if (null > 2) close(null);
+            }
             execve(path, argv, envp);
             _exit(127);
         }

@@ -287,6 +287,8 @@ struct RunCommand: Subcommand {
         try? systemd?.ready(service).wait()
         let updates = systemd?.startUpdates(service, vrrp: vrrp)
         serveSignals(service, systemd: systemd, logger: logger)
+        // Its own waits bound a handover under way (5 s a frame); the successor's start is given as long.
+        service.closeHandovers(waitingAtMost: .seconds(Int(Successor.startSeconds)))
         let successor = service.handedOverTo
         if let successor {
             // systemd follows the new process as the unit's main one (NotifyAccess=main: this one may say so).

@@ -54,6 +54,11 @@ final class Takeover {
             socket = try HandoverSocket.accept(listening)
             let peer = try socket.peer
             guard peer.uid == oldUser else { throw HandoverFailure("the process that connected is of uid \(peer.uid), not penha's own (\(oldUser))") }
+            // Any process of that user may connect first: only the one serving the control socket gives the listener.
+            let penha = try HandoverSocket.peer(of: control)
+            guard peer.pid == penha.pid else {
+                throw HandoverFailure("the process that connected (pid \(peer.pid)) is not the penha on \(controlPath) (pid \(penha.pid))")
+            }
             oldProcess = peer.pid
             let (message, descriptors) = try socket.receive()
             guard case .adoptListener = try reception.receive(message), let descriptor = descriptors.first else {

@@ -27,7 +27,7 @@ struct UpgradeCommand: Subcommand {
             options: [.value("-C", valueName: "socket", help: "The running penha's control socket (default \(Endpoint.defaultControlPath)).",
                              \.control),
                       .value("--binary", valueName: "path", help: "The binary to start (default: the one the running penha was "
-                                 + "started as).", \.binary)])
+                                 + "started as; this one for a penha of another user).", \.binary)])
     }
 
     func run() throws {
@@ -48,7 +48,7 @@ struct UpgradeCommand: Subcommand {
             throw RuntimeFailure(description: "cannot enter \(directory): \(SystemErrorText.describe(errno: errno))")
         }
         let socketPath = socket.hasPrefix("/") ? socket : "\(directory)/\(socket)"
-        let new = try Successor.start(binary ?? executable, Successor.arguments(arguments, socket: socketPath))
+        let new = try Successor.start(binary ?? Self.trusted(executable, of: old), Successor.arguments(arguments, socket: socketPath))
         guard new.tookOver else {
             throw RuntimeFailure(description: "upgrade failed, pid \(old) serves on (the new process exited: see its reason above)")
         }
@@ -67,6 +67,19 @@ struct UpgradeCommand: Subcommand {
         let words = bytes.split(separator: 0, omittingEmptySubsequences: false).dropLast().map { String(decoding: $0, as: UTF8.self) }
         guard let executable = words.first else { throw RuntimeFailure(description: "pid \(pid) has an empty command line") }
         return (executable, Array(words.dropFirst()))
+    }
+
+    /// The binary to start: the one `pid` was started as when it runs as this user; else this
+    /// command's own. A process of another user (root upgrading a penha run with `-u`) can
+    /// rewrite its command line, and root must not run a file that user named.
+    private static func trusted(_ executable: String, of pid: Int32) throws -> String {
+        var owner = stat()
+        guard stat("/proc/\(pid)", &owner) == 0 else { throw RuntimeFailure(description: "pid \(pid) is gone") }
+        if owner.st_uid == geteuid() { return executable }
+        var buffer = [CChar](repeating: 0, count: Int(PATH_MAX) + 1)
+        let count = readlink("/proc/self/exe", &buffer, buffer.count - 1)
+        guard count > 0 else { throw RuntimeFailure(description: "cannot read this binary's path: \(SystemErrorText.describe(errno: errno))") }
+        return String(decoding: buffer[..<count].map { UInt8(bitPattern: $0) }, as: UTF8.self)
     }
 
     private static func workingDirectory(of pid: Int32) throws -> String {

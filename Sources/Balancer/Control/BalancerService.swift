@@ -171,6 +171,7 @@ public final class BalancerService: Sendable {
                                 limit: configuration.connectionsMax, acceptProxy: configuration.acceptProxy)
         let address: EngineListenAddress
         if let adopting {
+            try Self.check(adopted: adopting, against: configuration.listen)
             address = .adopted(adopting)
         } else {
             switch configuration.listen {
@@ -186,6 +187,37 @@ public final class BalancerService: Sendable {
         self.engine.withLock { $0 = engine }
         logger.debug("TCP engine started", metadata: ["threads": "\(engine.threadCount)"])
         return bound
+    }
+
+    /// The listener a takeover brings must be the one this configuration listens on: one
+    /// whose `listen` changed would otherwise serve the old address while saying the new one.
+    private static func check(adopted descriptor: Int32, against listen: Endpoint) throws {
+        var storage = sockaddr_storage()
+        var length = socklen_t(MemoryLayout<sockaddr_storage>.size)
+        let named = withUnsafeMutablePointer(to: &storage) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(descriptor, $0, &length) }
+        }
+        guard named == 0 else { throw HandoverFailure("the listener handed over: \(SystemErrorText.describe(errno: errno))") }
+        let matches: Bool
+        switch listen {
+        case .inet(let host, let port):
+            let wanted = try SocketAddress.makeAddressResolvingHost(host, port: port)
+            let given: SocketAddress? = switch Int32(storage.ss_family) {
+            case AF_INET: withUnsafeBytes(of: storage) { SocketAddress($0.load(as: sockaddr_in.self), host: "") }
+            case AF_INET6: withUnsafeBytes(of: storage) { SocketAddress($0.load(as: sockaddr_in6.self), host: "") }
+            default: nil
+            }
+            matches = given?.port == wanted.port && given?.ipAddress == wanted.ipAddress
+        case .unix(let path):
+            let given = withUnsafeBytes(of: storage) { bytes -> String in
+                let name = bytes.dropFirst(MemoryLayout<sa_family_t>.size).prefix(Int(length) - MemoryLayout<sa_family_t>.size)
+                return String(decoding: name.prefix { $0 != 0 }, as: UTF8.self)
+            }
+            matches = Int32(storage.ss_family) == AF_UNIX && given == path
+        }
+        guard matches else {
+            throw HandoverFailure("the running penha listens elsewhere than listen \(listen) (restart to move the listener)")
+        }
     }
 
     /// Stops accepting; established connections are left to the caller (exit closes them).

@@ -26,17 +26,34 @@ final class HandoverGiver: Sendable {
 
     /// The new process's pid once a handover succeeded; nil before.
     private let successor = Mutex<Int32?>(nil)
-    private let inProgress = Atomic<Bool>(false)
+    /// `idle`, `running` (one handover at a time) or `closed` (the process stops: none starts).
+    private let phase = Atomic<Int>(Phase.idle)
+
+    private enum Phase {
+        static let idle = 0, running = 1, closed = 2
+    }
 
     var handedOverTo: Int32? { successor.withLock { $0 } }
+
+    /// No handover starts from now on; one under way is waited for, at most `bound`, so
+    /// that the stopping process knows whether its connections and files are another's.
+    func shut(waitingAtMost bound: Duration) {
+        let deadline = ContinuousClock.now + bound
+        while !phase.compareExchange(expected: Phase.idle, desired: Phase.closed, ordering: .acquiringAndReleasing).exchanged,
+              phase.load(ordering: .acquiring) != Phase.closed, ContinuousClock.now < deadline {
+            usleep(10_000)
+        }
+    }
 
     /// Runs a whole handover, blocking (bounded: every wait is, see `HandoverSocket`): call it
     /// off the event loop. `requester`: the control connection's peer.
     func handOver(_ service: BalancerService, engine: Engine?, path: String, requester: (pid: Int32, uid: UInt32)) -> Reply {
-        guard inProgress.compareExchange(expected: false, desired: true, ordering: .relaxed).exchanged else {
-            return Reply(errors: ["handover refused: another handover is in progress"])
+        let (started, found) = phase.compareExchange(expected: Phase.idle, desired: Phase.running, ordering: .acquiringAndReleasing)
+        guard started else {
+            return Reply(errors: [found == Phase.closed ? "handover refused: penha is stopping"
+                                                        : "handover refused: another handover is in progress"])
         }
-        defer { inProgress.store(false, ordering: .relaxed) }
+        defer { phase.store(Phase.idle, ordering: .releasing) }
         let logger = service.logger
         do {
             let moved = try give(service, engine: engine, path: path, requester: requester)
@@ -197,4 +214,11 @@ extension BalancerService {
     /// The new process's pid once this one handed over to it: it stops without touching
     /// what the new one took (the pid file, the sockets' paths).
     public var handedOverTo: Int32? { handover.handedOverTo }
+
+    /// The process stops: no handover starts, and one under way ends first (at most `bound`,
+    /// blocking), so that `handedOverTo` is final: a SIGTERM in the middle of a handover
+    /// neither exits under it nor removes what the new process took.
+    public func closeHandovers(waitingAtMost bound: Duration) {
+        handover.shut(waitingAtMost: bound)
+    }
 }

@@ -54,10 +54,13 @@ public final class HandoverSocket {
         let descriptor = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
         guard descriptor >= 0 else { throw HandoverFailure("socket: \(SystemErrorText.describe(errno: errno))") }
         // fchmod before bind: the socket file is made with the mode of the socket, so no other
-        // user can connect between the bind and a chmod.
+        // user can connect at any time. The owner is set by path, never through a symlink: the
+        // directory may be `user`'s, who could swap the bound socket for a link to any file
+        // between the bind and the chown (root giving that file away).
         _ = fchmod(descriptor, 0o600)
-        guard address.withSockAddr({ bind(descriptor, $0, socklen_t($1)) }) == 0, chmod(path, 0o600) == 0,
-              user == geteuid() || chown(path, user, gid_t.max) == 0, Glibc.listen(descriptor, 1) == 0 else {
+        guard address.withSockAddr({ bind(descriptor, $0, socklen_t($1)) }) == 0,
+              user == geteuid() || fchownat(AT_FDCWD, path, user, gid_t.max, AT_SYMLINK_NOFOLLOW) == 0,
+              Glibc.listen(descriptor, 1) == 0 else {
             let failure = HandoverFailure("cannot listen on \(path): \(SystemErrorText.describe(errno: errno))")
             close(descriptor)
             throw failure
@@ -77,13 +80,16 @@ public final class HandoverSocket {
 
     /// The peer's process and user, as the kernel saw them when it connected or listened.
     public var peer: (pid: Int32, uid: UInt32) {
-        get throws {
-            var pid: Int32 = 0, uid: UInt32 = 0
-            guard penha_peer_credentials(descriptor, &pid, &uid) == 0 else {
-                throw HandoverFailure("SO_PEERCRED: \(SystemErrorText.describe(errno: errno))")
-            }
-            return (pid, uid)
+        get throws { try Self.peer(of: descriptor) }
+    }
+
+    /// The peer of any connected Unix socket (the control connection's, say).
+    public static func peer(of descriptor: Int32) throws -> (pid: Int32, uid: UInt32) {
+        var pid: Int32 = 0, uid: UInt32 = 0
+        guard penha_peer_credentials(descriptor, &pid, &uid) == 0 else {
+            throw HandoverFailure("SO_PEERCRED: \(SystemErrorText.describe(errno: errno))")
         }
+        return (pid, uid)
     }
 
     /// Sends one frame, its descriptors with its first bytes.
