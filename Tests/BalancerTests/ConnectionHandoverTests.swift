@@ -54,14 +54,19 @@ final class ConnectionHandoverTests: XCTestCase {
         XCTAssertNil(state.adopt(client: client(9), target: .abuse, peer: .text("x"), connectedAt: at(1), now: at(5)), "no abuse server here")
     }
 
+    /// Client 1's connection adopted on server `index`, and the lease the engine makes for it.
+    private func adopted(_ state: inout BalancerState, on index: Int) -> (Lease, Int)? {
+        guard let (placement, number) = state.adopt(client: client(1), target: .server(index), peer: .text("c"), connectedAt: at(0),
+                                                    now: at(0)) else { return nil }
+        return state.withServer(.server(index)) { spec, server in
+            (Lease(placement: placement, target: .server(index), address: server.address, source: nil, host: spec.host,
+                   port: spec.port, noDelay: false, proxyProtocol: spec.proxyProtocol), number)
+        }
+    }
+
     func testAnAdoptedMachineRelaysFromWhereTheDirectionsHadGot() {
         var state = makeState(2)
-        guard let (placement, number) = state.adopt(client: client(1), target: .server(1), peer: .text("c"), connectedAt: at(0),
-                                                    now: at(0)),
-              let lease = state.withServer(.server(1), { spec, server in
-                  Lease(placement: placement, target: .server(1), address: server.address, source: nil, host: spec.host,
-                        port: spec.port, noDelay: false, proxyProtocol: spec.proxyProtocol)
-              }) else { return XCTFail("not adopted") }
+        guard let (lease, number) = adopted(&state, on: 1) else { return XCTFail("not adopted") }
         var machine = Machine(adopted: lease, number: number, timeouts: Machine.Timeouts(connectSeconds: 3, idleSeconds: 10),
                               toServer: HandedOverFlow(sourceEnded: true, shutDown: true), toClient: HandedOverFlow(pending: [1]),
                               logsRequest: false, now: 0)
@@ -82,12 +87,7 @@ final class ConnectionHandoverTests: XCTestCase {
 
     func testAnAdoptedConnectionWhoseSourcesBothEndedIsDrainBounded() {
         var state = makeState(1)
-        guard let (placement, number) = state.adopt(client: client(1), target: .server(0), peer: .text("c"), connectedAt: at(0),
-                                                    now: at(0)),
-              let lease = state.withServer(.server(0), { spec, server in
-                  Lease(placement: placement, target: .server(0), address: server.address, source: nil, host: spec.host,
-                        port: spec.port, noDelay: false, proxyProtocol: spec.proxyProtocol)
-              }) else { return XCTFail("not adopted") }
+        guard let (lease, number) = adopted(&state, on: 0) else { return XCTFail("not adopted") }
         var machine = Machine(adopted: lease, number: number, timeouts: Machine.Timeouts(connectSeconds: 3, idleSeconds: 0),
                               toServer: HandedOverFlow(pending: [1], sourceEnded: true), toClient: HandedOverFlow(pending: [2], sourceEnded: true),
                               logsRequest: false, now: 0)
