@@ -16,17 +16,8 @@ final class ControlReviewTests: XCTestCase {
         let controlPort = freePort()
         let penha = try Penha(["-C", "127.0.0.1:\(controlPort)"], servers: ["127.0.0.1:\(a.port)"])
         defer { penha.stop() }
-        let pid = penha.process.processIdentifier
-        let before = try FileManager.default.contentsOfDirectory(atPath: "/proc/\(pid)/fd").count
-        var idle: [Client] = []
-        for _ in 0..<60 { idle.append(try Client(port: controlPort)) }
-        // Bounded wait for penha to accept what it will: 3 s, in steps of 50 ms.
-        var held = 0
-        for _ in 0..<60 {
-            held = try FileManager.default.contentsOfDirectory(atPath: "/proc/\(pid)/fd").count - before
-            if held >= 60 { break }
-            usleep(50_000)
-        }
+        let (idle, held) = try penha.idleClients(60, port: controlPort)
         XCTAssertLessThanOrEqual(held, 16 + 2, "60 idle control clients hold \(held) descriptors")
+        withExtendedLifetime(idle) {}
     }
 }

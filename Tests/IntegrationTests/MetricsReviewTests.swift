@@ -17,19 +17,9 @@ final class MetricsReviewTests: XCTestCase {
         let metricsPort = freePort()
         let penha = try Penha(["-O", "metrics 127.0.0.1:\(metricsPort)"], servers: ["127.0.0.1:\(a.port)"])
         defer { penha.stop() }
-        let pid = penha.process.processIdentifier
-        let before = try descriptors(of: pid)
-        var idle: [Client] = []
-        for _ in 0..<60 { idle.append(try Client(port: metricsPort)) }
-        // Bounded wait for penha to accept what it will: 3 s, in steps of 50 ms.
-        var held = 0
-        for _ in 0..<60 {
-            held = try descriptors(of: pid) - before
-            if held >= 60 { break }
-            usleep(50_000)
-        }
-        XCTAssertLessThanOrEqual(held, 16 + 2, "60 idle scrapers hold \(held) descriptors")
-        idle.removeAll()
+        var idle = try penha.idleClients(60, port: metricsPort)
+        XCTAssertLessThanOrEqual(idle.held, 16 + 2, "60 idle scrapers hold \(idle.held) descriptors")
+        idle.clients.removeAll()
         let client = try Client(port: metricsPort, timeout: 10)
         try client.send("GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
         let response = String(decoding: try client.readToEnd(), as: UTF8.self)
@@ -45,7 +35,7 @@ final class MetricsReviewTests: XCTestCase {
         let penha = try Penha(["-O", "acl 3 deny 127.0.0.1", "-O", "metrics 127.0.0.1:\(metricsPort) acl 3"],
                               servers: ["127.0.0.1:\(a.port)"])
         defer { penha.stop() }
-        let before = try descriptors(of: penha.process.processIdentifier)
+        let before = penha.openFileDescriptors
         // Within 3 s, well before the 10 s a scraper has to send its request.
         let silent = try Client(port: metricsPort, timeout: 3)
         let answer = String(decoding: try silent.readToEnd(), as: UTF8.self)
@@ -54,7 +44,7 @@ final class MetricsReviewTests: XCTestCase {
         var held = 1
         for _ in 0..<60 where held > 0 {
             usleep(50_000)
-            held = try descriptors(of: penha.process.processIdentifier) - before
+            held = penha.openFileDescriptors - before
         }
         XCTAssertEqual(held, 0, "the refused connection is closed")
         let asking = try Client(port: metricsPort, timeout: 3)
@@ -62,9 +52,5 @@ final class MetricsReviewTests: XCTestCase {
         let refused = String(decoding: try asking.readToEnd(), as: UTF8.self)
         XCTAssertTrue(refused.hasPrefix("HTTP/1.1 403"), refused)
         XCTAssertTrue(refused.hasSuffix("\r\n\r\naccess denied\n"), refused)
-    }
-
-    private func descriptors(of pid: Int32) throws -> Int {
-        try FileManager.default.contentsOfDirectory(atPath: "/proc/\(pid)/fd").count
     }
 }

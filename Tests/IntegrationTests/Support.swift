@@ -94,6 +94,20 @@ final class Penha: Sendable {
         (try? FileManager.default.contentsOfDirectory(atPath: "/proc/\(process.processIdentifier)/fd").count) ?? -1
     }
 
+    /// `count` clients that connect to `port` and send nothing, and how many descriptors penha
+    /// holds for them once it has accepted what it will (waited for at most 3 s, in steps of 50 ms).
+    func idleClients(_ count: Int, port: Int) throws -> (clients: [Client], held: Int) {
+        let before = openFileDescriptors
+        let clients = try (0..<count).map { _ in try Client(port: port) }
+        var held = 0
+        for _ in 0..<60 {
+            held = openFileDescriptors - before
+            if held >= count { break }
+            usleep(50_000)
+        }
+        return (clients, held)
+    }
+
     /// What each open descriptor is, for failure messages.
     var descriptorListing: String {
         let directory = "/proc/\(process.processIdentifier)/fd"
